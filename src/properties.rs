@@ -1,0 +1,134 @@
+//! Message properties: the AMQP 0-9-1 basic properties Kombu uses, plus headers.
+
+use serde::{Deserialize, Serialize};
+
+use crate::value::Headers;
+
+/// `delivery_mode` 1: the broker may keep the message in memory only.
+pub const TRANSIENT_DELIVERY_MODE: u8 = 1;
+/// `delivery_mode` 2: the broker writes the message to disk (the default of `Producer.publish`).
+pub const PERSISTENT_DELIVERY_MODE: u8 = 2;
+
+/// The delivery mode of a message or the default of an exchange.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "DeliveryModeRepr", into = "u8")]
+pub enum DeliveryMode {
+    /// 1, `"transient"`.
+    Transient,
+    /// 2, `"persistent"`.
+    Persistent,
+}
+
+impl DeliveryMode {
+    /// The AMQP value (1 or 2).
+    pub fn as_u8(self) -> u8 {
+        match self {
+            DeliveryMode::Transient => TRANSIENT_DELIVERY_MODE,
+            DeliveryMode::Persistent => PERSISTENT_DELIVERY_MODE,
+        }
+    }
+
+    /// Parse Kombu's integer or alias (`1`, `2`, `"transient"`, `"persistent"`).
+    pub fn parse(s: &str) -> crate::Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "1" | "transient" => Ok(DeliveryMode::Transient),
+            "2" | "persistent" => Ok(DeliveryMode::Persistent),
+            other => Err(crate::Error::Value(format!(
+                "delivery_mode must be 1/\"transient\" or 2/\"persistent\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+impl TryFrom<u8> for DeliveryMode {
+    type Error = crate::Error;
+    fn try_from(v: u8) -> crate::Result<Self> {
+        match v {
+            1 => Ok(DeliveryMode::Transient),
+            2 => Ok(DeliveryMode::Persistent),
+            other => Err(crate::Error::Value(format!(
+                "delivery_mode must be 1 (transient) or 2 (persistent), not {other}"
+            ))),
+        }
+    }
+}
+
+impl From<DeliveryMode> for u8 {
+    fn from(v: DeliveryMode) -> u8 {
+        v.as_u8()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum DeliveryModeRepr {
+    Int(u8),
+    Str(String),
+}
+
+impl TryFrom<DeliveryModeRepr> for DeliveryMode {
+    type Error = crate::Error;
+    fn try_from(v: DeliveryModeRepr) -> crate::Result<Self> {
+        match v {
+            DeliveryModeRepr::Int(i) => DeliveryMode::try_from(i),
+            DeliveryModeRepr::Str(s) => DeliveryMode::parse(&s),
+        }
+    }
+}
+
+/// The properties of a message, as AMQP 0-9-1 `basic` properties.
+///
+/// Field names are Kombu's (and the AMQP spec's); `type` is `type_` in Rust. Missing
+/// properties are `None`. Headers are always present (Kombu always sends a table, even empty).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Properties {
+    /// MIME type of the body (`application/json`, ...).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_type: Option<String>,
+    /// Character set or `binary`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub content_encoding: Option<String>,
+    /// Application headers.
+    #[serde(default)]
+    pub headers: Headers,
+    /// 1 transient, 2 persistent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery_mode: Option<u8>,
+    /// 0 to the queue's max priority; higher is more urgent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub priority: Option<u8>,
+    /// Correlates a reply with its request.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub correlation_id: Option<String>,
+    /// Queue to send replies to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<String>,
+    /// Per-message TTL in milliseconds, as a decimal string (AMQP `expiration`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub expiration: Option<String>,
+    /// Application message id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message_id: Option<String>,
+    /// Seconds since the Unix epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<u64>,
+    /// Message type name.
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub type_: Option<String>,
+    /// Creating user id (validated by RabbitMQ).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    /// Creating application id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<String>,
+    /// Deprecated AMQP cluster id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_id: Option<String>,
+}
+
+impl Properties {
+    /// The per-message TTL in milliseconds, when `expiration` holds a valid number.
+    pub fn expiration_ms(&self) -> Option<u64> {
+        self.expiration.as_deref().and_then(|s| s.trim().parse::<u64>().ok())
+    }
+}
