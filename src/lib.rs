@@ -20,11 +20,16 @@
 pub mod error;
 pub mod payload;
 pub mod properties;
+// LEAD-WIP pub mod broker;
+pub mod rt;
+pub mod spec;
+// LEAD-WIP pub mod transport;
 pub mod value;
 
 pub mod compression;
 pub mod routing;
 pub mod serialization;
+pub mod retry;
 pub mod url;
 
 pub use error::{Error, ReplyCode, Result};

@@ -1,0 +1,61 @@
+//! The little the Kombu API needs from a runtime: sleeping and reading the clock.
+//!
+//! Natively this is tokio's timer (the core must then run inside a tokio runtime, as the
+//! gateway and the CLI do); in wasm32 it is the browser's or Node's `setTimeout` through
+//! gloo-timers, and `performance.now()` through web-time.
+
+pub use web_time::{Duration, Instant, SystemTime};
+
+/// Sleep for `d`.
+#[cfg(not(target_arch = "wasm32"))]
+pub async fn sleep(d: Duration) {
+    tokio::time::sleep(d).await
+}
+
+/// Sleep for `d`.
+#[cfg(target_arch = "wasm32")]
+pub async fn sleep(d: Duration) {
+    let ms = d.as_millis().min(u128::from(u32::MAX)) as u32;
+    gloo_timers::future::TimeoutFuture::new(ms).await
+}
+
+/// Sleep until `t` (returns at once when `t` has passed).
+pub async fn sleep_until(t: Instant) {
+    let now = Instant::now();
+    if t > now {
+        sleep(t - now).await
+    }
+}
+
+/// Marker for values that can move between threads where the platform has threads.
+///
+/// Natively this is `Send`; in wasm32 (single-threaded, with `!Send` JavaScript values) it
+/// holds for every type. Transports and callbacks use it so that one trait serves tokio and
+/// the browser.
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSend: Send {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Send + ?Sized> MaybeSend for T {}
+/// Marker for values that can move between threads where the platform has threads.
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSend {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSend for T {}
+
+/// `Sync` natively, nothing in wasm32. See [`MaybeSend`].
+#[cfg(not(target_arch = "wasm32"))]
+pub trait MaybeSync: Sync {}
+#[cfg(not(target_arch = "wasm32"))]
+impl<T: Sync + ?Sized> MaybeSync for T {}
+/// `Sync` natively, nothing in wasm32. See [`MaybeSend`].
+#[cfg(target_arch = "wasm32")]
+pub trait MaybeSync {}
+#[cfg(target_arch = "wasm32")]
+impl<T: ?Sized> MaybeSync for T {}
+
+/// A boxed future that is `Send` where the platform has threads.
+#[cfg(not(target_arch = "wasm32"))]
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+/// A boxed future that is `Send` where the platform has threads.
+#[cfg(target_arch = "wasm32")]
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
