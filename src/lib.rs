@@ -27,6 +27,7 @@ pub mod spec;
 pub mod value;
 
 pub mod compression;
+pub mod envelope;
 pub mod routing;
 pub mod serialization;
 pub mod retry;

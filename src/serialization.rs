@@ -1,1 +1,595 @@
-//! (being written)
+//! Serializers (Kombu's `kombu.serialization`): a registry of named encoders/decoders with
+//! their content types, `dumps`/`loads`, and accept lists.
+//!
+//! Built in: `json` (the default; output byte-identical to Python kombu's `json.dumps`:
+//! `", "`/`": "` separators, non-ASCII escaped, Python's float formatting), `msgpack`,
+//! `yaml`, and `pickle`, which is registered so that it can be named in errors but is never
+//! encoded or decoded: pickle bodies are Python objects. `raw` sends text or bytes as
+//! `application/data`. Text and bytes published without a serializer bypass serialization
+//! (`text/plain`, `application/data`).
+//!
+//! Secure by default, as Kombu 3+: without an accept list, only pickle, yaml and msgpack are
+//! refused ([`enable_insecure_serializers`] lifts that); with an accept list only its types
+//! (plus the always-trusted `application/data`, `application/text` and an unspecified
+//! content type) are decoded, anything else is [`Error::ContentDisallowed`].
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::{Arc, OnceLock, RwLock};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::payload::Payload;
+use crate::value::Value;
+
+/// Encodes a payload into body bytes.
+pub type Encoder = Arc<dyn Fn(&Payload) -> Result<Vec<u8>> + Send + Sync>;
+/// Decodes body bytes into a payload.
+pub type Decoder = Arc<dyn Fn(&[u8]) -> Result<Payload> + Send + Sync>;
+
+/// Pickle's content type: recognised, never decoded.
+pub const PICKLE_CONTENT_TYPE: &str = "application/x-python-serialize";
+/// Content types decoded even when an accept list does not name them (Kombu's
+/// `TRUSTED_CONTENT`), plus the empty (unspecified) type.
+const TRUSTED: &[&str] = &["application/data", "application/text"];
+/// Encodings whose bodies are not text.
+const SKIP_DECODE: &[&str] = &["binary", "ascii-8bit"];
+
+/// A serializer of the registry.
+#[derive(Clone)]
+pub struct Codec {
+    /// Registry name (`json`, `msgpack`, ...).
+    pub name: String,
+    /// MIME type written to `content_type`.
+    pub content_type: String,
+    /// Written to `content_encoding` (`utf-8`, `binary`).
+    pub content_encoding: String,
+    encoder: Option<Encoder>,
+    decoder: Option<Decoder>,
+}
+
+impl std::fmt::Debug for Codec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Codec")
+            .field("name", &self.name)
+            .field("content_type", &self.content_type)
+            .field("content_encoding", &self.content_encoding)
+            .finish()
+    }
+}
+
+struct Registry {
+    by_name: BTreeMap<String, Codec>,
+    /// content type → name
+    by_type: BTreeMap<String, String>,
+    disabled: Vec<String>,
+    default: String,
+}
+
+impl Registry {
+    fn builtin() -> Self {
+        let mut r = Registry { by_name: BTreeMap::new(), by_type: BTreeMap::new(), disabled: Vec::new(), default: "json".into() };
+        r.insert(Codec {
+            name: "json".into(),
+            content_type: "application/json".into(),
+            content_encoding: "utf-8".into(),
+            encoder: Some(Arc::new(|p| json_dumps(&payload_value(p)))),
+            decoder: Some(Arc::new(|b| {
+                serde_json::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))
+            })),
+        });
+        r.insert(Codec {
+            name: "msgpack".into(),
+            content_type: "application/x-msgpack".into(),
+            content_encoding: "binary".into(),
+            encoder: Some(Arc::new(|p| {
+                rmp_serde::to_vec_named(&payload_value(p)).map_err(|e| Error::Encode(format!("msgpack: {e}")))
+            })),
+            decoder: Some(Arc::new(|b| {
+                rmp_serde::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
+            })),
+        });
+        r.insert(Codec {
+            name: "yaml".into(),
+            content_type: "application/x-yaml".into(),
+            content_encoding: "utf-8".into(),
+            encoder: Some(Arc::new(|p| {
+                serde_norway::to_string(&payload_value(p)).map(String::into_bytes).map_err(|e| Error::Encode(format!("yaml: {e}")))
+            })),
+            decoder: Some(Arc::new(|b| {
+                serde_norway::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid YAML body: {e}")))
+            })),
+        });
+        r.insert(Codec {
+            name: "pickle".into(),
+            content_type: PICKLE_CONTENT_TYPE.into(),
+            content_encoding: "binary".into(),
+            encoder: None,
+            decoder: None,
+        });
+        r.disabled = vec![PICKLE_CONTENT_TYPE.into(), "application/x-yaml".into(), "application/x-msgpack".into()];
+        r
+    }
+
+    fn insert(&mut self, c: Codec) {
+        if let Some(old) = self.by_name.remove(&c.name) {
+            self.by_type.remove(&old.content_type);
+        }
+        self.by_type.insert(c.content_type.clone(), c.name.clone());
+        self.by_name.insert(c.name.clone(), c);
+    }
+
+    fn known(&self) -> String {
+        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        names.push("raw");
+        names.join(", ")
+    }
+
+    /// A name or content type → content type.
+    fn content_type_of(&self, name_or_type: &str) -> Option<String> {
+        if let Some(c) = self.by_name.get(name_or_type) {
+            return Some(c.content_type.clone());
+        }
+        if self.by_type.contains_key(name_or_type) || name_or_type.contains('/') {
+            return Some(name_or_type.to_owned());
+        }
+        None
+    }
+}
+
+fn registry() -> &'static RwLock<Registry> {
+    static R: OnceLock<RwLock<Registry>> = OnceLock::new();
+    R.get_or_init(|| RwLock::new(Registry::builtin()))
+}
+
+fn read() -> std::sync::RwLockReadGuard<'static, Registry> {
+    registry().read().unwrap_or_else(|e| e.into_inner())
+}
+
+fn write() -> std::sync::RwLockWriteGuard<'static, Registry> {
+    registry().write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn payload_value(p: &Payload) -> Value {
+    match p {
+        Payload::Data(v) => v.clone(),
+        Payload::Text(s) => Value::String(s.clone()),
+        // Python's json refuses bytes; kombu's encoder turns them into text (utf-8).
+        Payload::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+/// Register a serializer (Kombu's `register(name, encoder, decoder, content_type,
+/// content_encoding)`). A later registration under the same name replaces the earlier.
+pub fn register(name: &str, content_type: &str, content_encoding: &str, encoder: Encoder, decoder: Decoder) -> Result<()> {
+    if name.is_empty() || content_type.is_empty() {
+        return Err(Error::Value("a serializer needs a name and a content type".into()));
+    }
+    write().insert(Codec {
+        name: name.into(),
+        content_type: content_type.into(),
+        content_encoding: content_encoding.into(),
+        encoder: Some(encoder),
+        decoder: Some(decoder),
+    });
+    Ok(())
+}
+
+/// Remove a serializer (Kombu's `unregister`). Errors when no such serializer exists.
+pub fn unregister(name: &str) -> Result<()> {
+    let mut r = write();
+    match r.by_name.remove(name) {
+        Some(c) => {
+            r.by_type.remove(&c.content_type);
+            if r.default == name {
+                r.default = "json".into();
+            }
+            Ok(())
+        }
+        None => Err(Error::SerializerNotInstalled { name: name.into(), known: r.known() }),
+    }
+}
+
+/// The registered serializers.
+pub fn registry_codecs() -> Vec<Codec> {
+    read().by_name.values().cloned().collect()
+}
+
+/// The serializer used when none is named (`json`).
+pub fn default_serializer() -> String {
+    read().default.clone()
+}
+
+/// Change the default serializer (Kombu's `registry._set_default_serializer`).
+pub fn set_default_serializer(name: &str) -> Result<()> {
+    let mut r = write();
+    if !r.by_name.contains_key(name) {
+        return Err(Error::SerializerNotInstalled { name: name.into(), known: r.known() });
+    }
+    r.default = name.into();
+    Ok(())
+}
+
+/// Allow decoding these serializers without an accept list (Kombu's
+/// `enable_insecure_serializers`, global). Pickle stays undecodable here.
+pub fn enable_insecure_serializers<S: AsRef<str>>(choices: impl IntoIterator<Item = S>) -> Result<()> {
+    let mut r = write();
+    for c in choices {
+        let ct = r.content_type_of(c.as_ref()).ok_or_else(|| Error::SerializerNotInstalled { name: c.as_ref().into(), known: r.known() })?;
+        r.disabled.retain(|d| *d != ct);
+    }
+    Ok(())
+}
+
+/// Refuse every serializer but `allowed` when there is no accept list (Kombu's
+/// `disable_insecure_serializers(allowed=['json'])`). Producers can still serialize.
+pub fn disable_insecure_serializers<S: AsRef<str>>(allowed: impl IntoIterator<Item = S>) -> Result<()> {
+    let mut r = write();
+    let mut keep = Vec::new();
+    for a in allowed {
+        keep.push(r.content_type_of(a.as_ref()).ok_or_else(|| Error::SerializerNotInstalled { name: a.as_ref().into(), known: r.known() })?);
+    }
+    r.disabled = r.by_type.keys().filter(|t| !keep.contains(t)).cloned().collect();
+    Ok(())
+}
+
+/// A body and the content type and encoding that describe it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Encoded {
+    /// MIME type.
+    pub content_type: String,
+    /// Encoding (`utf-8`, `binary`).
+    pub content_encoding: String,
+    /// The bytes.
+    pub body: Bytes,
+}
+
+/// Serialize a payload (Kombu's `dumps`). Without a serializer, structured data uses the
+/// default (json), text is sent as `text/plain` and bytes as `application/data`, unserialized.
+/// With a serializer, it is used even for text. `raw` sends text/bytes as `application/data`.
+pub fn dumps(payload: &Payload, serializer: Option<&str>) -> Result<Encoded> {
+    match (serializer, payload) {
+        (Some("raw"), Payload::Bytes(b)) | (None, Payload::Bytes(b)) => {
+            return Ok(Encoded { content_type: "application/data".into(), content_encoding: "binary".into(), body: b.clone() })
+        }
+        (Some("raw"), Payload::Text(s)) => {
+            return Ok(Encoded { content_type: "application/data".into(), content_encoding: "utf-8".into(), body: Bytes::from(s.clone().into_bytes()) })
+        }
+        (Some("raw"), Payload::Data(_)) => {
+            return Err(Error::Encode("the raw serializer sends text or bytes as they are; structured data needs a serializer such as json".into()))
+        }
+        (None, Payload::Text(s)) => {
+            return Ok(Encoded { content_type: "text/plain".into(), content_encoding: "utf-8".into(), body: Bytes::from(s.clone().into_bytes()) })
+        }
+        _ => {}
+    }
+    let (codec, known) = {
+        let r = read();
+        let name = serializer.map(str::to_owned).unwrap_or_else(|| r.default.clone());
+        (r.by_name.get(&name).cloned().ok_or(name), r.known())
+    };
+    let codec = codec.map_err(|name| Error::SerializerNotInstalled { name, known })?;
+    let Some(encode) = &codec.encoder else {
+        return Err(Error::Encode(format!(
+            "{} ({}) is Python's object serialization and cannot be produced here; use json, msgpack or yaml",
+            codec.name, codec.content_type
+        )));
+    };
+    let body = encode(payload)?;
+    Ok(Encoded { content_type: codec.content_type, content_encoding: codec.content_encoding, body: Bytes::from(body) })
+}
+
+/// Deserialize a body (Kombu's `loads`), checking `accept` unless `force`.
+///
+/// Text types without a decoder come back as [`Payload::Text`], binary ones (encoding
+/// `binary`) and `application/data` as [`Payload::Bytes`].
+pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&str>, accept: Option<&Accept>, force: bool) -> Result<Payload> {
+    let ct = content_type.filter(|c| !c.is_empty()).unwrap_or("application/data");
+    let (decoder, disabled) = {
+        let r = read();
+        let codec = r.by_type.get(ct).and_then(|n| r.by_name.get(n));
+        (codec.map(|c| c.decoder.clone()), r.disabled.iter().any(|d| d == ct))
+    };
+    if !force {
+        match accept {
+            Some(a) => {
+                if !TRUSTED.contains(&ct) && !a.contains(ct) {
+                    return Err(Error::ContentDisallowed { content_type: ct.into(), accepted: a.describe() });
+                }
+            }
+            None if disabled => {
+                return Err(Error::ContentDisallowed {
+                    content_type: ct.into(),
+                    accepted: format!(
+                        "everything but the insecure serializers; pass an accept list or call enable_insecure_serializers to allow {ct}"
+                    ),
+                })
+            }
+            None => {}
+        }
+    }
+    let encoding = content_encoding.filter(|e| !e.is_empty()).unwrap_or("utf-8").to_ascii_lowercase();
+    if body.is_empty() && !matches!(decoder, Some(Some(_))) {
+        return Ok(if SKIP_DECODE.contains(&encoding.as_str()) { Payload::Bytes(Bytes::new()) } else { Payload::Text(String::new()) });
+    }
+    match decoder {
+        Some(Some(decode)) => decode(body),
+        Some(None) => Err(Error::Decode(format!(
+            "{ct} bodies are pickled Python objects and cannot be decoded outside Python; the raw body is still available (message.body) and the message can be rejected or requeued"
+        ))),
+        None if ct == "application/data" || SKIP_DECODE.contains(&encoding.as_str()) => Ok(Payload::Bytes(Bytes::copy_from_slice(body))),
+        None => match encoding.as_str() {
+            "utf-8" | "utf8" | "ascii" | "us-ascii" => std::str::from_utf8(body)
+                .map(|s| Payload::Text(s.to_owned()))
+                .map_err(|e| Error::Decode(format!("{ct} body is not valid {encoding}: {e}"))),
+            "latin-1" | "latin1" | "iso-8859-1" => Ok(Payload::Text(body.iter().map(|&b| b as char).collect())),
+            other => Err(Error::Decode(format!("unknown content encoding {other:?} for {ct} (known: utf-8, ascii, latin-1, binary)"))),
+        },
+    }
+}
+
+/// Content types a consumer accepts (Kombu's `accept`), given by serializer name or MIME type.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accept {
+    types: Vec<String>,
+}
+
+impl Accept {
+    /// Build from names (`json`) or MIME types (`application/json`). Unknown names are
+    /// `SerializerNotInstalled`, listing the known ones.
+    pub fn new<I: IntoIterator<Item = S>, S: AsRef<str>>(items: I) -> Result<Accept> {
+        let r = read();
+        let mut types = Vec::new();
+        for item in items {
+            let s = item.as_ref();
+            let ct = r.content_type_of(s).ok_or_else(|| Error::SerializerNotInstalled { name: s.into(), known: r.known() })?;
+            if !types.contains(&ct) {
+                types.push(ct);
+            }
+        }
+        Ok(Accept { types })
+    }
+
+    /// Kombu's recommended accept list: `['json']`.
+    pub fn default_accept() -> Accept {
+        Accept { types: vec!["application/json".into()] }
+    }
+
+    /// True if `content_type` is accepted.
+    pub fn contains(&self, content_type: &str) -> bool {
+        self.types.iter().any(|t| t == content_type)
+    }
+
+    /// The accepted content types.
+    pub fn content_types(&self) -> impl Iterator<Item = &str> {
+        self.types.iter().map(String::as_str)
+    }
+
+    fn describe(&self) -> String {
+        if self.types.is_empty() {
+            "nothing".into()
+        } else {
+            self.types.join(", ")
+        }
+    }
+}
+
+/// JSON exactly as Python's `json.dumps` writes it (Kombu's `kombu.utils.json.dumps`).
+pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
+    Ok(out)
+}
+
+/// serde_json formatter matching Python's `json.dumps` defaults.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_key<W: ?Sized + io::Write>(&mut self, w: &mut W, first: bool) -> io::Result<()> {
+        if first {
+            Ok(())
+        } else {
+            w.write_all(b", ")
+        }
+    }
+    fn begin_object_value<W: ?Sized + io::Write>(&mut self, w: &mut W) -> io::Result<()> {
+        w.write_all(b": ")
+    }
+    fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
+        // ensure_ascii: everything outside printable ASCII becomes \uXXXX (UTF-16 units).
+        let bytes = fragment.as_bytes();
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if (c as u32) < 0x7f {
+                continue;
+            }
+            w.write_all(&bytes[start..i])?;
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                write!(w, "\\u{:04x}", u)?;
+            }
+            start = i + c.len_utf8();
+        }
+        w.write_all(&bytes[start..])
+    }
+    fn write_f64<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f64) -> io::Result<()> {
+        w.write_all(python_float_repr(v).as_bytes())
+    }
+    fn write_f32<W: ?Sized + io::Write>(&mut self, w: &mut W, v: f32) -> io::Result<()> {
+        w.write_all(python_float_repr(v as f64).as_bytes())
+    }
+}
+
+/// Python's `repr(float)`: shortest round-trip digits, positional for exponents -4..16,
+/// scientific (`1e+100`, `1.5e-07`) otherwise.
+pub fn python_float_repr(v: f64) -> String {
+    if v.is_nan() {
+        return "NaN".into();
+    }
+    if v.is_infinite() {
+        return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
+    }
+    if v == 0.0 {
+        return if v.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
+    }
+    // Rust's `{:e}` gives the shortest round-trip digits: "1.5e-7", "-1e100".
+    let sci = format!("{v:e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    let exp: i32 = exp.parse().unwrap_or(0);
+    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
+    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    if (-4..16).contains(&exp) {
+        let n = digits.len() as i32;
+        let s = if exp >= 0 {
+            let int_len = exp + 1;
+            if n <= int_len {
+                format!("{digits}{}.0", "0".repeat((int_len - n) as usize))
+            } else {
+                format!("{}.{}", &digits[..int_len as usize], &digits[int_len as usize..])
+            }
+        } else {
+            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
+        };
+        format!("{sign}{s}")
+    } else {
+        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
+        format!("{sign}{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn data(v: Value) -> Payload {
+        Payload::Data(v)
+    }
+
+    #[test]
+    fn json_is_byte_identical_to_python() {
+        let e = dumps(&data(json!({"a": 1, "u": "é\u{1F600}", "f": 1.0, "g": 1e100, "h": 1.5e-7, "i": 1e16, "j": 1e15, "k": 0.0001, "l": 12345678.9, "m": [1, {"x": null, "y": true}]})), None).unwrap();
+        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/json", "utf-8"));
+        // The bytes Python kombu 5.7 produced for the same dict.
+        assert_eq!(
+            std::str::from_utf8(&e.body).unwrap(),
+            r#"{"a": 1, "u": "\u00e9\ud83d\ude00", "f": 1.0, "g": 1e+100, "h": 1.5e-07, "i": 1e+16, "j": 1000000000000000.0, "k": 0.0001, "l": 12345678.9, "m": [1, {"x": null, "y": true}]}"#
+        );
+        assert_eq!(&dumps(&Payload::Text("str".into()), Some("json")).unwrap().body[..], b"\"str\"");
+        assert_eq!(&dumps(&data(json!("\u{7f}\"\\\n\t")), None).unwrap().body[..], br#""\u007f\"\\\n\t""#);
+    }
+
+    #[test]
+    fn python_float_repr_cases() {
+        for (v, s) in [(0.1, "0.1"), (-2.5, "-2.5"), (1e-5, "1e-05"), (0.00012, "0.00012"), (123.0, "123.0"), (1.2345678901234568e17, "1.2345678901234568e+17"), (5e-324, "5e-324"), (-0.0, "-0.0")] {
+            assert_eq!(python_float_repr(v), s, "{v}");
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let v = json!({"id": 7, "args": [1, 2.5, "x"], "kw": {"nested": [true, null]}});
+        for name in ["json", "msgpack", "yaml"] {
+            let e = dumps(&data(v.clone()), Some(name)).unwrap();
+            let accept = Accept::new([name]).unwrap();
+            let back = loads(&e.body, Some(&e.content_type), Some(&e.content_encoding), Some(&accept), false).unwrap();
+            assert_eq!(back, data(v.clone()), "{name}");
+        }
+        // msgpack bytes equal Python's msgpack.packb(use_bin_type=True)
+        let e = dumps(&data(json!({"a": [1, 2.5, "x"]})), Some("msgpack")).unwrap();
+        assert_eq!(&e.body[..], b"\x81\xa1a\x93\x01\xcb@\x04\x00\x00\x00\x00\x00\x00\xa1x");
+        assert_eq!(&dumps(&data(json!({"a": []})), Some("yaml")).unwrap().body[..], b"a: []\n");
+    }
+
+    #[test]
+    fn raw_data_bypasses_serialization() {
+        let e = dumps(&Payload::Text("hi".into()), None).unwrap();
+        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str(), &e.body[..]), ("text/plain", "utf-8", &b"hi"[..]));
+        let e = dumps(&Payload::Bytes(Bytes::from_static(b"\x00\x01")), None).unwrap();
+        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/data", "binary"));
+        let e = dumps(&Payload::Text("hi".into()), Some("raw")).unwrap();
+        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/data", "utf-8"));
+        assert_eq!(loads(b"hi", Some("text/plain"), Some("utf-8"), None, false).unwrap(), Payload::Text("hi".into()));
+        assert_eq!(loads(b"\xff", Some("image/jpeg"), Some("binary"), None, false).unwrap(), Payload::Bytes(Bytes::from_static(b"\xff")));
+        assert_eq!(loads(b"\xff", None, None, None, false).unwrap(), Payload::Bytes(Bytes::from_static(b"\xff")));
+        let err = loads(b"\xff", Some("text/plain"), Some("utf-8"), None, false).unwrap_err();
+        assert!(err.to_string().contains("not valid utf-8"), "{err}");
+    }
+
+    #[test]
+    fn accept_lists() {
+        let a = Accept::new(["json", "application/x-msgpack"]).unwrap();
+        assert!(a.contains("application/json") && a.contains("application/x-msgpack"));
+        let yaml = dumps(&data(json!([1])), Some("yaml")).unwrap();
+        let err = loads(&yaml.body, Some("application/x-yaml"), Some("utf-8"), Some(&a), false).unwrap_err();
+        assert_eq!(err.name(), "ContentDisallowed");
+        assert!(err.to_string().contains("application/x-yaml") && err.to_string().contains("application/json"), "{err}");
+        // forced, trusted and unspecified types pass
+        assert!(loads(&yaml.body, Some("application/x-yaml"), None, Some(&a), true).is_ok());
+        assert!(loads(b"x", Some("application/data"), Some("binary"), Some(&a), false).is_ok());
+        assert!(loads(b"x", None, None, Some(&a), false).is_ok());
+        let err = Accept::new(["jsn"]).unwrap_err();
+        assert_eq!(err.name(), "SerializerNotInstalled");
+        assert!(err.to_string().contains("json, msgpack, pickle, raw, yaml") || err.to_string().contains("json"), "{err}");
+    }
+
+    #[test]
+    fn secure_by_default() {
+        let y = dumps(&data(json!({"a": 1})), Some("yaml")).unwrap();
+        let err = loads(&y.body, Some("application/x-yaml"), Some("utf-8"), None, false).unwrap_err();
+        assert_eq!(err.name(), "ContentDisallowed");
+        assert!(err.to_string().contains("enable_insecure_serializers"), "{err}");
+        assert!(loads(br#"{"a": 1}"#, Some("application/json"), None, None, false).is_ok());
+    }
+
+    #[test]
+    fn pickle_is_refused_clearly() {
+        let err = dumps(&data(json!(1)), Some("pickle")).unwrap_err();
+        assert!(err.to_string().contains("cannot be produced"), "{err}");
+        let a = Accept::new(["pickle"]).unwrap();
+        let err = loads(b"\x80\x04K\x01.", Some(PICKLE_CONTENT_TYPE), Some("binary"), Some(&a), false).unwrap_err();
+        assert_eq!(err.name(), "DecodeError");
+        assert!(err.to_string().contains("raw body is still available"), "{err}");
+        let err = loads(b"\x80\x04K\x01.", Some(PICKLE_CONTENT_TYPE), Some("binary"), Some(&Accept::default_accept()), false).unwrap_err();
+        assert_eq!(err.name(), "ContentDisallowed");
+    }
+
+    #[test]
+    fn unknown_serializer_lists_known() {
+        let err = dumps(&data(json!(1)), Some("bson")).unwrap_err();
+        assert_eq!(err.name(), "SerializerNotInstalled");
+        let s = err.to_string();
+        assert!(s.contains("bson") && s.contains("json") && s.contains("msgpack") && s.contains("yaml"), "{s}");
+    }
+
+    #[test]
+    fn register_and_unregister() {
+        register(
+            "reverse-test",
+            "application/x-reverse-test",
+            "utf-8",
+            Arc::new(|p| Ok(p.as_str().unwrap_or_default().chars().rev().collect::<String>().into_bytes())),
+            Arc::new(|b| Ok(Payload::Text(String::from_utf8_lossy(b).chars().rev().collect()))),
+        )
+        .unwrap();
+        let e = dumps(&Payload::Text("abc".into()), Some("reverse-test")).unwrap();
+        assert_eq!(&e.body[..], b"cba");
+        let a = Accept::new(["reverse-test"]).unwrap();
+        assert_eq!(loads(&e.body, Some(&e.content_type), None, Some(&a), false).unwrap(), Payload::Text("abc".into()));
+        unregister("reverse-test").unwrap();
+        assert_eq!(unregister("reverse-test").unwrap_err().name(), "SerializerNotInstalled");
+    }
+}
