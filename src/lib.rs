@@ -20,10 +20,10 @@
 pub mod error;
 pub mod payload;
 pub mod properties;
-// LEAD-WIP pub mod broker;
+pub mod broker;
 pub mod rt;
 pub mod spec;
-// LEAD-WIP pub mod transport;
+pub mod transport;
 pub mod value;
 
 pub mod compression;
