@@ -293,11 +293,10 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
     };
     if !force {
         match accept {
-            Some(a) => {
-                if !TRUSTED.contains(&ct) && !a.contains(ct) {
-                    return Err(Error::ContentDisallowed { content_type: ct.into(), accepted: a.describe() });
-                }
+            Some(a) if !TRUSTED.contains(&ct) && !a.contains(ct) => {
+                return Err(Error::ContentDisallowed { content_type: ct.into(), accepted: a.describe() });
             }
+            Some(_) => {}
             None if disabled => {
                 return Err(Error::ContentDisallowed {
                     content_type: ct.into(),

@@ -904,7 +904,7 @@ impl Broker {
             if d.exchange.is_empty() {
                 return Err(chan_err(
                     ReplyCode::AccessRefused,
-                    format!("ACCESS_REFUSED - operation not permitted on the default exchange"),
+                    "ACCESS_REFUSED - operation not permitted on the default exchange".to_string(),
                 ));
             }
             let x = v.exchanges.get_mut(d.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &d.exchange))?;
