@@ -15,25 +15,45 @@
 //! 6. the Kombu API — [`Connection`], [`Producer`], [`Consumer`], [`SimpleQueue`], ...
 
 #![warn(missing_docs)]
-#![allow(missing_docs)] // TEMP while modules are written
 
-pub mod error;
-pub mod payload;
-pub mod properties;
 pub mod broker;
+pub mod common;
+pub mod compression;
+pub mod connection;
+pub mod consumer;
+pub mod entity;
+pub mod envelope;
+pub mod error;
+pub mod message;
+pub mod mixins;
+pub mod payload;
+pub mod producer;
+pub mod properties;
+pub mod retry;
+pub mod routing;
 pub mod rt;
+pub mod serialization;
+pub mod simple;
 pub mod spec;
 pub mod transport;
+pub mod url;
 pub mod value;
 
-pub mod compression;
-pub mod envelope;
-pub mod routing;
-pub mod serialization;
-pub mod retry;
-pub mod url;
-
+pub use common::{broadcast, eventloop, maybe_declare, uuid, Entity};
+pub use connection::{Channel, Connection, ConnectionOptions};
+pub use consumer::Consumer;
+pub use entity::{binding, Binding, Exchange, Queue};
 pub use error::{Error, ReplyCode, Result};
+pub use message::{DeliveryInfo, Message, MessageState};
 pub use payload::Payload;
+pub use producer::{Producer, PublishOptions};
 pub use properties::{DeliveryMode, Properties, PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE};
+pub use retry::{FailoverStrategy, RetryPolicy};
+pub use simple::{SimpleOptions, SimpleQueue};
+pub use spec::ExchangeType;
 pub use value::{Headers, Value};
+
+/// The README's examples, compiled and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,0 +1,946 @@
+//! `Connection` and `Channel`: the Kombu API's handles on a broker.
+//!
+//! A [`Connection`] is created from a URL (or a `;`-separated failover list) and connects
+//! lazily, the first time something needs the broker. [`Connection::drain_events`] waits for
+//! one event from the broker and dispatches it to the consumer it is for. Channels survive
+//! reconnection: after [`Connection::ensure_connection`] (or [`Connection::ensure`]) re-opens
+//! the transport, every live [`Channel`] re-opens, re-applies its `basic.qos` and
+//! re-establishes its consumers (re-declaring their queues first).
+
+use crate::spec::{HashMap, HashSet};
+use std::fmt;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+
+use crate::entity::{Exchange, Queue};
+use crate::error::{Error, ReplyCode, Result};
+use crate::message::Message;
+use crate::retry::{FailoverCycle, FailoverStrategy, RetryPolicy};
+use crate::rt::{self, Duration, Instant};
+use crate::spec::{BasicConsume, BasicQos, Delivery, Name, ServerEvent};
+use crate::transport::{self, ConnectInfo, RawChannel, RawConnection};
+use crate::url;
+use crate::value::Headers;
+
+/// Called with each message delivered to a consumer; an error is returned by
+/// `drain_events`.
+#[cfg(not(target_arch = "wasm32"))]
+pub type DeliveryCallback = Arc<dyn Fn(Message) -> Result<()> + Send + Sync>;
+/// Called with each message delivered to a consumer.
+#[cfg(target_arch = "wasm32")]
+pub type DeliveryCallback = Arc<dyn Fn(Message) -> Result<()>>;
+/// Called with each message the broker returned: `(exception, exchange, routing_key, message)`.
+#[cfg(not(target_arch = "wasm32"))]
+pub type ReturnCallback = Arc<dyn Fn(&Error, &str, &str, &Message) + Send + Sync>;
+/// Called with each message the broker returned: `(exception, exchange, routing_key, message)`.
+#[cfg(target_arch = "wasm32")]
+pub type ReturnCallback = Arc<dyn Fn(&Error, &str, &str, &Message)>;
+/// Called when the broker cancels a consumer (its queue was deleted), with the tag.
+#[cfg(not(target_arch = "wasm32"))]
+pub type CancelCallback = Arc<dyn Fn(&str) + Send + Sync>;
+/// Called when the broker cancels a consumer (its queue was deleted), with the tag.
+#[cfg(target_arch = "wasm32")]
+pub type CancelCallback = Arc<dyn Fn(&str)>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Options of a [`Connection`] besides its URL (Kombu's keyword arguments).
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionOptions {
+    /// Transport options (merged with the URL's query options; these win).
+    pub transport_options: Headers,
+    /// Heartbeat interval in seconds (0 or none: off).
+    pub heartbeat: Option<f64>,
+    /// Seconds to wait for a connection (Kombu's default is 5).
+    pub connect_timeout: Option<f64>,
+    /// Use TLS.
+    pub ssl: Option<bool>,
+    /// Login method (`AMQPLAIN`, `PLAIN`, `EXTERNAL`).
+    pub login_method: Option<String>,
+    /// How to go through the failover URLs (round-robin by default).
+    pub failover_strategy: FailoverStrategy,
+    /// More URLs to fail over to (Kombu's `alternates`).
+    pub alternates: Vec<String>,
+    /// User name, when the URL has none.
+    pub userid: Option<String>,
+    /// Password, when the URL has none.
+    pub password: Option<String>,
+    /// Virtual host, when the URL has none.
+    pub virtual_host: Option<String>,
+    /// A transport name that overrides the URL scheme.
+    pub transport: Option<String>,
+}
+
+struct State {
+    current: usize,
+    cycle: FailoverCycle,
+    transport: Option<Arc<dyn RawConnection>>,
+    generation: u64,
+    default_channel: Option<Channel>,
+    /// The open channels of the current transport, by channel id.
+    slots: HashMap<u32, Slot>,
+}
+
+struct Slot {
+    channel: Weak<ChannelInner>,
+    raw: Arc<dyn RawChannel>,
+}
+
+pub(crate) struct ConnInner {
+    infos: Vec<ConnectInfo>,
+    urls: Vec<String>,
+    options: ConnectionOptions,
+    state: Mutex<State>,
+    connecting: futures::lock::Mutex<()>,
+    declared: Mutex<HashSet<u64>>,
+    channels: Mutex<Vec<Weak<ChannelInner>>>,
+    closed: AtomicBool,
+}
+
+/// A connection to a broker (Kombu's `kombu.Connection`). Cheap to clone: clones share the
+/// underlying connection.
+#[derive(Clone)]
+pub struct Connection {
+    inner: Arc<ConnInner>,
+}
+
+impl fmt::Debug for Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Connection: {} at {:p}>", self.as_uri(false), Arc::as_ptr(&self.inner))
+    }
+}
+
+impl Connection {
+    /// A connection to `url` (or several `;`-separated failover URLs). Nothing is opened
+    /// until the broker is needed.
+    ///
+    /// Errors name the bad part of a malformed URL; an unknown transport lists the known.
+    pub fn new(url: &str) -> Result<Connection> {
+        Self::with_options(url, ConnectionOptions::default())
+    }
+
+    /// A connection with options (Kombu's keyword arguments).
+    pub fn with_options(url: &str, options: ConnectionOptions) -> Result<Connection> {
+        let mut urls = url::split_failover(url);
+        urls.extend(options.alternates.iter().flat_map(|u| url::split_failover(u)));
+        if urls.is_empty() {
+            urls.push("amqp://".to_owned());
+        }
+        let infos = urls.iter().map(|u| connect_info(u, &options)).collect::<Result<Vec<_>>>()?;
+        for info in &infos {
+            transport::lookup(&info.transport)?;
+        }
+        let cycle = FailoverCycle::new(urls.len(), options.failover_strategy);
+        Ok(Connection {
+            inner: Arc::new(ConnInner {
+                infos,
+                urls,
+                options,
+                state: Mutex::new(State {
+                    current: 0,
+                    cycle,
+                    transport: None,
+                    generation: 0,
+                    default_channel: None,
+                    slots: HashMap::default(),
+                }),
+                connecting: futures::lock::Mutex::new(()),
+                declared: Mutex::new(HashSet::default()),
+                channels: Mutex::new(Vec::new()),
+                closed: AtomicBool::new(false),
+            }),
+        })
+    }
+
+    /// The options this connection was created with.
+    pub fn options(&self) -> &ConnectionOptions {
+        &self.inner.options
+    }
+
+    fn info(&self) -> ConnectInfo {
+        let i = lock(&self.inner.state).current;
+        self.inner.infos[i].clone()
+    }
+
+    /// The transport name of the current URL (`memory`, `amqp`, ...).
+    pub fn transport_name(&self) -> String {
+        self.info().transport
+    }
+
+    /// `host:port` of the current URL.
+    pub fn host(&self) -> String {
+        let i = self.info();
+        match i.port {
+            Some(p) => format!("{}:{p}", i.hostname),
+            None => i.hostname,
+        }
+    }
+
+    /// The current URL; the password is masked with `**` unless `include_password`.
+    pub fn as_uri(&self, include_password: bool) -> String {
+        let i = lock(&self.inner.state).current;
+        url::as_uri_str(&self.inner.urls[i], include_password, "**")
+    }
+
+    /// All URLs, in failover order.
+    pub fn alt(&self) -> Vec<String> {
+        self.inner.urls.iter().map(|u| url::as_uri_str(u, false, "**")).collect()
+    }
+
+    /// Describe the connection (Kombu's `Connection.info()`), password masked.
+    pub fn describe(&self) -> serde_json::Value {
+        let i = self.info();
+        serde_json::json!({
+            "transport": i.transport,
+            "hostname": i.hostname,
+            "port": i.port,
+            "userid": i.userid,
+            "virtual_host": i.virtual_host,
+            "ssl": i.ssl,
+            "heartbeat": i.heartbeat,
+            "connect_timeout": i.connect_timeout,
+            "login_method": i.login_method,
+            "transport_options": i.options,
+            "alternates": self.alt(),
+            "failover_strategy": self.inner.options.failover_strategy.as_str(),
+            "uri": self.as_uri(false),
+        })
+    }
+
+    /// True when the transport supports `exchange_type`.
+    pub fn supports_exchange_type(&self, kind: &crate::spec::ExchangeType) -> bool {
+        transport::lookup(&self.info().transport)
+            .map(|t| t.implements().exchange_types.contains(kind))
+            .unwrap_or(false)
+    }
+
+    /// True when connected and the connection is open.
+    pub fn connected(&self) -> bool {
+        lock(&self.inner.state).transport.as_ref().is_some_and(|t| t.is_open())
+    }
+
+    fn generation(&self) -> u64 {
+        lock(&self.inner.state).generation
+    }
+
+    /// Connect now (Kombu's `connect()`): tries each URL once, starting with the current.
+    pub async fn connect(&self) -> Result<()> {
+        self.transport().await.map(|_| ())
+    }
+
+    /// The open transport connection, connecting lazily (each failover URL once).
+    pub(crate) async fn transport(&self) -> Result<Arc<dyn RawConnection>> {
+        if let Some(t) = self.live_transport() {
+            return Ok(t);
+        }
+        let _guard = self.inner.connecting.lock().await;
+        if let Some(t) = self.live_transport() {
+            return Ok(t);
+        }
+        let mut last = None;
+        for _ in 0..self.inner.urls.len() {
+            match self.connect_once().await {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    tracing::warn!("connection to {} failed: {e}", self.as_uri(false));
+                    last = Some(e);
+                    self.maybe_switch_next();
+                }
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::RecoverableConnection("no broker URL to connect to".into())))
+    }
+
+    fn live_transport(&self) -> Option<Arc<dyn RawConnection>> {
+        if self.inner.closed.load(Ordering::Relaxed) {
+            return None;
+        }
+        let st = lock(&self.inner.state);
+        st.transport.as_ref().filter(|t| t.is_open()).cloned()
+    }
+
+    async fn connect_once(&self) -> Result<Arc<dyn RawConnection>> {
+        if self.inner.closed.load(Ordering::SeqCst) {
+            return Err(Error::RecoverableConnection("the connection was closed (release/close)".into()));
+        }
+        let info = self.info();
+        let transport = transport::lookup(&info.transport)?;
+        let timeout = info.connect_timeout.unwrap_or(5.0);
+        let connect = transport.establish_connection(&info);
+        let raw = if timeout > 0.0 {
+            let timer = rt::sleep(Duration::from_secs_f64(timeout));
+            futures::pin_mut!(connect, timer);
+            match futures::future::select(connect, timer).await {
+                futures::future::Either::Left((r, _)) => r?,
+                futures::future::Either::Right(_) => {
+                    return Err(Error::RecoverableConnection(format!(
+                        "timed out after {timeout}s connecting to {}",
+                        self.as_uri(false)
+                    )))
+                }
+            }
+        } else {
+            connect.await?
+        };
+        let (old, channels) = {
+            let mut st = lock(&self.inner.state);
+            let old = st.transport.replace(raw.clone());
+            st.generation += 1;
+            st.slots.clear();
+            let live: Vec<Channel> = lock(&self.inner.channels)
+                .iter()
+                .filter_map(|w| w.upgrade())
+                .map(|inner| Channel { inner })
+                .collect();
+            (old, live)
+        };
+        lock(&self.inner.declared).clear();
+        if let Some(old) = old {
+            let _ = old.close().await;
+        }
+        // Revive the channels that were open on the previous transport.
+        let generation = self.generation();
+        for ch in channels {
+            if ch.was_opened() && !ch.user_closed() {
+                if let Err(e) = ch.revive_on(raw.clone(), generation).await {
+                    tracing::warn!("could not revive channel after reconnect: {e}");
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Switch to the next failover URL (Kombu's `maybe_switch_next`). Does not reconnect.
+    pub fn maybe_switch_next(&self) {
+        let mut st = lock(&self.inner.state);
+        if self.inner.urls.len() > 1 {
+            st.current = st.cycle.next_index();
+        }
+    }
+
+    /// Forget the transport after a connection error, without closing channels (Kombu's
+    /// `collect`); the next use reconnects.
+    pub fn collect(&self) {
+        let mut st = lock(&self.inner.state);
+        st.transport = None;
+    }
+
+    /// Ensure a connection, retrying with the policy (Kombu's defaults for this method:
+    /// `interval_start=2`, `interval_step=2`, `interval_max=30`, retry forever), going
+    /// through the failover URLs. `errback(error, interval)` is called before each sleep.
+    pub async fn ensure_connection<E>(&self, policy: &RetryPolicy, mut errback: E) -> Result<()>
+    where
+        E: FnMut(&Error, f64),
+    {
+        if self.live_transport().is_some() {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let mut intervals = policy.intervals();
+        let mut retries: u32 = 0;
+        loop {
+            match self.transport().await {
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e, Error::UnknownTransport { .. } | Error::InvalidUrl { .. }) => return Err(e),
+                Err(e) => {
+                    if policy.max_retries.is_some_and(|m| m > 0 && retries >= m) {
+                        return Err(Error::Operational(format!(
+                            "failed to connect to {} after {} attempts: {e}",
+                            self.as_uri(false),
+                            retries + 1
+                        )));
+                    }
+                    let interval = intervals.next().unwrap_or(policy.interval_max);
+                    if let Some(t) = policy.timeout {
+                        if started.elapsed().as_secs_f64() + interval > t {
+                            return Err(Error::Operational(format!(
+                                "timed out after {t}s connecting to {}: {e}",
+                                self.as_uri(false)
+                            )));
+                        }
+                    }
+                    errback(&e, interval);
+                    retries += 1;
+                    rt::sleep(Duration::from_secs_f64(interval)).await;
+                }
+            }
+        }
+    }
+
+    /// Run `fun` with Kombu's `ensure` semantics: on a recoverable connection error, the
+    /// connection is re-established (channels revive, consumers resume) and `fun` runs
+    /// again, up to `policy.max_retries` times (Kombu's defaults for this method:
+    /// `interval_start=1`, `interval_step=1`, `interval_max=1`). Errors that remain are
+    /// raised as `OperationalError`; channel errors are raised as they are.
+    pub async fn ensure<T, E, F, Fut>(&self, policy: &RetryPolicy, mut errback: E, mut fun: F) -> Result<T>
+    where
+        E: FnMut(&Error, f64),
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let mut retries: u32 = 0;
+        loop {
+            match fun().await {
+                Ok(v) => return Ok(v),
+                Err(e) if e.is_recoverable_connection_error() => {
+                    if policy.max_retries.is_some_and(|m| retries >= m) {
+                        return Err(as_library_error(e));
+                    }
+                    tracing::debug!("ensure connection error: {e}");
+                    self.collect();
+                    errback(&e, 0.0);
+                    let remaining = policy.max_retries.map(|m| m.saturating_sub(retries).max(1));
+                    let conn_policy = RetryPolicy { max_retries: remaining, ..policy.clone() };
+                    self.ensure_connection(&conn_policy, &mut errback).await?;
+                    retries += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Kombu's `autoretry`: run `fun` with the default channel under [`Connection::ensure`]
+    /// with the default retry policy.
+    pub async fn autoretry<T, F, Fut>(&self, mut fun: F) -> Result<T>
+    where
+        F: FnMut(Channel) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let policy = RetryPolicy::ensure_default();
+        self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
+    }
+
+    /// A new channel.
+    pub async fn channel(&self) -> Result<Channel> {
+        let ch = Channel::new(self, false);
+        ch.raw().await?;
+        Ok(ch)
+    }
+
+    /// The default channel: created on first use, re-opened when the broker closed it, and
+    /// closed with the connection.
+    pub async fn default_channel(&self) -> Result<Channel> {
+        let ch = self.default_channel_handle();
+        ch.raw().await?;
+        Ok(ch)
+    }
+
+    /// The default channel without opening it (it opens on first use).
+    pub fn default_channel_handle(&self) -> Channel {
+        let mut st = lock(&self.inner.state);
+        match &st.default_channel {
+            Some(ch) => ch.clone(),
+            None => {
+                let ch = Channel::new(self, true);
+                st.default_channel = Some(ch.clone());
+                ch
+            }
+        }
+    }
+
+    /// Wait for a single event from the broker and dispatch it (a delivery goes to its
+    /// consumer's callbacks). `Err(TimeoutError)` when `timeout` passes first.
+    pub async fn drain_events(&self, timeout: Option<Duration>) -> Result<()> {
+        // A transport the broker closed still holds its last events (ending with the close),
+        // so it is read rather than replaced; only without one do we connect.
+        let current = lock(&self.inner.state).transport.clone();
+        let t = match current {
+            Some(t) => t,
+            None => self.transport().await?,
+        };
+        match t.next_event(timeout).await {
+            Ok(ev) => self.dispatch(ev),
+            Err(e) => Err(self.connection_failed(e)),
+        }
+    }
+
+    /// Dispatch every event already waiting, without blocking; returns how many.
+    pub fn drain_nowait(&self) -> Result<usize> {
+        let current = lock(&self.inner.state).transport.clone();
+        let Some(t) = current else { return Ok(0) };
+        let mut n = 0;
+        loop {
+            match t.try_next_event() {
+                Ok(Some(ev)) => {
+                    self.dispatch(ev)?;
+                    n += 1;
+                }
+                Ok(None) => return Ok(n),
+                Err(e) => return Err(self.connection_failed(e)),
+            }
+        }
+    }
+
+    fn connection_failed(&self, e: Error) -> Error {
+        if e.is_connection_error() {
+            self.collect();
+        }
+        e
+    }
+
+    fn slot(&self, channel: u32) -> Option<(Option<Channel>, Arc<dyn RawChannel>)> {
+        let st = lock(&self.inner.state);
+        st.slots.get(&channel).map(|s| (s.channel.upgrade().map(|inner| Channel { inner }), s.raw.clone()))
+    }
+
+    fn dispatch(&self, ev: ServerEvent) -> Result<()> {
+        match ev {
+            ServerEvent::Deliver { channel, consumer_tag, delivery } => {
+                let Some((ch, raw)) = self.slot(channel) else {
+                    tracing::warn!("delivery for unknown channel {channel}");
+                    return Ok(());
+                };
+                match ch {
+                    Some(ch) => ch.deliver(consumer_tag, delivery, raw),
+                    None => {
+                        // The channel handle is gone: give the message back.
+                        let _ = raw.basic_reject(delivery.delivery_tag, true);
+                        Ok(())
+                    }
+                }
+            }
+            ServerEvent::Return { channel, returned } => {
+                if let Some((Some(ch), _)) = self.slot(channel) {
+                    let err = Error::channel(
+                        ReplyCode::from_code(returned.reply_code),
+                        format!("basic.return: ({}) {}", returned.reply_code, returned.reply_text),
+                    );
+                    let delivery = Delivery {
+                        delivery_tag: 0,
+                        redelivered: false,
+                        exchange: returned.exchange.clone(),
+                        routing_key: returned.routing_key.clone(),
+                        content: returned.content,
+                    };
+                    let msg = Message::from_delivery(delivery, None, None, true);
+                    for cb in ch.return_callbacks() {
+                        cb(&err, &returned.exchange, &returned.routing_key, &msg);
+                    }
+                }
+                Ok(())
+            }
+            ServerEvent::Cancel { channel, consumer_tag } => {
+                if let Some((Some(ch), _)) = self.slot(channel) {
+                    ch.broker_cancelled(&consumer_tag);
+                }
+                Ok(())
+            }
+            ServerEvent::ChannelClosed { channel, error } => {
+                if let Some((Some(ch), _)) = self.slot(channel) {
+                    ch.mark_closed(error);
+                }
+                Ok(())
+            }
+            ServerEvent::ConnectionClosed { error } => {
+                self.collect();
+                Err(error)
+            }
+            ServerEvent::Ack { .. } | ServerEvent::Nack { .. } | ServerEvent::Flow { .. } => Ok(()),
+        }
+    }
+
+    /// Send and check heartbeats (Kombu's `heartbeat_check`); call about once a second on
+    /// transports with heartbeats. A no-op otherwise.
+    pub async fn heartbeat_check(&self) -> Result<()> {
+        match self.live_transport() {
+            Some(t) => t.heartbeat_check().await.map_err(|e| self.connection_failed(e)),
+            None => Ok(()),
+        }
+    }
+
+    /// Close the connection (Kombu's `release()` for a connection that is not pooled).
+    /// Unacknowledged messages go back to their queues.
+    pub async fn release(&self) -> Result<()> {
+        self.close().await
+    }
+
+    /// Close the connection and its channels. The connection can't be used afterwards.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.closed.store(true, Ordering::SeqCst);
+        let t = {
+            let mut st = lock(&self.inner.state);
+            st.default_channel = None;
+            st.slots.clear();
+            st.transport.take()
+        };
+        if let Some(t) = t {
+            t.close().await?;
+        }
+        Ok(())
+    }
+
+    /// The declaration cache key set (Kombu's `declared_entities`), cleared on reconnect.
+    pub(crate) fn declared(&self) -> MutexGuard<'_, HashSet<u64>> {
+        lock(&self.inner.declared)
+    }
+
+    /// A [`crate::Producer`] on the default channel.
+    pub async fn producer(&self) -> Result<crate::Producer> {
+        Ok(crate::Producer::new(&self.default_channel().await?))
+    }
+
+    /// A [`crate::Consumer`] on the default channel.
+    pub async fn consumer(&self, queues: Vec<Queue>) -> Result<crate::Consumer> {
+        Ok(crate::Consumer::new(&self.default_channel().await?, queues))
+    }
+
+    /// A [`crate::SimpleQueue`] named `name` on a new channel.
+    pub async fn simple_queue(&self, name: &str) -> Result<crate::SimpleQueue> {
+        crate::SimpleQueue::new(self, name, crate::simple::SimpleOptions::default()).await
+    }
+
+    /// A [`crate::SimpleBuffer`] named `name` on a new channel.
+    pub async fn simple_buffer(&self, name: &str) -> Result<crate::SimpleQueue> {
+        crate::SimpleQueue::buffer(self, name, crate::simple::SimpleOptions::default()).await
+    }
+
+    fn register_channel(&self, ch: &Arc<ChannelInner>) {
+        let mut chans = lock(&self.inner.channels);
+        chans.retain(|w| w.strong_count() > 0);
+        chans.push(Arc::downgrade(ch));
+    }
+}
+
+fn as_library_error(e: Error) -> Error {
+    match e {
+        Error::Operational(_) => e,
+        other => Error::Operational(other.to_string()),
+    }
+}
+
+fn connect_info(raw_url: &str, options: &ConnectionOptions) -> Result<ConnectInfo> {
+    let p = url::parse_url(raw_url)?;
+    let transport_name = options.transport.clone().unwrap_or_else(|| url::resolve_alias(&p.transport).to_owned());
+    let mut opts = p.transport_options();
+    for (k, v) in &options.transport_options {
+        opts.insert(k.clone(), v.clone());
+    }
+    let default_port = url::default_port(&transport_name);
+    Ok(ConnectInfo {
+        hostname: p.hostname.clone().unwrap_or_else(|| "localhost".into()),
+        port: p.port.or(default_port),
+        userid: p.userid.clone().or_else(|| options.userid.clone()),
+        password: p.password.clone().or_else(|| options.password.clone()),
+        virtual_host: p
+            .virtual_host
+            .clone()
+            .or_else(|| options.virtual_host.clone())
+            .unwrap_or_else(|| "/".into()),
+        path: p.path.clone(),
+        ssl: options.ssl.or(p.ssl()).unwrap_or(transport_name.ends_with('s') && transport_name != "sqs"),
+        connect_timeout: options.connect_timeout.or(p.connect_timeout()),
+        heartbeat: options.heartbeat.or(p.heartbeat()),
+        login_method: options.login_method.clone().or_else(|| p.login_method()),
+        options: opts,
+        transport: transport_name,
+    })
+}
+
+struct ConsumerEntry {
+    args: BasicConsume,
+    callback: DeliveryCallback,
+    /// Queue to re-declare before consuming again after a reconnect.
+    redeclare: Option<Queue>,
+    on_cancel: Option<CancelCallback>,
+}
+
+pub(crate) struct ChannelInner {
+    conn: Weak<ConnInner>,
+    raw: Mutex<Option<(Arc<dyn RawChannel>, u64)>>,
+    reviving: futures::lock::Mutex<()>,
+    consumers: Mutex<HashMap<String, ConsumerEntry>>,
+    /// Cancelled consumers (tag → no_ack), so that deliveries still in flight are requeued.
+    cancelled: Mutex<HashMap<String, bool>>,
+    qos: Mutex<Option<BasicQos>>,
+    on_return: Mutex<Vec<ReturnCallback>>,
+    closed: Mutex<Option<Error>>,
+    user_closed: AtomicBool,
+    auto_reopen: bool,
+    id: AtomicU64,
+}
+
+/// A channel (Kombu's channel object): a lightweight connection within a [`Connection`].
+/// Cheap to clone; clones are the same channel.
+#[derive(Clone)]
+pub struct Channel {
+    inner: Arc<ChannelInner>,
+}
+
+impl fmt::Debug for Channel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<Channel {}>", self.channel_id())
+    }
+}
+
+impl PartialEq for Channel {
+    fn eq(&self, o: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &o.inner)
+    }
+}
+
+impl Channel {
+    fn new(conn: &Connection, auto_reopen: bool) -> Channel {
+        let inner = Arc::new(ChannelInner {
+            conn: Arc::downgrade(&conn.inner),
+            raw: Mutex::new(None),
+            reviving: futures::lock::Mutex::new(()),
+            consumers: Mutex::new(HashMap::default()),
+            cancelled: Mutex::new(HashMap::default()),
+            qos: Mutex::new(None),
+            on_return: Mutex::new(Vec::new()),
+            closed: Mutex::new(None),
+            user_closed: AtomicBool::new(false),
+            auto_reopen,
+            id: AtomicU64::new(0),
+        });
+        conn.register_channel(&inner);
+        Channel { inner }
+    }
+
+    /// The channel id on the current transport connection (0 before it is opened).
+    pub fn channel_id(&self) -> u32 {
+        self.inner.id.load(Ordering::Relaxed) as u32
+    }
+
+    /// The connection of this channel.
+    pub fn connection(&self) -> Result<Connection> {
+        self.inner
+            .conn
+            .upgrade()
+            .map(|inner| Connection { inner })
+            .ok_or_else(|| Error::RecoverableConnection("the channel's connection was dropped".into()))
+    }
+
+    fn was_opened(&self) -> bool {
+        lock(&self.inner.raw).is_some()
+    }
+
+    fn user_closed(&self) -> bool {
+        self.inner.user_closed.load(Ordering::SeqCst)
+    }
+
+    /// True while usable (not closed by the user or by a channel exception).
+    pub fn is_open(&self) -> bool {
+        !self.user_closed() && lock(&self.inner.closed).is_none()
+    }
+
+    /// The transport channel, opening it (and the connection) when needed, and re-opening
+    /// it after a reconnect.
+    pub async fn raw(&self) -> Result<Arc<dyn RawChannel>> {
+        if self.user_closed() {
+            return Err(Error::channel(ReplyCode::ChannelError, "CHANNEL_ERROR - the channel was closed"));
+        }
+        let conn = self.connection()?;
+        let gen = conn.generation();
+        if let Some((raw, g)) = lock(&self.inner.raw).clone() {
+            if g == gen && conn.live_transport().is_some() {
+                match &*lock(&self.inner.closed) {
+                    None => return Ok(raw),
+                    Some(e) if !self.inner.auto_reopen => {
+                        return Err(Error::channel(
+                            ReplyCode::ChannelError,
+                            format!("CHANNEL_ERROR - the channel was closed by the broker: {e}"),
+                        ))
+                    }
+                    Some(_) => {}
+                }
+            }
+        }
+        // Connect first: a reconnect revives every channel, this one included.
+        let t = conn.transport().await?;
+        let gen = conn.generation();
+        self.revive_on(t, gen).await
+    }
+
+    /// Open a new transport channel on `t` for this handle and restore its state: qos,
+    /// consumers (re-declaring their queues first).
+    async fn revive_on(&self, t: Arc<dyn RawConnection>, gen: u64) -> Result<Arc<dyn RawChannel>> {
+        let conn = self.connection()?;
+        let _g = self.inner.reviving.lock().await;
+        if let Some((raw, g)) = lock(&self.inner.raw).clone() {
+            if g == gen && lock(&self.inner.closed).is_none() {
+                return Ok(raw);
+            }
+        }
+        let raw = t.open_channel().await.map_err(|e| conn.connection_failed(e))?;
+        let id = raw.channel_id();
+        self.inner.id.store(u64::from(id), Ordering::Relaxed);
+        *lock(&self.inner.raw) = Some((raw.clone(), gen));
+        *lock(&self.inner.closed) = None;
+        lock(&conn.inner.state).slots.insert(id, Slot { channel: Arc::downgrade(&self.inner), raw: raw.clone() });
+        let qos = *lock(&self.inner.qos);
+        if let Some(q) = qos {
+            raw.basic_qos(q).await?;
+        }
+        let consumers: Vec<(String, BasicConsume, Option<Queue>)> = lock(&self.inner.consumers)
+            .iter()
+            .map(|(t, c)| (t.clone(), c.args.clone(), c.redeclare.clone()))
+            .collect();
+        for (tag, args, redeclare) in consumers {
+            if let Some(mut q) = redeclare {
+                q.declare_raw(&*raw, false).await?;
+            }
+            let new_tag = raw.basic_consume(&args).await?;
+            if new_tag != tag {
+                let mut cs = lock(&self.inner.consumers);
+                if let Some(mut e) = cs.remove(&tag) {
+                    e.args.consumer_tag = new_tag.clone();
+                    cs.insert(new_tag, e);
+                }
+            }
+        }
+        Ok(raw)
+    }
+
+    /// Record a channel exception from an operation: the broker closed the channel.
+    pub(crate) fn note_error(&self, e: Error) -> Error {
+        if matches!(&e, Error::Channel { code, .. } if *code != ReplyCode::ChannelError) {
+            self.mark_closed(e.clone());
+        } else if e.is_connection_error() {
+            if let Ok(c) = self.connection() {
+                c.connection_failed(e.clone());
+            }
+        }
+        e
+    }
+
+    fn mark_closed(&self, e: Error) {
+        *lock(&self.inner.closed) = Some(e);
+        lock(&self.inner.consumers).clear();
+    }
+
+    fn return_callbacks(&self) -> Vec<ReturnCallback> {
+        lock(&self.inner.on_return).clone()
+    }
+
+    /// Register a callback for messages the broker returns (mandatory, unroutable).
+    pub fn on_return(&self, cb: ReturnCallback) {
+        lock(&self.inner.on_return).push(cb);
+    }
+
+    fn deliver(&self, tag: Name, delivery: Delivery, raw: Arc<dyn RawChannel>) -> Result<()> {
+        let entry = lock(&self.inner.consumers).get(&*tag).map(|e| (e.callback.clone(), e.args.no_ack));
+        match entry {
+            Some((cb, no_ack)) => cb(Message::from_delivery(delivery, Some(tag), Some(raw), no_ack)),
+            None => {
+                // A delivery for a consumer cancelled after the broker sent it: requeue it
+                // (unless it was a no-ack consumer: the broker already forgot it).
+                let no_ack = lock(&self.inner.cancelled).get(&*tag).copied().unwrap_or(true);
+                if !no_ack {
+                    raw.basic_reject(delivery.delivery_tag, true).map_err(|e| self.note_error(e))?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn broker_cancelled(&self, tag: &str) {
+        let e = lock(&self.inner.consumers).remove(tag);
+        if let Some(e) = e {
+            lock(&self.inner.cancelled).insert(tag.to_owned(), e.args.no_ack);
+            if let Some(cb) = e.on_cancel {
+                cb(tag);
+            }
+        }
+    }
+
+    /// `basic.consume` with a callback; returns the consumer tag. `redeclare` is the queue
+    /// to declare again when the channel revives after a reconnect.
+    pub async fn basic_consume(&self, args: BasicConsume, callback: DeliveryCallback, redeclare: Option<Queue>) -> Result<String> {
+        self.basic_consume_with_cancel(args, callback, redeclare, None).await
+    }
+
+    pub(crate) async fn basic_consume_with_cancel(
+        &self,
+        mut args: BasicConsume,
+        callback: DeliveryCallback,
+        redeclare: Option<Queue>,
+        on_cancel: Option<CancelCallback>,
+    ) -> Result<String> {
+        let raw = self.raw().await?;
+        if args.consumer_tag.is_empty() {
+            // Kombu generates the tag client-side, so that the callback is registered before
+            // the first delivery can arrive.
+            args.consumer_tag = crate::common::uuid();
+        }
+        let tag = args.consumer_tag.clone();
+        lock(&self.inner.consumers)
+            .insert(tag.clone(), ConsumerEntry { args: args.clone(), callback, redeclare, on_cancel });
+        match raw.basic_consume(&args).await {
+            Ok(t) => Ok(t),
+            Err(e) => {
+                lock(&self.inner.consumers).remove(&tag);
+                Err(self.note_error(e))
+            }
+        }
+    }
+
+    /// `basic.cancel`. Messages already delivered to the consumer stay unacknowledged;
+    /// deliveries still in flight are requeued.
+    pub async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
+        let entry = lock(&self.inner.consumers).remove(consumer_tag);
+        let Some(entry) = entry else { return Ok(()) };
+        lock(&self.inner.cancelled).insert(consumer_tag.to_owned(), entry.args.no_ack);
+        let raw = self.raw().await?;
+        raw.basic_cancel(consumer_tag).await.map_err(|e| self.note_error(e))
+    }
+
+    /// True when a consumer with this tag is registered.
+    pub fn has_consumer(&self, consumer_tag: &str) -> bool {
+        lock(&self.inner.consumers).contains_key(consumer_tag)
+    }
+
+    /// `basic.get` as a [`Message`].
+    pub async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<Message>> {
+        let raw = self.raw().await?;
+        let r = raw.basic_get(queue, no_ack).await.map_err(|e| self.note_error(e))?;
+        Ok(r.map(|ok| Message::from_delivery(ok.delivery, None, Some(raw.clone()), no_ack)))
+    }
+
+    /// `basic.qos`; remembered and re-applied after a reconnect.
+    pub async fn basic_qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
+        let qos = BasicQos { prefetch_size, prefetch_count, global };
+        let raw = self.raw().await?;
+        raw.basic_qos(qos).await.map_err(|e| self.note_error(e))?;
+        *lock(&self.inner.qos) = Some(qos);
+        Ok(())
+    }
+
+    /// `basic.recover`: redeliver the unacknowledged messages of the channel.
+    pub async fn basic_recover(&self, requeue: bool) -> Result<()> {
+        self.raw().await?.basic_recover(requeue).await.map_err(|e| self.note_error(e))
+    }
+
+    /// `channel.flow`: pause (false) or resume (true) deliveries on this channel.
+    pub async fn flow(&self, active: bool) -> Result<bool> {
+        self.raw().await?.flow(active).await.map_err(|e| self.note_error(e))
+    }
+
+    /// Declare an exchange on this channel.
+    pub async fn exchange_declare(&self, exchange: &Exchange) -> Result<()> {
+        exchange.declare_on(self, false, None).await
+    }
+
+    /// Declare a queue (with its exchange and bindings) on this channel; returns its name.
+    pub async fn queue_declare(&self, queue: &mut Queue) -> Result<String> {
+        queue.declare_on(self, false).await
+    }
+
+    /// Close the channel: its consumers are cancelled and unacknowledged messages return to
+    /// their queues.
+    pub async fn close(&self) -> Result<()> {
+        self.inner.user_closed.store(true, Ordering::SeqCst);
+        lock(&self.inner.consumers).clear();
+        let raw = lock(&self.inner.raw).take();
+        if let Some((raw, _)) = raw {
+            if let Ok(conn) = self.connection() {
+                lock(&conn.inner.state).slots.remove(&raw.channel_id());
+            }
+            raw.close().await?;
+        }
+        Ok(())
+    }
+}

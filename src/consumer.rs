@@ -1,0 +1,427 @@
+//! `Consumer`: receives messages from one or more queues (Kombu's `kombu.Consumer`).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::task::{Context, Poll, Waker};
+
+use indexmap::IndexMap;
+
+use crate::connection::{Channel, Connection, DeliveryCallback};
+use crate::entity::Queue;
+use crate::error::{Error, Result};
+use crate::message::Message;
+use crate::payload::Payload;
+use crate::rt::{Duration, Instant};
+use crate::serialization::Accept;
+use crate::spec::BasicConsume;
+
+/// Called with each decoded message: `(body, message)`.
+#[cfg(not(target_arch = "wasm32"))]
+pub type MessageCallback = Arc<dyn Fn(&Payload, &Message) + Send + Sync>;
+/// Called with each decoded message: `(body, message)`.
+#[cfg(target_arch = "wasm32")]
+pub type MessageCallback = Arc<dyn Fn(&Payload, &Message)>;
+/// Called with each raw message instead of decoding it (`on_message`).
+#[cfg(not(target_arch = "wasm32"))]
+pub type OnMessage = Arc<dyn Fn(&Message) + Send + Sync>;
+/// Called with each raw message instead of decoding it (`on_message`).
+#[cfg(target_arch = "wasm32")]
+pub type OnMessage = Arc<dyn Fn(&Message)>;
+/// Called with a message that could not be decoded and the error (`on_decode_error`).
+#[cfg(not(target_arch = "wasm32"))]
+pub type OnDecodeError = Arc<dyn Fn(&Message, &Error) + Send + Sync>;
+/// Called with a message that could not be decoded and the error (`on_decode_error`).
+#[cfg(target_arch = "wasm32")]
+pub type OnDecodeError = Arc<dyn Fn(&Message, &Error)>;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+#[derive(Default)]
+struct Buffer {
+    messages: VecDeque<Message>,
+    wakers: Vec<Waker>,
+}
+
+struct Inner {
+    channel: Channel,
+    queues: Mutex<Vec<Queue>>,
+    no_ack: Mutex<Option<bool>>,
+    auto_declare: Mutex<bool>,
+    declared: Mutex<bool>,
+    /// Copy-on-write: each delivery takes a cheap snapshot.
+    callbacks: Mutex<Arc<Vec<MessageCallback>>>,
+    on_message: Mutex<Option<OnMessage>>,
+    on_decode_error: Mutex<Option<OnDecodeError>>,
+    accept: Mutex<Option<Arc<Accept>>>,
+    prefetch_count: Mutex<Option<u16>>,
+    tag_prefix: Mutex<String>,
+    /// queue name → consumer tag, in consume order.
+    active: Mutex<IndexMap<String, String>>,
+    buffer: Mutex<Buffer>,
+}
+
+/// Receives messages from queues (Kombu's `kombu.Consumer`). Cheap to clone; clones are the
+/// same consumer.
+///
+/// Messages go to `on_message` when set (undecoded), else to the callbacks (decoded with
+/// `accept`; undecodable ones to `on_decode_error`, or the error is returned by
+/// `drain_events`), else — with neither — into a buffer read by [`Consumer::next_message`]
+/// (the async-iterator style).
+#[derive(Clone)]
+pub struct Consumer {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Consumer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<String> = lock(&self.inner.queues).iter().map(|q| q.name.clone()).collect();
+        write!(f, "<Consumer: {names:?}>")
+    }
+}
+
+impl Consumer {
+    /// A consumer of `queues` on `channel`. Nothing happens until [`Consumer::consume`].
+    pub fn new(channel: &Channel, queues: Vec<Queue>) -> Self {
+        let queues = queues.into_iter().map(|q| q.bind(channel)).collect();
+        Consumer {
+            inner: Arc::new(Inner {
+                channel: channel.clone(),
+                queues: Mutex::new(queues),
+                no_ack: Mutex::new(None),
+                auto_declare: Mutex::new(true),
+                declared: Mutex::new(false),
+                callbacks: Mutex::new(Arc::new(Vec::new())),
+                on_message: Mutex::new(None),
+                on_decode_error: Mutex::new(None),
+                accept: Mutex::new(None),
+                prefetch_count: Mutex::new(None),
+                tag_prefix: Mutex::new(String::new()),
+                active: Mutex::new(IndexMap::new()),
+                buffer: Mutex::new(Buffer::default()),
+            }),
+        }
+    }
+
+    /// Set `no_ack` (default: each queue's `no_ack`).
+    pub fn no_ack(self, v: bool) -> Self {
+        *lock(&self.inner.no_ack) = Some(v);
+        self
+    }
+    /// Set `auto_declare` (default true: queues are declared before consuming).
+    pub fn auto_declare(self, v: bool) -> Self {
+        *lock(&self.inner.auto_declare) = v;
+        self
+    }
+    /// Add a callback `(body, message)`.
+    pub fn callback(self, cb: MessageCallback) -> Self {
+        self.register_callback(cb);
+        self
+    }
+    /// Set `on_message`: called with each message, undecoded; callbacks are then not used.
+    pub fn on_message(self, cb: OnMessage) -> Self {
+        *lock(&self.inner.on_message) = Some(cb);
+        self
+    }
+    /// Set `on_decode_error`.
+    pub fn on_decode_error(self, cb: OnDecodeError) -> Self {
+        *lock(&self.inner.on_decode_error) = Some(cb);
+        self
+    }
+    /// Only decode these content types (serializer names or MIME types).
+    pub fn accept<S: AsRef<str>>(self, names: impl IntoIterator<Item = S>) -> Result<Self> {
+        let a = Accept::new(names)?;
+        *lock(&self.inner.accept) = Some(Arc::new(a));
+        Ok(self)
+    }
+    /// Set the prefetch count applied (with `basic.qos`) when consuming starts.
+    pub fn prefetch_count(self, n: u16) -> Self {
+        *lock(&self.inner.prefetch_count) = Some(n);
+        self
+    }
+    /// Prefix for the generated consumer tags.
+    pub fn tag_prefix(self, prefix: impl Into<String>) -> Self {
+        *lock(&self.inner.tag_prefix) = prefix.into();
+        self
+    }
+
+    /// Add a callback `(body, message)` (Kombu's `register_callback`).
+    pub fn register_callback(&self, cb: MessageCallback) {
+        Arc::make_mut(&mut lock(&self.inner.callbacks)).push(cb);
+    }
+
+    /// The channel.
+    pub fn channel(&self) -> &Channel {
+        &self.inner.channel
+    }
+    /// The connection.
+    pub fn connection(&self) -> Result<Connection> {
+        self.inner.channel.connection()
+    }
+    /// The queues (bound copies; server-named queues carry their generated names).
+    pub fn queues(&self) -> Vec<Queue> {
+        lock(&self.inner.queues).clone()
+    }
+    /// The accept list.
+    pub fn accept_list(&self) -> Option<Arc<Accept>> {
+        lock(&self.inner.accept).clone()
+    }
+
+    /// Declare the queues (and their exchanges and bindings).
+    pub async fn declare(&self) -> Result<()> {
+        let mut queues = self.queues();
+        for q in &mut queues {
+            q.declare_on(&self.inner.channel, false).await?;
+        }
+        *lock(&self.inner.queues) = queues;
+        *lock(&self.inner.declared) = true;
+        Ok(())
+    }
+
+    /// Start consuming from every queue not consumed yet (declaring them first when
+    /// `auto_declare`, and applying `prefetch_count`). Consuming again picks up queues added
+    /// since; it does not cancel removed ones (see [`Consumer::cancel_by_queue`]).
+    pub async fn consume(&self) -> Result<()> {
+        self.consume_with(None).await
+    }
+
+    /// [`Consumer::consume`] overriding `no_ack`.
+    pub async fn consume_with(&self, no_ack: Option<bool>) -> Result<()> {
+        let auto_declare = *lock(&self.inner.auto_declare);
+        if auto_declare && !*lock(&self.inner.declared) {
+            self.declare().await?;
+        }
+        let prefetch = *lock(&self.inner.prefetch_count);
+        if let Some(n) = prefetch {
+            self.qos(0, n, false).await?;
+        }
+        let no_ack_default = no_ack.or(*lock(&self.inner.no_ack));
+        for q in self.queues() {
+            if lock(&self.inner.active).contains_key(&q.name) {
+                continue;
+            }
+            self.basic_consume(&q, no_ack_default.unwrap_or(q.no_ack), auto_declare).await?;
+        }
+        Ok(())
+    }
+
+    async fn basic_consume(&self, q: &Queue, no_ack: bool, redeclare: bool) -> Result<()> {
+        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::common::uuid());
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let callback: DeliveryCallback = Arc::new(move |m: Message| match weak.upgrade() {
+            Some(inner) => receive(&inner, m),
+            None => m.reject(true),
+        });
+        let weak: Weak<Inner> = Arc::downgrade(&self.inner);
+        let on_cancel: crate::connection::CancelCallback = Arc::new(move |tag: &str| {
+            if let Some(inner) = weak.upgrade() {
+                lock(&inner.active).retain(|_, t| t != tag);
+            }
+        });
+        let args = BasicConsume {
+            queue: q.name.clone(),
+            consumer_tag: tag,
+            no_ack,
+            arguments: q.consumer_arguments.clone(),
+            ..Default::default()
+        };
+        let tag = self
+            .inner
+            .channel
+            .basic_consume_with_cancel(args, callback, redeclare.then(|| q.clone()), Some(on_cancel))
+            .await?;
+        lock(&self.inner.active).insert(q.name.clone(), tag);
+        Ok(())
+    }
+
+    /// Stop consuming from every queue. Delivered but unacknowledged messages stay
+    /// unacknowledged.
+    pub async fn cancel(&self) -> Result<()> {
+        let tags: Vec<String> = lock(&self.inner.active).drain(..).map(|(_, t)| t).collect();
+        for t in tags {
+            self.inner.channel.basic_cancel(&t).await?;
+        }
+        Ok(())
+    }
+
+    /// Stop consuming from one queue.
+    pub async fn cancel_by_queue(&self, queue: &str) -> Result<()> {
+        let tag = lock(&self.inner.active).shift_remove(queue);
+        if let Some(t) = tag {
+            self.inner.channel.basic_cancel(&t).await?;
+        }
+        lock(&self.inner.queues).retain(|q| q.name != queue);
+        Ok(())
+    }
+
+    /// True when consuming from `queue`.
+    pub fn consuming_from(&self, queue: &str) -> bool {
+        lock(&self.inner.active).contains_key(queue)
+    }
+
+    /// The active consumer tags.
+    pub fn consumer_tags(&self) -> Vec<String> {
+        lock(&self.inner.active).values().cloned().collect()
+    }
+
+    /// Add a queue (declaring it when `auto_declare`). Does not start consuming from it:
+    /// call [`Consumer::consume`].
+    pub async fn add_queue(&self, queue: Queue) -> Result<Queue> {
+        let mut q = queue.bind(&self.inner.channel);
+        if *lock(&self.inner.auto_declare) {
+            q.declare_on(&self.inner.channel, false).await?;
+        }
+        lock(&self.inner.queues).push(q.clone());
+        Ok(q)
+    }
+
+    /// Purge every queue; returns the total removed.
+    pub async fn purge(&self) -> Result<u32> {
+        let mut n = 0;
+        for q in self.queues() {
+            n += q.purge().await?;
+        }
+        Ok(n)
+    }
+
+    /// `basic.qos` for the channel (`apply_global=false`: per consumer, RabbitMQ semantics).
+    pub async fn qos(&self, prefetch_size: u32, prefetch_count: u16, apply_global: bool) -> Result<()> {
+        self.inner.channel.basic_qos(prefetch_size, prefetch_count, apply_global).await
+    }
+
+    /// Redeliver the channel's unacknowledged messages.
+    pub async fn recover(&self, requeue: bool) -> Result<()> {
+        self.inner.channel.basic_recover(requeue).await
+    }
+
+    /// Pause (false) or resume (true) deliveries.
+    pub async fn flow(&self, active: bool) -> Result<bool> {
+        self.inner.channel.flow(active).await
+    }
+
+    /// Call the callbacks with a decoded message (Kombu's `receive`).
+    pub fn receive(&self, body: &Payload, message: &Message) -> Result<()> {
+        let cbs = lock(&self.inner.callbacks).clone();
+        if cbs.is_empty() {
+            return Err(Error::NotImplemented("Consumer does not have any callbacks".into()));
+        }
+        for cb in cbs.iter() {
+            cb(body, message);
+        }
+        Ok(())
+    }
+
+    /// The next message for this consumer (starting to consume if needed), waiting up to
+    /// `timeout`; `Err(TimeoutError)` when none came. Only for consumers without callbacks
+    /// and `on_message`: messages are buffered for this method.
+    pub async fn next_message(&self, timeout: Option<Duration>) -> Result<Message> {
+        if lock(&self.inner.active).is_empty() {
+            self.consume().await?;
+        }
+        let deadline = timeout.map(|t| Instant::now() + t);
+        let conn = self.connection()?;
+        loop {
+            if let Some(m) = self.try_next() {
+                return Ok(m);
+            }
+            let remaining = match deadline {
+                Some(d) => {
+                    let now = Instant::now();
+                    if d <= now {
+                        return Err(Error::Timeout(None));
+                    }
+                    Some(d - now)
+                }
+                None => None,
+            };
+            let drain = conn.drain_events(remaining);
+            let ready = BufferReady { inner: &self.inner };
+            futures::pin_mut!(drain, ready);
+            match futures::future::select(ready, drain).await {
+                futures::future::Either::Left(_) => {}
+                futures::future::Either::Right((r, _)) => match r {
+                    Ok(()) | Err(Error::Timeout(_)) => {}
+                    Err(e) => return Err(e),
+                },
+            }
+        }
+    }
+
+    /// A buffered message, if one is waiting (never blocks).
+    pub fn try_next(&self) -> Option<Message> {
+        lock(&self.inner.buffer).messages.pop_front()
+    }
+
+    /// Messages waiting in the buffer.
+    pub fn buffered(&self) -> usize {
+        lock(&self.inner.buffer).messages.len()
+    }
+
+    /// Cancel consuming (Kombu's `close`).
+    pub async fn close(&self) -> Result<()> {
+        self.cancel().await
+    }
+}
+
+fn receive(inner: &Inner, message: Message) -> Result<()> {
+    let message = message.with_accept(lock(&inner.accept).clone());
+    let on_message = lock(&inner.on_message).clone();
+    let decode_error = |m: &Message, e: Error| -> Result<()> {
+        match lock(&inner.on_decode_error).clone() {
+            Some(cb) => {
+                cb(m, &e);
+                Ok(())
+            }
+            None => Err(e),
+        }
+    };
+    if let Some(e) = message.error() {
+        return decode_error(&message, e.clone());
+    }
+    if let Some(cb) = on_message {
+        cb(&message);
+        return Ok(());
+    }
+    let callbacks = lock(&inner.callbacks).clone();
+    if callbacks.is_empty() {
+        let wakers = {
+            let mut b = lock(&inner.buffer);
+            b.messages.push_back(message);
+            std::mem::take(&mut b.wakers)
+        };
+        for w in wakers {
+            w.wake();
+        }
+        return Ok(());
+    }
+    match message.decoded() {
+        Ok(body) => {
+            for cb in callbacks.iter() {
+                cb(body, &message);
+            }
+            Ok(())
+        }
+        Err(e) => decode_error(&message, e.clone()),
+    }
+}
+
+struct BufferReady<'a> {
+    inner: &'a Inner,
+}
+
+impl Future for BufferReady<'_> {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let mut b = lock(&self.inner.buffer);
+        if !b.messages.is_empty() {
+            return Poll::Ready(());
+        }
+        if !b.wakers.iter().any(|w| w.will_wake(cx.waker())) {
+            b.wakers.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
