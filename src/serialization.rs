@@ -94,12 +94,8 @@ impl Registry {
             name: "yaml".into(),
             content_type: "application/x-yaml".into(),
             content_encoding: "utf-8".into(),
-            encoder: Some(Arc::new(|p| {
-                serde_norway::to_string(&payload_value(p)).map(String::into_bytes).map_err(|e| Error::Encode(format!("yaml: {e}")))
-            })),
-            decoder: Some(Arc::new(|b| {
-                serde_norway::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid YAML body: {e}")))
-            })),
+            encoder: Some(Arc::new(|p| yaml_dumps(&payload_value(p)))),
+            decoder: Some(Arc::new(|b| yaml_loads(b).map(Payload::Data))),
         });
         r.insert(Codec {
             name: "pickle".into(),
@@ -374,6 +370,87 @@ impl Accept {
     }
 }
 
+/// YAML that PyYAML's `safe_load` reads back as the same data: floats always carry a `.`
+/// (`1.0e+100`, as PyYAML writes them; YAML 1.1 reads `1e100` as a string).
+pub fn yaml_dumps(value: &Value) -> Result<Vec<u8>> {
+    fn to_yaml(v: &Value) -> yaml_rust2::Yaml {
+        use yaml_rust2::Yaml;
+        match v {
+            Value::Null => Yaml::Null,
+            Value::Bool(b) => Yaml::Boolean(*b),
+            Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+                (Some(i), _, _) => Yaml::Integer(i),
+                (None, Some(u), _) => Yaml::Real(u.to_string()),
+                (_, _, Some(f)) => Yaml::Real(pyyaml_float(f)),
+                _ => Yaml::Null,
+            },
+            Value::String(s) => Yaml::String(s.clone()),
+            Value::Array(a) => Yaml::Array(a.iter().map(to_yaml).collect()),
+            Value::Object(m) => Yaml::Hash(m.iter().map(|(k, v)| (Yaml::String(k.clone()), to_yaml(v))).collect()),
+        }
+    }
+    let mut out = String::new();
+    yaml_rust2::YamlEmitter::new(&mut out).dump(&to_yaml(value)).map_err(|e| Error::Encode(format!("yaml: {e}")))?;
+    let body = out.strip_prefix("---\n").or_else(|| out.strip_prefix("--- ")).unwrap_or(&out);
+    Ok(format!("{body}\n").into_bytes())
+}
+
+/// PyYAML's float representation: Python's repr with `.0` inserted before an exponent.
+fn pyyaml_float(f: f64) -> String {
+    if f.is_nan() {
+        return ".nan".into();
+    }
+    if f.is_infinite() {
+        return if f > 0.0 { ".inf".into() } else { "-.inf".into() };
+    }
+    let r = python_float_repr(f);
+    if !r.contains('.') && r.contains('e') {
+        r.replacen('e', ".0e", 1)
+    } else {
+        r
+    }
+}
+
+/// Parse a YAML document (the first one) into JSON-like data.
+pub fn yaml_loads(body: &[u8]) -> Result<Value> {
+    use yaml_rust2::Yaml;
+    fn to_value(y: &Yaml) -> Result<Value> {
+        Ok(match y {
+            Yaml::Null => Value::Null,
+            Yaml::Boolean(b) => Value::Bool(*b),
+            Yaml::Integer(i) => Value::from(*i),
+            Yaml::Real(s) => {
+                if let Ok(u) = s.parse::<u64>() {
+                    Value::from(u)
+                } else {
+                    let f: f64 = s.parse().map_err(|_| Error::Decode(format!("YAML float {s:?} cannot be represented")))?;
+                    serde_json::Number::from_f64(f).map(Value::Number).ok_or_else(|| Error::Decode(format!("YAML float {s:?} (NaN or infinity) cannot be represented")))?
+                }
+            }
+            Yaml::String(s) => Value::String(s.clone()),
+            Yaml::Array(a) => Value::Array(a.iter().map(to_value).collect::<Result<_>>()?),
+            Yaml::Hash(h) => {
+                let mut m = crate::value::Headers::new();
+                for (k, v) in h {
+                    let key = match k {
+                        Yaml::String(s) | Yaml::Real(s) => s.clone(),
+                        Yaml::Integer(i) => i.to_string(),
+                        Yaml::Boolean(b) => b.to_string(),
+                        Yaml::Null => "null".into(),
+                        other => return Err(Error::Decode(format!("YAML mapping key {other:?} is not a scalar"))),
+                    };
+                    m.insert(key, to_value(v)?);
+                }
+                Value::Object(m)
+            }
+            Yaml::Alias(_) | Yaml::BadValue => return Err(Error::Decode("YAML aliases are not supported".into())),
+        })
+    }
+    let text = std::str::from_utf8(body).map_err(|e| Error::Decode(format!("YAML body is not UTF-8: {e}")))?;
+    let docs = yaml_rust2::YamlLoader::load_from_str(text).map_err(|e| Error::Decode(format!("invalid YAML body: {e}")))?;
+    docs.first().map_or(Ok(Value::Null), to_value)
+}
+
 /// JSON exactly as Python's `json.dumps` writes it (Kombu's `kombu.utils.json.dumps`).
 pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
@@ -510,7 +587,9 @@ mod tests {
         // msgpack bytes equal Python's msgpack.packb(use_bin_type=True)
         let e = dumps(&data(json!({"a": [1, 2.5, "x"]})), Some("msgpack")).unwrap();
         assert_eq!(&e.body[..], b"\x81\xa1a\x93\x01\xcb@\x04\x00\x00\x00\x00\x00\x00\xa1x");
-        assert_eq!(&dumps(&data(json!({"a": []})), Some("yaml")).unwrap().body[..], b"a: []\n");
+        assert_eq!(&dumps(&data(json!({"a": [], "f": 1e100})), Some("yaml")).unwrap().body[..], b"a: []\nf: 1.0e+100\n");
+        // PyYAML's output for {"a": [1, 2.5, "x"], "b": "yes"} reads back.
+        assert_eq!(yaml_loads(b"a:\n- 1\n- 2.5\n- x\nb: 'yes'\n").unwrap(), json!({"a": [1, 2.5, "x"], "b": "yes"}));
     }
 
     #[test]
