@@ -59,6 +59,7 @@ fn round_trip(c: &mut Criterion) {
             })
         })
     });
+    g.throughput(Throughput::Elements(1));
     g.bench_function("publish_only_json_64B", |b| {
         let q = Queue::new("bench-publish-only").exchange(Exchange::direct("bench-po")).routing_key("po");
         rt.block_on(producer.maybe_declare(q.clone())).unwrap();
@@ -68,7 +69,7 @@ fn round_trip(c: &mut Criterion) {
             rt.block_on(producer.publish(json!({"id": n, "task": "bench.add", "args": [1, 2], "kwargs": {}}), PublishOptions::new().exchange(&ex).routing_key("po")))
                 .unwrap();
             n += 1;
-            if n % 100_000 == 0 {
+            if n % 10_000 == 0 {
                 rt.block_on(q.bind(producer.channel()).purge()).unwrap();
             }
         })

@@ -74,7 +74,10 @@ impl Registry {
             name: "json".into(),
             content_type: "application/json".into(),
             content_encoding: "utf-8".into(),
-            encoder: Some(Arc::new(|p| json_dumps(&payload_value(p)))),
+            encoder: Some(Arc::new(|p| match p {
+                Payload::Data(v) => json_dumps(v),
+                other => json_dumps(&payload_value(other)),
+            })),
             decoder: Some(Arc::new(|b| {
                 serde_json::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))
             })),
@@ -84,7 +87,11 @@ impl Registry {
             content_type: "application/x-msgpack".into(),
             content_encoding: "binary".into(),
             encoder: Some(Arc::new(|p| {
-                rmp_serde::to_vec_named(&payload_value(p)).map_err(|e| Error::Encode(format!("msgpack: {e}")))
+                let r = match p {
+                    Payload::Data(v) => rmp_serde::to_vec_named(v),
+                    other => rmp_serde::to_vec_named(&payload_value(other)),
+                };
+                r.map_err(|e| Error::Encode(format!("msgpack: {e}")))
             })),
             decoder: Some(Arc::new(|b| {
                 rmp_serde::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
@@ -260,20 +267,22 @@ pub fn dumps(payload: &Payload, serializer: Option<&str>) -> Result<Encoded> {
         }
         _ => {}
     }
-    let (codec, known) = {
+    let (encode, content_type, content_encoding) = {
         let r = read();
-        let name = serializer.map(str::to_owned).unwrap_or_else(|| r.default.clone());
-        (r.by_name.get(&name).cloned().ok_or(name), r.known())
-    };
-    let codec = codec.map_err(|name| Error::SerializerNotInstalled { name, known })?;
-    let Some(encode) = &codec.encoder else {
-        return Err(Error::Encode(format!(
-            "{} ({}) is Python's object serialization and cannot be produced here; use json, msgpack or yaml",
-            codec.name, codec.content_type
-        )));
+        let name = serializer.unwrap_or(&r.default);
+        let Some(codec) = r.by_name.get(name) else {
+            return Err(Error::SerializerNotInstalled { name: name.to_owned(), known: r.known() });
+        };
+        let Some(encode) = codec.encoder.clone() else {
+            return Err(Error::Encode(format!(
+                "{} ({}) is Python's object serialization and cannot be produced here; use json, msgpack or yaml",
+                codec.name, codec.content_type
+            )));
+        };
+        (encode, codec.content_type.clone(), codec.content_encoding.clone())
     };
     let body = encode(payload)?;
-    Ok(Encoded { content_type: codec.content_type, content_encoding: codec.content_encoding, body: Bytes::from(body) })
+    Ok(Encoded { content_type, content_encoding, body: Bytes::from(body) })
 }
 
 /// Deserialize a body (Kombu's `loads`), checking `accept` unless `force`.

@@ -1,0 +1,51 @@
+"""Python kombu's memory:// on the workload of examples/bench_memory.rs.
+
+Publish N JSON messages of ~64 bytes, consume them with prefetch 100 and ack each.
+Prints one JSON line with the rate.
+"""
+import json
+import os
+import sys
+import time
+
+from kombu import Connection, Consumer, Exchange, Producer, Queue
+
+
+def main():
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    name = "bench-%d" % os.getpid()
+    exchange = Exchange(name, type="direct")
+    queue = Queue(name, exchange, routing_key="bench")
+    with Connection("memory://") as conn:
+        channel = conn.channel()
+        producer = Producer(channel)
+        producer.maybe_declare(queue)
+        started = time.perf_counter()
+        for i in range(n):
+            producer.publish(
+                {"id": i, "task": "bench.add", "args": [1, 2], "kwargs": {}},
+                exchange=exchange,
+                routing_key="bench",
+            )
+        published = time.perf_counter() - started
+        count = [0]
+
+        def on_message(body, message):
+            message.ack()
+            count[0] += 1
+
+        with Consumer(channel, [queue], callbacks=[on_message], prefetch_count=100):
+            while count[0] < n:
+                conn.drain_events(timeout=5)
+        total = time.perf_counter() - started
+    print(json.dumps({
+        "impl": "Python kombu %s" % __import__("kombu").__version__,
+        "messages": n,
+        "publish_seconds": published,
+        "total_seconds": total,
+        "msgs_per_sec": n / total,
+    }))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# memory:// round trip (publish -> consume -> ack), kombu-wasm vs Python kombu, same run.
+#
+#   bench/memory_vs_python.sh [N]     (default 20000 messages of ~64 bytes, prefetch 100)
+#
+# Builds the Rust side in release mode, makes (once) a venv with kombu from
+# tests/interop/requirements.txt, runs both three times and prints the best rate of each
+# and the ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+CACHE=${KOMBU_CACHE:-$HOME/.cache/kombu-wasm}
+REQ=tests/interop/requirements.txt
+VENV="$CACHE/venv-$(sha256sum "$REQ" | cut -c1-12)"
+if [ ! -f "$VENV/.complete" ]; then
+  rm -rf "$VENV"; python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" </dev/null
+  touch "$VENV/.complete"
+fi
+cargo build -q --release --example bench_memory
+best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
+rust=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
+py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/memory_python.py "$N"; done | best)
+python3 - "$rust" "$py" <<'PY'
+import json, sys
+r, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("workload: %d JSON messages (~64 B), publish then consume with prefetch 100, ack each" % r["messages"])
+for x in (r, p):
+    print("  %-32s %10.0f msgs/s  (%.3f s)" % (x["impl"], x["msgs_per_sec"], x["total_seconds"]))
+print("  ratio: %.1fx" % (r["msgs_per_sec"] / p["msgs_per_sec"]))
+PY

@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# Run every test of kombu-wasm: native (unit, integration, interop with Python kombu against
+# the real brokers), wasm in Node and in headless Chromium, and the npm package end to end.
+#
+# Installs what it needs first, idempotently (each step is skipped when already done):
+# the wasm32 target, wasm-bindgen-cli at Cargo.lock's version, Debian's chromium and
+# chromium-driver, npm packages, a Python venv with kombu for the interop tests, and it
+# starts Redis and RabbitMQ when they are not running. Runs as root on Debian 12, with no
+# stdin (CI); nothing but crates.io, PyPI, npm and Debian's packages is downloaded.
+#
+# Options (environment): SKIP_WASM=1 skips the wasm suites, SKIP_BROWSER=1 the Chromium ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export DEBIAN_FRONTEND=noninteractive CARGO_TERM_COLOR=${CARGO_TERM_COLOR:-never}
+export PATH="$HOME/.cargo/bin:$PATH"
+CACHE=${KOMBU_CACHE:-$HOME/.cache/kombu-wasm}
+mkdir -p "$CACHE"
+# chromedriver leaves a scoped dir per run in TMPDIR: confine them and clean up.
+export TMPDIR="$(mktemp -d /tmp/kombu-test.XXXXXX)"
+trap 'rm -rf "$TMPDIR"' EXIT
+T0=$SECONDS
+step() { echo; echo "== [$((SECONDS - T0))s] $*"; }
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+wait_port() { # name port seconds
+  local i=0
+  until port_open "$2"; do
+    i=$((i + 1)); [ "$i" -ge $(($3 * 5)) ] && { echo "$1 is not listening on :$2 after $3s" >&2; return 1; }
+    sleep 0.2
+  done
+  echo "$1 is up on :$2"
+}
+
+step "Rust target wasm32-unknown-unknown"
+rustup target list --installed | grep -qx wasm32-unknown-unknown || rustup target add wasm32-unknown-unknown
+
+step "Debian packages: chromium, chromium-driver, redis, rabbitmq"
+need=()
+command -v chromium >/dev/null || need+=(chromium)
+command -v chromedriver >/dev/null || need+=(chromium-driver)
+command -v redis-server >/dev/null || need+=(redis-server)
+command -v rabbitmq-server >/dev/null || need+=(rabbitmq-server)
+command -v jq >/dev/null || need+=(jq)
+if [ ${#need[@]} -gt 0 ]; then
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${need[@]}" </dev/null >/dev/null
+fi
+
+step "wasm-bindgen-cli at Cargo.lock's wasm-bindgen version"
+WBG=$(cargo metadata --format-version 1 --locked | jq -r '[.packages[] | select(.name == "wasm-bindgen") | .version] | unique | .[]')
+[ "$(wc -w <<<"$WBG")" = 1 ] || { echo "expected one wasm-bindgen version in Cargo.lock, got: $WBG" >&2; exit 1; }
+if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WBG" ]; then
+  cargo install wasm-bindgen-cli --version "=$WBG" --locked --force </dev/null \
+    || cargo install wasm-bindgen-cli --version "=$WBG" --force </dev/null
+fi
+
+step "Brokers: Redis and RabbitMQ"
+if ! port_open 6379; then
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save '' --appendonly no \
+    --dir "$CACHE" --logfile "$CACHE/redis.log"
+fi
+wait_port redis 6379 10
+if ! port_open 5672; then
+  rabbitmq-server -detached
+fi
+wait_port rabbitmq 5672 120
+
+step "Python venv for the interop tests (kombu from PyPI)"
+REQ=tests/interop/requirements.txt
+if [ -f "$REQ" ]; then
+  VENV="$CACHE/venv-$(sha256sum "$REQ" | cut -c1-12)"
+  if [ ! -x "$VENV/bin/python" ] || [ ! -f "$VENV/.complete" ]; then
+    rm -rf "$VENV"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" </dev/null
+    touch "$VENV/.complete"
+  fi
+  export KOMBU_PYTHON="$VENV/bin/python"
+fi
+
+step "Native tests (unit, integration, interop)"
+cargo test --workspace --locked
+
+if [ "${SKIP_WASM:-}" != 1 ]; then
+  step "wasm tests in Node"
+  cargo test -p kombu --target wasm32-unknown-unknown --locked --lib --tests
+  if [ "${SKIP_BROWSER:-}" != 1 ]; then
+    step "wasm tests in headless Chromium"
+    WASM_BINDGEN_USE_BROWSER=1 cargo test -p kombu --target wasm32-unknown-unknown --locked --lib --tests
+  fi
+fi
+
+step "All tests passed"
