@@ -67,6 +67,7 @@ fn registry() -> &'static RwLock<Registry> {
             }),
             Arc::new(|b| read_all(flate2::read::ZlibDecoder::new(b))),
         );
+        #[cfg(feature = "bzip2")]
         add(
             "application/x-bz2",
             &["bzip2", "bzip"],
@@ -77,6 +78,7 @@ fn registry() -> &'static RwLock<Registry> {
             }),
             Arc::new(|b| read_all(bzip2::read::MultiBzDecoder::new(b))),
         );
+        #[cfg(feature = "lzma")]
         add(
             "application/x-lzma",
             &["lzma", "xz"],
@@ -92,6 +94,7 @@ fn registry() -> &'static RwLock<Registry> {
             }),
             Arc::new(|b| read_all(lzma_rust2::XzReader::new(b, true))),
         );
+        #[cfg(feature = "brotli")]
         add(
             "application/x-brotli",
             &["brotli"],
@@ -105,6 +108,7 @@ fn registry() -> &'static RwLock<Registry> {
             }),
             Arc::new(|b| read_all(brotli::Decompressor::new(b, 4096))),
         );
+        #[cfg(feature = "zstd")]
         add(
             "application/zstd",
             &["zstd", "zstandard"],
@@ -121,6 +125,7 @@ fn registry() -> &'static RwLock<Registry> {
     })
 }
 
+#[cfg(feature = "lzma")]
 /// An xz stream with no blocks (CRC64 check), as Python's `lzma.compress(b"")` writes it.
 const EMPTY_XZ: [u8; 32] = [
     253, 55, 122, 88, 90, 0, 0, 4, 230, 214, 180, 70, 0, 0, 0, 0, 28, 223, 68, 33, 31, 182, 243, 125, 1, 0, 0, 0, 0, 4,
