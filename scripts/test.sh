@@ -8,7 +8,8 @@
 # starts Redis and RabbitMQ when they are not running. Runs as root on Debian 12, with no
 # stdin (CI); nothing but crates.io, PyPI, npm and Debian's packages is downloaded.
 #
-# Options (environment): SKIP_WASM=1 skips the wasm suites, SKIP_BROWSER=1 the Chromium ones.
+# Options (environment): SKIP_WASM=1 skips the wasm suites and the npm package, SKIP_BROWSER=1
+# the Chromium wasm-bindgen run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -88,6 +89,16 @@ if [ "${SKIP_WASM:-}" != 1 ]; then
     step "wasm tests in headless Chromium"
     WASM_BINDGEN_USE_BROWSER=1 cargo test -p kombu --target wasm32-unknown-unknown --locked --lib --tests
   fi
+fi
+
+if [ "${SKIP_WASM:-}" != 1 ]; then
+  step "npm package (js/): build, Node tests, Chromium test"
+  LOCKSUM=$(sha256sum js/package-lock.json | cut -d' ' -f1)
+  if [ "$(cat js/node_modules/.ci-locksum 2>/dev/null)" != "$LOCKSUM" ]; then
+    (cd js && npm ci --no-audit --no-fund </dev/null && echo "$LOCKSUM" > node_modules/.ci-locksum)
+  fi
+  js/build.sh
+  (cd js && node --test test/)
 fi
 
 step "All tests passed"

@@ -15,6 +15,8 @@
 //! 6. the Kombu API — [`Connection`], [`Producer`], [`Consumer`], [`SimpleQueue`], ...
 
 #![warn(missing_docs)]
+// On wasm32 callbacks are not Send (browser values are not), so the shared state is Arc but !Sync there.
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod broker;
 pub mod common;
@@ -38,6 +40,8 @@ pub mod spec;
 pub mod transport;
 pub mod url;
 pub mod value;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use common::{broadcast, eventloop, maybe_declare, uuid, Entity};
 pub use connection::{Channel, Connection, ConnectionOptions};

@@ -165,7 +165,7 @@ fn python_stored_redis_messages_decode() {
 fn python_consumes_what_we_store() {
     let queue = unique("consume");
     let mut p = Properties { correlation_id: Some("c-9".into()), reply_to: Some("rq".into()), priority: Some(0), delivery_mode: Some(2), ..Default::default() };
-    let enc = dumps(&Payload::Data(json!({"from": "rust", "ok": true, "π": 3.14159})), None).unwrap();
+    let enc = dumps(&Payload::Data(json!({"from": "rust", "ok": true, "π": 1.25})), None).unwrap();
     p.content_type = Some(enc.content_type.clone());
     p.content_encoding = Some(enc.content_encoding.clone());
     p.headers.insert("origin".into(), json!("kombu-wasm"));
@@ -185,7 +185,7 @@ fn python_consumes_what_we_store() {
     ];
     let Some(results) = py(ops) else { return };
     let r = &results[0];
-    assert_eq!(r["payload"], json!({"from": "rust", "ok": true, "π": 3.14159}));
+    assert_eq!(r["payload"], json!({"from": "rust", "ok": true, "π": 1.25}));
     assert_eq!(r["content_type"], "application/json");
     assert_eq!(r["headers"]["origin"], "kombu-wasm");
     assert_eq!(r["properties"]["correlation_id"], "c-9");

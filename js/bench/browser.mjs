@@ -1,0 +1,16 @@
+// `node js/bench/browser.mjs [N]`: the memory:// round trip in headless Chromium.
+import { chromium } from "playwright-core";
+import { serve } from "../test/serve.mjs";
+
+const n = Number(process.argv[2] ?? 20000);
+const { server, base } = await serve();
+const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium", args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+try {
+  const page = await browser.newPage();
+  await page.goto(`${base}/site/bench.html?n=${n}`);
+  await page.waitForFunction(() => window.__result, null, { timeout: 300000 });
+  console.log(JSON.stringify(await page.evaluate(() => window.__result)));
+} finally {
+  await browser.close();
+  server.close();
+}

@@ -1,0 +1,26 @@
+// memory:// round trip in JavaScript: the workload of examples/bench_memory.rs (N JSON
+// messages of ~64 bytes published, then consumed with prefetch 100 and acked one by one).
+// Shared by bench/wasm_roundtrip.mjs (Node) and the browser benchmark page.
+export async function roundTrip({ Connection, Exchange, Queue }, n = 20000) {
+  const name = `bench-${Math.random().toString(36).slice(2)}`;
+  const exchange = new Exchange(name, { type: "direct" });
+  const queue = new Queue(name, { exchange, routingKey: "bench" });
+  const conn = new Connection(`memory:///${name}`);
+  await conn.declare(queue);
+  const producer = conn.Producer();
+  const started = performance.now();
+  for (let i = 0; i < n; i++) {
+    await producer.publish({ id: i, task: "bench.add", args: [1, 2], kwargs: {} }, { exchange, routingKey: "bench" });
+  }
+  const published = performance.now();
+  const consumer = conn.Consumer([queue], { prefetchCount: 100 });
+  let seen = 0;
+  for await (const message of consumer) {
+    message.ack();
+    message.free();
+    if (++seen === n) break;
+  }
+  const total = performance.now() - started;
+  await conn.release();
+  return { messages: n, publish_seconds: (published - started) / 1000, total_seconds: total / 1000, msgs_per_sec: n / (total / 1000) };
+}

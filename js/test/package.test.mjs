@@ -1,0 +1,175 @@
+// The npm package in Node: the README's quick start verbatim from a packed tarball, the
+// errors a user meets, async iteration with AbortSignal, raw bodies, and routing.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+
+import { Connection, Exchange, Queue, version } from "../index.js";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const pkgDir = join(here, "..");
+let n = 0;
+const url = () => `memory:///node-test-${process.pid}-${++n}`;
+
+async function rejects(promiseOrFn, name, pattern) {
+  let err;
+  try {
+    await (typeof promiseOrFn === "function" ? promiseOrFn() : promiseOrFn);
+  } catch (e) {
+    err = e;
+  }
+  assert.ok(err, `expected ${name}, nothing was thrown`);
+  assert.ok(err instanceof Error, `expected an Error, got ${err}`);
+  assert.equal(err.name, name, `expected ${name}: ${err.name}: ${err.message}`);
+  if (pattern) assert.match(err.message, pattern);
+  return err;
+}
+
+test("the README quick start runs verbatim from the packed package", () => {
+  const readme = readFileSync(join(pkgDir, "README.md"), "utf8");
+  const section = readme.slice(readme.indexOf("## Quick start"));
+  const code = section.match(/```js\n([\s\S]*?)```/)[1];
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-quickstart-"));
+  try {
+    const tarball = execFileSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: pkgDir, encoding: "utf8" }).trim().split("\n").pop();
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "quickstart", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", join(dir, tarball)], { cwd: dir, stdio: "pipe" });
+    writeFileSync(join(dir, "quickstart.mjs"), code);
+    const out = execFileSync(process.execPath, ["quickstart.mjs"], { cwd: dir, encoding: "utf8" });
+    assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
+    assert.match(out, /size: 1301013/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("version is exported", () => {
+  assert.match(version, /^\d+\.\d+\.\d+/);
+});
+
+test("bad input throws named errors that say what to change", async () => {
+  await rejects(() => new Connection("memroy://"), "UnknownTransport", /memory/);
+  const bad = await rejects(() => new Connection("amqp://guest:secret@localhost:70000//"), "InvalidURL", /70000/);
+  assert.doesNotMatch(bad.message, /secret/);
+  await rejects(() => new Exchange("x", { tpye: "topic" }), "ValueError", /tpye/);
+  await rejects(() => new Queue("q", { durable: "yes" }), "ValueError", /durable|boolean/);
+  await rejects(() => new Exchange("x", { deliveryMode: 7 }), "ValueError", /deliveryMode/);
+  const conn = new Connection(url());
+  await rejects(() => conn.Consumer(["q"], { prefetch: 10 }), "ValueError", /prefetch/);
+  const producer = conn.Producer();
+  await rejects(() => producer.publish({ a: 1 }, { routingKey: "q", serializer: "bson" }), "SerializerNotInstalled", /json/);
+  await rejects(() => producer.publish({ a: 1 }, { routingKey: "q", compression: "snappy" }), "CompressionNotInstalled", /zlib/);
+  await rejects(() => producer.publish(10n, { routingKey: "q" }), "EncodeError", /BigInt/);
+  await rejects(() => producer.publish({ f() {} }.f, { routingKey: "q" }), "EncodeError", /function/);
+  await rejects(() => conn.Consumer(["q"], { accept: ["jsn"] }), "SerializerNotInstalled", /json/);
+  await conn.release();
+});
+
+test("settling twice is MessageStateError; Empty when there is nothing", async () => {
+  const conn = new Connection(url());
+  const q = await conn.SimpleQueue("simple");
+  await q.put({ n: 1 });
+  const m = await q.get({ timeout: 1000 });
+  assert.deepEqual(m.payload, { n: 1 });
+  m.ack();
+  assert.equal(m.state, "ACK");
+  await rejects(() => m.ack(), "MessageStateError", /ACK/);
+  await rejects(q.get({ timeout: 50 }), "Empty");
+  await rejects(q.getNowait(), "Empty");
+  await conn.release();
+});
+
+test("a disallowed body is reported and can still be requeued", async () => {
+  const conn = new Connection(url());
+  const queue = new Queue("strict");
+  await conn.Producer().publish("plain text", { routingKey: "strict", declare: [queue] });
+  const consumer = conn.Consumer([queue], { accept: ["json"] });
+  const m = await consumer.next({ timeout: 1000 });
+  await rejects(() => m.payload, "ContentDisallowed", /text\/plain/);
+  assert.equal(new TextDecoder().decode(m.body), "plain text");
+  await consumer.cancel();
+  m.requeue();
+  assert.equal(conn.snapshot().queues.find((q) => q.name === "strict").messages_ready, 1);
+  await conn.release();
+});
+
+test("raw bytes with a content type travel untouched", async () => {
+  const conn = new Connection(url());
+  const q = await conn.SimpleQueue("raw");
+  const bytes = new Uint8Array([0xff, 0xd8, 0xff, 0x00, 0x01]);
+  await q.put(bytes, { contentType: "image/jpeg", contentEncoding: "binary" });
+  await q.put("text", {});
+  await q.put({ compressed: true }, { compression: "zlib" });
+  const m = await q.get({ timeout: 1000 });
+  assert.equal(m.contentType, "image/jpeg");
+  assert.deepEqual(m.payload, bytes);
+  m.ack();
+  const t = await q.get({ timeout: 1000 });
+  assert.equal(t.payload, "text");
+  assert.equal(t.contentType, "text/plain");
+  t.ack();
+  const z = await q.get({ timeout: 1000 });
+  assert.equal(z.headers.compression, "application/x-gzip");
+  assert.deepEqual(z.payload, { compressed: true });
+  z.ack();
+  await conn.release();
+});
+
+test("topic and headers routing, seen in the snapshot", async () => {
+  const conn = new Connection(url());
+  const logs = new Exchange("logs", { type: "topic" });
+  const errors = new Queue("errors", { exchange: logs, routingKey: "*.error" });
+  const all = new Queue("all", { exchange: logs, routingKey: "#" });
+  const hx = new Exchange("hx", { type: "headers" });
+  const eu = new Queue("eu", { exchange: hx, bindingArguments: { "x-match": "all", region: "eu", tier: 1 } });
+  for (const q of [errors, all, eu]) await conn.declare(q);
+  const p = conn.Producer();
+  await p.publish({ m: 1 }, { exchange: logs, routingKey: "db.error" });
+  await p.publish({ m: 2 }, { exchange: logs, routingKey: "db.info" });
+  await p.publish({ m: 3 }, { exchange: logs, routingKey: "a.b.error" });
+  await p.publish({ m: 4 }, { exchange: hx, headers: { region: "eu", tier: 1 } });
+  await p.publish({ m: 5 }, { exchange: hx, headers: { region: "eu", tier: "1" } });
+  const depth = Object.fromEntries(conn.snapshot().queues.map((q) => [q.name, q.messages_ready]));
+  assert.deepEqual({ errors: depth.errors, all: depth.all, eu: depth.eu }, { errors: 1, all: 3, eu: 1 });
+  const bindings = conn.snapshot().bindings.filter((b) => b.source === "logs").map((b) => `${b.routing_key}->${b.destination}`);
+  assert.deepEqual(bindings.sort(), ["#->all", "*.error->errors"]);
+  await conn.release();
+});
+
+test("consumers stop on AbortSignal and time out with TimeoutError", async () => {
+  const conn = new Connection(url());
+  const q = new Queue("abortable");
+  const consumer = conn.Consumer([q]);
+  await rejects(consumer.next({ timeout: 30 }), "TimeoutError");
+  const controller = new AbortController();
+  setTimeout(() => controller.abort(), 100);
+  const started = Date.now();
+  const seen = [];
+  for await (const m of consumer.messages({ signal: controller.signal })) seen.push(m);
+  assert.equal(seen.length, 0);
+  assert.ok(Date.now() - started < 2000, "the abort ended the iteration");
+  const aborted = new AbortController();
+  aborted.abort();
+  await rejects(consumer.next({ signal: aborted.signal }), "AbortError");
+  await conn.release();
+});
+
+test("unacked messages return to the queue when the connection is released", async () => {
+  const u = url();
+  const conn = new Connection(u);
+  const q = new Queue("redeliver");
+  await conn.Producer().publish("once", { routingKey: "redeliver", declare: [q] });
+  const m = await conn.Consumer([q]).next({ timeout: 1000 });
+  assert.equal(m.payload, "once");
+  await conn.release();
+  const again = new Connection(u);
+  const m2 = await again.Consumer([q]).next({ timeout: 1000 });
+  assert.equal(m2.payload, "once");
+  assert.equal(m2.deliveryInfo.redelivered, true);
+  m2.ack();
+  await again.release();
+});

@@ -1,0 +1,990 @@
+//! The JavaScript facade (wasm32 only): wasm-bindgen classes over the Rust API.
+//!
+//! This is a thin adapter: every call converts its arguments (plain JS objects, validated by
+//! serde with camelCase names and unknown options refused), calls the same Rust API the
+//! native crate uses, and converts the result back. The npm package's hand-written layer
+//! (`js/src/index.js`) turns `Exchange`/`Queue` instances into the plain specs these
+//! functions take and adds async iteration, `AbortSignal` and disposal.
+//!
+//! Errors are JS `Error`s whose `name` is Kombu's exception name (`ContentDisallowed`,
+//! `MessageStateError`, `OperationalError`, ...), with a message that says what was wrong.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use js_sys::{Array, Promise, Uint8Array};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::Error;
+use crate::retry::{FailoverStrategy, RetryPolicy};
+use crate::value::{Headers, Value};
+use crate::{
+    Binding, Connection, ConnectionOptions, Consumer, DeliveryMode, Entity, Exchange, Message, Payload, Producer,
+    PublishOptions, Queue, SimpleOptions, SimpleQueue,
+};
+
+// ----- errors ---------------------------------------------------------------------------
+
+/// A JS `Error` named after the Kombu exception.
+fn js_error(e: &Error) -> JsValue {
+    let text = e.to_string();
+    // JS prints `${name}: ${message}`; drop the name the Rust message starts with.
+    let msg = text.strip_prefix(e.name()).and_then(|m| m.strip_prefix(": ")).unwrap_or(&text);
+    let err = js_sys::Error::new(msg);
+    err.set_name(e.name());
+    err.into()
+}
+
+fn value_error(msg: impl Into<String>) -> JsValue {
+    js_error(&Error::Value(msg.into()))
+}
+
+type JsResult<T> = std::result::Result<T, JsValue>;
+
+fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
+    r.map_err(|e| js_error(&e))
+}
+
+/// Parse an options object (`undefined`/`null` mean "no options").
+fn options<T: DeserializeOwned + Default>(what: &str, v: JsValue) -> JsResult<T> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(T::default());
+    }
+    spec(what, v)
+}
+
+/// Parse a plain JS object into a spec. Through a JSON value first: serde-wasm-bindgen reads
+/// only the fields a struct names, so unknown (misspelt) options would pass silently;
+/// serde_json's `deny_unknown_fields` names them.
+fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
+    let json: Value = serde_wasm_bindgen::from_value(v).map_err(|e| value_error(format!("invalid {what}: {e}")))?;
+    serde_path_to_error::deserialize(json).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if path == "." || path.is_empty() {
+            value_error(format!("invalid {what}: {inner}"))
+        } else {
+            value_error(format!("invalid {what}: `{path}`: {inner}"))
+        }
+    })
+}
+
+fn to_js<T: Serialize + ?Sized>(v: &T) -> JsResult<JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| value_error(format!("cannot convert to a JavaScript value: {e}")))
+}
+
+fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
+    match ms {
+        None => Ok(None),
+        Some(m) if m.is_finite() && m >= 0.0 => Ok(Some(Duration::from_secs_f64(m / 1000.0))),
+        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {m}"))),
+    }
+}
+
+// ----- bodies ---------------------------------------------------------------------------
+
+/// A JS body: a string, a `Uint8Array`/`ArrayBuffer` (raw bytes), or any JSON value.
+fn body_from_js(v: &JsValue) -> JsResult<Payload> {
+    if let Some(s) = v.as_string() {
+        return Ok(Payload::Text(s));
+    }
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Payload::Bytes(Bytes::from(a.to_vec())));
+    }
+    if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(Payload::Bytes(Bytes::from(Uint8Array::new(b).to_vec())));
+    }
+    if v.is_undefined() {
+        return Err(js_error(&Error::Encode("the message body is undefined: pass a JSON value, a string or bytes".into())));
+    }
+    if v.is_bigint() || v.is_function() || v.is_symbol() {
+        return Err(js_error(&Error::Encode(format!(
+            "a {} cannot be serialized: send JSON data, a string or a Uint8Array (convert BigInt to a string or number)",
+            v.js_typeof().as_string().unwrap_or_default()
+        ))));
+    }
+    serde_wasm_bindgen::from_value::<Value>(v.clone()).map(Payload::Data).map_err(|e| {
+        js_error(&Error::Encode(format!(
+            "the message body is not JSON data ({e}); send plain objects, arrays, strings, numbers, booleans or null, a string, or a Uint8Array"
+        )))
+    })
+}
+
+fn body_to_js(p: &Payload) -> JsResult<JsValue> {
+    match p {
+        Payload::Data(v) => to_js(v),
+        Payload::Text(s) => Ok(JsValue::from_str(s)),
+        Payload::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
+    }
+}
+
+// ----- declarations -----------------------------------------------------------------------
+
+/// `new Exchange(name, options)` as a plain object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ExchangeSpec {
+    #[serde(default)]
+    name: String,
+    #[serde(rename = "type")]
+    kind: Option<String>,
+    durable: Option<bool>,
+    auto_delete: Option<bool>,
+    delivery_mode: Option<DeliveryModeSpec>,
+    arguments: Option<Headers>,
+    no_declare: Option<bool>,
+    passive: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum DeliveryModeSpec {
+    Number(u8),
+    Name(String),
+}
+
+fn delivery_mode(d: &DeliveryModeSpec) -> JsResult<DeliveryMode> {
+    match d {
+        DeliveryModeSpec::Number(1) => Ok(DeliveryMode::Transient),
+        DeliveryModeSpec::Number(2) => Ok(DeliveryMode::Persistent),
+        DeliveryModeSpec::Number(n) => Err(value_error(format!("deliveryMode must be 1 (transient) or 2 (persistent), not {n}"))),
+        DeliveryModeSpec::Name(s) => kombu(DeliveryMode::parse(s)),
+    }
+}
+
+impl ExchangeSpec {
+    fn build(&self) -> JsResult<Exchange> {
+        let mut x = Exchange::new(self.name.clone(), self.kind.as_deref().unwrap_or("direct"));
+        if let Some(v) = self.durable {
+            x = x.durable(v);
+        }
+        if let Some(v) = self.auto_delete {
+            x = x.auto_delete(v);
+        }
+        if let Some(d) = &self.delivery_mode {
+            x = x.delivery_mode(delivery_mode(d)?);
+        }
+        if let Some(a) = &self.arguments {
+            x.arguments = a.clone();
+        }
+        if let Some(v) = self.no_declare {
+            x = x.no_declare(v);
+        }
+        if let Some(v) = self.passive {
+            x = x.passive(v);
+        }
+        Ok(x)
+    }
+}
+
+/// An exchange given as a spec or by name.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum ExchangeRef {
+    Name(String),
+    Spec(ExchangeSpec),
+}
+
+impl ExchangeRef {
+    fn build(&self) -> JsResult<Exchange> {
+        match self {
+            ExchangeRef::Name(n) => Ok(Exchange::direct(n.clone())),
+            ExchangeRef::Spec(s) => s.build(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct BindingSpec {
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    arguments: Option<Headers>,
+    unbind_arguments: Option<Headers>,
+}
+
+/// `new Queue(name, options)` as a plain object.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct QueueSpec {
+    #[serde(default)]
+    name: String,
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    durable: Option<bool>,
+    exclusive: Option<bool>,
+    auto_delete: Option<bool>,
+    /// Seconds, as in Kombu.
+    expires: Option<f64>,
+    /// Seconds, as in Kombu.
+    message_ttl: Option<f64>,
+    max_length: Option<u64>,
+    max_length_bytes: Option<u64>,
+    max_priority: Option<u8>,
+    queue_arguments: Option<Headers>,
+    binding_arguments: Option<Headers>,
+    consumer_arguments: Option<Headers>,
+    alias: Option<String>,
+    no_ack: Option<bool>,
+    no_declare: Option<bool>,
+    bindings: Option<Vec<BindingSpec>>,
+}
+
+impl QueueSpec {
+    fn build(&self) -> JsResult<Queue> {
+        let mut q = Queue::new(self.name.clone());
+        if let Some(x) = &self.exchange {
+            q = q.exchange(x.build()?);
+        }
+        if let Some(v) = &self.routing_key {
+            q = q.routing_key(v.clone());
+        }
+        if let Some(v) = self.durable {
+            q = q.durable(v);
+        }
+        if let Some(v) = self.exclusive {
+            q = q.exclusive(v);
+        }
+        if let Some(v) = self.auto_delete {
+            q = q.auto_delete(v);
+        }
+        if let Some(v) = self.expires {
+            q = q.expires(v);
+        }
+        if let Some(v) = self.message_ttl {
+            q = q.message_ttl(v);
+        }
+        if let Some(v) = self.max_length {
+            q = q.max_length(v);
+        }
+        if let Some(v) = self.max_length_bytes {
+            q = q.max_length_bytes(v);
+        }
+        if let Some(v) = self.max_priority {
+            q = q.max_priority(v);
+        }
+        for (k, v) in self.queue_arguments.iter().flatten() {
+            q = q.queue_argument(k.clone(), v.clone());
+        }
+        for (k, v) in self.binding_arguments.iter().flatten() {
+            q = q.binding_argument(k.clone(), v.clone());
+        }
+        for (k, v) in self.consumer_arguments.iter().flatten() {
+            q = q.consumer_argument(k.clone(), v.clone());
+        }
+        if let Some(v) = &self.alias {
+            q = q.alias(v.clone());
+        }
+        if let Some(v) = self.no_ack {
+            q = q.no_ack(v);
+        }
+        if let Some(v) = self.no_declare {
+            q = q.no_declare(v);
+        }
+        for b in self.bindings.iter().flatten() {
+            let x = match &b.exchange {
+                Some(x) => x.build()?,
+                None => return Err(value_error(format!("a binding of queue '{}' needs an exchange", self.name))),
+            };
+            let mut binding = Binding::new(x, b.routing_key.clone().unwrap_or_default());
+            if let Some(a) = &b.arguments {
+                binding = binding.arguments(a.clone());
+            }
+            if let Some(a) = &b.unbind_arguments {
+                binding = binding.unbind_arguments(a.clone());
+            }
+            q = q.binding(binding);
+        }
+        Ok(q)
+    }
+}
+
+/// `{exchange: {...}}` or `{queue: {...}}`: what `declare` takes.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(clippy::large_enum_variant)] // parsed once per call
+enum EntitySpec {
+    Exchange(ExchangeSpec),
+    Queue(QueueSpec),
+}
+
+impl EntitySpec {
+    fn build(&self) -> JsResult<Entity> {
+        Ok(match self {
+            EntitySpec::Exchange(x) => Entity::Exchange(x.build()?),
+            EntitySpec::Queue(q) => Entity::Queue(q.build()?),
+        })
+    }
+}
+
+fn queues_from_js(v: JsValue) -> JsResult<Vec<Queue>> {
+    let specs: Vec<QueueSpec> = if v.is_undefined() || v.is_null() {
+        Vec::new()
+    } else {
+        spec("queues", v)?
+    };
+    specs.iter().map(QueueSpec::build).collect()
+}
+
+// ----- connection -----------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionSpec {
+    transport_options: Option<Headers>,
+    heartbeat: Option<f64>,
+    connect_timeout: Option<f64>,
+    ssl: Option<bool>,
+    login_method: Option<String>,
+    failover_strategy: Option<String>,
+    alternates: Option<Vec<String>>,
+    userid: Option<String>,
+    password: Option<String>,
+    virtual_host: Option<String>,
+    transport: Option<String>,
+}
+
+/// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
+#[wasm_bindgen(js_name = Connection)]
+pub struct JsConnection {
+    inner: Connection,
+}
+
+#[wasm_bindgen(js_class = Connection)]
+impl JsConnection {
+    /// A connection to `url` (default `memory://`). Nothing is opened until it is needed.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: Option<String>, options: JsValue) -> JsResult<JsConnection> {
+        let spec: ConnectionSpec = options_or_err("Connection options", options)?;
+        let failover_strategy = match spec.failover_strategy {
+            Some(s) => kombu(FailoverStrategy::parse(&s))?,
+            None => FailoverStrategy::default(),
+        };
+        let o = ConnectionOptions {
+            transport_options: spec.transport_options.unwrap_or_default(),
+            heartbeat: spec.heartbeat,
+            connect_timeout: spec.connect_timeout,
+            ssl: spec.ssl,
+            login_method: spec.login_method,
+            failover_strategy,
+            alternates: spec.alternates.unwrap_or_default(),
+            userid: spec.userid,
+            password: spec.password,
+            virtual_host: spec.virtual_host,
+            transport: spec.transport,
+        };
+        let url = url.unwrap_or_else(|| "memory://".into());
+        Ok(JsConnection { inner: kombu(Connection::with_options(&url, o))? })
+    }
+
+    /// Connect now (Kombu's `connect`).
+    pub fn connect(&self) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.connect().await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// True while connected.
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        self.inner.connected()
+    }
+
+    /// The URL with the password masked unless `includePassword`.
+    #[wasm_bindgen(js_name = asUri)]
+    pub fn as_uri(&self, include_password: Option<bool>) -> String {
+        self.inner.as_uri(include_password.unwrap_or(false))
+    }
+
+    /// Transport, host, port, user, virtual host... (password masked).
+    pub fn info(&self) -> JsResult<JsValue> {
+        to_js(&self.inner.describe())
+    }
+
+    /// Close the connection (channels close; unacked messages return to their queues).
+    pub fn release(&self) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.release().await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// Wait up to `timeoutMs` (forever when omitted) for one event and dispatch it to the
+    /// consumers' callbacks. Rejects with `TimeoutError` when none came.
+    #[wasm_bindgen(js_name = drainEvents)]
+    pub fn drain_events(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move { kombu(c.drain_events(t).await).map(|_| JsValue::UNDEFINED) }))
+    }
+
+    /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
+    /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
+    pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
+        let spec: EntitySpec =
+            spec("declaration", entity)?;
+        let entity = spec.build()?;
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move {
+            let ch = kombu(c.default_channel().await)?;
+            match entity {
+                Entity::Exchange(x) => {
+                    kombu(x.bind(&ch).declare(false, None).await)?;
+                    Ok(JsValue::from_str(&x.name))
+                }
+                Entity::Queue(q) => {
+                    let mut q = q.bind(&ch);
+                    let name = kombu(q.declare(false).await)?;
+                    Ok(JsValue::from_str(&name))
+                }
+            }
+        }))
+    }
+
+    /// Delete an exchange or a queue by declaration.
+    pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
+        let spec: EntitySpec =
+            spec("declaration", entity)?;
+        let entity = spec.build()?;
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move {
+            let ch = kombu(c.default_channel().await)?;
+            match entity {
+                Entity::Exchange(x) => kombu(x.bind(&ch).delete(false).await)?,
+                Entity::Queue(q) => {
+                    kombu(q.bind(&ch).delete(false, false).await)?;
+                }
+            }
+            Ok(JsValue::UNDEFINED)
+        }))
+    }
+
+    /// Remove the ready messages of a queue; resolves to how many.
+    pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
+        let q: QueueSpec = spec("queue", queue)?;
+        let q = q.build()?;
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move {
+            let ch = kombu(c.default_channel().await)?;
+            kombu(q.bind(&ch).purge().await).map(|n| JsValue::from_f64(n as f64))
+        }))
+    }
+
+    /// A producer on the default channel (Kombu's `Connection.Producer`).
+    #[wasm_bindgen(js_name = Producer)]
+    pub fn producer(&self, options: JsValue) -> JsResult<JsProducer> {
+        let spec: ProducerSpec = options_or_err("Producer options", options)?;
+        let mut p = Producer::new(&self.inner.default_channel_handle());
+        if let Some(x) = &spec.exchange {
+            p = p.exchange(x.build()?);
+        }
+        if let Some(v) = &spec.routing_key {
+            p = p.routing_key(v.clone());
+        }
+        if let Some(v) = &spec.serializer {
+            p = p.serializer(v.clone());
+        }
+        if let Some(v) = &spec.compression {
+            p = p.compression(v.clone());
+        }
+        if let Some(v) = spec.auto_declare {
+            p = p.auto_declare(v);
+        }
+        Ok(JsProducer { inner: p })
+    }
+
+    /// A consumer of `queues` on the default channel (Kombu's `Connection.Consumer`). It
+    /// starts consuming at the first `next()` (or `consume()`).
+    #[wasm_bindgen(js_name = Consumer)]
+    pub fn consumer(&self, queues: JsValue, options: JsValue) -> JsResult<JsConsumer> {
+        let queues = queues_from_js(queues)?;
+        let spec: ConsumerSpec = options_or_err("Consumer options", options)?;
+        let mut c = Consumer::new(&self.inner.default_channel_handle(), queues);
+        if let Some(a) = &spec.accept {
+            c = kombu(c.accept(a))?;
+        }
+        if let Some(v) = spec.no_ack {
+            c = c.no_ack(v);
+        }
+        if let Some(v) = spec.auto_declare {
+            c = c.auto_declare(v);
+        }
+        if let Some(v) = spec.prefetch_count {
+            c = c.prefetch_count(v);
+        }
+        if let Some(v) = &spec.tag_prefix {
+            c = c.tag_prefix(v.clone());
+        }
+        Ok(JsConsumer { inner: c })
+    }
+
+    /// A `SimpleQueue` named `name` (Kombu's `Connection.SimpleQueue`).
+    #[wasm_bindgen(js_name = SimpleQueue)]
+    pub fn simple_queue(&self, name: String, options: JsValue) -> JsResult<Promise> {
+        self.simple(name, options, false)
+    }
+
+    /// A `SimpleBuffer`: transient, auto-deleted, no acks (Kombu's `Connection.SimpleBuffer`).
+    #[wasm_bindgen(js_name = SimpleBuffer)]
+    pub fn simple_buffer(&self, name: String, options: JsValue) -> JsResult<Promise> {
+        self.simple(name, options, true)
+    }
+
+    fn simple(&self, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
+        let spec: SimpleSpec = options_or_err("SimpleQueue options", options)?;
+        let mut o = SimpleOptions { no_ack: spec.no_ack, serializer: spec.serializer, compression: spec.compression, accept: spec.accept, ..Default::default() };
+        if let Some(q) = &spec.queue {
+            o.queue = Some(q.build()?);
+        }
+        if let Some(x) = &spec.exchange {
+            o.exchange = Some(x.build()?);
+        }
+        o.queue_args = spec.queue_args.unwrap_or_default();
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move {
+            let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
+            kombu(q).map(|inner| JsSimpleQueue { inner }.into())
+        }))
+    }
+
+    /// The state of a `memory://` virtual host (exchanges, queues with depths, consumers and
+    /// unacked counts, bindings), for dashboards; `undefined` on other transports.
+    pub fn snapshot(&self, virtual_host: Option<String>) -> JsResult<JsValue> {
+        if self.inner.transport_name() != "memory" {
+            return Ok(JsValue::UNDEFINED);
+        }
+        let vh = virtual_host.unwrap_or_else(|| self.inner.describe()["virtual_host"].as_str().unwrap_or("/").to_owned());
+        match crate::transport::memory::MemoryBroker::global().snapshot(&vh) {
+            Some(s) => to_js(&s),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+}
+
+fn options_or_err<T: DeserializeOwned + Default>(what: &str, v: JsValue) -> JsResult<T> {
+    options(what, v)
+}
+
+// ----- producer ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProducerSpec {
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    serializer: Option<String>,
+    compression: Option<String>,
+    auto_declare: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetryPolicySpec {
+    interval_start: Option<f64>,
+    interval_step: Option<f64>,
+    interval_max: Option<f64>,
+    max_retries: Option<u32>,
+    timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct PublishSpec {
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    delivery_mode: Option<DeliveryModeSpec>,
+    mandatory: Option<bool>,
+    priority: Option<u8>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    serializer: Option<String>,
+    headers: Option<Headers>,
+    compression: Option<String>,
+    retry: Option<bool>,
+    retry_policy: Option<RetryPolicySpec>,
+    declare: Option<Vec<EntitySpec>>,
+    /// Seconds.
+    expiration: Option<f64>,
+    correlation_id: Option<String>,
+    reply_to: Option<String>,
+    message_id: Option<String>,
+    timestamp: Option<u64>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    user_id: Option<String>,
+    app_id: Option<String>,
+}
+
+fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
+    let mut o = PublishOptions::new();
+    if let Some(x) = &spec.exchange {
+        o = o.exchange(x.build()?);
+    }
+    if let Some(v) = spec.routing_key {
+        o = o.routing_key(v);
+    }
+    if let Some(d) = &spec.delivery_mode {
+        o = o.delivery_mode(delivery_mode(d)?);
+    }
+    if let Some(v) = spec.mandatory {
+        o = o.mandatory(v);
+    }
+    if let Some(v) = spec.priority {
+        o = o.priority(v);
+    }
+    if let Some(v) = spec.content_type {
+        o = o.content_type(v);
+    }
+    if let Some(v) = spec.content_encoding {
+        o = o.content_encoding(v);
+    }
+    if let Some(v) = spec.serializer {
+        o = o.serializer(v);
+    }
+    if let Some(v) = spec.headers {
+        o = o.headers(v);
+    }
+    if let Some(v) = spec.compression {
+        o = o.compression(v);
+    }
+    if spec.retry.unwrap_or(false) || spec.retry_policy.is_some() {
+        let policy = spec.retry_policy.map(|r| {
+            let d = RetryPolicy::ensure_default();
+            RetryPolicy {
+                interval_start: r.interval_start.unwrap_or(d.interval_start),
+                interval_step: r.interval_step.unwrap_or(d.interval_step),
+                interval_max: r.interval_max.unwrap_or(d.interval_max),
+                max_retries: r.max_retries,
+                timeout: r.timeout,
+            }
+        });
+        o = o.retry(policy);
+    }
+    for e in spec.declare.iter().flatten() {
+        o = o.declare(e.build()?);
+    }
+    if let Some(v) = spec.expiration {
+        o = o.expiration(v);
+    }
+    if let Some(v) = spec.correlation_id {
+        o = o.correlation_id(v);
+    }
+    if let Some(v) = spec.reply_to {
+        o = o.reply_to(Queue::new(v));
+    }
+    if let Some(v) = spec.message_id {
+        o = o.message_id(v);
+    }
+    o.properties.timestamp = spec.timestamp;
+    o.properties.type_ = spec.type_;
+    o.properties.user_id = spec.user_id;
+    o.properties.app_id = spec.app_id;
+    Ok(o)
+}
+
+/// Publishes messages (Kombu's `Producer`).
+#[wasm_bindgen(js_name = Producer)]
+pub struct JsProducer {
+    inner: Producer,
+}
+
+#[wasm_bindgen(js_class = Producer)]
+impl JsProducer {
+    /// Publish `body` (JSON data, a string, or bytes) with Kombu's publish options
+    /// (`exchange`, `routingKey`, `headers`, `serializer`, `compression`, `declare`,
+    /// `priority`, `expiration` in seconds, `correlationId`, `replyTo`, `retry`, ...).
+    pub fn publish(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
+        let body = body_from_js(&body)?;
+        let spec: PublishSpec = options_or_err("publish options", options)?;
+        let opts = publish_options(spec)?;
+        let p = self.inner.clone();
+        Ok(future_to_promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+    }
+}
+
+// ----- consumer ---------------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConsumerSpec {
+    accept: Option<Vec<String>>,
+    no_ack: Option<bool>,
+    auto_declare: Option<bool>,
+    prefetch_count: Option<u16>,
+    tag_prefix: Option<String>,
+}
+
+/// Receives messages from queues (Kombu's `Consumer`), one at a time with `next()`.
+#[wasm_bindgen(js_name = Consumer)]
+pub struct JsConsumer {
+    inner: Consumer,
+}
+
+#[wasm_bindgen(js_class = Consumer)]
+impl JsConsumer {
+    /// Declare the queues (unless `autoDeclare: false`) and start consuming.
+    pub fn consume(&self) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.consume().await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// The next message, waiting up to `timeoutMs` (forever when omitted); rejects with
+    /// `TimeoutError` when none came. Starts consuming if needed.
+    pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let c = self.inner.clone();
+        Ok(future_to_promise(async move { kombu(c.next_message(t).await).map(|m| JsMessage { inner: m }.into()) }))
+    }
+
+    /// A message already received, or `undefined` (never waits).
+    #[wasm_bindgen(js_name = tryNext)]
+    pub fn try_next(&self) -> Option<JsMessage> {
+        self.inner.try_next().map(|m| JsMessage { inner: m })
+    }
+
+    /// Stop consuming; messages received and not acknowledged stay unacknowledged until
+    /// acked or the connection closes.
+    pub fn cancel(&self) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.cancel().await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// Stop consuming from one queue.
+    #[wasm_bindgen(js_name = cancelByQueue)]
+    pub fn cancel_by_queue(&self, queue: String) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// True while consuming from `queue`.
+    #[wasm_bindgen(js_name = consumingFrom)]
+    pub fn consuming_from(&self, queue: String) -> bool {
+        self.inner.consuming_from(&queue)
+    }
+
+    /// Remove the ready messages of every queue; resolves to how many.
+    pub fn purge(&self) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.purge().await).map(|n| JsValue::from_f64(n as f64)) })
+    }
+
+    /// Set the prefetch window.
+    pub fn qos(&self, prefetch_count: u16, apply_global: Option<bool>) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// Redeliver the unacknowledged messages.
+    pub fn recover(&self, requeue: Option<bool>) -> Promise {
+        let c = self.inner.clone();
+        future_to_promise(async move { kombu(c.recover(requeue.unwrap_or(true)).await).map(|_| JsValue::UNDEFINED) })
+    }
+
+    /// Names of the queues.
+    #[wasm_bindgen(getter)]
+    pub fn queues(&self) -> Array {
+        self.inner.queues().into_iter().map(|q| JsValue::from_str(&q.name)).collect()
+    }
+}
+
+// ----- message ----------------------------------------------------------------------------
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryInfoJs {
+    exchange: String,
+    routing_key: String,
+    redelivered: bool,
+    consumer_tag: Option<String>,
+    delivery_tag: u64,
+}
+
+/// A received message (Kombu's `Message`).
+#[wasm_bindgen(js_name = Message)]
+pub struct JsMessage {
+    inner: Message,
+}
+
+#[wasm_bindgen(js_class = Message)]
+impl JsMessage {
+    /// The decoded body (Kombu's `payload`): JSON data, a string for text, a `Uint8Array`
+    /// for binary. Throws `ContentDisallowed`/`DecodeError` when it cannot be decoded; the
+    /// message can still be acked, rejected or requeued.
+    #[wasm_bindgen(getter)]
+    pub fn payload(&self) -> JsResult<JsValue> {
+        match self.inner.decoded() {
+            Ok(p) => body_to_js(p),
+            Err(e) => Err(js_error(e)),
+        }
+    }
+
+    /// The raw body bytes (after decompression).
+    #[wasm_bindgen(getter)]
+    pub fn body(&self) -> Uint8Array {
+        Uint8Array::from(&self.inner.body()[..])
+    }
+
+    /// `content_type`.
+    #[wasm_bindgen(getter, js_name = contentType)]
+    pub fn content_type(&self) -> Option<String> {
+        self.inner.content_type().map(str::to_owned)
+    }
+
+    /// `content_encoding`.
+    #[wasm_bindgen(getter, js_name = contentEncoding)]
+    pub fn content_encoding(&self) -> Option<String> {
+        self.inner.content_encoding().map(str::to_owned)
+    }
+
+    /// Application headers.
+    #[wasm_bindgen(getter)]
+    pub fn headers(&self) -> JsResult<JsValue> {
+        to_js(self.inner.headers())
+    }
+
+    /// AMQP properties (`correlation_id`, `reply_to`, `priority`, `delivery_mode`, ...).
+    #[wasm_bindgen(getter)]
+    pub fn properties(&self) -> JsResult<JsValue> {
+        to_js(self.inner.properties())
+    }
+
+    /// `{exchange, routingKey, redelivered, consumerTag, deliveryTag}`.
+    #[wasm_bindgen(getter, js_name = deliveryInfo)]
+    pub fn delivery_info(&self) -> JsResult<JsValue> {
+        let d = self.inner.delivery_info();
+        to_js(&DeliveryInfoJs {
+            exchange: d.exchange,
+            routing_key: d.routing_key,
+            redelivered: d.redelivered,
+            consumer_tag: d.consumer_tag,
+            delivery_tag: d.delivery_tag,
+        })
+    }
+
+    /// The channel-scoped delivery tag.
+    #[wasm_bindgen(getter, js_name = deliveryTag)]
+    pub fn delivery_tag(&self) -> f64 {
+        self.inner.delivery_tag() as f64
+    }
+
+    /// `RECEIVED`, `ACK`, `REJECTED` or `REQUEUED`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        format!("{:?}", self.inner.state()).to_uppercase()
+    }
+
+    /// True once acked, rejected or requeued.
+    #[wasm_bindgen(getter)]
+    pub fn acknowledged(&self) -> bool {
+        self.inner.acknowledged()
+    }
+
+    /// Acknowledge. A second settlement throws `MessageStateError`.
+    pub fn ack(&self) -> JsResult<()> {
+        kombu(self.inner.ack())
+    }
+
+    /// Reject (dead-letter or drop; with `requeue`, back to the queue).
+    pub fn reject(&self, requeue: Option<bool>) -> JsResult<()> {
+        kombu(self.inner.reject(requeue.unwrap_or(false)))
+    }
+
+    /// Reject and requeue.
+    pub fn requeue(&self) -> JsResult<()> {
+        kombu(self.inner.requeue())
+    }
+}
+
+// ----- simple interface -------------------------------------------------------------------
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SimpleSpec {
+    no_ack: Option<bool>,
+    queue: Option<QueueSpec>,
+    queue_args: Option<Headers>,
+    exchange: Option<ExchangeRef>,
+    serializer: Option<String>,
+    compression: Option<String>,
+    accept: Option<Vec<String>>,
+}
+
+/// Kombu's `SimpleQueue`/`SimpleBuffer`: `put` and `get` on one queue.
+#[wasm_bindgen(js_name = SimpleQueue)]
+pub struct JsSimpleQueue {
+    inner: SimpleQueue,
+}
+
+#[wasm_bindgen(js_class = SimpleQueue)]
+impl JsSimpleQueue {
+    /// Publish to the queue.
+    pub fn put(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
+        let body = body_from_js(&body)?;
+        let spec: PublishSpec = options_or_err("put options", options)?;
+        let opts = publish_options(spec)?;
+        let q = self.inner.clone();
+        Ok(future_to_promise(async move { kombu(q.put(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+    }
+
+    /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
+    /// omitted). Rejects with `Empty` when there is none.
+    pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let q = self.inner.clone();
+        Ok(future_to_promise(async move { kombu(q.get(block.unwrap_or(true), t).await).map(|m| JsMessage { inner: m }.into()) }))
+    }
+
+    /// The next message without waiting; rejects with `Empty`.
+    #[wasm_bindgen(js_name = getNowait)]
+    pub fn get_nowait(&self) -> Promise {
+        let q = self.inner.clone();
+        future_to_promise(async move { kombu(q.get_nowait().await).map(|m| JsMessage { inner: m }.into()) })
+    }
+
+    /// How many messages are waiting.
+    pub fn qsize(&self) -> Promise {
+        let q = self.inner.clone();
+        future_to_promise(async move { kombu(q.qsize().await).map(|n| JsValue::from_f64(n as f64)) })
+    }
+
+    /// Remove every message; resolves to how many.
+    pub fn clear(&self) -> Promise {
+        let q = self.inner.clone();
+        future_to_promise(async move { kombu(q.clear().await).map(|n| JsValue::from_f64(n as f64)) })
+    }
+
+    /// Stop consuming.
+    pub fn close(&self) -> Promise {
+        let q = self.inner.clone();
+        future_to_promise(async move { kombu(q.close().await).map(|_| JsValue::UNDEFINED) })
+    }
+}
+
+/// Log Rust panics to the console with their message (a panic is a bug: report it).
+#[wasm_bindgen(start)]
+pub fn start() {
+    console_error_panic_hook::set_once();
+}
+
+/// The crate version.
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
+/// Validate an `Exchange` spec early (at `new Exchange(...)`): unknown or mistyped options
+/// throw `ValueError` naming them.
+#[wasm_bindgen(js_name = checkExchange)]
+pub fn check_exchange(value: JsValue) -> JsResult<()> {
+    let s: ExchangeSpec = spec("Exchange options", value)?;
+    s.build().map(|_| ())
+}
+
+/// Validate a `Queue` spec early (at `new Queue(...)`).
+#[wasm_bindgen(js_name = checkQueue)]
+pub fn check_queue(value: JsValue) -> JsResult<()> {
+    let s: QueueSpec = spec("Queue options", value)?;
+    s.build().map(|_| ())
+}
