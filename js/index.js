@@ -99,6 +99,23 @@ function exchangeRef(x) {
   return x instanceof Exchange ? x.toSpec() : x;
 }
 
+const isRaw = (b) => typeof b === "string" || b instanceof Uint8Array || b instanceof ArrayBuffer;
+
+/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry. */
+function jsonText(body) {
+  let text;
+  try {
+    text = JSON.stringify(body);
+  } catch (e) {
+    const what = typeof body === "bigint" || /BigInt/.test(e?.message) ? "a BigInt" : "this value";
+    throw Object.assign(new Error(`${what} cannot be serialized: send JSON data, a string or a Uint8Array (${e?.message ?? e})`), { name: "EncodeError" });
+  }
+  if (text === undefined) {
+    throw Object.assign(new Error(`a ${typeof body} cannot be serialized: send JSON data, a string or a Uint8Array`), { name: "EncodeError" });
+  }
+  return text;
+}
+
 function publishSpec(options) {
   const o = { ...plainOptions("publish options", options) };
   if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
@@ -236,7 +253,8 @@ export class Producer {
 
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish(body, options = {}) {
-    return this.#p.publish(body, publishSpec(options));
+    const opts = JSON.stringify(publishSpec(options));
+    return isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
   }
 }
 
@@ -331,7 +349,8 @@ export class SimpleQueue {
 
   /** Publish to the queue. */
   put(body, options = {}) {
-    return this.#q.put(body, publishSpec(options));
+    const opts = JSON.stringify(publishSpec(options));
+    return isRaw(body) ? this.#q.put(body, opts) : this.#q.putJson(jsonText(body), opts);
   }
 
   /** The next message; waits up to `timeout` ms when `block` (default). Rejects with `Empty`. */
