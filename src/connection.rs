@@ -155,6 +155,21 @@ impl Connection {
         })
     }
 
+    /// A new, unconnected connection with the same URLs and options (Kombu's
+    /// `Connection.clone()`; a Rust `clone()` shares this connection instead).
+    pub fn clone_params(&self) -> Connection {
+        let urls = self.inner.urls.join(";");
+        // The alternates are already part of `urls`.
+        let options = ConnectionOptions { alternates: Vec::new(), ..self.inner.options.clone() };
+        Connection::with_options(&urls, options).expect("the parameters parsed once already")
+    }
+
+    /// The key that identifies these parameters (URLs with passwords, transport options):
+    /// connections with equal keys share a pool in [`crate::pools`].
+    pub fn params_key(&self) -> String {
+        format!("{}|{}", self.inner.urls.join(";"), serde_json::Value::Object(self.inner.options.transport_options.clone()))
+    }
+
     /// The options this connection was created with.
     pub fn options(&self) -> &ConnectionOptions {
         &self.inner.options
@@ -411,6 +426,16 @@ impl Connection {
     {
         let policy = RetryPolicy::ensure_default();
         self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
+    }
+
+    /// A pool of connections like this one (Kombu's `Connection.Pool(limit)`).
+    pub fn pool(&self, limit: Option<usize>) -> crate::pools::ConnectionPool {
+        crate::pools::ConnectionPool::for_connection(self, limit)
+    }
+
+    /// A pool of channels of this connection (Kombu's `Connection.ChannelPool(limit)`).
+    pub fn channel_pool(&self, limit: Option<usize>) -> crate::pools::ChannelPool {
+        crate::pools::ChannelPool::for_channels(self, limit)
     }
 
     /// A new channel.

@@ -19,6 +19,7 @@
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
 pub mod broker;
+pub mod clocks;
 pub mod common;
 pub mod compression;
 pub mod connection;
@@ -26,9 +27,11 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
+pub mod matcher;
 pub mod message;
 pub mod mixins;
 pub mod payload;
+pub mod pools;
 pub mod producer;
 pub mod properties;
 pub mod retry;

@@ -99,3 +99,24 @@ pub trait ConsumerMixin: MaybeSend + MaybeSync {
         Ok(())
     }
 }
+
+/// `ConsumerProducerMixin`: a [`ConsumerMixin`] that also publishes, on a separate connection
+/// so that a blocked or flow-controlled producer never stalls the consumers (Kombu's
+/// `kombu.mixins.ConsumerProducerMixin`).
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+pub trait ConsumerProducerMixin: ConsumerMixin {
+    /// The producer connection: keep one (e.g. `self.connection().clone_params()` made once)
+    /// and return it here.
+    fn producer_connection(&self) -> &Connection;
+
+    /// A producer on the producer connection's default channel.
+    fn producer(&self) -> crate::Producer {
+        crate::Producer::new(&self.producer_connection().default_channel_handle())
+    }
+
+    /// Release the producer connection when consuming ends for good.
+    async fn close_producer(&self) -> Result<()> {
+        self.producer_connection().release().await
+    }
+}

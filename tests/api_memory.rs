@@ -4,6 +4,7 @@
 //! Every test uses its own virtual host (`memory:///<name>`) so tests running in parallel in
 //! this process never see each other's queues. The same file runs natively (tokio) and in
 //! wasm32 under Node and headless Chromium (wasm-bindgen-test).
+#![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))] // callbacks are !Send in wasm
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
