@@ -31,6 +31,7 @@ pub mod matcher;
 pub mod message;
 pub mod mixins;
 pub mod payload;
+pub mod pidbox;
 pub mod pools;
 pub mod producer;
 pub mod properties;

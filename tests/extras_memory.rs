@@ -244,3 +244,55 @@ async fn consumer_producer_mixin_publishes_on_its_own_connection() {
     let out = itermessages(&conn, &Queue::new("cpm.out"), None, Some(Duration::from_millis(100))).await.unwrap();
     assert_eq!(out.len(), 2);
 }
+
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn pidbox_call_multi_call_cast_and_patterns() {
+    use kombu::pidbox::Mailbox;
+    use kombu::ExchangeType;
+    let conn = Connection::new(&url("pidbox")).unwrap();
+    let mailbox = Mailbox::new("celery", ExchangeType::Fanout, &conn);
+    let pings = Arc::new(AtomicUsize::new(0));
+    let nodes: Vec<_> = ["a@host", "b@host"].iter().map(|h| mailbox.node(*h)).collect();
+    for n in &nodes {
+        let host = n.hostname().to_owned();
+        let pings = pings.clone();
+        n.handler("ping", Arc::new(move |_args: &serde_json::Value| {
+            pings.fetch_add(1, Ordering::SeqCst);
+            Ok(json!({"ok": "pong", "from": host}))
+        }));
+        n.listen().await.unwrap();
+    }
+    let serve = |n: kombu::pidbox::Node| async move {
+        let mut handled = 0;
+        while n.handle_next(Some(Duration::from_millis(150))).await.unwrap() {
+            handled += 1;
+        }
+        handled
+    };
+    // call one node: only it replies
+    let (replies, ha, hb) = futures::join!(
+        mailbox.call(&["a@host"], "ping", json!({}), Duration::from_secs(2)),
+        serve(nodes[0].clone()),
+        serve(nodes[1].clone())
+    );
+    let replies = replies.unwrap();
+    assert_eq!(replies, vec![json!({"a@host": {"ok": "pong", "from": "a@host"}})]);
+    assert_eq!((ha, hb), (1, 1), "both nodes receive the broadcast, only the destination answers");
+    assert_eq!(pings.load(Ordering::SeqCst), 1);
+    // multi_call: everyone answers; unknown methods answer with an error
+    let (replies, _, _) = futures::join!(
+        mailbox.multi_call("nope", json!({}), Duration::from_millis(500), Some(2)),
+        serve(nodes[0].clone()),
+        serve(nodes[1].clone())
+    );
+    let mut replies = replies.unwrap();
+    replies.sort_by_key(|r| r.to_string());
+    assert_eq!(replies.len(), 2);
+    assert!(replies[0]["a@host"]["error"].as_str().unwrap().contains("No such method: nope"));
+    // cast by pattern: only matching nodes run the handler, no replies
+    mailbox.cast_pattern("b@*", None, "ping", json!({})).await.unwrap();
+    mailbox.abcast("ping", json!({})).await.unwrap();
+    let (_, _) = futures::join!(serve(nodes[0].clone()), serve(nodes[1].clone()));
+    assert_eq!(pings.load(Ordering::SeqCst), 1 + 1 + 2);
+}
