@@ -1,11 +1,8 @@
 #!/usr/bin/env bash
-# Run kombu-wasm's main job on a fresh machine: build the npm package's wasm and serve the
-# playground (www/) with the package at /pkg/, on http://127.0.0.1:${PORT:-8765}/. The
-# broker is memory://, running in the page. Before serving, the seed's Hello World runs
-# natively on the embedded broker as a smoke test.
-#
-# (When kombu-gateway lands, this starts the gateway on its embedded broker instead, and the
-# gateway serves the same page.)
+# Run kombu-wasm's main job on a fresh machine: kombu-gateway on its embedded memory://
+# broker, serving the playground (www/) with the npm package at /pkg/ and the gateway protocol
+# at /gateway, on http://127.0.0.1:${PORT:-8765}/. Before that, the npm package's wasm is built
+# and the seed's Hello World runs natively on the embedded broker as a smoke test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH" DEBIAN_FRONTEND=noninteractive
@@ -18,4 +15,5 @@ if [ "$(wasm-bindgen --version 2>/dev/null)" != "wasm-bindgen $WBG" ]; then
 fi
 cargo run -q --release --locked --example hello_world
 js/build.sh
-exec node www/serve.mjs "${PORT:-8765}"
+cargo build -q --release --locked -p kombu-gateway
+exec target/release/kombu-gateway --listen "${HOST:-127.0.0.1}:${PORT:-8765}" --www www --pkg js

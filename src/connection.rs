@@ -655,7 +655,7 @@ fn connect_info(raw_url: &str, options: &ConnectionOptions) -> Result<ConnectInf
             .or_else(|| options.virtual_host.clone())
             .unwrap_or_else(|| "/".into()),
         path: p.path.clone(),
-        ssl: options.ssl.or(p.ssl()).unwrap_or(transport_name.ends_with('s') && transport_name != "sqs"),
+        ssl: options.ssl.or(p.ssl()).unwrap_or(matches!(transport_name.as_str(), "amqps" | "rediss") || transport_name.ends_with("+wss")),
         connect_timeout: options.connect_timeout.or(p.connect_timeout()),
         heartbeat: options.heartbeat.or(p.heartbeat()),
         login_method: options.login_method.clone().or_else(|| p.login_method()),

@@ -27,6 +27,7 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
+pub mod gateway;
 pub mod matcher;
 pub mod message;
 pub mod mixins;

@@ -1,5 +1,106 @@
-//! `kombu-gateway`: the native server (being built; see docs/gateway-protocol.md).
+//! `kombu-gateway`: serve the gateway protocol, the playground and metrics.
 
-fn main() {
-    println!("kombu-gateway {}", env!("CARGO_PKG_VERSION"));
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::Parser;
+use kombu_gateway::server::{self, Config};
+use kombu_gateway::GatewayError;
+use serde::Deserialize;
+
+/// kombu-gateway: bridges browser and edge clients (the kombu-wasm npm package) to a broker.
+/// With no --broker it runs on its embedded memory:// broker.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "KOMBU_GATEWAY_LISTEN")]
+    listen: Option<SocketAddr>,
+    /// Broker URL behind the gateway.
+    #[arg(long, env = "KOMBU_GATEWAY_BROKER")]
+    broker: Option<String>,
+    /// Directory of the playground page served at /.
+    #[arg(long, env = "KOMBU_GATEWAY_WWW")]
+    www: Option<PathBuf>,
+    /// Directory of the npm package served at /pkg/.
+    #[arg(long, env = "KOMBU_GATEWAY_PKG")]
+    pkg: Option<PathBuf>,
+    /// Largest frame accepted, in bytes.
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_FRAME")]
+    max_frame: Option<usize>,
+    /// TOML configuration file (keys as the long options, snake_case); flags win.
+    #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
+    config: Option<PathBuf>,
+    /// Log format.
+    #[arg(long, env = "KOMBU_GATEWAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    listen: Option<SocketAddr>,
+    broker: Option<String>,
+    www: Option<PathBuf>,
+    pkg: Option<PathBuf>,
+    max_frame: Option<usize>,
+}
+
+fn config(args: &Args) -> Result<Config, GatewayError> {
+    let file: FileConfig = match &args.config {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?;
+            toml::from_str(&text).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?
+        }
+        None => FileConfig::default(),
+    };
+    let d = Config::default();
+    Ok(Config {
+        listen: args.listen.or(file.listen).unwrap_or(d.listen),
+        broker: args.broker.clone().or(file.broker).unwrap_or(d.broker),
+        www: args.www.clone().or(file.www),
+        pkg: args.pkg.clone().or(file.pkg),
+        max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
+        outbox: d.outbox,
+    })
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().with_env_filter(filter).json().init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).init();
+    }
+    kombu_gateway::register_transports();
+    let cfg = match config(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("kombu-gateway: {e}");
+            std::process::exit(2);
+        }
+    };
+    let running = match server::start(cfg).await {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("kombu-gateway: {e}");
+            std::process::exit(1);
+        }
+    };
+    println!("kombu-gateway {} listening on http://{}/ (gateway: ws://{}/gateway)", env!("CARGO_PKG_VERSION"), running.addr, running.addr);
+    let stop = async {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("signal handler");
+            tokio::select! { _ = ctrl_c => {}, _ = term.recv() => {} }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+    };
+    stop.await;
+    tracing::info!("shutting down: closing client connections (unacked deliveries return to the broker)");
+    running.shutdown().await;
 }

@@ -1,0 +1,548 @@
+//! The gateway server: `/gateway` (WebSocket, protocol `kombu-gateway.v1`), `/healthz`,
+//! `/metrics`, and the playground.
+//!
+//! Each WebSocket connection gets its own backend connection from the core's transport
+//! registry (`memory://` by default), so the broker's semantics apply unchanged: a client
+//! that disconnects has its backend connection closed and its unacknowledged deliveries
+//! return to their queues.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use kombu::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
+use kombu::spec::{Content, ServerEvent};
+use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
+use kombu::{Error, Value};
+use serde_json::json;
+use tokio::sync::{mpsc, oneshot};
+use tower_http::services::ServeDir;
+
+use crate::GatewayError;
+
+/// Server settings.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Address to listen on (port 0 picks a free one).
+    pub listen: SocketAddr,
+    /// The broker behind the gateway (`memory://` by default).
+    pub broker: String,
+    /// The playground directory served at `/` (with the npm package at `/pkg/`).
+    pub www: Option<PathBuf>,
+    /// The npm package directory served at `/pkg/`.
+    pub pkg: Option<PathBuf>,
+    /// Largest WebSocket message (frame) accepted, in bytes.
+    pub max_frame: usize,
+    /// Frames queued for one client before the gateway stops reading its backend.
+    pub outbox: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8765".parse().expect("valid address"),
+            broker: "memory://".into(),
+            www: None,
+            pkg: None,
+            max_frame: 16 * 1024 * 1024,
+            outbox: 256,
+        }
+    }
+}
+
+/// Counters exposed at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    connections: AtomicU64,
+    connections_total: AtomicU64,
+    channels: AtomicU64,
+    consumers: AtomicU64,
+    published: AtomicU64,
+    published_bytes: AtomicU64,
+    delivered: AtomicU64,
+    acked: AtomicU64,
+    rejected: AtomicU64,
+    errors: AtomicU64,
+    protocol_errors: AtomicU64,
+    requests: AtomicU64,
+    /// Request latency histogram buckets (seconds): counts of requests at or below each.
+    latency: [AtomicU64; 8],
+    latency_sum_us: AtomicU64,
+}
+
+const BUCKETS: [f64; 8] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 1.0];
+
+impl Metrics {
+    fn observe(&self, started: Instant) {
+        let s = started.elapsed().as_secs_f64();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.latency_sum_us.fetch_add((s * 1e6) as u64, Ordering::Relaxed);
+        for (i, b) in BUCKETS.iter().enumerate() {
+            if s <= *b {
+                self.latency[i].fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let mut s = String::new();
+        for (name, help, kind, v) in [
+            ("kombu_gateway_connections", "Open client connections.", "gauge", g(&self.connections)),
+            ("kombu_gateway_connections_total", "Client connections accepted.", "counter", g(&self.connections_total)),
+            ("kombu_gateway_channels", "Open channels.", "gauge", g(&self.channels)),
+            ("kombu_gateway_consumers", "Active consumers.", "gauge", g(&self.consumers)),
+            ("kombu_gateway_published_total", "Messages published.", "counter", g(&self.published)),
+            ("kombu_gateway_published_bytes_total", "Body bytes published.", "counter", g(&self.published_bytes)),
+            ("kombu_gateway_delivered_total", "Messages delivered to clients.", "counter", g(&self.delivered)),
+            ("kombu_gateway_acked_total", "Acknowledgements.", "counter", g(&self.acked)),
+            ("kombu_gateway_rejected_total", "Rejections and nacks.", "counter", g(&self.rejected)),
+            ("kombu_gateway_errors_total", "Requests that failed.", "counter", g(&self.errors)),
+            ("kombu_gateway_protocol_errors_total", "Malformed frames (the connection is closed).", "counter", g(&self.protocol_errors)),
+        ] {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
+        }
+        s.push_str("# HELP kombu_gateway_request_seconds Request latency.\n# TYPE kombu_gateway_request_seconds histogram\n");
+        for (i, b) in BUCKETS.iter().enumerate() {
+            s.push_str(&format!("kombu_gateway_request_seconds_bucket{{le=\"{b}\"}} {}\n", g(&self.latency[i])));
+        }
+        s.push_str(&format!("kombu_gateway_request_seconds_bucket{{le=\"+Inf\"}} {}\n", g(&self.requests)));
+        s.push_str(&format!("kombu_gateway_request_seconds_sum {}\n", g(&self.latency_sum_us) as f64 / 1e6));
+        s.push_str(&format!("kombu_gateway_request_seconds_count {}\n", g(&self.requests)));
+        s
+    }
+}
+
+struct AppState {
+    config: Config,
+    metrics: Arc<Metrics>,
+    info: ConnectInfo,
+    transport: Arc<dyn transport::Transport>,
+}
+
+/// A running gateway.
+pub struct Running {
+    /// The bound address.
+    pub addr: SocketAddr,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stop accepting, let open requests finish, close client connections (their unacked
+    /// deliveries return to the broker), and wait for the server to end.
+    pub async fn shutdown(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        let _ = self.task.await;
+    }
+
+    /// Wait until the server ends (after a signal or `shutdown`).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+}
+
+/// Start the gateway.
+pub async fn start(config: Config) -> Result<Running, GatewayError> {
+    let url = kombu::url::parse_url(&config.broker).map_err(GatewayError::Broker)?;
+    let transport_name = kombu::url::resolve_alias(&url.transport).to_owned();
+    let transport = transport::lookup(&transport_name).map_err(GatewayError::Broker)?;
+    let info = ConnectInfo {
+        transport: transport_name,
+        hostname: url.hostname.clone().unwrap_or_else(|| "localhost".into()),
+        port: url.port,
+        userid: url.userid.clone(),
+        password: url.password.clone(),
+        virtual_host: url.virtual_host.clone().unwrap_or_else(|| "/".into()),
+        path: url.path.clone(),
+        options: url.transport_options(),
+        ..Default::default()
+    };
+    let metrics = Arc::new(Metrics::default());
+    let state = Arc::new(AppState { config: config.clone(), metrics: metrics.clone(), info, transport });
+    let mut app = Router::new()
+        .route("/gateway", get(ws_handler))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/metrics", get(metrics_handler));
+    if let Some(pkg) = &config.pkg {
+        app = app.nest_service("/pkg", ServeDir::new(pkg));
+    }
+    if let Some(www) = &config.www {
+        app = app.fallback_service(ServeDir::new(www));
+    }
+    let app = app.with_state(state);
+    let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| GatewayError::Listen(config.listen, e))?;
+    let addr = listener.local_addr().map_err(|e| GatewayError::Listen(config.listen, e))?;
+    let (tx, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(async move {
+        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+            let _ = rx.await;
+        });
+        if let Err(e) = serve.await {
+            tracing::error!("server error: {e}");
+        }
+    });
+    tracing::info!(%addr, broker = %config.broker, "kombu-gateway listening");
+    Ok(Running { addr, metrics, shutdown: Some(tx), task })
+}
+
+async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+}
+
+async fn ws_handler(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+    let ws = ws.protocols([SUBPROTOCOL]).max_message_size(state.config.max_frame).max_frame_size(state.config.max_frame);
+    let proto_ok = ws.selected_protocol().is_some_and(|p| p == SUBPROTOCOL);
+    if !proto_ok {
+        return (StatusCode::BAD_REQUEST, format!("the WebSocket subprotocol must be {SUBPROTOCOL}\n")).into_response();
+    }
+    ws.on_upgrade(move |socket| async move {
+        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = serve_client(socket, state.clone()).await {
+            tracing::debug!("client connection ended: {e}");
+        }
+        state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    })
+}
+
+fn message_header(delivery_tag: u64, redelivered: bool, exchange: &str, routing_key: &str, content: &Content) -> MessageHeader {
+    MessageHeader {
+        delivery_tag,
+        redelivered,
+        exchange: exchange.to_owned(),
+        routing_key: routing_key.to_owned(),
+        properties: content.properties.clone(),
+    }
+}
+
+fn event_frame(ev: ServerEvent, metrics: &Metrics) -> (ServerFrame, Bytes) {
+    match ev {
+        ServerEvent::Deliver { channel, consumer_tag, delivery } => {
+            metrics.delivered.fetch_add(1, Ordering::Relaxed);
+            let m = message_header(delivery.delivery_tag, delivery.redelivered, &delivery.exchange, &delivery.routing_key, &delivery.content);
+            (ServerFrame::Deliver { channel, consumer_tag: consumer_tag.to_string(), message: m }, delivery.content.body.clone())
+        }
+        ServerEvent::Return { channel, returned } => {
+            let m = message_header(0, false, &returned.exchange, &returned.routing_key, &returned.content);
+            (ServerFrame::Return { channel, reply_code: returned.reply_code, reply_text: returned.reply_text, message: m }, returned.content.body.clone())
+        }
+        ServerEvent::Cancel { channel, consumer_tag } => (ServerFrame::Cancel { channel, consumer_tag: consumer_tag.to_string() }, Bytes::new()),
+        ServerEvent::ChannelClosed { channel, error } => (ServerFrame::error(None, Some(channel), &error), Bytes::new()),
+        ServerEvent::ConnectionClosed { error } => (ServerFrame::error(None, None, &error), Bytes::new()),
+        ServerEvent::Ack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: true }, Bytes::new()),
+        ServerEvent::Nack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: false }, Bytes::new()),
+        ServerEvent::Flow { channel, active } => (ServerFrame::Flow { channel, active }, Bytes::new()),
+    }
+}
+
+async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame, body: &[u8]) -> bool {
+    out.send(Message::Binary(gateway::encode(frame, body))).await.is_ok()
+}
+
+async fn close_with(out: &mpsc::Sender<Message>, code: u16, reason: String) {
+    let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+}
+
+/// One client: hello, then requests until the socket closes.
+async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Error> {
+    let (mut sink, mut stream) = socket.split();
+    // Bounded: a client that does not read stops the events pump (bounded memory).
+    let (out, mut out_rx) = mpsc::channel::<Message>(state.config.outbox);
+    let writer = tokio::spawn(async move {
+        while let Some(m) = out_rx.recv().await {
+            let closing = matches!(m, Message::Close(_));
+            if sink.send(m).await.is_err() || closing {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    let metrics = state.metrics.clone();
+
+    // The first frame must be hello.
+    let (vhost, hello_id) = loop {
+        match stream.next().await {
+            Some(Ok(Message::Binary(b))) => match gateway::decode::<ClientHeader>(&b) {
+                Ok((ClientHeader { id, request: Request::Hello { vhost, .. } }, _)) => break (vhost, id),
+                Ok(_) => {
+                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    close_with(&out, 1008, "the first frame must be hello".into()).await;
+                    drop(out);
+                    let _ = writer.await;
+                    return Err(Error::Value("no hello".into()));
+                }
+                Err(e) => {
+                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    close_with(&out, 1002, truncate(e.to_string())).await;
+                    drop(out);
+                    let _ = writer.await;
+                    return Err(e);
+                }
+            },
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            _ => {
+                drop(out);
+                let _ = writer.await;
+                return Ok(());
+            }
+        }
+    };
+    let mut info = state.info.clone();
+    if let Some(v) = vhost {
+        info.virtual_host = v;
+    }
+    let backend = match state.transport.establish_connection(&info).await {
+        Ok(b) => b,
+        Err(e) => {
+            send(&out, &ServerFrame::error(Some(hello_id), None, &e), b"").await;
+            close_with(&out, 1011, truncate(e.to_string())).await;
+            drop(out);
+            let _ = writer.await;
+            return Err(e);
+        }
+    };
+    send(&out, &ServerFrame::Ok { id: hello_id, result: json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL}) }, b"").await;
+
+    // Pump broker events to the client.
+    let pump = {
+        let backend = backend.clone();
+        let out = out.clone();
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            while let Ok(ev) = backend.next_event(None).await {
+                let closed = matches!(ev, ServerEvent::ConnectionClosed { .. });
+                let (f, body) = event_frame(ev, &metrics);
+                if !send(&out, &f, &body).await || closed {
+                    break;
+                }
+            }
+        })
+    };
+
+    let mut channels: HashMap<u32, Arc<dyn RawChannel>> = HashMap::new();
+    let result = loop {
+        let msg = match stream.next().await {
+            Some(Ok(m)) => m,
+            Some(Err(e)) => break Err(Error::RecoverableConnection(format!("WebSocket error: {e}"))),
+            None => break Ok(()),
+        };
+        let bytes = match msg {
+            Message::Binary(b) => b,
+            Message::Ping(_) | Message::Pong(_) => continue,
+            Message::Close(_) => break Ok(()),
+            Message::Text(_) => {
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                close_with(&out, 1003, "text frames are not part of kombu-gateway.v1; send binary frames".into()).await;
+                break Err(Error::Decode("text frame".into()));
+            }
+        };
+        let (header, body) = match gateway::decode::<ClientHeader>(&bytes) {
+            Ok(x) => x,
+            Err(e) => {
+                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!("malformed frame: {e}");
+                close_with(&out, 1002, truncate(e.to_string())).await;
+                break Err(e);
+            }
+        };
+        let started = Instant::now();
+        let id = header.id;
+        let is_close = matches!(header.request, Request::Close);
+        let (chan, answer) = handle(&*backend, &mut channels, header.request, body, &metrics).await;
+        metrics.observe(started);
+        let ok = match answer {
+            Ok(None) => true,
+            Ok(Some(Answer::Result(result))) => send(&out, &ServerFrame::Ok { id, result }, b"").await,
+            Ok(Some(Answer::Get(frame, body))) => send(&out, &frame.with_id(id), &body).await,
+            Err(e) => {
+                metrics.errors.fetch_add(1, Ordering::Relaxed);
+                if let Some(c) = chan {
+                    if matches!(e, Error::Channel { .. }) {
+                        channels.remove(&c);
+                        metrics.channels.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+                send(&out, &ServerFrame::error(Some(id), chan, &e), b"").await
+            }
+        };
+        if !ok || is_close {
+            break Ok(());
+        }
+    };
+    // Closing the backend connection returns unacknowledged deliveries to their queues.
+    metrics.channels.fetch_sub(channels.len() as u64, Ordering::Relaxed);
+    let _ = backend.close().await;
+    pump.abort();
+    drop(out);
+    let _ = writer.await;
+    result
+}
+
+fn truncate(mut s: String) -> String {
+    // WebSocket close reasons are limited to 123 bytes.
+    if s.len() > 120 {
+        let mut end = 120;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+    }
+    s
+}
+
+enum Answer {
+    Result(Value),
+    Get(Box<GetFrame>, Bytes),
+}
+
+struct GetFrame {
+    channel: u32,
+    message_count: u32,
+    message: MessageHeader,
+}
+
+impl GetFrame {
+    fn with_id(self, id: u64) -> ServerFrame {
+        ServerFrame::GetOk { id, channel: self.channel, message_count: self.message_count, message: self.message }
+    }
+}
+
+fn channel_of(channels: &HashMap<u32, Arc<dyn RawChannel>>, id: u32) -> Result<Arc<dyn RawChannel>, Error> {
+    channels.get(&id).cloned().ok_or_else(|| Error::channel(kombu::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {id} is not open")))
+}
+
+/// Run one request on the backend. Returns the channel it concerned (for error frames) and
+/// the answer (`None`: no answer, as for acks).
+async fn handle(
+    backend: &dyn RawConnection,
+    channels: &mut HashMap<u32, Arc<dyn RawChannel>>,
+    request: Request,
+    body: Bytes,
+    metrics: &Metrics,
+) -> (Option<u32>, Result<Option<Answer>, Error>) {
+    let unit = |r: Result<(), Error>| r.map(|_| Some(Answer::Result(Value::Null)));
+    match request {
+        Request::Hello { .. } => (None, Err(Error::Value("hello was already received".into()))),
+        Request::ChannelOpen => match backend.open_channel().await {
+            Ok(ch) => {
+                let id = ch.channel_id();
+                channels.insert(id, ch);
+                metrics.channels.fetch_add(1, Ordering::Relaxed);
+                (Some(id), Ok(Some(Answer::Result(json!({ "channel": id })))))
+            }
+            Err(e) => (None, Err(e)),
+        },
+        Request::Close => (None, Ok(Some(Answer::Result(Value::Null)))),
+        Request::ChannelClose { channel } => {
+            let r = match channels.remove(&channel) {
+                Some(ch) => {
+                    metrics.channels.fetch_sub(1, Ordering::Relaxed);
+                    ch.close().await
+                }
+                None => Ok(()),
+            };
+            (Some(channel), unit(r))
+        }
+        other => {
+            let channel = match &other {
+                Request::ExchangeDeclare { channel, .. }
+                | Request::ExchangeDelete { channel, .. }
+                | Request::ExchangeBind { channel, .. }
+                | Request::ExchangeUnbind { channel, .. }
+                | Request::QueueDeclare { channel, .. }
+                | Request::QueueBind { channel, .. }
+                | Request::QueueUnbind { channel, .. }
+                | Request::QueuePurge { channel, .. }
+                | Request::QueueDelete { channel, .. }
+                | Request::BasicPublish { channel, .. }
+                | Request::BasicGet { channel, .. }
+                | Request::BasicConsume { channel, .. }
+                | Request::BasicCancel { channel, .. }
+                | Request::BasicAck { channel, .. }
+                | Request::BasicReject { channel, .. }
+                | Request::BasicNack { channel, .. }
+                | Request::BasicRecover { channel, .. }
+                | Request::BasicQos { channel, .. }
+                | Request::Flow { channel, .. }
+                | Request::ConfirmSelect { channel } => *channel,
+                _ => unreachable!("handled above"),
+            };
+            let ch = match channel_of(channels, channel) {
+                Ok(c) => c,
+                Err(e) => return (Some(channel), Err(e)),
+            };
+            let r = match other {
+                Request::ExchangeDeclare { method, .. } => unit(ch.exchange_declare(&method).await),
+                Request::ExchangeDelete { method, .. } => unit(ch.exchange_delete(&method).await),
+                Request::ExchangeBind { method, .. } => unit(ch.exchange_bind(&method).await),
+                Request::ExchangeUnbind { method, .. } => unit(ch.exchange_unbind(&method).await),
+                Request::QueueDeclare { method, .. } => ch.queue_declare(&method).await.map(|ok| Some(Answer::Result(serde_json::to_value(ok).unwrap_or(Value::Null)))),
+                Request::QueueBind { method, .. } => unit(ch.queue_bind(&method).await),
+                Request::QueueUnbind { method, .. } => unit(ch.queue_unbind(&method).await),
+                Request::QueuePurge { queue, .. } => ch.queue_purge(&queue).await.map(|n| Some(Answer::Result(json!({ "message_count": n })))),
+                Request::QueueDelete { method, .. } => ch.queue_delete(&method).await.map(|n| Some(Answer::Result(json!({ "message_count": n })))),
+                Request::BasicPublish { method, properties, .. } => {
+                    metrics.published.fetch_add(1, Ordering::Relaxed);
+                    metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                    unit(ch.basic_publish(&method, Arc::new(Content { properties, body })).await)
+                }
+                Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await {
+                    Ok(None) => Ok(Some(Answer::Result(json!({ "empty": true })))),
+                    Ok(Some(g)) => {
+                        metrics.delivered.fetch_add(1, Ordering::Relaxed);
+                        let d = &g.delivery;
+                        let m = message_header(d.delivery_tag, d.redelivered, &d.exchange, &d.routing_key, &d.content);
+                        Ok(Some(Answer::Get(Box::new(GetFrame { channel, message_count: g.message_count, message: m }), d.content.body.clone())))
+                    }
+                    Err(e) => Err(e),
+                },
+                Request::BasicConsume { method, .. } => ch.basic_consume(&method).await.map(|tag| {
+                    metrics.consumers.fetch_add(1, Ordering::Relaxed);
+                    Some(Answer::Result(json!({ "consumer_tag": tag })))
+                }),
+                Request::BasicCancel { consumer_tag, .. } => {
+                    let r = ch.basic_cancel(&consumer_tag).await;
+                    if r.is_ok() {
+                        metrics.consumers.fetch_sub(1, Ordering::Relaxed);
+                    }
+                    unit(r)
+                }
+                Request::BasicAck { delivery_tag, multiple, .. } => {
+                    metrics.acked.fetch_add(1, Ordering::Relaxed);
+                    ch.basic_ack(delivery_tag, multiple).map(|_| None)
+                }
+                Request::BasicReject { delivery_tag, requeue, .. } => {
+                    metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                    ch.basic_reject(delivery_tag, requeue).map(|_| None)
+                }
+                Request::BasicNack { delivery_tag, multiple, requeue, .. } => {
+                    metrics.rejected.fetch_add(1, Ordering::Relaxed);
+                    ch.basic_nack(delivery_tag, multiple, requeue).map(|_| None)
+                }
+                Request::BasicRecover { requeue, .. } => unit(ch.basic_recover(requeue).await),
+                Request::BasicQos { qos, .. } => unit(ch.basic_qos(qos).await),
+                Request::Flow { active, .. } => ch.flow(active).await.map(|a| Some(Answer::Result(json!({ "active": a })))),
+                Request::ConfirmSelect { .. } => unit(ch.confirm_select().await),
+                _ => unreachable!("handled above"),
+            };
+            (Some(channel), r)
+        }
+    }
+}

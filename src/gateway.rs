@@ -1,0 +1,330 @@
+//! The gateway protocol (`kombu-gateway.v1`, see `docs/gateway-protocol.md`): frame types and
+//! their codec. No IO here — the gateway server and the `gateway+ws://` client transports
+//! (tokio natively, a browser WebSocket in wasm) exchange these frames over WebSocket.
+//!
+//! A frame is one binary WebSocket message: a 4-byte big-endian header length, the header
+//! (JSON), then the message body as raw bytes (no base64).
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, ReplyCode, Result};
+use crate::properties::Properties;
+use crate::spec::{BasicConsume, BasicPublish, BasicQos, ExchangeBind, ExchangeDeclare, ExchangeDelete, QueueBind, QueueDeclare, QueueDelete};
+use crate::value::Value;
+
+/// The WebSocket subprotocol that names this version.
+pub const SUBPROTOCOL: &str = "kombu-gateway.v1";
+/// The largest header a peer accepts (the body is bounded separately by the server).
+pub const MAX_HEADER: usize = 64 * 1024;
+
+/// What a client asks. Every request carries an `id`; the server answers each with an
+/// `ok` or `error` frame carrying the same `id`, except `basic.ack`/`reject`/`nack`
+/// (answered only when they fail).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+#[allow(clippy::large_enum_variant)] // decoded once per frame
+#[allow(missing_docs)] // each variant is the AMQP method of the same name; fields as in crate::spec
+pub enum Request {
+    /// First frame: authentication and virtual host.
+    #[serde(rename = "hello")]
+    Hello { #[serde(default)] vhost: Option<String>, #[serde(default)] token: Option<String>, #[serde(default)] client: Option<String> },
+    #[serde(rename = "channel.open")]
+    ChannelOpen,
+    #[serde(rename = "channel.close")]
+    ChannelClose { channel: u32 },
+    #[serde(rename = "exchange.declare")]
+    ExchangeDeclare { channel: u32, method: ExchangeDeclare },
+    #[serde(rename = "exchange.delete")]
+    ExchangeDelete { channel: u32, method: ExchangeDelete },
+    #[serde(rename = "exchange.bind")]
+    ExchangeBind { channel: u32, method: ExchangeBind },
+    #[serde(rename = "exchange.unbind")]
+    ExchangeUnbind { channel: u32, method: ExchangeBind },
+    #[serde(rename = "queue.declare")]
+    QueueDeclare { channel: u32, method: QueueDeclare },
+    #[serde(rename = "queue.bind")]
+    QueueBind { channel: u32, method: QueueBind },
+    #[serde(rename = "queue.unbind")]
+    QueueUnbind { channel: u32, method: QueueBind },
+    #[serde(rename = "queue.purge")]
+    QueuePurge { channel: u32, queue: String },
+    #[serde(rename = "queue.delete")]
+    QueueDelete { channel: u32, method: QueueDelete },
+    /// The frame's body is the message body.
+    #[serde(rename = "basic.publish")]
+    BasicPublish { channel: u32, method: BasicPublish, properties: Properties },
+    #[serde(rename = "basic.get")]
+    BasicGet { channel: u32, queue: String, no_ack: bool },
+    #[serde(rename = "basic.consume")]
+    BasicConsume { channel: u32, method: BasicConsume },
+    #[serde(rename = "basic.cancel")]
+    BasicCancel { channel: u32, consumer_tag: String },
+    #[serde(rename = "basic.ack")]
+    BasicAck { channel: u32, delivery_tag: u64, multiple: bool },
+    #[serde(rename = "basic.reject")]
+    BasicReject { channel: u32, delivery_tag: u64, requeue: bool },
+    #[serde(rename = "basic.nack")]
+    BasicNack { channel: u32, delivery_tag: u64, multiple: bool, requeue: bool },
+    #[serde(rename = "basic.recover")]
+    BasicRecover { channel: u32, requeue: bool },
+    #[serde(rename = "basic.qos")]
+    BasicQos { channel: u32, qos: BasicQos },
+    #[serde(rename = "channel.flow")]
+    Flow { channel: u32, active: bool },
+    #[serde(rename = "confirm.select")]
+    ConfirmSelect { channel: u32 },
+    /// Close the connection (the server closes the WebSocket after answering).
+    #[serde(rename = "close")]
+    Close,
+}
+
+/// A client frame's header: the request and its id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClientHeader {
+    /// Correlates the answer.
+    pub id: u64,
+    /// The request.
+    #[serde(flatten)]
+    pub request: Request,
+}
+
+/// How far an error reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// Only this request failed.
+    Request,
+    /// The channel is closed.
+    Channel,
+    /// The connection is closed.
+    Connection,
+}
+
+/// A message as it travels to the client (the body follows the header).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MessageHeader {
+    /// Channel-scoped delivery tag.
+    pub delivery_tag: u64,
+    /// Delivered before and not acknowledged.
+    pub redelivered: bool,
+    /// Exchange it was published to.
+    pub exchange: String,
+    /// Routing key it was published with.
+    pub routing_key: String,
+    /// AMQP properties and headers.
+    pub properties: Properties,
+}
+
+/// What the server sends.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op")]
+pub enum ServerFrame {
+    /// A request succeeded; `result` depends on the request (channel id, declare-ok, counts,
+    /// consumer tag, new flow state; `null` otherwise).
+    #[serde(rename = "ok")]
+    Ok {
+        /// The request id.
+        id: u64,
+        /// The result.
+        #[serde(default)]
+        result: Value,
+    },
+    /// `basic.get` found a message (body follows).
+    #[serde(rename = "get-ok")]
+    GetOk {
+        /// The request id.
+        id: u64,
+        /// Channel id.
+        channel: u32,
+        /// Messages left.
+        message_count: u32,
+        /// The message.
+        message: MessageHeader,
+    },
+    /// A request failed, or (without id) the broker closed a channel or the connection.
+    #[serde(rename = "error")]
+    Error {
+        /// The request id, when the error answers a request.
+        #[serde(default)]
+        id: Option<u64>,
+        /// The channel, for channel-scoped errors.
+        #[serde(default)]
+        channel: Option<u32>,
+        /// How far the error reaches.
+        scope: Scope,
+        /// AMQP reply code, or a gateway code (see the spec).
+        code: u16,
+        /// Kombu's exception name.
+        name: String,
+        /// What went wrong.
+        text: String,
+    },
+    /// A delivery for a consumer (body follows).
+    #[serde(rename = "deliver")]
+    Deliver {
+        /// Channel id.
+        channel: u32,
+        /// Consumer tag.
+        consumer_tag: String,
+        /// The message.
+        message: MessageHeader,
+    },
+    /// A mandatory message came back unroutable (body follows).
+    #[serde(rename = "return")]
+    Return {
+        /// Channel id.
+        channel: u32,
+        /// AMQP reply code (312).
+        reply_code: u16,
+        /// Reply text.
+        reply_text: String,
+        /// The message (delivery_tag 0).
+        message: MessageHeader,
+    },
+    /// The broker cancelled a consumer.
+    #[serde(rename = "cancel")]
+    Cancel {
+        /// Channel id.
+        channel: u32,
+        /// Consumer tag.
+        consumer_tag: String,
+    },
+    /// Publisher confirm.
+    #[serde(rename = "confirm")]
+    Confirm {
+        /// Channel id.
+        channel: u32,
+        /// Publish sequence number.
+        delivery_tag: u64,
+        /// Up to and including this one.
+        multiple: bool,
+        /// False: nack.
+        ack: bool,
+    },
+    /// Flow control.
+    #[serde(rename = "flow")]
+    Flow {
+        /// Channel id.
+        channel: u32,
+        /// False: stop publishing.
+        active: bool,
+    },
+}
+
+impl ServerFrame {
+    /// The error frame for `e` (answering request `id`, or pushed when `None`).
+    pub fn error(id: Option<u64>, channel: Option<u32>, e: &Error) -> ServerFrame {
+        let (scope, code, text) = match e {
+            Error::Channel { code, text } => (Scope::Channel, code.code(), text.clone()),
+            Error::Connection { code, text } => (Scope::Connection, code.code(), text.clone()),
+            other => (Scope::Request, gateway_code(other), other.to_string()),
+        };
+        ServerFrame::Error { id, channel: if scope == Scope::Channel { channel } else { None }, scope, code, name: e.name().to_owned(), text }
+    }
+}
+
+/// Gateway error codes for errors that are not AMQP exceptions (documented in the spec).
+fn gateway_code(e: &Error) -> u16 {
+    match e {
+        Error::Value(_) | Error::Decode(_) | Error::Encode(_) => 400,
+        Error::NotImplemented(_) => 540,
+        Error::LimitExceeded(_) | Error::ChannelLimitExceeded { .. } | Error::ConnectionLimitExceeded { .. } => 429,
+        _ => 500,
+    }
+}
+
+/// The `kombu::Error` an error frame stands for (client side).
+pub fn error_from_frame(scope: Scope, code: u16, name: &str, text: &str) -> Error {
+    match scope {
+        Scope::Channel => Error::channel(ReplyCode::from_code(code), text.to_owned()),
+        Scope::Connection => Error::connection(ReplyCode::from_code(code), text.to_owned()),
+        Scope::Request => match name {
+            "ValueError" => Error::Value(text.to_owned()),
+            "DecodeError" => Error::Decode(text.to_owned()),
+            "EncodeError" => Error::Encode(text.to_owned()),
+            "NotImplementedError" => Error::NotImplemented(text.to_owned()),
+            "LimitExceeded" => Error::LimitExceeded(text.to_owned()),
+            "AccessRefused" => Error::channel(ReplyCode::AccessRefused, text.to_owned()),
+            _ => Error::Operational(format!("{name}: {text}")),
+        },
+    }
+}
+
+/// Encode a frame: header length, JSON header, body.
+pub fn encode<H: Serialize>(header: &H, body: &[u8]) -> Bytes {
+    let json = serde_json::to_vec(header).expect("frame headers always serialize");
+    let mut out = BytesMut::with_capacity(4 + json.len() + body.len());
+    out.put_u32(json.len() as u32);
+    out.put_slice(&json);
+    out.put_slice(body);
+    out.freeze()
+}
+
+/// Decode a frame into its header and body. Errors say what is wrong with the bytes.
+pub fn decode<H: for<'de> Deserialize<'de>>(frame: &Bytes) -> Result<(H, Bytes)> {
+    if frame.len() < 4 {
+        return Err(Error::Decode(format!("gateway frame of {} bytes is shorter than its 4-byte header length", frame.len())));
+    }
+    let n = u32::from_be_bytes([frame[0], frame[1], frame[2], frame[3]]) as usize;
+    if n > MAX_HEADER {
+        return Err(Error::Decode(format!("gateway frame header of {n} bytes is larger than the limit of {MAX_HEADER}")));
+    }
+    if 4 + n > frame.len() {
+        return Err(Error::Decode(format!("gateway frame header length {n} runs past the end of the {}-byte frame", frame.len())));
+    }
+    let header = serde_json::from_slice(&frame[4..4 + n]).map_err(|e| Error::Decode(format!("invalid gateway frame header: {e}")))?;
+    Ok((header, frame.slice(4 + n..)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn requests_round_trip() {
+        let reqs = vec![
+            Request::Hello { vhost: Some("/".into()), token: None, client: Some("test".into()) },
+            Request::ChannelOpen,
+            Request::QueueDeclare { channel: 1, method: QueueDeclare { queue: "q".into(), durable: true, ..Default::default() } },
+            Request::BasicPublish { channel: 1, method: BasicPublish { exchange: "x".into(), routing_key: "k".into(), ..Default::default() }, properties: Properties::default() },
+            Request::BasicAck { channel: 1, delivery_tag: 7, multiple: false },
+            Request::Close,
+        ];
+        for (i, r) in reqs.into_iter().enumerate() {
+            let h = ClientHeader { id: i as u64, request: r };
+            let f = encode(&h, b"\x00body\xff");
+            let (back, body): (ClientHeader, Bytes) = decode(&f).unwrap();
+            assert_eq!(back, h);
+            assert_eq!(&body[..], b"\x00body\xff");
+        }
+    }
+
+    #[test]
+    fn server_frames_round_trip_and_errors_map_back() {
+        let e = Error::channel(ReplyCode::NotFound, "NOT_FOUND - no queue 'x'");
+        let f = ServerFrame::error(Some(3), Some(1), &e);
+        let bytes = encode(&f, b"");
+        let (back, _): (ServerFrame, Bytes) = decode(&bytes).unwrap();
+        assert_eq!(back, f);
+        let ServerFrame::Error { scope, code, name, text, .. } = back else { panic!() };
+        let e2 = error_from_frame(scope, code, &name, &text);
+        assert_eq!(e2.name(), "NotFound");
+        assert_eq!(error_from_frame(Scope::Request, 400, "ValueError", "bad").name(), "ValueError");
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        let short = Bytes::from_static(b"\x00\x01");
+        assert!(decode::<ClientHeader>(&short).unwrap_err().to_string().contains("shorter"));
+        let past = Bytes::from_static(b"\x00\x00\x00\x10{}");
+        assert!(decode::<ClientHeader>(&past).unwrap_err().to_string().contains("runs past"));
+        let huge = Bytes::from_static(b"\xff\xff\xff\xff");
+        assert!(decode::<ClientHeader>(&huge).unwrap_err().to_string().contains("larger than the limit"));
+        let bad = encode(&serde_json::json!({"id": 1, "op": "nope"}), b"");
+        assert!(decode::<ClientHeader>(&bad).unwrap_err().to_string().contains("invalid gateway frame header"));
+    }
+}
