@@ -98,6 +98,7 @@ if [ "${SKIP_WASM:-}" != 1 ]; then
     (cd js && npm ci --no-audit --no-fund </dev/null && echo "$LOCKSUM" > node_modules/.ci-locksum)
   fi
   js/build.sh
+  cargo build -p kombu-gateway --locked   # js/test/gateway.test.mjs runs the real gateway
   (cd js && node --test test/)
 fi
 

@@ -49,6 +49,8 @@ async function connect(url) {
   }
   conn = new Connection(url);
   await conn.connect();
+  const m = url.match(/^gateway\+(wss?):\/\/([^/?#]+)[^?#]*(?:\?([^#]*))?/);
+  snapshotUrl = m ? `${m[1] === "wss" ? "https" : "http"}://${m[2]}/api/snapshot?vhost=${encodeURIComponent(new URLSearchParams(m[3] ?? "").get("vhost") ?? "/")}` : undefined;
   status(`connected to ${conn.asUri()}`);
   log("info", `connected to ${conn.asUri()}`);
 }
@@ -88,7 +90,7 @@ form("#bind-form", async ({ queue, exchange, routingKey, arguments: args }) => {
   const x = exchangeNamed(exchange);
   // Re-declaring must repeat the queue's flags and arguments (the broker refuses a
   // different declaration, as RabbitMQ does), so take them from the broker.
-  const known = conn.snapshot()?.queues.find((q) => q.name === queue);
+  const known = (await brokerState())?.queues.find((q) => q.name === queue);
   const same = known ? { durable: known.durable, autoDelete: known.auto_delete, exclusive: known.exclusive, queueArguments: known.arguments } : {};
   const q = new Queue(queue, { ...same, bindings: [x.binding(routingKey, { arguments: json(args, "Arguments") ?? {} })] });
   await conn.declare(q);
@@ -183,9 +185,25 @@ function cell(text) {
   return td;
 }
 
-function refresh() {
+let snapshotUrl;
+
+async function brokerState() {
+  const local = conn.snapshot();
+  if (local) return local;
+  // Over the gateway, the embedded broker's state comes from the gateway's /api/snapshot.
+  if (!snapshotUrl) return undefined;
+  const r = await fetch(snapshotUrl);
+  return r.ok ? r.json() : undefined;
+}
+
+async function refresh() {
   if (!conn) return;
-  const s = conn.snapshot();
+  let s;
+  try {
+    s = await brokerState();
+  } catch {
+    return;
+  }
   if (!s) return;
   $("#queues tbody").replaceChildren(
     ...s.queues.map((q) => {
@@ -232,5 +250,10 @@ function drawChart() {
 
 setInterval(refresh, 500);
 setInterval(drawChart, 1000);
+// Served by kombu-gateway: offer its gateway+ws:// URL (the page still starts on memory://).
+if (location.protocol.startsWith("http") && location.port) {
+  const gw = `gateway+${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/gateway?vhost=/playground`;
+  $("#urls").append(new Option(gw));
+}
 connect($("#url").value).catch(fail);
 window.__playgroundReady = true;

@@ -1,11 +1,14 @@
-// `node js/bench/node.mjs [N]`: the memory:// round trip through the npm package in Node.
+// `node js/bench/node.mjs [N] [URL]`: the round trip through the npm package in Node, on
+// memory:// (default) or through a gateway (`gateway+ws://127.0.0.1:8765/gateway`; run Node
+// with --experimental-websocket on Node 20).
 import * as kombu from "../index.js";
 import { roundTrip } from "./roundtrip.js";
 
 const n = Number(process.argv[2] ?? 20000);
+const url = process.argv[3] ?? "memory://";
 let best;
 for (let i = 0; i < 3; i++) {
-  const r = await roundTrip(kombu, n);
+  const r = await roundTrip(kombu, n, url);
   if (!best || r.msgs_per_sec > best.msgs_per_sec) best = r;
 }
-console.log(JSON.stringify({ impl: `kombu-wasm ${kombu.version} (wasm, Node ${process.versions.node})`, ...best }));
+console.log(JSON.stringify({ impl: `kombu-wasm ${kombu.version} (wasm, Node ${process.versions.node}) on ${url}`, ...best }));

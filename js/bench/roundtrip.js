@@ -1,11 +1,11 @@
 // memory:// round trip in JavaScript: the workload of examples/bench_memory.rs (N JSON
 // messages of ~64 bytes published, then consumed with prefetch 100 and acked one by one).
 // Shared by bench/wasm_roundtrip.mjs (Node) and the browser benchmark page.
-export async function roundTrip({ Connection, Exchange, Queue }, n = 20000) {
+export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, baseUrl = "memory://") {
   const name = `bench-${Math.random().toString(36).slice(2)}`;
   const exchange = new Exchange(name, { type: "direct" });
   const queue = new Queue(name, { exchange, routingKey: "bench" });
-  const conn = new Connection(`memory:///${name}`);
+  const conn = new Connection(baseUrl.startsWith("gateway+") ? `${baseUrl}?vhost=/${name}` : `memory:///${name}`);
   await conn.declare(queue);
   const producer = conn.Producer();
   const started = performance.now();

@@ -179,7 +179,8 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/metrics", get(metrics_handler));
+        .route("/metrics", get(metrics_handler))
+        .route("/api/snapshot", get(snapshot_handler));
     if let Some(pkg) = &config.pkg {
         app = app.nest_service("/pkg", ServeDir::new(pkg));
     }
@@ -200,6 +201,20 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     });
     tracing::info!(%addr, broker = %config.broker, "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), task })
+}
+
+/// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
+/// bindings of a virtual host of the embedded broker, for the playground. 404 for other
+/// brokers or unknown virtual hosts.
+async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    if state.info.transport != "memory" {
+        return (StatusCode::NOT_FOUND, "snapshots exist for the embedded memory:// broker only\n").into_response();
+    }
+    let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
+    match kombu::transport::memory::MemoryBroker::global().snapshot(&vhost) {
+        Some(s) => ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&s).unwrap_or_default()).into_response(),
+        None => (StatusCode::NOT_FOUND, format!("no virtual host {vhost:?} (declare something first)\n")).into_response(),
+    }
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {

@@ -9,7 +9,10 @@
 //! registers `memory`; other crates (the gateway's native AMQP, Redis and SQS transports, the
 //! browser's WebSocket transports) register theirs.
 
+pub mod gateway;
 pub mod memory;
+#[cfg(target_arch = "wasm32")]
+pub mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -157,6 +160,11 @@ type Registry = BTreeMap<String, Arc<dyn Transport>>;
 fn builtin() -> Registry {
     let mut m: Registry = BTreeMap::new();
     m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
+    #[cfg(target_arch = "wasm32")]
+    {
+        m.insert("gateway+ws".into(), Arc::new(websocket::WebSocketTransport));
+        m.insert("gateway+wss".into(), Arc::new(websocket::WebSocketTransport));
+    }
     m
 }
 

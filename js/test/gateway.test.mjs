@@ -1,0 +1,148 @@
+// The npm package against a real kombu-gateway (the native binary on the embedded broker):
+// the README quick start with only the URL changed, in Node and in Chromium, and two browser
+// pages exchanging messages through the gateway.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = join(here, "..", "..");
+const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+let gateway;
+let addr;
+
+const gateways = [];
+
+async function startGateway(www) {
+  assert.ok(existsSync(bin), `build the gateway first (cargo build -p kombu-gateway): ${bin}`);
+  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--www", www, "--pkg", join(repo, "js")], { stdio: ["ignore", "pipe", "inherit"] });
+  gateways.push(child);
+  return new Promise((resolve, reject) => {
+    let out = "";
+    child.stdout.on("data", (d) => {
+      out += d;
+      const m = out.match(/listening on http:\/\/([\d.:]+)\//);
+      if (m) resolve(m[1]);
+    });
+    child.on("exit", (code) => reject(new Error(`kombu-gateway exited with ${code}`)));
+  });
+}
+
+before(async () => {
+  addr = await startGateway(join(here, "site"));
+});
+
+after(() => gateways.forEach((g) => g.kill("SIGTERM")));
+
+const url = (vhost) => `gateway+ws://${addr}/gateway?vhost=/${vhost}-${process.pid}-${Date.now()}`;
+
+test("the README quick start runs in Node against the gateway by changing only the URL", () => {
+  const readme = readFileSync(join(repo, "js", "README.md"), "utf8");
+  const code = readme.slice(readme.indexOf("## Quick start")).match(/```js\n([\s\S]*?)```/)[1];
+  assert.match(code, /new Connection\("memory:\/\/"\)/);
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-gw-"));
+  try {
+    const script = code.replace('"memory://"', JSON.stringify(url("node"))).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "index.js"))}`);
+    writeFileSync(join(dir, "qs.mjs"), script);
+    // Node 20 has WebSocket behind a flag (Node 22+: always).
+    const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });
+    assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test("two Chromium pages exchange messages through the gateway", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const u = url("browsers");
+    const [a, b] = await Promise.all([browser.newPage(), browser.newPage()]);
+    for (const p of [a, b]) {
+      await p.goto(`http://${addr}/gateway.html`);
+      await p.waitForFunction(() => window.__ready);
+    }
+    // Page A: a fanout exchange and its own queue, consuming.
+    const got = a.evaluate(async (u) => {
+      const { Connection, Exchange, Queue } = window.kombu;
+      const news = new Exchange("news", { type: "fanout" });
+      const conn = new Connection(u);
+      const mine = new Queue("page-a", { exchange: news });
+      await conn.declare(mine);
+      window.__declared = true;
+      const consumer = conn.Consumer([mine]);
+      const m = await consumer.next({ timeout: 10000 });
+      const out = { payload: m.payload, exchange: m.deliveryInfo.exchange };
+      m.ack();
+      await conn.release();
+      return out;
+    }, u);
+    await a.waitForFunction(() => window.__declared);
+    // Page B publishes to the exchange.
+    await b.evaluate(async (u) => {
+      const { Connection, Exchange } = window.kombu;
+      const conn = new Connection(u);
+      await conn.Producer().publish({ from: "page b" }, { exchange: new Exchange("news", { type: "fanout" }) });
+      await conn.release();
+    }, u);
+    assert.deepEqual(await got, { payload: { from: "page b" }, exchange: "news" });
+    // Errors keep their Kombu names across the gateway.
+    const err = await b.evaluate(async (u) => {
+      const { Connection } = window.kombu;
+      const conn = new Connection(u);
+      try {
+        await conn.purge("missing");
+      } catch (e) {
+        return `${e.name}: ${e.message}`;
+      } finally {
+        await conn.release();
+      }
+      return "no error";
+    }, u);
+    assert.match(err, /^NotFound: .*missing/);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("the playground works against the gateway by changing only the URL", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
+  const pgAddr = await startGateway(join(repo, "www"));
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });
+    const errors = [];
+    page.on("pageerror", (e) => errors.push(String(e)));
+    await page.goto(`http://${pgAddr}/`);
+    await page.waitForFunction(() => window.__playgroundReady);
+    const gw = `gateway+ws://${pgAddr}/gateway?vhost=/pg-${Date.now()}`;
+    await page.fill("#url", gw);
+    await page.click("#connect-form button");
+    await page.waitForSelector(`#status:has-text('connected to gateway+ws://')`);
+    const submit = async (form, fields) => {
+      for (const [k, v] of Object.entries(fields)) {
+        const el = page.locator(`${form} [name="${k}"]`);
+        if ((await el.evaluate((e) => e.tagName)) === "SELECT") await el.selectOption(v);
+        else await el.fill(String(v));
+      }
+      await page.click(`${form} button[type="submit"]`);
+    };
+    await submit("#exchange-form", { name: "logs", type: "topic" });
+    await submit("#queue-form", { name: "errors" });
+    await page.waitForSelector('#queues tr[data-queue="errors"]');
+    await submit("#bind-form", { queue: "errors", exchange: "logs", routingKey: "*.error" });
+    await page.waitForSelector("#bindings td:has-text('*.error')");
+    await submit("#publish-form", { exchange: "logs", routingKey: "db.error", body: '{"via": "gateway"}', count: 2 });
+    await page.waitForFunction(() => document.querySelector('#queues tr[data-queue="errors"] td:nth-child(2)')?.textContent === "2");
+    await submit("#consume-form", { queue: "errors", prefetch: 5 });
+    await page.waitForSelector(`#log li.deliver:has-text('{"via":"gateway"}')`);
+    await page.screenshot({ path: join(repo, "artifacts", "playground-gateway.png"), fullPage: true });
+    assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
