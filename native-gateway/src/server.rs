@@ -516,7 +516,8 @@ async fn handle(
                 Request::BasicPublish { method, properties, .. } => {
                     metrics.published.fetch_add(1, Ordering::Relaxed);
                     metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                    unit(ch.basic_publish(&method, Arc::new(Content { properties, body })).await)
+                    // Like AMQP's basic.publish: no answer unless it fails.
+                    ch.basic_publish(&method, Arc::new(Content { properties, body })).await.map(|_| None)
                 }
                 Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await {
                     Ok(None) => Ok(Some(Answer::Result(json!({ "empty": true })))),

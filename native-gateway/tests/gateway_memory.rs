@@ -197,8 +197,14 @@ async fn bad_input_closes_that_connection_with_a_reason_and_the_server_stays_up(
     assert!(reason.contains("basic.teleport") || reason.contains("unknown variant"), "{reason}");
     // an oversized frame
     let conn = Connection::new(&url(&g)).unwrap();
-    let err = conn.producer().await.unwrap().publish(vec![7u8; 10_000], PublishOptions::new().routing_key("big").content_type("application/octet-stream")).await.unwrap_err();
+    // Publishes are not answered (as in AMQP); the gateway closes the socket, and the next
+    // operation reports the lost connection.
+    conn.producer().await.unwrap().publish(vec![7u8; 10_000], PublishOptions::new().routing_key("big").content_type("application/octet-stream")).await.unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    let mut probe = Queue::new("big").bind(&ch);
+    let err = probe.queue_declare(false, false).await.unwrap_err();
     assert!(err.is_recoverable_connection_error() || err.name() == "OperationalError", "{err}");
+    assert!(err.to_string().contains("gateway connection lost"), "{err}");
     // a wrong subprotocol is refused before the upgrade
     let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static("other.v9"));

@@ -94,10 +94,15 @@ impl GatewayClient {
         rx.await.unwrap_or_else(|_| Err(Error::RecoverableConnection("the gateway connection closed before answering".into())))
     }
 
-    /// Send a request that is answered only when it fails (acks).
+    /// Send a request that is answered only when it fails (publishes and acks).
     pub fn send_oneway(&self, request: Request) -> Result<()> {
+        self.send_oneway_with_body(request, b"")
+    }
+
+    /// [`GatewayClient::send_oneway`] with a body.
+    pub fn send_oneway_with_body(&self, request: Request, body: &[u8]) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        self.send(id, request, b"")
+        self.send(id, request, body)
     }
 
     async fn result(&self, request: Request) -> Result<Value> {
@@ -310,8 +315,12 @@ impl RawChannel for GatewayChannel {
         Ok(Self::count(&self.value(Request::QueueDelete { channel: self.id, method: m.clone() }).await?))
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
-        let r = self.client.request(Request::BasicPublish { channel: self.id, method: m.clone(), properties: content.properties.clone() }, &content.body).await;
-        r.map(|_| ())
+        // No answer unless it fails (as in AMQP): a failure closes the channel and arrives as
+        // an event, so publishes are pipelined.
+        if !self.is_open() {
+            return Err(Error::channel(crate::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
+        }
+        self.client.send_oneway_with_body(Request::BasicPublish { channel: self.id, method: m.clone(), properties: content.properties.clone() }, &content.body)
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
         match self.client.request(Request::BasicGet { channel: self.id, queue: queue.into(), no_ack }, b"").await? {
