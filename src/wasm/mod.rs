@@ -806,6 +806,14 @@ impl JsConsumer {
     }
 }
 
+impl JsConsumer {
+    /// [`JsConsumer::next`] for Rust callers (tests): the message itself, not a Promise.
+    pub async fn next_message(&self, timeout_ms: Option<f64>) -> JsResult<JsMessage> {
+        let t = millis(timeout_ms)?;
+        kombu(self.inner.next_message(t).await).map(|m| JsMessage { inner: m })
+    }
+}
+
 // ----- message ----------------------------------------------------------------------------
 
 #[derive(Serialize)]

@@ -1,0 +1,62 @@
+// A fresh Vite app that installs the packed package from its tarball: `vite build` (target
+// esnext, for the top-level await that loads the wasm once) must bundle the package and emit
+// the .wasm, and the built app must run the README quick start in headless Chromium.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { tmpdir } from "node:os";
+import { dirname, extname, join, normalize } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const pkgDir = join(dirname(fileURLToPath(import.meta.url)), "..");
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const types = { ".js": "text/javascript", ".html": "text/html", ".wasm": "application/wasm" };
+
+function serve(root) {
+  const server = createServer((req, res) => {
+    let path = normalize(new URL(req.url, "http://x").pathname).replace(/^(\.\.[/\\])+/, "");
+    if (path.endsWith("/")) path += "index.html";
+    try {
+      const body = readFileSync(join(root, path));
+      res.writeHead(200, { "content-type": types[extname(path)] ?? "application/octet-stream" }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve({ server, base: `http://127.0.0.1:${server.address().port}` })));
+}
+
+test("a Vite app bundles the package and runs the quick start", { skip: !existsSync(executablePath) && "no chromium", timeout: 180000 }, async () => {
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-vite-"));
+  let server;
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const tarball = execFileSync("npm", ["pack", "--silent", "--pack-destination", dir], { cwd: pkgDir, encoding: "utf8" }).trim().split("\n").pop();
+    writeFileSync(join(dir, "package.json"), JSON.stringify({ name: "vite-app", private: true, type: "module" }));
+    execFileSync("npm", ["install", "--no-audit", "--no-fund", "--offline", join(dir, tarball)], { cwd: dir, stdio: "pipe" });
+    const readme = readFileSync(join(pkgDir, "README.md"), "utf8");
+    const code = readme.slice(readme.indexOf("## Quick start")).match(/```js\n([\s\S]*?)```/)[1];
+    writeFileSync(join(dir, "index.html"), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="/main.js"></script>');
+    writeFileSync(join(dir, "main.js"), `const logs = []; const log = console.log; console.log = (...a) => { logs.push(a); log(...a); };\n${code}\nwindow.__logs = logs;\n`);
+    execFileSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, stdio: "pipe" });
+    const assets = readdirSync(join(dir, "dist", "assets"));
+    assert.ok(assets.some((f) => f.endsWith(".wasm")), `a .wasm asset among ${assets}`);
+    ({ server } = await serve(join(dir, "dist")).then((s) => ({ ...s, base: s.base })).then(async (s) => {
+      const page = await browser.newPage();
+      const errors = [];
+      page.on("pageerror", (e) => errors.push(String(e)));
+      await page.goto(`${s.base}/`);
+      await page.waitForFunction(() => window.__logs, null, { timeout: 30000 });
+      assert.deepEqual(errors, []);
+      assert.deepEqual(await page.evaluate(() => window.__logs), [[{ name: "/tmp/lolcat1.avi", size: 1301013 }]]);
+      return s;
+    }));
+  } finally {
+    await browser.close();
+    server?.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -1,0 +1,76 @@
+//! The JavaScript facade (src/wasm) exercised from wasm-bindgen-test, in Node and in headless
+//! Chromium: options parsed from JS objects, bodies, promises, and errors as named JS Errors.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Array, Object, Promise, Reflect};
+use kombu::wasm::{check_exchange, check_queue, JsConnection, JsMessage};
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+fn obj(json: &str) -> JsValue {
+    js_sys::JSON::parse(json).unwrap()
+}
+
+fn name(err: &JsValue) -> String {
+    Reflect::get(err, &"name".into()).unwrap().as_string().unwrap()
+}
+
+fn msg(err: &JsValue) -> String {
+    Reflect::get(err, &"message".into()).unwrap().as_string().unwrap()
+}
+
+async fn wait(p: Promise) -> Result<JsValue, JsValue> {
+    JsFuture::from(p).await
+}
+
+fn url() -> Option<String> {
+    Some(format!("memory:///facade-{}", kombu::uuid()))
+}
+
+#[wasm_bindgen_test]
+fn options_are_checked_and_errors_are_named() {
+    let e = check_exchange(obj(r#"{"name": "x", "tpye": "topic"}"#)).unwrap_err();
+    assert_eq!(name(&e), "ValueError");
+    assert!(msg(&e).contains("tpye"), "{}", msg(&e));
+    let e = check_queue(obj(r#"{"name": "q", "durable": "yes"}"#)).unwrap_err();
+    assert!(msg(&e).contains("`durable`"), "{}", msg(&e));
+    assert!(check_queue(obj(r#"{"name": "q", "exchange": {"name": "x", "type": "topic"}, "routingKey": "a.*"}"#)).is_ok());
+    let e = JsConnection::new(Some("memroy://".into()), JsValue::UNDEFINED).err().unwrap();
+    assert_eq!(name(&e), "UnknownTransport");
+    let e = JsConnection::new(Some("amqp://u:secret@h:99999//".into()), JsValue::UNDEFINED).err().unwrap();
+    assert_eq!(name(&e), "InvalidURL");
+    assert!(!msg(&e).contains("secret"));
+    let e = JsConnection::new(url(), obj(r#"{"heartbeet": 1}"#)).err().unwrap();
+    assert!(msg(&e).contains("heartbeet"), "{}", msg(&e));
+}
+
+#[wasm_bindgen_test]
+async fn publish_consume_ack_through_the_facade() {
+    let conn = JsConnection::new(url(), JsValue::UNDEFINED).unwrap();
+    let producer = conn.producer(obj(r#"{"serializer": "json"}"#)).unwrap();
+    let opts = obj(r#"{"routingKey": "q", "declare": [{"queue": {"name": "q"}}], "headers": {"h": 1}}"#);
+    wait(producer.publish_json(r#"{"n": [1, 2.5, "x"]}"#, opts).unwrap()).await.unwrap();
+    let bytes = js_sys::Uint8Array::from(&[0u8, 255][..]);
+    wait(producer.publish(bytes.into(), obj(r#"{"routingKey": "q", "contentType": "image/png"}"#)).unwrap()).await.unwrap();
+    let queues = Array::of1(&obj(r#"{"name": "q"}"#));
+    let consumer = conn.consumer(queues.into(), obj(r#"{"prefetchCount": 10}"#)).unwrap();
+    let m: JsMessage = consumer.next_message(Some(1000.0)).await.unwrap();
+    assert_eq!(js_sys::JSON::stringify(&m.payload().unwrap()).unwrap(), r#"{"n":[1,2.5,"x"]}"#);
+    assert_eq!(Reflect::get(&m.headers().unwrap(), &"h".into()).unwrap(), JsValue::from(1));
+    m.ack().unwrap();
+    let e = m.ack().unwrap_err();
+    assert_eq!(name(&e), "MessageStateError");
+    let raw: JsMessage = consumer.next_message(Some(1000.0)).await.unwrap();
+    assert_eq!(raw.content_type().as_deref(), Some("image/png"));
+    assert_eq!(raw.body().to_vec(), vec![0u8, 255]);
+    raw.ack().unwrap();
+    let e = wait(consumer.next(Some(20.0)).unwrap()).await.unwrap_err();
+    assert_eq!(name(&e), "TimeoutError");
+    let e = producer.publish(JsValue::UNDEFINED, JsValue::UNDEFINED).err().unwrap();
+    assert_eq!(name(&e), "EncodeError");
+    let e = producer.publish_json("{}", obj(r#"{"serializer": "bson"}"#)).unwrap();
+    assert_eq!(name(&wait(e).await.unwrap_err()), "SerializerNotInstalled");
+    wait(conn.release()).await.unwrap();
+    let _ = Object::new();
+}
