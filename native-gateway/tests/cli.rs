@@ -1,0 +1,84 @@
+//! The `kombu` command line against a real gateway: declare, publish, consume, get, purge,
+//! delete, exchanging messages with a Kombu API client; exit codes for errors.
+
+use std::process::Command;
+use std::time::Duration;
+
+use kombu::{Connection, Payload, PublishOptions, Queue};
+use kombu_gateway::server::{self, Config};
+use serde_json::{json, Value};
+
+fn kombu(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_kombu")).args(args).output().expect("run kombu");
+    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+async fn cli(args: Vec<String>) -> (i32, String, String) {
+    tokio::task::spawn_blocking(move || kombu(&args.iter().map(String::as_str).collect::<Vec<_>>())).await.unwrap()
+}
+
+macro_rules! args {
+    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn cli_and_api_see_each_others_messages() {
+    kombu_gateway::register_transports();
+    let g = server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), ..Config::default() }).await.unwrap();
+    let url = format!("gateway+ws://{}/gateway?vhost=/cli-{}", g.addr, kombu::uuid());
+
+    let (code, _, err) = cli(args!["declare", url, "exchange", "logs", "--type", "topic"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, out, err) = cli(args!["declare", url, "queue", "errors", "--argument", "x-max-length=100"]).await;
+    assert_eq!((code, out.trim()), (0, "errors"), "{err}");
+    let (code, _, err) = cli(args!["declare", url, "binding", "errors", "logs", "--routing-key", "*.error"]).await;
+    assert_eq!(code, 0, "{err}");
+
+    // CLI -> API
+    let (code, _, err) = cli(args!["publish", url, "--exchange", "logs", "--routing-key", "db.error", "--header", "level=3", "--property", "correlation_id=c1", r#"{"disk": "full"}"#]).await;
+    assert_eq!(code, 0, "{err}");
+    let conn = Connection::new(&url).unwrap();
+    let consumer = conn.consumer(vec![Queue::new("errors").no_declare(true)]).await.unwrap();
+    let m = consumer.next_message(Some(Duration::from_secs(2))).await.unwrap();
+    assert_eq!(m.payload().unwrap(), Payload::Data(json!({"disk": "full"})));
+    assert_eq!(m.headers().get("level"), Some(&json!(3)));
+    assert_eq!(m.properties().correlation_id.as_deref(), Some("c1"));
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+
+    // API -> CLI
+    let p = conn.producer().await.unwrap();
+    p.publish("from the API", PublishOptions::new().routing_key("errors")).await.unwrap();
+    p.publish(json!({"n": 2}), PublishOptions::new().routing_key("errors")).await.unwrap();
+    conn.release().await.unwrap();
+    let (code, out, err) = cli(args!["consume", url, "errors", "--count", "2", "--json", "--timeout", "5"]).await;
+    assert_eq!(code, 0, "{err}");
+    let lines: Vec<Value> = out.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines[0]["body"], json!("from the API"));
+    assert_eq!(lines[1]["body"], json!({"n": 2}));
+    assert_eq!(lines[1]["delivery_info"]["routing_key"], json!("errors"));
+    assert_eq!(lines[1]["properties"]["content_type"], json!("application/json"));
+
+    // get, purge, delete, and the exit codes
+    let (code, _, _) = cli(args!["get", url, "errors"]).await;
+    assert_eq!(code, 3, "an empty queue");
+    let (code, _, _) = cli(args!["publish", url, "--routing-key", "errors", "x"]).await;
+    assert_eq!(code, 0);
+    let (code, out, _) = cli(args!["get", url, "errors", "--requeue"]).await;
+    assert_eq!(code, 0);
+    assert_eq!(serde_json::from_str::<Value>(&out).unwrap()["body"], json!("x"));
+    let (code, out, _) = cli(args!["purge", url, "errors"]).await;
+    assert_eq!((code, out.trim()), (0, "1"));
+    let (code, _, err) = cli(args!["delete", url, "queue", "errors"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(args!["consume", url, "errors", "--timeout", "1"]).await;
+    assert_eq!(code, 1, "consuming a deleted queue is a broker error: {err}");
+    assert!(err.contains("NotFound"), "{err}");
+    let (code, _, err) = cli(args!["publish", "memroy://", "x"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("UnknownTransport") && err.contains("memory"), "{err}");
+    let (code, _, err) = cli(args!["publish", url, "--property", "colour=red", "x"]).await;
+    assert_eq!(code, 2);
+    assert!(err.contains("unknown property"), "{err}");
+    g.shutdown().await;
+}
