@@ -28,6 +28,19 @@ struct Args {
     /// Largest frame accepted, in bytes.
     #[arg(long, env = "KOMBU_GATEWAY_MAX_FRAME")]
     max_frame: Option<usize>,
+    /// Token file (TOML: [[identity]] name, token, vhosts, configure/write/read patterns,
+    /// max_connections). Without it, any client is accepted.
+    #[arg(long, env = "KOMBU_GATEWAY_TOKENS")]
+    tokens: Option<PathBuf>,
+    /// Allowed browser Origin (repeatable; default any).
+    #[arg(long = "allow-origin", env = "KOMBU_GATEWAY_ALLOW_ORIGIN", value_delimiter = ',')]
+    allow_origin: Vec<String>,
+    /// Channels per connection.
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_CHANNELS")]
+    max_channels: Option<usize>,
+    /// Consumers per channel.
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_CONSUMERS")]
+    max_consumers: Option<usize>,
     /// TOML configuration file (keys as the long options, snake_case); flags win.
     #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -44,6 +57,10 @@ struct FileConfig {
     www: Option<PathBuf>,
     pkg: Option<PathBuf>,
     max_frame: Option<usize>,
+    tokens: Option<PathBuf>,
+    allow_origin: Option<Vec<String>>,
+    max_channels: Option<usize>,
+    max_consumers: Option<usize>,
 }
 
 fn config(args: &Args) -> Result<Config, GatewayError> {
@@ -55,7 +72,16 @@ fn config(args: &Args) -> Result<Config, GatewayError> {
         None => FileConfig::default(),
     };
     let d = Config::default();
+    let auth = match args.tokens.clone().or(file.tokens) {
+        Some(p) => Some(std::sync::Arc::new(kombu_gateway::auth::Auth::load(&p)?)),
+        None => None,
+    };
+    let allowed_origins = if args.allow_origin.is_empty() { file.allow_origin.unwrap_or_default() } else { args.allow_origin.clone() };
     Ok(Config {
+        auth,
+        allowed_origins,
+        max_channels: args.max_channels.or(file.max_channels).unwrap_or(d.max_channels),
+        max_consumers: args.max_consumers.or(file.max_consumers).unwrap_or(d.max_consumers),
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
         broker: args.broker.clone().or(file.broker).unwrap_or(d.broker),
         www: args.www.clone().or(file.www),

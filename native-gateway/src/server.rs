@@ -46,6 +46,15 @@ pub struct Config {
     pub max_frame: usize,
     /// Frames queued for one client before the gateway stops reading its backend.
     pub outbox: usize,
+    /// Identities and permissions (`None`: no authentication).
+    pub auth: Option<Arc<crate::auth::Auth>>,
+    /// Allowed `Origin`s of browser clients (empty: any). Requests without an Origin header
+    /// (non-browser clients) are allowed.
+    pub allowed_origins: Vec<String>,
+    /// Channels per connection.
+    pub max_channels: usize,
+    /// Consumers per channel.
+    pub max_consumers: usize,
 }
 
 impl Default for Config {
@@ -57,6 +66,10 @@ impl Default for Config {
             pkg: None,
             max_frame: 16 * 1024 * 1024,
             outbox: 256,
+            auth: None,
+            allowed_origins: Vec::new(),
+            max_channels: 64,
+            max_consumers: 64,
         }
     }
 }
@@ -221,7 +234,16 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
-async fn ws_handler(ws: WebSocketUpgrade, State(state): State<Arc<AppState>>) -> Response {
+async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
+    if !state.config.allowed_origins.is_empty() {
+        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
+            if !state.config.allowed_origins.iter().any(|a| a == "*" || a == origin) {
+                state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(%origin, "refused: origin not allowed");
+                return (StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response();
+            }
+        }
+    }
     let ws = ws.protocols([SUBPROTOCOL]).max_message_size(state.config.max_frame).max_frame_size(state.config.max_frame);
     let proto_ok = ws.selected_protocol().is_some_and(|p| p == SUBPROTOCOL);
     if !proto_ok {
@@ -292,10 +314,10 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     let metrics = state.metrics.clone();
 
     // The first frame must be hello.
-    let (vhost, hello_id) = loop {
+    let (vhost, token, hello_id) = loop {
         match stream.next().await {
             Some(Ok(Message::Binary(b))) => match gateway::decode::<ClientHeader>(&b) {
-                Ok((ClientHeader { id, request: Request::Hello { vhost, .. } }, _)) => break (vhost, id),
+                Ok((ClientHeader { id, request: Request::Hello { vhost, token, .. } }, _)) => break (vhost, token, id),
                 Ok(_) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     close_with(&out, 1008, "the first frame must be hello".into()).await;
@@ -323,6 +345,22 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     if let Some(v) = vhost {
         info.virtual_host = v;
     }
+    let admitted = match &state.config.auth {
+        None => None,
+        Some(auth) => match auth.admit(token.as_deref(), &info.virtual_host) {
+            Ok(a) => Some(a),
+            Err((code, text)) => {
+                state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(code, %text, "refused at hello");
+                let f = ServerFrame::Error { id: Some(hello_id), channel: None, scope: gateway::Scope::Connection, code, name: if code == 429 { "LimitExceeded".into() } else { "AccessRefused".into() }, text: text.clone() };
+                send(&out, &f, b"").await;
+                close_with(&out, 1008, truncate(text)).await;
+                drop(out);
+                let _ = writer.await;
+                return Err(Error::Value("refused".into()));
+            }
+        },
+    };
     let backend = match state.transport.establish_connection(&info).await {
         Ok(b) => b,
         Err(e) => {
@@ -352,6 +390,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     };
 
     let mut channels: HashMap<u32, Arc<dyn RawChannel>> = HashMap::new();
+    let mut consumers: HashMap<u32, usize> = HashMap::new();
     let result = loop {
         let msg = match stream.next().await {
             Some(Ok(m)) => m,
@@ -380,7 +419,11 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         let started = Instant::now();
         let id = header.id;
         let is_close = matches!(header.request, Request::Close);
-        let (chan, answer) = handle(&*backend, &mut channels, header.request, body, &metrics).await;
+        let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers };
+        let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
+            Some(Err(e)) => (request_channel(&header.request), Err(e)),
+            _ => handle(&*backend, &mut channels, &mut consumers, &limits, header.request, body, &metrics).await,
+        };
         metrics.observe(started);
         let ok = match answer {
             Ok(None) => true,
@@ -439,6 +482,15 @@ impl GetFrame {
     }
 }
 
+struct Limits {
+    max_channels: usize,
+    max_consumers: usize,
+}
+
+fn request_channel(r: &Request) -> Option<u32> {
+    serde_json::to_value(r).ok().and_then(|v| v.get("channel").and_then(Value::as_u64)).map(|c| c as u32)
+}
+
 fn channel_of(channels: &HashMap<u32, Arc<dyn RawChannel>>, id: u32) -> Result<Arc<dyn RawChannel>, Error> {
     channels.get(&id).cloned().ok_or_else(|| Error::channel(kombu::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {id} is not open")))
 }
@@ -448,6 +500,8 @@ fn channel_of(channels: &HashMap<u32, Arc<dyn RawChannel>>, id: u32) -> Result<A
 async fn handle(
     backend: &dyn RawConnection,
     channels: &mut HashMap<u32, Arc<dyn RawChannel>>,
+    consumers: &mut HashMap<u32, usize>,
+    limits: &Limits,
     request: Request,
     body: Bytes,
     metrics: &Metrics,
@@ -455,6 +509,7 @@ async fn handle(
     let unit = |r: Result<(), Error>| r.map(|_| Some(Answer::Result(Value::Null)));
     match request {
         Request::Hello { .. } => (None, Err(Error::Value("hello was already received".into()))),
+        Request::ChannelOpen if channels.len() >= limits.max_channels => (None, Err(Error::ChannelLimitExceeded { limit: limits.max_channels })),
         Request::ChannelOpen => match backend.open_channel().await {
             Ok(ch) => {
                 let id = ch.channel_id();
@@ -529,14 +584,21 @@ async fn handle(
                     }
                     Err(e) => Err(e),
                 },
+                Request::BasicConsume { .. } if consumers.get(&channel).copied().unwrap_or(0) >= limits.max_consumers => {
+                    Err(Error::LimitExceeded(format!("channel {channel} already has its maximum of {} consumers", limits.max_consumers)))
+                }
                 Request::BasicConsume { method, .. } => ch.basic_consume(&method).await.map(|tag| {
                     metrics.consumers.fetch_add(1, Ordering::Relaxed);
+                    *consumers.entry(channel).or_default() += 1;
                     Some(Answer::Result(json!({ "consumer_tag": tag })))
                 }),
                 Request::BasicCancel { consumer_tag, .. } => {
                     let r = ch.basic_cancel(&consumer_tag).await;
                     if r.is_ok() {
                         metrics.consumers.fetch_sub(1, Ordering::Relaxed);
+                        if let Some(n) = consumers.get_mut(&channel) {
+                            *n = n.saturating_sub(1);
+                        }
                     }
                     unit(r)
                 }
