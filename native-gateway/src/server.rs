@@ -139,6 +139,8 @@ impl Metrics {
 }
 
 struct AppState {
+    /// Set on shutdown: client connections end (their unacked deliveries are requeued).
+    stopping: tokio::sync::watch::Receiver<bool>,
     config: Config,
     metrics: Arc<Metrics>,
     info: ConnectInfo,
@@ -152,6 +154,7 @@ pub struct Running {
     /// Counters.
     pub metrics: Arc<Metrics>,
     shutdown: Option<oneshot::Sender<()>>,
+    stop_clients: tokio::sync::watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -162,7 +165,14 @@ impl Running {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+        // WebSocket connections outlive the HTTP server's graceful shutdown: end them here,
+        // after their in-flight request, and wait (up to 10 s) until they are gone.
+        let _ = self.stop_clients.send(true);
         let _ = self.task.await;
+        let deadline = Instant::now() + std::time::Duration::from_secs(10);
+        while self.metrics.connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
     }
 
     /// Wait until the server ends (after a signal or `shutdown`).
@@ -188,7 +198,8 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         ..Default::default()
     };
     let metrics = Arc::new(Metrics::default());
-    let state = Arc::new(AppState { config: config.clone(), metrics: metrics.clone(), info, transport });
+    let (stop_clients, stopping) = tokio::sync::watch::channel(false);
+    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), info, transport });
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/healthz", get(|| async { "ok\n" }))
@@ -213,7 +224,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         }
     });
     tracing::info!(%addr, broker = %config.broker, "kombu-gateway listening");
-    Ok(Running { addr, metrics, shutdown: Some(tx), task })
+    Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
 }
 
 /// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
@@ -391,8 +402,22 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
 
     let mut channels: HashMap<u32, Arc<dyn RawChannel>> = HashMap::new();
     let mut consumers: HashMap<u32, usize> = HashMap::new();
+    let mut stopping = state.stopping.clone();
     let result = loop {
-        let msg = match stream.next().await {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            _ = async {
+                while !*stopping.borrow_and_update() {
+                    if stopping.changed().await.is_err() {
+                        std::future::pending::<()>().await;
+                    }
+                }
+            } => {
+                close_with(&out, 1001, "kombu-gateway is shutting down".into()).await;
+                break Ok(());
+            }
+        };
+        let msg = match next {
             Some(Ok(m)) => m,
             Some(Err(e)) => break Err(Error::RecoverableConnection(format!("WebSocket error: {e}"))),
             None => break Ok(()),

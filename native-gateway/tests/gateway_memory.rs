@@ -262,3 +262,31 @@ async fn health_and_metrics_endpoints() {
     conn.release().await.unwrap();
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn graceful_shutdown_returns_unacked_deliveries() {
+    let g = start(None).await;
+    let vhost = format!("/shutdown-{}", kombu::uuid());
+    let u = format!("gateway+ws://{}/gateway?vhost={vhost}", g.addr);
+    let conn = Connection::new(&u).unwrap();
+    let q = Queue::new("inflight");
+    let p = conn.producer().await.unwrap();
+    for i in 0..3 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("inflight").declare(q.clone())).await.unwrap();
+    }
+    let c = conn.consumer(vec![q.clone()]).await.unwrap();
+    for _ in 0..3 {
+        c.next_message(SECOND).await.unwrap(); // received, never acked
+    }
+    g.shutdown().await;
+    // The gateway's broker is this process's memory:// broker: the messages are back.
+    let direct = Connection::new(&format!("memory:///{vhost}")).unwrap();
+    let ch = direct.default_channel().await.unwrap();
+    let mut inflight = Queue::new("inflight").bind(&ch);
+    let ok = inflight.queue_declare(false, true).await.unwrap();
+    assert_eq!(ok.message_count, 3, "unacked deliveries went back to the queue");
+    // The client sees its connection gone.
+    let mut probe = Queue::new("inflight").bind(&conn.default_channel_handle());
+    let err = probe.queue_declare(false, true).await.unwrap_err();
+    assert!(err.is_recoverable_connection_error() || err.name() == "OperationalError", "{err}");
+}
