@@ -18,6 +18,7 @@
 // On wasm32 callbacks are not Send (browser values are not), so the shared state is Arc but !Sync there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+pub mod amqp;
 pub mod broker;
 pub mod clocks;
 pub mod common;

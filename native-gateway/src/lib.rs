@@ -11,6 +11,7 @@
 
 #![warn(missing_docs)]
 
+pub mod amqp;
 pub mod auth;
 pub mod client;
 pub mod server;
@@ -31,7 +32,8 @@ pub enum GatewayError {
     Config(String, String),
 }
 
-/// Register the native transports (`gateway+ws`) with the core's transport registry.
+/// Register the native transports (`gateway+ws`, `amqp`) with the core's transport registry.
 pub fn register_transports() {
     kombu::transport::register("gateway+ws", Arc::new(client::GatewayTransport));
+    kombu::transport::register("amqp", Arc::new(amqp::AmqpTransport));
 }

@@ -1,0 +1,163 @@
+//! The native amqp:// transport against the local RabbitMQ (127.0.0.1:5672, guest/guest),
+//! through the Kombu API. Names are unique per run and everything is deleted afterwards.
+//! Skipped with a message when RabbitMQ is not listening, except under CI, where it fails.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kombu::{Connection, Exchange, Message, Payload, PublishOptions, Queue};
+use serde_json::json;
+
+const URL: &str = "amqp://guest:guest@127.0.0.1:5672//";
+
+fn rabbit() -> Option<Connection> {
+    kombu_gateway::register_transports();
+    if std::net::TcpStream::connect_timeout(&"127.0.0.1:5672".parse().unwrap(), Duration::from_secs(1)).is_err() {
+        assert!(std::env::var_os("CI").is_none(), "RabbitMQ must run on 127.0.0.1:5672 under CI");
+        eprintln!("skipping: no RabbitMQ on 127.0.0.1:5672");
+        return None;
+    }
+    Some(Connection::new(URL).unwrap())
+}
+
+fn unique(name: &str) -> String {
+    format!("kombu-wasm-test.{name}.{}", kombu::uuid())
+}
+
+const SECOND: Option<Duration> = Some(Duration::from_secs(5));
+
+#[tokio::test]
+async fn quick_overview_and_every_operation_on_rabbitmq() {
+    let Some(conn) = rabbit() else { return };
+    // Not auto-deleted: cancelling the consumer must not take the queue and exchange away.
+    let x = Exchange::topic(unique("x")).durable(false);
+    let qname = unique("q");
+    let q = Queue::new(qname.clone()).exchange(x.clone()).routing_key("video.*").durable(false);
+    let producer = conn.producer().await.unwrap();
+    producer
+        .publish(
+            json!({"name": "/tmp/lolcat1.avi", "size": 1301013}),
+            PublishOptions::new().exchange(&x).routing_key("video.mp4").declare(&q).header("h", 1).correlation_id("c1").priority(3),
+        )
+        .await
+        .unwrap();
+    let consumer = conn.consumer(vec![q.clone()]).await.unwrap().prefetch_count(10);
+    let m = consumer.next_message(SECOND).await.unwrap();
+    assert_eq!(m.payload().unwrap(), Payload::Data(json!({"name": "/tmp/lolcat1.avi", "size": 1301013})));
+    assert_eq!(m.headers().get("h"), Some(&json!(1)));
+    assert_eq!(m.properties().correlation_id.as_deref(), Some("c1"));
+    assert_eq!(m.properties().delivery_mode, Some(2));
+    assert_eq!(m.delivery_info().routing_key, "video.mp4");
+    m.ack().unwrap();
+    // requeue → redelivered
+    producer.publish("again", PublishOptions::new().exchange(&x).routing_key("video.x")).await.unwrap();
+    let m = consumer.next_message(SECOND).await.unwrap();
+    m.requeue().unwrap();
+    let m = consumer.next_message(SECOND).await.unwrap();
+    assert!(m.redelivered());
+    assert_eq!(m.payload().unwrap(), Payload::Text("again".into()));
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    // basic.get, purge, passive declare of a missing queue (channel error, then recovery)
+    let ch = conn.default_channel().await.unwrap();
+    producer.publish("got", PublishOptions::new().exchange(&x).routing_key("video.get")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let bound = q.bind(&ch);
+    let got = bound.get(Some(false), None).await.unwrap().expect("a message");
+    assert_eq!(got.payload().unwrap(), Payload::Text("got".into()));
+    got.ack().unwrap();
+    assert!(bound.get(Some(false), None).await.unwrap().is_none());
+    producer.publish("purged", PublishOptions::new().exchange(&x).routing_key("video.p")).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(bound.purge().await.unwrap(), 1);
+    let mut missing = Queue::new(unique("missing")).bind(&conn.default_channel().await.unwrap());
+    let err = missing.queue_declare(false, true).await.unwrap_err();
+    assert_eq!(err.name(), "NotFound", "{err}");
+    // the default channel reopens
+    let ch = conn.default_channel().await.unwrap();
+    let n = Queue::new(qname.clone()).bind(&ch).delete(false, false).await.unwrap();
+    assert_eq!(n, 0);
+    Exchange::topic(x.name.clone()).bind(&ch).delete(false).await.unwrap();
+    conn.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn large_bodies_cross_frame_boundaries_and_mandatory_returns() {
+    let Some(conn) = rabbit() else { return };
+    let qname = unique("big");
+    let q = Queue::new(qname.clone()).durable(false).auto_delete(true);
+    let producer = conn.producer().await.unwrap();
+    let body: Vec<u8> = (0..10 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+    producer
+        .publish(body.clone(), PublishOptions::new().routing_key(qname.clone()).declare(&q).content_type("application/octet-stream").content_encoding("binary"))
+        .await
+        .unwrap();
+    let consumer = conn.consumer(vec![q.clone()]).await.unwrap();
+    let m = consumer.next_message(Some(Duration::from_secs(20))).await.unwrap();
+    assert_eq!(m.body().len(), body.len());
+    assert!(m.body()[..] == body[..], "10 MB body intact");
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+
+    let returned = Arc::new(Mutex::new(Vec::new()));
+    let r2 = returned.clone();
+    let p = conn.producer().await.unwrap().on_return(Arc::new(move |e: &kombu::Error, _x: &str, rk: &str, _m: &Message| {
+        r2.lock().unwrap().push((e.to_string(), rk.to_owned()));
+    }));
+    let nowhere = unique("nowhere");
+    p.publish("lost?", PublishOptions::new().routing_key(nowhere.clone()).mandatory(true)).await.unwrap();
+    let seen = Arc::new(AtomicUsize::new(0));
+    for _ in 0..50 {
+        let _ = conn.drain_events(Some(Duration::from_millis(100))).await;
+        if !returned.lock().unwrap().is_empty() {
+            seen.fetch_add(1, Ordering::SeqCst);
+            break;
+        }
+    }
+    let r = returned.lock().unwrap().clone();
+    assert_eq!(r.len(), 1, "basic.return reached on_return");
+    assert_eq!(r[0].1, nowhere);
+    assert!(r[0].0.contains("312") || r[0].0.contains("NO_ROUTE"), "{}", r[0].0);
+    conn.release().await.unwrap();
+}
+
+#[tokio::test]
+async fn bad_credentials_and_vhost_are_named() {
+    if rabbit().is_none() {
+        return;
+    }
+    let err = Connection::new("amqp://guest:wrong@127.0.0.1:5672//").unwrap().connect().await.unwrap_err();
+    assert!(err.to_string().contains("ACCESS_REFUSED") || err.to_string().contains("403") || err.is_recoverable_connection_error(), "{err}");
+    let err = Connection::new("amqp://guest:guest@127.0.0.1:5672/no-such-vhost").unwrap().connect().await.unwrap_err();
+    assert!(err.to_string().contains("no-such-vhost") || err.to_string().contains("NOT_ALLOWED") || err.to_string().contains("530"), "{err}");
+}
+
+#[tokio::test]
+async fn the_gateway_bridges_to_rabbitmq() {
+    if rabbit().is_none() {
+        return;
+    }
+    let g = kombu_gateway::server::start(kombu_gateway::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        broker: URL.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let via_gateway = Connection::new(&format!("gateway+ws://{}/gateway?vhost=/", g.addr)).unwrap();
+    let direct = Connection::new(URL).unwrap();
+    let qname = unique("bridged");
+    let q = Queue::new(qname.clone()).durable(false).auto_delete(true);
+    // A gateway client consumes; a direct AMQP client publishes.
+    let consumer = via_gateway.consumer(vec![q.clone()]).await.unwrap();
+    consumer.consume().await.unwrap();
+    direct.producer().await.unwrap().publish(json!({"via": "rabbitmq"}), PublishOptions::new().routing_key(qname.clone()).declare(&q)).await.unwrap();
+    let m = consumer.next_message(SECOND).await.unwrap();
+    assert_eq!(m.payload().unwrap(), Payload::Data(json!({"via": "rabbitmq"})));
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    via_gateway.release().await.unwrap();
+    direct.release().await.unwrap();
+    g.shutdown().await;
+}

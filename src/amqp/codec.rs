@@ -1,0 +1,735 @@
+//! AMQP 0-9-1 frames and the methods Kombu uses, to and from bytes. Field tables go through
+//! `amq-protocol-types` (its parser and generator) and are converted to and from the JSON-like
+//! [`Headers`] the rest of the crate uses.
+
+use amq_protocol_types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use crate::error::{Error, Result};
+use crate::properties::Properties;
+use crate::value::{Headers, Value};
+
+/// `AMQP\x00\x00\x09\x01`.
+pub const PROTOCOL_HEADER: &[u8; 8] = b"AMQP\x00\x00\x09\x01";
+/// Frame end octet.
+pub const FRAME_END: u8 = 0xCE;
+
+/// A frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    /// A method on a channel.
+    Method(u16, Method),
+    /// A content header: channel, body size, properties.
+    Header(u16, u64, Box<Properties>),
+    /// A content body chunk.
+    Body(u16, Bytes),
+    /// A heartbeat.
+    Heartbeat,
+}
+
+/// The methods Kombu uses (arguments as in the AMQP 0-9-1 spec; reserved fields omitted).
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)]
+pub enum Method {
+    ConnectionStart { mechanisms: String, locales: String, server_properties: Headers },
+    ConnectionStartOk { client_properties: Headers, mechanism: String, response: Vec<u8>, locale: String },
+    ConnectionTune { channel_max: u16, frame_max: u32, heartbeat: u16 },
+    ConnectionTuneOk { channel_max: u16, frame_max: u32, heartbeat: u16 },
+    ConnectionOpen { virtual_host: String },
+    ConnectionOpenOk,
+    ConnectionClose { reply_code: u16, reply_text: String, class_id: u16, method_id: u16 },
+    ConnectionCloseOk,
+    ConnectionBlocked { reason: String },
+    ConnectionUnblocked,
+    ChannelOpen,
+    ChannelOpenOk,
+    ChannelFlow { active: bool },
+    ChannelFlowOk { active: bool },
+    ChannelClose { reply_code: u16, reply_text: String, class_id: u16, method_id: u16 },
+    ChannelCloseOk,
+    ExchangeDeclare { exchange: String, kind: String, passive: bool, durable: bool, auto_delete: bool, internal: bool, nowait: bool, arguments: Headers },
+    ExchangeDeclareOk,
+    ExchangeDelete { exchange: String, if_unused: bool, nowait: bool },
+    ExchangeDeleteOk,
+    ExchangeBind { destination: String, source: String, routing_key: String, nowait: bool, arguments: Headers },
+    ExchangeBindOk,
+    ExchangeUnbind { destination: String, source: String, routing_key: String, nowait: bool, arguments: Headers },
+    ExchangeUnbindOk,
+    QueueDeclare { queue: String, passive: bool, durable: bool, exclusive: bool, auto_delete: bool, nowait: bool, arguments: Headers },
+    QueueDeclareOk { queue: String, message_count: u32, consumer_count: u32 },
+    QueueBind { queue: String, exchange: String, routing_key: String, nowait: bool, arguments: Headers },
+    QueueBindOk,
+    QueuePurge { queue: String, nowait: bool },
+    QueuePurgeOk { message_count: u32 },
+    QueueDelete { queue: String, if_unused: bool, if_empty: bool, nowait: bool },
+    QueueDeleteOk { message_count: u32 },
+    QueueUnbind { queue: String, exchange: String, routing_key: String, arguments: Headers },
+    QueueUnbindOk,
+    BasicQos { prefetch_size: u32, prefetch_count: u16, global: bool },
+    BasicQosOk,
+    BasicConsume { queue: String, consumer_tag: String, no_local: bool, no_ack: bool, exclusive: bool, nowait: bool, arguments: Headers },
+    BasicConsumeOk { consumer_tag: String },
+    BasicCancel { consumer_tag: String, nowait: bool },
+    BasicCancelOk { consumer_tag: String },
+    BasicPublish { exchange: String, routing_key: String, mandatory: bool, immediate: bool },
+    BasicReturn { reply_code: u16, reply_text: String, exchange: String, routing_key: String },
+    BasicDeliver { consumer_tag: String, delivery_tag: u64, redelivered: bool, exchange: String, routing_key: String },
+    BasicGet { queue: String, no_ack: bool },
+    BasicGetOk { delivery_tag: u64, redelivered: bool, exchange: String, routing_key: String, message_count: u32 },
+    BasicGetEmpty,
+    BasicAck { delivery_tag: u64, multiple: bool },
+    BasicReject { delivery_tag: u64, requeue: bool },
+    BasicRecover { requeue: bool },
+    BasicRecoverOk,
+    BasicNack { delivery_tag: u64, multiple: bool, requeue: bool },
+    ConfirmSelect { nowait: bool },
+    ConfirmSelectOk,
+}
+
+impl Method {
+    /// `(class_id, method_id)`.
+    pub fn ids(&self) -> (u16, u16) {
+        use Method::*;
+        match self {
+            ConnectionStart { .. } => (10, 10),
+            ConnectionStartOk { .. } => (10, 11),
+            ConnectionTune { .. } => (10, 30),
+            ConnectionTuneOk { .. } => (10, 31),
+            ConnectionOpen { .. } => (10, 40),
+            ConnectionOpenOk => (10, 41),
+            ConnectionClose { .. } => (10, 50),
+            ConnectionCloseOk => (10, 51),
+            ConnectionBlocked { .. } => (10, 60),
+            ConnectionUnblocked => (10, 61),
+            ChannelOpen => (20, 10),
+            ChannelOpenOk => (20, 11),
+            ChannelFlow { .. } => (20, 20),
+            ChannelFlowOk { .. } => (20, 21),
+            ChannelClose { .. } => (20, 40),
+            ChannelCloseOk => (20, 41),
+            ExchangeDeclare { .. } => (40, 10),
+            ExchangeDeclareOk => (40, 11),
+            ExchangeDelete { .. } => (40, 20),
+            ExchangeDeleteOk => (40, 21),
+            ExchangeBind { .. } => (40, 30),
+            ExchangeBindOk => (40, 31),
+            ExchangeUnbind { .. } => (40, 40),
+            ExchangeUnbindOk => (40, 51),
+            QueueDeclare { .. } => (50, 10),
+            QueueDeclareOk { .. } => (50, 11),
+            QueueBind { .. } => (50, 20),
+            QueueBindOk => (50, 21),
+            QueuePurge { .. } => (50, 30),
+            QueuePurgeOk { .. } => (50, 31),
+            QueueDelete { .. } => (50, 40),
+            QueueDeleteOk { .. } => (50, 41),
+            QueueUnbind { .. } => (50, 50),
+            QueueUnbindOk => (50, 51),
+            BasicQos { .. } => (60, 10),
+            BasicQosOk => (60, 11),
+            BasicConsume { .. } => (60, 20),
+            BasicConsumeOk { .. } => (60, 21),
+            BasicCancel { .. } => (60, 30),
+            BasicCancelOk { .. } => (60, 31),
+            BasicPublish { .. } => (60, 40),
+            BasicReturn { .. } => (60, 50),
+            BasicDeliver { .. } => (60, 60),
+            BasicGet { .. } => (60, 70),
+            BasicGetOk { .. } => (60, 71),
+            BasicGetEmpty => (60, 72),
+            BasicAck { .. } => (60, 80),
+            BasicReject { .. } => (60, 90),
+            BasicRecover { .. } => (60, 110),
+            BasicRecoverOk => (60, 111),
+            BasicNack { .. } => (60, 120),
+            ConfirmSelect { .. } => (85, 10),
+            ConfirmSelectOk => (85, 11),
+        }
+    }
+
+    /// True if this method carries content (header and body frames follow).
+    pub fn has_content(&self) -> bool {
+        matches!(self, Method::BasicPublish { .. } | Method::BasicReturn { .. } | Method::BasicDeliver { .. } | Method::BasicGetOk { .. })
+    }
+}
+
+// ----- field values -----------------------------------------------------------------------
+
+/// JSON-like value → AMQP field value (integers as 32-bit when they fit, else 64-bit, as
+/// py-amqp does; strings as long strings; arrays and objects as arrays and tables).
+pub fn to_amqp(v: &Value) -> AMQPValue {
+    match v {
+        Value::Null => AMQPValue::Void,
+        Value::Bool(b) => AMQPValue::Boolean(*b),
+        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
+            (Some(i), _, _) if i32::try_from(i).is_ok() => AMQPValue::LongInt(i as i32),
+            (Some(i), _, _) => AMQPValue::LongLongInt(i),
+            (None, Some(u), _) => AMQPValue::LongLongInt(u as i64),
+            (_, _, Some(f)) => AMQPValue::Double(f),
+            _ => AMQPValue::Void,
+        },
+        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
+        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(a.iter().map(to_amqp).collect::<Vec<_>>())),
+        Value::Object(m) => AMQPValue::FieldTable(to_table(m)),
+    }
+}
+
+/// AMQP field value → JSON-like value.
+pub fn from_amqp(v: &AMQPValue) -> Value {
+    match v {
+        AMQPValue::Boolean(b) => Value::Bool(*b),
+        AMQPValue::ShortShortInt(i) => Value::from(*i),
+        AMQPValue::ShortShortUInt(i) => Value::from(*i),
+        AMQPValue::ShortInt(i) => Value::from(*i),
+        AMQPValue::ShortUInt(i) => Value::from(*i),
+        AMQPValue::LongInt(i) => Value::from(*i),
+        AMQPValue::LongUInt(i) => Value::from(*i),
+        AMQPValue::LongLongInt(i) => Value::from(*i),
+        AMQPValue::Float(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
+        AMQPValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
+        AMQPValue::DecimalValue(d) => {
+            let f = d.value as f64 / 10f64.powi(i32::from(d.scale));
+            serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
+        }
+        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
+        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(from_amqp).collect()),
+        AMQPValue::Timestamp(t) => Value::from(*t),
+        AMQPValue::FieldTable(t) => Value::Object(from_table(t)),
+        AMQPValue::ByteArray(b) => Value::Array(b.as_slice().iter().map(|x| Value::from(*x)).collect()),
+        AMQPValue::Void => Value::Null,
+    }
+}
+
+fn to_table(h: &Headers) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in h {
+        t.insert(ShortString::from(k.as_str()), to_amqp(v));
+    }
+    t
+}
+
+fn from_table(t: &FieldTable) -> Headers {
+    t.inner().iter().map(|(k, v)| (k.as_str().to_owned(), from_amqp(v))).collect()
+}
+
+// ----- writing ------------------------------------------------------------------------------
+
+struct W(BytesMut);
+
+impl W {
+    fn u8(&mut self, v: u8) {
+        self.0.put_u8(v);
+    }
+    fn u16(&mut self, v: u16) {
+        self.0.put_u16(v);
+    }
+    fn u32(&mut self, v: u32) {
+        self.0.put_u32(v);
+    }
+    fn u64(&mut self, v: u64) {
+        self.0.put_u64(v);
+    }
+    fn shortstr(&mut self, s: &str) -> Result<()> {
+        let b = s.as_bytes();
+        if b.len() > 255 {
+            return Err(Error::Value(format!("AMQP short string longer than 255 bytes: {:.40}...", s)));
+        }
+        self.u8(b.len() as u8);
+        self.0.put_slice(b);
+        Ok(())
+    }
+    fn longstr(&mut self, b: &[u8]) {
+        self.u32(b.len() as u32);
+        self.0.put_slice(b);
+    }
+    fn bits(&mut self, bits: &[bool]) {
+        let mut v = 0u8;
+        for (i, b) in bits.iter().enumerate() {
+            if *b {
+                v |= 1 << i;
+            }
+        }
+        self.u8(v);
+    }
+    fn table(&mut self, h: &Headers) -> Result<()> {
+        let (buf, _) = cookie_factory::gen(amq_protocol_types::generation::gen_field_table(&to_table(h)), Vec::new())
+            .map_err(|e| Error::Encode(format!("cannot encode an AMQP field table: {e:?}")))?;
+        self.0.put_slice(&buf);
+        Ok(())
+    }
+}
+
+fn method_args(m: &Method, w: &mut W) -> Result<()> {
+    use Method::*;
+    match m {
+        ConnectionStartOk { client_properties, mechanism, response, locale } => {
+            w.table(client_properties)?;
+            w.shortstr(mechanism)?;
+            w.longstr(response);
+            w.shortstr(locale)?;
+        }
+        ConnectionTuneOk { channel_max, frame_max, heartbeat } | ConnectionTune { channel_max, frame_max, heartbeat } => {
+            w.u16(*channel_max);
+            w.u32(*frame_max);
+            w.u16(*heartbeat);
+        }
+        ConnectionOpen { virtual_host } => {
+            w.shortstr(virtual_host)?;
+            w.shortstr("")?;
+            w.u8(0);
+        }
+        ConnectionClose { reply_code, reply_text, class_id, method_id } | ChannelClose { reply_code, reply_text, class_id, method_id } => {
+            w.u16(*reply_code);
+            w.shortstr(reply_text)?;
+            w.u16(*class_id);
+            w.u16(*method_id);
+        }
+        ChannelOpen => w.shortstr("")?,
+        ChannelFlow { active } | ChannelFlowOk { active } => w.bits(&[*active]),
+        ExchangeDeclare { exchange, kind, passive, durable, auto_delete, internal, nowait, arguments } => {
+            w.u16(0);
+            w.shortstr(exchange)?;
+            w.shortstr(kind)?;
+            w.bits(&[*passive, *durable, *auto_delete, *internal, *nowait]);
+            w.table(arguments)?;
+        }
+        ExchangeDelete { exchange, if_unused, nowait } => {
+            w.u16(0);
+            w.shortstr(exchange)?;
+            w.bits(&[*if_unused, *nowait]);
+        }
+        ExchangeBind { destination, source, routing_key, nowait, arguments } | ExchangeUnbind { destination, source, routing_key, nowait, arguments } => {
+            w.u16(0);
+            w.shortstr(destination)?;
+            w.shortstr(source)?;
+            w.shortstr(routing_key)?;
+            w.bits(&[*nowait]);
+            w.table(arguments)?;
+        }
+        QueueDeclare { queue, passive, durable, exclusive, auto_delete, nowait, arguments } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.bits(&[*passive, *durable, *exclusive, *auto_delete, *nowait]);
+            w.table(arguments)?;
+        }
+        QueueBind { queue, exchange, routing_key, nowait, arguments } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.shortstr(exchange)?;
+            w.shortstr(routing_key)?;
+            w.bits(&[*nowait]);
+            w.table(arguments)?;
+        }
+        QueuePurge { queue, nowait } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.bits(&[*nowait]);
+        }
+        QueueDelete { queue, if_unused, if_empty, nowait } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.bits(&[*if_unused, *if_empty, *nowait]);
+        }
+        QueueUnbind { queue, exchange, routing_key, arguments } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.shortstr(exchange)?;
+            w.shortstr(routing_key)?;
+            w.table(arguments)?;
+        }
+        BasicQos { prefetch_size, prefetch_count, global } => {
+            w.u32(*prefetch_size);
+            w.u16(*prefetch_count);
+            w.bits(&[*global]);
+        }
+        BasicConsume { queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.shortstr(consumer_tag)?;
+            w.bits(&[*no_local, *no_ack, *exclusive, *nowait]);
+            w.table(arguments)?;
+        }
+        BasicCancel { consumer_tag, nowait } => {
+            w.shortstr(consumer_tag)?;
+            w.bits(&[*nowait]);
+        }
+        BasicPublish { exchange, routing_key, mandatory, immediate } => {
+            w.u16(0);
+            w.shortstr(exchange)?;
+            w.shortstr(routing_key)?;
+            w.bits(&[*mandatory, *immediate]);
+        }
+        BasicGet { queue, no_ack } => {
+            w.u16(0);
+            w.shortstr(queue)?;
+            w.bits(&[*no_ack]);
+        }
+        BasicAck { delivery_tag, multiple } => {
+            w.u64(*delivery_tag);
+            w.bits(&[*multiple]);
+        }
+        BasicReject { delivery_tag, requeue } => {
+            w.u64(*delivery_tag);
+            w.bits(&[*requeue]);
+        }
+        BasicRecover { requeue } => w.bits(&[*requeue]),
+        BasicNack { delivery_tag, multiple, requeue } => {
+            w.u64(*delivery_tag);
+            w.bits(&[*multiple, *requeue]);
+        }
+        ConfirmSelect { nowait } => w.bits(&[*nowait]),
+        ConnectionOpenOk | ConnectionCloseOk | ChannelOpenOk | ChannelCloseOk | ConnectionUnblocked | ExchangeDeclareOk | ExchangeDeleteOk | ExchangeBindOk
+        | ExchangeUnbindOk | QueueBindOk | QueueUnbindOk | BasicQosOk | BasicRecoverOk | ConfirmSelectOk | BasicGetEmpty => {
+            if matches!(m, BasicGetEmpty) {
+                w.shortstr("")?;
+            }
+        }
+        other => return Err(Error::NotImplemented(format!("encoding {other:?} (a server-side method)"))),
+    }
+    Ok(())
+}
+
+fn frame(kind: u8, channel: u16, payload: &[u8], out: &mut BytesMut) {
+    out.put_u8(kind);
+    out.put_u16(channel);
+    out.put_u32(payload.len() as u32);
+    out.put_slice(payload);
+    out.put_u8(FRAME_END);
+}
+
+/// Append a method frame.
+pub fn write_method(channel: u16, m: &Method, out: &mut BytesMut) -> Result<()> {
+    let mut w = W(BytesMut::with_capacity(64));
+    let (c, i) = m.ids();
+    w.u16(c);
+    w.u16(i);
+    method_args(m, &mut w)?;
+    frame(1, channel, &w.0, out);
+    Ok(())
+}
+
+/// Append the content header and body frames of a message, splitting the body at `frame_max`.
+pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_max: u32, out: &mut BytesMut) -> Result<()> {
+    let mut w = W(BytesMut::with_capacity(64));
+    w.u16(60);
+    w.u16(0);
+    w.u64(body.len() as u64);
+    let p = properties;
+    let mut flags = 0u16;
+    let mut props = W(BytesMut::new());
+    let bit = |n: u16| 1u16 << (15 - n);
+    if let Some(v) = &p.content_type {
+        flags |= bit(0);
+        props.shortstr(v)?;
+    }
+    if let Some(v) = &p.content_encoding {
+        flags |= bit(1);
+        props.shortstr(v)?;
+    }
+    if !p.headers.is_empty() {
+        flags |= bit(2);
+        props.table(&p.headers)?;
+    }
+    if let Some(v) = p.delivery_mode {
+        flags |= bit(3);
+        props.u8(v);
+    }
+    if let Some(v) = p.priority {
+        flags |= bit(4);
+        props.u8(v);
+    }
+    for (i, v) in [(5, &p.correlation_id), (6, &p.reply_to), (7, &p.expiration), (8, &p.message_id)] {
+        if let Some(v) = v {
+            flags |= bit(i);
+            props.shortstr(v)?;
+        }
+    }
+    if let Some(v) = p.timestamp {
+        flags |= bit(9);
+        props.u64(v);
+    }
+    for (i, v) in [(10, &p.type_), (11, &p.user_id), (12, &p.app_id), (13, &p.cluster_id)] {
+        if let Some(v) = v {
+            flags |= bit(i);
+            props.shortstr(v)?;
+        }
+    }
+    w.u16(flags);
+    w.0.put_slice(&props.0);
+    frame(2, channel, &w.0, out);
+    let max = (frame_max.max(4096) - 8) as usize;
+    for chunk in body.chunks(max) {
+        frame(3, channel, chunk, out);
+    }
+    Ok(())
+}
+
+/// Append a heartbeat frame.
+pub fn write_heartbeat(out: &mut BytesMut) {
+    frame(8, 0, &[], out);
+}
+
+// ----- reading ------------------------------------------------------------------------------
+
+struct R<'a>(&'a [u8]);
+
+fn short(what: &str) -> Error {
+    Error::Decode(format!("AMQP frame too short while reading {what}"))
+}
+
+impl<'a> R<'a> {
+    fn u8(&mut self, what: &str) -> Result<u8> {
+        if self.0.is_empty() {
+            return Err(short(what));
+        }
+        Ok(self.0.get_u8())
+    }
+    fn u16(&mut self, what: &str) -> Result<u16> {
+        if self.0.len() < 2 {
+            return Err(short(what));
+        }
+        Ok(self.0.get_u16())
+    }
+    fn u32(&mut self, what: &str) -> Result<u32> {
+        if self.0.len() < 4 {
+            return Err(short(what));
+        }
+        Ok(self.0.get_u32())
+    }
+    fn u64(&mut self, what: &str) -> Result<u64> {
+        if self.0.len() < 8 {
+            return Err(short(what));
+        }
+        Ok(self.0.get_u64())
+    }
+    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(short(what));
+        }
+        let (a, b) = self.0.split_at(n);
+        self.0 = b;
+        Ok(a)
+    }
+    fn shortstr(&mut self, what: &str) -> Result<String> {
+        let n = self.u8(what)? as usize;
+        let b = self.bytes(n, what)?;
+        String::from_utf8(b.to_vec()).map_err(|_| Error::Decode(format!("AMQP {what} is not UTF-8")))
+    }
+    fn longstr(&mut self, what: &str) -> Result<Vec<u8>> {
+        let n = self.u32(what)? as usize;
+        Ok(self.bytes(n, what)?.to_vec())
+    }
+    fn bit(&mut self, what: &str) -> Result<[bool; 8]> {
+        let v = self.u8(what)?;
+        Ok(std::array::from_fn(|i| v & (1 << i) != 0))
+    }
+    fn table(&mut self, what: &str) -> Result<Headers> {
+        let (rest, t) = amq_protocol_types::parsing::parse_field_table(self.0).map_err(|e| Error::Decode(format!("invalid AMQP field table in {what}: {e:?}")))?;
+        self.0 = rest;
+        Ok(from_table(&t))
+    }
+}
+
+fn read_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Method> {
+    use Method::*;
+    Ok(match (class, method) {
+        (10, 10) => {
+            r.u8("version")?;
+            r.u8("version")?;
+            let server_properties = r.table("server properties")?;
+            let mechanisms = String::from_utf8_lossy(&r.longstr("mechanisms")?).into_owned();
+            let locales = String::from_utf8_lossy(&r.longstr("locales")?).into_owned();
+            ConnectionStart { mechanisms, locales, server_properties }
+        }
+        (10, 30) => ConnectionTune { channel_max: r.u16("channel_max")?, frame_max: r.u32("frame_max")?, heartbeat: r.u16("heartbeat")? },
+        (10, 41) => ConnectionOpenOk,
+        (10, 50) => ConnectionClose { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, class_id: r.u16("class")?, method_id: r.u16("method")? },
+        (10, 51) => ConnectionCloseOk,
+        (10, 60) => ConnectionBlocked { reason: r.shortstr("reason")? },
+        (10, 61) => ConnectionUnblocked,
+        (20, 11) => ChannelOpenOk,
+        (20, 20) => ChannelFlow { active: r.bit("active")?[0] },
+        (20, 21) => ChannelFlowOk { active: r.bit("active")?[0] },
+        (20, 40) => ChannelClose { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, class_id: r.u16("class")?, method_id: r.u16("method")? },
+        (20, 41) => ChannelCloseOk,
+        (40, 11) => ExchangeDeclareOk,
+        (40, 21) => ExchangeDeleteOk,
+        (40, 31) => ExchangeBindOk,
+        (40, 51) => ExchangeUnbindOk,
+        (50, 11) => QueueDeclareOk { queue: r.shortstr("queue")?, message_count: r.u32("message count")?, consumer_count: r.u32("consumer count")? },
+        (50, 21) => QueueBindOk,
+        (50, 31) => QueuePurgeOk { message_count: r.u32("message count")? },
+        (50, 41) => QueueDeleteOk { message_count: r.u32("message count")? },
+        (50, 51) => QueueUnbindOk,
+        (60, 11) => BasicQosOk,
+        (60, 21) => BasicConsumeOk { consumer_tag: r.shortstr("consumer tag")? },
+        (60, 30) => BasicCancel { consumer_tag: r.shortstr("consumer tag")?, nowait: r.bit("nowait")?[0] },
+        (60, 31) => BasicCancelOk { consumer_tag: r.shortstr("consumer tag")? },
+        (60, 50) => BasicReturn { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, exchange: r.shortstr("exchange")?, routing_key: r.shortstr("routing key")? },
+        (60, 60) => BasicDeliver {
+            consumer_tag: r.shortstr("consumer tag")?,
+            delivery_tag: r.u64("delivery tag")?,
+            redelivered: r.bit("redelivered")?[0],
+            exchange: r.shortstr("exchange")?,
+            routing_key: r.shortstr("routing key")?,
+        },
+        (60, 71) => BasicGetOk {
+            delivery_tag: r.u64("delivery tag")?,
+            redelivered: r.bit("redelivered")?[0],
+            exchange: r.shortstr("exchange")?,
+            routing_key: r.shortstr("routing key")?,
+            message_count: r.u32("message count")?,
+        },
+        (60, 72) => BasicGetEmpty,
+        (60, 80) => {
+            let delivery_tag = r.u64("delivery tag")?;
+            BasicAck { delivery_tag, multiple: r.bit("multiple")?[0] }
+        }
+        (60, 111) => BasicRecoverOk,
+        (60, 120) => {
+            let delivery_tag = r.u64("delivery tag")?;
+            let b = r.bit("flags")?;
+            BasicNack { delivery_tag, multiple: b[0], requeue: b[1] }
+        }
+        (85, 11) => ConfirmSelectOk,
+        (c, m) => return Err(Error::Decode(format!("unexpected AMQP method {c}.{m} from the server"))),
+    })
+}
+
+fn read_properties(r: &mut R<'_>) -> Result<Properties> {
+    let flags = r.u16("property flags")?;
+    let has = |n: u16| flags & (1 << (15 - n)) != 0;
+    let mut p = Properties::default();
+    if has(0) {
+        p.content_type = Some(r.shortstr("content_type")?);
+    }
+    if has(1) {
+        p.content_encoding = Some(r.shortstr("content_encoding")?);
+    }
+    if has(2) {
+        p.headers = r.table("headers")?;
+    }
+    if has(3) {
+        p.delivery_mode = Some(r.u8("delivery_mode")?);
+    }
+    if has(4) {
+        p.priority = Some(r.u8("priority")?);
+    }
+    if has(5) {
+        p.correlation_id = Some(r.shortstr("correlation_id")?);
+    }
+    if has(6) {
+        p.reply_to = Some(r.shortstr("reply_to")?);
+    }
+    if has(7) {
+        p.expiration = Some(r.shortstr("expiration")?);
+    }
+    if has(8) {
+        p.message_id = Some(r.shortstr("message_id")?);
+    }
+    if has(9) {
+        p.timestamp = Some(r.u64("timestamp")?);
+    }
+    if has(10) {
+        p.type_ = Some(r.shortstr("type")?);
+    }
+    if has(11) {
+        p.user_id = Some(r.shortstr("user_id")?);
+    }
+    if has(12) {
+        p.app_id = Some(r.shortstr("app_id")?);
+    }
+    if has(13) {
+        p.cluster_id = Some(r.shortstr("cluster_id")?);
+    }
+    Ok(p)
+}
+
+/// Parse one frame from the front of `buf`. `Ok(None)` when more bytes are needed; on success
+/// the frame and the number of bytes it used. Malformed input is an error naming the problem.
+pub fn read_frame(buf: &[u8], frame_max: u32) -> Result<Option<(Frame, usize)>> {
+    if buf.len() < 7 {
+        return Ok(None);
+    }
+    let kind = buf[0];
+    let channel = u16::from_be_bytes([buf[1], buf[2]]);
+    let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]);
+    if size > frame_max.max(4096) {
+        return Err(Error::Decode(format!("AMQP frame of {size} bytes exceeds frame_max {frame_max}")));
+    }
+    let total = 7 + size as usize + 1;
+    if buf.len() < total {
+        return Ok(None);
+    }
+    if buf[total - 1] != FRAME_END {
+        return Err(Error::Decode(format!("AMQP frame does not end with 0xCE (got {:#04x})", buf[total - 1])));
+    }
+    let payload = &buf[7..total - 1];
+    let mut r = R(payload);
+    let frame = match kind {
+        1 => {
+            let class = r.u16("class id")?;
+            let method = r.u16("method id")?;
+            Frame::Method(channel, read_method(class, method, &mut r)?)
+        }
+        2 => {
+            let _class = r.u16("class id")?;
+            let _weight = r.u16("weight")?;
+            let size = r.u64("body size")?;
+            Frame::Header(channel, size, Box::new(read_properties(&mut r)?))
+        }
+        3 => Frame::Body(channel, Bytes::copy_from_slice(payload)),
+        8 => Frame::Heartbeat,
+        other => return Err(Error::Decode(format!("unknown AMQP frame type {other}"))),
+    };
+    Ok(Some((frame, total)))
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn content_round_trips_and_splits() {
+        let mut p = Properties { content_type: Some("application/json".into()), delivery_mode: Some(2), priority: Some(3), ..Default::default() };
+        p.headers.insert("x".into(), json!({"a": [1, "b", true, null, 2.5]}));
+        p.correlation_id = Some("c".into());
+        let body = vec![7u8; 10_000];
+        let mut out = BytesMut::new();
+        write_content(1, &p, &body, 4096, &mut out).unwrap();
+        let mut off = 0;
+        let (f, n) = read_frame(&out, 4096).unwrap().unwrap();
+        off += n;
+        let Frame::Header(1, size, props) = f else { panic!("{f:?}") };
+        assert_eq!(size, 10_000);
+        assert_eq!(*props, p);
+        let mut got = Vec::new();
+        while off < out.len() {
+            let (f, n) = read_frame(&out[off..], 4096).unwrap().unwrap();
+            off += n;
+            let Frame::Body(1, b) = f else { panic!() };
+            assert!(b.len() <= 4088);
+            got.extend_from_slice(&b);
+        }
+        assert_eq!(got, body);
+    }
+
+    #[test]
+    fn bad_frames_are_named() {
+        assert!(read_frame(&[1, 0, 0], 4096).unwrap().is_none(), "needs more");
+        let e = read_frame(&[1, 0, 0, 0, 0, 0, 0, 0x00], 4096).unwrap_err();
+        assert!(e.to_string().contains("0xCE"), "{e}");
+        let e = read_frame(&[9, 0, 0, 0, 0, 0, 0, FRAME_END], 4096).unwrap_err();
+        assert!(e.to_string().contains("frame type 9"), "{e}");
+        let e = read_frame(&[1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0], 4096).unwrap_err();
+        assert!(e.to_string().contains("exceeds frame_max"), "{e}");
+        let e = read_frame(&[1, 0, 0, 0, 0, 0, 4, 0, 99, 0, 1, FRAME_END], 4096).unwrap_err();
+        assert!(e.to_string().contains("unexpected AMQP method 99.1"), "{e}");
+    }
+}
