@@ -20,7 +20,7 @@ fi
 cargo build -q --release --example bench_memory
 best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
 rust=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
-py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/memory_python.py "$N"; done | best)
+py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/roundtrip_python.py "$N"; done | best)
 python3 - "$rust" "$py" <<'PY'
 import json, sys
 r, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])

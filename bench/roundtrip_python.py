@@ -1,4 +1,4 @@
-"""Python kombu's memory:// on the workload of examples/bench_memory.rs.
+"""Python kombu on the workload of examples/bench_memory.rs, on any URL (argv[2], default memory://).
 
 Publish N JSON messages of ~64 bytes, consume them with prefetch 100 and ack each.
 Prints one JSON line with the rate.
@@ -13,10 +13,11 @@ from kombu import Connection, Consumer, Exchange, Producer, Queue
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
+    url = sys.argv[2] if len(sys.argv) > 2 else "memory://"
     name = "bench-%d" % os.getpid()
-    exchange = Exchange(name, type="direct")
-    queue = Queue(name, exchange, routing_key="bench")
-    with Connection("memory://") as conn:
+    exchange = Exchange(name, type="direct", durable=False, auto_delete=True)
+    queue = Queue(name, exchange, routing_key="bench", durable=False, auto_delete=True)
+    with Connection(url) as conn:
         channel = conn.channel()
         producer = Producer(channel)
         producer.maybe_declare(queue)
@@ -39,7 +40,7 @@ def main():
                 conn.drain_events(timeout=5)
         total = time.perf_counter() - started
     print(json.dumps({
-        "impl": "Python kombu %s" % __import__("kombu").__version__,
+        "impl": "Python kombu %s on %s" % (__import__("kombu").__version__, url.split(":")[0]),
         "messages": n,
         "publish_seconds": published,
         "total_seconds": total,

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# amqp:// round trip on the local RabbitMQ (publish -> consume -> ack), kombu-wasm's native
+# transport vs Python kombu's pyamqp, same run, same broker.
+#
+#   bench/amqp_vs_python.sh [N] [URL]   (default 20000 messages of ~64 bytes, prefetch 100,
+#                                        amqp://guest:guest@127.0.0.1:5672//)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+N=${1:-20000}
+URL=${2:-amqp://guest:guest@127.0.0.1:5672//}
+CACHE=${KOMBU_CACHE:-$HOME/.cache/kombu-wasm}
+REQ=tests/interop/requirements.txt
+VENV="$CACHE/venv-$(sha256sum "$REQ" | cut -c1-12)"
+if [ ! -f "$VENV/.complete" ]; then
+  rm -rf "$VENV"; python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" </dev/null
+  touch "$VENV/.complete"
+fi
+cargo build -q --release -p kombu-gateway --example bench_roundtrip
+best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
+rust=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$URL" "$N"; done | best)
+py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/roundtrip_python.py "$N" "$URL"; done | best)
+python3 - "$rust" "$py" <<'PY'
+import json, sys
+r, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+print("workload: %d JSON messages (~64 B), publish then consume with prefetch 100, ack each" % r["messages"])
+for x in (r, p):
+    print("  %-40s %10.0f msgs/s  (%.3f s)" % (x["impl"], x["msgs_per_sec"], x["total_seconds"]))
+print("  ratio: %.1fx" % (r["msgs_per_sec"] / p["msgs_per_sec"]))
+PY
