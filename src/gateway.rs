@@ -236,6 +236,8 @@ fn gateway_code(e: &Error) -> u16 {
 
 /// The `kombu::Error` an error frame stands for (client side).
 pub fn error_from_frame(scope: Scope, code: u16, name: &str, text: &str) -> Error {
+    // Gateway authentication/permission codes are AMQP's ACCESS_REFUSED to the Kombu API.
+    let code = if code == 401 { ReplyCode::AccessRefused.code() } else { code };
     match scope {
         Scope::Channel => Error::channel(ReplyCode::from_code(code), text.to_owned()),
         Scope::Connection => Error::connection(ReplyCode::from_code(code), text.to_owned()),
@@ -245,6 +247,7 @@ pub fn error_from_frame(scope: Scope, code: u16, name: &str, text: &str) -> Erro
             "EncodeError" => Error::Encode(text.to_owned()),
             "NotImplementedError" => Error::NotImplemented(text.to_owned()),
             "LimitExceeded" => Error::LimitExceeded(text.to_owned()),
+            "ChannelLimitExceeded" => Error::LimitExceeded(text.to_owned()),
             "AccessRefused" => Error::channel(ReplyCode::AccessRefused, text.to_owned()),
             _ => Error::Operational(format!("{name}: {text}")),
         },
