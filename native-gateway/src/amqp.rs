@@ -34,6 +34,34 @@ enum Reply {
 struct ChanState {
     pending: VecDeque<oneshot::Sender<Result<Reply>>>,
     content: Option<(Method, Properties, u64, BytesMut)>,
+    /// Publisher confirms (the `confirm_publish` transport option): the next publish
+    /// sequence number and the publishes waiting for the broker's ack.
+    confirm: Option<(u64, std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>)>,
+}
+
+impl ChanState {
+    fn fail(self, e: &Error) {
+        for tx in self.pending {
+            let _ = tx.send(Err(e.clone()));
+        }
+        if let Some((_, waiting)) = self.confirm {
+            for (_, tx) in waiting {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+
+    /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
+    fn confirmed(&mut self, tag: u64, multiple: bool, result: Result<()>) -> bool {
+        let Some((_, waiting)) = self.confirm.as_mut() else { return false };
+        let tags: Vec<u64> = if multiple { waiting.range(..=tag).map(|(k, _)| *k).collect() } else { vec![tag] };
+        for t in tags {
+            if let Some(tx) = waiting.remove(&t) {
+                let _ = tx.send(result.clone());
+            }
+        }
+        true
+    }
 }
 
 struct Inner {
@@ -44,6 +72,8 @@ struct Inner {
     open: AtomicBool,
     next_channel: AtomicU16,
     events: mpsc::UnboundedSender<ServerEvent>,
+    /// Publishes wait for the broker's confirm (`confirm_publish`, as pyamqp's option).
+    confirm_publish: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -85,9 +115,7 @@ impl Inner {
 
     fn fail_all(&self, e: &Error) {
         for (_, st) in lock(&self.channels).drain() {
-            for tx in st.pending {
-                let _ = tx.send(Err(e.clone()));
-            }
+            st.fail(e);
         }
     }
 }
@@ -205,6 +233,7 @@ impl Transport for AmqpTransport {
             open: AtomicBool::new(true),
             next_channel: AtomicU16::new(1),
             events: ev_tx,
+            confirm_publish: info.options.get("confirm_publish").is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_i64().is_some_and(|i| i != 0) || v.as_str().is_some_and(|s| matches!(s, "1" | "true" | "yes"))),
         });
         let writer = tokio::spawn(async move {
             while let Some(b) = out_rx.recv().await {
@@ -313,9 +342,7 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
             tracing::debug!(channel = ch, "the broker closed the channel: {e}");
             if let Some(st) = lock(&inner.channels).remove(&ch) {
-                for tx in st.pending {
-                    let _ = tx.send(Err(e.clone()));
-                }
+                st.fail(&e);
             }
             let _ = inner.events.send(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
             Ok(())
@@ -332,11 +359,18 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             Ok(())
         }
         Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
-            let _ = inner.events.send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Ok(())));
+            if !tracked {
+                let _ = inner.events.send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
+            }
             Ok(())
         }
         Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
-            let _ = inner.events.send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
+            let e = Error::MessageNacked(format!("the broker refused message {delivery_tag} on channel {ch}"));
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Err(e)));
+            if !tracked {
+                let _ = inner.events.send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
+            }
             Ok(())
         }
         Frame::Method(ch, m) if m.has_content() => {
@@ -419,9 +453,16 @@ impl RawConnection for AmqpConnection {
             }
         };
         match self.inner.method(id, Method::ChannelOpen).await? {
-            Method::ChannelOpenOk => Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true) })),
-            other => Err(Error::Decode(format!("expected channel.open-ok, got {other:?}"))),
+            Method::ChannelOpenOk => {}
+            other => return Err(Error::Decode(format!("expected channel.open-ok, got {other:?}"))),
         }
+        if self.inner.confirm_publish {
+            self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
+            if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
+                st.confirm = Some((1, Default::default()));
+            }
+        }
+        Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true) }))
     }
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
@@ -550,7 +591,26 @@ impl RawChannel for AmqpChannel {
         let mut out = BytesMut::with_capacity(content.body.len() + 256);
         codec::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
         codec::write_content(self.id, &content.properties, &content.body, self.inner.frame_max, &mut out)?;
-        self.inner.send(out)
+        let wait = {
+            let mut chans = lock(&self.inner.channels);
+            let wait = match chans.get_mut(&self.id).and_then(|st| st.confirm.as_mut()) {
+                Some((next, waiting)) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting.insert(*next, tx);
+                    *next += 1;
+                    Some(rx)
+                }
+                None => None,
+            };
+            // Sent under the lock so sequence numbers follow the wire order.
+            self.inner.send(out)?;
+            wait
+        };
+        match wait {
+            // confirm_publish: the publish either is confirmed or raises, never silently lost.
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(closed())),
+            None => Ok(()),
+        }
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
         match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await? {

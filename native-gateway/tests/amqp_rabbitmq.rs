@@ -161,3 +161,21 @@ async fn the_gateway_bridges_to_rabbitmq() {
     direct.release().await.unwrap();
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn confirm_publish_waits_for_the_broker_and_raises_on_nack() {
+    if rabbit().is_none() {
+        return;
+    }
+    let conn = Connection::new("amqp://guest:guest@127.0.0.1:5672//?confirm_publish=1").unwrap();
+    let qname = unique("confirmed");
+    // One message fits; the broker refuses (nacks) further publishes.
+    let q = Queue::new(qname.clone()).durable(false).max_length(1).queue_argument("x-overflow", "reject-publish");
+    let p = conn.producer().await.unwrap();
+    p.publish("first", PublishOptions::new().routing_key(qname.clone()).declare(&q)).await.unwrap();
+    let err = p.publish("second", PublishOptions::new().routing_key(qname.clone())).await.unwrap_err();
+    assert_eq!(err.name(), "MessageNacked", "{err}");
+    let ch = conn.default_channel().await.unwrap();
+    assert_eq!(Queue::new(qname).bind(&ch).delete(false, false).await.unwrap(), 1);
+    conn.release().await.unwrap();
+}
