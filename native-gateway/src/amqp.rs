@@ -36,8 +36,11 @@ struct ChanState {
     content: Option<(Method, Properties, u64, BytesMut)>,
     /// Publisher confirms (the `confirm_publish` transport option): the next publish
     /// sequence number and the publishes waiting for the broker's ack.
-    confirm: Option<(u64, std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>)>,
+    confirm: Option<(u64, Waiting)>,
 }
+
+/// Publishes waiting for their confirm, by sequence number.
+type Waiting = std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>;
 
 impl ChanState {
     fn fail(self, e: &Error) {
