@@ -255,7 +255,14 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
             }
         }
     }
-    let ws = ws.protocols([SUBPROTOCOL]).max_message_size(state.config.max_frame).max_frame_size(state.config.max_frame);
+    // Small socket buffers: an idle client should cost little (tungstenite's default read
+    // buffer is 128 KiB per connection); large frames still grow them on demand.
+    let ws = ws
+        .protocols([SUBPROTOCOL])
+        .max_message_size(state.config.max_frame)
+        .max_frame_size(state.config.max_frame)
+        .read_buffer_size(4096)
+        .write_buffer_size(0);
     let proto_ok = ws.selected_protocol().is_some_and(|p| p == SUBPROTOCOL);
     if !proto_ok {
         return (StatusCode::BAD_REQUEST, format!("the WebSocket subprotocol must be {SUBPROTOCOL}\n")).into_response();
