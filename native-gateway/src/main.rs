@@ -41,6 +41,10 @@ struct Args {
     /// Consumers per channel.
     #[arg(long, env = "KOMBU_GATEWAY_MAX_CONSUMERS")]
     max_consumers: Option<usize>,
+    /// Unacknowledged deliveries per channel (0: no limit): the channel-wide prefetch window
+    /// the gateway sets on the broker; no_ack consumers are paced by it too.
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_UNACKED")]
+    max_unacked: Option<u16>,
     /// TOML configuration file (keys as the long options, snake_case); flags win.
     #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -61,6 +65,7 @@ struct FileConfig {
     allow_origin: Option<Vec<String>>,
     max_channels: Option<usize>,
     max_consumers: Option<usize>,
+    max_unacked: Option<u16>,
 }
 
 fn config(args: &Args) -> Result<Config, GatewayError> {
@@ -82,6 +87,7 @@ fn config(args: &Args) -> Result<Config, GatewayError> {
         allowed_origins,
         max_channels: args.max_channels.or(file.max_channels).unwrap_or(d.max_channels),
         max_consumers: args.max_consumers.or(file.max_consumers).unwrap_or(d.max_consumers),
+        max_unacked: args.max_unacked.or(file.max_unacked).unwrap_or(d.max_unacked),
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
         broker: args.broker.clone().or(file.broker).unwrap_or(d.broker),
         www: args.www.clone().or(file.www),

@@ -22,7 +22,7 @@ use axum::Router;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use kombu::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
-use kombu::spec::{Content, ServerEvent};
+use kombu::spec::{BasicQos, Content, ServerEvent};
 use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
 use kombu::{Error, Value};
 use serde_json::json;
@@ -55,6 +55,11 @@ pub struct Config {
     pub max_channels: usize,
     /// Consumers per channel.
     pub max_consumers: usize,
+    /// Unacknowledged deliveries per channel (0: no limit). The gateway sets it as the
+    /// channel-wide prefetch window on the broker and caps the client's own `basic.qos` to it;
+    /// `no_ack` consumers are acknowledged upstream by the gateway as their deliveries are
+    /// handed to the client's socket, so they are paced by the same window.
+    pub max_unacked: u16,
 }
 
 impl Default for Config {
@@ -70,6 +75,7 @@ impl Default for Config {
             allowed_origins: Vec::new(),
             max_channels: 64,
             max_consumers: 64,
+            max_unacked: 1000,
         }
     }
 }
@@ -391,17 +397,28 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     };
     send(&out, &ServerFrame::Ok { id: hello_id, result: json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL}) }, b"").await;
 
+    let auto_ack = Arc::new(AutoAck::default());
     // Pump broker events to the client.
     let pump = {
+        let auto_ack = auto_ack.clone();
         let backend = backend.clone();
         let out = out.clone();
         let metrics = metrics.clone();
         tokio::spawn(async move {
             while let Ok(ev) = backend.next_event(None).await {
                 let closed = matches!(ev, ServerEvent::ConnectionClosed { .. });
+                // A delivery to a consumer the client asked for with no_ack: acknowledged
+                // upstream once the client's socket writer has it.
+                let auto = match &ev {
+                    ServerEvent::Deliver { channel, consumer_tag, delivery } => auto_ack.channel_for(*channel, consumer_tag).map(|ch| (ch, delivery.delivery_tag)),
+                    _ => None,
+                };
                 let (f, body) = event_frame(ev, &metrics);
                 if !send(&out, &f, &body).await || closed {
                     break;
+                }
+                if let Some((ch, tag)) = auto {
+                    let _ = ch.basic_ack(tag, false);
                 }
             }
         })
@@ -451,10 +468,10 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         let started = Instant::now();
         let id = header.id;
         let is_close = matches!(header.request, Request::Close);
-        let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers };
+        let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers, max_unacked: state.config.max_unacked };
         let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
             Some(Err(e)) => (request_channel(&header.request), Err(e)),
-            _ => handle(&*backend, &mut channels, &mut consumers, &limits, header.request, body, &metrics).await,
+            _ => handle(&*backend, &mut channels, &mut consumers, &auto_ack, &limits, header.request, body, &metrics).await,
         };
         metrics.observe(started);
         let ok = match answer {
@@ -465,6 +482,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(c) = chan {
                     if matches!(e, Error::Channel { .. }) {
+                        auto_ack.forget_channel(c);
                         channels.remove(&c);
                         metrics.channels.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -517,6 +535,34 @@ impl GetFrame {
 struct Limits {
     max_channels: usize,
     max_consumers: usize,
+    max_unacked: u16,
+}
+
+/// The consumers a client asked for with `no_ack`: the gateway consumes them with
+/// acknowledgements (so the broker paces them by the prefetch window) and acknowledges each
+/// delivery itself once the client's socket writer has taken it.
+#[derive(Default)]
+struct AutoAck {
+    consumers: std::sync::Mutex<HashMap<(u32, String), Arc<dyn RawChannel>>>,
+    next_tag: AtomicU64,
+}
+
+impl AutoAck {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, String), Arc<dyn RawChannel>>> {
+        self.consumers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn channel_for(&self, channel: u32, consumer_tag: &str) -> Option<Arc<dyn RawChannel>> {
+        let map = self.lock();
+        if map.is_empty() {
+            return None;
+        }
+        map.get(&(channel, consumer_tag.to_owned())).cloned()
+    }
+
+    fn forget_channel(&self, channel: u32) {
+        self.lock().retain(|(c, _), _| *c != channel);
+    }
 }
 
 fn request_channel(r: &Request) -> Option<u32> {
@@ -533,6 +579,7 @@ async fn handle(
     backend: &dyn RawConnection,
     channels: &mut HashMap<u32, Arc<dyn RawChannel>>,
     consumers: &mut HashMap<u32, usize>,
+    auto_ack: &AutoAck,
     limits: &Limits,
     request: Request,
     body: Bytes,
@@ -544,6 +591,13 @@ async fn handle(
         Request::ChannelOpen if channels.len() >= limits.max_channels => (None, Err(Error::ChannelLimitExceeded { limit: limits.max_channels })),
         Request::ChannelOpen => match backend.open_channel().await {
             Ok(ch) => {
+                if limits.max_unacked > 0 {
+                    let window = BasicQos { prefetch_size: 0, prefetch_count: limits.max_unacked, global: true };
+                    if let Err(e) = ch.basic_qos(window).await {
+                        let _ = ch.close().await;
+                        return (None, Err(e));
+                    }
+                }
                 let id = ch.channel_id();
                 channels.insert(id, ch);
                 metrics.channels.fetch_add(1, Ordering::Relaxed);
@@ -553,6 +607,7 @@ async fn handle(
         },
         Request::Close => (None, Ok(Some(Answer::Result(Value::Null)))),
         Request::ChannelClose { channel } => {
+            auto_ack.forget_channel(channel);
             let r = match channels.remove(&channel) {
                 Some(ch) => {
                     metrics.channels.fetch_sub(1, Ordering::Relaxed);
@@ -619,13 +674,33 @@ async fn handle(
                 Request::BasicConsume { .. } if consumers.get(&channel).copied().unwrap_or(0) >= limits.max_consumers => {
                     Err(Error::LimitExceeded(format!("channel {channel} already has its maximum of {} consumers", limits.max_consumers)))
                 }
-                Request::BasicConsume { method, .. } => ch.basic_consume(&method).await.map(|tag| {
-                    metrics.consumers.fetch_add(1, Ordering::Relaxed);
-                    *consumers.entry(channel).or_default() += 1;
-                    Some(Answer::Result(json!({ "consumer_tag": tag })))
-                }),
+                Request::BasicConsume { mut method, .. } => {
+                    let auto = method.no_ack && limits.max_unacked > 0;
+                    if auto {
+                        // Registered before the consume so that no delivery can miss it.
+                        if method.consumer_tag.is_empty() {
+                            method.consumer_tag = format!("amq.ctag-gateway-{}", auto_ack.next_tag.fetch_add(1, Ordering::Relaxed) + 1);
+                        }
+                        method.no_ack = false;
+                        auto_ack.lock().insert((channel, method.consumer_tag.clone()), ch.clone());
+                    }
+                    match ch.basic_consume(&method).await {
+                        Ok(tag) => {
+                            metrics.consumers.fetch_add(1, Ordering::Relaxed);
+                            *consumers.entry(channel).or_default() += 1;
+                            Ok(Some(Answer::Result(json!({ "consumer_tag": tag }))))
+                        }
+                        Err(e) => {
+                            if auto {
+                                auto_ack.lock().remove(&(channel, method.consumer_tag));
+                            }
+                            Err(e)
+                        }
+                    }
+                }
                 Request::BasicCancel { consumer_tag, .. } => {
                     let r = ch.basic_cancel(&consumer_tag).await;
+                    auto_ack.lock().remove(&(channel, consumer_tag.clone()));
                     if r.is_ok() {
                         metrics.consumers.fetch_sub(1, Ordering::Relaxed);
                         if let Some(n) = consumers.get_mut(&channel) {
@@ -647,7 +722,13 @@ async fn handle(
                     ch.basic_nack(delivery_tag, multiple, requeue).map(|_| None)
                 }
                 Request::BasicRecover { requeue, .. } => unit(ch.basic_recover(requeue).await),
-                Request::BasicQos { qos, .. } => unit(ch.basic_qos(qos).await),
+                Request::BasicQos { mut qos, .. } => {
+                    // The channel-wide window never exceeds the gateway's unacked limit.
+                    if qos.global && limits.max_unacked > 0 && (qos.prefetch_count == 0 || qos.prefetch_count > limits.max_unacked) {
+                        qos.prefetch_count = limits.max_unacked;
+                    }
+                    unit(ch.basic_qos(qos).await)
+                }
                 Request::Flow { active, .. } => ch.flow(active).await.map(|a| Some(Answer::Result(json!({ "active": a })))),
                 Request::ConfirmSelect { .. } => unit(ch.confirm_select().await),
                 _ => unreachable!("handled above"),
