@@ -424,8 +424,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         })
     };
 
-    let mut channels: HashMap<u32, Arc<dyn RawChannel>> = HashMap::new();
-    let mut consumers: HashMap<u32, usize> = HashMap::new();
+    let mut session = Session { channels: HashMap::new(), consumers: HashMap::new(), auto_ack: auto_ack.clone() };
     let mut stopping = state.stopping.clone();
     let result = loop {
         let next = tokio::select! {
@@ -471,7 +470,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers, max_unacked: state.config.max_unacked };
         let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
             Some(Err(e)) => (request_channel(&header.request), Err(e)),
-            _ => handle(&*backend, &mut channels, &mut consumers, &auto_ack, &limits, header.request, body, &metrics).await,
+            _ => handle(&*backend, &mut session, &limits, header.request, body, &metrics).await,
         };
         metrics.observe(started);
         let ok = match answer {
@@ -482,8 +481,8 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 if let Some(c) = chan {
                     if matches!(e, Error::Channel { .. }) {
-                        auto_ack.forget_channel(c);
-                        channels.remove(&c);
+                        session.auto_ack.forget_channel(c);
+                        session.channels.remove(&c);
                         metrics.channels.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
@@ -495,7 +494,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         }
     };
     // Closing the backend connection returns unacknowledged deliveries to their queues.
-    metrics.channels.fetch_sub(channels.len() as u64, Ordering::Relaxed);
+    metrics.channels.fetch_sub(session.channels.len() as u64, Ordering::Relaxed);
     let _ = backend.close().await;
     pump.abort();
     drop(out);
@@ -530,6 +529,14 @@ impl GetFrame {
     fn with_id(self, id: u64) -> ServerFrame {
         ServerFrame::GetOk { id, channel: self.channel, message_count: self.message_count, message: self.message }
     }
+}
+
+/// What one client connection has open.
+struct Session {
+    channels: HashMap<u32, Arc<dyn RawChannel>>,
+    /// Consumers per channel.
+    consumers: HashMap<u32, usize>,
+    auto_ack: Arc<AutoAck>,
 }
 
 struct Limits {
@@ -577,14 +584,13 @@ fn channel_of(channels: &HashMap<u32, Arc<dyn RawChannel>>, id: u32) -> Result<A
 /// the answer (`None`: no answer, as for acks).
 async fn handle(
     backend: &dyn RawConnection,
-    channels: &mut HashMap<u32, Arc<dyn RawChannel>>,
-    consumers: &mut HashMap<u32, usize>,
-    auto_ack: &AutoAck,
+    session: &mut Session,
     limits: &Limits,
     request: Request,
     body: Bytes,
     metrics: &Metrics,
 ) -> (Option<u32>, Result<Option<Answer>, Error>) {
+    let Session { channels, consumers, auto_ack } = session;
     let unit = |r: Result<(), Error>| r.map(|_| Some(Answer::Result(Value::Null)));
     match request {
         Request::Hello { .. } => (None, Err(Error::Value("hello was already received".into()))),
