@@ -12,6 +12,21 @@
 //! read = ".*"                                # consume/get/purge a queue; bind from an exchange
 //! max_connections = 10
 //! ```
+//!
+//! Instead of (or beside) static tokens, a `[jwt]` table accepts HMAC-signed bearer tokens
+//! with an expiry: JSON Web Tokens signed with HS256 (any JWT library can mint them, e.g. a
+//! Python web backend with PyJWT). The claims carry the identity (`sub`), its expiry (`exp`,
+//! required) and its permissions with the same names and defaults as a static identity
+//! (`vhosts`, `configure`, `write`, `read`):
+//!
+//! ```toml
+//! [jwt]
+//! secret = "at least 32 bytes of random secret......"   # or secret_file = "/run/secrets/jwt"
+//! issuer = "https://app.example"        # optional: required `iss`
+//! audience = "kombu-gateway"            # optional: required `aud`
+//! max_connections = 10                  # optional: per subject
+//! leeway = 60                           # seconds of clock skew allowed (default 60)
+//! ```
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -55,6 +70,59 @@ fn everything() -> String {
 struct TokenFile {
     #[serde(default)]
     identity: Vec<IdentityFile>,
+    jwt: Option<JwtFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JwtFile {
+    secret: Option<String>,
+    secret_file: Option<std::path::PathBuf>,
+    issuer: Option<String>,
+    audience: Option<String>,
+    max_connections: Option<usize>,
+    #[serde(default = "default_leeway")]
+    leeway: u64,
+}
+
+fn default_leeway() -> u64 {
+    60
+}
+
+/// The claims of a gateway JWT.
+#[derive(Debug, Deserialize, serde::Serialize)]
+pub struct Claims {
+    /// The identity's name.
+    pub sub: String,
+    /// Expiry (seconds since the Unix epoch).
+    pub exp: u64,
+    /// Virtual hosts it may open (default: all).
+    #[serde(default = "all_vhosts")]
+    pub vhosts: Vec<String>,
+    /// Configure permission pattern (default `.*`).
+    #[serde(default = "everything")]
+    pub configure: String,
+    /// Write permission pattern (default `.*`).
+    #[serde(default = "everything")]
+    pub write: String,
+    /// Read permission pattern (default `.*`).
+    #[serde(default = "everything")]
+    pub read: String,
+}
+
+/// How HMAC-signed tokens are checked.
+struct Jwt {
+    key: jsonwebtoken::DecodingKey,
+    validation: jsonwebtoken::Validation,
+    max_connections: Option<usize>,
+    /// Open connections per subject.
+    connections: std::sync::Mutex<HashMap<String, Arc<AtomicUsize>>>,
+}
+
+impl std::fmt::Debug for Jwt {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Jwt").field("max_connections", &self.max_connections).finish_non_exhaustive()
+    }
 }
 
 /// One identity and its permissions.
@@ -67,13 +135,14 @@ pub struct Identity {
     write: Regex,
     read: Regex,
     max_connections: Option<usize>,
-    connections: AtomicUsize,
+    connections: Arc<AtomicUsize>,
 }
 
 /// The identities of a token file.
 #[derive(Debug, Default)]
 pub struct Auth {
     by_token: HashMap<String, Arc<Identity>>,
+    jwt: Option<Jwt>,
 }
 
 fn anchored(pattern: &str, what: &str, name: &str) -> Result<Regex, String> {
@@ -90,6 +159,7 @@ impl Auth {
     /// Parse a token file's text.
     pub fn parse(text: &str) -> Result<Auth, String> {
         let f: TokenFile = toml::from_str(text).map_err(|e| e.to_string())?;
+        let jwt = f.jwt.map(Jwt::new).transpose()?;
         let mut by_token = HashMap::new();
         for i in f.identity {
             if i.token.len() < 8 {
@@ -101,14 +171,17 @@ impl Auth {
                 read: anchored(&i.read, "read", &i.name)?,
                 vhosts: i.vhosts,
                 max_connections: i.max_connections,
-                connections: AtomicUsize::new(0),
+                connections: Arc::new(AtomicUsize::new(0)),
                 name: i.name,
             };
             if by_token.insert(i.token, Arc::new(id)).is_some() {
                 return Err("two identities share a token".into());
             }
         }
-        Ok(Auth { by_token })
+        if by_token.is_empty() && jwt.is_none() {
+            return Err("the token file has neither [[identity]] entries nor a [jwt] table: no client could connect".into());
+        }
+        Ok(Auth { by_token, jwt })
     }
 
     /// The identity of `token` allowed on `vhost`, holding one of its connection slots until
@@ -117,8 +190,11 @@ impl Auth {
         let Some(token) = token else {
             return Err((401, "this gateway requires a token: pass it in the URL (?token=...) or as the password".into()));
         };
-        let Some(id) = self.by_token.get(token) else {
-            return Err((401, "unknown token".into()));
+        let id = match self.by_token.get(token) {
+            Some(id) => id.clone(),
+            // Three base64url parts separated by dots: a JWT.
+            None if self.jwt.is_some() && token.split('.').count() == 3 => self.jwt.as_ref().map_or_else(|| Err((401, "unknown token".into())), |j| j.identity(token))?,
+            None => return Err((401, "unknown token".into())),
         };
         if !id.vhosts.iter().any(|v| v == "*" || v == vhost) {
             return Err((403, format!("ACCESS_REFUSED - identity '{}' may not open virtual host '{vhost}'", id.name)));
@@ -128,7 +204,70 @@ impl Auth {
             id.connections.fetch_sub(1, Ordering::SeqCst);
             return Err((429, format!("identity '{}' already has its maximum of {} connections", id.name, id.max_connections.unwrap_or(0))));
         }
-        Ok(Admitted(id.clone()))
+        Ok(Admitted(id))
+    }
+}
+
+impl Jwt {
+    fn new(f: JwtFile) -> Result<Jwt, String> {
+        let secret = match (f.secret, f.secret_file) {
+            (Some(s), None) => s.into_bytes(),
+            (None, Some(p)) => {
+                let mut s = std::fs::read(&p).map_err(|e| format!("[jwt] secret_file {}: {e}", p.display()))?;
+                while s.last().is_some_and(u8::is_ascii_whitespace) {
+                    s.pop();
+                }
+                s
+            }
+            _ => return Err("[jwt] needs exactly one of secret and secret_file".into()),
+        };
+        if secret.len() < 32 {
+            return Err(format!("[jwt] the HS256 secret must have at least 32 bytes (it has {})", secret.len()));
+        }
+        let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::HS256);
+        validation.leeway = f.leeway;
+        validation.set_required_spec_claims(&["exp", "sub"]);
+        if let Some(iss) = &f.issuer {
+            validation.set_issuer(&[iss]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        match &f.audience {
+            Some(aud) => validation.set_audience(&[aud]),
+            None => validation.validate_aud = false,
+        }
+        Ok(Jwt { key: jsonwebtoken::DecodingKey::from_secret(&secret), validation, max_connections: f.max_connections, connections: Default::default() })
+    }
+
+    fn identity(&self, token: &str) -> Result<Arc<Identity>, (u16, String)> {
+        use jsonwebtoken::errors::ErrorKind;
+        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation).map_err(|e| {
+            let why = match e.kind() {
+                ErrorKind::ExpiredSignature => "the token has expired".to_owned(),
+                ErrorKind::InvalidSignature => "the token's signature is not valid for this gateway".to_owned(),
+                ErrorKind::InvalidAlgorithm => "the token must be signed with HS256".to_owned(),
+                ErrorKind::InvalidIssuer => "the token's issuer (iss) is not accepted".to_owned(),
+                ErrorKind::InvalidAudience => "the token's audience (aud) is not accepted".to_owned(),
+                ErrorKind::MissingRequiredClaim(c) => format!("the token has no {c:?} claim"),
+                _ => format!("invalid token: {e}"),
+            };
+            (401, why)
+        })?;
+        let c = data.claims;
+        let connections = {
+            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            map.retain(|_, n| Arc::strong_count(n) > 1 || n.load(Ordering::SeqCst) > 0);
+            map.entry(c.sub.clone()).or_default().clone()
+        };
+        let bad = |e: String| (401, format!("the token's claims are not valid: {e}"));
+        Ok(Arc::new(Identity {
+            configure: anchored(&c.configure, "configure", &c.sub).map_err(bad)?,
+            write: anchored(&c.write, "write", &c.sub).map_err(bad)?,
+            read: anchored(&c.read, "read", &c.sub).map_err(bad)?,
+            vhosts: c.vhosts,
+            max_connections: self.max_connections,
+            connections,
+            name: c.sub,
+        }))
     }
 }
 
@@ -211,6 +350,36 @@ max_connections = 1
         assert!(a.admit(Some("web-token-123"), "/").is_ok());
         assert!(Auth::parse("[[identity]]\nname='x'\ntoken='short'").unwrap_err().contains("8 characters"));
         assert!(Auth::parse("[[identity]]\nname='x'\ntoken='long-enough'\nread='('").unwrap_err().contains("invalid read pattern"));
+    }
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn mint(claims: serde_json::Value, secret: &str) -> String {
+        jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn hmac_signed_tokens_with_expiry() {
+        let a = Auth::parse(&format!("[jwt]\nsecret = '{SECRET}'\nmax_connections = 1\nleeway = 0")).unwrap();
+        let now = jsonwebtoken::get_current_timestamp();
+        let good = mint(serde_json::json!({"sub": "alice", "exp": now + 60, "vhosts": ["/"], "read": "alice\\..*"}), SECRET);
+        let admitted = a.admit(Some(&good), "/").unwrap();
+        assert_eq!(admitted.0.name, "alice");
+        assert!(admitted.0.authorize(&Request::BasicGet { channel: 1, queue: "bob.inbox".into(), no_ack: false }).is_err());
+        assert!(admitted.0.authorize(&Request::BasicGet { channel: 1, queue: "alice.inbox".into(), no_ack: false }).is_ok());
+        let again = mint(serde_json::json!({"sub": "alice", "exp": now + 120}), SECRET);
+        assert_eq!(a.admit(Some(&again), "/").unwrap_err().0, 429, "one connection per subject");
+        drop(admitted);
+        assert!(a.admit(Some(&again), "/").is_ok());
+        assert_eq!(a.admit(Some(&good), "/other").unwrap_err().0, 403);
+        let expired = mint(serde_json::json!({"sub": "alice", "exp": now - 10}), SECRET);
+        assert_eq!(a.admit(Some(&expired), "/").unwrap_err(), (401, "the token has expired".into()));
+        let forged = mint(serde_json::json!({"sub": "alice", "exp": now + 60}), "another secret of at least 32 bytes!");
+        assert!(a.admit(Some(&forged), "/").unwrap_err().1.contains("signature"));
+        let no_exp = mint(serde_json::json!({"sub": "alice"}), SECRET);
+        assert!(a.admit(Some(&no_exp), "/").unwrap_err().1.contains("exp"));
+        assert!(Auth::parse("[jwt]\nsecret = 'short'").unwrap_err().contains("32 bytes"));
+        assert!(Auth::parse("").unwrap_err().contains("no client could connect"));
     }
 
     #[test]

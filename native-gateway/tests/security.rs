@@ -20,7 +20,16 @@ configure = "web\\..*|amq\\.gen-.*"
 write = "web\\..*"
 read = "web\\..*"
 max_connections = 2
+
+[jwt]
+secret = "a-gateway-test-secret-of-32-bytes+"
+audience = "kombu-gateway"
+leeway = 0
 "#;
+
+fn jwt(claims: serde_json::Value, secret: &str) -> String {
+    jsonwebtoken::encode(&jsonwebtoken::Header::default(), &claims, &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes())).unwrap()
+}
 
 async fn start() -> Running {
     kombu_gateway::register_transports();
@@ -111,6 +120,35 @@ async fn refusals_are_named_and_the_server_stays_up() {
     req.headers_mut().insert("Origin", HeaderValue::from_static("https://app.example"));
     assert!(tokio_tungstenite::connect_async(req).await.is_ok());
     third.release().await.unwrap();
+    conn.release().await.unwrap();
+    g.shutdown().await;
+}
+
+#[tokio::test]
+async fn hmac_signed_tokens_expire_and_carry_permissions() {
+    let g = start().await;
+    let now = jsonwebtoken::get_current_timestamp();
+    let secret = "a-gateway-test-secret-of-32-bytes+";
+    let claims = |exp: u64| serde_json::json!({"sub": "browser-42", "exp": exp, "aud": "kombu-gateway", "vhosts": ["/web"], "configure": "b42\\..*", "write": "b42\\..*", "read": "b42\\..*"});
+    for (token, needle) in [
+        (jwt(claims(now - 5), secret), "the token has expired"),
+        (jwt(claims(now + 60), "some-other-secret-of-at-least-32-bytes"), "signature is not valid"),
+        (jwt(serde_json::json!({"sub": "x", "exp": now + 60, "aud": "elsewhere"}), secret), "audience"),
+    ] {
+        let err = Connection::new(&url(&g, Some(&token), "/web")).unwrap().connect().await.unwrap_err();
+        assert_eq!(err.name(), "AccessRefused", "{err}");
+        assert!(err.to_string().contains(needle), "{needle}: {err}");
+    }
+    let token = jwt(claims(now + 60), secret);
+    let conn = Connection::new(&url(&g, Some(&token), "/web")).unwrap();
+    let q = conn.simple_queue("b42.inbox").await.unwrap();
+    q.put(serde_json::json!({"hello": "jwt"}), PublishOptions::new()).await.unwrap();
+    let m = q.get(true, Some(Duration::from_secs(2))).await.unwrap();
+    assert_eq!(m.payload_as::<serde_json::Value>().unwrap()["hello"], "jwt");
+    m.ack().unwrap();
+    let err = conn.simple_queue("web.inbox").await.unwrap_err();
+    assert_eq!(err.name(), "AccessRefused", "{err}");
+    assert!(err.to_string().contains("identity 'browser-42'"), "{err}");
     conn.release().await.unwrap();
     g.shutdown().await;
 }
