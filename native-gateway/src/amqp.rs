@@ -18,7 +18,7 @@ use kombu::transport::{ConnectInfo, Implements, RawChannel, RawConnection, Trans
 use kombu::{Error, Headers, Properties, ReplyCode, Result};
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use crate::tls::Stream;
 use tokio::sync::{mpsc, oneshot};
 
 /// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`).
@@ -139,7 +139,7 @@ impl Drop for AmqpConnection {
     }
 }
 
-async fn read_until_frame(stream: &mut TcpStream, buf: &mut BytesMut, frame_max: u32) -> Result<Frame> {
+async fn read_until_frame(stream: &mut Box<dyn Stream>, buf: &mut BytesMut, frame_max: u32) -> Result<Frame> {
     loop {
         if let Some((f, n)) = codec::read_frame(buf, frame_max)? {
             let _ = buf.split_to(n);
@@ -152,7 +152,7 @@ async fn read_until_frame(stream: &mut TcpStream, buf: &mut BytesMut, frame_max:
     }
 }
 
-async fn expect(stream: &mut TcpStream, buf: &mut BytesMut, what: &str) -> Result<Method> {
+async fn expect(stream: &mut Box<dyn Stream>, buf: &mut BytesMut, what: &str) -> Result<Method> {
     match read_until_frame(stream, buf, 131_072).await? {
         Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => Err(Error::connection(ReplyCode::from_code(reply_code), reply_text)),
         Frame::Method(0, m) => Ok(m),
@@ -173,16 +173,12 @@ impl Transport for AmqpTransport {
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
-        if info.ssl {
-            return Err(Error::NotImplemented("amqps:// (TLS) is not built into this gateway yet; use amqp://".into()));
-        }
-        let addr = format!("{}:{}", info.hostname, info.port.unwrap_or(5672));
+        let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
+        let addr = format!("{}:{port}", info.hostname);
         let timeout = Duration::from_secs_f64(info.connect_timeout.unwrap_or(5.0));
-        let mut stream = tokio::time::timeout(timeout, TcpStream::connect(&addr))
+        let mut stream = tokio::time::timeout(timeout, crate::tls::connect(info, port, info.ssl))
             .await
-            .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))?
-            .map_err(|e| Error::RecoverableConnection(format!("cannot connect to {addr}: {e}")))?;
-        let _ = stream.set_nodelay(true);
+            .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))??;
         stream.write_all(codec::PROTOCOL_HEADER).await.map_err(|e| Error::RecoverableConnection(e.to_string()))?;
         let mut buf = BytesMut::with_capacity(64 * 1024);
         let handshake = async {
@@ -225,7 +221,7 @@ impl Transport for AmqpTransport {
             .await
             .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))??;
 
-        let (mut rd, mut wr) = stream.into_split();
+        let (mut rd, mut wr) = tokio::io::split(stream);
         let (out, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
         let (ev_tx, ev_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {

@@ -52,10 +52,13 @@ impl Transport for GatewayTransport {
         let mut req = url.as_str().into_client_request().map_err(|e| Error::Value(format!("invalid gateway URL {url}: {e}")))?;
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
         let timeout = Duration::from_secs_f64(info.connect_timeout.unwrap_or(5.0));
-        let (ws, _) = tokio::time::timeout(timeout, tokio_tungstenite::connect_async(req))
-            .await
-            .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {url}")))?
-            .map_err(|e| Error::RecoverableConnection(format!("cannot connect to {url}: {e}")))?;
+        let tls = url.starts_with("wss:");
+        let port = info.port.unwrap_or(8765);
+        let open = async {
+            let stream = crate::tls::connect(info, port, tls).await?;
+            tokio_tungstenite::client_async(req, stream).await.map_err(|e| Error::RecoverableConnection(format!("cannot connect to {url}: {e}")))
+        };
+        let (ws, _) = tokio::time::timeout(timeout, open).await.map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {url}")))??;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
         tokio::spawn(async move {

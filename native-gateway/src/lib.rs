@@ -15,6 +15,7 @@ pub mod amqp;
 pub mod auth;
 pub mod client;
 pub mod server;
+pub mod tls;
 
 use std::sync::Arc;
 
@@ -32,8 +33,10 @@ pub enum GatewayError {
     Config(String, String),
 }
 
-/// Register the native transports (`gateway+ws`, `amqp`) with the core's transport registry.
+/// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
 pub fn register_transports() {
     kombu::transport::register("gateway+ws", Arc::new(client::GatewayTransport));
+    kombu::transport::register("gateway+wss", Arc::new(client::GatewayTransport));
     kombu::transport::register("amqp", Arc::new(amqp::AmqpTransport));
+    kombu::transport::register("amqps", Arc::new(amqp::AmqpTransport));
 }

@@ -45,6 +45,12 @@ struct Args {
     /// the gateway sets on the broker; no_ack consumers are paced by it too.
     #[arg(long, env = "KOMBU_GATEWAY_MAX_UNACKED")]
     max_unacked: Option<u16>,
+    /// Serve HTTPS and wss:// with this PEM certificate chain (needs --tls-key).
+    #[arg(long, env = "KOMBU_GATEWAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, env = "KOMBU_GATEWAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// TOML configuration file (keys as the long options, snake_case); flags win.
     #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -66,6 +72,8 @@ struct FileConfig {
     max_channels: Option<usize>,
     max_consumers: Option<usize>,
     max_unacked: Option<u16>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 fn config(args: &Args) -> Result<Config, GatewayError> {
@@ -82,7 +90,13 @@ fn config(args: &Args) -> Result<Config, GatewayError> {
         None => None,
     };
     let allowed_origins = if args.allow_origin.is_empty() { file.allow_origin.unwrap_or_default() } else { args.allow_origin.clone() };
+    let tls = match (args.tls_cert.clone().or(file.tls_cert), args.tls_key.clone().or(file.tls_key)) {
+        (Some(c), Some(k)) => Some((c, k)),
+        (None, None) => None,
+        _ => return Err(GatewayError::Config("tls".into(), "tls_cert and tls_key go together".into())),
+    };
     Ok(Config {
+        tls,
         auth,
         allowed_origins,
         max_channels: args.max_channels.or(file.max_channels).unwrap_or(d.max_channels),
@@ -114,6 +128,7 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    let tls = cfg.tls.is_some();
     let running = match server::start(cfg).await {
         Ok(r) => r,
         Err(e) => {
@@ -121,7 +136,8 @@ async fn main() {
             std::process::exit(1);
         }
     };
-    println!("kombu-gateway {} listening on http://{}/ (gateway: ws://{}/gateway)", env!("CARGO_PKG_VERSION"), running.addr, running.addr);
+    let (http, ws) = if tls { ("https", "wss") } else { ("http", "ws") };
+    println!("kombu-gateway {} listening on {http}://{}/ (gateway: {ws}://{}/gateway)", env!("CARGO_PKG_VERSION"), running.addr, running.addr);
     let stop = async {
         let ctrl_c = tokio::signal::ctrl_c();
         #[cfg(unix)]

@@ -60,6 +60,8 @@ pub struct Config {
     /// `no_ack` consumers are acknowledged upstream by the gateway as their deliveries are
     /// handed to the client's socket, so they are paced by the same window.
     pub max_unacked: u16,
+    /// Serve HTTPS/WSS with this PEM certificate chain and private key (`None`: plain HTTP).
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             max_channels: 64,
             max_consumers: 64,
             max_unacked: 1000,
+            tls: None,
         }
     }
 }
@@ -203,6 +206,10 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         options: url.transport_options(),
         ..Default::default()
     };
+    let tls = match &config.tls {
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key).map_err(|e| GatewayError::Config("tls".into(), e.to_string()))?),
+        None => None,
+    };
     let metrics = Arc::new(Metrics::default());
     let (stop_clients, stopping) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), info, transport });
@@ -221,15 +228,25 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| GatewayError::Listen(config.listen, e))?;
     let addr = listener.local_addr().map_err(|e| GatewayError::Listen(config.listen, e))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let task = tokio::spawn(async move {
-        let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-            let _ = rx.await;
-        });
-        if let Err(e) = serve.await {
-            tracing::error!("server error: {e}");
+    let stopped = async move {
+        let _ = rx.await;
+    };
+    let task = match tls {
+        None => tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                tracing::error!("server error: {e}");
+            }
+        }),
+        Some(tls) => {
+            let listener = crate::tls::TlsListener::new(listener, tls).map_err(|e| GatewayError::Listen(config.listen, e))?;
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
+                    tracing::error!("server error: {e}");
+                }
+            })
         }
-    });
-    tracing::info!(%addr, broker = %config.broker, "kombu-gateway listening");
+    };
+    tracing::info!(%addr, broker = %config.broker, tls = config.tls.is_some(), "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
 }
 
