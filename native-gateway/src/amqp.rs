@@ -1,5 +1,5 @@
 //! The native `amqp://` transport: the core's AMQP 0-9-1 codec (`kombu::amqp::codec`) over a
-//! tokio TCP connection. PLAIN login, tune negotiation (channel_max, frame_max, heartbeat),
+//! tokio TCP (or TLS, for amqps://) connection. PLAIN and AMQPLAIN login, tune negotiation (channel_max, frame_max, heartbeat),
 //! channels, every method Kombu uses, content split at frame_max, heartbeats, publisher
 //! confirms, returns, server cancels, and server-initiated closes turned into Kombu's errors.
 
@@ -185,11 +185,20 @@ impl Transport for AmqpTransport {
             let Method::ConnectionStart { mechanisms, .. } = expect(&mut stream, &mut buf, "connection.start").await? else {
                 return Err(Error::Decode("expected connection.start".into()));
             };
-            if !mechanisms.split_whitespace().any(|m| m == "PLAIN") {
-                return Err(Error::NotImplemented(format!("the broker offers {mechanisms:?}; this client speaks PLAIN")));
-            }
+            let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
             let user = info.userid.clone().unwrap_or_else(|| "guest".into());
             let pass = info.password.clone().unwrap_or_else(|| "guest".into());
+            // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
+            let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
+                Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
+                Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
+                None if offered("PLAIN") => "PLAIN".to_owned(),
+                None => "AMQPLAIN".to_owned(),
+            };
+            if !offered(&mechanism) {
+                return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
+            }
+            let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { codec::amqplain_response(&user, &pass)? };
             let mut client_properties = Headers::new();
             client_properties.insert("product".into(), json!("kombu-wasm"));
             client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -198,7 +207,7 @@ impl Transport for AmqpTransport {
                 json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
             );
             let mut out = BytesMut::new();
-            codec::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism: "PLAIN".into(), response: format!("\0{user}\0{pass}").into_bytes(), locale: "en_US".into() }, &mut out)?;
+            codec::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
             stream.write_all(&out).await.map_err(|e| Error::RecoverableConnection(e.to_string()))?;
             let Method::ConnectionTune { channel_max, frame_max, heartbeat } = expect(&mut stream, &mut buf, "connection.tune").await? else {
                 return Err(Error::Decode("expected connection.tune".into()));
@@ -267,7 +276,17 @@ impl Transport for AmqpTransport {
                             }
                         }
                     }
-                    match rd.read_buf(&mut buf).await {
+                    // With heartbeats, a broker silent for two intervals is gone (as py-amqp).
+                    let read = rd.read_buf(&mut buf);
+                    let read = if heartbeat > 0 {
+                        match tokio::time::timeout(Duration::from_secs(2 * u64::from(heartbeat)), read).await {
+                            Ok(r) => r,
+                            Err(_) => break format!("missed heartbeats from the broker: nothing received for {} s", 2 * u64::from(heartbeat)),
+                        }
+                    } else {
+                        read.await
+                    };
+                    match read {
                         Ok(0) => break "the broker closed the connection".to_owned(),
                         Ok(_) => {}
                         Err(e) => break format!("read failed: {e}"),

@@ -179,3 +179,89 @@ async fn confirm_publish_waits_for_the_broker_and_raises_on_nack() {
     assert_eq!(Queue::new(qname).bind(&ch).delete(false, false).await.unwrap(), 1);
     conn.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn amqplain_login() {
+    if rabbit().is_none() {
+        return;
+    }
+    let conn = Connection::new("amqp://guest:guest@127.0.0.1:5672//?login_method=AMQPLAIN").unwrap();
+    let qname = unique("amqplain");
+    let q = conn.simple_queue(&qname).await.unwrap();
+    q.put(json!("hi"), PublishOptions::new()).await.unwrap();
+    q.get(true, SECOND).await.unwrap().ack().unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    Queue::new(&qname).bind(&ch).delete(false, false).await.unwrap();
+    conn.release().await.unwrap();
+    let err = Connection::new("amqp://guest:wrong@127.0.0.1:5672//?login_method=AMQPLAIN").unwrap().connect().await.unwrap_err();
+    assert!(err.to_string().contains("ACCESS_REFUSED") || err.is_recoverable_connection_error(), "{err}");
+    let err = Connection::new("amqp://guest:guest@127.0.0.1:5672//?login_method=GSSAPI").unwrap().connect().await.unwrap_err();
+    assert!(err.to_string().contains("GSSAPI"), "{err}");
+}
+
+/// Test scaffolding: a TCP relay to RabbitMQ that can be frozen (it stops forwarding in both
+/// directions but keeps both sockets open), which is what a dead network path looks like.
+async fn freezable_relay() -> (u16, Arc<std::sync::atomic::AtomicBool>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let frozen = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let f = frozen.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let rabbit = tokio::net::TcpStream::connect("127.0.0.1:5672").await.unwrap();
+            let (cr, cw) = client.into_split();
+            let (rr, rw) = rabbit.into_split();
+            for (mut from, mut to, f) in [(Box::new(cr) as Box<dyn tokio::io::AsyncRead + Unpin + Send>, Box::new(rw) as Box<dyn tokio::io::AsyncWrite + Unpin + Send>, f.clone()), (Box::new(rr), Box::new(cw), f.clone())] {
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 65536];
+                    loop {
+                        let n = match from.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => n,
+                        };
+                        while f.load(Ordering::SeqCst) {
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                        }
+                        if to.write_all(&buf[..n]).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        }
+    });
+    (port, frozen)
+}
+
+#[tokio::test]
+async fn heartbeats_keep_an_idle_connection_and_detect_a_dead_one() {
+    if rabbit().is_none() {
+        return;
+    }
+    // Idle for three intervals: heartbeats both ways keep it open.
+    let conn = Connection::new("amqp://guest:guest@127.0.0.1:5672//?heartbeat=1").unwrap();
+    let qname = unique("hb");
+    let q = conn.simple_queue(&qname).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    q.put(json!("still alive"), PublishOptions::new()).await.unwrap();
+    assert_eq!(q.get(true, SECOND).await.unwrap().payload_as::<String>().unwrap(), "still alive");
+    let ch = conn.default_channel().await.unwrap();
+    Queue::new(&qname).bind(&ch).delete(false, false).await.unwrap();
+    conn.release().await.unwrap();
+
+    // The path goes dead: within two intervals the connection reports it.
+    let (port, frozen) = freezable_relay().await;
+    let conn = Connection::new(&format!("amqp://guest:guest@127.0.0.1:{port}//?heartbeat=1")).unwrap();
+    conn.connect().await.unwrap();
+    frozen.store(true, Ordering::SeqCst);
+    let started = std::time::Instant::now();
+    let err = loop {
+        match conn.drain_events(Some(Duration::from_millis(500))).await {
+            Err(e) if e.name() != "TimeoutError" => break e,
+            _ => assert!(started.elapsed() < Duration::from_secs(10), "the dead connection was not detected"),
+        }
+    };
+    assert!(err.to_string().contains("missed heartbeats"), "{err}");
+    assert!(err.is_recoverable_connection_error(), "{err}");
+}

@@ -465,6 +465,17 @@ pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_m
     Ok(())
 }
 
+/// The `connection.start-ok` response of the AMQPLAIN login method: a field table with
+/// `LOGIN` and `PASSWORD`, without the table's length prefix.
+pub fn amqplain_response(login: &str, password: &str) -> Result<Vec<u8>> {
+    let mut h = Headers::new();
+    h.insert("LOGIN".into(), Value::String(login.into()));
+    h.insert("PASSWORD".into(), Value::String(password.into()));
+    let mut w = W(BytesMut::new());
+    w.table(&h)?;
+    Ok(w.0[4..].to_vec())
+}
+
 /// Append a heartbeat frame.
 pub fn write_heartbeat(out: &mut BytesMut) {
     frame(8, 0, &[], out);
@@ -694,6 +705,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn amqplain_is_a_table_without_its_length() {
+        assert_eq!(amqplain_response("guest", "pw").unwrap(), b"\x05LOGINS\x00\x00\x00\x05guest\x08PASSWORDS\x00\x00\x00\x02pw".to_vec());
+    }
 
     #[test]
     fn content_round_trips_and_splits() {
