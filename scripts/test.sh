@@ -4,7 +4,7 @@
 #
 # Installs what it needs first, idempotently (each step is skipped when already done):
 # the wasm32 target, wasm-bindgen-cli at Cargo.lock's version, Debian's chromium and
-# chromium-driver, npm packages, a Python venv with kombu for the interop tests, and it
+# chromium-driver, cargo-fuzz, npm packages, a Python venv with kombu for the interop tests, and it
 # starts Redis and RabbitMQ when they are not running. Runs as root on Debian 12, with no
 # stdin (CI); nothing but crates.io, PyPI, npm and Debian's packages is downloaded.
 #
@@ -81,6 +81,20 @@ fi
 
 step "Native tests (unit, integration, interop)"
 cargo test --workspace --locked
+
+step "Fuzz the network decoders briefly (cargo-fuzz: gateway frames, AMQP frames)"
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked </dev/null
+for target in gateway_frame amqp_frame; do
+  mkdir -p "$TMPDIR/corpus-$target"
+  # The committed seeds are read only; what libFuzzer finds goes to the scratch corpus.
+  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$TMPDIR/corpus-$target" "corpus/$target" \
+      -- -max_total_time="${FUZZ_SECONDS:-20}" >"$TMPDIR/fuzz-$target.log" 2>&1 </dev/null); then
+    tail -40 "$TMPDIR/fuzz-$target.log" >&2
+    echo "fuzz target $target failed (a crashing input is saved under fuzz/artifacts/$target)" >&2
+    exit 1
+  fi
+  echo "$target: $(grep -E '^Done' "$TMPDIR/fuzz-$target.log")"
+done
 
 if [ "${SKIP_WASM:-}" != 1 ]; then
   step "wasm tests in Node"
