@@ -13,6 +13,7 @@ import { chromium } from "playwright-core";
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
 const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
+const cli = process.env.KOMBU_CLI_BIN ?? join(repo, "target", "debug", "kombu");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 let gateway;
 let addr;
@@ -91,6 +92,62 @@ test("two Chromium pages exchange messages through the gateway", { skip: !exists
       await conn.release();
     }, u);
     assert.deepEqual(await got, { payload: { from: "page b" }, exchange: "news" });
+
+    // Topic: page A's queue takes "*.error" from "logs"; page B publishes an error and an info.
+    const topic = a.evaluate(async (u) => {
+      const { Connection, Exchange, Queue } = window.kombu;
+      const logs = new Exchange("logs", { type: "topic" });
+      const conn = new Connection(u);
+      const errors = new Queue("a-errors", { exchange: logs, routingKey: "*.error" });
+      await conn.declare(errors);
+      window.__topic = true;
+      const consumer = conn.Consumer([errors]);
+      const first = await consumer.next({ timeout: 10000 });
+      first.ack();
+      let second = null;
+      try {
+        second = (await consumer.next({ timeout: 500 })).deliveryInfo.routingKey;
+      } catch (e) {
+        second = e.name;
+      }
+      await conn.release();
+      return { routingKey: first.deliveryInfo.routingKey, payload: first.payload, second };
+    }, u);
+    await a.waitForFunction(() => window.__topic);
+    await b.evaluate(async (u) => {
+      const { Connection, Exchange } = window.kombu;
+      const conn = new Connection(u);
+      const logs = new Exchange("logs", { type: "topic" });
+      const producer = conn.Producer();
+      await producer.publish("disk full", { exchange: logs, routingKey: "db.info" });
+      await producer.publish("disk failed", { exchange: logs, routingKey: "db.error" });
+      await conn.release();
+    }, u);
+    assert.deepEqual(await topic, { routingKey: "db.error", payload: "disk failed", second: "TimeoutError" });
+
+    // Direct, the other way: page B consumes "tasks"/"b", page A publishes with that key.
+    const direct = b.evaluate(async (u) => {
+      const { Connection, Exchange, Queue } = window.kombu;
+      const tasks = new Exchange("tasks", { type: "direct" });
+      const conn = new Connection(u);
+      const mine = new Queue("b-tasks", { exchange: tasks, routingKey: "b" });
+      await conn.declare(mine);
+      window.__direct = true;
+      const m = await conn.Consumer([mine]).next({ timeout: 10000 });
+      m.ack();
+      await conn.release();
+      return { payload: m.payload, headers: m.headers };
+    }, u);
+    await b.waitForFunction(() => window.__direct);
+    await a.evaluate(async (u) => {
+      const { Connection, Exchange } = window.kombu;
+      const conn = new Connection(u);
+      const tasks = new Exchange("tasks", { type: "direct" });
+      await conn.Producer().publish({ job: 7 }, { exchange: tasks, routingKey: "a", headers: { wrong: true } });
+      await conn.Producer().publish({ job: 8 }, { exchange: tasks, routingKey: "b", headers: { from: "page a" } });
+      await conn.release();
+    }, u);
+    assert.deepEqual(await direct, { payload: { job: 8 }, headers: { from: "page a" } });
     // Errors keep their Kombu names across the gateway.
     const err = await b.evaluate(async (u) => {
       const { Connection } = window.kombu;
@@ -142,6 +199,41 @@ test("the playground works against the gateway by changing only the URL", { skip
     await page.waitForSelector(`#log li.deliver:has-text('{"via":"gateway"}')`);
     await page.screenshot({ path: join(repo, "artifacts", "playground-gateway.png"), fullPage: true });
     assert.deepEqual(errors, []);
+  } finally {
+    await browser.close();
+  }
+});
+
+test("the kombu command line and a browser see each other's messages", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const u = url("cli");
+    const page = await browser.newPage();
+    await page.goto(`http://${addr}/gateway.html`);
+    await page.waitForFunction(() => window.__ready);
+    // CLI -> browser
+    execFileSync(cli, ["declare", u, "queue", "to-browser"], { encoding: "utf8" });
+    execFileSync(cli, ["publish", u, "--routing-key", "to-browser", "--header", "source=cli", '{"hello": "browser"}'], { encoding: "utf8" });
+    const got = await page.evaluate(async (u) => {
+      const { Connection, Queue } = window.kombu;
+      const conn = new Connection(u);
+      const m = await conn.Consumer([new Queue("to-browser")]).next({ timeout: 10000 });
+      m.ack();
+      await conn.release();
+      return { payload: m.payload, headers: m.headers, contentType: m.contentType };
+    }, u);
+    assert.deepEqual(got, { payload: { hello: "browser" }, headers: { source: "cli" }, contentType: "application/json" });
+    // browser -> CLI
+    await page.evaluate(async (u) => {
+      const { Connection, Queue } = window.kombu;
+      const conn = new Connection(u);
+      await conn.Producer().publish({ hello: "cli" }, { routingKey: "to-cli", declare: [new Queue("to-cli")], headers: { source: "browser" } });
+      await conn.release();
+    }, u);
+    const line = execFileSync(cli, ["consume", u, "to-cli", "--count", "1", "--json", "--timeout", "10"], { encoding: "utf8" }).trim();
+    const m = JSON.parse(line);
+    assert.deepEqual(m.body, { hello: "cli" });
+    assert.equal(m.headers.source, "browser");
   } finally {
     await browser.close();
   }
