@@ -445,6 +445,8 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     let mut stopping = state.stopping.clone();
     let result = loop {
         let next = tokio::select! {
+            // Frames that already arrived are handled before a shutdown ends the connection.
+            biased;
             m = stream.next() => m,
             _ = async {
                 while !*stopping.borrow_and_update() {

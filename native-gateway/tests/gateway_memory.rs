@@ -290,3 +290,72 @@ async fn graceful_shutdown_returns_unacked_deliveries() {
     let err = probe.queue_declare(false, true).await.unwrap_err();
     assert!(err.is_recoverable_connection_error() || err.name() == "OperationalError", "{err}");
 }
+
+#[tokio::test]
+async fn ensure_reconnects_after_the_gateway_restarts_and_consumers_resume() {
+    kombu_gateway::register_transports();
+    let g = start(None).await;
+    let addr = g.addr;
+    let vhost = format!("/reconnect-{}", kombu::uuid());
+    // The first URL has nothing listening: failover goes on to the gateway.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let conn = Connection::new(&format!("gateway+ws://{dead}/gateway?vhost={vhost};gateway+ws://{addr}/gateway?vhost={vhost}")).unwrap();
+    let policy = kombu::RetryPolicy { interval_start: 0.05, interval_step: 0.05, interval_max: 0.2, max_retries: Some(20), timeout: None };
+    conn.ensure_connection(&policy, |_: &kombu::Error, _| {}).await.unwrap();
+    assert!(conn.as_uri(false).contains(&addr.to_string()), "connected to {}", conn.as_uri(false));
+
+    let q = Queue::new("jobs");
+    let producer = conn.producer().await.unwrap();
+    producer.publish(json!({"n": 1}), PublishOptions::new().routing_key("jobs").declare(q.clone())).await.unwrap();
+    let consumer = conn.consumer(vec![q.clone()]).await.unwrap();
+    let m = consumer.next_message(SECOND).await.unwrap();
+    assert_eq!(m.payload_as::<serde_json::Value>().unwrap()["n"], 1);
+    m.ack().unwrap();
+
+    // The gateway goes away.
+    g.shutdown().await;
+    // The client sees the close (publishes are one-way, as in AMQP without confirms: one
+    // written into a connection that is already gone would be lost).
+    let err = consumer.next_message(SECOND).await.unwrap_err();
+    assert!(err.is_recoverable_connection_error(), "{err}");
+    // The gateway comes back on the same address a little later (the embedded broker lives
+    // in this process, so the queue is still there) ...
+    let restart = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let cfg = Config { listen: addr, ..Config::default() };
+        for _ in 0..50 {
+            if let Ok(r) = server::start(cfg.clone()).await {
+                return r;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the gateway did not restart on {addr}");
+    });
+    // ... while ensure runs: the publish fails (nothing listens), the retry policy retries the
+    // connection until the gateway is back, channels revive, the consumer is re-registered
+    // and the publish runs again.
+    let errors = Arc::new(AtomicUsize::new(0));
+    let e2 = errors.clone();
+    let p = &producer;
+    conn.ensure(&policy, move |_: &kombu::Error, _| {
+        e2.fetch_add(1, Ordering::SeqCst);
+    }, || async move { p.publish(json!({"n": 2}), PublishOptions::new().routing_key("jobs")).await })
+    .await
+    .unwrap();
+    let g2 = restart.await.unwrap();
+    // The consumer resumed on the new connection. The ack of message 1 may have been in
+    // flight when the gateway went down: then it comes back, marked redelivered
+    // (at-least-once), before message 2.
+    loop {
+        let m = consumer.next_message(Some(Duration::from_secs(5))).await.unwrap();
+        let n = m.payload_as::<serde_json::Value>().unwrap()["n"].as_i64().unwrap();
+        m.ack().unwrap();
+        if n == 2 {
+            break;
+        }
+        assert!(n == 1 && m.redelivered(), "unexpected message {n}");
+    }
+    conn.release().await.unwrap();
+    g2.shutdown().await;
+    assert!(errors.load(Ordering::SeqCst) >= 1, "the publish met the dead gateway first");
+}
