@@ -3,7 +3,8 @@
 //! (tokio natively, a browser WebSocket in wasm) exchange these frames over WebSocket.
 //!
 //! A frame is one binary WebSocket message: a 4-byte big-endian header length, the header
-//! (JSON), then the message body as raw bytes (no base64).
+//! (JSON), then the message body as raw bytes (no base64). Several frames may travel in one
+//! WebSocket message as a batch ([`encode_batch`], [`split_batch`]).
 
 use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
@@ -254,6 +255,52 @@ pub fn error_from_frame(scope: Scope, code: u16, name: &str, text: &str) -> Erro
     }
 }
 
+/// The first four bytes of a batch message (no frame header is that long).
+pub const BATCH_MARKER: [u8; 4] = [0xFF; 4];
+/// Frames are batched up to this many bytes per WebSocket message (a larger frame goes alone).
+pub const BATCH_BYTES: usize = 64 * 1024;
+
+/// Encode several frames as one WebSocket message: the batch marker, then for each frame its
+/// length (u32 big-endian) and its bytes. One frame is returned as it is.
+pub fn encode_batch(frames: &[Bytes]) -> Bytes {
+    if let [one] = frames {
+        return one.clone();
+    }
+    let mut out = BytesMut::with_capacity(4 + frames.iter().map(|f| 4 + f.len()).sum::<usize>());
+    out.put_slice(&BATCH_MARKER);
+    for f in frames {
+        out.put_u32(f.len() as u32);
+        out.put_slice(f);
+    }
+    out.freeze()
+}
+
+/// The frames of a WebSocket message: those of a batch, or the message itself. The frames
+/// share the message's memory. Errors say what is wrong with a batch.
+pub fn split_batch(message: &Bytes) -> Result<Vec<Bytes>> {
+    if message.len() < 4 || message[..4] != BATCH_MARKER {
+        return Ok(vec![message.clone()]);
+    }
+    let mut frames = Vec::new();
+    let mut at = 4;
+    while at < message.len() {
+        if at + 4 > message.len() {
+            return Err(Error::Decode(format!("gateway batch: a frame length at byte {at} is cut off at {} bytes", message.len())));
+        }
+        let n = u32::from_be_bytes([message[at], message[at + 1], message[at + 2], message[at + 3]]) as usize;
+        at += 4;
+        if n > message.len() - at {
+            return Err(Error::Decode(format!("gateway batch: a frame of {n} bytes at byte {at} runs past the end of the {}-byte message", message.len())));
+        }
+        frames.push(message.slice(at..at + n));
+        at += n;
+    }
+    if frames.is_empty() {
+        return Err(Error::Decode("gateway batch without frames".into()));
+    }
+    Ok(frames)
+}
+
 /// Encode a frame: header length, JSON header, body.
 pub fn encode<H: Serialize>(header: &H, body: &[u8]) -> Bytes {
     let json = serde_json::to_vec(header).expect("frame headers always serialize");
@@ -286,6 +333,24 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn batches_split_back_into_their_frames() {
+        let frames: Vec<Bytes> = (0..3u64)
+            .map(|id| encode(&ClientHeader { id, request: Request::BasicAck { channel: 1, delivery_tag: id, multiple: false } }, b"body"))
+            .collect();
+        let batch = encode_batch(&frames);
+        assert_eq!(&batch[..4], &BATCH_MARKER);
+        assert_eq!(split_batch(&batch).unwrap(), frames);
+        assert_eq!(encode_batch(&frames[..1]), frames[0], "one frame is not wrapped");
+        assert_eq!(split_batch(&frames[0]).unwrap(), vec![frames[0].clone()]);
+        let cut = batch.slice(..batch.len() - 1);
+        assert!(split_batch(&cut).unwrap_err().to_string().contains("runs past the end"));
+        assert!(split_batch(&Bytes::from_static(&[0xFF, 0xFF, 0xFF, 0xFF, 0, 0])).unwrap_err().to_string().contains("cut off"));
+        assert!(split_batch(&Bytes::from_static(&BATCH_MARKER)).unwrap_err().to_string().contains("without frames"));
+        // A batch marker is never a valid single frame header length.
+        assert!(decode::<ClientHeader>(&batch).is_err());
+    }
 
     #[test]
     fn requests_round_trip() {

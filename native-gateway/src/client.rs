@@ -3,6 +3,7 @@
 //! the `vhost` query option (default `/`); the URL path is the gateway endpoint (`/gateway`
 //! when empty).
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,11 +25,16 @@ pub struct GatewayTransport;
 
 struct TokioCarrier {
     out: mpsc::UnboundedSender<Message>,
+    /// Largest batch the server reads (0 until it says it reads batches).
+    batch_limit: Arc<AtomicUsize>,
 }
 
 impl Carrier for TokioCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
         self.out.send(Message::Binary(frame)).map_err(|_| Error::RecoverableConnection("the gateway connection is closed".into()))
+    }
+    fn allow_batches(&self, max_bytes: usize) {
+        self.batch_limit.store(max_bytes, Ordering::Relaxed);
     }
     fn close(&self) {
         let _ = self.out.send(Message::Close(None));
@@ -61,8 +67,41 @@ impl Transport for GatewayTransport {
         let (ws, _) = tokio::time::timeout(timeout, open).await.map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {url}")))??;
         let (mut sink, mut stream) = ws.split();
         let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let batch_limit = Arc::new(AtomicUsize::new(0));
+        let limit = batch_limit.clone();
         tokio::spawn(async move {
-            while let Some(m) = out_rx.recv().await {
+            // Frames queued while the socket was busy go out as one batch message.
+            let mut held: Option<Message> = None;
+            loop {
+                let m = match held.take() {
+                    Some(m) => m,
+                    None => match out_rx.recv().await {
+                        Some(m) => m,
+                        None => break,
+                    },
+                };
+                let max = limit.load(Ordering::Relaxed);
+                let m = match m {
+                    Message::Binary(first) if max > 0 => {
+                        let mut size = first.len();
+                        let mut frames = vec![first];
+                        while size < max {
+                            match out_rx.try_recv() {
+                                Ok(Message::Binary(f)) if size + 4 + f.len() <= max => {
+                                    size += 4 + f.len();
+                                    frames.push(f);
+                                }
+                                Ok(other) => {
+                                    held = Some(other);
+                                    break;
+                                }
+                                Err(_) => break,
+                            }
+                        }
+                        Message::Binary(kombu::gateway::encode_batch(&frames))
+                    }
+                    other => other,
+                };
                 let closing = matches!(m, Message::Close(_));
                 if sink.send(m).await.is_err() || closing {
                     break;
@@ -70,7 +109,7 @@ impl Transport for GatewayTransport {
             }
             let _ = sink.close().await;
         });
-        let client = GatewayClient::new(Box::new(TokioCarrier { out }));
+        let client = GatewayClient::new(Box::new(TokioCarrier { out, batch_limit }));
         let reader_client = client.clone();
         tokio::spawn(async move {
             let reason = loop {

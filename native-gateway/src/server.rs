@@ -344,7 +344,37 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     // Bounded: a client that does not read stops the events pump (bounded memory).
     let (out, mut out_rx) = mpsc::channel::<Message>(state.config.outbox);
     let writer = tokio::spawn(async move {
-        while let Some(m) = out_rx.recv().await {
+        // Frames queued while the socket was busy go out together, as one batch message.
+        let mut held: Option<Message> = None;
+        loop {
+            let m = match held.take() {
+                Some(m) => m,
+                None => match out_rx.recv().await {
+                    Some(m) => m,
+                    None => break,
+                },
+            };
+            let m = match m {
+                Message::Binary(first) => {
+                    let mut size = first.len();
+                    let mut frames = vec![first];
+                    while size < gateway::BATCH_BYTES {
+                        match out_rx.try_recv() {
+                            Ok(Message::Binary(f)) if size + 4 + f.len() <= gateway::BATCH_BYTES => {
+                                size += 4 + f.len();
+                                frames.push(f);
+                            }
+                            Ok(other) => {
+                                held = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    Message::Binary(gateway::encode_batch(&frames))
+                }
+                other => other,
+            };
             let closing = matches!(m, Message::Close(_));
             if sink.send(m).await.is_err() || closing {
                 break;
@@ -412,7 +442,8 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
             return Err(e);
         }
     };
-    send(&out, &ServerFrame::Ok { id: hello_id, result: json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL}) }, b"").await;
+    let hello = json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL, "max_frame": state.config.max_frame, "batch": true});
+    send(&out, &ServerFrame::Ok { id: hello_id, result: hello }, b"").await;
 
     let auto_ack = Arc::new(AutoAck::default());
     // Pump broker events to the client.
@@ -443,7 +474,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
 
     let mut session = Session { channels: HashMap::new(), consumers: HashMap::new(), auto_ack: auto_ack.clone() };
     let mut stopping = state.stopping.clone();
-    let result = loop {
+    let result = 'conn: loop {
         let next = tokio::select! {
             // Frames that already arrived are handled before a shutdown ends the connection.
             biased;
@@ -474,42 +505,53 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 break Err(Error::Decode("text frame".into()));
             }
         };
-        let (header, body) = match gateway::decode::<ClientHeader>(&bytes) {
-            Ok(x) => x,
+        let frames = match gateway::split_batch(&bytes) {
+            Ok(f) => f,
             Err(e) => {
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("malformed frame: {e}");
+                tracing::warn!("malformed batch: {e}");
                 close_with(&out, 1002, truncate(e.to_string())).await;
                 break Err(e);
             }
         };
-        let started = Instant::now();
-        let id = header.id;
-        let is_close = matches!(header.request, Request::Close);
-        let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers, max_unacked: state.config.max_unacked };
-        let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
-            Some(Err(e)) => (request_channel(&header.request), Err(e)),
-            _ => handle(&*backend, &mut session, &limits, header.request, body, &metrics).await,
-        };
-        metrics.observe(started);
-        let ok = match answer {
-            Ok(None) => true,
-            Ok(Some(Answer::Result(result))) => send(&out, &ServerFrame::Ok { id, result }, b"").await,
-            Ok(Some(Answer::Get(frame, body))) => send(&out, &frame.with_id(id), &body).await,
-            Err(e) => {
-                metrics.errors.fetch_add(1, Ordering::Relaxed);
-                if let Some(c) = chan {
-                    if matches!(e, Error::Channel { .. }) {
-                        session.auto_ack.forget_channel(c);
-                        session.channels.remove(&c);
-                        metrics.channels.fetch_sub(1, Ordering::Relaxed);
-                    }
+        for frame in frames {
+            let (header, body) = match gateway::decode::<ClientHeader>(&frame) {
+                Ok(x) => x,
+                Err(e) => {
+                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!("malformed frame: {e}");
+                    close_with(&out, 1002, truncate(e.to_string())).await;
+                    break 'conn Err(e);
                 }
-                send(&out, &ServerFrame::error(Some(id), chan, &e), b"").await
+            };
+            let started = Instant::now();
+            let id = header.id;
+            let is_close = matches!(header.request, Request::Close);
+            let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers, max_unacked: state.config.max_unacked };
+            let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
+                Some(Err(e)) => (request_channel(&header.request), Err(e)),
+                _ => handle(&*backend, &mut session, &limits, header.request, body, &metrics).await,
+            };
+            metrics.observe(started);
+            let ok = match answer {
+                Ok(None) => true,
+                Ok(Some(Answer::Result(result))) => send(&out, &ServerFrame::Ok { id, result }, b"").await,
+                Ok(Some(Answer::Get(frame, body))) => send(&out, &frame.with_id(id), &body).await,
+                Err(e) => {
+                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    if let Some(c) = chan {
+                        if matches!(e, Error::Channel { .. }) {
+                            session.auto_ack.forget_channel(c);
+                            session.channels.remove(&c);
+                            metrics.channels.fetch_sub(1, Ordering::Relaxed);
+                        }
+                    }
+                    send(&out, &ServerFrame::error(Some(id), chan, &e), b"").await
+                }
+            };
+            if !ok || is_close {
+                break 'conn Ok(());
             }
-        };
-        if !ok || is_close {
-            break Ok(());
         }
     };
     // Closing the backend connection returns unacknowledged deliveries to their queues.

@@ -195,6 +195,13 @@ async fn bad_input_closes_that_connection_with_a_reason_and_the_server_stays_up(
     let (code, reason) = close_reason(&mut ws).await;
     assert_eq!(code, 1002);
     assert!(reason.contains("basic.teleport") || reason.contains("unknown variant"), "{reason}");
+    // a batch whose frame length runs past its end
+    let mut ws = raw_socket(&g, Some(SUBPROTOCOL)).await;
+    ws.send(WsMessage::Binary(gateway::encode(&ClientHeader { id: 1, request: Request::Hello { vhost: None, token: None, client: None } }, b""))).await.unwrap();
+    ws.send(WsMessage::Binary(vec![0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0, b'{'].into())).await.unwrap();
+    let (code, reason) = close_reason(&mut ws).await;
+    assert_eq!(code, 1002);
+    assert!(reason.contains("gateway batch") && reason.contains("runs past the end"), "{reason}");
     // an oversized frame
     let conn = Connection::new(&url(&g)).unwrap();
     // Publishes are not answered (as in AMQP); the gateway closes the socket, and the next
@@ -214,7 +221,7 @@ async fn bad_input_closes_that_connection_with_a_reason_and_the_server_stays_up(
     let q = ok.simple_queue("still-up").await.unwrap();
     q.put("yes", PublishOptions::new()).await.unwrap();
     assert_eq!(q.get(true, SECOND).await.unwrap().payload().unwrap(), Payload::Text("yes".into()));
-    assert!(g.metrics.render().contains("kombu_gateway_protocol_errors_total 4"), "{}", g.metrics.render());
+    assert!(g.metrics.render().contains("kombu_gateway_protocol_errors_total 5"), "{}", g.metrics.render());
     g.shutdown().await;
 }
 
@@ -358,4 +365,46 @@ async fn ensure_reconnects_after_the_gateway_restarts_and_consumers_resume() {
     conn.release().await.unwrap();
     g2.shutdown().await;
     assert!(errors.load(Ordering::SeqCst) >= 1, "the publish met the dead gateway first");
+}
+
+#[tokio::test]
+async fn batched_requests_are_answered_in_order() {
+    let g = start(None).await;
+    let mut ws = raw_socket(&g, Some(SUBPROTOCOL)).await;
+    let frame = |id: u64, request: Request, body: &[u8]| gateway::encode(&ClientHeader { id, request }, body);
+    let vhost = format!("/batch-{}", kombu::uuid());
+    ws.send(WsMessage::Binary(frame(1, Request::Hello { vhost: Some(vhost), token: None, client: None }, b""))).await.unwrap();
+    let hello = ws.next().await.unwrap().unwrap().into_data();
+    let (answer, _) = gateway::decode::<serde_json::Value>(&hello).unwrap();
+    assert_eq!(answer["result"]["batch"], json!(true), "the server says it reads batches: {answer}");
+    // One WebSocket message: open a channel, declare a queue, publish twice, get once.
+    let publish = |id| {
+        frame(
+            id,
+            Request::BasicPublish { channel: 1, method: kombu::spec::BasicPublish { routing_key: "q".into(), ..Default::default() }, properties: Default::default() },
+            format!("body {id}").as_bytes(),
+        )
+    };
+    let batch = gateway::encode_batch(&[
+        frame(2, Request::ChannelOpen, b""),
+        frame(3, Request::QueueDeclare { channel: 1, method: kombu::spec::QueueDeclare { queue: "q".into(), ..Default::default() } }, b""),
+        publish(4),
+        publish(5),
+        frame(6, Request::BasicGet { channel: 1, queue: "q".into(), no_ack: true }, b""),
+    ]);
+    ws.send(WsMessage::Binary(batch)).await.unwrap();
+    // Answers may come back batched too: collect frames until the get-ok.
+    let mut answers = Vec::new();
+    while answers.len() < 3 {
+        let msg = tokio::time::timeout(Duration::from_secs(2), ws.next()).await.unwrap().unwrap().unwrap().into_data();
+        for f in gateway::split_batch(&msg).unwrap() {
+            let (h, body) = gateway::decode::<serde_json::Value>(&f).unwrap();
+            answers.push((h["op"].as_str().unwrap().to_owned(), h["id"].as_u64(), body));
+        }
+    }
+    assert_eq!(answers[0].0, "ok");
+    assert_eq!(answers[0].1, Some(2));
+    assert_eq!(answers[1].1, Some(3));
+    assert_eq!((answers[2].0.as_str(), answers[2].1, &answers[2].2[..]), ("get-ok", Some(6), &b"body 4"[..]));
+    g.shutdown().await;
 }

@@ -24,10 +24,19 @@ use crate::transport::{RawChannel, RawConnection};
 use crate::value::Value;
 
 /// Sends frames on a socket.
+///
+/// A carrier may hold frames back to send several in one WebSocket message (a batch, see
+/// [`gateway::encode_batch`]), once the server said it reads batches ([`Carrier::allow_batches`]).
+/// It must keep their order, send what it holds when [`Carrier::flush`] is called, and never
+/// hold a frame indefinitely (a timer flushes what nothing else does).
 pub trait Carrier: MaybeSend + MaybeSync {
-    /// Send one binary frame. Errors when the socket is closed.
+    /// Send one binary frame, or queue it. Errors when the socket is closed.
     fn send(&self, frame: Bytes) -> Result<()>;
-    /// Close the socket.
+    /// Send the frames held back, now: the client is about to wait for the server.
+    fn flush(&self) {}
+    /// The server reads batches of up to `max_bytes` per WebSocket message.
+    fn allow_batches(&self, _max_bytes: usize) {}
+    /// Close the socket (after sending what is held back).
     fn close(&self);
 }
 
@@ -91,6 +100,7 @@ impl GatewayClient {
             self.pending().remove(&id);
             return Err(e);
         }
+        self.carrier.flush();
         rx.await.unwrap_or_else(|_| Err(Error::RecoverableConnection("the gateway connection closed before answering".into())))
     }
 
@@ -114,14 +124,27 @@ impl GatewayClient {
 
     /// Say hello (the first request): `vhost` and the authentication `token`.
     pub async fn hello(&self, vhost: &str, token: Option<String>) -> Result<()> {
-        self.result(Request::Hello { vhost: Some(vhost.to_owned()), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))) })
-            .await
-            .map(|_| ())
+        let r = self.result(Request::Hello { vhost: Some(vhost.to_owned()), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))) }).await?;
+        if r.get("batch").and_then(Value::as_bool) == Some(true) {
+            let max_frame = r.get("max_frame").and_then(Value::as_u64).map_or(gateway::BATCH_BYTES, |m| m as usize);
+            self.carrier.allow_batches(max_frame.min(gateway::BATCH_BYTES));
+        }
+        Ok(())
     }
 
-    /// A frame arrived. A malformed frame is an error: the carrier should close the socket
+    /// A WebSocket message arrived: one frame or a batch. A malformed frame is an error: the carrier should close the socket
     /// and call [`GatewayClient::on_close`].
     pub fn on_frame(&self, bytes: &Bytes) -> Result<()> {
+        if bytes.starts_with(&gateway::BATCH_MARKER) {
+            for frame in gateway::split_batch(bytes)? {
+                self.on_one_frame(&frame)?;
+            }
+            return Ok(());
+        }
+        self.on_one_frame(bytes)
+    }
+
+    fn on_one_frame(&self, bytes: &Bytes) -> Result<()> {
         let (frame, body) = gateway::decode::<ServerFrame>(bytes)?;
         let answer_id = match &frame {
             ServerFrame::Ok { id, .. } | ServerFrame::GetOk { id, .. } | ServerFrame::Error { id: Some(id), .. } => Some(*id),
@@ -212,6 +235,12 @@ impl RawConnection for GatewayConnection {
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
         let mut rx = self.client.events_rx.lock().await;
+        match rx.try_recv() {
+            Ok(ev) => return Ok(ev),
+            Err(mpsc::TryRecvError::Closed) => return Err(Error::RecoverableConnection("the gateway connection is closed".into())),
+            // Nothing yet: what is held back (acks, publishes) goes out before we wait.
+            Err(mpsc::TryRecvError::Empty) => self.client.carrier.flush(),
+        }
         let next = match timeout {
             None => rx.next().await,
             Some(t) => {

@@ -24,16 +24,138 @@ pub struct WebSocketTransport;
 
 type Handlers = (Closure<dyn FnMut(MessageEvent)>, Closure<dyn FnMut(CloseEvent)>, Closure<dyn FnMut(web_sys::Event)>);
 
+/// Frames held back to go out together: each WebSocket `send` costs a system call in Node
+/// and a message event in the gateway, so publishes and acks issued in one go share one
+/// message (a batch). Held frames go out when a batch is full, when the client is about to
+/// wait for the server (`flush`), and otherwise as soon as the JavaScript event loop turns
+/// (see [`soon`]).
+struct Outbox {
+    ws: WebSocket,
+    frames: Vec<Bytes>,
+    bytes: usize,
+    /// The largest batch the server reads; 0: send each frame at once.
+    limit: usize,
+    /// A flush is scheduled.
+    scheduled: bool,
+}
+
+impl Outbox {
+    fn flush(&mut self) -> Result<()> {
+        if self.frames.is_empty() {
+            return Ok(());
+        }
+        let message = crate::gateway::encode_batch(&self.frames);
+        self.frames.clear();
+        self.bytes = 0;
+        self.ws.send_with_u8_array(&message).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
+    }
+}
+
+thread_local! {
+    /// Outboxes waiting for the scheduled flush.
+    static DUE: RefCell<Vec<std::rc::Weak<RefCell<Outbox>>>> = const { RefCell::new(Vec::new()) };
+    /// Schedules `flush_due` for the next turn of the event loop (made once).
+    static SCHEDULER: js_sys::Function = scheduler();
+}
+
+fn flush_due() {
+    for out in DUE.with(|d| std::mem::take(&mut *d.borrow_mut())) {
+        if let Some(out) = out.upgrade() {
+            let mut o = out.borrow_mut();
+            o.scheduled = false;
+            // A failed send means the socket is closing: its close event reports it.
+            let _ = o.flush();
+        }
+    }
+}
+
+/// A function that runs `flush_due` on the next turn of the event loop, and soon:
+/// `setImmediate` where it exists (Node, Bun), else a `MessageChannel` message (browsers,
+/// workers), else `setTimeout(0)`. The callback lives as long as the wasm instance.
+fn scheduler() -> js_sys::Function {
+    use js_sys::{Function, Reflect};
+    let callback: Function = Closure::<dyn FnMut()>::new(flush_due).into_js_value().unchecked_into();
+    let global = js_sys::global();
+    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
+    // `f.bind(this, ...args)`, through Reflect (no `new Function`: pages with a strict CSP
+    // and edge runtimes forbid it).
+    let bind = |f: &JsValue, this: &JsValue, args: &[&JsValue]| -> Option<Function> {
+        let bind: Function = get(f, "bind").dyn_into().ok()?;
+        let list = js_sys::Array::new();
+        list.push(this);
+        for a in args {
+            list.push(a);
+        }
+        Reflect::apply(&bind, f, &list).ok()?.dyn_into().ok()
+    };
+    let set_immediate = get(&global, "setImmediate");
+    if set_immediate.is_function() {
+        if let Some(f) = bind(&set_immediate, &global, &[&callback]) {
+            return f;
+        }
+    }
+    let channel = get(&global, "MessageChannel");
+    if channel.is_function() {
+        if let Ok(mc) = Reflect::construct(channel.unchecked_ref::<Function>(), &js_sys::Array::new()) {
+            let (port1, port2) = (get(&mc, "port1"), get(&mc, "port2"));
+            if Reflect::set(&port1, &JsValue::from_str("onmessage"), &callback).is_ok() {
+                // Where ports keep the process alive (Deno, Node without setImmediate), don't.
+                if let Ok(unref) = get(&port1, "unref").dyn_into::<Function>() {
+                    let _ = unref.call0(&port1);
+                }
+                if let Some(f) = bind(&get(&port2, "postMessage"), &port2, &[&JsValue::NULL]) {
+                    return f;
+                }
+            }
+        }
+    }
+    // Else setTimeout(0); with no timer at all, the callback itself (flush at once).
+    bind(&get(&global, "setTimeout"), &global, &[&callback, &JsValue::from_f64(0.0)]).unwrap_or(callback)
+}
+
 struct WsCarrier {
     ws: WebSocket,
+    out: Rc<RefCell<Outbox>>,
     handlers: RefCell<Option<Handlers>>,
+}
+
+impl WsCarrier {
+    fn new(ws: WebSocket, handlers: Handlers) -> WsCarrier {
+        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit: 0, scheduled: false }));
+        WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)) }
+    }
 }
 
 impl Carrier for WsCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
-        self.ws.send_with_u8_array(&frame).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
+        let mut o = self.out.borrow_mut();
+        if o.limit == 0 {
+            return self.ws.send_with_u8_array(&frame).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")));
+        }
+        if !o.frames.is_empty() && o.bytes + 4 + frame.len() > o.limit {
+            o.flush()?;
+        }
+        o.bytes += 4 + frame.len();
+        o.frames.push(frame);
+        if o.bytes >= o.limit {
+            o.flush()
+        } else {
+            if !o.scheduled {
+                o.scheduled = true;
+                DUE.with(|d| d.borrow_mut().push(Rc::downgrade(&self.out)));
+                SCHEDULER.with(|f| f.call0(&JsValue::NULL)).map_err(|e| Error::RecoverableConnection(format!("cannot schedule a WebSocket flush: {e:?}")))?;
+            }
+            Ok(())
+        }
+    }
+    fn flush(&self) {
+        let _ = self.out.borrow_mut().flush();
+    }
+    fn allow_batches(&self, max_bytes: usize) {
+        self.out.borrow_mut().limit = max_bytes;
     }
     fn close(&self) {
+        let _ = self.out.borrow_mut().flush();
         let _ = self.ws.close();
         // Drop the callbacks (they hold the client): nothing arrives after a close we asked for.
         self.ws.set_onmessage(None);
@@ -110,7 +232,7 @@ impl Transport for WebSocketTransport {
             Err(_) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}"))),
         }
         ws.set_onopen(None);
-        let carrier = WsCarrier { ws, handlers: RefCell::new(Some((on_message, on_close, on_open))) };
+        let carrier = WsCarrier::new(ws, (on_message, on_close, on_open));
         let client = GatewayClient::new(Box::new(carrier));
         *slot.borrow_mut() = Some(Arc::downgrade(&client));
         let (vhost, token) = hello_params(info);
