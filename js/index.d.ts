@@ -286,6 +286,8 @@ export declare class Connection {
 
 /** Load the WebAssembly module (done automatically on import; returns the same promise). */
 export declare function init(source?: BufferSource | URL | string | WebAssembly.Module): Promise<void>;
+/** Load the WebAssembly module synchronously from a compiled module (done by the `workerd` entry). */
+export declare function initSync(module: WebAssembly.Module): void;
 
 /** The core's version. */
 export declare const version: string;

@@ -1,0 +1,404 @@
+// kombu-wasm: the JavaScript face of the Rust core (../src/wasm/mod.rs).
+//
+// This module is the API; its entry points load the WebAssembly module once, before
+// anything runs: `index.js` (browsers, bundlers, Node: top-level await of `init()`) and
+// `workerd.js` (Cloudflare Workers: the .wasm imported as a module, `initSync`). `init()`
+// returns the same promise every time, so nothing is ever initialised twice. In Node the
+// .wasm is read from disk next to this file; in browsers, workers and bundlers (Vite) it is
+// fetched from `new URL("./wasm/kombu_bg.wasm", import.meta.url)`.
+//
+// Declarations (`Exchange`, `Queue`) are plain JavaScript values, validated by the core when
+// created; everything else wraps the core's classes. Timeouts are in milliseconds; message
+// and queue TTLs (`expiration`, `messageTtl`, `expires`) are in seconds, as in Kombu.
+
+import initWasm, { initSync as initWasmSync } from "./wasm/kombu.js";
+import * as core from "./wasm/kombu.js";
+
+let ready;
+
+/** The version of the core (set once the WebAssembly module is loaded). */
+export let version;
+
+/** Load the WebAssembly module (once). `source`: bytes, a URL or a compiled module. */
+export function init(source) {
+  ready ??= (async () => {
+    let input = source;
+    if (input === undefined && typeof process !== "undefined" && process.versions?.node) {
+      const { readFile } = await import("node:fs/promises");
+      input = await readFile(new URL("./wasm/kombu_bg.wasm", import.meta.url));
+    }
+    await initWasm(input === undefined ? undefined : { module_or_path: input });
+    version = core.version();
+  })();
+  return ready;
+}
+
+/** Load the WebAssembly module synchronously from a compiled `WebAssembly.Module` (once). */
+export function initSync(module) {
+  if (ready) return;
+  initWasmSync({ module });
+  version = core.version();
+  ready = Promise.resolve();
+}
+
+const defined = (o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+
+function plainOptions(what, options) {
+  if (options === undefined || options === null) return {};
+  if (typeof options !== "object" || Array.isArray(options)) {
+    throw Object.assign(new TypeError(`${what} must be an object, not ${Array.isArray(options) ? "an array" : typeof options}`), { name: "ValueError" });
+  }
+  return options;
+}
+
+/** An exchange declaration (Kombu's `Exchange`). Defaults: type "direct", durable. */
+export class Exchange {
+  constructor(name = "", options = {}) {
+    const o = plainOptions("Exchange options", options);
+    this.name = name;
+    Object.assign(this, defined(o));
+    core.checkExchange(this.toSpec());
+    Object.freeze(this);
+  }
+
+  /** The plain object the core takes. */
+  toSpec() {
+    return defined({ ...this });
+  }
+
+  /** A binding of this exchange with `routingKey`, for `new Queue(..., { bindings })`. */
+  binding(routingKey = "", options = {}) {
+    return { exchange: this, routingKey, ...plainOptions("binding options", options) };
+  }
+}
+
+/** A queue declaration (Kombu's `Queue`). `expires`/`messageTtl` in seconds. */
+export class Queue {
+  constructor(name = "", options = {}) {
+    const o = plainOptions("Queue options", options);
+    this.name = name;
+    Object.assign(this, defined(o));
+    core.checkQueue(this.toSpec());
+    Object.freeze(this);
+  }
+
+  /** The plain object the core takes. */
+  toSpec() {
+    const spec = defined({ ...this });
+    if (spec.exchange instanceof Exchange) spec.exchange = spec.exchange.toSpec();
+    if (spec.bindings) {
+      spec.bindings = spec.bindings.map((b) => defined({ ...b, exchange: b.exchange instanceof Exchange ? b.exchange.toSpec() : b.exchange }));
+    }
+    return spec;
+  }
+}
+
+function entitySpec(e) {
+  if (e instanceof Queue) return { queue: e.toSpec() };
+  if (e instanceof Exchange) return { exchange: e.toSpec() };
+  throw Object.assign(new TypeError(`declare takes Exchange or Queue instances, not ${e === null ? "null" : typeof e}`), { name: "ValueError" });
+}
+
+function queueSpec(q) {
+  if (q instanceof Queue) return q.toSpec();
+  if (typeof q === "string") return { name: q };
+  throw Object.assign(new TypeError(`queues must be Queue instances or names, not ${q === null ? "null" : typeof q}`), { name: "ValueError" });
+}
+
+function exchangeRef(x) {
+  return x instanceof Exchange ? x.toSpec() : x;
+}
+
+const isRaw = (b) => typeof b === "string" || b instanceof Uint8Array || b instanceof ArrayBuffer;
+
+/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry. */
+function jsonText(body) {
+  let text;
+  try {
+    text = JSON.stringify(body);
+  } catch (e) {
+    const what = typeof body === "bigint" || /BigInt/.test(e?.message) ? "a BigInt" : "this value";
+    throw Object.assign(new Error(`${what} cannot be serialized: send JSON data, a string or a Uint8Array (${e?.message ?? e})`), { name: "EncodeError" });
+  }
+  if (text === undefined) {
+    throw Object.assign(new Error(`a ${typeof body} cannot be serialized: send JSON data, a string or a Uint8Array`), { name: "EncodeError" });
+  }
+  return text;
+}
+
+function publishSpec(options) {
+  const o = { ...plainOptions("publish options", options) };
+  if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
+  if (o.declare !== undefined) o.declare = [].concat(o.declare).map(entitySpec);
+  if (o.replyTo instanceof Queue) o.replyTo = o.replyTo.name;
+  return defined(o);
+}
+
+function abortError(signal) {
+  return signal.reason ?? new DOMException("The operation was aborted", "AbortError");
+}
+
+/** Wait with `timeout` (ms) and `signal`, in slices so that an abort is noticed quickly
+ * without leaving a pending wait behind (a message is never taken and then dropped). */
+async function waitFor(fetchOne, { timeout, signal } = {}) {
+  const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+  for (;;) {
+    if (signal?.aborted) throw abortError(signal);
+    const left = deadline === undefined ? undefined : Math.max(0, deadline - Date.now());
+    const slice = signal ? Math.min(left ?? 200, 200) : left;
+    try {
+      return await fetchOne(slice);
+    } catch (e) {
+      const more = deadline === undefined || Date.now() < deadline;
+      if (signal && more && (e?.name === "TimeoutError" || e?.name === "Empty")) continue;
+      throw e;
+    }
+  }
+}
+
+/** A connection (Kombu's `Connection`): lazy, opened at first use. */
+export class Connection {
+  #c;
+
+  constructor(url = "memory://", options = {}) {
+    this.#c = new core.Connection(url, defined(plainOptions("Connection options", options)));
+  }
+
+  /** Connect now. */
+  connect() {
+    return this.#c.connect();
+  }
+
+  /** True while connected. */
+  get connected() {
+    return this.#c.connected;
+  }
+
+  /** The URL, password masked unless `includePassword`. */
+  asUri(includePassword = false) {
+    return this.#c.asUri(includePassword);
+  }
+
+  /** Transport, host, port, user, virtual host... (password masked). */
+  info() {
+    return this.#c.info();
+  }
+
+  /** A producer (Kombu's `Connection.Producer`). */
+  Producer(options = {}) {
+    const o = { ...plainOptions("Producer options", options) };
+    if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
+    return new Producer(this.#c.Producer(defined(o)));
+  }
+
+  /** A consumer of `queues` (Kombu's `Connection.Consumer`); iterate it with `for await`. */
+  Consumer(queues = [], options = {}) {
+    return new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(plainOptions("Consumer options", options))));
+  }
+
+  /** A `SimpleQueue` (Kombu's `Connection.SimpleQueue`). */
+  async SimpleQueue(name, options = {}) {
+    return new SimpleQueue(await this.#c.SimpleQueue(name, simpleSpec(options)));
+  }
+
+  /** A `SimpleBuffer`: transient, auto-deleted, no acks. */
+  async SimpleBuffer(name, options = {}) {
+    return new SimpleQueue(await this.#c.SimpleBuffer(name, simpleSpec(options)));
+  }
+
+  /** Declare an Exchange or a Queue (with its exchange and bindings); resolves to its name. */
+  declare(entity) {
+    return this.#c.declare(entitySpec(entity));
+  }
+
+  /** Delete an Exchange or a Queue. */
+  delete(entity) {
+    return this.#c.delete(entitySpec(entity));
+  }
+
+  /** Remove a queue's ready messages; resolves to how many. */
+  purge(queue) {
+    return this.#c.purge(queueSpec(queue));
+  }
+
+  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. */
+  drainEvents({ timeout } = {}) {
+    return this.#c.drainEvents(timeout);
+  }
+
+  /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
+  snapshot(virtualHost) {
+    return this.#c.snapshot(virtualHost);
+  }
+
+  /** Close the connection; unacknowledged messages return to their queues. */
+  release() {
+    return this.#c.release();
+  }
+
+  /** Same as `release()`. */
+  close() {
+    return this.#c.release();
+  }
+
+  [Symbol.asyncDispose]() {
+    return this.release();
+  }
+}
+
+function simpleSpec(options) {
+  const o = { ...plainOptions("SimpleQueue options", options) };
+  if (o.queue !== undefined) o.queue = queueSpec(o.queue);
+  if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
+  return defined(o);
+}
+
+/** Publishes messages (Kombu's `Producer`). */
+export class Producer {
+  #p;
+
+  constructor(inner) {
+    this.#p = inner;
+  }
+
+  /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
+  publish(body, options = {}) {
+    const opts = JSON.stringify(publishSpec(options));
+    return isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+  }
+}
+
+/** Receives messages (Kombu's `Consumer`). `for await (const m of consumer)` starts consuming. */
+export class Consumer {
+  #c;
+
+  constructor(inner) {
+    this.#c = inner;
+  }
+
+  /** Declare the queues and start consuming. */
+  consume() {
+    return this.#c.consume();
+  }
+
+  /** The next message: waits up to `timeout` ms (forever when omitted), stops on `signal`. */
+  next({ timeout, signal } = {}) {
+    return waitFor((t) => this.#c.next(t), { timeout, signal });
+  }
+
+  /** Messages as they come; ends when `signal` aborts. */
+  async *messages({ signal, timeout } = {}) {
+    for (;;) {
+      let m;
+      try {
+        m = await this.next({ signal, timeout });
+      } catch (e) {
+        if (signal?.aborted) return;
+        throw e;
+      }
+      yield m;
+    }
+  }
+
+  [Symbol.asyncIterator]() {
+    return this.messages();
+  }
+
+  /** Stop consuming. */
+  cancel() {
+    return this.#c.cancel();
+  }
+
+  /** Stop consuming from one queue. */
+  cancelByQueue(queue) {
+    return this.#c.cancelByQueue(queue);
+  }
+
+  /** True while consuming from `queue`. */
+  consumingFrom(queue) {
+    return this.#c.consumingFrom(queue);
+  }
+
+  /** Remove the queues' ready messages; resolves to how many. */
+  purge() {
+    return this.#c.purge();
+  }
+
+  /** Set the prefetch window. */
+  qos({ prefetchCount = 0, global = false } = {}) {
+    return this.#c.qos(prefetchCount, global);
+  }
+
+  /** Redeliver unacknowledged messages. */
+  recover({ requeue = true } = {}) {
+    return this.#c.recover(requeue);
+  }
+
+  /** Queue names. */
+  get queues() {
+    return this.#c.queues;
+  }
+
+  /** Same as `cancel()`. */
+  close() {
+    return this.cancel();
+  }
+
+  [Symbol.asyncDispose]() {
+    return this.cancel();
+  }
+}
+
+/** Kombu's `SimpleQueue`: `put` and `get` on one queue. */
+export class SimpleQueue {
+  #q;
+
+  constructor(inner) {
+    this.#q = inner;
+  }
+
+  /** Publish to the queue. */
+  put(body, options = {}) {
+    const opts = JSON.stringify(publishSpec(options));
+    return isRaw(body) ? this.#q.put(body, opts) : this.#q.putJson(jsonText(body), opts);
+  }
+
+  /** The next message; waits up to `timeout` ms when `block` (default). Rejects with `Empty`. */
+  get({ block = true, timeout, signal } = {}) {
+    if (!block) return this.#q.get(false, undefined);
+    return waitFor((t) => this.#q.get(true, t).catch((e) => {
+      throw e?.name === "TimeoutError" ? Object.assign(e, { name: "Empty" }) : e;
+    }), { timeout, signal });
+  }
+
+  /** The next message without waiting; rejects with `Empty`. */
+  getNowait() {
+    return this.#q.getNowait();
+  }
+
+  /** How many messages wait. */
+  qsize() {
+    return this.#q.qsize();
+  }
+
+  /** Remove every message; resolves to how many. */
+  clear() {
+    return this.#q.clear();
+  }
+
+  /** Stop consuming. */
+  close() {
+    return this.#q.close();
+  }
+
+  async *[Symbol.asyncIterator]() {
+    for (;;) yield await this.get();
+  }
+
+  [Symbol.asyncDispose]() {
+    return this.close();
+  }
+}
+
+/** The message class the core returns (Kombu's `Message`). */
+export const Message = core.Message;
