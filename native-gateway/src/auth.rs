@@ -187,15 +187,7 @@ impl Auth {
     /// The identity of `token` allowed on `vhost`, holding one of its connection slots until
     /// the returned guard drops.
     pub fn admit(&self, token: Option<&str>, vhost: &str) -> Result<Admitted, (u16, String)> {
-        let Some(token) = token else {
-            return Err((401, "this gateway requires a token: pass it in the URL (?token=...) or as the password".into()));
-        };
-        let id = match self.by_token.get(token) {
-            Some(id) => id.clone(),
-            // Three base64url parts separated by dots: a JWT.
-            None if self.jwt.is_some() && token.split('.').count() == 3 => self.jwt.as_ref().map_or_else(|| Err((401, "unknown token".into())), |j| j.identity(token))?,
-            None => return Err((401, "unknown token".into())),
-        };
+        let id = self.identify(token)?;
         if !id.vhosts.iter().any(|v| v == "*" || v == vhost) {
             return Err((403, format!("ACCESS_REFUSED - identity '{}' may not open virtual host '{vhost}'", id.name)));
         }
@@ -271,6 +263,22 @@ impl Jwt {
     }
 }
 
+impl Auth {
+    /// The identity a token stands for (a static token or a valid JWT), without taking a
+    /// connection slot.
+    pub fn identify(&self, token: Option<&str>) -> Result<Arc<Identity>, (u16, String)> {
+        let Some(token) = token else {
+            return Err((401, "this gateway requires a token: pass it in the URL (?token=...) or as the password".into()));
+        };
+        match self.by_token.get(token) {
+            Some(id) => Ok(id.clone()),
+            // Three base64url parts separated by dots: a JWT.
+            None if self.jwt.is_some() && token.split('.').count() == 3 => self.jwt.as_ref().map_or_else(|| Err((401, "unknown token".into())), |j| j.identity(token)),
+            None => Err((401, "unknown token".into())),
+        }
+    }
+}
+
 /// An admitted identity; its connection slot is freed on drop.
 #[derive(Debug)]
 pub struct Admitted(pub Arc<Identity>);
@@ -295,6 +303,28 @@ impl Identity {
             Ok(())
         } else {
             Err(refuse(self, perm, kind, name))
+        }
+    }
+
+    /// Whether this identity may run the AMQP method `m` (the `/amqp` relay): the same rules
+    /// as [`Identity::authorize`].
+    pub fn authorize_amqp(&self, m: &kombu::amqp::codec::Method) -> Result<(), Error> {
+        use kombu::amqp::codec::Method as M;
+        match m {
+            M::ExchangeDeclare { exchange, passive: false, .. } | M::ExchangeDelete { exchange, .. } => self.check(&self.configure, "configure", "exchange", exchange),
+            M::QueueDeclare { queue, passive: false, .. } if !queue.is_empty() => self.check(&self.configure, "configure", "queue", queue),
+            M::QueueDelete { queue, .. } => self.check(&self.configure, "configure", "queue", queue),
+            M::QueueBind { queue, exchange, .. } | M::QueueUnbind { queue, exchange, .. } => {
+                self.check(&self.write, "write", "queue", queue)?;
+                self.check(&self.read, "read", "exchange", exchange)
+            }
+            M::ExchangeBind { destination, source, .. } | M::ExchangeUnbind { destination, source, .. } => {
+                self.check(&self.write, "write", "exchange", destination)?;
+                self.check(&self.read, "read", "exchange", source)
+            }
+            M::BasicPublish { exchange, .. } => self.check(&self.write, "write", "exchange", exchange),
+            M::BasicConsume { queue, .. } | M::BasicGet { queue, .. } | M::QueuePurge { queue, .. } => self.check(&self.read, "read", "queue", queue),
+            _ => Ok(()),
         }
     }
 

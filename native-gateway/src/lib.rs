@@ -14,6 +14,7 @@
 pub mod amqp;
 pub mod auth;
 pub mod client;
+pub mod relay;
 pub mod server;
 pub mod tls;
 

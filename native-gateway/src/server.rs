@@ -154,6 +154,8 @@ struct AppState {
     metrics: Arc<Metrics>,
     info: ConnectInfo,
     transport: Arc<dyn transport::Transport>,
+    /// The `/amqp` relay, when the broker is RabbitMQ.
+    relay: Option<Arc<crate::relay::RelayConfig>>,
 }
 
 /// A running gateway.
@@ -212,9 +214,13 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     };
     let metrics = Arc::new(Metrics::default());
     let (stop_clients, stopping) = tokio::sync::watch::channel(false);
-    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), info, transport });
+    let relay = matches!(info.transport.as_str(), "amqp" | "amqps").then(|| {
+        Arc::new(crate::relay::RelayConfig { upstream: info.clone(), auth: config.auth.clone(), frame_max: u32::try_from(config.max_frame).unwrap_or(u32::MAX) })
+    });
+    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), info, transport, relay });
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
+        .route("/amqp", get(amqp_handler))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/metrics", get(metrics_handler))
         .route("/api/snapshot", get(snapshot_handler));
@@ -268,15 +274,43 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
 }
 
-async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
-    if !state.config.allowed_origins.is_empty() {
-        if let Some(origin) = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok()) {
-            if !state.config.allowed_origins.iter().any(|a| a == "*" || a == origin) {
-                state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(%origin, "refused: origin not allowed");
-                return (StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response();
-            }
+/// The refusal of a browser whose `Origin` is not allowed, if it is not.
+fn origin_refused(state: &AppState, headers: &axum::http::HeaderMap) -> Option<Response> {
+    if state.config.allowed_origins.is_empty() {
+        return None;
+    }
+    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())?;
+    if state.config.allowed_origins.iter().any(|a| a == "*" || a == origin) {
+        return None;
+    }
+    state.metrics.errors.fetch_add(1, Ordering::Relaxed);
+    tracing::warn!(%origin, "refused: origin not allowed");
+    Some((StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response())
+}
+
+/// `/amqp`: AMQP 0-9-1 over WebSocket, relayed to the RabbitMQ behind the gateway.
+async fn amqp_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
+    if let Some(refused) = origin_refused(&state, &headers) {
+        return refused;
+    }
+    let Some(relay) = state.relay.clone() else {
+        return (StatusCode::NOT_FOUND, "the /amqp relay needs an AMQP broker behind the gateway (--broker amqp://...)\n").into_response();
+    };
+    // Clients that name a subprotocol for AMQP get it echoed; most name none.
+    let ws = ws.protocols(["amqp", "amqpws"]).max_message_size(state.config.max_frame).read_buffer_size(4096).write_buffer_size(0);
+    ws.on_upgrade(move |socket| async move {
+        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
+        state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = crate::relay::relay(socket, relay, state.stopping.clone()).await {
+            tracing::debug!("/amqp connection ended: {e}");
         }
+        state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
+    })
+}
+
+async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
+    if let Some(refused) = origin_refused(&state, &headers) {
+        return refused;
     }
     // Small socket buffers: an idle client should cost little (tungstenite's default read
     // buffer is 128 KiB per connection); large frames still grow them on demand.

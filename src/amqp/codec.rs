@@ -604,7 +604,105 @@ fn read_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Method> {
             BasicNack { delivery_tag, multiple: b[0], requeue: b[1] }
         }
         (85, 11) => ConfirmSelectOk,
-        (c, m) => return Err(Error::Decode(format!("unexpected AMQP method {c}.{m} from the server"))),
+        // Methods a client sends (read by the gateway's /amqp relay).
+        (10, 11) => {
+            let client_properties = r.table("client properties")?;
+            let mechanism = r.shortstr("mechanism")?;
+            let response = r.longstr("response")?.to_vec();
+            ConnectionStartOk { client_properties, mechanism, response, locale: r.shortstr("locale")? }
+        }
+        (10, 31) => ConnectionTuneOk { channel_max: r.u16("channel_max")?, frame_max: r.u32("frame_max")?, heartbeat: r.u16("heartbeat")? },
+        (10, 40) => ConnectionOpen { virtual_host: r.shortstr("virtual host")? },
+        (20, 10) => ChannelOpen,
+        (40, 10) => {
+            r.u16("ticket")?;
+            let exchange = r.shortstr("exchange")?;
+            let kind = r.shortstr("type")?;
+            let b = r.bit("flags")?;
+            ExchangeDeclare { exchange, kind, passive: b[0], durable: b[1], auto_delete: b[2], internal: b[3], nowait: b[4], arguments: r.table("arguments")? }
+        }
+        (40, 20) => {
+            r.u16("ticket")?;
+            let exchange = r.shortstr("exchange")?;
+            let b = r.bit("flags")?;
+            ExchangeDelete { exchange, if_unused: b[0], nowait: b[1] }
+        }
+        (40, 30) | (40, 40) => {
+            r.u16("ticket")?;
+            let destination = r.shortstr("destination")?;
+            let source = r.shortstr("source")?;
+            let routing_key = r.shortstr("routing key")?;
+            let nowait = r.bit("nowait")?[0];
+            let arguments = r.table("arguments")?;
+            if method == 30 {
+                ExchangeBind { destination, source, routing_key, nowait, arguments }
+            } else {
+                ExchangeUnbind { destination, source, routing_key, nowait, arguments }
+            }
+        }
+        (50, 10) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            let b = r.bit("flags")?;
+            QueueDeclare { queue, passive: b[0], durable: b[1], exclusive: b[2], auto_delete: b[3], nowait: b[4], arguments: r.table("arguments")? }
+        }
+        (50, 20) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            let exchange = r.shortstr("exchange")?;
+            let routing_key = r.shortstr("routing key")?;
+            let nowait = r.bit("nowait")?[0];
+            QueueBind { queue, exchange, routing_key, nowait, arguments: r.table("arguments")? }
+        }
+        (50, 30) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            QueuePurge { queue, nowait: r.bit("nowait")?[0] }
+        }
+        (50, 40) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            let b = r.bit("flags")?;
+            QueueDelete { queue, if_unused: b[0], if_empty: b[1], nowait: b[2] }
+        }
+        (50, 50) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            let exchange = r.shortstr("exchange")?;
+            let routing_key = r.shortstr("routing key")?;
+            QueueUnbind { queue, exchange, routing_key, arguments: r.table("arguments")? }
+        }
+        (60, 10) => {
+            let prefetch_size = r.u32("prefetch size")?;
+            let prefetch_count = r.u16("prefetch count")?;
+            BasicQos { prefetch_size, prefetch_count, global: r.bit("global")?[0] }
+        }
+        (60, 20) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            let consumer_tag = r.shortstr("consumer tag")?;
+            let b = r.bit("flags")?;
+            BasicConsume { queue, consumer_tag, no_local: b[0], no_ack: b[1], exclusive: b[2], nowait: b[3], arguments: r.table("arguments")? }
+        }
+        (60, 40) => {
+            r.u16("ticket")?;
+            let exchange = r.shortstr("exchange")?;
+            let routing_key = r.shortstr("routing key")?;
+            let b = r.bit("flags")?;
+            BasicPublish { exchange, routing_key, mandatory: b[0], immediate: b[1] }
+        }
+        (60, 70) => {
+            r.u16("ticket")?;
+            let queue = r.shortstr("queue")?;
+            BasicGet { queue, no_ack: r.bit("no_ack")?[0] }
+        }
+        (60, 90) => {
+            let delivery_tag = r.u64("delivery tag")?;
+            BasicReject { delivery_tag, requeue: r.bit("requeue")?[0] }
+        }
+        (60, 110) => BasicRecover { requeue: r.bit("requeue")?[0] },
+        (85, 10) => ConfirmSelect { nowait: r.bit("nowait")?[0] },
+        (c, m) => return Err(Error::Decode(format!("unknown AMQP method {c}.{m}"))),
     })
 }
 
@@ -657,9 +755,39 @@ fn read_properties(r: &mut R<'_>) -> Result<Properties> {
     Ok(p)
 }
 
-/// Parse one frame from the front of `buf`. `Ok(None)` when more bytes are needed; on success
-/// the frame and the number of bytes it used. Malformed input is an error naming the problem.
-pub fn read_frame(buf: &[u8], frame_max: u32) -> Result<Option<(Frame, usize)>> {
+/// A frame's extent in a byte stream, not decoded (see [`split_frame`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RawFrame<'a> {
+    /// Frame type: 1 method, 2 content header, 3 content body, 8 heartbeat.
+    pub kind: u8,
+    /// Channel number.
+    pub channel: u16,
+    /// The payload, between the 7-byte frame header and the frame end octet.
+    pub payload: &'a [u8],
+    /// The whole frame's length in the stream.
+    pub len: usize,
+}
+
+impl RawFrame<'_> {
+    /// `(class_id, method_id)` of a method frame.
+    pub fn method_ids(&self) -> Option<(u16, u16)> {
+        (self.kind == 1 && self.payload.len() >= 4).then(|| {
+            (u16::from_be_bytes([self.payload[0], self.payload[1]]), u16::from_be_bytes([self.payload[2], self.payload[3]]))
+        })
+    }
+
+    /// Decode a method frame's method.
+    pub fn method(&self) -> Result<Method> {
+        let mut r = R(self.payload);
+        let class = r.u16("class id")?;
+        let method = r.u16("method id")?;
+        read_method(class, method, &mut r)
+    }
+}
+
+/// Find the first frame at the front of `buf` without decoding its payload (a relay forwards
+/// what it does not need to read). `Ok(None)` when more bytes are needed.
+pub fn split_frame(buf: &[u8], frame_max: u32) -> Result<Option<RawFrame<'_>>> {
     if buf.len() < 7 {
         return Ok(None);
     }
@@ -676,7 +804,18 @@ pub fn read_frame(buf: &[u8], frame_max: u32) -> Result<Option<(Frame, usize)>> 
     if buf[total - 1] != FRAME_END {
         return Err(Error::Decode(format!("AMQP frame does not end with 0xCE (got {:#04x})", buf[total - 1])));
     }
-    let payload = &buf[7..total - 1];
+    if !matches!(kind, 1 | 2 | 3 | 8) {
+        return Err(Error::Decode(format!("unknown AMQP frame type {kind}")));
+    }
+    Ok(Some(RawFrame { kind, channel, payload: &buf[7..total - 1], len: total }))
+}
+
+/// Parse one frame from the front of `buf`. `Ok(None)` when more bytes are needed; on success
+/// the frame and the number of bytes it used. Malformed input is an error naming the problem.
+pub fn read_frame(buf: &[u8], frame_max: u32) -> Result<Option<(Frame, usize)>> {
+    let Some(RawFrame { kind, channel, payload, len: total }) = split_frame(buf, frame_max)? else {
+        return Ok(None);
+    };
     let mut r = R(payload);
     let frame = match kind {
         1 => {
@@ -705,6 +844,43 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn client_methods_round_trip() {
+        use Method::*;
+        let mut args = Headers::new();
+        args.insert("x-max-priority".into(), json!(10));
+        let methods = vec![
+            ConnectionStartOk { client_properties: args.clone(), mechanism: "PLAIN".into(), response: b"\0u\0p".to_vec(), locale: "en_US".into() },
+            ConnectionTuneOk { channel_max: 2047, frame_max: 131072, heartbeat: 60 },
+            ConnectionOpen { virtual_host: "/".into() },
+            ChannelOpen,
+            ExchangeDeclare { exchange: "x".into(), kind: "topic".into(), passive: false, durable: true, auto_delete: true, internal: false, nowait: false, arguments: args.clone() },
+            ExchangeDelete { exchange: "x".into(), if_unused: true, nowait: false },
+            ExchangeBind { destination: "d".into(), source: "s".into(), routing_key: "k".into(), nowait: false, arguments: args.clone() },
+            ExchangeUnbind { destination: "d".into(), source: "s".into(), routing_key: "k".into(), nowait: true, arguments: Headers::new() },
+            QueueDeclare { queue: "q".into(), passive: false, durable: true, exclusive: false, auto_delete: true, nowait: false, arguments: args.clone() },
+            QueueBind { queue: "q".into(), exchange: "x".into(), routing_key: "k".into(), nowait: false, arguments: args.clone() },
+            QueuePurge { queue: "q".into(), nowait: false },
+            QueueDelete { queue: "q".into(), if_unused: false, if_empty: true, nowait: false },
+            QueueUnbind { queue: "q".into(), exchange: "x".into(), routing_key: "k".into(), arguments: Headers::new() },
+            BasicQos { prefetch_size: 0, prefetch_count: 100, global: true },
+            BasicConsume { queue: "q".into(), consumer_tag: "t".into(), no_local: false, no_ack: true, exclusive: false, nowait: false, arguments: args },
+            BasicPublish { exchange: "x".into(), routing_key: "k".into(), mandatory: true, immediate: false },
+            BasicGet { queue: "q".into(), no_ack: true },
+            BasicReject { delivery_tag: 7, requeue: true },
+            BasicRecover { requeue: true },
+            ConfirmSelect { nowait: false },
+        ];
+        for m in methods {
+            let mut out = BytesMut::new();
+            write_method(3, &m, &mut out).unwrap();
+            let raw = split_frame(&out, 131_072).unwrap().unwrap();
+            assert_eq!(raw.method_ids(), Some(m.ids()));
+            assert_eq!(raw.method().unwrap(), m);
+            assert_eq!(read_frame(&out, 131_072).unwrap().unwrap(), (Frame::Method(3, m), out.len()));
+        }
+    }
 
     #[test]
     fn amqplain_is_a_table_without_its_length() {
@@ -746,6 +922,6 @@ mod tests {
         let e = read_frame(&[1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0], 4096).unwrap_err();
         assert!(e.to_string().contains("exceeds frame_max"), "{e}");
         let e = read_frame(&[1, 0, 0, 0, 0, 0, 4, 0, 99, 0, 1, FRAME_END], 4096).unwrap_err();
-        assert!(e.to_string().contains("unexpected AMQP method 99.1"), "{e}");
+        assert!(e.to_string().contains("unknown AMQP method 99.1"), "{e}");
     }
 }
