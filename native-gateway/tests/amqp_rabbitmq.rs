@@ -192,6 +192,7 @@ async fn amqplain_login() {
     q.get(true, SECOND).await.unwrap().ack().unwrap();
     let ch = conn.default_channel().await.unwrap();
     Queue::new(&qname).bind(&ch).delete(false, false).await.unwrap();
+    Exchange::direct(&qname).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
     conn.release().await.unwrap();
     let err = Connection::new("amqp://guest:wrong@127.0.0.1:5672//?login_method=AMQPLAIN").unwrap().connect().await.unwrap_err();
     assert!(err.to_string().contains("ACCESS_REFUSED") || err.is_recoverable_connection_error(), "{err}");
@@ -248,6 +249,7 @@ async fn heartbeats_keep_an_idle_connection_and_detect_a_dead_one() {
     assert_eq!(q.get(true, SECOND).await.unwrap().payload_as::<String>().unwrap(), "still alive");
     let ch = conn.default_channel().await.unwrap();
     Queue::new(&qname).bind(&ch).delete(false, false).await.unwrap();
+    Exchange::direct(&qname).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
     conn.release().await.unwrap();
 
     // The path goes dead: within two intervals the connection reports it.

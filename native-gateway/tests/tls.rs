@@ -115,5 +115,6 @@ async fn amqps_to_rabbitmq() {
     let ch = conn.default_channel().await.unwrap();
     let decl = kombu::Queue::new(&queue).bind(&ch);
     decl.delete(false, false).await.unwrap();
+    kombu::Exchange::direct(&queue).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
     conn.release().await.unwrap();
 }
