@@ -5,7 +5,10 @@ export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, base
   const name = `bench-${Math.random().toString(36).slice(2)}`;
   const exchange = new Exchange(name, { type: "direct" });
   const queue = new Queue(name, { exchange, routingKey: "bench" });
-  const conn = new Connection(baseUrl.startsWith("gateway+") ? `${baseUrl}?vhost=/${name}` : `memory:///${name}`);
+  // A gateway URL without a vhost gets one of its own (the embedded broker creates it); give
+  // `?vhost=/` for a gateway in front of RabbitMQ.
+  const url = !baseUrl.startsWith("gateway+") ? `memory:///${name}` : baseUrl.includes("vhost=") ? baseUrl : `${baseUrl}?vhost=/${name}`;
+  const conn = new Connection(url);
   await conn.declare(queue);
   const producer = conn.Producer();
   const started = performance.now();
@@ -21,6 +24,8 @@ export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, base
     if (++seen === n) break;
   }
   const total = performance.now() - started;
+  await conn.delete(queue);
+  await conn.delete(exchange);
   await conn.release();
   return { messages: n, publish_seconds: (published - started) / 1000, total_seconds: total / 1000, msgs_per_sec: n / (total / 1000) };
 }
