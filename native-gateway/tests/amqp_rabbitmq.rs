@@ -267,3 +267,62 @@ async fn heartbeats_keep_an_idle_connection_and_detect_a_dead_one() {
     assert!(err.to_string().contains("missed heartbeats"), "{err}");
     assert!(err.is_recoverable_connection_error(), "{err}");
 }
+
+#[tokio::test]
+async fn through_the_gateway_rabbitmq_keeps_priorities_prefetch_and_at_least_once() {
+    if rabbit().is_none() {
+        return;
+    }
+    let g = kombu_gateway::server::start(kombu_gateway::server::Config { listen: "127.0.0.1:0".parse().unwrap(), broker: URL.into(), ..Default::default() })
+        .await
+        .unwrap();
+    let gw_url = format!("gateway+ws://{}/gateway?vhost=/", g.addr);
+    let direct = Connection::new(URL).unwrap();
+    let qname = unique("gw-semantics");
+    let q = Queue::new(qname.clone()).durable(false).max_priority(10);
+    let producer = direct.producer().await.unwrap();
+    for p in [1u8, 9, 5] {
+        producer.publish(json!({"priority": p}), PublishOptions::new().routing_key(qname.clone()).declare(&q).priority(p)).await.unwrap();
+    }
+    // RabbitMQ's priority queue orders them; the browser-side consumer sees that order.
+    let browser = Connection::new(&gw_url).unwrap();
+    let consumer = browser.consumer(vec![q.clone()]).await.unwrap().prefetch_count(2);
+    consumer.consume().await.unwrap();
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        held.push(consumer.next_message(SECOND).await.unwrap());
+    }
+    let seen: Vec<i64> = held.iter().map(|m| m.payload_as::<serde_json::Value>().unwrap()["priority"].as_i64().unwrap()).collect();
+    assert_eq!(seen, vec![9, 5]);
+    // prefetch 2 reaches RabbitMQ: nothing more until an ack.
+    assert_eq!(consumer.next_message(Some(Duration::from_millis(300))).await.unwrap_err().name(), "TimeoutError");
+    held.remove(0).ack().unwrap();
+    let last = consumer.next_message(SECOND).await.unwrap();
+    assert_eq!(last.payload_as::<serde_json::Value>().unwrap()["priority"], 1);
+    // At least once: the browser goes away holding two unacked messages; RabbitMQ requeues them.
+    drop(last);
+    drop(held);
+    drop(consumer);
+    drop(browser);
+    let ch = direct.default_channel().await.unwrap();
+    let queue = q.clone().bind(&ch);
+    let mut back = Vec::new();
+    for _ in 0..50 {
+        match queue.get(None, None).await.unwrap() {
+            Some(m) => {
+                assert!(m.redelivered(), "a requeued message is marked redelivered");
+                back.push(m.payload_as::<serde_json::Value>().unwrap()["priority"].as_i64().unwrap());
+                m.ack().unwrap();
+                if back.len() == 2 {
+                    break;
+                }
+            }
+            None => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    back.sort();
+    assert_eq!(back, vec![1, 5]);
+    queue.delete(false, false).await.unwrap();
+    direct.release().await.unwrap();
+    g.shutdown().await;
+}
