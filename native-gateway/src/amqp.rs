@@ -1,162 +1,39 @@
-//! The native `amqp://` transport: the core's AMQP 0-9-1 codec (`kombu::amqp::codec`) over a
-//! tokio TCP (or TLS, for amqps://) connection. PLAIN and AMQPLAIN login, tune negotiation (channel_max, frame_max, heartbeat),
-//! channels, every method Kombu uses, content split at frame_max, heartbeats, publisher
-//! confirms, returns, server cancels, and server-initiated closes turned into Kombu's errors.
+//! The native `amqp://` and `amqps://` transport: the core's AMQP client
+//! (`kombu::amqp::client`: handshake with PLAIN or AMQPLAIN login, channels, every method
+//! Kombu uses, content split at frame_max, publisher confirms, returns, server cancels and
+//! closes) carried over tokio TCP, or TLS (rustls) for amqps://. This carrier adds the
+//! timers: heartbeats every half interval, and a broker silent for two intervals is gone.
 
-use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kombu::amqp::codec::{self, Frame, Method};
-use kombu::spec::{
-    BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeType, GetOk, QueueBind,
-    QueueDeclare, QueueDeclareOk, QueueDelete, Returned, ServerEvent,
-};
-use kombu::transport::{ConnectInfo, Implements, RawChannel, RawConnection, Transport};
-use kombu::{Error, Headers, Properties, ReplyCode, Result};
-use serde_json::json;
+use kombu::amqp::client::AmqpClient;
+use kombu::spec::ExchangeType;
+use kombu::transport::gateway::Carrier;
+use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
+use kombu::{Error, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use crate::tls::Stream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 
-/// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`).
+/// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`, and `amqps://`).
 #[derive(Debug, Default)]
 pub struct AmqpTransport;
 
-enum Reply {
-    Method(Method),
-    Get(Method, Box<Properties>, Bytes),
-}
-
-#[derive(Default)]
-struct ChanState {
-    pending: VecDeque<oneshot::Sender<Result<Reply>>>,
-    content: Option<(Method, Properties, u64, BytesMut)>,
-    /// Publisher confirms (the `confirm_publish` transport option): the next publish
-    /// sequence number and the publishes waiting for the broker's ack.
-    confirm: Option<(u64, Waiting)>,
-}
-
-/// Publishes waiting for their confirm, by sequence number.
-type Waiting = std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>;
-
-impl ChanState {
-    fn fail(self, e: &Error) {
-        for tx in self.pending {
-            let _ = tx.send(Err(e.clone()));
-        }
-        if let Some((_, waiting)) = self.confirm {
-            for (_, tx) in waiting {
-                let _ = tx.send(Err(e.clone()));
-            }
-        }
-    }
-
-    /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
-    fn confirmed(&mut self, tag: u64, multiple: bool, result: Result<()>) -> bool {
-        let Some((_, waiting)) = self.confirm.as_mut() else { return false };
-        let tags: Vec<u64> = if multiple { waiting.range(..=tag).map(|(k, _)| *k).collect() } else { vec![tag] };
-        for t in tags {
-            if let Some(tx) = waiting.remove(&t) {
-                let _ = tx.send(result.clone());
-            }
-        }
-        true
-    }
-}
-
-struct Inner {
+/// Bytes for the socket writer; an empty chunk asks it to shut the socket down.
+struct TcpCarrier {
     out: mpsc::UnboundedSender<Bytes>,
-    frame_max: u32,
-    channel_max: u16,
-    channels: Mutex<HashMap<u16, ChanState>>,
-    open: AtomicBool,
-    next_channel: AtomicU16,
-    events: mpsc::UnboundedSender<ServerEvent>,
-    /// Publishes wait for the broker's confirm (`confirm_publish`, as pyamqp's option).
-    confirm_publish: bool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn closed() -> Error {
-    Error::RecoverableConnection("the AMQP connection is closed".into())
-}
-
-impl Inner {
-    fn send(&self, bytes: BytesMut) -> Result<()> {
-        self.out.send(bytes.freeze()).map_err(|_| closed())
+impl Carrier for TcpCarrier {
+    fn send(&self, frame: Bytes) -> Result<()> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        self.out.send(frame).map_err(|_| Error::RecoverableConnection("the AMQP connection is closed".into()))
     }
-
-    /// Send `m` on `channel` and wait for the server's answer.
-    async fn call(&self, channel: u16, m: Method) -> Result<Reply> {
-        if !self.open.load(Ordering::SeqCst) {
-            return Err(closed());
-        }
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut chans = lock(&self.channels);
-            let st = chans.get_mut(&channel).ok_or_else(|| Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {channel} is closed")))?;
-            let mut out = BytesMut::new();
-            codec::write_method(channel, &m, &mut out)?;
-            st.pending.push_back(tx);
-            self.send(out)?;
-        }
-        rx.await.unwrap_or_else(|_| Err(closed()))
-    }
-
-    async fn method(&self, channel: u16, m: Method) -> Result<Method> {
-        match self.call(channel, m).await? {
-            Reply::Method(m) => Ok(m),
-            Reply::Get(m, ..) => Ok(m),
-        }
-    }
-
-    fn fail_all(&self, e: &Error) {
-        for (_, st) in lock(&self.channels).drain() {
-            st.fail(e);
-        }
-    }
-}
-
-/// An `amqp://` connection.
-pub struct AmqpConnection {
-    inner: Arc<Inner>,
-    events: tokio::sync::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
-    tasks: Vec<tokio::task::JoinHandle<()>>,
-}
-
-impl Drop for AmqpConnection {
-    fn drop(&mut self) {
-        self.inner.open.store(false, Ordering::SeqCst);
-        for t in &self.tasks {
-            t.abort();
-        }
-    }
-}
-
-async fn read_until_frame(stream: &mut Box<dyn Stream>, buf: &mut BytesMut, frame_max: u32) -> Result<Frame> {
-    loop {
-        if let Some((f, n)) = codec::read_frame(buf, frame_max)? {
-            let _ = buf.split_to(n);
-            return Ok(f);
-        }
-        let n = stream.read_buf(buf).await.map_err(|e| Error::RecoverableConnection(format!("AMQP read failed: {e}")))?;
-        if n == 0 {
-            return Err(Error::RecoverableConnection("the broker closed the connection during the handshake".into()));
-        }
-    }
-}
-
-async fn expect(stream: &mut Box<dyn Stream>, buf: &mut BytesMut, what: &str) -> Result<Method> {
-    match read_until_frame(stream, buf, 131_072).await? {
-        Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => Err(Error::connection(ReplyCode::from_code(reply_code), reply_text)),
-        Frame::Method(0, m) => Ok(m),
-        other => Err(Error::Decode(format!("expected {what} from the broker, got {other:?}"))),
+    fn close(&self) {
+        let _ = self.out.send(Bytes::new());
     }
 }
 
@@ -176,510 +53,88 @@ impl Transport for AmqpTransport {
         let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
         let addr = format!("{}:{port}", info.hostname);
         let timeout = Duration::from_secs_f64(info.connect_timeout.unwrap_or(5.0));
-        let mut stream = tokio::time::timeout(timeout, crate::tls::connect(info, port, info.ssl))
+        let stream = tokio::time::timeout(timeout, crate::tls::connect(info, port, info.ssl))
             .await
             .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))??;
-        stream.write_all(codec::PROTOCOL_HEADER).await.map_err(|e| Error::RecoverableConnection(e.to_string()))?;
-        let mut buf = BytesMut::with_capacity(64 * 1024);
-        let handshake = async {
-            let Method::ConnectionStart { mechanisms, .. } = expect(&mut stream, &mut buf, "connection.start").await? else {
-                return Err(Error::Decode("expected connection.start".into()));
-            };
-            let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
-            let user = info.userid.clone().unwrap_or_else(|| "guest".into());
-            let pass = info.password.clone().unwrap_or_else(|| "guest".into());
-            // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
-            let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
-                Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
-                Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
-                None if offered("PLAIN") => "PLAIN".to_owned(),
-                None => "AMQPLAIN".to_owned(),
-            };
-            if !offered(&mechanism) {
-                return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
-            }
-            let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { codec::amqplain_response(&user, &pass)? };
-            let mut client_properties = Headers::new();
-            client_properties.insert("product".into(), json!("kombu-wasm"));
-            client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
-            client_properties.insert(
-                "capabilities".into(),
-                json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
-            );
-            let mut out = BytesMut::new();
-            codec::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
-            stream.write_all(&out).await.map_err(|e| Error::RecoverableConnection(e.to_string()))?;
-            let Method::ConnectionTune { channel_max, frame_max, heartbeat } = expect(&mut stream, &mut buf, "connection.tune").await? else {
-                return Err(Error::Decode("expected connection.tune".into()));
-            };
-            let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
-            let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
-            let want = info.heartbeat.unwrap_or(0.0).round() as u16;
-            // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
-            let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
-            let mut out = BytesMut::new();
-            codec::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
-            codec::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
-            stream.write_all(&out).await.map_err(|e| Error::RecoverableConnection(e.to_string()))?;
-            match expect(&mut stream, &mut buf, "connection.open-ok").await? {
-                Method::ConnectionOpenOk => Ok((channel_max, frame_max, heartbeat)),
-                other => Err(Error::Decode(format!("expected connection.open-ok, got {other:?}"))),
-            }
-        };
-        let (channel_max, frame_max, heartbeat) = tokio::time::timeout(timeout, handshake)
-            .await
-            .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))??;
-
         let (mut rd, mut wr) = tokio::io::split(stream);
         let (out, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
-        let (ev_tx, ev_rx) = mpsc::unbounded_channel();
-        let inner = Arc::new(Inner {
-            out,
-            frame_max,
-            channel_max,
-            channels: Mutex::new(HashMap::from([(0u16, ChanState::default())])),
-            open: AtomicBool::new(true),
-            next_channel: AtomicU16::new(1),
-            events: ev_tx,
-            confirm_publish: info.options.get("confirm_publish").is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_i64().is_some_and(|i| i != 0) || v.as_str().is_some_and(|s| matches!(s, "1" | "true" | "yes"))),
-        });
-        let writer = tokio::spawn(async move {
-            while let Some(b) = out_rx.recv().await {
-                if wr.write_all(&b).await.is_err() {
+        let closer = out.clone();
+        let client = AmqpClient::new(Box::new(TcpCarrier { out }));
+        // Writer: what the client sends, coalesced while the socket is busy.
+        tokio::spawn(async move {
+            while let Some(first) = out_rx.recv().await {
+                if first.is_empty() {
+                    break;
+                }
+                let mut chunk = BytesMut::from(&first[..]);
+                let mut stop = false;
+                while chunk.len() < 256 * 1024 {
+                    match out_rx.try_recv() {
+                        Ok(b) if b.is_empty() => {
+                            stop = true;
+                            break;
+                        }
+                        Ok(b) => chunk.extend_from_slice(&b),
+                        Err(_) => break,
+                    }
+                }
+                if wr.write_all(&chunk).await.is_err() || stop {
                     break;
                 }
             }
             let _ = wr.shutdown().await;
         });
-        let reader = {
-            let inner = inner.clone();
+        // Reader: bytes to the client; with heartbeats, a broker silent for two intervals is gone.
+        {
+            let client = client.clone();
             tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut last = tokio::time::Instant::now();
                 let reason = loop {
-                    loop {
-                        match codec::read_frame(&buf, inner.frame_max) {
-                            Ok(Some((f, n))) => {
-                                let _ = buf.split_to(n);
-                                if let Err(e) = handle_frame(&inner, f) {
-                                    let _ = inner.events.send(ServerEvent::ConnectionClosed { error: e.clone() });
-                                    inner.open.store(false, Ordering::SeqCst);
-                                    inner.fail_all(&e);
-                                    return;
-                                }
+                    // Wake up every second to check the heartbeat deadline (the interval is
+                    // only known once the handshake is done).
+                    match tokio::time::timeout(Duration::from_secs(1), rd.read(&mut buf)).await {
+                        Err(_) => {
+                            let heartbeat = u64::from(client.heartbeat_interval());
+                            if heartbeat > 0 && last.elapsed() > Duration::from_secs(2 * heartbeat) {
+                                break format!("missed heartbeats from the broker: nothing received for {} s", 2 * heartbeat);
                             }
-                            Ok(None) => break,
-                            Err(e) => {
-                                let e = Error::connection(ReplyCode::FrameError, format!("malformed frame from the broker: {e}"));
-                                inner.open.store(false, Ordering::SeqCst);
-                                inner.fail_all(&e);
-                                let _ = inner.events.send(ServerEvent::ConnectionClosed { error: e });
+                        }
+                        Ok(Ok(0)) => break "the broker closed the connection".to_owned(),
+                        Ok(Ok(n)) => {
+                            last = tokio::time::Instant::now();
+                            if client.on_bytes(&buf[..n]).is_err() {
                                 return;
                             }
                         }
-                    }
-                    // With heartbeats, a broker silent for two intervals is gone (as py-amqp).
-                    let read = rd.read_buf(&mut buf);
-                    let read = if heartbeat > 0 {
-                        match tokio::time::timeout(Duration::from_secs(2 * u64::from(heartbeat)), read).await {
-                            Ok(r) => r,
-                            Err(_) => break format!("missed heartbeats from the broker: nothing received for {} s", 2 * u64::from(heartbeat)),
-                        }
-                    } else {
-                        read.await
-                    };
-                    match read {
-                        Ok(0) => break "the broker closed the connection".to_owned(),
-                        Ok(_) => {}
-                        Err(e) => break format!("read failed: {e}"),
+                        Ok(Err(e)) => break format!("read failed: {e}"),
                     }
                 };
-                if inner.open.swap(false, Ordering::SeqCst) {
-                    let e = Error::RecoverableConnection(format!("AMQP connection lost: {reason}"));
-                    inner.fail_all(&e);
-                    let _ = inner.events.send(ServerEvent::ConnectionClosed { error: e });
-                }
-            })
-        };
-        let mut tasks = vec![writer, reader];
+                client.on_close(&reason);
+            });
+        }
+        let handshake = tokio::time::timeout(timeout, client.handshake(info))
+            .await
+            .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))
+            .and_then(|r| r);
+        if let Err(e) = handshake {
+            let _ = closer.send(Bytes::new()); // shut the socket: the reader ends with it
+            return Err(e);
+        }
+        drop(closer);
+        let heartbeat = client.heartbeat_interval();
         if heartbeat > 0 {
-            let inner = inner.clone();
-            tasks.push(tokio::spawn(async move {
+            let client = client.clone();
+            tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs_f64(f64::from(heartbeat) / 2.0));
                 loop {
                     tick.tick().await;
-                    let mut out = BytesMut::new();
-                    codec::write_heartbeat(&mut out);
-                    if inner.send(out).is_err() {
+                    if client.heartbeat().is_err() {
                         break;
                     }
                 }
-            }));
+            });
         }
-        Ok(Arc::new(AmqpConnection { inner, events: tokio::sync::Mutex::new(ev_rx), tasks }))
-    }
-}
-
-fn deliver(inner: &Inner, channel: u16, m: Method, props: Properties, body: Bytes) {
-    let content = Arc::new(Content { properties: props, body });
-    match m {
-        Method::BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key } => {
-            let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content };
-            let _ = inner.events.send(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
-        }
-        Method::BasicReturn { reply_code, reply_text, exchange, routing_key } => {
-            let returned = Returned { reply_code, reply_text, exchange: exchange.into(), routing_key: routing_key.into(), content };
-            let _ = inner.events.send(ServerEvent::Return { channel: u32::from(channel), returned });
-        }
-        m @ Method::BasicGetOk { .. } => {
-            let tx = lock(&inner.channels).get_mut(&channel).and_then(|st| st.pending.pop_front());
-            if let Some(tx) = tx {
-                let _ = tx.send(Ok(Reply::Get(m, Box::new(content.properties.clone()), content.body.clone())));
-            }
-        }
-        _ => {}
-    }
-}
-
-fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
-    match f {
-        Frame::Heartbeat => Ok(()),
-        Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            codec::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
-            let _ = inner.send(out);
-            Err(Error::connection(ReplyCode::from_code(reply_code), reply_text))
-        }
-        Frame::Method(0, Method::ConnectionBlocked { reason }) => {
-            tracing::warn!(%reason, "the broker blocked publishing (connection.blocked)");
-            Ok(())
-        }
-        Frame::Method(0, Method::ConnectionUnblocked) => Ok(()),
-        Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            codec::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
-            let _ = inner.send(out);
-            let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
-            tracing::debug!(channel = ch, "the broker closed the channel: {e}");
-            if let Some(st) = lock(&inner.channels).remove(&ch) {
-                st.fail(&e);
-            }
-            let _ = inner.events.send(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
-            Ok(())
-        }
-        Frame::Method(ch, Method::ChannelFlow { active }) => {
-            let mut out = BytesMut::new();
-            codec::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
-            let _ = inner.send(out);
-            let _ = inner.events.send(ServerEvent::Flow { channel: u32::from(ch), active });
-            Ok(())
-        }
-        Frame::Method(ch, Method::BasicCancel { consumer_tag, .. }) => {
-            let _ = inner.events.send(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
-            Ok(())
-        }
-        Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
-            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Ok(())));
-            if !tracked {
-                let _ = inner.events.send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
-            }
-            Ok(())
-        }
-        Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
-            let e = Error::MessageNacked(format!("the broker refused message {delivery_tag} on channel {ch}"));
-            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Err(e)));
-            if !tracked {
-                let _ = inner.events.send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
-            }
-            Ok(())
-        }
-        Frame::Method(ch, m) if m.has_content() => {
-            if let Some(st) = lock(&inner.channels).get_mut(&ch) {
-                st.content = Some((m, Properties::default(), 0, BytesMut::new()));
-            }
-            Ok(())
-        }
-        Frame::Method(ch, m) => {
-            let tx = lock(&inner.channels).get_mut(&ch).and_then(|st| st.pending.pop_front());
-            match tx {
-                Some(tx) => {
-                    let _ = tx.send(Ok(Reply::Method(m)));
-                }
-                None => tracing::debug!(channel = ch, "unexpected {m:?}"),
-            }
-            Ok(())
-        }
-        Frame::Header(ch, size, props) => {
-            let done = {
-                let mut chans = lock(&inner.channels);
-                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
-                let Some(c) = st.content.as_mut() else {
-                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content header without a method on channel {ch}")));
-                };
-                c.1 = *props;
-                c.2 = size;
-                if size == 0 {
-                    st.content.take()
-                } else {
-                    None
-                }
-            };
-            if let Some((m, p, _, b)) = done {
-                deliver(inner, ch, m, p, b.freeze());
-            }
-            Ok(())
-        }
-        Frame::Body(ch, bytes) => {
-            let done = {
-                let mut chans = lock(&inner.channels);
-                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
-                let Some(c) = st.content.as_mut() else {
-                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content body without a header on channel {ch}")));
-                };
-                c.3.extend_from_slice(&bytes);
-                if c.3.len() as u64 >= c.2 {
-                    st.content.take()
-                } else {
-                    None
-                }
-            };
-            if let Some((m, p, _, b)) = done {
-                deliver(inner, ch, m, p, b.freeze());
-            }
-            Ok(())
-        }
-    }
-}
-
-#[async_trait::async_trait]
-impl RawConnection for AmqpConnection {
-    async fn open_channel(&self) -> Result<Arc<dyn RawChannel>> {
-        let id = loop {
-            let id = self.inner.next_channel.fetch_add(1, Ordering::SeqCst);
-            let id = if id == 0 || id > self.inner.channel_max {
-                self.inner.next_channel.store(2, Ordering::SeqCst);
-                1
-            } else {
-                id
-            };
-            let mut chans = lock(&self.inner.channels);
-            let n = chans.len();
-            if let std::collections::hash_map::Entry::Vacant(e) = chans.entry(id) {
-                e.insert(ChanState::default());
-                break id;
-            }
-            if n > usize::from(self.inner.channel_max) {
-                return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max) });
-            }
-        };
-        match self.inner.method(id, Method::ChannelOpen).await? {
-            Method::ChannelOpenOk => {}
-            other => return Err(Error::Decode(format!("expected channel.open-ok, got {other:?}"))),
-        }
-        if self.inner.confirm_publish {
-            self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
-            if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
-                st.confirm = Some((1, Default::default()));
-            }
-        }
-        Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true) }))
-    }
-
-    async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
-        let mut rx = self.events.lock().await;
-        let next = match timeout {
-            Some(t) => tokio::time::timeout(t, rx.recv()).await.map_err(|_| Error::Timeout(None))?,
-            None => rx.recv().await,
-        };
-        next.ok_or_else(closed)
-    }
-
-    fn try_next_event(&self) -> Result<Option<ServerEvent>> {
-        match self.events.try_lock() {
-            Ok(mut rx) => match rx.try_recv() {
-                Ok(ev) => Ok(Some(ev)),
-                Err(mpsc::error::TryRecvError::Empty) => Ok(None),
-                Err(mpsc::error::TryRecvError::Disconnected) => Err(closed()),
-            },
-            Err(_) => Ok(None),
-        }
-    }
-
-    fn is_open(&self) -> bool {
-        self.inner.open.load(Ordering::SeqCst)
-    }
-
-    async fn close(&self) -> Result<()> {
-        if self.inner.open.load(Ordering::SeqCst) {
-            let close = Method::ConnectionClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
-            let _ = tokio::time::timeout(Duration::from_secs(5), self.inner.method(0, close)).await;
-            self.inner.open.store(false, Ordering::SeqCst);
-        }
-        Ok(())
-    }
-}
-
-/// A channel of an [`AmqpConnection`].
-pub struct AmqpChannel {
-    inner: Arc<Inner>,
-    id: u16,
-    open: AtomicBool,
-}
-
-impl AmqpChannel {
-    async fn ok(&self, m: Method) -> Result<Method> {
-        self.inner.method(self.id, m).await.inspect_err(|e| {
-            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
-                self.open.store(false, Ordering::SeqCst);
-            }
-        })
-    }
-
-    fn oneway(&self, m: Method) -> Result<()> {
-        let mut out = BytesMut::new();
-        codec::write_method(self.id, &m, &mut out)?;
-        self.inner.send(out)
-    }
-}
-
-#[async_trait::async_trait]
-impl RawChannel for AmqpChannel {
-    fn channel_id(&self) -> u32 {
-        u32::from(self.id)
-    }
-    fn is_open(&self) -> bool {
-        self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst)
-    }
-    async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
-        self.ok(Method::ExchangeDeclare {
-            exchange: m.exchange.clone(),
-            kind: m.kind.to_string(),
-            passive: m.passive,
-            durable: m.durable,
-            auto_delete: m.auto_delete,
-            internal: m.internal,
-            nowait: false,
-            arguments: m.arguments.clone(),
-        })
-        .await
-        .map(|_| ())
-    }
-    async fn exchange_delete(&self, m: &ExchangeDelete) -> Result<()> {
-        self.ok(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false }).await.map(|_| ())
-    }
-    async fn exchange_bind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
-    }
-    async fn exchange_unbind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
-    }
-    async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
-        match self
-            .ok(Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
-            Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
-            other => Err(Error::Decode(format!("expected queue.declare-ok, got {other:?}"))),
-        }
-    }
-    async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() }).await.map(|_| ())
-    }
-    async fn queue_unbind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() }).await.map(|_| ())
-    }
-    async fn queue_purge(&self, queue: &str) -> Result<u32> {
-        match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
-            Method::QueuePurgeOk { message_count } => Ok(message_count),
-            other => Err(Error::Decode(format!("expected queue.purge-ok, got {other:?}"))),
-        }
-    }
-    async fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
-        match self.ok(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }).await? {
-            Method::QueueDeleteOk { message_count } => Ok(message_count),
-            other => Err(Error::Decode(format!("expected queue.delete-ok, got {other:?}"))),
-        }
-    }
-    async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
-        if !self.is_open() {
-            return Err(Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
-        }
-        let mut out = BytesMut::with_capacity(content.body.len() + 256);
-        codec::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
-        codec::write_content(self.id, &content.properties, &content.body, self.inner.frame_max, &mut out)?;
-        let wait = {
-            let mut chans = lock(&self.inner.channels);
-            let wait = match chans.get_mut(&self.id).and_then(|st| st.confirm.as_mut()) {
-                Some((next, waiting)) => {
-                    let (tx, rx) = oneshot::channel();
-                    waiting.insert(*next, tx);
-                    *next += 1;
-                    Some(rx)
-                }
-                None => None,
-            };
-            // Sent under the lock so sequence numbers follow the wire order.
-            self.inner.send(out)?;
-            wait
-        };
-        match wait {
-            // confirm_publish: the publish either is confirmed or raises, never silently lost.
-            Some(rx) => rx.await.unwrap_or_else(|_| Err(closed())),
-            None => Ok(()),
-        }
-    }
-    async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
-        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await? {
-            Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
-                delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }) },
-                message_count,
-            })),
-            _ => Ok(None),
-        }
-    }
-    async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
-        match self
-            .ok(Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
-            Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
-            other => Err(Error::Decode(format!("expected basic.consume-ok, got {other:?}"))),
-        }
-    }
-    async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
-        self.ok(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }).await.map(|_| ())
-    }
-    fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
-        self.oneway(Method::BasicAck { delivery_tag, multiple })
-    }
-    fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
-        self.oneway(Method::BasicReject { delivery_tag, requeue })
-    }
-    fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
-        self.oneway(Method::BasicNack { delivery_tag, multiple, requeue })
-    }
-    async fn basic_recover(&self, requeue: bool) -> Result<()> {
-        self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
-    }
-    async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
-        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await.map(|_| ())
-    }
-    async fn flow(&self, active: bool) -> Result<bool> {
-        match self.ok(Method::ChannelFlow { active }).await? {
-            Method::ChannelFlowOk { active } => Ok(active),
-            _ => Ok(active),
-        }
-    }
-    async fn confirm_select(&self) -> Result<()> {
-        self.ok(Method::ConfirmSelect { nowait: false }).await.map(|_| ())
-    }
-    async fn close(&self) -> Result<()> {
-        if self.open.swap(false, Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) {
-            let _ = self.inner.method(self.id, Method::ChannelClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 }).await;
-            lock(&self.inner.channels).remove(&self.id);
-        }
-        Ok(())
+        Ok(Arc::new(client.connection()?))
     }
 }

@@ -1,5 +1,7 @@
-//! AMQP 0-9-1 without IO: the frame and method codec ([`codec`]) that the native `amqp://`
-//! transport (in `kombu-gateway`) drives over TCP. Bytes in, frames out; frames in, bytes
-//! out — no sockets, no timers.
+//! AMQP 0-9-1 without IO: the frame and method codec ([`codec`]) and the client
+//! ([`client`]: handshake, channels, RPCs, content, confirms) that carriers drive — tokio
+//! TCP/TLS for `amqp://` in `kombu-gateway`, a WebSocket to the gateway's `/amqp` relay for
+//! `amqp+ws://` in the browser. Bytes in, frames out; frames in, bytes out — no sockets.
 
+pub mod client;
 pub mod codec;

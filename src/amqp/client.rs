@@ -1,0 +1,715 @@
+//! The AMQP 0-9-1 client, independent of the socket: the connection handshake (PLAIN or
+//! AMQPLAIN login, tune), channels and their RPCs, every method Kombu uses, content split at
+//! frame_max and reassembled, publisher confirms, returns, server cancels, flow, and
+//! server-initiated closes turned into Kombu's errors — as [`RawConnection`] and
+//! [`RawChannel`]. A carrier moves the bytes: it sends what it is given
+//! ([`Carrier`], shared with the gateway transport) and feeds what it reads to
+//! [`AmqpClient::on_bytes`], then [`AmqpClient::on_close`] when the socket ends. The native
+//! `amqp://`/`amqps://` transport (tokio TCP/TLS, in `kombu-gateway`) and `amqp+ws://` (a
+//! WebSocket to the gateway's `/amqp` relay, in the browser) are such carriers. Timers
+//! (heartbeats, timeouts) are the carrier's, except the timeouts of waits.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use serde_json::json;
+
+use super::codec::{self, Frame, Method};
+use crate::error::{Error, ReplyCode, Result};
+use crate::properties::Properties;
+use crate::rt::{self, Duration};
+use crate::spec::{
+    BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind, QueueDeclare,
+    QueueDeclareOk, QueueDelete, Returned, ServerEvent,
+};
+use crate::transport::gateway::Carrier;
+use crate::transport::{ConnectInfo, RawChannel, RawConnection};
+use crate::value::Headers;
+
+enum Reply {
+    Method(Method),
+    Get(Method, Box<Properties>, Bytes),
+}
+
+#[derive(Default)]
+struct ChanState {
+    pending: VecDeque<oneshot::Sender<Result<Reply>>>,
+    content: Option<(Method, Properties, u64, BytesMut)>,
+    /// Publisher confirms (the `confirm_publish` transport option): the next publish
+    /// sequence number and the publishes waiting for the broker's ack.
+    confirm: Option<(u64, Waiting)>,
+}
+
+/// Publishes waiting for their confirm, by sequence number.
+type Waiting = std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>;
+
+impl ChanState {
+    fn fail(self, e: &Error) {
+        for tx in self.pending {
+            let _ = tx.send(Err(e.clone()));
+        }
+        if let Some((_, waiting)) = self.confirm {
+            for (_, tx) in waiting {
+                let _ = tx.send(Err(e.clone()));
+            }
+        }
+    }
+
+    /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
+    fn confirmed(&mut self, tag: u64, multiple: bool, result: Result<()>) -> bool {
+        let Some((_, waiting)) = self.confirm.as_mut() else { return false };
+        let tags: Vec<u64> = if multiple { waiting.range(..=tag).map(|(k, _)| *k).collect() } else { vec![tag] };
+        for t in tags {
+            if let Some(tx) = waiting.remove(&t) {
+                let _ = tx.send(result.clone());
+            }
+        }
+        true
+    }
+}
+
+struct Inner {
+    out: Box<dyn Carrier>,
+    frame_max: AtomicU32,
+    channel_max: AtomicU16,
+    channels: Mutex<HashMap<u16, ChanState>>,
+    open: AtomicBool,
+    next_channel: AtomicU16,
+    events: mpsc::UnboundedSender<ServerEvent>,
+    /// Publishes wait for the broker's confirm (`confirm_publish`, as pyamqp's option).
+    confirm_publish: AtomicBool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn closed() -> Error {
+    Error::RecoverableConnection("the AMQP connection is closed".into())
+}
+
+impl Inner {
+    fn send(&self, bytes: BytesMut) -> Result<()> {
+        self.out.send(bytes.freeze()).map_err(|_| closed())
+    }
+
+    /// Send `m` on `channel` and wait for the server's answer.
+    async fn call(&self, channel: u16, m: Method) -> Result<Reply> {
+        if !self.open.load(Ordering::SeqCst) {
+            return Err(closed());
+        }
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut chans = lock(&self.channels);
+            let st = chans.get_mut(&channel).ok_or_else(|| Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {channel} is closed")))?;
+            let mut out = BytesMut::new();
+            codec::write_method(channel, &m, &mut out)?;
+            st.pending.push_back(tx);
+            self.send(out)?;
+        }
+        self.out.flush();
+        rx.await.unwrap_or_else(|_| Err(closed()))
+    }
+
+    async fn method(&self, channel: u16, m: Method) -> Result<Method> {
+        match self.call(channel, m).await? {
+            Reply::Method(m) => Ok(m),
+            Reply::Get(m, ..) => Ok(m),
+        }
+    }
+
+    fn fail_all(&self, e: &Error) {
+        for (_, st) in lock(&self.channels).drain() {
+            st.fail(e);
+        }
+    }
+}
+
+/// The protocol state of one AMQP connection, fed by its carrier.
+pub struct AmqpClient {
+    inner: Arc<Inner>,
+    events_rx: Mutex<Option<mpsc::UnboundedReceiver<ServerEvent>>>,
+    /// Bytes read and not yet a whole frame.
+    buf: Mutex<BytesMut>,
+    /// Connection-level methods during the handshake (until `connection.open-ok`).
+    handshake: Mutex<Option<mpsc::UnboundedSender<Result<Method>>>>,
+    handshake_rx: futures::lock::Mutex<Option<mpsc::UnboundedReceiver<Result<Method>>>>,
+    /// The negotiated heartbeat interval in seconds (0: none), once tuned.
+    heartbeat: AtomicU16,
+}
+
+impl AmqpClient {
+    /// Protocol state over `carrier`; call [`AmqpClient::handshake`] next.
+    pub fn new(carrier: Box<dyn Carrier>) -> Arc<AmqpClient> {
+        let (events, events_rx) = mpsc::unbounded();
+        let (hs_tx, hs_rx) = mpsc::unbounded();
+        Arc::new(AmqpClient {
+            inner: Arc::new(Inner {
+                out: carrier,
+                frame_max: AtomicU32::new(131_072),
+                channel_max: AtomicU16::new(2047),
+                channels: Mutex::new(HashMap::from([(0u16, ChanState::default())])),
+                open: AtomicBool::new(true),
+                next_channel: AtomicU16::new(1),
+                events,
+                confirm_publish: AtomicBool::new(false),
+            }),
+            events_rx: Mutex::new(Some(events_rx)),
+            buf: Mutex::new(BytesMut::new()),
+            handshake: Mutex::new(Some(hs_tx)),
+            handshake_rx: futures::lock::Mutex::new(Some(hs_rx)),
+            heartbeat: AtomicU16::new(0),
+        })
+    }
+
+    /// The negotiated heartbeat interval in seconds (0: none): the carrier sends
+    /// [`AmqpClient::heartbeat`] every half interval and gives up on a broker silent for two.
+    pub fn heartbeat_interval(&self) -> u16 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Send a heartbeat frame.
+    pub fn heartbeat(&self) -> Result<()> {
+        let mut out = BytesMut::new();
+        codec::write_heartbeat(&mut out);
+        self.inner.send(out)?;
+        self.inner.out.flush();
+        Ok(())
+    }
+
+    /// Bytes arrived from the broker. An error (a malformed frame, or the broker closing the
+    /// connection) means the carrier should close the socket and call [`AmqpClient::on_close`].
+    pub fn on_bytes(&self, bytes: &[u8]) -> Result<()> {
+        let mut buf = lock(&self.buf);
+        buf.extend_from_slice(bytes);
+        loop {
+            let frame_max = self.inner.frame_max.load(Ordering::Relaxed);
+            let (f, n) = match codec::read_frame(&buf, frame_max) {
+                Ok(Some(x)) => x,
+                Ok(None) => return Ok(()),
+                Err(e) => {
+                    let e = Error::connection(ReplyCode::FrameError, format!("malformed frame from the broker: {e}"));
+                    self.fail(&e);
+                    return Err(e);
+                }
+            };
+            buf.advance(n);
+            let handshaking = lock(&self.handshake).clone();
+            if let Some(hs) = handshaking {
+                match f {
+                    Frame::Method(0, m) => {
+                        let last = matches!(m, Method::ConnectionOpenOk | Method::ConnectionClose { .. });
+                        let _ = hs.unbounded_send(Ok(m));
+                        if last {
+                            lock(&self.handshake).take();
+                        }
+                    }
+                    Frame::Heartbeat => {}
+                    other => {
+                        let _ = hs.unbounded_send(Err(Error::Decode(format!("unexpected {other:?} during the AMQP handshake"))));
+                    }
+                }
+                continue;
+            }
+            if let Err(e) = handle_frame(&self.inner, f) {
+                self.fail(&e);
+                return Err(e);
+            }
+        }
+    }
+
+    fn fail(&self, e: &Error) {
+        if self.inner.open.swap(false, Ordering::SeqCst) {
+            self.inner.fail_all(e);
+            let _ = self.inner.events.unbounded_send(ServerEvent::ConnectionClosed { error: e.clone() });
+        }
+        if let Some(hs) = lock(&self.handshake).take() {
+            let _ = hs.unbounded_send(Err(e.clone()));
+        }
+    }
+
+    /// The socket ended (`reason` says how).
+    pub fn on_close(&self, reason: &str) {
+        self.fail(&Error::RecoverableConnection(format!("AMQP connection lost: {reason}")));
+    }
+
+    async fn expect(&self, what: &str) -> Result<Method> {
+        let mut rx = self.handshake_rx.lock().await;
+        let Some(rx) = rx.as_mut() else { return Err(Error::Decode(format!("{what}: the handshake is over"))) };
+        match rx.next().await {
+            Some(Ok(Method::ConnectionClose { reply_code, reply_text, .. })) => Err(Error::connection(ReplyCode::from_code(reply_code), reply_text)),
+            Some(Ok(m)) => Ok(m),
+            Some(Err(e)) => Err(e),
+            None => Err(closed()),
+        }
+    }
+
+    /// Open the connection: protocol header, login (`info.login_method`: PLAIN by default,
+    /// or AMQPLAIN), tune (frame_max, channel_max, `info.heartbeat`), `connection.open` of
+    /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
+    /// the broker's confirms.
+    pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
+        self.inner.out.send(Bytes::from_static(codec::PROTOCOL_HEADER))?;
+        self.inner.out.flush();
+        let Method::ConnectionStart { mechanisms, .. } = self.expect("connection.start").await? else {
+            return Err(Error::Decode("expected connection.start".into()));
+        };
+        let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
+        let user = info.userid.clone().unwrap_or_else(|| "guest".into());
+        let pass = info.password.clone().unwrap_or_else(|| "guest".into());
+        // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
+        let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
+            Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
+            Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
+            None if offered("PLAIN") => "PLAIN".to_owned(),
+            None => "AMQPLAIN".to_owned(),
+        };
+        if !offered(&mechanism) {
+            return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
+        }
+        let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { codec::amqplain_response(&user, &pass)? };
+        let mut client_properties = Headers::new();
+        client_properties.insert("product".into(), json!("kombu-wasm"));
+        client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
+        client_properties.insert(
+            "capabilities".into(),
+            json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
+        );
+        let mut out = BytesMut::new();
+        codec::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
+        self.inner.send(out)?;
+        self.inner.out.flush();
+        let Method::ConnectionTune { channel_max, frame_max, heartbeat } = self.expect("connection.tune").await? else {
+            return Err(Error::Decode("expected connection.tune".into()));
+        };
+        let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
+        let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
+        let want = info.heartbeat.unwrap_or(0.0).round() as u16;
+        // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
+        let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
+        let mut out = BytesMut::new();
+        codec::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
+        codec::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
+        self.inner.send(out)?;
+        self.inner.out.flush();
+        match self.expect("connection.open-ok").await? {
+            Method::ConnectionOpenOk => {}
+            other => return Err(Error::Decode(format!("expected connection.open-ok, got {other:?}"))),
+        }
+        self.inner.frame_max.store(frame_max, Ordering::Relaxed);
+        self.inner.channel_max.store(channel_max, Ordering::Relaxed);
+        self.heartbeat.store(heartbeat, Ordering::Relaxed);
+        let confirm = info.options.get("confirm_publish").is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_i64().is_some_and(|i| i != 0) || v.as_str().is_some_and(|s| matches!(s, "1" | "true" | "yes")));
+        self.inner.confirm_publish.store(confirm, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// The connection, once the handshake succeeded (call once).
+    pub fn connection(&self) -> Result<AmqpConnection> {
+        let rx = lock(&self.events_rx).take().ok_or_else(|| Error::Value("AmqpClient::connection was already called".into()))?;
+        Ok(AmqpConnection { inner: self.inner.clone(), events: futures::lock::Mutex::new(rx) })
+    }
+}
+
+/// An AMQP connection (see [`AmqpClient`]).
+pub struct AmqpConnection {
+    inner: Arc<Inner>,
+    events: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+}
+
+impl Drop for AmqpConnection {
+    fn drop(&mut self) {
+        if self.inner.open.swap(false, Ordering::SeqCst) {
+            self.inner.out.close();
+        }
+    }
+}
+
+fn deliver(inner: &Inner, channel: u16, m: Method, props: Properties, body: Bytes) {
+    let content = Arc::new(Content { properties: props, body });
+    match m {
+        Method::BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key } => {
+            let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content };
+            let _ = inner.events.unbounded_send(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
+        }
+        Method::BasicReturn { reply_code, reply_text, exchange, routing_key } => {
+            let returned = Returned { reply_code, reply_text, exchange: exchange.into(), routing_key: routing_key.into(), content };
+            let _ = inner.events.unbounded_send(ServerEvent::Return { channel: u32::from(channel), returned });
+        }
+        m @ Method::BasicGetOk { .. } => {
+            let tx = lock(&inner.channels).get_mut(&channel).and_then(|st| st.pending.pop_front());
+            if let Some(tx) = tx {
+                let _ = tx.send(Ok(Reply::Get(m, Box::new(content.properties.clone()), content.body.clone())));
+            }
+        }
+        _ => {}
+    }
+}
+
+fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
+    match f {
+        Frame::Heartbeat => Ok(()),
+        Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => {
+            let mut out = BytesMut::new();
+            codec::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
+            let _ = inner.send(out);
+            Err(Error::connection(ReplyCode::from_code(reply_code), reply_text))
+        }
+        Frame::Method(0, Method::ConnectionBlocked { reason }) => {
+            tracing::warn!(%reason, "the broker blocked publishing (connection.blocked)");
+            Ok(())
+        }
+        Frame::Method(0, Method::ConnectionUnblocked) => Ok(()),
+        Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
+            let mut out = BytesMut::new();
+            codec::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
+            let _ = inner.send(out);
+            let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
+            tracing::debug!(channel = ch, "the broker closed the channel: {e}");
+            if let Some(st) = lock(&inner.channels).remove(&ch) {
+                st.fail(&e);
+            }
+            let _ = inner.events.unbounded_send(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
+            Ok(())
+        }
+        Frame::Method(ch, Method::ChannelFlow { active }) => {
+            let mut out = BytesMut::new();
+            codec::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
+            let _ = inner.send(out);
+            let _ = inner.events.unbounded_send(ServerEvent::Flow { channel: u32::from(ch), active });
+            Ok(())
+        }
+        Frame::Method(ch, Method::BasicCancel { consumer_tag, .. }) => {
+            let _ = inner.events.unbounded_send(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
+            Ok(())
+        }
+        Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Ok(())));
+            if !tracked {
+                let _ = inner.events.unbounded_send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
+            }
+            Ok(())
+        }
+        Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
+            let e = Error::MessageNacked(format!("the broker refused message {delivery_tag} on channel {ch}"));
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Err(e)));
+            if !tracked {
+                let _ = inner.events.unbounded_send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
+            }
+            Ok(())
+        }
+        Frame::Method(ch, m) if m.has_content() => {
+            if let Some(st) = lock(&inner.channels).get_mut(&ch) {
+                st.content = Some((m, Properties::default(), 0, BytesMut::new()));
+            }
+            Ok(())
+        }
+        Frame::Method(ch, m) => {
+            let tx = lock(&inner.channels).get_mut(&ch).and_then(|st| st.pending.pop_front());
+            match tx {
+                Some(tx) => {
+                    let _ = tx.send(Ok(Reply::Method(m)));
+                }
+                None => tracing::debug!(channel = ch, "unexpected {m:?}"),
+            }
+            Ok(())
+        }
+        Frame::Header(ch, size, props) => {
+            let done = {
+                let mut chans = lock(&inner.channels);
+                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
+                let Some(c) = st.content.as_mut() else {
+                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content header without a method on channel {ch}")));
+                };
+                c.1 = *props;
+                c.2 = size;
+                if size == 0 {
+                    st.content.take()
+                } else {
+                    None
+                }
+            };
+            if let Some((m, p, _, b)) = done {
+                deliver(inner, ch, m, p, b.freeze());
+            }
+            Ok(())
+        }
+        Frame::Body(ch, bytes) => {
+            let done = {
+                let mut chans = lock(&inner.channels);
+                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
+                let Some(c) = st.content.as_mut() else {
+                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content body without a header on channel {ch}")));
+                };
+                c.3.extend_from_slice(&bytes);
+                if c.3.len() as u64 >= c.2 {
+                    st.content.take()
+                } else {
+                    None
+                }
+            };
+            if let Some((m, p, _, b)) = done {
+                deliver(inner, ch, m, p, b.freeze());
+            }
+            Ok(())
+        }
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl RawConnection for AmqpConnection {
+    async fn open_channel(&self) -> Result<Arc<dyn RawChannel>> {
+        let id = loop {
+            let id = self.inner.next_channel.fetch_add(1, Ordering::SeqCst);
+            let id = if id == 0 || id > self.inner.channel_max.load(Ordering::Relaxed) {
+                self.inner.next_channel.store(2, Ordering::SeqCst);
+                1
+            } else {
+                id
+            };
+            let mut chans = lock(&self.inner.channels);
+            let n = chans.len();
+            if let std::collections::hash_map::Entry::Vacant(e) = chans.entry(id) {
+                e.insert(ChanState::default());
+                break id;
+            }
+            if n > usize::from(self.inner.channel_max.load(Ordering::Relaxed)) {
+                return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
+            }
+        };
+        match self.inner.method(id, Method::ChannelOpen).await? {
+            Method::ChannelOpenOk => {}
+            other => return Err(Error::Decode(format!("expected channel.open-ok, got {other:?}"))),
+        }
+        if self.inner.confirm_publish.load(Ordering::Relaxed) {
+            self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
+            if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
+                st.confirm = Some((1, Default::default()));
+            }
+        }
+        Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true) }))
+    }
+
+    async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
+        let mut rx = self.events.lock().await;
+        match rx.try_recv() {
+            Ok(ev) => return Ok(ev),
+            Err(mpsc::TryRecvError::Closed) => return Err(closed()),
+            // Nothing yet: what the carrier holds back goes out before we wait.
+            Err(mpsc::TryRecvError::Empty) => self.inner.out.flush(),
+        }
+        let next = match timeout {
+            None => rx.next().await,
+            Some(t) => {
+                let timer = rt::sleep(t);
+                futures::pin_mut!(timer);
+                match futures::future::select(rx.next(), timer).await {
+                    futures::future::Either::Left((ev, _)) => ev,
+                    futures::future::Either::Right(_) => return Err(Error::Timeout(None)),
+                }
+            }
+        };
+        next.ok_or_else(closed)
+    }
+
+    fn try_next_event(&self) -> Result<Option<ServerEvent>> {
+        match self.events.try_lock() {
+            Some(mut rx) => match rx.try_recv() {
+                Ok(ev) => Ok(Some(ev)),
+                Err(mpsc::TryRecvError::Empty) => Ok(None),
+                Err(mpsc::TryRecvError::Closed) => Err(closed()),
+            },
+            None => Ok(None),
+        }
+    }
+
+    fn is_open(&self) -> bool {
+        self.inner.open.load(Ordering::SeqCst)
+    }
+
+    async fn close(&self) -> Result<()> {
+        if self.inner.open.load(Ordering::SeqCst) {
+            let close = Method::ConnectionClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 };
+            let answer = self.inner.method(0, close);
+            let timer = rt::sleep(Duration::from_secs(5));
+            futures::pin_mut!(answer, timer);
+            let _ = futures::future::select(answer, timer).await;
+            self.inner.open.store(false, Ordering::SeqCst);
+            self.inner.out.close();
+        }
+        Ok(())
+    }
+}
+
+/// A channel of an [`AmqpConnection`].
+pub struct AmqpChannel {
+    inner: Arc<Inner>,
+    id: u16,
+    open: AtomicBool,
+}
+
+impl AmqpChannel {
+    async fn ok(&self, m: Method) -> Result<Method> {
+        self.inner.method(self.id, m).await.inspect_err(|e| {
+            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
+                self.open.store(false, Ordering::SeqCst);
+            }
+        })
+    }
+
+    fn oneway(&self, m: Method) -> Result<()> {
+        let mut out = BytesMut::new();
+        codec::write_method(self.id, &m, &mut out)?;
+        self.inner.send(out)
+    }
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
+#[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
+impl RawChannel for AmqpChannel {
+    fn channel_id(&self) -> u32 {
+        u32::from(self.id)
+    }
+    fn is_open(&self) -> bool {
+        self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst)
+    }
+    async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
+        self.ok(Method::ExchangeDeclare {
+            exchange: m.exchange.clone(),
+            kind: m.kind.to_string(),
+            passive: m.passive,
+            durable: m.durable,
+            auto_delete: m.auto_delete,
+            internal: m.internal,
+            nowait: false,
+            arguments: m.arguments.clone(),
+        })
+        .await
+        .map(|_| ())
+    }
+    async fn exchange_delete(&self, m: &ExchangeDelete) -> Result<()> {
+        self.ok(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false }).await.map(|_| ())
+    }
+    async fn exchange_bind(&self, m: &ExchangeBind) -> Result<()> {
+        self.ok(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
+            .await
+            .map(|_| ())
+    }
+    async fn exchange_unbind(&self, m: &ExchangeBind) -> Result<()> {
+        self.ok(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
+            .await
+            .map(|_| ())
+    }
+    async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
+        match self
+            .ok(Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() })
+            .await?
+        {
+            Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
+            other => Err(Error::Decode(format!("expected queue.declare-ok, got {other:?}"))),
+        }
+    }
+    async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
+        self.ok(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() }).await.map(|_| ())
+    }
+    async fn queue_unbind(&self, m: &QueueBind) -> Result<()> {
+        self.ok(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() }).await.map(|_| ())
+    }
+    async fn queue_purge(&self, queue: &str) -> Result<u32> {
+        match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
+            Method::QueuePurgeOk { message_count } => Ok(message_count),
+            other => Err(Error::Decode(format!("expected queue.purge-ok, got {other:?}"))),
+        }
+    }
+    async fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
+        match self.ok(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }).await? {
+            Method::QueueDeleteOk { message_count } => Ok(message_count),
+            other => Err(Error::Decode(format!("expected queue.delete-ok, got {other:?}"))),
+        }
+    }
+    async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
+        if !self.is_open() {
+            return Err(Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
+        }
+        let mut out = BytesMut::with_capacity(content.body.len() + 256);
+        codec::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
+        codec::write_content(self.id, &content.properties, &content.body, self.inner.frame_max.load(Ordering::Relaxed), &mut out)?;
+        let wait = {
+            let mut chans = lock(&self.inner.channels);
+            let wait = match chans.get_mut(&self.id).and_then(|st| st.confirm.as_mut()) {
+                Some((next, waiting)) => {
+                    let (tx, rx) = oneshot::channel();
+                    waiting.insert(*next, tx);
+                    *next += 1;
+                    Some(rx)
+                }
+                None => None,
+            };
+            // Sent under the lock so sequence numbers follow the wire order.
+            self.inner.send(out)?;
+            wait
+        };
+        match wait {
+            // confirm_publish: the publish either is confirmed or raises, never silently lost.
+            Some(rx) => rx.await.unwrap_or_else(|_| Err(closed())),
+            None => Ok(()),
+        }
+    }
+    async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
+        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await? {
+            Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
+                delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }) },
+                message_count,
+            })),
+            _ => Ok(None),
+        }
+    }
+    async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
+        match self
+            .ok(Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() })
+            .await?
+        {
+            Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
+            other => Err(Error::Decode(format!("expected basic.consume-ok, got {other:?}"))),
+        }
+    }
+    async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
+        self.ok(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }).await.map(|_| ())
+    }
+    fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
+        self.oneway(Method::BasicAck { delivery_tag, multiple })
+    }
+    fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
+        self.oneway(Method::BasicReject { delivery_tag, requeue })
+    }
+    fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
+        self.oneway(Method::BasicNack { delivery_tag, multiple, requeue })
+    }
+    async fn basic_recover(&self, requeue: bool) -> Result<()> {
+        self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
+    }
+    async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
+        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await.map(|_| ())
+    }
+    async fn flow(&self, active: bool) -> Result<bool> {
+        match self.ok(Method::ChannelFlow { active }).await? {
+            Method::ChannelFlowOk { active } => Ok(active),
+            _ => Ok(active),
+        }
+    }
+    async fn confirm_select(&self) -> Result<()> {
+        self.ok(Method::ConfirmSelect { nowait: false }).await.map(|_| ())
+    }
+    async fn close(&self) -> Result<()> {
+        if self.open.swap(false, Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) {
+            let _ = self.inner.method(self.id, Method::ChannelClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 }).await;
+            lock(&self.inner.channels).remove(&self.id);
+        }
+        Ok(())
+    }
+}
