@@ -6,8 +6,8 @@ export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, base
   const exchange = new Exchange(name, { type: "direct" });
   const queue = new Queue(name, { exchange, routingKey: "bench" });
   // A gateway URL without a vhost gets one of its own (the embedded broker creates it); give
-  // `?vhost=/` for a gateway in front of RabbitMQ.
-  const url = !baseUrl.startsWith("gateway+") ? `memory:///${name}` : baseUrl.includes("vhost=") ? baseUrl : `${baseUrl}?vhost=/${name}`;
+  // `?vhost=/` for a gateway in front of RabbitMQ. Other URLs (amqp+ws://) are used as given.
+  const url = baseUrl.startsWith("memory:") ? `memory:///${name}` : !baseUrl.startsWith("gateway+") || baseUrl.includes("vhost=") ? baseUrl : `${baseUrl}?vhost=/${name}`;
   const conn = new Connection(url);
   await conn.declare(queue);
   const producer = conn.Producer();

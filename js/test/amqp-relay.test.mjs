@@ -5,8 +5,8 @@
 // and refused where the identity's permissions say no.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, writeFileSync, rmSync } from "node:fs";
+import { spawn, execFileSync } from "node:child_process";
+import { existsSync, mkdtempSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -18,6 +18,7 @@ const repo = join(here, "..", "..");
 const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const TOKEN = "relay-test-token-1";
+const APP_TOKEN = "relay-app-token-1";
 
 const rabbitUp = () =>
   new Promise((resolve) => {
@@ -40,7 +41,8 @@ before(async () => {
   const tokens = join(dir, "tokens.toml");
   writeFileSync(
     tokens,
-    `[[identity]]\nname = "browser"\ntoken = "${TOKEN}"\nvhosts = ["/"]\nconfigure = 'kw-relay\\..*'\nwrite = 'kw-relay\\..*'\nread = 'kw-relay\\..*'\n`,
+    `[[identity]]\nname = "browser"\ntoken = "${TOKEN}"\nvhosts = ["/"]\nconfigure = 'kw-relay\\..*'\nwrite = 'kw-relay\\..*'\nread = 'kw-relay\\..*'\n` +
+      `[[identity]]\nname = "app"\ntoken = "${APP_TOKEN}"\nvhosts = ["/"]\n`,
   );
   gateway = spawn(bin, ["--listen", "127.0.0.1:0", "--broker", "amqp://guest:guest@127.0.0.1:5672//", "--tokens", tokens, "--www", join(here, "site"), "--pkg", join(repo, "js")], {
     stdio: ["ignore", "pipe", "inherit"],
@@ -116,6 +118,68 @@ test("a third-party browser AMQP client works through the /amqp relay, within it
     assert.match(r.refused, /ACCESS_REFUSED.*configure access to queue 'admin\.secrets'/);
     assert.equal(r.after, 0);
     assert.match(r.badLogin, /ACCESS_REFUSED|unknown token/);
+  } finally {
+    await browser.close();
+  }
+});
+
+// kombu-wasm's own amqp+ws:// transport (the core's AMQP client over the browser WebSocket)
+// through the same relay: the package README's quick start with only the URL changed, in
+// Chromium and in Node.
+function quickStart(url) {
+  const readme = readFileSync(join(repo, "js", "README.md"), "utf8");
+  const code = readme.slice(readme.indexOf("## Quick start")).match(/```js\n([\s\S]*?)```/)[1];
+  assert.match(code, /new Connection\("memory:\/\/"\)/);
+  // Unique names on the shared RabbitMQ; the queue is deleted afterwards by the caller.
+  return code.replace('"memory://"', JSON.stringify(url));
+}
+
+test("the quick start runs over amqp+ws:// through the relay, in Chromium and in Node", { skip: !existsSync(executablePath) && "no chromium", timeout: 60000 }, async (t) => {
+  if (skip) return t.skip("no RabbitMQ");
+  const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
+  // Node
+  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-ws-"));
+  try {
+    const script = quickStart(url).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "index.js"))}`);
+    writeFileSync(join(dir, "qs.mjs"), script);
+    const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });
+    assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  // Chromium
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://${addr}/gateway.html`);
+    await page.waitForFunction(() => window.__ready);
+    const r = await page.evaluate(async (url) => {
+      const { Connection, Exchange, Queue } = window.kombu;
+      const media = new Exchange("media", { type: "direct", durable: true });
+      const video = new Queue("video", { exchange: media, routingKey: "video" });
+      const conn = new Connection(url);
+      const producer = conn.Producer({ serializer: "json" });
+      await producer.publish({ name: "/tmp/lolcat1.avi", size: 1301013 }, { exchange: media, routingKey: "video", declare: [video] });
+      const consumer = conn.Consumer([video], { accept: ["json"] });
+      const m = await consumer.next({ timeout: 10000 });
+      m.ack();
+      const out = { payload: m.payload, exchange: m.deliveryInfo.exchange, transport: conn.info().transport };
+      // Errors keep Kombu's names over AMQP too.
+      try {
+        await conn.purge("kw-relay-missing-queue");
+      } catch (e) {
+        out.error = `${e.name}: ${e.message}`;
+      }
+      await conn.release();
+      const cleanup = new Connection(url);
+      await cleanup.delete(video);
+      await cleanup.delete(media);
+      await cleanup.release();
+      return out;
+    }, url);
+    assert.deepEqual(r.payload, { name: "/tmp/lolcat1.avi", size: 1301013 });
+    assert.equal(r.exchange, "media");
+    assert.match(r.error, /^NotFound: .*kw-relay-missing-queue/);
   } finally {
     await browser.close();
   }

@@ -309,9 +309,9 @@ impl AmqpClient {
     }
 
     /// The connection, once the handshake succeeded (call once).
-    pub fn connection(&self) -> Result<AmqpConnection> {
+    pub fn connection(self: &Arc<Self>) -> Result<AmqpConnection> {
         let rx = lock(&self.events_rx).take().ok_or_else(|| Error::Value("AmqpClient::connection was already called".into()))?;
-        Ok(AmqpConnection { inner: self.inner.clone(), events: futures::lock::Mutex::new(rx) })
+        Ok(AmqpConnection { inner: self.inner.clone(), events: futures::lock::Mutex::new(rx), _client: self.clone() })
     }
 }
 
@@ -319,6 +319,8 @@ impl AmqpClient {
 pub struct AmqpConnection {
     inner: Arc<Inner>,
     events: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+    /// Keeps the client (which the carrier feeds through a weak reference) alive.
+    _client: Arc<AmqpClient>,
 }
 
 impl Drop for AmqpConnection {

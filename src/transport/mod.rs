@@ -164,6 +164,8 @@ fn builtin() -> Registry {
     {
         m.insert("gateway+ws".into(), Arc::new(websocket::WebSocketTransport));
         m.insert("gateway+wss".into(), Arc::new(websocket::WebSocketTransport));
+        m.insert("amqp+ws".into(), Arc::new(websocket::AmqpWebSocketTransport));
+        m.insert("amqps+wss".into(), Arc::new(websocket::AmqpWebSocketTransport));
     }
     m
 }

@@ -13,6 +13,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::gateway::{endpoint, hello_params, Carrier, GatewayClient, GatewayConnection};
+use crate::amqp::client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
 use crate::error::{Error, Result};
 use crate::gateway::SUBPROTOCOL;
@@ -37,6 +38,8 @@ struct Outbox {
     limit: usize,
     /// A flush is scheduled.
     scheduled: bool,
+    /// The messages are a byte stream (AMQP): held frames are concatenated, not batched.
+    raw_stream: bool,
 }
 
 impl Outbox {
@@ -44,7 +47,7 @@ impl Outbox {
         if self.frames.is_empty() {
             return Ok(());
         }
-        let message = crate::gateway::encode_batch(&self.frames);
+        let message = if self.raw_stream { self.frames.concat().into() } else { crate::gateway::encode_batch(&self.frames) };
         self.frames.clear();
         self.bytes = 0;
         self.ws.send_with_u8_array(&message).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
@@ -120,8 +123,10 @@ struct WsCarrier {
 }
 
 impl WsCarrier {
-    fn new(ws: WebSocket, handlers: Handlers) -> WsCarrier {
-        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit: 0, scheduled: false }));
+    fn new(ws: WebSocket, handlers: Handlers, raw_stream: bool) -> WsCarrier {
+        // A byte stream can always be coalesced; gateway frames once the server allows it.
+        let limit = if raw_stream { 64 * 1024 } else { 0 };
+        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit, scheduled: false, raw_stream }));
         WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)) }
     }
 }
@@ -165,6 +170,97 @@ impl Carrier for WsCarrier {
     }
 }
 
+/// What reads a WebSocket's messages: the gateway client or the AMQP client.
+trait Peer {
+    fn on_data(&self, bytes: &Bytes) -> Result<()>;
+    fn on_end(&self, reason: &str);
+}
+
+impl Peer for GatewayClient {
+    fn on_data(&self, bytes: &Bytes) -> Result<()> {
+        self.on_frame(bytes)
+    }
+    fn on_end(&self, reason: &str) {
+        self.on_close(reason)
+    }
+}
+
+impl Peer for AmqpClient {
+    fn on_data(&self, bytes: &Bytes) -> Result<()> {
+        self.on_bytes(bytes)
+    }
+    fn on_end(&self, reason: &str) {
+        self.on_close(reason)
+    }
+}
+
+type Slot = Rc<RefCell<Option<Weak<dyn Peer>>>>;
+
+/// Open a WebSocket to `url` and wait until it is open. Its messages go to the peer put in
+/// the returned slot. `raw_stream`: the messages are a byte stream (AMQP), batched by
+/// concatenation; otherwise gateway frames, batched once the server allows it.
+async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<(WsCarrier, Slot)> {
+    let ws = match protocol {
+        Some(p) => WebSocket::new_with_str(url, p),
+        None => WebSocket::new(url),
+    }
+    .map_err(|e| Error::Value(format!("cannot open a WebSocket to {url}: {e:?}")))?;
+    ws.set_binary_type(BinaryType::Arraybuffer);
+    let slot: Slot = Rc::new(RefCell::new(None));
+    let (open_tx, open_rx) = oneshot::channel::<std::result::Result<(), String>>();
+    let open_tx = Rc::new(RefCell::new(Some(open_tx)));
+
+    let on_message = {
+        let slot = slot.clone();
+        let ws = ws.clone();
+        Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            let Some(peer) = slot.borrow().as_ref().and_then(Weak::upgrade) else { return };
+            let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else {
+                peer.on_end("the server sent a text message");
+                let _ = ws.close();
+                return;
+            };
+            let bytes = Bytes::from(Uint8Array::new(&buf).to_vec());
+            if let Err(e) = peer.on_data(&bytes) {
+                peer.on_end(&format!("malformed data from the server: {e}"));
+                let _ = ws.close();
+            }
+        })
+    };
+    let on_close = {
+        let slot = slot.clone();
+        let open_tx = open_tx.clone();
+        Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+            let reason = if ev.reason().is_empty() { format!("closed (code {})", ev.code()) } else { ev.reason() };
+            if let Some(tx) = open_tx.borrow_mut().take() {
+                let _ = tx.send(Err(reason.clone()));
+            }
+            if let Some(peer) = slot.borrow().as_ref().and_then(Weak::upgrade) {
+                peer.on_end(&reason);
+            }
+        })
+    };
+    let on_open = {
+        let open_tx = open_tx.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
+            if let Some(tx) = open_tx.borrow_mut().take() {
+                let _ = tx.send(Ok(()));
+            }
+        })
+    };
+    ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
+    ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
+    ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
+    match open_rx.await {
+        Ok(Ok(())) => {}
+        Ok(Err(reason)) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}: {reason}"))),
+        Err(_) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}"))),
+    }
+    ws.set_onopen(None);
+    let carrier = WsCarrier::new(ws, (on_message, on_close, on_open), raw_stream);
+    Ok((carrier, slot))
+}
+
 #[async_trait::async_trait(?Send)]
 impl Transport for WebSocketTransport {
     fn driver_name(&self) -> &'static str {
@@ -178,65 +274,48 @@ impl Transport for WebSocketTransport {
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
-        let url = endpoint(info);
-        let ws = WebSocket::new_with_str(&url, SUBPROTOCOL).map_err(|e| Error::Value(format!("cannot open a WebSocket to {url}: {e:?}")))?;
-        ws.set_binary_type(BinaryType::Arraybuffer);
-        let slot: Rc<RefCell<Option<Weak<GatewayClient>>>> = Rc::new(RefCell::new(None));
-        let (open_tx, open_rx) = oneshot::channel::<std::result::Result<(), String>>();
-        let open_tx = Rc::new(RefCell::new(Some(open_tx)));
-
-        let on_message = {
-            let slot = slot.clone();
-            let ws = ws.clone();
-            Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
-                let Some(client) = slot.borrow().as_ref().and_then(Weak::upgrade) else { return };
-                let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else {
-                    client.on_close("the gateway sent a text frame");
-                    let _ = ws.close();
-                    return;
-                };
-                let bytes = Bytes::from(Uint8Array::new(&buf).to_vec());
-                if let Err(e) = client.on_frame(&bytes) {
-                    client.on_close(&format!("malformed frame from the gateway: {e}"));
-                    let _ = ws.close();
-                }
-            })
-        };
-        let on_close = {
-            let slot = slot.clone();
-            let open_tx = open_tx.clone();
-            Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
-                let reason = if ev.reason().is_empty() { format!("closed (code {})", ev.code()) } else { ev.reason() };
-                if let Some(tx) = open_tx.borrow_mut().take() {
-                    let _ = tx.send(Err(reason.clone()));
-                }
-                if let Some(client) = slot.borrow().as_ref().and_then(Weak::upgrade) {
-                    client.on_close(&reason);
-                }
-            })
-        };
-        let on_open = {
-            let open_tx = open_tx.clone();
-            Closure::<dyn FnMut(web_sys::Event)>::new(move |_| {
-                if let Some(tx) = open_tx.borrow_mut().take() {
-                    let _ = tx.send(Ok(()));
-                }
-            })
-        };
-        ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
-        ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
-        ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-        match open_rx.await {
-            Ok(Ok(())) => {}
-            Ok(Err(reason)) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}: {reason}"))),
-            Err(_) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}"))),
-        }
-        ws.set_onopen(None);
-        let carrier = WsCarrier::new(ws, (on_message, on_close, on_open));
+        let (carrier, slot) = open_socket(&endpoint(info), Some(SUBPROTOCOL), false).await?;
         let client = GatewayClient::new(Box::new(carrier));
-        *slot.borrow_mut() = Some(Arc::downgrade(&client));
+        let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
+        *slot.borrow_mut() = Some(peer);
         let (vhost, token) = hello_params(info);
         client.hello(&vhost, token).await?;
         Ok(Arc::new(GatewayConnection::new(client)))
+    }
+}
+
+/// `amqp+ws://user:password@host:port/vhost` and `amqps+wss://` (wasm32 only): AMQP 0-9-1
+/// over a WebSocket — to kombu-gateway's `/amqp` relay (the default path; `ws_path` in the
+/// URL query names another), or any AMQP-over-WebSocket endpoint. The virtual host is the
+/// URL's path, as for `amqp://`; through a gateway with a token file, the password is the
+/// gateway token. The core's AMQP client ([`crate::amqp::client`]) speaks the protocol.
+#[derive(Debug, Default)]
+pub struct AmqpWebSocketTransport;
+
+#[async_trait::async_trait(?Send)]
+impl Transport for AmqpWebSocketTransport {
+    fn driver_name(&self) -> &'static str {
+        "amqp"
+    }
+    fn default_port(&self) -> Option<u16> {
+        Some(8765)
+    }
+    fn implements(&self) -> Implements {
+        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: false }
+    }
+
+    async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
+        let scheme = if info.transport.ends_with("wss") || info.ssl { "wss" } else { "ws" };
+        let path = info.options.get("ws_path").and_then(crate::value::Value::as_str).unwrap_or("/amqp");
+        let url = format!("{scheme}://{}:{}{path}", info.hostname, info.port.unwrap_or(8765));
+        let (carrier, slot) = open_socket(&url, None, true).await?;
+        let client = AmqpClient::new(Box::new(carrier));
+        let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
+        *slot.borrow_mut() = Some(peer);
+        // Browsers have no timers we could rely on for heartbeats: none are negotiated.
+        let mut info = info.clone();
+        info.heartbeat = Some(0.0);
+        client.handshake(&info).await?;
+        Ok(Arc::new(client.connection()?))
     }
 }
