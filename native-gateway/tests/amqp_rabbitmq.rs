@@ -326,3 +326,39 @@ async fn through_the_gateway_rabbitmq_keeps_priorities_prefetch_and_at_least_onc
     direct.release().await.unwrap();
     g.shutdown().await;
 }
+
+#[tokio::test]
+async fn through_the_gateway_consumer_priorities_reach_rabbitmq() {
+    if rabbit().is_none() {
+        return;
+    }
+    let g = kombu_gateway::server::start(kombu_gateway::server::Config { listen: "127.0.0.1:0".parse().unwrap(), broker: URL.into(), ..Default::default() })
+        .await
+        .unwrap();
+    let gw_url = format!("gateway+ws://{}/gateway?vhost=/", g.addr);
+    let qname = unique("x-priority");
+    let q = Queue::new(qname.clone()).durable(false);
+    // Two browser-side consumers on one queue: x-priority 10 and the default 0, prefetch 5 each.
+    let high_conn = Connection::new(&gw_url).unwrap();
+    let low_conn = Connection::new(&gw_url).unwrap();
+    let high = high_conn.consumer(vec![q.clone().consumer_argument("x-priority", 10)]).await.unwrap().prefetch_count(5);
+    let low = low_conn.consumer(vec![q.clone()]).await.unwrap().prefetch_count(5);
+    low.consume().await.unwrap();
+    high.consume().await.unwrap();
+    let direct = Connection::new(URL).unwrap();
+    let producer = direct.producer().await.unwrap();
+    for i in 0..5 {
+        producer.publish(json!({"n": i}), PublishOptions::new().routing_key(qname.clone())).await.unwrap();
+    }
+    // RabbitMQ gives all five to the higher-priority consumer while it has room.
+    for _ in 0..5 {
+        high.next_message(SECOND).await.unwrap().ack().unwrap();
+    }
+    assert_eq!(low.next_message(Some(Duration::from_millis(300))).await.unwrap_err().name(), "TimeoutError");
+    high_conn.release().await.unwrap();
+    low_conn.release().await.unwrap();
+    let ch = direct.default_channel().await.unwrap();
+    q.bind(&ch).delete(false, false).await.unwrap();
+    direct.release().await.unwrap();
+    g.shutdown().await;
+}
