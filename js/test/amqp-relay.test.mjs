@@ -74,14 +74,19 @@ test("a third-party browser AMQP client works through the /amqp relay, within it
       const { AMQPWebSocketClient } = window.amqp;
       const url = `ws://${location.host}/amqp`;
       const out = {};
+      let step = "connect";
+      try {
       const conn = await new AMQPWebSocketClient(url, "/", "anyone", token).connect();
+      step = "channel";
       const ch = await conn.channel();
       const q = `kw-relay.${id}`;
+      step = "declare";
       await ch.queueDeclare(q, { durable: false });
       await ch.basicPublish("", q, "hello through the relay", { contentType: "text/plain", headers: { from: "browser" } });
+      step = "get";
       const got = await ch.basicGet(q, { noAck: true });
-      out.got = { body: got.bodyToString(), contentType: got.properties.contentType, headers: got.properties.headers };
-      // consume
+      out.got = got && { body: got.bodyToString(), contentType: got.properties.contentType, headers: { ...got.properties.headers } };
+      step = "consume";
       const received = new Promise((resolve) => {
         ch.basicConsume(q, { noAck: false }, (msg) => {
           msg.ack();
@@ -91,6 +96,7 @@ test("a third-party browser AMQP client works through the /amqp relay, within it
       await ch.basicPublish("", q, "second", {});
       out.consumed = await received;
       // A queue outside the identity's permissions: the channel is closed with 403.
+      step = "refusal";
       const ch2 = await conn.channel();
       try {
         await ch2.queueDeclare("admin.secrets", { durable: false });
@@ -99,10 +105,12 @@ test("a third-party browser AMQP client works through the /amqp relay, within it
         out.refused = String(e.message ?? e);
       }
       // The connection and other channels go on.
+      step = "after the refusal";
       const ch3 = await conn.channel();
       const { messageCount } = await ch3.queueDeclare(q, { passive: true });
       out.after = messageCount;
       await ch3.queueDelete(q);
+      step = "close";
       await conn.close();
       // A wrong token is refused at login.
       try {
@@ -111,8 +119,14 @@ test("a third-party browser AMQP client works through the /amqp relay, within it
       } catch (e) {
         out.badLogin = String(e.message ?? e);
       }
-      return out;
-    }, { token: TOKEN, id: `${process.pid}-${Date.now()}` });
+      } catch (e) {
+        // The client's errors hold references to its connection: report them as text.
+        throw new Error(`${step}: ${e?.message ?? e}`);
+      }
+      // As JSON text: whatever the client returned must be plain data, and if it is not,
+      // the error says so here rather than in Playwright's serializer.
+      return JSON.stringify(out);
+    }, { token: TOKEN, id: `${process.pid}-${Date.now()}` }).then((text) => JSON.parse(text));
     assert.deepEqual(r.got, { body: "hello through the relay", contentType: "text/plain", headers: { from: "browser" } });
     assert.equal(r.consumed, "second");
     assert.match(r.refused, /ACCESS_REFUSED.*configure access to queue 'admin\.secrets'/);
