@@ -89,7 +89,8 @@ for target in gateway_frame amqp_frame; do
   # The committed seeds are read only; what libFuzzer finds goes to the scratch corpus.
   if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run --sanitizer none "$target" "$TMPDIR/corpus-$target" "corpus/$target" \
       -- -max_total_time="${FUZZ_SECONDS:-20}" >"$TMPDIR/fuzz-$target.log" 2>&1 </dev/null); then
-    tail -40 "$TMPDIR/fuzz-$target.log" >&2
+    grep -A6 "panicked" "$TMPDIR/fuzz-$target.log" >&2 || true
+    tail -25 "$TMPDIR/fuzz-$target.log" >&2
     echo "fuzz target $target failed (a crashing input is saved under fuzz/artifacts/$target)" >&2
     exit 1
   fi
