@@ -279,6 +279,30 @@ pub fn encode_batch(frames: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
+/// Batch `first` with the frames already queued behind it, up to `max` bytes: the writer of
+/// a socket calls it with its queue's non-blocking receive. `binary` gives a queued
+/// message's frame when it is one; the first message that is not a frame, or does not fit,
+/// is returned to be sent next.
+pub fn gather_batch<M>(first: Bytes, max: usize, mut try_next: impl FnMut() -> Option<M>, binary: impl Fn(&M) -> Option<&Bytes>) -> (Bytes, Option<M>) {
+    let mut size = first.len();
+    let mut frames = vec![first];
+    let mut held = None;
+    while size < max {
+        let Some(m) = try_next() else { break };
+        match binary(&m) {
+            Some(f) if size + 4 + f.len() <= max => {
+                size += 4 + f.len();
+                frames.push(f.clone());
+            }
+            _ => {
+                held = Some(m);
+                break;
+            }
+        }
+    }
+    (encode_batch(&frames), held)
+}
+
 /// The frames of a WebSocket message: those of a batch, or the message itself. The frames
 /// share the message's memory. Errors say what is wrong with a batch.
 pub fn split_batch(message: &Bytes) -> Result<Vec<Bytes>> {

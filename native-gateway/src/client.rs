@@ -83,22 +83,12 @@ impl Transport for GatewayTransport {
                 let max = limit.load(Ordering::Relaxed);
                 let m = match m {
                     Message::Binary(first) if max > 0 => {
-                        let mut size = first.len();
-                        let mut frames = vec![first];
-                        while size < max {
-                            match out_rx.try_recv() {
-                                Ok(Message::Binary(f)) if size + 4 + f.len() <= max => {
-                                    size += 4 + f.len();
-                                    frames.push(f);
-                                }
-                                Ok(other) => {
-                                    held = Some(other);
-                                    break;
-                                }
-                                Err(_) => break,
-                            }
-                        }
-                        Message::Binary(kombu::gateway::encode_batch(&frames))
+                        let (batch, next) = kombu::gateway::gather_batch(first, max, || out_rx.try_recv().ok(), |m| match m {
+                            Message::Binary(f) => Some(f),
+                            _ => None,
+                        });
+                        held = next;
+                        Message::Binary(batch)
                     }
                     other => other,
                 };

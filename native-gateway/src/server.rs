@@ -390,22 +390,12 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
             };
             let m = match m {
                 Message::Binary(first) => {
-                    let mut size = first.len();
-                    let mut frames = vec![first];
-                    while size < gateway::BATCH_BYTES {
-                        match out_rx.try_recv() {
-                            Ok(Message::Binary(f)) if size + 4 + f.len() <= gateway::BATCH_BYTES => {
-                                size += 4 + f.len();
-                                frames.push(f);
-                            }
-                            Ok(other) => {
-                                held = Some(other);
-                                break;
-                            }
-                            Err(_) => break,
-                        }
-                    }
-                    Message::Binary(gateway::encode_batch(&frames))
+                    let (batch, next) = gateway::gather_batch(first, gateway::BATCH_BYTES, || out_rx.try_recv().ok(), |m| match m {
+                        Message::Binary(f) => Some(f),
+                        _ => None,
+                    });
+                    held = next;
+                    Message::Binary(batch)
                 }
                 other => other,
             };
