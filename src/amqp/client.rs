@@ -26,7 +26,7 @@ use crate::spec::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind, QueueDeclare,
     QueueDeclareOk, QueueDelete, Returned, ServerEvent,
 };
-use crate::transport::gateway::Carrier;
+use crate::transport::gateway::{Carrier, EventQueue};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
 use crate::value::Headers;
 
@@ -311,14 +311,14 @@ impl AmqpClient {
     /// The connection, once the handshake succeeded (call once).
     pub fn connection(self: &Arc<Self>) -> Result<AmqpConnection> {
         let rx = lock(&self.events_rx).take().ok_or_else(|| Error::Value("AmqpClient::connection was already called".into()))?;
-        Ok(AmqpConnection { inner: self.inner.clone(), events: futures::lock::Mutex::new(rx), _client: self.clone() })
+        Ok(AmqpConnection { inner: self.inner.clone(), events: EventQueue::new(rx, "the AMQP connection is closed"), _client: self.clone() })
     }
 }
 
 /// An AMQP connection (see [`AmqpClient`]).
 pub struct AmqpConnection {
     inner: Arc<Inner>,
-    events: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+    events: EventQueue,
     /// Keeps the client (which the carrier feeds through a weak reference) alive.
     _client: Arc<AmqpClient>,
 }
@@ -498,36 +498,11 @@ impl RawConnection for AmqpConnection {
     }
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
-        let mut rx = self.events.lock().await;
-        match rx.try_recv() {
-            Ok(ev) => return Ok(ev),
-            Err(mpsc::TryRecvError::Closed) => return Err(closed()),
-            // Nothing yet: what the carrier holds back goes out before we wait.
-            Err(mpsc::TryRecvError::Empty) => self.inner.out.flush(),
-        }
-        let next = match timeout {
-            None => rx.next().await,
-            Some(t) => {
-                let timer = rt::sleep(t);
-                futures::pin_mut!(timer);
-                match futures::future::select(rx.next(), timer).await {
-                    futures::future::Either::Left((ev, _)) => ev,
-                    futures::future::Either::Right(_) => return Err(Error::Timeout(None)),
-                }
-            }
-        };
-        next.ok_or_else(closed)
+        self.events.next(timeout, &*self.inner.out).await
     }
 
     fn try_next_event(&self) -> Result<Option<ServerEvent>> {
-        match self.events.try_lock() {
-            Some(mut rx) => match rx.try_recv() {
-                Ok(ev) => Ok(Some(ev)),
-                Err(mpsc::TryRecvError::Empty) => Ok(None),
-                Err(mpsc::TryRecvError::Closed) => Err(closed()),
-            },
-            None => Ok(None),
-        }
+        self.events.try_next()
     }
 
     fn is_open(&self) -> bool {

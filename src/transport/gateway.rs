@@ -40,6 +40,60 @@ pub trait Carrier: MaybeSend + MaybeSync {
     fn close(&self);
 }
 
+/// The events a connection's reader pushes, read by `next_event`/`try_next_event`: shared
+/// by the carrier-driven transports (the gateway client here, the AMQP client).
+pub struct EventQueue {
+    rx: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+    /// "the gateway connection is closed", ... once the reader is gone.
+    closed: &'static str,
+}
+
+impl EventQueue {
+    /// The reading side of `rx`; `closed` is the error text once the sender is gone.
+    pub fn new(rx: mpsc::UnboundedReceiver<ServerEvent>, closed: &'static str) -> Self {
+        EventQueue { rx: futures::lock::Mutex::new(rx), closed }
+    }
+
+    fn closed(&self) -> Error {
+        Error::RecoverableConnection(self.closed.into())
+    }
+
+    /// The next event, waiting up to `timeout`. When none is ready, `carrier` first sends
+    /// what it holds back (acks, publishes): the other side may be waiting for it.
+    pub async fn next(&self, timeout: Option<Duration>, carrier: &dyn Carrier) -> Result<ServerEvent> {
+        let mut rx = self.rx.lock().await;
+        match rx.try_recv() {
+            Ok(ev) => return Ok(ev),
+            Err(mpsc::TryRecvError::Closed) => return Err(self.closed()),
+            Err(mpsc::TryRecvError::Empty) => carrier.flush(),
+        }
+        let next = match timeout {
+            None => rx.next().await,
+            Some(t) => {
+                let timer = rt::sleep(t);
+                futures::pin_mut!(timer);
+                match futures::future::select(rx.next(), timer).await {
+                    futures::future::Either::Left((ev, _)) => ev,
+                    futures::future::Either::Right(_) => return Err(Error::Timeout(None)),
+                }
+            }
+        };
+        next.ok_or_else(|| self.closed())
+    }
+
+    /// An event if one is ready (never waits).
+    pub fn try_next(&self) -> Result<Option<ServerEvent>> {
+        match self.rx.try_lock() {
+            Some(mut rx) => match rx.try_recv() {
+                Ok(ev) => Ok(Some(ev)),
+                Err(mpsc::TryRecvError::Closed) => Err(self.closed()),
+                Err(mpsc::TryRecvError::Empty) => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+}
+
 type Answer = Result<(ServerFrame, Bytes)>;
 
 /// The protocol state of one gateway connection.
@@ -49,7 +103,7 @@ pub struct GatewayClient {
     pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
     open: AtomicBool,
     events_tx: mpsc::UnboundedSender<ServerEvent>,
-    events_rx: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
+    events: EventQueue,
 }
 
 fn lost(reason: &str) -> Error {
@@ -76,7 +130,7 @@ impl GatewayClient {
             pending: Mutex::new(HashMap::new()),
             open: AtomicBool::new(true),
             events_tx,
-            events_rx: futures::lock::Mutex::new(events_rx),
+            events: EventQueue::new(events_rx, "the gateway connection is closed"),
         })
     }
 
@@ -234,36 +288,11 @@ impl RawConnection for GatewayConnection {
     }
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
-        let mut rx = self.client.events_rx.lock().await;
-        match rx.try_recv() {
-            Ok(ev) => return Ok(ev),
-            Err(mpsc::TryRecvError::Closed) => return Err(Error::RecoverableConnection("the gateway connection is closed".into())),
-            // Nothing yet: what is held back (acks, publishes) goes out before we wait.
-            Err(mpsc::TryRecvError::Empty) => self.client.carrier.flush(),
-        }
-        let next = match timeout {
-            None => rx.next().await,
-            Some(t) => {
-                let timer = rt::sleep(t);
-                futures::pin_mut!(timer);
-                match futures::future::select(rx.next(), timer).await {
-                    futures::future::Either::Left((ev, _)) => ev,
-                    futures::future::Either::Right(_) => return Err(Error::Timeout(None)),
-                }
-            }
-        };
-        next.ok_or_else(|| Error::RecoverableConnection("the gateway connection is closed".into()))
+        self.client.events.next(timeout, &*self.client.carrier).await
     }
 
     fn try_next_event(&self) -> Result<Option<ServerEvent>> {
-        match self.client.events_rx.try_lock() {
-            Some(mut rx) => match rx.try_recv() {
-                Ok(ev) => Ok(Some(ev)),
-                Err(mpsc::TryRecvError::Closed) => Err(Error::RecoverableConnection("the gateway connection is closed".into())),
-                Err(mpsc::TryRecvError::Empty) => Ok(None),
-            },
-            None => Ok(None),
-        }
+        self.client.events.try_next()
     }
 
     fn is_open(&self) -> bool {
