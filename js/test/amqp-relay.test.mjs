@@ -5,26 +5,19 @@
 // and refused where the identity's permissions say no.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync, rmSync, readFileSync } from "node:fs";
-import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startGateway, rabbitUp } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
-const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const TOKEN = "relay-test-token-1";
 const APP_TOKEN = "relay-app-token-1";
-
-const rabbitUp = () =>
-  new Promise((resolve) => {
-    const s = connect(5672, "127.0.0.1", () => (s.destroy(), resolve(true)));
-    s.on("error", () => resolve(false));
-  });
 
 let gateway;
 let addr;
@@ -44,18 +37,7 @@ before(async () => {
     `[[identity]]\nname = "browser"\ntoken = "${TOKEN}"\nvhosts = ["/"]\nconfigure = 'kw-relay\\..*'\nwrite = 'kw-relay\\..*'\nread = 'kw-relay\\..*'\n` +
       `[[identity]]\nname = "app"\ntoken = "${APP_TOKEN}"\nvhosts = ["/"]\n`,
   );
-  gateway = spawn(bin, ["--listen", "127.0.0.1:0", "--broker", "amqp://guest:guest@127.0.0.1:5672//", "--tokens", tokens, "--www", join(here, "site"), "--pkg", join(repo, "js")], {
-    stdio: ["ignore", "pipe", "inherit"],
-  });
-  addr = await new Promise((resolve, reject) => {
-    let out = "";
-    gateway.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/([\d.:]+)\//);
-      if (m) resolve(m[1]);
-    });
-    gateway.on("exit", (code) => reject(new Error(`kombu-gateway exited with ${code}`)));
-  });
+  ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//", "--tokens", tokens, "--www", join(here, "site")]));
 });
 
 after(() => {

@@ -3,16 +3,16 @@
 // pages exchanging messages through the gateway.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn, execFileSync } from "node:child_process";
+import { execFileSync } from "node:child_process";
 import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startGateway } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
-const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 const cli = process.env.KOMBU_CLI_BIN ?? join(repo, "target", "debug", "kombu");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 let gateway;
@@ -20,23 +20,14 @@ let addr;
 
 const gateways = [];
 
-async function startGateway(www) {
-  assert.ok(existsSync(bin), `build the gateway first (cargo build -p kombu-gateway): ${bin}`);
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--www", www, "--pkg", join(repo, "js")], { stdio: ["ignore", "pipe", "inherit"] });
+async function start(www) {
+  const { child, addr } = await startGateway(["--www", www]);
   gateways.push(child);
-  return new Promise((resolve, reject) => {
-    let out = "";
-    child.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/([\d.:]+)\//);
-      if (m) resolve(m[1]);
-    });
-    child.on("exit", (code) => reject(new Error(`kombu-gateway exited with ${code}`)));
-  });
+  return addr;
 }
 
 before(async () => {
-  addr = await startGateway(join(here, "site"));
+  addr = await start(join(here, "site"));
 });
 
 after(() => gateways.forEach((g) => g.kill("SIGTERM")));
@@ -168,7 +159,7 @@ test("two Chromium pages exchange messages through the gateway", { skip: !exists
 });
 
 test("the playground works against the gateway by changing only the URL", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
-  const pgAddr = await startGateway(join(repo, "www"));
+  const pgAddr = await start(join(repo, "www"));
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 1000 } });

@@ -6,23 +6,16 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { existsSync } from "node:fs";
-import { connect } from "node:net";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
+import { startGateway, rabbitUp } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
-const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const python = process.env.KOMBU_PYTHON;
 const peer = join(repo, "tests", "interop", "rpc_peer.py");
-
-const rabbitUp = () =>
-  new Promise((resolve) => {
-    const s = connect(5672, "127.0.0.1", () => (s.destroy(), resolve(true)));
-    s.on("error", () => resolve(false));
-  });
 
 let gateway;
 let addr;
@@ -35,16 +28,7 @@ before(async () => {
     assert.ok(!process.env.CI, `${why}: required under CI`);
     return;
   }
-  gateway = spawn(bin, ["--listen", "127.0.0.1:0", "--broker", "amqp://guest:guest@127.0.0.1:5672//", "--www", join(here, "site"), "--pkg", join(repo, "js")], { stdio: ["ignore", "pipe", "inherit"] });
-  addr = await new Promise((resolve, reject) => {
-    let out = "";
-    gateway.stdout.on("data", (d) => {
-      out += d;
-      const m = out.match(/listening on http:\/\/([\d.:]+)\//);
-      if (m) resolve(m[1]);
-    });
-    gateway.on("exit", (code) => reject(new Error(`kombu-gateway exited with ${code}`)));
-  });
+  ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//", "--www", join(here, "site")]));
 });
 
 after(() => gateway?.kill("SIGTERM"));
