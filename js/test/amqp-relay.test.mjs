@@ -5,7 +5,7 @@
 // and refused where the identity's permissions say no.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
@@ -178,5 +178,74 @@ test("the quick start runs over amqp+ws:// through the relay, in Chromium and in
     assert.match(r.error, /^NotFound: .*kw-relay-missing-queue/);
   } finally {
     await browser.close();
+  }
+});
+
+// Heartbeats over amqp+ws://: negotiated with RabbitMQ through the relay, sent by a timer in the
+// page/Node (RabbitMQ closes a connection that is silent for two intervals), and a broker that
+// goes silent — the gateway process stopped with SIGSTOP, its sockets left open — is detected
+// within two intervals and fails the connection with the reason.
+test("amqp+ws:// heartbeats keep an idle connection open and detect a silent broker", { timeout: 60000 }, async (t) => {
+  if (skip) return t.skip("no RabbitMQ");
+  const queue = `kw-relay.hb.${process.pid}.${Date.now()}`;
+  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-hb-"));
+  const script = `
+    import { Connection, Queue } from ${JSON.stringify(join(repo, "js", "index.js"))};
+    import { createInterface } from "node:readline";
+    const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
+    const conn = new Connection(${JSON.stringify(`amqp+ws://anyone:${APP_TOKEN}@${addr}//`)}, { heartbeat: 1 });
+    await conn.connect();
+    // Idle for 4 s, four times the interval RabbitMQ allows without traffic from us: waiting
+    // for events must end in a timeout, not in a lost connection (a later call would
+    // silently reconnect, so this is where a missing heartbeat shows).
+    try {
+      await conn.drainEvents({ timeout: 4000 });
+    } catch (e) {
+      console.log("idle: " + e.name + ": " + e.message);
+    }
+    const q = new Queue(${JSON.stringify(queue)}, { autoDelete: true });
+    await conn.Producer().publish({ idle: "survived" }, { routingKey: q.name, declare: [q] });
+    const consumer = conn.Consumer([q]);
+    const m = await consumer.next({ timeout: 5000 });
+    await m.ack();
+    console.log("alive " + JSON.stringify(m.payload));
+    await consumer.cancel();
+    console.log("stop the broker");
+    await lines.next();
+    const t0 = Date.now();
+    try {
+      await conn.drainEvents({ timeout: 10000 });
+      console.log("no error");
+    } catch (e) {
+      console.log("failed after " + (Date.now() - t0) + " ms: " + e.name + ": " + e.message);
+    }
+    process.exit(0);
+  `;
+  writeFileSync(join(dir, "hb.mjs"), script);
+  const child = spawn(process.execPath, ["--experimental-websocket", join(dir, "hb.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  const seen = (re) =>
+    new Promise((resolve, reject) => {
+      const check = () => (re.test(out) ? resolve() : undefined);
+      child.stdout.on("data", (d) => ((out += d), check()));
+      child.on("exit", (code) => reject(new Error(`the client exited (${code}) before ${re}: ${out}`)));
+      check();
+    });
+  try {
+    await seen(/stop the broker/);
+    assert.match(out, /idle: TimeoutError/);
+    assert.match(out, /alive \{"idle":"survived"\}/);
+    gateway.kill("SIGSTOP");
+    child.stdin.write("go\n");
+    await seen(/failed after|no error/);
+    const m = out.match(/failed after (\d+) ms: (.*)/);
+    assert.ok(m, out);
+    assert.match(m[2], /missed heartbeats from the broker/);
+    // Two intervals of silence (2 s), noticed at the next half-interval tick.
+    assert.ok(Number(m[1]) < 5000, out);
+  } finally {
+    gateway.kill("SIGCONT");
+    child.kill();
+    rmSync(dir, { recursive: true, force: true });
   }
 });

@@ -116,18 +116,23 @@ fn scheduler() -> js_sys::Function {
     bind(&get(&global, "setTimeout"), &global, &[&callback, &JsValue::from_f64(0.0)]).unwrap_or(callback)
 }
 
+/// A repeating timer (`setInterval`) that lives as long as the socket: dropped when the
+/// socket closes, either side.
+type Timer = Rc<RefCell<Option<gloo_timers::callback::Interval>>>;
+
 struct WsCarrier {
     ws: WebSocket,
     out: Rc<RefCell<Outbox>>,
     handlers: RefCell<Option<Handlers>>,
+    timer: Timer,
 }
 
 impl WsCarrier {
-    fn new(ws: WebSocket, handlers: Handlers, raw_stream: bool) -> WsCarrier {
+    fn new(ws: WebSocket, handlers: Handlers, raw_stream: bool, timer: Timer) -> WsCarrier {
         // A byte stream can always be coalesced; gateway frames once the server allows it.
         let limit = if raw_stream { 64 * 1024 } else { 0 };
         let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit, scheduled: false, raw_stream }));
-        WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)) }
+        WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)), timer }
     }
 }
 
@@ -167,6 +172,7 @@ impl Carrier for WsCarrier {
         self.ws.set_onclose(None);
         self.ws.set_onerror(None);
         self.handlers.borrow_mut().take();
+        self.timer.borrow_mut().take();
     }
 }
 
@@ -196,10 +202,19 @@ impl Peer for AmqpClient {
 
 type Slot = Rc<RefCell<Option<Weak<dyn Peer>>>>;
 
+/// An open socket: its carrier, the slot for the peer that reads it, the time of the last
+/// message received (`Date.now()`, ms) and the socket's timer slot.
+struct Socket {
+    carrier: WsCarrier,
+    slot: Slot,
+    last_received: Rc<std::cell::Cell<f64>>,
+    timer: Timer,
+}
+
 /// Open a WebSocket to `url` and wait until it is open. Its messages go to the peer put in
 /// the returned slot. `raw_stream`: the messages are a byte stream (AMQP), batched by
 /// concatenation; otherwise gateway frames, batched once the server allows it.
-async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<(WsCarrier, Slot)> {
+async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
     let ws = match protocol {
         Some(p) => WebSocket::new_with_str(url, p),
         None => WebSocket::new(url),
@@ -209,11 +224,15 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     let slot: Slot = Rc::new(RefCell::new(None));
     let (open_tx, open_rx) = oneshot::channel::<std::result::Result<(), String>>();
     let open_tx = Rc::new(RefCell::new(Some(open_tx)));
+    let last_received = Rc::new(std::cell::Cell::new(js_sys::Date::now()));
+    let timer: Timer = Rc::new(RefCell::new(None));
 
     let on_message = {
         let slot = slot.clone();
         let ws = ws.clone();
+        let last_received = last_received.clone();
         Closure::<dyn FnMut(MessageEvent)>::new(move |ev: MessageEvent| {
+            last_received.set(js_sys::Date::now());
             let Some(peer) = slot.borrow().as_ref().and_then(Weak::upgrade) else { return };
             let Ok(buf) = ev.data().dyn_into::<ArrayBuffer>() else {
                 peer.on_end("the server sent a text message");
@@ -230,7 +249,9 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     let on_close = {
         let slot = slot.clone();
         let open_tx = open_tx.clone();
+        let timer = timer.clone();
         Closure::<dyn FnMut(CloseEvent)>::new(move |ev: CloseEvent| {
+            timer.borrow_mut().take();
             let reason = if ev.reason().is_empty() { format!("closed (code {})", ev.code()) } else { ev.reason() };
             if let Some(tx) = open_tx.borrow_mut().take() {
                 let _ = tx.send(Err(reason.clone()));
@@ -257,8 +278,8 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
         Err(_) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}"))),
     }
     ws.set_onopen(None);
-    let carrier = WsCarrier::new(ws, (on_message, on_close, on_open), raw_stream);
-    Ok((carrier, slot))
+    let carrier = WsCarrier::new(ws, (on_message, on_close, on_open), raw_stream, timer.clone());
+    Ok(Socket { carrier, slot, last_received, timer })
 }
 
 #[async_trait::async_trait(?Send)]
@@ -274,7 +295,7 @@ impl Transport for WebSocketTransport {
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
-        let (carrier, slot) = open_socket(&endpoint(info), Some(SUBPROTOCOL), false).await?;
+        let Socket { carrier, slot, .. } = open_socket(&endpoint(info), Some(SUBPROTOCOL), false).await?;
         let client = GatewayClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
         *slot.borrow_mut() = Some(peer);
@@ -301,21 +322,43 @@ impl Transport for AmqpWebSocketTransport {
         Some(8765)
     }
     fn implements(&self) -> Implements {
-        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: false }
+        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: true }
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
         let scheme = if info.transport.ends_with("wss") || info.ssl { "wss" } else { "ws" };
         let path = info.options.get("ws_path").and_then(crate::value::Value::as_str).unwrap_or("/amqp");
         let url = format!("{scheme}://{}:{}{path}", info.hostname, info.port.unwrap_or(8765));
-        let (carrier, slot) = open_socket(&url, None, true).await?;
+        let Socket { carrier, slot, last_received, timer } = open_socket(&url, None, true).await?;
+        let ws = carrier.ws.clone();
         let client = AmqpClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
         *slot.borrow_mut() = Some(peer);
-        // Browsers have no timers we could rely on for heartbeats: none are negotiated.
-        let mut info = info.clone();
-        info.heartbeat = Some(0.0);
-        client.handshake(&info).await?;
+        client.handshake(info).await?;
+        let heartbeat = client.heartbeat_interval();
+        if heartbeat > 0 {
+            *timer.borrow_mut() = Some(heartbeats(&client, ws, last_received, heartbeat));
+        }
         Ok(Arc::new(client.connection()?))
     }
+}
+
+/// Heartbeats of an `amqp+ws://` connection, as the native carrier does them: a heartbeat
+/// frame every half interval, and a broker silent for two intervals is gone (the connection
+/// fails with the reason and the socket closes). The timer (`setInterval`) only holds the
+/// client weakly and stops with the socket.
+fn heartbeats(client: &Arc<AmqpClient>, ws: WebSocket, last_received: Rc<std::cell::Cell<f64>>, heartbeat: u16) -> gloo_timers::callback::Interval {
+    let client = Arc::downgrade(client);
+    let period_ms = u32::from(heartbeat) * 500;
+    gloo_timers::callback::Interval::new(period_ms.max(1), move || {
+        let Some(client) = client.upgrade() else { return };
+        let silent_ms = js_sys::Date::now() - last_received.get();
+        if silent_ms > f64::from(heartbeat) * 2000.0 {
+            client.on_close(&format!("missed heartbeats from the broker: nothing received for {:.1} s (heartbeat {heartbeat} s)", silent_ms / 1000.0));
+            let _ = ws.close();
+        } else {
+            // A failed send means the socket is closing: its close event reports it.
+            let _ = client.heartbeat();
+        }
+    })
 }
