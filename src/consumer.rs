@@ -378,14 +378,20 @@ fn receive(inner: &Inner, message: Message) -> Result<()> {
             None => Err(e),
         }
     };
+    let callbacks = lock(&inner.callbacks).clone();
+    // A body that could not be decompressed goes to on_decode_error (or fails the drain) when
+    // something would consume it now, as in Kombu; a buffered message (`next_message`: the
+    // simple interface, async iteration) is handed out and its `payload` reports the error,
+    // so the caller can still reject or requeue it.
     if let Some(e) = message.error() {
-        return decode_error(&message, e.clone());
+        if on_message.is_some() || !callbacks.is_empty() {
+            return decode_error(&message, e.clone());
+        }
     }
     if let Some(cb) = on_message {
         cb(&message);
         return Ok(());
     }
-    let callbacks = lock(&inner.callbacks).clone();
     if callbacks.is_empty() {
         let wakers = {
             let mut b = lock(&inner.buffer);

@@ -360,6 +360,10 @@ async fn iterating_a_consumer_and_decode_errors() {
         p.publish(json!({"i": i}), PublishOptions::new().routing_key("it").declare(&q)).await.unwrap();
     }
     p.publish(b"\x80garbage".to_vec(), PublishOptions::new().routing_key("it").content_type("application/json")).await.unwrap();
+    // A body that claims zlib compression but is not: handed out too, payload says why.
+    p.publish(b"not zlib".to_vec(), PublishOptions::new().routing_key("it").content_type("application/json").header("compression", "application/x-gzip"))
+        .await
+        .unwrap();
     let consumer = Consumer::new(&ch, vec![q]).prefetch_count(10);
     for i in 0..3 {
         let m = consumer.next_message(SECOND).await.unwrap();
@@ -369,6 +373,14 @@ async fn iterating_a_consumer_and_decode_errors() {
     let bad = consumer.next_message(SECOND).await.unwrap();
     assert_eq!(bad.payload().unwrap_err().name(), "DecodeError");
     bad.reject(false).unwrap();
+    let bad = consumer.next_message(SECOND).await.unwrap();
+    let err = bad.payload().unwrap_err();
+    assert!(err.to_string().contains("not valid application/x-gzip data"), "{err}");
+    assert_eq!(bad.headers()["compression"], json!("application/x-gzip"));
+    bad.requeue().unwrap();
+    let again = consumer.next_message(SECOND).await.unwrap();
+    assert!(again.redelivered(), "requeued, not lost");
+    again.reject(false).unwrap();
     let err = consumer.next_message(Some(Duration::from_millis(30))).await.unwrap_err();
     assert_eq!(err.name(), "TimeoutError");
 }
