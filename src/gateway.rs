@@ -282,8 +282,15 @@ pub fn encode_batch(frames: &[Bytes]) -> Bytes {
 /// Batch `first` with the frames already queued behind it, up to `max` bytes: the writer of
 /// a socket calls it with its queue's non-blocking receive. `binary` gives a queued
 /// message's frame when it is one; the first message that is not a frame, or does not fit,
-/// is returned to be sent next.
-pub fn gather_batch<M>(first: Bytes, max: usize, mut try_next: impl FnMut() -> Option<M>, binary: impl Fn(&M) -> Option<&Bytes>) -> (Bytes, Option<M>) {
+/// is returned to be sent next. `join` makes the message: [`encode_batch`] for gateway
+/// frames, or plain concatenation where the messages are a byte stream (the AMQP relay).
+pub fn gather_batch<M>(
+    first: Bytes,
+    max: usize,
+    mut try_next: impl FnMut() -> Option<M>,
+    binary: impl Fn(&M) -> Option<&Bytes>,
+    join: fn(&[Bytes]) -> Bytes,
+) -> (Bytes, Option<M>) {
     let mut size = first.len();
     let mut frames = vec![first];
     let mut held = None;
@@ -300,7 +307,15 @@ pub fn gather_batch<M>(first: Bytes, max: usize, mut try_next: impl FnMut() -> O
             }
         }
     }
-    (encode_batch(&frames), held)
+    (join(&frames), held)
+}
+
+/// Concatenate byte-stream chunks (a `join` for [`gather_batch`]).
+pub fn concat(chunks: &[Bytes]) -> Bytes {
+    match chunks {
+        [one] => one.clone(),
+        _ => chunks.concat().into(),
+    }
 }
 
 /// The frames of a WebSocket message: those of a batch, or the message itself. The frames

@@ -86,7 +86,7 @@ impl Transport for GatewayTransport {
                         let (batch, next) = kombu::gateway::gather_batch(first, max, || out_rx.try_recv().ok(), |m| match m {
                             Message::Binary(f) => Some(f),
                             _ => None,
-                        });
+                        }, kombu::gateway::encode_batch);
                         held = next;
                         Message::Binary(batch)
                     }

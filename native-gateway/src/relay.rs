@@ -78,16 +78,10 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
         }
     };
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
-    let (to_client, mut to_client_rx) = mpsc::channel::<Message>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(m) = to_client_rx.recv().await {
-            let closing = matches!(m, Message::Close(_));
-            if ws_tx.send(m).await.is_err() || closing {
-                break;
-            }
-        }
-        let _ = ws_tx.close().await;
-    });
+    let (to_client, to_client_rx) = mpsc::channel::<Message>(64);
+    // A byte stream: what queues up while the socket is busy goes out as one message (a
+    // browser pays per message received).
+    let writer = tokio::spawn(crate::server::write_socket(ws_tx, to_client_rx, kombu::gateway::concat));
     let closing = Arc::new(Mutex::new(Closing::default()));
 
     // Broker -> client: forward whole frames, dropping those on channels the relay closed.
