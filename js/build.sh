@@ -1,19 +1,27 @@
 #!/usr/bin/env bash
-# Build the npm package's wasm: the core crate in the wasm-release profile (opt-level z, LTO,
-# panic=abort) and wasm-bindgen's `--target web` glue into js/wasm/.
+# Build the npm package's wasm into js/wasm/, both in the wasm-release profile (opt-level z,
+# LTO, panic=abort) with wasm-bindgen's `--target web` glue:
+#   kombu_bg.wasm   the core and the facade; compression: zlib/gzip
+#   codecs_bg.wasm  the separately loaded codecs (`import "kombu-wasm/codecs"`): bzip2,
+#                   lzma/xz and zstd — the same Rust codecs, built without the facade
 #
-# KOMBU_WASM_FEATURES picks the compression codecs beyond zlib (default: bzip2, lzma, zstd;
-# brotli doubles the download and is left out — add it with KOMBU_WASM_FEATURES=...,brotli).
-# wasm-opt is not run: measured on this crate, binaryen 132's -Oz made the gzipped file larger.
-# (Never use Debian's wasm-opt 108: it silently breaks wasm-bindgen output.)
+# KOMBU_WASM_FEATURES adds features to the core (e.g. "bzip2,lzma,zstd" to build them in);
+# KOMBU_CODECS_FEATURES picks the codecs module's (default "bzip2,lzma,zstd"; brotli would
+# add ~440 KB gzipped and is left out).
+# wasm-opt is not run: measured on this crate, binaryen 132's -Oz/-Os/-O2 all made the gzipped
+# file larger. (Never use Debian's wasm-opt 108: it silently breaks wasm-bindgen output.)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
-cargo build -q -p kombu --lib --target wasm32-unknown-unknown --profile wasm-release --locked \
-  --no-default-features --features "${KOMBU_WASM_FEATURES:-bzip2,lzma,zstd}"
+OUT=target/wasm32-unknown-unknown/wasm-release/kombu.wasm
+build() { # features out-name
+  cargo build -q -p kombu --lib --target wasm32-unknown-unknown --profile wasm-release --locked --no-default-features --features "$1"
+  wasm-bindgen --target web --out-dir js/wasm --out-name "$2" --remove-name-section --remove-producers-section "$OUT"
+}
 rm -rf js/wasm
-wasm-bindgen --target web --out-dir js/wasm --out-name kombu --remove-name-section --remove-producers-section \
-  target/wasm32-unknown-unknown/wasm-release/kombu.wasm
+build "${KOMBU_WASM_FEATURES:-}" kombu
+build "codec-module,${KOMBU_CODECS_FEATURES:-bzip2,lzma,zstd}" codecs
 rm -f js/wasm/.gitignore js/wasm/package.json
-echo "js/wasm/kombu_bg.wasm: $(wc -c < js/wasm/kombu_bg.wasm) bytes, $(gzip -9 -c js/wasm/kombu_bg.wasm | wc -c) gzipped;" \
-  "js/wasm/kombu.js: $(wc -c < js/wasm/kombu.js) bytes, $(gzip -9 -c js/wasm/kombu.js | wc -c) gzipped"
+for f in kombu_bg.wasm kombu.js codecs_bg.wasm codecs.js; do
+  echo "js/wasm/$f: $(wc -c < "js/wasm/$f") bytes, $(gzip -9 -c "js/wasm/$f" | wc -c) gzipped"
+done

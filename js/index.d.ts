@@ -291,3 +291,21 @@ export declare function initSync(module: WebAssembly.Module): void;
 
 /** The core's version. */
 export declare const version: string;
+
+/** What `init` takes in Node and elsewhere (used by the entries; not needed by apps). */
+export declare function wasmSource(source: BufferSource | URL | string | WebAssembly.Module | undefined, file: URL): Promise<{ module_or_path: BufferSource | URL | string | WebAssembly.Module } | undefined>;
+
+/** A compression method implemented in JavaScript. */
+export interface CompressionMethod {
+  compress(body: Uint8Array): Uint8Array;
+  decompress(body: Uint8Array): Uint8Array;
+  /** Names that stand for the content type (`compression: "bzip2"`). */
+  aliases?: string[];
+}
+/**
+ * Register a compression method (Kombu's `compression.register`). The core has zlib/gzip;
+ * `import "kombu-wasm/codecs"` registers bzip2, lzma/xz and zstd.
+ */
+export declare function registerCompression(contentType: string, method: CompressionMethod): void;
+/** The compression methods known: `[contentType, aliases][]`. */
+export declare function compressionMethods(): [string, string[]][];

@@ -22,15 +22,21 @@ export let version;
 /** Load the WebAssembly module (once). `source`: bytes, a URL or a compiled module. */
 export function init(source) {
   ready ??= (async () => {
-    let input = source;
-    if (input === undefined && typeof process !== "undefined" && process.versions?.node) {
-      const { readFile } = await import("node:fs/promises");
-      input = await readFile(new URL("./wasm/kombu_bg.wasm", import.meta.url));
-    }
-    await initWasm(input === undefined ? undefined : { module_or_path: input });
+    await initWasm(await wasmSource(source, new URL("./wasm/kombu_bg.wasm", import.meta.url)));
     version = core.version();
   })();
   return ready;
+}
+
+/** What wasm-bindgen's init takes: `source` if given; in Node, the bytes of `file` (fetch
+ * cannot read file: URLs there); elsewhere nothing, and the glue fetches its own URL. */
+export async function wasmSource(source, file) {
+  let input = source;
+  if (input === undefined && typeof process !== "undefined" && process.versions?.node) {
+    const { readFile } = await import("node:fs/promises");
+    input = await readFile(file);
+  }
+  return input === undefined ? undefined : { module_or_path: input };
 }
 
 /** Load the WebAssembly module synchronously from a compiled `WebAssembly.Module` (once). */
@@ -398,6 +404,23 @@ export class SimpleQueue {
   [Symbol.asyncDispose]() {
     return this.close();
   }
+}
+
+/**
+ * Register a compression method implemented in JavaScript (Kombu's `compression.register`):
+ * `compress`/`decompress` take a Uint8Array and return one. Producers then name it by content
+ * type or alias (`compression: "..."`), and consumers decompress what carries it.
+ */
+export function registerCompression(contentType, { compress, decompress, aliases = [] } = {}) {
+  if (typeof contentType !== "string" || typeof compress !== "function" || typeof decompress !== "function" || !Array.isArray(aliases)) {
+    throw Object.assign(new TypeError('registerCompression(contentType, { compress, decompress, aliases }) takes a content type string, two functions and an array of alias strings'), { name: "ValueError" });
+  }
+  core.registerCompression(contentType, aliases.map(String), compress, decompress);
+}
+
+/** The compression methods known: `[[contentType, [alias, ...]], ...]`. */
+export function compressionMethods() {
+  return core.compressionMethods();
 }
 
 /** The message class the core returns (Kombu's `Message`). */

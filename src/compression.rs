@@ -57,6 +57,8 @@ fn registry() -> &'static RwLock<Registry> {
                 r.aliases.insert((*a).into(), t.into());
             }
         };
+        // The npm package's codecs module leaves zlib to the core module it extends.
+        #[cfg(not(feature = "codec-module"))]
         add(
             "application/x-gzip",
             &["zlib", "gzip"],
@@ -145,6 +147,15 @@ pub fn register(content_type: &str, aliases: &[&str], encode: CompressFn, decode
     for a in aliases {
         r.aliases.insert((*a).into(), content_type.into());
     }
+}
+
+/// The registered methods: each content type with its aliases.
+pub fn methods() -> Vec<(String, Vec<String>)> {
+    let r = registry().read().unwrap_or_else(|e| e.into_inner());
+    r.by_type
+        .keys()
+        .map(|t| (t.clone(), r.aliases.iter().filter(|(_, to)| *to == t).map(|(a, _)| a.clone()).collect()))
+        .collect()
 }
 
 /// The aliases and content types that can be used (Kombu's `encoders()`).

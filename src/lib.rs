@@ -46,8 +46,10 @@ pub mod spec;
 pub mod transport;
 pub mod url;
 pub mod value;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", not(feature = "codec-module")))]
 pub mod wasm;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm_codecs;
 
 pub use common::{broadcast, eventloop, maybe_declare, uuid, Entity};
 pub use connection::{Channel, Connection, ConnectionOptions};

@@ -173,3 +173,65 @@ test("unacked messages return to the queue when the connection is released", asy
   m2.ack();
   await again.release();
 });
+
+// zlib is in the core; bzip2, lzma/xz and zstd come with `import "kombu-wasm/codecs"` (a second
+// WebAssembly module, loaded only by apps that import it); apps can register their own methods.
+// In a child process, so that "before the import" is a fresh core.
+test("kombu-wasm/codecs adds bzip2, lzma and zstd; registerCompression adds JS methods", () => {
+  const script = `
+    import { Connection, compressionMethods, registerCompression } from "kombu-wasm";
+    const out = { before: compressionMethods().map(([t]) => t) };
+    const conn = new Connection("memory:///codecs-test");
+    const q = await conn.SimpleQueue("c");
+    try {
+      await q.put("x", { compression: "bzip2" });
+    } catch (e) {
+      out.missing = e.name + ": " + e.message;
+    }
+    await import("kombu-wasm/codecs");
+    out.after = compressionMethods();
+    out.received = [];
+    const big = { text: "kombu ".repeat(500) };
+    for (const method of ["zlib", "bzip2", "xz", "zstd"]) {
+      await q.put({ method, ...big }, { compression: method });
+      const m = await q.get({ timeout: 1000 });
+      out.received.push([m.headers.compression, m.payload.method, m.payload.text === big.text]);
+      m.ack();
+    }
+    // A method of the app's own, in JavaScript.
+    // (Compressing reverses the bytes and prepends a 0: decompressing undoes both.)
+    registerCompression("application/x-reversed", {
+      aliases: ["reversed"],
+      compress: (b) => new Uint8Array([0, ...b.slice().reverse()]),
+      decompress: (b) => { if (b[0] !== 0) throw new Error("not compressed"); return b.slice(1).reverse(); },
+    });
+    await q.put("abc", { compression: "reversed", serializer: "json" });
+    const r = await q.get({ timeout: 1000 });
+    out.reversed = [r.headers.compression, new TextDecoder().decode(r.body), r.payload];
+    r.ack();
+    // A JS method that fails: the error says which function and why; the message is kept.
+    registerCompression("application/x-broken", { compress: (b) => b, decompress: () => { throw new Error("no way"); } });
+    await q.put("kept", { compression: "application/x-broken" });
+    const b = await q.get({ timeout: 1000 });
+    try { b.payload; } catch (e) { out.broken = e.name + ": " + e.message; }
+    b.reject({ requeue: false });
+    await conn.release();
+    console.log(JSON.stringify(out));
+  `;
+  const dir = mkdtempSync(join(here, ".codecs-"));
+  try {
+    writeFileSync(join(dir, "codecs.mjs"), script);
+    const out = JSON.parse(execFileSync(process.execPath, [join(dir, "codecs.mjs")], { encoding: "utf8" }));
+    assert.deepEqual(out.before, ["application/x-gzip"]);
+    assert.match(out.missing, /^CompressionNotInstalled: .*bzip2/);
+    const types = Object.fromEntries(out.after);
+    assert.deepEqual(Object.keys(types).sort(), ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
+    assert.deepEqual(types["application/x-bz2"].sort(), ["bzip", "bzip2"]);
+    const expect = { zlib: "application/x-gzip", bzip2: "application/x-bz2", xz: "application/x-lzma", zstd: "application/zstd" };
+    assert.deepEqual(out.received, Object.entries(expect).map(([m, t]) => [t, m, true]));
+    assert.deepEqual(out.reversed, ["application/x-reversed", '"abc"', "abc"]);
+    assert.match(out.broken, /JavaScript decompress function threw: no way/);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});

@@ -40,10 +40,14 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
     const readme = readFileSync(join(pkgDir, "README.md"), "utf8");
     const code = readme.slice(readme.indexOf("## Quick start")).match(/```js\n([\s\S]*?)```/)[1];
     writeFileSync(join(dir, "index.html"), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="/main.js"></script>');
-    writeFileSync(join(dir, "main.js"), `const logs = []; const log = console.log; console.log = (...a) => { logs.push(a); log(...a); };\n${code}\nwindow.__logs = logs;\n`);
+    writeFileSync(join(dir, "main.js"), `const logs = []; const log = console.log; console.log = (...a) => { logs.push(a); log(...a); };\n${code}\nwindow.__logs = logs;\n` +
+      // The separately loaded codecs module: a second .wasm asset, fetched when imported.
+      `const { Connection: C } = await import("kombu-wasm"); await import("kombu-wasm/codecs");\n` +
+      `const q = await new C("memory://").SimpleQueue("z"); await q.put("squeezed", { compression: "bzip2" });\n` +
+      `const z = await q.get({ timeout: 1000 }); window.__codecs = [z.headers.compression, z.payload];\n`);
     execFileSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, stdio: "pipe" });
     const assets = readdirSync(join(dir, "dist", "assets"));
-    assert.ok(assets.some((f) => f.endsWith(".wasm")), `a .wasm asset among ${assets}`);
+    assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 2, `the core's and the codecs' .wasm among ${assets}`);
     ({ server } = await serve(join(dir, "dist")).then((s) => ({ ...s, base: s.base })).then(async (s) => {
       const page = await browser.newPage();
       const errors = [];
@@ -52,6 +56,8 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
       await page.waitForFunction(() => window.__logs, null, { timeout: 30000 });
       assert.deepEqual(errors, []);
       assert.deepEqual(await page.evaluate(() => window.__logs), [[{ name: "/tmp/lolcat1.avi", size: 1301013 }]]);
+      await page.waitForFunction(() => window.__codecs, null, { timeout: 30000 });
+      assert.deepEqual(await page.evaluate(() => window.__codecs), ["application/x-bz2", "squeezed"]);
       return s;
     }));
   } finally {

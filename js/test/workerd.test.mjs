@@ -44,6 +44,7 @@ test("a Cloudflare worker (workerd) runs the quick start on memory://", { skip: 
     assert.deepEqual(body.quickStart, { name: "/tmp/lolcat1.avi", size: 1301013 });
     assert.equal(body.routed, "disk failed");
     assert.equal(body.left, 0);
+    assert.deepEqual(body.zstd, ["application/zstd", 1000]);
   } finally {
     child.kill("SIGTERM");
   }

@@ -1004,6 +1004,51 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
+/// A JavaScript function kept by the compression registry, whose entries must be
+/// `Send + Sync`: the wasm32 build has one thread and no shared memory, so the function
+/// is only ever called on the thread that made it.
+struct JsCodec(js_sys::Function);
+// SAFETY: wasm32 without the atomics feature is single-threaded (see above).
+unsafe impl Send for JsCodec {}
+unsafe impl Sync for JsCodec {}
+
+impl JsCodec {
+    fn call(&self, what: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
+        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
+        let out = self.0.call1(&JsValue::NULL, &Uint8Array::from(body)).map_err(|e| {
+            let text = e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
+            invalid(format!("the JavaScript {what} function threw: {text}"))
+        })?;
+        out.dyn_into::<Uint8Array>().map(|a| a.to_vec()).map_err(|_| invalid(format!("the JavaScript {what} function must return a Uint8Array")))
+    }
+}
+
+/// Register a compression method implemented in JavaScript (Kombu's
+/// `kombu.compression.register`): `compress` and `decompress` take a `Uint8Array` and
+/// return one. Producers then use it by content type or alias (`compression: "..."`) and
+/// consumers decompress bodies whose `compression` header names it.
+#[wasm_bindgen(js_name = registerCompression)]
+pub fn register_compression(content_type: &str, aliases: Vec<String>, compress: js_sys::Function, decompress: js_sys::Function) -> JsResult<()> {
+    if content_type.is_empty() {
+        return Err(value_error("registerCompression needs a content type, such as \"application/x-bz2\""));
+    }
+    let (encode, decode) = (JsCodec(compress), JsCodec(decompress));
+    let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
+    crate::compression::register(
+        content_type,
+        &aliases,
+        std::sync::Arc::new(move |b: &[u8]| encode.call("compress", b)),
+        std::sync::Arc::new(move |b: &[u8]| decode.call("decompress", b)),
+    );
+    Ok(())
+}
+
+/// The compression methods this module knows: `[[contentType, [alias, ...]], ...]`.
+#[wasm_bindgen(js_name = compressionMethods)]
+pub fn compression_methods() -> Array {
+    crate::wasm_codecs::methods_array()
+}
+
 /// The crate version.
 #[wasm_bindgen]
 pub fn version() -> String {

@@ -1,6 +1,8 @@
 // A Cloudflare worker using kombu-wasm: the package README's quick start on memory://, then
-// a topic exchange and a SimpleQueue, answered as JSON.
+// a topic exchange and a SimpleQueue, and zstd compression from kombu-wasm/codecs, answered
+// as JSON.
 import { Connection, Exchange, Queue, version } from "kombu-wasm";
+import "kombu-wasm/codecs";
 
 export default {
   async fetch() {
@@ -25,7 +27,12 @@ export default {
     const m = await q.get({ timeout: 1000 });
     m.ack();
     const left = await q.qsize();
+    // zstd, from the separately loaded codecs module.
+    await q.put({ big: "x".repeat(1000) }, { compression: "zstd" });
+    const z = await q.get({ timeout: 1000 });
+    z.ack();
+    const zstd = [z.headers.compression, z.payload.big.length];
     await conn.release();
-    return Response.json({ version, quickStart, routed: m.payload, left });
+    return Response.json({ version, quickStart, routed: m.payload, left, zstd });
   },
 };

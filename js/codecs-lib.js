@@ -1,0 +1,44 @@
+// kombu-wasm/codecs (its loaders; the entries are codecs.js and codecs-workerd.js): the
+// compression methods beyond zlib/gzip — bzip2, lzma/xz and zstd — in a
+// second WebAssembly module, loaded only by the apps that import this entry, so that the core
+// download stays small:
+//
+//   import "kombu-wasm/codecs";            // once, anywhere in the app
+//   await producer.publish(body, { compression: "bzip2" });
+//
+// On import the entry loads the codecs module (once; from disk in Node, fetched next to this
+// file elsewhere, imported as a module in Cloudflare Workers) and registers each of its methods with the core (`registerCompression`), which
+// then compresses and decompresses with them as with its own. Methods the core already has
+// are left to the core.
+import initCodecs, { initSync as initCodecsSync, methods, compress, decompress } from "./wasm/codecs.js";
+import { init, wasmSource, registerCompression, compressionMethods } from "./lib.js";
+
+let ready;
+
+function registerAll() {
+  const known = new Set(compressionMethods().map(([type]) => type));
+  for (const [type, aliases] of methods()) {
+    if (known.has(type)) continue;
+    registerCompression(type, { aliases, compress: (b) => compress(type, b), decompress: (b) => decompress(type, b) });
+  }
+}
+
+/** Load the codecs module and register its methods (once). `source`: bytes, a URL or a
+ * compiled module of `wasm/codecs_bg.wasm`. */
+export function loadCodecs(source) {
+  ready ??= (async () => {
+    await init();
+    await initCodecs(await wasmSource(source, new URL("./wasm/codecs_bg.wasm", import.meta.url)));
+    registerAll();
+  })();
+  return ready;
+}
+
+/** The same, synchronously, from a compiled `WebAssembly.Module` (Cloudflare Workers); the
+ * core must be initialised already (`kombu-wasm`'s workerd entry does it on import). */
+export function loadCodecsSync(module) {
+  if (ready) return;
+  initCodecsSync({ module });
+  registerAll();
+  ready = Promise.resolve();
+}
