@@ -280,6 +280,10 @@ impl Producer {
         self
     }
 
+    /// The serializer set with [`Producer::serializer`] (`None`: the registry's default).
+    pub fn serializer_name(&self) -> Option<&str> {
+        self.serializer.as_deref()
+    }
     /// The channel.
     pub fn channel(&self) -> &Channel {
         &self.channel

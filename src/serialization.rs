@@ -65,11 +65,13 @@ struct Registry {
     by_type: BTreeMap<String, String>,
     disabled: Vec<String>,
     default: String,
+    /// "json" is still the built-in serializer (not replaced by `register`).
+    json_builtin: bool,
 }
 
 impl Registry {
     fn builtin() -> Self {
-        let mut r = Registry { by_name: BTreeMap::new(), by_type: BTreeMap::new(), disabled: Vec::new(), default: "json".into() };
+        let mut r = Registry { by_name: BTreeMap::new(), by_type: BTreeMap::new(), disabled: Vec::new(), default: "json".into(), json_builtin: true };
         r.insert(Codec {
             name: "json".into(),
             content_type: "application/json".into(),
@@ -169,7 +171,11 @@ pub fn register(name: &str, content_type: &str, content_encoding: &str, encoder:
     if name.is_empty() || content_type.is_empty() {
         return Err(Error::Value("a serializer needs a name and a content type".into()));
     }
-    write().insert(Codec {
+    let mut r = write();
+    if name == "json" {
+        r.json_builtin = false;
+    }
+    r.insert(Codec {
         name: name.into(),
         content_type: content_type.into(),
         content_encoding: content_encoding.into(),
@@ -184,6 +190,9 @@ pub fn unregister(name: &str) -> Result<()> {
     let mut r = write();
     match r.by_name.remove(name) {
         Some(c) => {
+            if name == "json" {
+                r.json_builtin = false;
+            }
             r.by_type.remove(&c.content_type);
             if r.default == name {
                 r.default = "json".into();
@@ -468,6 +477,27 @@ pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// What [`dumps`] makes of structured data given as JSON text (JavaScript's `JSON.stringify`
+/// output), when `serializer` — or the default — is the built-in json serializer: the same
+/// bytes, Python-style, written straight from the text without building a value. `None`
+/// when another serializer applies (then parse the text and use [`dumps`]).
+pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Encoded>> {
+    {
+        let r = read();
+        let name = serializer.unwrap_or(&r.default);
+        if !(name == "json" && r.json_builtin) {
+            return None;
+        }
+    }
+    let mut out = Vec::with_capacity(text.len() + text.len() / 4);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    let written = serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}"))).and_then(|()| {
+        de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
+    });
+    Some(written.map(|()| Encoded { content_type: "application/json".into(), content_encoding: "utf-8".into(), body: Bytes::from(out) }))
+}
+
 /// serde_json formatter matching Python's `json.dumps` defaults.
 struct PythonFormatter;
 
@@ -678,5 +708,21 @@ mod tests {
         assert_eq!(loads(&e.body, Some(&e.content_type), None, Some(&a), false).unwrap(), Payload::Text("abc".into()));
         unregister("reverse-test").unwrap();
         assert_eq!(unregister("reverse-test").unwrap_err().name(), "SerializerNotInstalled");
+    }
+
+    #[test]
+    fn json_from_text_writes_python_style_or_defers() {
+        let e = json_from_text(r#"{"id":1,"name":"caf\u00e9 ☕","f":[1.5,1e21,0.1,-0.0]}"#, None).unwrap().unwrap();
+        assert_eq!(e.content_type, "application/json");
+        assert_eq!(
+            std::str::from_utf8(&e.body).unwrap(),
+            r#"{"id": 1, "name": "caf\u00e9 \u2615", "f": [1.5, 1e+21, 0.1, -0.0]}"#
+        );
+        assert_eq!(json_from_text(r#"{"a":1}"#, Some("json")).unwrap().unwrap().body.as_ref(), br#"{"a": 1}"#);
+        // Another serializer: the caller parses the text and uses dumps.
+        assert!(json_from_text(r#"{"a":1}"#, Some("msgpack")).is_none());
+        for bad in [r#"{"a":"#, r#"{"a":1} x"#, ""] {
+            assert_eq!(json_from_text(bad, None).unwrap().unwrap_err().name(), "EncodeError", "{bad:?}");
+        }
     }
 }

@@ -41,6 +41,16 @@ proptest! {
         }
     }
 
+    /// JSON text (as JavaScript's JSON.stringify writes it) straight to Python-style bytes:
+    /// the same bytes as parsing it and serializing the value.
+    #[test]
+    fn json_from_text_is_dumps_of_the_parsed_value(v in json_value()) {
+        let text = serde_json::to_string(&v).unwrap();
+        let direct = kombu::serialization::json_from_text(&text, None).expect("json is the default").unwrap();
+        let parsed = dumps(&Payload::Data(serde_json::from_str(&text).unwrap()), None).unwrap();
+        prop_assert_eq!(direct, parsed);
+    }
+
     #[test]
     fn text_and_bytes_pass_through(s in ".*", b in prop::collection::vec(any::<u8>(), 0..256)) {
         let e = dumps(&Payload::Text(s.clone()), None).unwrap();

@@ -497,7 +497,7 @@ impl JsConnection {
         if let Some(v) = spec.auto_declare {
             p = p.auto_declare(v);
         }
-        Ok(JsProducer { inner: p })
+        Ok(JsProducer::new(p))
     }
 
     /// A consumer of `queues` on the default channel (Kombu's `Connection.Consumer`). It
@@ -693,6 +693,9 @@ fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
 #[wasm_bindgen(js_name = Producer)]
 pub struct JsProducer {
     inner: Producer,
+    /// The last publish options (their JSON text) and what they parsed to: a loop publishing
+    /// with the same options parses them once.
+    last_options: std::cell::RefCell<Option<(String, PublishOptions)>>,
 }
 
 #[wasm_bindgen(js_class = Producer)]
@@ -702,22 +705,55 @@ impl JsProducer {
     /// `priority`, `expiration` in seconds, `correlationId`, `replyTo`, `retry`, ...).
     pub fn publish(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
         let body = body_from_js(&body)?;
-        self.send(body, options)
+        let opts = self.options(options)?;
+        Ok(self.send(body, opts))
     }
 
     /// Publish structured data given as JSON text (what `JSON.stringify` produced): the fast
     /// path the JS layer uses for objects and arrays.
     #[wasm_bindgen(js_name = publishJson)]
     pub fn publish_json(&self, json: &str, options: JsValue) -> JsResult<Promise> {
+        let mut opts = self.options(options)?;
+        // With the built-in json serializer, the text is written Python-style as it is,
+        // without building a value (the bytes are the same).
+        if opts.content_type.is_none() {
+            let serializer = opts.serializer.as_deref().or(self.inner.serializer_name());
+            if let Some(encoded) = crate::serialization::json_from_text(json, serializer) {
+                let e = kombu(encoded)?;
+                opts.content_type = Some(e.content_type);
+                opts.content_encoding = Some(e.content_encoding);
+                return Ok(self.send(Payload::Bytes(e.body), opts));
+            }
+        }
         let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
-        self.send(Payload::Data(v), options)
+        Ok(self.send(Payload::Data(v), opts))
+    }
+}
+
+impl JsProducer {
+    fn new(inner: Producer) -> JsProducer {
+        JsProducer { inner, last_options: std::cell::RefCell::new(None) }
     }
 
-    fn send(&self, body: Payload, options: JsValue) -> JsResult<Promise> {
-        let spec: PublishSpec = options_or_err("publish options", options)?;
-        let opts = publish_options(spec)?;
+    /// Parse publish options (JSON text from the JS layer, or an object), reusing the last
+    /// result when the text is the same.
+    fn options(&self, options: JsValue) -> JsResult<PublishOptions> {
+        let Some(text) = options.as_string() else {
+            return publish_options(options_or_err("publish options", options)?);
+        };
+        if let Some((last, parsed)) = &*self.last_options.borrow() {
+            if *last == text {
+                return Ok(parsed.clone());
+            }
+        }
+        let parsed = publish_options(options_or_err("publish options", options)?)?;
+        *self.last_options.borrow_mut() = Some((text, parsed.clone()));
+        Ok(parsed)
+    }
+
+    fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
         let p = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+        future_to_promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) })
     }
 }
 
