@@ -47,7 +47,17 @@ export function initSync(module) {
   ready = Promise.resolve();
 }
 
-const defined = (o) => Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined));
+/** A copy of `o` without its undefined properties. */
+function defined(o) {
+  const out = {};
+  for (const k of Object.keys(o)) {
+    if (o[k] !== undefined) out[k] = o[k];
+  }
+  return out;
+}
+
+/** Specs of declarations, made once per (frozen) instance. */
+const specs = new WeakMap();
 
 function plainOptions(what, options) {
   if (options === undefined || options === null) return {};
@@ -69,7 +79,9 @@ export class Exchange {
 
   /** The plain object the core takes. */
   toSpec() {
-    return defined({ ...this });
+    let spec = specs.get(this);
+    if (!spec) specs.set(this, (spec = Object.freeze(defined(this))));
+    return spec;
   }
 
   /** A binding of this exchange with `routingKey`, for `new Queue(..., { bindings })`. */
@@ -133,11 +145,11 @@ function jsonText(body) {
 }
 
 function publishSpec(options) {
-  const o = { ...plainOptions("publish options", options) };
+  const o = defined(plainOptions("publish options", options));
   if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
   if (o.declare !== undefined) o.declare = [].concat(o.declare).map(entitySpec);
   if (o.replyTo instanceof Queue) o.replyTo = o.replyTo.name;
-  return defined(o);
+  return o;
 }
 
 function abortError(signal) {
@@ -295,7 +307,12 @@ export class Consumer {
   /** Messages as they come; ends when `signal` aborts. */
   async *messages({ signal, timeout } = {}) {
     for (;;) {
-      let m;
+      // A message already received is taken at once; otherwise wait for the next one.
+      let m = signal?.aborted ? undefined : this.#c.tryNext();
+      if (m) {
+        yield m;
+        continue;
+      }
       try {
         m = await this.next({ signal, timeout });
       } catch (e) {

@@ -49,6 +49,20 @@ fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
     r.map_err(|e| js_error(&e))
 }
 
+/// A Promise for `fut`, which starts now: when it completes on its first poll (most
+/// operations on memory://, publishes on every transport) the Promise is settled at once,
+/// without the task and closure `future_to_promise` allocates; otherwise wasm-bindgen-futures
+/// drives it from there (polling again with a real waker).
+fn promise(fut: impl std::future::Future<Output = JsResult<JsValue>> + 'static) -> Promise {
+    let mut fut = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(v)) => Promise::resolve(&v),
+        std::task::Poll::Ready(Err(e)) => Promise::reject(&e),
+        std::task::Poll::Pending => future_to_promise(fut),
+    }
+}
+
 /// Parse an options object (`undefined`/`null` mean "no options").
 fn options<T: DeserializeOwned + Default>(what: &str, v: JsValue) -> JsResult<T> {
     if v.is_undefined() || v.is_null() {
@@ -753,7 +767,7 @@ impl JsProducer {
 
     fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
         let p = self.inner.clone();
-        future_to_promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) })
+        promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) })
     }
 }
 
@@ -788,7 +802,7 @@ impl JsConsumer {
     pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(c.next_message(t).await).map(|m| JsMessage { inner: m }.into()) }))
+        Ok(promise(async move { kombu(c.next_message(t).await).map(|m| JsMessage { inner: m }.into()) }))
     }
 
     /// A message already received, or `undefined` (never waits).
