@@ -805,10 +805,17 @@ impl JsConsumer {
         Ok(promise(async move { kombu(c.next_message(t).await).map(|m| JsMessage { inner: m }.into()) }))
     }
 
-    /// A message already received, or `undefined` (never waits).
+    /// A message already received, or `undefined` (never waits): from the consumer's
+    /// buffer, or from deliveries the connection holds and has not dispatched yet.
     #[wasm_bindgen(js_name = tryNext)]
-    pub fn try_next(&self) -> Option<JsMessage> {
-        self.inner.try_next().map(|m| JsMessage { inner: m })
+    pub fn try_next(&self) -> JsResult<Option<JsMessage>> {
+        if let Some(m) = self.inner.try_next() {
+            return Ok(Some(JsMessage { inner: m }));
+        }
+        if let Ok(conn) = self.inner.connection() {
+            kombu(conn.drain_nowait())?;
+        }
+        Ok(self.inner.try_next().map(|m| JsMessage { inner: m }))
     }
 
     /// Stop consuming; messages received and not acknowledged stay unacknowledged until
