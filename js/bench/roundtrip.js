@@ -3,8 +3,10 @@
 // Shared by bench/wasm_roundtrip.mjs (Node) and the browser benchmark page.
 export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, baseUrl = "memory://") {
   const name = `bench-${Math.random().toString(36).slice(2)}`;
-  const exchange = new Exchange(name, { type: "direct" });
-  const queue = new Queue(name, { exchange, routingKey: "bench" });
+  // Not durable, deleted when unused: as bench_roundtrip.rs and roundtrip_python.py declare
+  // them (on RabbitMQ a durable queue would write the persistent messages to disk).
+  const exchange = new Exchange(name, { type: "direct", durable: false, autoDelete: true });
+  const queue = new Queue(name, { exchange, routingKey: "bench", durable: false, autoDelete: true });
   // A gateway URL without a vhost gets one of its own (the embedded broker creates it); give
   // `?vhost=/` for a gateway in front of RabbitMQ. Other URLs (amqp+ws://) are used as given.
   const url = baseUrl.startsWith("memory:") ? `memory:///${name}` : !baseUrl.startsWith("gateway+") || baseUrl.includes("vhost=") ? baseUrl : `${baseUrl}?vhost=/${name}`;

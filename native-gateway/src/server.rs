@@ -573,6 +573,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                             session.auto_ack.forget_channel(c);
                             session.channels.remove(&c);
                             metrics.channels.fetch_sub(1, Ordering::Relaxed);
+                            metrics.consumers.fetch_sub(session.consumers.remove(&c).unwrap_or(0) as u64, Ordering::Relaxed);
                         }
                     }
                     send(&out, &ServerFrame::error(Some(id), chan, &e), b"").await
@@ -585,6 +586,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     };
     // Closing the backend connection returns unacknowledged deliveries to their queues.
     metrics.channels.fetch_sub(session.channels.len() as u64, Ordering::Relaxed);
+    metrics.consumers.fetch_sub(session.consumers.values().sum::<usize>() as u64, Ordering::Relaxed);
     let _ = backend.close().await;
     pump.abort();
     drop(out);
@@ -704,6 +706,7 @@ async fn handle(
         Request::Close => (None, Ok(Some(Answer::Result(Value::Null)))),
         Request::ChannelClose { channel } => {
             auto_ack.forget_channel(channel);
+            metrics.consumers.fetch_sub(consumers.remove(&channel).unwrap_or(0) as u64, Ordering::Relaxed);
             let r = match channels.remove(&channel) {
                 Some(ch) => {
                     metrics.channels.fetch_sub(1, Ordering::Relaxed);

@@ -266,7 +266,19 @@ async fn health_and_metrics_endpoints() {
     ] {
         assert!(metrics.contains(needle), "{needle} missing from:\n{metrics}");
     }
+    // A client that goes away without cancelling takes its channels and consumers with it.
     conn.release().await.unwrap();
+    let mut metrics = String::new();
+    for _ in 0..100 {
+        metrics = http_get(&g, "/metrics").await;
+        if metrics.contains("kombu_gateway_connections 0") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for needle in ["kombu_gateway_connections 0", "kombu_gateway_channels 0", "kombu_gateway_consumers 0"] {
+        assert!(metrics.contains(needle), "{needle} missing after the client left:\n{metrics}");
+    }
     g.shutdown().await;
 }
 
