@@ -10,7 +10,8 @@ const browser = await chromium.launch({ executablePath: process.env.CHROMIUM ?? 
 try {
   const page = await browser.newPage();
   await page.goto(`${base}/site/bench.html?n=${n}&url=${encodeURIComponent(url)}`);
-  await page.waitForFunction(() => window.__result, null, { timeout: 300000 });
+  // Poll rarely: the default polls on every animation frame, in the page being measured.
+  await page.waitForFunction(() => window.__result, null, { timeout: 300000, polling: 250 });
   console.log(JSON.stringify(await page.evaluate(() => window.__result)));
 } finally {
   await browser.close();

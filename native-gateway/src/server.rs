@@ -239,6 +239,12 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     };
     let task = match tls {
         None => tokio::spawn(async move {
+            // Small frames (acks, deliveries) go out at once, not held by Nagle's algorithm
+            // until the previous segment is acknowledged (as the TLS listener does too).
+            use axum::serve::ListenerExt;
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
             if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
                 tracing::error!("server error: {e}");
             }
