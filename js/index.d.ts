@@ -307,5 +307,16 @@ export interface CompressionMethod {
  * `import "kombu-wasm/codecs"` registers bzip2, lzma/xz and zstd.
  */
 export declare function registerCompression(contentType: string, method: CompressionMethod): void;
+/** A serializer implemented in JavaScript. */
+export interface Serializer {
+  /** MIME type written to `contentType` (e.g. "application/x-protobuf"). */
+  contentType: string;
+  /** Written to `contentEncoding`; default "utf-8" ("binary" for bytes). */
+  contentEncoding?: string;
+  encode(body: Payload): Uint8Array | string;
+  decode(bytes: Uint8Array): Payload;
+}
+/** Register a serializer (Kombu's `serialization.register`); name it with `serializer: name`. */
+export declare function registerSerializer(name: string, serializer: Serializer): void;
 /** The compression methods known: `[contentType, aliases][]`. */
 export declare function compressionMethods(): [string, string[]][];

@@ -435,6 +435,18 @@ export function registerCompression(contentType, { compress, decompress, aliases
   core.registerCompression(contentType, aliases.map(String), compress, decompress);
 }
 
+/**
+ * Register a serializer implemented in JavaScript (Kombu's `serialization.register`):
+ * `encode(body)` returns a Uint8Array or a string, `decode(bytes)` returns the body. Producers
+ * name it (`serializer: name`); consumers decode its content type when `accept` allows it.
+ */
+export function registerSerializer(name, { contentType, contentEncoding = "utf-8", encode, decode } = {}) {
+  if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof encode !== "function" || typeof decode !== "function") {
+    throw Object.assign(new TypeError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions"), { name: "ValueError" });
+  }
+  core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+}
+
 /** The compression methods known: `[[contentType, [alias, ...]], ...]`. */
 export function compressionMethods() {
   return core.compressionMethods();

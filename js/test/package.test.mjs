@@ -235,3 +235,50 @@ test("kombu-wasm/codecs adds bzip2, lzma and zstd; registerCompression adds JS m
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("registerSerializer adds a serializer written in JavaScript; its errors are Kombu's", async () => {
+  const { registerSerializer } = await import("../index.js");
+  // Lines of "key=value" for flat objects: encode returns a string, decode an object.
+  registerSerializer("kv", {
+    contentType: "application/x-kv",
+    encode: (body) => Object.entries(body).map(([k, v]) => `${k}=${v}`).join("\n"),
+    decode: (bytes) => {
+      const text = new TextDecoder().decode(bytes);
+      if (!text.includes("=")) throw new Error("no key=value line");
+      return Object.fromEntries(text.split("\n").map((l) => l.split("=")));
+    },
+  });
+  const conn = new Connection(url());
+  const q = await conn.SimpleQueue("kv");
+  await q.put({ a: "1", b: "two" }, { serializer: "kv" });
+  const m = await q.get({ timeout: 1000 });
+  assert.equal(m.contentType, "application/x-kv");
+  assert.equal(m.contentEncoding, "utf-8");
+  assert.equal(new TextDecoder().decode(m.body), "a=1\nb=two");
+  assert.deepEqual(m.payload, { a: "1", b: "two" });
+  m.requeue();
+  await q.close(); // its consumer would take the requeued message
+  // Accept lists name it like the built-in ones; a consumer that does not accept it refuses it.
+  const strict = conn.Consumer([new Queue("kv")], { accept: ["json"] });
+  const refused = await strict.next({ timeout: 1000 });
+  assert.throws(() => refused.payload, { name: "ContentDisallowed", message: /application\/x-kv/ });
+  refused.requeue();
+  await strict.cancel();
+  const consumer = conn.Consumer([new Queue("kv")], { accept: ["kv"] });
+  const again = await consumer.next({ timeout: 1000 });
+  assert.deepEqual(again.payload, { a: "1", b: "two" });
+  again.ack();
+  // A decoder that throws: DecodeError naming the function; the message can be rejected.
+  await conn.Producer().publish(new TextEncoder().encode("garbage"), { routingKey: "kv", contentType: "application/x-kv", contentEncoding: "utf-8" });
+  const bad = await consumer.next({ timeout: 1000 });
+  assert.throws(() => bad.payload, { name: "DecodeError", message: /JavaScript decode function threw: no key=value line/ });
+  bad.reject();
+  // An encoder that returns something else: EncodeError, nothing published.
+  registerSerializer("broken", { contentType: "application/x-broken", encode: () => 42, decode: () => null });
+  const q2 = await conn.SimpleQueue("kv2");
+  await rejects(() => q2.put({ x: 1 }, { serializer: "broken" }), "EncodeError", /must return a Uint8Array or a string/);
+  assert.equal(await q2.qsize(), 0);
+  assert.throws(() => registerSerializer("x", {}), { name: "ValueError" });
+  await consumer.cancel();
+  await conn.release();
+});

@@ -1061,22 +1061,34 @@ pub fn start() {
     console_error_panic_hook::set_once();
 }
 
-/// A JavaScript function kept by the compression registry, whose entries must be
-/// `Send + Sync`: the wasm32 build has one thread and no shared memory, so the function
+/// A JavaScript function kept by the compression or serializer registry, whose entries must
+/// be `Send + Sync`: the wasm32 build has one thread and no shared memory, so the function
 /// is only ever called on the thread that made it.
-struct JsCodec(js_sys::Function);
+struct JsFunction(js_sys::Function);
 // SAFETY: wasm32 without the atomics feature is single-threaded (see above).
-unsafe impl Send for JsCodec {}
-unsafe impl Sync for JsCodec {}
+unsafe impl Send for JsFunction {}
+unsafe impl Sync for JsFunction {}
 
-impl JsCodec {
-    fn call(&self, what: &str, body: &[u8]) -> std::io::Result<Vec<u8>> {
-        let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
-        let out = self.0.call1(&JsValue::NULL, &Uint8Array::from(body)).map_err(|e| {
+impl JsFunction {
+    /// Call with one argument; a throw becomes a message naming the function.
+    fn call(&self, what: &str, arg: &JsValue) -> std::result::Result<JsValue, String> {
+        self.0.call1(&JsValue::NULL, arg).map_err(|e| {
             let text = e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
-            invalid(format!("the JavaScript {what} function threw: {text}"))
-        })?;
-        out.dyn_into::<Uint8Array>().map(|a| a.to_vec()).map_err(|_| invalid(format!("the JavaScript {what} function must return a Uint8Array")))
+            format!("the JavaScript {what} function threw: {text}")
+        })
+    }
+
+    /// Call with bytes; the result must be a `Uint8Array` (or, with `text_ok`, a string:
+    /// its UTF-8).
+    fn call_bytes(&self, what: &str, arg: &JsValue, text_ok: bool) -> std::result::Result<Vec<u8>, String> {
+        let out = self.call(what, arg)?;
+        if let Some(a) = out.dyn_ref::<Uint8Array>() {
+            return Ok(a.to_vec());
+        }
+        match out.as_string() {
+            Some(s) if text_ok => Ok(s.into_bytes()),
+            _ => Err(format!("the JavaScript {what} function must return a Uint8Array{}", if text_ok { " or a string" } else { "" })),
+        }
     }
 }
 
@@ -1089,15 +1101,38 @@ pub fn register_compression(content_type: &str, aliases: Vec<String>, compress: 
     if content_type.is_empty() {
         return Err(value_error("registerCompression needs a content type, such as \"application/x-bz2\""));
     }
-    let (encode, decode) = (JsCodec(compress), JsCodec(decompress));
+    let (encode, decode) = (JsFunction(compress), JsFunction(decompress));
     let aliases: Vec<&str> = aliases.iter().map(String::as_str).collect();
+    let invalid = |m: String| std::io::Error::new(std::io::ErrorKind::InvalidData, m);
     crate::compression::register(
         content_type,
         &aliases,
-        std::sync::Arc::new(move |b: &[u8]| encode.call("compress", b)),
-        std::sync::Arc::new(move |b: &[u8]| decode.call("decompress", b)),
+        std::sync::Arc::new(move |b: &[u8]| encode.call_bytes("compress", &Uint8Array::from(b).into(), false).map_err(invalid)),
+        std::sync::Arc::new(move |b: &[u8]| decode.call_bytes("decompress", &Uint8Array::from(b).into(), false).map_err(invalid)),
     );
     Ok(())
+}
+
+/// Register a serializer implemented in JavaScript (Kombu's `kombu.serialization.register`):
+/// `encode` takes the body (JSON data, a string or a `Uint8Array`) and returns a `Uint8Array`
+/// or a string; `decode` takes the bytes and returns the body. Producers then name it
+/// (`serializer: name`) and consumers decode its content type when their `accept` allows it.
+#[wasm_bindgen(js_name = registerSerializer)]
+pub fn register_serializer(name: &str, content_type: &str, content_encoding: &str, encode: js_sys::Function, decode: js_sys::Function) -> JsResult<()> {
+    let (encode, decode) = (JsFunction(encode), JsFunction(decode));
+    kombu(crate::serialization::register(
+        name,
+        content_type,
+        content_encoding,
+        std::sync::Arc::new(move |p: &Payload| {
+            let body = body_to_js(p).map_err(|_| Error::Encode("the body cannot be given to JavaScript".into()))?;
+            encode.call_bytes("encode", &body, true).map_err(Error::Encode)
+        }),
+        std::sync::Arc::new(move |b: &[u8]| {
+            let out = decode.call("decode", &Uint8Array::from(b).into()).map_err(Error::Decode)?;
+            body_from_js(&out).map_err(|_| Error::Decode("the JavaScript decode function must return JSON data, a string or a Uint8Array".into()))
+        }),
+    ))
 }
 
 /// The compression methods this module knows: `[[contentType, [alias, ...]], ...]`.
