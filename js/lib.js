@@ -104,8 +104,9 @@ export class Queue {
   toSpec() {
     const spec = defined({ ...this });
     if (spec.exchange instanceof Exchange) spec.exchange = spec.exchange.toSpec();
-    if (spec.bindings) {
-      spec.bindings = spec.bindings.map((b) => defined({ ...b, exchange: b.exchange instanceof Exchange ? b.exchange.toSpec() : b.exchange }));
+    if (Array.isArray(spec.bindings)) {
+      // (Anything but an object is left for the core to refuse, naming it.)
+      spec.bindings = spec.bindings.map((b) => (b !== null && typeof b === "object" ? defined({ ...b, exchange: b.exchange instanceof Exchange ? b.exchange.toSpec() : b.exchange }) : b));
     }
     return spec;
   }
@@ -240,7 +241,8 @@ export class Connection {
   }
 
   /** Wait for one event (ms; forever when omitted) and run consumer callbacks. */
-  drainEvents({ timeout } = {}) {
+  drainEvents(options) {
+    const { timeout } = plainOptions("drainEvents options", options);
     return this.#c.drainEvents(timeout);
   }
 
@@ -300,12 +302,14 @@ export class Consumer {
   }
 
   /** The next message: waits up to `timeout` ms (forever when omitted), stops on `signal`. */
-  next({ timeout, signal } = {}) {
+  next(options) {
+    const { timeout, signal } = plainOptions("next options", options);
     return waitFor((t) => this.#c.next(t), { timeout, signal });
   }
 
   /** Messages as they come; ends when `signal` aborts. */
-  async *messages({ signal, timeout } = {}) {
+  async *messages(options) {
+    const { signal, timeout } = plainOptions("messages options", options);
     for (;;) {
       // A message already received is taken at once; otherwise wait for the next one.
       let m = signal?.aborted ? undefined : this.#c.tryNext();
@@ -348,12 +352,14 @@ export class Consumer {
   }
 
   /** Set the prefetch window. */
-  qos({ prefetchCount = 0, global = false } = {}) {
+  qos(options) {
+    const { prefetchCount = 0, global = false } = plainOptions("qos options", options);
     return this.#c.qos(prefetchCount, global);
   }
 
   /** Redeliver unacknowledged messages. */
-  recover({ requeue = true } = {}) {
+  recover(options) {
+    const { requeue = true } = plainOptions("recover options", options);
     return this.#c.recover(requeue);
   }
 
@@ -387,7 +393,8 @@ export class SimpleQueue {
   }
 
   /** The next message; waits up to `timeout` ms when `block` (default). Rejects with `Empty`. */
-  get({ block = true, timeout, signal } = {}) {
+  get(options) {
+    const { block = true, timeout, signal } = plainOptions("get options", options);
     if (!block) return this.#q.get(false, undefined);
     return waitFor((t) => this.#q.get(true, t).catch((e) => {
       throw e?.name === "TimeoutError" ? Object.assign(e, { name: "Empty" }) : e;

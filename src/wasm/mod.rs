@@ -43,6 +43,32 @@ fn value_error(msg: impl Into<String>) -> JsValue {
     js_error(&Error::Value(msg.into()))
 }
 
+/// A string argument from JavaScript. Parameters typed `String` in wasm-bindgen trust the
+/// caller to pass a string (anything else corrupts the module's memory), so arguments that come
+/// from users are taken as values and checked here. `None` for `undefined`/`null`.
+fn string_arg(what: &str, v: &JsValue) -> JsResult<Option<String>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string().map(Some).ok_or_else(|| value_error(format!("{what} must be a string, not {}", js_type(v))))
+}
+
+/// A required string argument (see [`string_arg`]).
+fn required_string(what: &str, v: &JsValue) -> JsResult<String> {
+    string_arg(what, v)?.ok_or_else(|| value_error(format!("{what} is required (a string)")))
+}
+
+/// `typeof`, with arrays and null told apart.
+fn js_type(v: &JsValue) -> String {
+    if v.is_null() {
+        "null".into()
+    } else if Array::is_array(v) {
+        "an array".into()
+    } else {
+        v.js_typeof().as_string().unwrap_or_default()
+    }
+}
+
 type JsResult<T> = std::result::Result<T, JsValue>;
 
 fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
@@ -378,7 +404,8 @@ pub struct JsConnection {
 impl JsConnection {
     /// A connection to `url` (default `memory://`). Nothing is opened until it is needed.
     #[wasm_bindgen(constructor)]
-    pub fn new(url: Option<String>, options: JsValue) -> JsResult<JsConnection> {
+    pub fn new(url: JsValue, options: JsValue) -> JsResult<JsConnection> {
+        let url = string_arg("the connection URL", &url)?;
         let spec: ConnectionSpec = options_or_err("Connection options", options)?;
         let failover_strategy = match spec.failover_strategy {
             Some(s) => kombu(FailoverStrategy::parse(&s))?,
@@ -541,14 +568,14 @@ impl JsConnection {
 
     /// A `SimpleQueue` named `name` (Kombu's `Connection.SimpleQueue`).
     #[wasm_bindgen(js_name = SimpleQueue)]
-    pub fn simple_queue(&self, name: String, options: JsValue) -> JsResult<Promise> {
-        self.simple(name, options, false)
+    pub fn simple_queue(&self, name: JsValue, options: JsValue) -> JsResult<Promise> {
+        self.simple(required_string("the SimpleQueue name", &name)?, options, false)
     }
 
     /// A `SimpleBuffer`: transient, auto-deleted, no acks (Kombu's `Connection.SimpleBuffer`).
     #[wasm_bindgen(js_name = SimpleBuffer)]
-    pub fn simple_buffer(&self, name: String, options: JsValue) -> JsResult<Promise> {
-        self.simple(name, options, true)
+    pub fn simple_buffer(&self, name: JsValue, options: JsValue) -> JsResult<Promise> {
+        self.simple(required_string("the SimpleBuffer name", &name)?, options, true)
     }
 
     fn simple(&self, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
@@ -570,7 +597,8 @@ impl JsConnection {
 
     /// The state of a `memory://` virtual host (exchanges, queues with depths, consumers and
     /// unacked counts, bindings), for dashboards; `undefined` on other transports.
-    pub fn snapshot(&self, virtual_host: Option<String>) -> JsResult<JsValue> {
+    pub fn snapshot(&self, virtual_host: JsValue) -> JsResult<JsValue> {
+        let virtual_host = string_arg("the virtual host", &virtual_host)?;
         if self.inner.transport_name() != "memory" {
             return Ok(JsValue::UNDEFINED);
         }
@@ -827,15 +855,16 @@ impl JsConsumer {
 
     /// Stop consuming from one queue.
     #[wasm_bindgen(js_name = cancelByQueue)]
-    pub fn cancel_by_queue(&self, queue: String) -> Promise {
+    pub fn cancel_by_queue(&self, queue: JsValue) -> JsResult<Promise> {
+        let queue = required_string("the queue name", &queue)?;
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) })
+        Ok(future_to_promise(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) }))
     }
 
     /// True while consuming from `queue`.
     #[wasm_bindgen(js_name = consumingFrom)]
-    pub fn consuming_from(&self, queue: String) -> bool {
-        self.inner.consuming_from(&queue)
+    pub fn consuming_from(&self, queue: JsValue) -> JsResult<bool> {
+        Ok(self.inner.consuming_from(&required_string("the queue name", &queue)?))
     }
 
     /// Remove the ready messages of every queue; resolves to how many.
