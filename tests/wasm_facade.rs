@@ -24,8 +24,8 @@ async fn wait(p: Promise) -> Result<JsValue, JsValue> {
     JsFuture::from(p).await
 }
 
-fn url() -> Option<String> {
-    Some(format!("memory:///facade-{}", kombu::uuid()))
+fn url() -> JsValue {
+    format!("memory:///facade-{}", kombu::uuid()).into()
 }
 
 #[wasm_bindgen_test]
@@ -36,13 +36,18 @@ fn options_are_checked_and_errors_are_named() {
     let e = check_queue(obj(r#"{"name": "q", "durable": "yes"}"#)).unwrap_err();
     assert!(msg(&e).contains("`durable`"), "{}", msg(&e));
     assert!(check_queue(obj(r#"{"name": "q", "exchange": {"name": "x", "type": "topic"}, "routingKey": "a.*"}"#)).is_ok());
-    let e = JsConnection::new(Some("memroy://".into()), JsValue::UNDEFINED).err().unwrap();
+    let e = JsConnection::new("memroy://".into(), JsValue::UNDEFINED).err().unwrap();
     assert_eq!(name(&e), "UnknownTransport");
-    let e = JsConnection::new(Some("amqp://u:secret@h:99999//".into()), JsValue::UNDEFINED).err().unwrap();
+    let e = JsConnection::new("amqp://u:secret@h:99999//".into(), JsValue::UNDEFINED).err().unwrap();
     assert_eq!(name(&e), "InvalidURL");
     assert!(!msg(&e).contains("secret"));
     let e = JsConnection::new(url(), obj(r#"{"heartbeet": 1}"#)).err().unwrap();
     assert!(msg(&e).contains("heartbeet"), "{}", msg(&e));
+    // A URL that is not a string is refused by name (wasm-bindgen would trust a String).
+    let e = JsConnection::new(JsValue::TRUE, JsValue::UNDEFINED).err().unwrap();
+    assert_eq!(name(&e), "ValueError");
+    assert!(msg(&e).contains("URL must be a string, not boolean"), "{}", msg(&e));
+    assert!(JsConnection::new(JsValue::UNDEFINED, JsValue::UNDEFINED).is_ok(), "undefined means memory://");
 }
 
 #[wasm_bindgen_test]
