@@ -38,7 +38,7 @@ enum Reply {
 #[derive(Default)]
 struct ChanState {
     pending: VecDeque<oneshot::Sender<Result<Reply>>>,
-    content: Option<(Method, Properties, u64, BytesMut)>,
+    content: Option<Incoming>,
     /// Publisher confirms (the `confirm_publish` transport option): the next publish
     /// sequence number and the publishes waiting for the broker's ack.
     confirm: Option<(u64, Waiting)>,
@@ -46,6 +46,8 @@ struct ChanState {
 
 /// Publishes waiting for their confirm, by sequence number.
 type Waiting = std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>;
+/// A message being received: its method, properties, announced body size and body so far.
+type Incoming = (Method, Properties, u64, BytesMut);
 
 impl ChanState {
     fn fail(self, e: &Error) {
@@ -420,46 +422,38 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             }
             Ok(())
         }
-        Frame::Header(ch, size, props) => {
-            let done = {
-                let mut chans = lock(&inner.channels);
-                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
-                let Some(c) = st.content.as_mut() else {
-                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content header without a method on channel {ch}")));
-                };
-                c.1 = *props;
-                c.2 = size;
-                if size == 0 {
-                    st.content.take()
-                } else {
-                    None
-                }
-            };
-            if let Some((m, p, _, b)) = done {
-                deliver(inner, ch, m, p, b.freeze());
-            }
-            Ok(())
-        }
-        Frame::Body(ch, bytes) => {
-            let done = {
-                let mut chans = lock(&inner.channels);
-                let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
-                let Some(c) = st.content.as_mut() else {
-                    return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("content body without a header on channel {ch}")));
-                };
-                c.3.extend_from_slice(&bytes);
-                if c.3.len() as u64 >= c.2 {
-                    st.content.take()
-                } else {
-                    None
-                }
-            };
-            if let Some((m, p, _, b)) = done {
-                deliver(inner, ch, m, p, b.freeze());
-            }
-            Ok(())
-        }
+        Frame::Header(ch, size, props) => content_frame(inner, ch, "content header without a method", |c| {
+            c.1 = *props;
+            c.2 = size;
+            size == 0
+        }),
+        Frame::Body(ch, bytes) => content_frame(inner, ch, "content body without a header", |c| {
+            c.3.extend_from_slice(&bytes);
+            c.3.len() as u64 >= c.2
+        }),
     }
+}
+
+/// A content header or body frame on `ch`: `add` puts it into the content being received
+/// and says whether the content is complete, which is then delivered. Without a content
+/// in progress the frame is out of place (`what` says how).
+fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incoming) -> bool) -> Result<()> {
+    let done = {
+        let mut chans = lock(&inner.channels);
+        let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
+        let Some(c) = st.content.as_mut() else {
+            return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("{what} on channel {ch}")));
+        };
+        if add(c) {
+            st.content.take()
+        } else {
+            None
+        }
+    };
+    if let Some((m, p, _, b)) = done {
+        deliver(inner, ch, m, p, b.freeze());
+    }
+    Ok(())
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
