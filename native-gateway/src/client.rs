@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kombu::gateway::SUBPROTOCOL;
 use kombu::spec::ExchangeType;
 use kombu::transport::gateway::{endpoint, hello_params, Carrier, GatewayClient, GatewayConnection};
@@ -65,40 +65,12 @@ impl Transport for GatewayTransport {
             tokio_tungstenite::client_async(req, stream).await.map_err(|e| Error::RecoverableConnection(format!("cannot connect to {url}: {e}")))
         };
         let (ws, _) = tokio::time::timeout(timeout, open).await.map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {url}")))??;
-        let (mut sink, mut stream) = ws.split();
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Message>();
+        let (sink, mut stream) = ws.split();
+        let (out, out_rx) = mpsc::unbounded_channel::<Message>();
         let batch_limit = Arc::new(AtomicUsize::new(0));
         let limit = batch_limit.clone();
-        tokio::spawn(async move {
-            // Frames queued while the socket was busy go out as one batch message.
-            let mut held: Option<Message> = None;
-            loop {
-                let m = match held.take() {
-                    Some(m) => m,
-                    None => match out_rx.recv().await {
-                        Some(m) => m,
-                        None => break,
-                    },
-                };
-                let max = limit.load(Ordering::Relaxed);
-                let m = match m {
-                    Message::Binary(first) if max > 0 => {
-                        let (batch, next) = kombu::gateway::gather_batch(first, max, || out_rx.try_recv().ok(), |m| match m {
-                            Message::Binary(f) => Some(f),
-                            _ => None,
-                        }, kombu::gateway::encode_batch);
-                        held = next;
-                        Message::Binary(batch)
-                    }
-                    other => other,
-                };
-                let closing = matches!(m, Message::Close(_));
-                if sink.send(m).await.is_err() || closing {
-                    break;
-                }
-            }
-            let _ = sink.close().await;
-        });
+        // Frames queued while the socket was busy go out as one batch, once the gateway allows it.
+        tokio::spawn(crate::writer::write_socket(sink, out_rx, move || limit.load(Ordering::Relaxed), kombu::gateway::encode_batch));
         let client = GatewayClient::new(Box::new(TokioCarrier { out, batch_limit }));
         let reader_client = client.clone();
         tokio::spawn(async move {

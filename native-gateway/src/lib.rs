@@ -17,6 +17,7 @@ pub mod client;
 pub mod relay;
 pub mod server;
 pub mod tls;
+mod writer;
 
 use std::sync::Arc;
 

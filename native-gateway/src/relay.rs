@@ -81,7 +81,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
     let (to_client, to_client_rx) = mpsc::channel::<Message>(64);
     // A byte stream: what queues up while the socket is busy goes out as one message (a
     // browser pays per message received).
-    let writer = tokio::spawn(crate::server::write_socket(ws_tx, to_client_rx, kombu::gateway::concat));
+    let writer = tokio::spawn(crate::writer::write_socket(ws_tx, to_client_rx, || kombu::gateway::BATCH_BYTES, kombu::gateway::concat));
     let closing = Arc::new(Mutex::new(Closing::default()));
 
     // Broker -> client: forward whole frames, dropping those on channels the relay closed.

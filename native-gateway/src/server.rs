@@ -20,7 +20,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kombu::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
 use kombu::spec::{BasicQos, Content, ServerEvent};
 use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
@@ -378,45 +378,12 @@ async fn close_with(out: &mpsc::Sender<Message>, code: u16, reason: String) {
     let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
 }
 
-/// A WebSocket's writer: sends `rx`'s messages until a close (sent last) or the end of the
-/// queue. Binary messages queued up while the socket was busy go out together, joined by
-/// `join` ([`gateway::gather_batch`]): a batch of gateway frames, or concatenated bytes where
-/// the messages are a byte stream (the AMQP relay).
-pub(crate) async fn write_socket(mut sink: futures::stream::SplitSink<WebSocket, Message>, mut rx: mpsc::Receiver<Message>, join: fn(&[Bytes]) -> Bytes) {
-    let mut held: Option<Message> = None;
-    loop {
-        let m = match held.take() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        let m = match m {
-            Message::Binary(first) => {
-                let (batch, next) = gateway::gather_batch(first, gateway::BATCH_BYTES, || rx.try_recv().ok(), |m| match m {
-                    Message::Binary(f) => Some(f),
-                    _ => None,
-                }, join);
-                held = next;
-                Message::Binary(batch)
-            }
-            other => other,
-        };
-        let closing = matches!(m, Message::Close(_));
-        if sink.send(m).await.is_err() || closing {
-            break;
-        }
-    }
-    let _ = sink.close().await;
-}
-
 /// One client: hello, then requests until the socket closes.
 async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Error> {
     let (sink, mut stream) = socket.split();
     // Bounded: a client that does not read stops the events pump (bounded memory).
     let (out, out_rx) = mpsc::channel::<Message>(state.config.outbox);
-    let writer = tokio::spawn(write_socket(sink, out_rx, gateway::encode_batch));
+    let writer = tokio::spawn(crate::writer::write_socket(sink, out_rx, || gateway::BATCH_BYTES, gateway::encode_batch));
     let metrics = state.metrics.clone();
 
     // The first frame must be hello.
