@@ -7,20 +7,13 @@
 #                                        amqp://guest:guest@127.0.0.1:5672//)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 N=${1:-20000}
 URL=${2:-amqp://guest:guest@127.0.0.1:5672//}
-CACHE=${KOMBU_CACHE:-$HOME/.cache/kombu-wasm}
-REQ=tests/interop/requirements.txt
-VENV="$CACHE/venv-$(sha256sum "$REQ" | cut -c1-12)"
-if [ ! -f "$VENV/.complete" ]; then
-  rm -rf "$VENV"; python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" </dev/null
-  touch "$VENV/.complete"
-fi
+python_venv
 cargo build -q --release -p kombu-gateway --example bench_roundtrip
 cargo build -q --release --manifest-path bench/lapin/Cargo.toml
 LAPIN_URL=${URL%//}/%2f
-best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
 rust=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$URL" "$N"; done | best)
 py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/roundtrip_python.py "$N" "$URL"; done | best)
 lapin=$(for _ in 1 2 3; do bench/lapin/target/release/bench-lapin "$LAPIN_URL" "$N"; done | best)

@@ -9,6 +9,7 @@
 # Needs js/node_modules (npm ci in js/) and Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 N=${1:-20000}
 AMQP=${2:-amqp://guest:guest@127.0.0.1:5672//}
 cargo build -q --release -p kombu-gateway --bin kombu-gateway --example bench_roundtrip
@@ -17,12 +18,11 @@ PORT=$((20000 + RANDOM % 20000))
 target/release/kombu-gateway --listen 127.0.0.1:$PORT --broker "$AMQP" >/dev/null 2>&1 &
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+wait_port $PORT
 # The relay passes the URL's user and password to RabbitMQ (no token file here).
 CREDS=${AMQP#amqp://}; CREDS=${CREDS%%@*}
 RELAY="amqp+ws://$CREDS@127.0.0.1:$PORT//"
 GATEWAY="gateway+ws://127.0.0.1:$PORT/gateway?vhost=/"
-best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
 native=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$AMQP" "$N"; done | best)
 native_gw=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$GATEWAY" "$N"; done | best)
 node_relay=$(node --experimental-websocket --no-warnings js/bench/node.mjs "$N" "$RELAY")

@@ -7,13 +7,14 @@
 # Needs the npm package built (js/build.sh) and Node 20+.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 cargo build -q --release -p kombu-gateway --bin kombu-gateway --example bench_roundtrip --example bench_pingpong
 [ -f js/wasm/kombu_bg.wasm ] || js/build.sh
 PORT=$((20000 + RANDOM % 20000))
 target/release/kombu-gateway --listen 127.0.0.1:$PORT >/dev/null 2>&1 &
 GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
-for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+wait_port $PORT
 URL=gateway+ws://127.0.0.1:$PORT/gateway
 echo "native Rust client, throughput (20,000 messages, publish then consume, prefetch 100):"
 target/release/examples/bench_roundtrip "$URL?vhost=/native" 20000

@@ -5,6 +5,7 @@
 #   bench/gateway_idle.sh [N...]     (default 1000 10000; needs `ulimit -n` above 2N)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 ulimit -n 65536 2>/dev/null || true
 cargo build -q --release -p kombu-gateway --bin kombu-gateway --example idle_clients
 for N in "${@:-1000 10000}"; do
@@ -12,7 +13,7 @@ for N in "${@:-1000 10000}"; do
     PORT=$((20000 + RANDOM % 20000))
     target/release/kombu-gateway --listen 127.0.0.1:$PORT >/dev/null 2>&1 &
     GW=$!
-    for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$PORT) 2>/dev/null && break; sleep 0.1; done
+    wait_port $PORT
     before=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)
     exec 4> >(target/release/examples/idle_clients 127.0.0.1:$PORT "$n" > /tmp/idle_clients.$$ )
     for _ in $(seq 600); do grep -q ready /tmp/idle_clients.$$ 2>/dev/null && break; sleep 0.1; done

@@ -8,17 +8,10 @@
 # and the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 N=${1:-20000}
-CACHE=${KOMBU_CACHE:-$HOME/.cache/kombu-wasm}
-REQ=tests/interop/requirements.txt
-VENV="$CACHE/venv-$(sha256sum "$REQ" | cut -c1-12)"
-if [ ! -f "$VENV/.complete" ]; then
-  rm -rf "$VENV"; python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ" </dev/null
-  touch "$VENV/.complete"
-fi
+python_venv
 cargo build -q --release --example bench_memory
-best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
 rust=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
 py=$(for _ in 1 2 3; do "$VENV/bin/python" bench/roundtrip_python.py "$N"; done | best)
 python3 - "$rust" "$py" <<'PY'

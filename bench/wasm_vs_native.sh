@@ -9,10 +9,10 @@
 # (npm ci in js/) and Debian's chromium.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. bench/common.sh
 N=${1:-20000}
 cargo build -q --release --example bench_memory
 js/build.sh >/dev/null
-best() { python3 -c 'import json,sys; r=[json.loads(l) for l in sys.stdin if l.startswith("{")]; b=max(r,key=lambda x:x["msgs_per_sec"]); print(json.dumps(b))'; }
 native=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
 node=$(node js/bench/node.mjs "$N")
 chromium=$(node js/bench/browser.mjs "$N")
