@@ -59,10 +59,13 @@ function defined(o) {
 /** Specs of declarations, made once per (frozen) instance. */
 const specs = new WeakMap();
 
+/** A `ValueError` (a TypeError named as Kombu names it) saying what to change. */
+const valueError = (message) => Object.assign(new TypeError(message), { name: "ValueError" });
+
 function plainOptions(what, options) {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object" || Array.isArray(options)) {
-    throw Object.assign(new TypeError(`${what} must be an object, not ${Array.isArray(options) ? "an array" : typeof options}`), { name: "ValueError" });
+    throw valueError(`${what} must be an object, not ${Array.isArray(options) ? "an array" : typeof options}`);
   }
   return options;
 }
@@ -102,7 +105,7 @@ export class Queue {
 
   /** The plain object the core takes. */
   toSpec() {
-    const spec = defined({ ...this });
+    const spec = defined(this);
     if (spec.exchange instanceof Exchange) spec.exchange = spec.exchange.toSpec();
     if (Array.isArray(spec.bindings)) {
       // (Anything but an object is left for the core to refuse, naming it.)
@@ -115,13 +118,13 @@ export class Queue {
 function entitySpec(e) {
   if (e instanceof Queue) return { queue: e.toSpec() };
   if (e instanceof Exchange) return { exchange: e.toSpec() };
-  throw Object.assign(new TypeError(`declare takes Exchange or Queue instances, not ${e === null ? "null" : typeof e}`), { name: "ValueError" });
+  throw valueError(`declare takes Exchange or Queue instances, not ${e === null ? "null" : typeof e}`);
 }
 
 function queueSpec(q) {
   if (q instanceof Queue) return q.toSpec();
   if (typeof q === "string") return { name: q };
-  throw Object.assign(new TypeError(`queues must be Queue instances or names, not ${q === null ? "null" : typeof q}`), { name: "ValueError" });
+  throw valueError(`queues must be Queue instances or names, not ${q === null ? "null" : typeof q}`);
 }
 
 function exchangeRef(x) {
@@ -437,7 +440,7 @@ export class SimpleQueue {
  */
 export function registerCompression(contentType, { compress, decompress, aliases = [] } = {}) {
   if (typeof contentType !== "string" || typeof compress !== "function" || typeof decompress !== "function" || !Array.isArray(aliases)) {
-    throw Object.assign(new TypeError('registerCompression(contentType, { compress, decompress, aliases }) takes a content type string, two functions and an array of alias strings'), { name: "ValueError" });
+    throw valueError('registerCompression(contentType, { compress, decompress, aliases }) takes a content type string, two functions and an array of alias strings');
   }
   core.registerCompression(contentType, aliases.map(String), compress, decompress);
 }
@@ -449,7 +452,7 @@ export function registerCompression(contentType, { compress, decompress, aliases
  */
 export function registerSerializer(name, { contentType, contentEncoding = "utf-8", encode, decode } = {}) {
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof encode !== "function" || typeof decode !== "function") {
-    throw Object.assign(new TypeError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions"), { name: "ValueError" });
+    throw valueError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions");
   }
   core.registerSerializer(name, contentType, contentEncoding, encode, decode);
 }
