@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Build the npm package's wasm into js/wasm/, both in the wasm-release profile (opt-level z,
 # LTO, panic=abort) with wasm-bindgen's `--target web` glue:
-#   kombu_bg.wasm   the core and the facade; compression: zlib/gzip
-#   codecs_bg.wasm  the separately loaded codecs (`import "kombu-wasm/codecs"`): bzip2,
-#                   lzma/xz and zstd — the same Rust codecs, built without the facade
+#   kombu_bg.wasm   the core and the facade: json, text and raw bodies, no compression
+#   codecs_bg.wasm  the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
+#                   zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, built without
+#                   the facade
 #
-# KOMBU_WASM_FEATURES adds features to the core (e.g. "bzip2,lzma,zstd" to build them in);
-# KOMBU_CODECS_FEATURES picks the codecs module's (default "bzip2,lzma,zstd"; brotli would
+# KOMBU_WASM_FEATURES adds features to the core (e.g. "zlib,yaml" to build them in);
+# KOMBU_CODECS_FEATURES picks the codecs module's (default "zlib,yaml,msgpack,bzip2,lzma,zstd"; brotli would
 # add ~440 KB gzipped and is left out).
 # wasm-opt is not run: measured on this crate, binaryen 132's -Oz/-Os/-O2 all made the gzipped
 # file larger. (Never use Debian's wasm-opt 108: it silently breaks wasm-bindgen output.)
@@ -20,7 +21,7 @@ build() { # features out-name
 }
 rm -rf js/wasm
 build "${KOMBU_WASM_FEATURES:-}" kombu
-build "codec-module,${KOMBU_CODECS_FEATURES:-bzip2,lzma,zstd}" codecs
+build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
 rm -f js/wasm/.gitignore js/wasm/package.json
 for f in kombu_bg.wasm kombu.js codecs_bg.wasm codecs.js; do
   echo "js/wasm/$f: $(wc -c < "js/wasm/$f") bytes, $(gzip -9 -c "js/wasm/$f" | wc -c) gzipped"

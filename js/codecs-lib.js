@@ -1,17 +1,18 @@
-// kombu-wasm/codecs (its loaders; the entries are codecs.js and codecs-workerd.js): the
-// compression methods beyond zlib/gzip — bzip2, lzma/xz and zstd — in a
-// second WebAssembly module, loaded only by the apps that import this entry, so that the core
-// download stays small:
+// kombu-wasm/codecs (its loaders; the entries are codecs.js and codecs-workerd.js): the yaml
+// and msgpack serializers and the compression methods — zlib/gzip, bzip2, lzma/xz and zstd —
+// in a second WebAssembly module, loaded only by the apps that import this entry, so that the
+// core download stays small:
 //
 //   import "kombu-wasm/codecs";            // once, anywhere in the app
-//   await producer.publish(body, { compression: "bzip2" });
+//   await producer.publish(body, { serializer: "msgpack", compression: "bzip2" });
 //
 // On import the entry loads the codecs module (once; from disk in Node, fetched next to this
-// file elsewhere, imported as a module in Cloudflare Workers) and registers each of its methods with the core (`registerCompression`), which
-// then compresses and decompresses with them as with its own. Methods the core already has
-// are left to the core.
-import initCodecs, { initSync as initCodecsSync, methods, compress, decompress } from "./wasm/codecs.js";
-import { init, wasmSource, registerCompression, compressionMethods } from "./lib.js";
+// file elsewhere, imported as a module in Cloudflare Workers) and registers each of its
+// serializers (`registerJsonCodec`) and compression methods (`registerCompression`) with the
+// core, which then uses them as its own. Methods the core already has are left to the core.
+// As in Kombu, yaml and msgpack stay refused by consumers unless their `accept` names them.
+import initCodecs, { initSync as initCodecsSync, methods, compress, decompress, serializers, fromJson, toJson } from "./wasm/codecs.js";
+import { init, wasmSource, registerCompression, registerJsonCodec, compressionMethods } from "./lib.js";
 
 let ready;
 
@@ -20,6 +21,9 @@ function registerAll() {
   for (const [type, aliases] of methods()) {
     if (known.has(type)) continue;
     registerCompression(type, { aliases, compress: (b) => compress(type, b), decompress: (b) => decompress(type, b) });
+  }
+  for (const [name, contentType, contentEncoding] of serializers()) {
+    registerJsonCodec(name, { contentType, contentEncoding, fromJson: (json) => fromJson(name, json), toJson: (body) => toJson(name, body) });
   }
 }
 

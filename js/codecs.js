@@ -1,5 +1,5 @@
 // kombu-wasm/codecs for browsers, bundlers and Node: loads the codecs module on import (top-level
-// await) and registers bzip2, lzma/xz and zstd with the core. See codecs-lib.js.
+// await) and registers yaml, msgpack, zlib/gzip, bzip2, lzma/xz and zstd with the core. See codecs-lib.js.
 import { loadCodecs } from "./codecs-lib.js";
 
 await loadCodecs();

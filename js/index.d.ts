@@ -303,8 +303,8 @@ export interface CompressionMethod {
   aliases?: string[];
 }
 /**
- * Register a compression method (Kombu's `compression.register`). The core has zlib/gzip;
- * `import "kombu-wasm/codecs"` registers bzip2, lzma/xz and zstd.
+ * Register a compression method (Kombu's `compression.register`). The core has none built in;
+ * `import "kombu-wasm/codecs"` registers zlib/gzip, bzip2, lzma/xz and zstd.
  */
 export declare function registerCompression(contentType: string, method: CompressionMethod): void;
 /** A serializer implemented in JavaScript. */
@@ -318,5 +318,18 @@ export interface Serializer {
 }
 /** Register a serializer (Kombu's `serialization.register`); name it with `serializer: name`. */
 export declare function registerSerializer(name: string, serializer: Serializer): void;
+/** A serializer implemented over JSON bytes (how `kombu-wasm/codecs` adds yaml and msgpack). */
+export interface JsonCodec {
+  /** MIME type written to `contentType` (e.g. "application/x-yaml"). */
+  contentType: string;
+  /** Written to `contentEncoding`; default "utf-8" ("binary" for bytes). */
+  contentEncoding?: string;
+  /** The payload as UTF-8 JSON → the body. */
+  fromJson(json: Uint8Array): Uint8Array;
+  /** A body → UTF-8 JSON. */
+  toJson(body: Uint8Array): Uint8Array;
+}
+/** Register a serializer implemented over JSON bytes: key order and integer/float types survive. */
+export declare function registerJsonCodec(name: string, codec: JsonCodec): void;
 /** The compression methods known: `[contentType, aliases][]`. */
 export declare function compressionMethods(): [string, string[]][];

@@ -457,6 +457,19 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   core.registerSerializer(name, contentType, contentEncoding, encode, decode);
 }
 
+/**
+ * Register a serializer implemented over JSON bytes (how `kombu-wasm/codecs` adds yaml and
+ * msgpack): `fromJson(json)` turns the payload, as UTF-8 JSON in a Uint8Array, into the body;
+ * `toJson(body)` turns a body back into JSON bytes. No JavaScript objects are built on the way,
+ * so key order and the integer/float distinction survive.
+ */
+export function registerJsonCodec(name, { contentType, contentEncoding = "utf-8", fromJson, toJson } = {}) {
+  if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof fromJson !== "function" || typeof toJson !== "function") {
+    throw valueError("registerJsonCodec(name, { contentType, contentEncoding, fromJson, toJson }) takes a name, a content type, an optional encoding and two functions");
+  }
+  core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
+}
+
 /** The compression methods known: `[[contentType, [alias, ...]], ...]`. */
 export function compressionMethods() {
   return core.compressionMethods();

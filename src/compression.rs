@@ -13,7 +13,9 @@
 //! All codecs are pure Rust and work in wasm32.
 
 use std::collections::BTreeMap;
-use std::io::{Read, Write};
+use std::io::Read;
+#[cfg(any(feature = "zlib", feature = "bzip2", feature = "lzma", feature = "brotli"))]
+use std::io::Write;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::error::{Error, Result};
@@ -43,7 +45,12 @@ impl Registry {
     fn known(&self) -> String {
         let mut v: Vec<String> = self.aliases.keys().cloned().collect();
         v.extend(self.by_type.keys().cloned());
-        v.join(", ")
+        let mut known = if v.is_empty() { "none".to_owned() } else { v.join(", ") };
+        // The npm package's core module has none built in: they come with its codecs module.
+        if cfg!(target_arch = "wasm32") && !self.by_type.contains_key("application/zstd") {
+            known.push_str(r#"; import "kombu-wasm/codecs" to add zlib/gzip, bzip2, lzma/xz and zstd"#);
+        }
+        known
     }
 }
 
@@ -51,14 +58,15 @@ fn registry() -> &'static RwLock<Registry> {
     static R: OnceLock<RwLock<Registry>> = OnceLock::new();
     R.get_or_init(|| {
         let mut r = Registry::default();
+        // Unused when every codec feature is off (the npm package's core module).
+        #[allow(unused_mut, unused_variables)]
         let mut add = |t: &str, aliases: &[&str], encode: CompressFn, decode: DecompressFn| {
             r.by_type.insert(t.into(), Method { encode, decode });
             for a in aliases {
                 r.aliases.insert((*a).into(), t.into());
             }
         };
-        // The npm package's codecs module leaves zlib to the core module it extends.
-        #[cfg(not(feature = "codec-module"))]
+        #[cfg(feature = "zlib")]
         add(
             "application/x-gzip",
             &["zlib", "gzip"],
@@ -134,6 +142,7 @@ const EMPTY_XZ: [u8; 32] = [
     89, 90,
 ];
 
+#[cfg_attr(not(any(feature = "zlib", feature = "bzip2", feature = "lzma", feature = "brotli")), allow(dead_code))]
 fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
     let mut out = Vec::new();
     r.read_to_end(&mut out)?;

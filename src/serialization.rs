@@ -49,6 +49,14 @@ pub struct Codec {
     decoder: Option<Decoder>,
 }
 
+impl Codec {
+    /// True if this build can encode and decode it (pickle never; yaml and msgpack when their
+    /// crate features are on).
+    pub fn is_available(&self) -> bool {
+        self.encoder.is_some() && self.decoder.is_some()
+    }
+}
+
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
@@ -84,10 +92,13 @@ impl Registry {
                 serde_json::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))
             })),
         });
+        // msgpack and yaml are crate features (on by default). Without them the names and
+        // content types are still known, so that errors can say how to get them.
         r.insert(Codec {
             name: "msgpack".into(),
             content_type: "application/x-msgpack".into(),
             content_encoding: "binary".into(),
+            #[cfg(feature = "msgpack")]
             encoder: Some(Arc::new(|p| {
                 let r = match p {
                     Payload::Data(v) => rmp_serde::to_vec_named(v),
@@ -95,16 +106,27 @@ impl Registry {
                 };
                 r.map_err(|e| Error::Encode(format!("msgpack: {e}")))
             })),
+            #[cfg(feature = "msgpack")]
             decoder: Some(Arc::new(|b| {
                 rmp_serde::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
             })),
+            #[cfg(not(feature = "msgpack"))]
+            encoder: None,
+            #[cfg(not(feature = "msgpack"))]
+            decoder: None,
         });
         r.insert(Codec {
             name: "yaml".into(),
             content_type: "application/x-yaml".into(),
             content_encoding: "utf-8".into(),
+            #[cfg(feature = "yaml")]
             encoder: Some(Arc::new(|p| yaml_dumps(&payload_value(p)))),
+            #[cfg(feature = "yaml")]
             decoder: Some(Arc::new(|b| yaml_loads(b).map(Payload::Data))),
+            #[cfg(not(feature = "yaml"))]
+            encoder: None,
+            #[cfg(not(feature = "yaml"))]
+            decoder: None,
         });
         r.insert(Codec {
             name: "pickle".into(),
@@ -163,6 +185,16 @@ fn payload_value(p: &Payload) -> Value {
         // Python's json refuses bytes; kombu's encoder turns them into text (utf-8).
         Payload::Bytes(b) => Value::String(String::from_utf8_lossy(b).into_owned()),
     }
+}
+
+/// A payload as (compact) JSON bytes — how serializers implemented outside the crate (the npm
+/// package's codecs module) receive it. Text and bytes become JSON strings, as for msgpack/yaml.
+pub fn json_bytes(p: &Payload) -> Result<Vec<u8>> {
+    let r = match p {
+        Payload::Data(v) => serde_json::to_vec(v),
+        other => serde_json::to_vec(&payload_value(other)),
+    };
+    r.map_err(|e| Error::Encode(format!("json: {e}")))
 }
 
 /// Register a serializer (Kombu's `register(name, encoder, decoder, content_type,
@@ -283,10 +315,7 @@ pub fn dumps(payload: &Payload, serializer: Option<&str>) -> Result<Encoded> {
             return Err(Error::SerializerNotInstalled { name: name.to_owned(), known: r.known() });
         };
         let Some(encode) = codec.encoder.clone() else {
-            return Err(Error::Encode(format!(
-                "{} ({}) is Python's object serialization and cannot be produced here; use json, msgpack or yaml",
-                codec.name, codec.content_type
-            )));
+            return Err(Error::Encode(unavailable(&codec.name, &codec.content_type)));
         };
         (encode, codec.content_type.clone(), codec.content_encoding.clone())
     };
@@ -303,7 +332,7 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
     let (decoder, disabled) = {
         let r = read();
         let codec = r.by_type.get(ct).and_then(|n| r.by_name.get(n));
-        (codec.map(|c| c.decoder.clone()), r.disabled.iter().any(|d| d == ct))
+        (codec.map(|c| c.decoder.clone().ok_or_else(|| c.name.clone())), r.disabled.iter().any(|d| d == ct))
     };
     if !force {
         match accept {
@@ -323,13 +352,14 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
         }
     }
     let encoding = content_encoding.filter(|e| !e.is_empty()).unwrap_or("utf-8").to_ascii_lowercase();
-    if body.is_empty() && !matches!(decoder, Some(Some(_))) {
+    if body.is_empty() && !matches!(decoder, Some(Ok(_))) {
         return Ok(if SKIP_DECODE.contains(&encoding.as_str()) { Payload::Bytes(Bytes::new()) } else { Payload::Text(String::new()) });
     }
     match decoder {
-        Some(Some(decode)) => decode(body),
-        Some(None) => Err(Error::Decode(format!(
-            "{ct} bodies are pickled Python objects and cannot be decoded outside Python; the raw body is still available (message.body) and the message can be rejected or requeued"
+        Some(Ok(decode)) => decode(body),
+        Some(Err(name)) => Err(Error::Decode(format!(
+            "{}; the raw body is still available (message.body) and the message can be rejected or requeued",
+            unavailable(&name, ct)
         ))),
         None if ct == "application/data" || SKIP_DECODE.contains(&encoding.as_str()) => Ok(Payload::Bytes(Bytes::copy_from_slice(body))),
         None => match encoding.as_str() {
@@ -339,6 +369,17 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
             "latin-1" | "latin1" | "iso-8859-1" => Ok(Payload::Text(body.iter().map(|&b| b as char).collect())),
             other => Err(Error::Decode(format!("unknown content encoding {other:?} for {ct} (known: utf-8, ascii, latin-1, binary)"))),
         },
+    }
+}
+
+/// Why a known serializer has no encoder/decoder here.
+fn unavailable(name: &str, content_type: &str) -> String {
+    if content_type == PICKLE_CONTENT_TYPE {
+        format!("{name} ({content_type}) is Python's object serialization and cannot be encoded or decoded outside Python; use json, msgpack or yaml")
+    } else if cfg!(target_arch = "wasm32") {
+        format!("the {name} serializer ({content_type}) is not in this WebAssembly module: import \"kombu-wasm/codecs\" (it adds yaml, msgpack and the compression methods beyond the core's)")
+    } else {
+        format!("the {name} serializer ({content_type}) is not built in: enable the kombu crate's `{name}` feature")
     }
 }
 
@@ -388,6 +429,7 @@ impl Accept {
     }
 }
 
+#[cfg(feature = "yaml")]
 /// YAML that PyYAML's `safe_load` reads back as the same data: floats always carry a `.`
 /// (`1.0e+100`, as PyYAML writes them; YAML 1.1 reads `1e100` as a string).
 pub fn yaml_dumps(value: &Value) -> Result<Vec<u8>> {
@@ -413,6 +455,7 @@ pub fn yaml_dumps(value: &Value) -> Result<Vec<u8>> {
     Ok(format!("{body}\n").into_bytes())
 }
 
+#[cfg(feature = "yaml")]
 /// PyYAML's float representation: Python's repr with `.0` inserted before an exponent.
 fn pyyaml_float(f: f64) -> String {
     if f.is_nan() {
@@ -429,6 +472,7 @@ fn pyyaml_float(f: f64) -> String {
     }
 }
 
+#[cfg(feature = "yaml")]
 /// Parse a YAML document (the first one) into JSON-like data.
 pub fn yaml_loads(body: &[u8]) -> Result<Value> {
     use yaml_rust2::Yaml;
@@ -675,7 +719,7 @@ mod tests {
     #[test]
     fn pickle_is_refused_clearly() {
         let err = dumps(&data(json!(1)), Some("pickle")).unwrap_err();
-        assert!(err.to_string().contains("cannot be produced"), "{err}");
+        assert!(err.to_string().contains("cannot be encoded or decoded outside Python"), "{err}");
         let a = Accept::new(["pickle"]).unwrap();
         let err = loads(b"\x80\x04K\x01.", Some(PICKLE_CONTENT_TYPE), Some("binary"), Some(&a), false).unwrap_err();
         assert_eq!(err.name(), "DecodeError");

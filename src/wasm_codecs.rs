@@ -1,9 +1,10 @@
 //! The npm package's separately loaded codecs module (`kombu-wasm/codecs`, wasm32 with the
-//! `codec-module` feature): the compression methods beyond zlib — bzip2, lzma/xz and zstd,
-//! brotli when built with it — in a WebAssembly module of their own, so that the core
-//! module stays small for everyone who does not need them. `js/codecs.js` loads it and
-//! registers each method with the core (`registerCompression`), after which producers and
-//! consumers use them by name like the built-in ones.
+//! `codec-module` feature): the yaml and msgpack serializers and the compression methods —
+//! zlib/gzip, bzip2, lzma/xz and zstd, brotli when built with it — in a WebAssembly module
+//! of their own, so that the core module stays small for everyone who does not need them.
+//! `js/codecs.js` loads it and registers each serializer (`registerJsonCodec`) and method
+//! (`registerCompression`) with the core, after which producers and consumers use them by
+//! name like built-in ones.
 //!
 //! Built from this crate, with only these exports (the facade, [`crate::wasm`], is left out):
 //! the rest of the crate is unreachable from them and link-time optimisation drops it. The
@@ -44,4 +45,50 @@ pub fn compress(content_type: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
 #[wasm_bindgen]
 pub fn decompress(content_type: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
     compression::decompress(body, content_type).map_err(|e| JsError::new(&e.to_string()))
+}
+
+/// The serializers in this module: `[[name, contentType, contentEncoding], ...]`.
+#[cfg(feature = "codec-module")]
+#[wasm_bindgen]
+pub fn serializers() -> js_sys::Array {
+    let mut out = Vec::new();
+    #[cfg(feature = "yaml")]
+    out.push(["yaml", "application/x-yaml", "utf-8"]);
+    #[cfg(feature = "msgpack")]
+    out.push(["msgpack", "application/x-msgpack", "binary"]);
+    out.into_iter().map(|[n, t, e]| wasm_bindgen::JsValue::from(js_sys::Array::of3(&n.into(), &t.into(), &e.into()))).collect()
+}
+
+#[cfg(feature = "codec-module")]
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+/// Serialize a payload given as JSON bytes with the serializer `name` (the bytes Python
+/// kombu's yaml/msgpack serializers write for the same data).
+#[cfg(feature = "codec-module")]
+#[wasm_bindgen(js_name = fromJson)]
+pub fn from_json(name: &str, json: &[u8]) -> Result<Vec<u8>, JsError> {
+    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| js_err(format!("invalid JSON: {e}")))?;
+    match name {
+        #[cfg(feature = "yaml")]
+        "yaml" => crate::serialization::yaml_dumps(&value).map_err(js_err),
+        #[cfg(feature = "msgpack")]
+        "msgpack" => rmp_serde::to_vec_named(&value).map_err(|e| js_err(format!("msgpack: {e}"))),
+        other => Err(js_err(format!("no serializer {other} in the codecs module"))),
+    }
+}
+
+/// Deserialize a body of the serializer `name` into JSON bytes.
+#[cfg(feature = "codec-module")]
+#[wasm_bindgen(js_name = toJson)]
+pub fn to_json(name: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
+    let value: serde_json::Value = match name {
+        #[cfg(feature = "yaml")]
+        "yaml" => crate::serialization::yaml_loads(body).map_err(js_err)?,
+        #[cfg(feature = "msgpack")]
+        "msgpack" => rmp_serde::from_slice(body).map_err(|e| js_err(format!("invalid msgpack body: {e}")))?,
+        other => return Err(js_err(format!("no serializer {other} in the codecs module"))),
+    };
+    serde_json::to_vec(&value).map_err(js_err)
 }

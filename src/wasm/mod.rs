@@ -1164,6 +1164,28 @@ pub fn register_serializer(name: &str, content_type: &str, content_encoding: &st
     ))
 }
 
+/// Register a serializer that a second WebAssembly module implements over JSON (used by
+/// `kombu-wasm/codecs` for yaml and msgpack): `fromJson` turns the payload as JSON bytes into
+/// the body, `toJson` turns a body into JSON bytes. No JavaScript values are built on the
+/// way, so key order and integer/float types survive as with the built-in serializers.
+#[wasm_bindgen(js_name = registerJsonCodec)]
+pub fn register_json_codec(name: &str, content_type: &str, content_encoding: &str, from_json: js_sys::Function, to_json: js_sys::Function) -> JsResult<()> {
+    let (encode, decode) = (JsFunction(from_json), JsFunction(to_json));
+    kombu(crate::serialization::register(
+        name,
+        content_type,
+        content_encoding,
+        std::sync::Arc::new(move |p: &Payload| {
+            let json = crate::serialization::json_bytes(p)?;
+            encode.call_bytes("fromJson", &Uint8Array::from(&json[..]).into(), false).map_err(Error::Encode)
+        }),
+        std::sync::Arc::new(move |b: &[u8]| {
+            let json = decode.call_bytes("toJson", &Uint8Array::from(b).into(), false).map_err(Error::Decode)?;
+            serde_json::from_slice(&json).map(Payload::Data).map_err(|e| Error::Decode(format!("toJson returned invalid JSON: {e}")))
+        }),
+    ))
+}
+
 /// The compression methods this module knows: `[[contentType, [alias, ...]], ...]`.
 #[wasm_bindgen(js_name = compressionMethods)]
 pub fn compression_methods() -> Array {
