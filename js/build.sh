@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Build the npm package's wasm into js/wasm/, both in the wasm-release profile (opt-level z,
 # LTO, panic=abort) with wasm-bindgen's `--target web` glue:
-#   kombu_bg.wasm   the core and the facade: json, text and raw bodies, no compression
+#   kombu_bg.wasm     the core and the facade ("kombu-wasm"): memory://, json, text and raw
+#                     bodies, no compression
+#   kombu_ws_bg.wasm  the same with the WebSocket transports ("kombu-wasm/ws"): gateway+ws://,
+#                     amqp+ws:// (the AMQP client) and their TLS forms
 #   codecs_bg.wasm  the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
 #                   zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, built without
 #                   the facade
@@ -21,8 +24,9 @@ build() { # features out-name
 }
 rm -rf js/wasm
 build "${KOMBU_WASM_FEATURES:-}" kombu
+build "websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
 build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
 rm -f js/wasm/.gitignore js/wasm/package.json
-for f in kombu_bg.wasm kombu.js codecs_bg.wasm codecs.js; do
+for f in kombu_bg.wasm kombu.js kombu_ws_bg.wasm kombu_ws.js codecs_bg.wasm codecs.js; do
   echo "js/wasm/$f: $(wc -c < "js/wasm/$f") bytes, $(gzip -9 -c "js/wasm/$f" | wc -c) gzipped"
 done

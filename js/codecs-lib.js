@@ -11,8 +11,10 @@
 // serializers (`registerJsonCodec`) and compression methods (`registerCompression`) with the
 // core, which then uses them as its own. Methods the core already has are left to the core.
 // As in Kombu, yaml and msgpack stay refused by consumers unless their `accept` names them.
+// The codecs register with whichever build of the core the app imports ("kombu-wasm" or
+// "kombu-wasm/ws"), as soon as it is loaded, whatever the order of the imports.
 import initCodecs, { initSync as initCodecsSync, methods, compress, decompress, serializers, fromJson, toJson } from "./wasm/codecs.js";
-import { init, wasmSource, registerCompression, registerJsonCodec, compressionMethods } from "./lib.js";
+import { whenLoaded, wasmSource, registerCompression, registerJsonCodec, compressionMethods } from "./lib.js";
 
 let ready;
 
@@ -31,9 +33,8 @@ function registerAll() {
  * compiled module of `wasm/codecs_bg.wasm`. */
 export function loadCodecs(source) {
   ready ??= (async () => {
-    await init();
     await initCodecs(await wasmSource(source, new URL("./wasm/codecs_bg.wasm", import.meta.url)));
-    registerAll();
+    whenLoaded(registerAll);
   })();
   return ready;
 }
@@ -43,6 +44,6 @@ export function loadCodecs(source) {
 export function loadCodecsSync(module) {
   if (ready) return;
   initCodecsSync({ module });
-  registerAll();
+  whenLoaded(registerAll);
   ready = Promise.resolve();
 }

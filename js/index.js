@@ -1,7 +1,10 @@
-// kombu-wasm for browsers, bundlers (Vite) and Node: the WebAssembly module is loaded once,
-// here, before the API is used (top-level await). The API itself is in lib.js.
-import { init } from "./lib.js";
+// kombu-wasm for browsers, bundlers (Vite) and Node: memory:// and the Kombu API. The
+// WebAssembly module is loaded once, here, before the API is used (top-level await). The API
+// itself is in lib.js; "kombu-wasm/ws" (ws.js) is the same with the WebSocket transports.
+import * as glue from "./wasm/kombu.js";
+import { bindModule, init } from "./lib.js";
 
+bindModule(glue, new URL("./wasm/kombu_bg.wasm", import.meta.url), false);
 await init();
 
 export * from "./lib.js";

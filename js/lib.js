@@ -1,29 +1,62 @@
 // kombu-wasm: the JavaScript face of the Rust core (../src/wasm/mod.rs).
 //
-// This module is the API; its entry points load the WebAssembly module once, before
-// anything runs: `index.js` (browsers, bundlers, Node: top-level await of `init()`) and
-// `workerd.js` (Cloudflare Workers: the .wasm imported as a module, `initSync`). `init()`
-// returns the same promise every time, so nothing is ever initialised twice. In Node the
-// .wasm is read from disk next to this file; in browsers, workers and bundlers (Vite) it is
-// fetched from `new URL("./wasm/kombu_bg.wasm", import.meta.url)`.
+// This module is the API over one of two builds of the WebAssembly module, chosen by the entry
+// the app imports: `index.js` ("kombu-wasm": memory:// and the Kombu API) or `ws.js`
+// ("kombu-wasm/ws": the same plus the WebSocket transports gateway+ws:// and amqp+ws://).
+// The entries bind their build's wasm-bindgen glue (`bindModule`) and load it once, before
+// anything runs (top-level await of `init()`; `workerd.js` for Cloudflare Workers imports the
+// .wasm as a module and uses `initSync`). `init()` returns the same promise every time, so
+// nothing is ever initialised twice; one build serves the whole app (importing "kombu-wasm"
+// after "kombu-wasm/ws" keeps the larger build; the other way round is an error that says so).
+// In Node the .wasm is read from disk next to this file; in browsers, workers and bundlers
+// (Vite) the glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
 //
 // Declarations (`Exchange`, `Queue`) are plain JavaScript values, validated by the core when
 // created; everything else wraps the core's classes. Timeouts are in milliseconds; message
 // and queue TTLs (`expiration`, `messageTtl`, `expires`) are in seconds, as in Kombu.
 
-import initWasm, { initSync as initWasmSync } from "./wasm/kombu.js";
-import * as core from "./wasm/kombu.js";
-
+/** The bound build: its wasm-bindgen glue, its .wasm file and whether it has the WebSocket transports. */
+let core;
+let wasmFile;
+let withWebSockets = false;
 let ready;
+/** Functions to run once the module is loaded (`kombu-wasm/codecs` registers its codecs so). */
+const onLoad = [];
 
 /** The version of the core (set once the WebAssembly module is loaded). */
 export let version;
 
+/** The message class the core returns (Kombu's `Message`). */
+export let Message;
+
+/** Used by the entries: bind the build whose glue is `glue` (once per app; see above). */
+export function bindModule(glue, file, webSockets) {
+  if (core === glue) return;
+  if (core) {
+    if (webSockets && !withWebSockets) {
+      throw new Error('kombu-wasm is already loaded without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
+    }
+    return; // the WebSocket build already bound has everything the smaller one has
+  }
+  [core, wasmFile, withWebSockets, Message] = [glue, file, webSockets, glue.Message];
+}
+
+function loaded() {
+  version = core.version();
+  for (const f of onLoad.splice(0)) f();
+}
+
+/** Run `f` once the WebAssembly module is loaded (now, if it is). */
+export function whenLoaded(f) {
+  if (version === undefined) onLoad.push(f);
+  else f();
+}
+
 /** Load the WebAssembly module (once). `source`: bytes, a URL or a compiled module. */
 export function init(source) {
   ready ??= (async () => {
-    await initWasm(await wasmSource(source, new URL("./wasm/kombu_bg.wasm", import.meta.url)));
-    version = core.version();
+    await core.default(await wasmSource(source, wasmFile));
+    loaded();
   })();
   return ready;
 }
@@ -42,9 +75,9 @@ export async function wasmSource(source, file) {
 /** Load the WebAssembly module synchronously from a compiled `WebAssembly.Module` (once). */
 export function initSync(module) {
   if (ready) return;
-  initWasmSync({ module });
-  version = core.version();
+  core.initSync({ module });
   ready = Promise.resolve();
+  loaded();
 }
 
 /** A copy of `o` without its undefined properties. */
@@ -475,5 +508,3 @@ export function compressionMethods() {
   return core.compressionMethods();
 }
 
-/** The message class the core returns (Kombu's `Message`). */
-export const Message = core.Message;

@@ -2,8 +2,10 @@
 // and esbuild use): the .wasm is imported as a compiled module, as Workers require, and
 // instantiated synchronously — no fetch at startup.
 import wasm from "./wasm/kombu_bg.wasm";
-import { initSync } from "./lib.js";
+import * as glue from "./wasm/kombu.js";
+import { bindModule, initSync } from "./lib.js";
 
+bindModule(glue, undefined, false);
 initSync(wasm);
 
 export * from "./lib.js";

@@ -1,6 +1,6 @@
 // The playground: declare, bind, publish and consume through the kombu-wasm package, and
 // watch the broker (memory:// in this page) route messages.
-import { Connection, Exchange, Queue } from "kombu-wasm";
+import { Connection, Exchange, Queue } from "kombu-wasm/ws";
 
 const $ = (sel) => document.querySelector(sel);
 let conn;

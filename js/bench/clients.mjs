@@ -6,7 +6,7 @@
 //   2. ping-pong: each sends 200 messages one at a time (publish, receive, ack, next): the
 //      round-trip latency with CLIENTS clients doing the same.
 // Prints one JSON line.
-import * as kombu from "../index.js";
+import * as kombu from "../ws.js";
 
 const clients = Number(process.argv[2] ?? 10);
 const messages = Number(process.argv[3] ?? 2000);

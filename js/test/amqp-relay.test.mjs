@@ -136,7 +136,7 @@ test("the quick start runs over amqp+ws:// through the relay, in Chromium and in
   // Node
   const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-ws-"));
   try {
-    const script = quickStart(url).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "index.js"))}`);
+    const script = quickStart(url).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`);
     writeFileSync(join(dir, "qs.mjs"), script);
     const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });
     assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
@@ -190,7 +190,7 @@ test("amqp+ws:// heartbeats keep an idle connection open and detect a silent bro
   const queue = `kw-relay.hb.${process.pid}.${Date.now()}`;
   const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-hb-"));
   const script = `
-    import { Connection, Queue } from ${JSON.stringify(join(repo, "js", "index.js"))};
+    import { Connection, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
     import { createInterface } from "node:readline";
     const lines = createInterface({ input: process.stdin })[Symbol.asyncIterator]();
     const conn = new Connection(${JSON.stringify(`amqp+ws://anyone:${APP_TOKEN}@${addr}//`)}, { heartbeat: 1 });

@@ -40,7 +40,7 @@ test("the README quick start runs in Node against the gateway by changing only t
   assert.match(code, /new Connection\("memory:\/\/"\)/);
   const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-gw-"));
   try {
-    const script = code.replace('"memory://"', JSON.stringify(url("node"))).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "index.js"))}`);
+    const script = code.replace('"memory://"', JSON.stringify(url("node"))).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`);
     writeFileSync(join(dir, "qs.mjs"), script);
     // Node 20 has WebSocket behind a flag (Node 22+: always).
     const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });

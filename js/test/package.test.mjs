@@ -271,6 +271,44 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
   }
 });
 
+// Two builds: "kombu-wasm" (memory://) and "kombu-wasm/ws" (with the WebSocket transports).
+// One serves the whole app: the smaller after the larger reuses it; the larger after the
+// smaller is an error that says what to import. In child processes (a fresh core each).
+test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => {
+  const run = (code) => {
+    const dir = mkdtempSync(join(here, ".ws-"));
+    try {
+      writeFileSync(join(dir, "ws.mjs"), code);
+      return JSON.parse(execFileSync(process.execPath, [join(dir, "ws.mjs")], { encoding: "utf8" }));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  };
+  const core = run(`
+    const { Connection } = await import("kombu-wasm");
+    const out = {};
+    try { new Connection("gateway+ws://127.0.0.1:9/gateway"); } catch (e) { out.gateway = e.name + ": " + e.message; }
+    try { await import("kombu-wasm/ws"); } catch (e) { out.ws = e.message; }
+    console.log(JSON.stringify(out));
+  `);
+  assert.match(core.gateway, /^UnknownTransport: .*"kombu-wasm\/ws": import from it/);
+  assert.match(core.ws, /already loaded without the WebSocket transports.*import from "kombu-wasm\/ws" everywhere/);
+  const ws = run(`
+    const a = await import("kombu-wasm/ws");
+    const b = await import("kombu-wasm");
+    const c = new b.Connection("gateway+ws://127.0.0.1:9/gateway");
+    const out = { same: a.Message === b.Message, uri: c.asUri() };
+    // Node 20 has WebSocket only with --experimental-websocket: the error says so.
+    if (typeof WebSocket === "undefined") {
+      try { await c.connect(); } catch (e) { out.noWebSocket = e.name + ": " + e.message; }
+    }
+    console.log(JSON.stringify(out));
+  `);
+  assert.equal(ws.same, true);
+  assert.match(ws.uri, /^gateway\+ws:\/\/127.0.0.1:9/);
+  if (ws.noWebSocket !== undefined) assert.match(ws.noWebSocket, /^OperationalError: .*--experimental-websocket/);
+});
+
 test("registerSerializer adds a serializer written in JavaScript; its errors are Kombu's", async () => {
   const { registerSerializer } = await import("../index.js");
   // Lines of "key=value" for flat objects: encode returns a string, decode an object.

@@ -11,12 +11,14 @@
 
 pub mod gateway;
 pub mod memory;
-#[cfg(target_arch = "wasm32")]
+#[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 pub mod websocket;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+#[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
+use crate::error::Error;
 use crate::error::Result;
 use crate::rt::{Duration, MaybeSend, MaybeSync};
 use crate::spec::{
@@ -160,7 +162,7 @@ type Registry = BTreeMap<String, Arc<dyn Transport>>;
 fn builtin() -> Registry {
     let mut m: Registry = BTreeMap::new();
     m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
-    #[cfg(target_arch = "wasm32")]
+    #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
     {
         m.insert("gateway+ws".into(), Arc::new(websocket::WebSocketTransport));
         m.insert("gateway+wss".into(), Arc::new(websocket::WebSocketTransport));
@@ -200,7 +202,14 @@ pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
         Some(t) => Ok(t.clone()),
         None => {
             let known: Vec<&str> = r.keys().map(String::as_str).collect();
-            Err(crate::url::unknown_transport(name, &known))
+            #[allow(unused_mut)]
+            let mut e = crate::url::unknown_transport(name, &known);
+            // The npm package's core module is built without the WebSocket transports.
+            #[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
+            if let (Error::UnknownTransport { known, .. }, true) = (&mut e, name.ends_with("+ws") || name.ends_with("+wss")) {
+                known.push_str(r#"; gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#);
+            }
+            Err(e)
         }
     })
 }

@@ -215,11 +215,19 @@ struct Socket {
 /// the returned slot. `raw_stream`: the messages are a byte stream (AMQP), batched by
 /// concatenation; otherwise gateway frames, batched once the server allows it.
 async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
+    if js_sys::Reflect::get(&js_sys::global(), &"WebSocket".into()).map_or(true, |w| w.is_undefined()) {
+        return Err(Error::Operational(format!(
+            "cannot open a WebSocket to {url}: this JavaScript runtime has no WebSocket (Node 20 needs `node --experimental-websocket`; Node 22+ and browsers have it)"
+        )));
+    }
     let ws = match protocol {
         Some(p) => WebSocket::new_with_str(url, p),
         None => WebSocket::new(url),
     }
-    .map_err(|e| Error::Value(format!("cannot open a WebSocket to {url}: {e:?}")))?;
+    .map_err(|e| {
+        let reason = e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
+        Error::Value(format!("cannot open a WebSocket to {url}: {reason}"))
+    })?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let slot: Slot = Rc::new(RefCell::new(None));
     let (open_tx, open_rx) = oneshot::channel::<std::result::Result<(), String>>();
