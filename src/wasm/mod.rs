@@ -80,13 +80,23 @@ fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
 /// without the task and closure `future_to_promise` allocates; otherwise wasm-bindgen-futures
 /// drives it from there (polling again with a real waker).
 fn promise(fut: impl std::future::Future<Output = JsResult<JsValue>> + 'static) -> Promise {
-    let mut fut = Box::pin(fut);
+    let mut fut: Op = Box::pin(fut);
     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
     match fut.as_mut().poll(&mut cx) {
         std::task::Poll::Ready(Ok(v)) => Promise::resolve(&v),
         std::task::Poll::Ready(Err(e)) => Promise::reject(&e),
         std::task::Poll::Pending => future_to_promise(fut),
     }
+}
+
+/// An operation's future, boxed: wasm-bindgen-futures' machinery is then compiled once for
+/// all operations instead of once per future type (~30 KB of the module).
+type Op = std::pin::Pin<Box<dyn std::future::Future<Output = JsResult<JsValue>>>>;
+
+/// A Promise for `fut`, driven by wasm-bindgen-futures.
+fn spawn(fut: impl std::future::Future<Output = JsResult<JsValue>> + 'static) -> Promise {
+    let fut: Op = Box::pin(fut);
+    future_to_promise(fut)
 }
 
 /// Parse an options object (`undefined`/`null` mean "no options").
@@ -106,15 +116,21 @@ fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
         Some(text) => serde_json::from_str(&text).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
         None => serde_wasm_bindgen::from_value(v).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
     };
-    serde_path_to_error::deserialize(json).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if path == "." || path.is_empty() {
-            value_error(format!("invalid {what}: {inner}"))
-        } else {
-            value_error(format!("invalid {what}: `{path}`: {inner}"))
-        }
+    T::deserialize(&json).map_err(|e| match culprit::<T>(&json) {
+        Some(field) => value_error(format!("invalid {what}: `{field}`: {e}")),
+        None => value_error(format!("invalid {what}: {e}")),
     })
+}
+
+/// The option whose value makes `json` fail to parse as `T`: the one without which it parses.
+/// Only on the error path; errors about unknown options already name them.
+fn culprit<T: DeserializeOwned>(json: &Value) -> Option<String> {
+    let Value::Object(map) = json else { return None };
+    map.keys().find(|k| {
+        let mut rest = map.clone();
+        rest.remove(*k);
+        T::deserialize(&Value::Object(rest)).is_ok()
+    }).cloned()
 }
 
 fn to_js<T: Serialize + ?Sized>(v: &T) -> JsResult<JsValue> {
@@ -431,7 +447,7 @@ impl JsConnection {
     /// Connect now (Kombu's `connect`).
     pub fn connect(&self) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.connect().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.connect().await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// True while connected.
@@ -454,7 +470,7 @@ impl JsConnection {
     /// Close the connection (channels close; unacked messages return to their queues).
     pub fn release(&self) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.release().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.release().await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// Wait up to `timeoutMs` (forever when omitted) for one event and dispatch it to the
@@ -463,7 +479,7 @@ impl JsConnection {
     pub fn drain_events(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(c.drain_events(t).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { kombu(c.drain_events(t).await).map(|_| JsValue::UNDEFINED) }))
     }
 
     /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
@@ -473,7 +489,7 @@ impl JsConnection {
             spec("declaration", entity)?;
         let entity = spec.build()?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move {
+        Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;
             match entity {
                 Entity::Exchange(x) => {
@@ -495,7 +511,7 @@ impl JsConnection {
             spec("declaration", entity)?;
         let entity = spec.build()?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move {
+        Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;
             match entity {
                 Entity::Exchange(x) => kombu(x.bind(&ch).delete(false).await)?,
@@ -512,7 +528,7 @@ impl JsConnection {
         let q: QueueSpec = spec("queue", queue)?;
         let q = q.build()?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move {
+        Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;
             kombu(q.bind(&ch).purge().await).map(|n| JsValue::from_f64(n as f64))
         }))
@@ -589,7 +605,7 @@ impl JsConnection {
         }
         o.queue_args = spec.queue_args.unwrap_or_default();
         let c = self.inner.clone();
-        Ok(future_to_promise(async move {
+        Ok(spawn(async move {
             let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
             kombu(q).map(|inner| JsSimpleQueue { inner }.into())
         }))
@@ -822,7 +838,7 @@ impl JsConsumer {
     /// Declare the queues (unless `autoDeclare: false`) and start consuming.
     pub fn consume(&self) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.consume().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.consume().await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// The next message, waiting up to `timeoutMs` (forever when omitted); rejects with
@@ -850,7 +866,7 @@ impl JsConsumer {
     /// acked or the connection closes.
     pub fn cancel(&self) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.cancel().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.cancel().await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// Stop consuming from one queue.
@@ -858,7 +874,7 @@ impl JsConsumer {
     pub fn cancel_by_queue(&self, queue: JsValue) -> JsResult<Promise> {
         let queue = required_string("the queue name", &queue)?;
         let c = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) }))
     }
 
     /// True while consuming from `queue`.
@@ -870,19 +886,19 @@ impl JsConsumer {
     /// Remove the ready messages of every queue; resolves to how many.
     pub fn purge(&self) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.purge().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { kombu(c.purge().await).map(|n| JsValue::from_f64(n as f64)) })
     }
 
     /// Set the prefetch window.
     pub fn qos(&self, prefetch_count: u16, apply_global: Option<bool>) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// Redeliver the unacknowledged messages.
     pub fn recover(&self, requeue: Option<bool>) -> Promise {
         let c = self.inner.clone();
-        future_to_promise(async move { kombu(c.recover(requeue.unwrap_or(true)).await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(c.recover(requeue.unwrap_or(true)).await).map(|_| JsValue::UNDEFINED) })
     }
 
     /// Names of the queues.
@@ -1047,7 +1063,7 @@ impl JsSimpleQueue {
         let spec: PublishSpec = options_or_err("put options", options)?;
         let opts = publish_options(spec)?;
         let q = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(q.put(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { kombu(q.put(body, opts).await).map(|_| JsValue::UNDEFINED) }))
     }
 
     /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
@@ -1055,32 +1071,32 @@ impl JsSimpleQueue {
     pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let q = self.inner.clone();
-        Ok(future_to_promise(async move { kombu(q.get(block.unwrap_or(true), t).await).map(|m| JsMessage { inner: m }.into()) }))
+        Ok(spawn(async move { kombu(q.get(block.unwrap_or(true), t).await).map(|m| JsMessage { inner: m }.into()) }))
     }
 
     /// The next message without waiting; rejects with `Empty`.
     #[wasm_bindgen(js_name = getNowait)]
     pub fn get_nowait(&self) -> Promise {
         let q = self.inner.clone();
-        future_to_promise(async move { kombu(q.get_nowait().await).map(|m| JsMessage { inner: m }.into()) })
+        spawn(async move { kombu(q.get_nowait().await).map(|m| JsMessage { inner: m }.into()) })
     }
 
     /// How many messages are waiting.
     pub fn qsize(&self) -> Promise {
         let q = self.inner.clone();
-        future_to_promise(async move { kombu(q.qsize().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { kombu(q.qsize().await).map(|n| JsValue::from_f64(n as f64)) })
     }
 
     /// Remove every message; resolves to how many.
     pub fn clear(&self) -> Promise {
         let q = self.inner.clone();
-        future_to_promise(async move { kombu(q.clear().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { kombu(q.clear().await).map(|n| JsValue::from_f64(n as f64)) })
     }
 
     /// Stop consuming.
     pub fn close(&self) -> Promise {
         let q = self.inner.clone();
-        future_to_promise(async move { kombu(q.close().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { kombu(q.close().await).map(|_| JsValue::UNDEFINED) })
     }
 }
 
