@@ -12,7 +12,7 @@
 //!
 //! All codecs are pure Rust and work in wasm32.
 
-use std::collections::BTreeMap;
+use crate::namemap::NameMap;
 use std::io::Read;
 #[cfg(any(feature = "zlib", feature = "bzip2", feature = "lzma", feature = "brotli"))]
 use std::io::Write;
@@ -33,8 +33,8 @@ struct Method {
 
 #[derive(Default)]
 struct Registry {
-    by_type: BTreeMap<String, Method>,
-    aliases: BTreeMap<String, String>,
+    by_type: NameMap<Method>,
+    aliases: NameMap<String>,
 }
 
 impl Registry {

@@ -32,6 +32,7 @@ pub mod gateway;
 pub mod matcher;
 pub mod message;
 pub mod mixins;
+pub mod namemap;
 pub mod payload;
 pub mod pidbox;
 pub mod pools;

@@ -13,7 +13,7 @@
 //! (plus the always-trusted `application/data`, `application/text` and an unspecified
 //! content type) are decoded, anything else is [`Error::ContentDisallowed`].
 
-use std::collections::BTreeMap;
+use crate::namemap::NameMap;
 use std::io;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -68,9 +68,9 @@ impl std::fmt::Debug for Codec {
 }
 
 struct Registry {
-    by_name: BTreeMap<String, Codec>,
+    by_name: NameMap<Codec>,
     /// content type → name
-    by_type: BTreeMap<String, String>,
+    by_type: NameMap<String>,
     disabled: Vec<String>,
     default: String,
     /// "json" is still the built-in serializer (not replaced by `register`).
@@ -79,7 +79,7 @@ struct Registry {
 
 impl Registry {
     fn builtin() -> Self {
-        let mut r = Registry { by_name: BTreeMap::new(), by_type: BTreeMap::new(), disabled: Vec::new(), default: "json".into(), json_builtin: true };
+        let mut r = Registry { by_name: NameMap::new(), by_type: NameMap::new(), disabled: Vec::new(), default: "json".into(), json_builtin: true };
         r.insert(Codec {
             name: "json".into(),
             content_type: "application/json".into(),

@@ -14,7 +14,7 @@ pub mod memory;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 pub mod websocket;
 
-use std::collections::BTreeMap;
+use crate::namemap::NameMap;
 use std::sync::Arc;
 
 #[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
@@ -157,10 +157,10 @@ pub trait RawChannel: MaybeSend + MaybeSync {
     async fn close(&self) -> Result<()>;
 }
 
-type Registry = BTreeMap<String, Arc<dyn Transport>>;
+type Registry = NameMap<Arc<dyn Transport>>;
 
 fn builtin() -> Registry {
-    let mut m: Registry = BTreeMap::new();
+    let mut m: Registry = NameMap::new();
     m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
     #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
     {

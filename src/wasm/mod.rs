@@ -999,7 +999,7 @@ impl JsMessage {
     /// `RECEIVED`, `ACK`, `REJECTED` or `REQUEUED`.
     #[wasm_bindgen(getter)]
     pub fn state(&self) -> String {
-        format!("{:?}", self.inner.state()).to_uppercase()
+        self.inner.state().to_string()
     }
 
     /// True once acked, rejected or requeued.
