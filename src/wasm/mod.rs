@@ -116,10 +116,27 @@ fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
         Some(text) => serde_json::from_str(&text).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
         None => serde_wasm_bindgen::from_value(v).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
     };
-    T::deserialize(&json).map_err(|e| match culprit::<T>(&json) {
+    from_json(what, &json)
+}
+
+/// Parse a JSON value into a spec; the error names the option to blame.
+fn from_json<T: DeserializeOwned>(what: &str, json: &Value) -> JsResult<T> {
+    T::deserialize(json).map_err(|e| match culprit::<T>(json) {
         Some(field) => value_error(format!("invalid {what}: `{field}`: {e}")),
         None => value_error(format!("invalid {what}: {e}")),
     })
+}
+
+/// A JSON value's kind, for messages.
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
 }
 
 /// The option whose value makes `json` fail to parse as `T`: the one without which it parses.
@@ -202,19 +219,21 @@ struct ExchangeSpec {
     passive: Option<bool>,
 }
 
+/// `deliveryMode`: 1, 2, "transient" or "persistent" — checked when used. (A JSON value rather
+/// than an untagged enum: serde's untagged buffering is ~10 KB of the wasm module.)
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum DeliveryModeSpec {
-    Number(u8),
-    Name(String),
-}
+#[serde(transparent)]
+struct DeliveryModeSpec(Value);
 
 fn delivery_mode(d: &DeliveryModeSpec) -> JsResult<DeliveryMode> {
-    match d {
-        DeliveryModeSpec::Number(1) => Ok(DeliveryMode::Transient),
-        DeliveryModeSpec::Number(2) => Ok(DeliveryMode::Persistent),
-        DeliveryModeSpec::Number(n) => Err(value_error(format!("deliveryMode must be 1 (transient) or 2 (persistent), not {n}"))),
-        DeliveryModeSpec::Name(s) => kombu(DeliveryMode::parse(s)),
+    match &d.0 {
+        Value::Number(n) => match n.as_u64() {
+            Some(1) => Ok(DeliveryMode::Transient),
+            Some(2) => Ok(DeliveryMode::Persistent),
+            _ => Err(value_error(format!("deliveryMode must be 1 (transient) or 2 (persistent), not {n}"))),
+        },
+        Value::String(s) => kombu(DeliveryMode::parse(s)),
+        other => Err(value_error(format!("deliveryMode must be 1, 2, \"transient\" or \"persistent\", not {other}"))),
     }
 }
 
@@ -243,19 +262,17 @@ impl ExchangeSpec {
     }
 }
 
-/// An exchange given as a spec or by name.
+/// An exchange given as a spec or by name (a JSON value, told apart when used).
 #[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum ExchangeRef {
-    Name(String),
-    Spec(ExchangeSpec),
-}
+#[serde(transparent)]
+struct ExchangeRef(Value);
 
 impl ExchangeRef {
     fn build(&self) -> JsResult<Exchange> {
-        match self {
-            ExchangeRef::Name(n) => Ok(Exchange::direct(n.clone())),
-            ExchangeRef::Spec(s) => s.build(),
+        match &self.0 {
+            Value::String(n) => Ok(Exchange::direct(n.clone())),
+            Value::Object(_) => from_json::<ExchangeSpec>("exchange", &self.0)?.build(),
+            other => Err(value_error(format!("an exchange is an Exchange or an exchange name, not {}", json_type(other)))),
         }
     }
 }
