@@ -43,6 +43,7 @@ pub mod routing;
 pub mod rt;
 pub mod serialization;
 pub mod simple;
+mod sort;
 pub mod spec;
 pub mod transport;
 pub mod url;

@@ -191,7 +191,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
             Index::Topic(trie) => trie.route(routing_key, out),
             Index::Headers => {
                 let mut sorted: Vec<(&str, &Value)> = headers.iter().map(|(k, v)| (k.as_str(), v)).collect();
-                sorted.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                crate::sort::sort_by(&mut sorted, |a, b| a.0.cmp(b.0));
                 let mut last: Option<&D> = None;
                 for (id, stored) in &self.bindings {
                     // Bindings are sorted by destination: skip the rest of a matched one's.
@@ -249,7 +249,7 @@ fn canonical_args(args: &Headers) -> String {
         return String::new();
     }
     let mut pairs: Vec<(&String, &Value)> = args.iter().collect();
-    pairs.sort_by(|a, b| a.0.cmp(b.0));
+    crate::sort::sort_by(&mut pairs, |a, b| a.0.cmp(b.0));
     let mut s = String::from("{");
     for (i, (k, v)) in pairs.into_iter().enumerate() {
         if i > 0 {
@@ -551,7 +551,7 @@ impl HeadersSpec {
             .filter(|(k, _)| takes_part(k, with_x))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        args.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        crate::sort::sort_by(&mut args, |a, b| a.0.cmp(&b.0));
         HeadersSpec { any: matches!(mode, XMatch::Any | XMatch::AnyWithX), args }
     }
 

@@ -264,7 +264,7 @@ pub fn as_uri_str(url: &str, include_password: bool, mask: &str) -> String {
 /// suggests the closest one.
 pub fn unknown_transport(name: &str, known: &[&str]) -> Error {
     let mut known: Vec<&str> = known.to_vec();
-    known.sort_unstable();
+    crate::sort::sort_by(&mut known, |a, b| a.cmp(b));
     known.dedup();
     let best = known
         .iter()

@@ -20,7 +20,7 @@
 
 mod queue;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 
 use crate::spec::{HashMap, HashSet};
 use std::sync::Arc;
@@ -142,6 +142,42 @@ struct Unacked {
     consumer: Option<Name>,
 }
 
+/// A channel's unacknowledged deliveries in delivery-tag order. Tags only grow, so deliveries
+/// are appended and acks (mostly of the oldest) found by binary search in a deque.
+#[derive(Debug, Default)]
+struct UnackedLog(VecDeque<(u64, Unacked)>);
+
+impl UnackedLog {
+    fn insert(&mut self, tag: u64, u: Unacked) {
+        debug_assert!(self.0.back().is_none_or(|(last, _)| *last < tag), "delivery tags grow");
+        self.0.push_back((tag, u));
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    fn remove(&mut self, tag: u64) -> Option<Unacked> {
+        let i = self.0.binary_search_by_key(&tag, |(t, _)| *t).ok()?;
+        self.0.remove(i).map(|(_, u)| u)
+    }
+
+    /// Take every delivery up to and including `tag`, oldest first.
+    fn take_through(&mut self, tag: u64) -> Vec<Unacked> {
+        let n = self.0.partition_point(|(t, _)| *t <= tag);
+        self.0.drain(..n).map(|(_, u)| u).collect()
+    }
+
+    fn last_tag(&self) -> Option<u64> {
+        self.0.back().map(|(t, _)| *t)
+    }
+
+    /// The deliveries, newest first.
+    fn into_newest_first(self) -> impl Iterator<Item = Unacked> {
+        self.0.into_iter().rev().map(|(_, u)| u)
+    }
+}
+
 #[derive(Debug)]
 struct ConsumerState {
     queue: Name,
@@ -153,7 +189,7 @@ struct ConsumerState {
 #[derive(Debug)]
 struct ChannelState {
     next_tag: u64,
-    unacked: BTreeMap<u64, Unacked>,
+    unacked: UnackedLog,
     consumers: HashMap<Name, ConsumerState>,
     global_prefetch: u16,
     consumer_prefetch: u16,
@@ -166,7 +202,7 @@ impl ChannelState {
     fn new() -> Self {
         ChannelState {
             next_tag: 1,
-            unacked: BTreeMap::new(),
+            unacked: UnackedLog::default(),
             consumers: HashMap::default(),
             global_prefetch: 0,
             consumer_prefetch: 0,
@@ -578,7 +614,7 @@ impl Broker {
         let mut touched: HashSet<Name> = HashSet::default();
         let Some(v) = self.vhosts.get_mut(&vhost) else { return };
         // Requeue unacknowledged messages, oldest at the head.
-        for (_, u) in state.unacked.into_iter().rev() {
+        for u in state.unacked.into_newest_first() {
             if let Some(q) = v.queues.get_mut(&u.queue) {
                 q.unacked = q.unacked.saturating_sub(1);
                 let mut m = u.msg;
@@ -1438,7 +1474,7 @@ impl Broker {
             let unknown = || chan_err(ReplyCode::PreconditionFailed, format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
             if !multiple && chs.global_prefetch == 0 {
                 // The common case (one message, per-consumer prefetch): no allocation.
-                let u = chs.unacked.remove(&tag).ok_or_else(unknown)?;
+                let u = chs.unacked.remove(tag).ok_or_else(unknown)?;
                 if let Some(c) = u.consumer.as_ref().and_then(|t| chs.consumers.get_mut(t)) {
                     c.unacked = c.unacked.saturating_sub(1);
                 }
@@ -1464,17 +1500,13 @@ impl Broker {
                 return Ok(());
             }
             let settled: Vec<Unacked> = if multiple {
-                let keys: Vec<u64> = if tag == 0 {
-                    chs.unacked.keys().copied().collect()
-                } else {
-                    chs.unacked.range(..=tag).map(|(k, _)| *k).collect()
-                };
-                if tag != 0 && !chs.unacked.contains_key(&tag) && keys.is_empty() {
+                let taken = chs.unacked.take_through(if tag == 0 { u64::MAX } else { tag });
+                if tag != 0 && taken.is_empty() {
                     return Err(unknown());
                 }
-                keys.into_iter().filter_map(|k| chs.unacked.remove(&k)).collect()
+                taken
             } else {
-                vec![chs.unacked.remove(&tag).ok_or_else(unknown)?]
+                vec![chs.unacked.remove(tag).ok_or_else(unknown)?]
             };
             let mut touched: Vec<Name> = Vec::new();
             for u in &settled {
@@ -1552,13 +1584,8 @@ impl Broker {
                 "basic.recover with requeue=false is not supported by the memory broker; use requeue=true".into(),
             ));
         }
-        let tags: Vec<u64> = self
-            .connections
-            .get(&conn)
-            .and_then(|c| c.channels.get(&ch))
-            .map(|chs| chs.unacked.keys().copied().collect())
-            .unwrap_or_default();
-        if let Some(&last) = tags.last() {
+        let last = self.connections.get(&conn).and_then(|c| c.channels.get(&ch)).and_then(|chs| chs.unacked.last_tag());
+        if let Some(last) = last {
             self.settle(conn, ch, last, true, Some(true))
         } else {
             self.check_channel(conn, ch).map(|_| ())
@@ -1727,7 +1754,7 @@ impl Broker {
                 arguments: x.decl.arguments.clone(),
             })
             .collect();
-        exchanges.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::sort::sort_by(&mut exchanges, |a, b| a.name.cmp(&b.name));
         let mut queues: Vec<QueueInfo> = v
             .queues
             .values()
@@ -1753,7 +1780,7 @@ impl Broker {
                 }
             })
             .collect();
-        queues.sort_by(|a, b| a.name.cmp(&b.name));
+        crate::sort::sort_by(&mut queues, |a, b| a.name.cmp(&b.name));
         let mut bindings = Vec::new();
         for x in v.exchanges.values() {
             for (key, args, dest) in x.router.bindings() {
@@ -1770,7 +1797,7 @@ impl Broker {
                 });
             }
         }
-        bindings.sort_by(|a, b| {
+        crate::sort::sort_by(&mut bindings, |a, b| {
             (a.source.as_str(), a.destination.as_str(), a.routing_key.as_str())
                 .cmp(&(b.source.as_str(), b.destination.as_str(), b.routing_key.as_str()))
         });
