@@ -25,6 +25,8 @@
 //! matter, nested tables keep their order, and `1` and `1.0` are different arguments.
 
 use std::collections::BTreeMap;
+
+use crate::namemap::SortedMap;
 use std::hash::Hash;
 
 use crate::spec::HashMap;
@@ -66,9 +68,9 @@ struct Stored {
 #[derive(Debug, Clone)]
 enum Index<D> {
     /// Binding key → destination → number of bindings (different arguments) to it.
-    Direct(HashMap<String, BTreeMap<D, usize>>),
+    Direct(HashMap<String, SortedMap<D, usize>>),
     /// Destination → number of bindings to it.
-    Fanout(BTreeMap<D, usize>),
+    Fanout(SortedMap<D, usize>),
     /// Word trie of the patterns.
     Topic(Trie<D>),
     /// Headers routing scans the binding set itself.
@@ -91,7 +93,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     pub fn new(kind: RouteKind) -> Self {
         let index = match kind {
             RouteKind::Direct => Index::Direct(HashMap::default()),
-            RouteKind::Fanout => Index::Fanout(BTreeMap::new()),
+            RouteKind::Fanout => Index::Fanout(SortedMap::new()),
             RouteKind::Topic => Index::Topic(Trie::new()),
             RouteKind::Headers => Index::Headers,
         };
@@ -116,9 +118,9 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
         }
         match &mut self.index {
             Index::Direct(map) => {
-                *map.entry(id.key.clone()).or_default().entry(id.dest.clone()).or_insert(0) += 1;
+                *map.entry(id.key.clone()).or_default().get_or_insert_with(id.dest.clone(), || 0) += 1;
             }
-            Index::Fanout(set) => *set.entry(id.dest.clone()).or_insert(0) += 1,
+            Index::Fanout(set) => *set.get_or_insert_with(id.dest.clone(), || 0) += 1,
             Index::Topic(trie) => trie.insert(&id.key, &id.dest),
             Index::Headers => {}
         }
@@ -232,7 +234,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
 }
 
 /// Count one binding fewer to `dest`, forgetting it at zero.
-fn decrement<D: Ord>(counts: &mut BTreeMap<D, usize>, dest: &D) {
+fn decrement<D: Ord>(counts: &mut SortedMap<D, usize>, dest: &D) {
     if let Some(n) = counts.get_mut(dest) {
         *n -= 1;
         if *n == 0 {
@@ -345,12 +347,12 @@ struct TrieNode<D> {
     is_hash: bool,
     /// Destinations of patterns ending here, with how many bindings (different arguments)
     /// lead to each.
-    dests: BTreeMap<D, usize>,
+    dests: SortedMap<D, usize>,
 }
 
 impl<D> TrieNode<D> {
     fn new(is_hash: bool) -> Self {
-        TrieNode { words: HashMap::default(), star: None, hash: None, is_hash, dests: BTreeMap::new() }
+        TrieNode { words: HashMap::default(), star: None, hash: None, is_hash, dests: SortedMap::default() }
     }
 
     fn is_unused(&self) -> bool {
@@ -431,7 +433,7 @@ impl<D: Clone + Ord> Trie<D> {
                 }
             };
         }
-        *self.nodes[node].dests.entry(dest.clone()).or_insert(0) += 1;
+        *self.nodes[node].dests.get_or_insert_with(dest.clone(), || 0) += 1;
     }
 
     fn remove(&mut self, pattern: &str, dest: &D) {
