@@ -7,6 +7,7 @@
 //! the transport, every live [`Channel`] re-opens, re-applies its `basic.qos` and
 //! re-establishes its consumers (re-declaring their queues first).
 
+use crate::namemap::SortedMap;
 use crate::spec::{HashMap, HashSet};
 use std::fmt;
 use std::future::Future;
@@ -81,7 +82,7 @@ struct State {
     generation: u64,
     default_channel: Option<Channel>,
     /// The open channels of the current transport, by channel id.
-    slots: HashMap<u32, Slot>,
+    slots: SortedMap<u32, Slot>,
 }
 
 struct Slot {
@@ -145,7 +146,7 @@ impl Connection {
                     transport: None,
                     generation: 0,
                     default_channel: None,
-                    slots: HashMap::default(),
+                    slots: SortedMap::default(),
                 }),
                 connecting: futures::lock::Mutex::new(()),
                 declared: Mutex::new(HashSet::default()),
@@ -678,7 +679,7 @@ pub(crate) struct ChannelInner {
     reviving: futures::lock::Mutex<()>,
     consumers: Mutex<HashMap<String, ConsumerEntry>>,
     /// Cancelled consumers (tag → no_ack), so that deliveries still in flight are requeued.
-    cancelled: Mutex<HashMap<String, bool>>,
+    cancelled: Mutex<SortedMap<String, bool>>,
     qos: Mutex<Option<BasicQos>>,
     on_return: Mutex<Vec<ReturnCallback>>,
     closed: Mutex<Option<Error>>,
@@ -713,7 +714,7 @@ impl Channel {
             raw: Mutex::new(None),
             reviving: futures::lock::Mutex::new(()),
             consumers: Mutex::new(HashMap::default()),
-            cancelled: Mutex::new(HashMap::default()),
+            cancelled: Mutex::new(SortedMap::default()),
             qos: Mutex::new(None),
             on_return: Mutex::new(Vec::new()),
             closed: Mutex::new(None),

@@ -7,6 +7,7 @@ import { mkdtempSync, readFileSync, writeFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { gzipSync } from "node:zlib";
 
 import { Connection, Exchange, Queue, version } from "../index.js";
 
@@ -269,6 +270,14 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// The issue's budget for the core module (core + facade, what "kombu-wasm" downloads): 250 KB
+// gzipped. Sizes are in BENCHMARKS.md; this keeps a change from silently growing it.
+test("the core wasm module is at most 250 KB gzipped", () => {
+  const wasm = readFileSync(join(here, "..", "wasm", "kombu_bg.wasm"));
+  const gz = gzipSync(wasm, { level: 9 }).length;
+  assert.ok(gz <= 250_000, `kombu_bg.wasm is ${gz} bytes gzipped (budget 250,000): see BENCHMARKS.md for what it is made of`);
 });
 
 // Two builds: "kombu-wasm" (memory://) and "kombu-wasm/ws" (with the WebSocket transports).

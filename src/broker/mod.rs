@@ -22,6 +22,7 @@ mod queue;
 
 use std::collections::VecDeque;
 
+use crate::namemap::SortedMap;
 use crate::spec::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -190,7 +191,7 @@ struct ConsumerState {
 struct ChannelState {
     next_tag: u64,
     unacked: UnackedLog,
-    consumers: HashMap<Name, ConsumerState>,
+    consumers: SortedMap<Name, ConsumerState>,
     global_prefetch: u16,
     consumer_prefetch: u16,
     flow_active: bool,
@@ -203,7 +204,7 @@ impl ChannelState {
         ChannelState {
             next_tag: 1,
             unacked: UnackedLog::default(),
-            consumers: HashMap::default(),
+            consumers: SortedMap::default(),
             global_prefetch: 0,
             consumer_prefetch: 0,
             flow_active: true,
@@ -228,7 +229,7 @@ impl ChannelState {
 #[derive(Debug)]
 struct ConnState {
     vhost: Name,
-    channels: HashMap<ChannelId, ChannelState>,
+    channels: SortedMap<ChannelId, ChannelState>,
     next_channel: ChannelId,
     events: VecDeque<ServerEvent>,
     notify: bool,
@@ -318,12 +319,12 @@ pub struct VHostSnapshot {
 /// The in-memory AMQP 0-9-1 broker. See the module documentation.
 #[derive(Debug)]
 pub struct Broker {
-    vhosts: HashMap<Name, VHost>,
+    vhosts: SortedMap<Name, VHost>,
     connections: HashMap<ConnId, ConnState>,
     next_conn: ConnId,
     now: Now,
     woken: Vec<ConnId>,
-    closed_outboxes: HashMap<ConnId, VecDeque<ServerEvent>>,
+    closed_outboxes: SortedMap<ConnId, VecDeque<ServerEvent>>,
     names: u64,
 }
 
@@ -437,12 +438,12 @@ impl Broker {
     /// An empty broker with the default virtual host `/` and its predeclared exchanges.
     pub fn new() -> Self {
         let mut b = Broker {
-            vhosts: HashMap::default(),
+            vhosts: SortedMap::default(),
             connections: HashMap::default(),
             next_conn: 1,
             now: Now::system(),
             woken: Vec::new(),
-            closed_outboxes: HashMap::default(),
+            closed_outboxes: SortedMap::default(),
             names: 0,
         };
         b.vhost_mut("/");
@@ -489,7 +490,7 @@ impl Broker {
             id,
             ConnState {
                 vhost: Name::from(vhost),
-                channels: HashMap::default(),
+                channels: SortedMap::default(),
                 next_channel: 1,
                 events: VecDeque::new(),
                 notify: false,
@@ -1520,7 +1521,7 @@ impl Broker {
             } else {
                 Vec::new()
             };
-            let mut dead: HashMap<Name, Vec<QueuedMessage>> = HashMap::default();
+            let mut dead: SortedMap<Name, Vec<QueuedMessage>> = SortedMap::default();
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             for u in settled.into_iter().rev() {
                 let Some(q) = v.queues.get_mut(&u.queue) else { continue };
@@ -1535,7 +1536,7 @@ impl Broker {
                     }
                     Some(false) => {
                         q.counters.rejected += 1;
-                        dead.entry(u.queue.clone()).or_default().push(u.msg);
+                        dead.get_or_insert_with(u.queue.clone(), Vec::new).push(u.msg);
                     }
                 }
                 if !touched.contains(&u.queue) {
@@ -1713,7 +1714,7 @@ impl Broker {
         self.now = now;
         let mut expired_queues = Vec::new();
         let mut queues_with_expiry = Vec::new();
-        for (vn, v) in &self.vhosts {
+        for (vn, v) in self.vhosts.iter() {
             for q in v.queues.values() {
                 if q.consumers.is_empty() && q.expires.is_some_and(|ms| q.last_used + Duration::from_millis(ms) <= now.instant) {
                     expired_queues.push((vn.clone(), q.name.clone()));

@@ -9,7 +9,7 @@
 //! around the broker, wakers for connections waiting in `drain_events`, and timers for
 //! message expiry.
 
-use crate::spec::HashMap;
+use crate::namemap::SortedMap;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
@@ -29,7 +29,7 @@ use crate::spec::{
 #[derive(Debug, Default)]
 struct Shared {
     broker: Broker,
-    wakers: HashMap<ConnId, Vec<Waker>>,
+    wakers: SortedMap<ConnId, Vec<Waker>>,
     clock: Clock,
 }
 
@@ -217,7 +217,7 @@ impl Future for EventsReady<'_> {
         if g.broker.has_events(self.id) || !g.broker.is_open(self.id) {
             return Poll::Ready(());
         }
-        let ws = g.wakers.entry(self.id).or_default();
+        let ws = g.wakers.get_or_insert_with(self.id, Vec::new);
         if !ws.iter().any(|w| w.will_wake(cx.waker())) {
             ws.push(cx.waker().clone());
         }
