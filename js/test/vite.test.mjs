@@ -45,9 +45,18 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
       `const { Connection: C } = await import("kombu-wasm"); await import("kombu-wasm/codecs");\n` +
       `const q = await new C("memory://").SimpleQueue("z"); await q.put("squeezed", { compression: "bzip2" });\n` +
       `const z = await q.get({ timeout: 1000 }); window.__codecs = [z.headers.compression, z.payload];\n`);
+    // A second page of the app on the "kombu-wasm/ws" build (its own .wasm asset): memory://
+    // works as in the core, and gateway+ws:// is a known transport there.
+    writeFileSync(join(dir, "ws.html"), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="/ws.js"></script>');
+    writeFileSync(join(dir, "ws.js"), `import { Connection } from "kombu-wasm/ws";\n` +
+      `const q = await new Connection("memory://").SimpleQueue("w"); await q.put({ via: "ws" });\n` +
+      `const m = await q.get({ timeout: 1000 }); m.ack();\n` +
+      `new Connection("gateway+ws://127.0.0.1:9/gateway");\n` +
+      `window.__ws = m.payload;\n`);
+    writeFileSync(join(dir, "vite.config.js"), `export default { build: { rollupOptions: { input: { main: "index.html", ws: "ws.html" } } } };\n`);
     execFileSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, stdio: "pipe" });
     const assets = readdirSync(join(dir, "dist", "assets"));
-    assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 2, `the core's and the codecs' .wasm among ${assets}`);
+    assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 3, `the core's, the WebSocket build's and the codecs' .wasm among ${assets}`);
     ({ server } = await serve(join(dir, "dist")).then((s) => ({ ...s, base: s.base })).then(async (s) => {
       const page = await browser.newPage();
       const errors = [];
@@ -58,6 +67,12 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
       assert.deepEqual(await page.evaluate(() => window.__logs), [[{ name: "/tmp/lolcat1.avi", size: 1301013 }]]);
       await page.waitForFunction(() => window.__codecs, null, { timeout: 30000 });
       assert.deepEqual(await page.evaluate(() => window.__codecs), ["application/x-bz2", "squeezed"]);
+      const ws = await browser.newPage();
+      ws.on("pageerror", (e) => errors.push(String(e)));
+      await ws.goto(`${s.base}/ws.html`);
+      await ws.waitForFunction(() => window.__ws, null, { timeout: 30000 });
+      assert.deepEqual(errors, []);
+      assert.deepEqual(await ws.evaluate(() => window.__ws), { via: "ws" });
       return s;
     }));
   } finally {
