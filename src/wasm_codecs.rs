@@ -51,7 +51,8 @@ pub fn decompress(content_type: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen]
 pub fn serializers() -> js_sys::Array {
-    let mut out = Vec::new();
+    #[allow(unused_mut)] // without yaml and msgpack
+    let mut out: Vec<[&str; 3]> = Vec::new();
     #[cfg(feature = "yaml")]
     out.push(["yaml", "application/x-yaml", "utf-8"]);
     #[cfg(feature = "msgpack")]
@@ -68,6 +69,7 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 /// kombu's yaml/msgpack serializers write for the same data).
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen(js_name = fromJson)]
+#[cfg_attr(not(any(feature = "yaml", feature = "msgpack")), allow(unused_variables))]
 pub fn from_json(name: &str, json: &[u8]) -> Result<Vec<u8>, JsError> {
     let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| js_err(format!("invalid JSON: {e}")))?;
     match name {
@@ -82,6 +84,7 @@ pub fn from_json(name: &str, json: &[u8]) -> Result<Vec<u8>, JsError> {
 /// Deserialize a body of the serializer `name` into JSON bytes.
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen(js_name = toJson)]
+#[cfg_attr(not(any(feature = "yaml", feature = "msgpack")), allow(unused_variables, unreachable_code))]
 pub fn to_json(name: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
     let value: serde_json::Value = match name {
         #[cfg(feature = "yaml")]
