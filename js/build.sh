@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Build the npm package's wasm into js/wasm/, both in the wasm-release profile (opt-level z,
+# Build the npm package's wasm into js/wasm/, all in the wasm-release profile (opt-level z,
 # LTO, panic=abort) with wasm-bindgen's `--target web` glue:
 #   kombu_bg.wasm     the core and the facade ("kombu-wasm"): memory://, json, text and raw
 #                     bodies, no compression
 #   kombu_ws_bg.wasm  the same with the WebSocket transports ("kombu-wasm/ws"): gateway+ws://,
 #                     amqp+ws:// (the AMQP client) and their TLS forms
-#   codecs_bg.wasm  the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
-#                   zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, built without
-#                   the facade
+#   codecs_bg.wasm    the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
+#                     zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, built without
+#                     the facade
+#   zlib_bg.wasm      zlib/gzip only (`import "kombu-wasm/zlib"`), built the same way
 #
 # KOMBU_WASM_FEATURES adds features to the core (e.g. "zlib,yaml" to build them in);
 # KOMBU_CODECS_FEATURES picks the codecs module's (default "zlib,yaml,msgpack,bzip2,lzma,zstd"; brotli would
@@ -26,7 +27,8 @@ rm -rf js/wasm
 build "${KOMBU_WASM_FEATURES:-}" kombu
 build "websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
 build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
+build "codec-module,zlib" zlib
 rm -f js/wasm/.gitignore js/wasm/package.json
-for f in kombu_bg.wasm kombu.js kombu_ws_bg.wasm kombu_ws.js codecs_bg.wasm codecs.js; do
+for f in kombu_bg.wasm kombu.js kombu_ws_bg.wasm kombu_ws.js codecs_bg.wasm codecs.js zlib_bg.wasm zlib.js; do
   echo "js/wasm/$f: $(wc -c < "js/wasm/$f") bytes, $(gzip -9 -c "js/wasm/$f" | wc -c) gzipped"
 done

@@ -318,6 +318,47 @@ test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => 
   if (ws.noWebSocket !== undefined) assert.match(ws.noWebSocket, /^OperationalError: .*--experimental-websocket/);
 });
 
+// kombu-wasm/zlib: the compression Kombu and Celery use most, without the rest of the codecs.
+test("kombu-wasm/zlib adds zlib/gzip alone; kombu-wasm/codecs adds the rest beside it", () => {
+  const script = `
+    import { deflateSync } from "node:zlib";
+    import { Connection, compressionMethods } from "kombu-wasm";
+    await import("kombu-wasm/zlib");
+    const out = { methods: compressionMethods() };
+    const q = await new Connection("memory:///zlib-test").SimpleQueue("z");
+    await q.put({ big: "celery ".repeat(200) }, { compression: "gzip" });
+    const m = await q.get({ timeout: 1000 });
+    out.got = [m.headers.compression, m.payload.big.length];
+    m.ack();
+    // A message compressed elsewhere (Node's zlib, as Python's zlib.compress) decodes too.
+    await q.put(deflateSync(JSON.stringify({ from: "python" })), { contentType: "application/json", contentEncoding: "utf-8", headers: { compression: "application/x-gzip" } });
+    const p = await q.get({ timeout: 1000 });
+    out.foreign = p.payload;
+    p.ack();
+    try { await q.put("x", { compression: "bzip2" }); } catch (e) { out.bzip2 = e.name; }
+    await import("kombu-wasm/codecs");
+    out.after = compressionMethods().map(([t]) => t).sort();
+    await q.put("y", { compression: "zlib" });
+    const y = await q.get({ timeout: 1000 });
+    out.again = y.payload;
+    y.ack();
+    console.log(JSON.stringify(out));
+  `;
+  const dir = mkdtempSync(join(here, ".zlib-"));
+  try {
+    writeFileSync(join(dir, "zlib.mjs"), script);
+    const out = JSON.parse(execFileSync(process.execPath, [join(dir, "zlib.mjs")], { encoding: "utf8" }));
+    assert.deepEqual(out.methods, [["application/x-gzip", ["gzip", "zlib"]]]);
+    assert.deepEqual(out.got, ["application/x-gzip", 1400]);
+    assert.deepEqual(out.foreign, { from: "python" });
+    assert.equal(out.bzip2, "CompressionNotInstalled");
+    assert.deepEqual(out.after, ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
+    assert.equal(out.again, "y");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test("registerSerializer adds a serializer written in JavaScript; its errors are Kombu's", async () => {
   const { registerSerializer } = await import("../index.js");
   // Lines of "key=value" for flat objects: encode returns a string, decode an object.
