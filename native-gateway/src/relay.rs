@@ -83,11 +83,14 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
     // browser pays per message received).
     let writer = tokio::spawn(crate::writer::write_socket(ws_tx, to_client_rx, || kombu::gateway::BATCH_BYTES, kombu::gateway::concat));
     let closing = Arc::new(Mutex::new(Closing::default()));
+    // Signalled when the broker confirms closing a channel the relay closed.
+    let broker_closed = Arc::new(tokio::sync::Notify::new());
 
     // Broker -> client: forward whole frames, dropping those on channels the relay closed.
     let from_broker = {
         let to_client = to_client.clone();
         let closing = closing.clone();
+        let broker_closed = broker_closed.clone();
         let frame_max = cfg.frame_max;
         tokio::spawn(async move {
             let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -113,6 +116,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                         if c.broker.contains(&frame.channel) {
                             if frame.method_ids() == Some((20, 41)) {
                                 c.broker.remove(&frame.channel);
+                                broker_closed.notify_waiters();
                             }
                             true
                         } else {
@@ -182,6 +186,38 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             };
             let n = frame.len;
             let channel = frame.channel;
+            // The client may reuse a channel the relay closed as soon as it has confirmed the
+            // close, but RabbitMQ refuses a channel.open on a channel it is still closing
+            // ("second 'channel.open' seen"): what came before goes out, then the client's
+            // frames wait for the broker's close-ok.
+            let held = {
+                let c = closing.lock().unwrap_or_else(|p| p.into_inner());
+                c.broker.contains(&channel) && !c.client.contains(&channel)
+            };
+            if held {
+                if !out.is_empty() {
+                    if let Err(e) = up_wr.write_all(&out).await {
+                        let _ = to_client.send(close(1011, &format!("broker connection failed: {e}"))).await;
+                        break 'conn Err(Error::RecoverableConnection(e.to_string()));
+                    }
+                    out.clear();
+                }
+                let confirmed = tokio::time::timeout(std::time::Duration::from_secs(10), async {
+                    loop {
+                        let notified = broker_closed.notified();
+                        if !closing.lock().unwrap_or_else(|p| p.into_inner()).broker.contains(&channel) {
+                            break;
+                        }
+                        notified.await;
+                    }
+                })
+                .await;
+                if confirmed.is_err() {
+                    let text = format!("the broker did not confirm closing channel {channel}");
+                    let _ = to_client.send(close(1011, &text)).await;
+                    break 'conn Err(Error::RecoverableConnection(text));
+                }
+            }
             // Frames on a channel the relay is closing toward the client are dropped until
             // the client's close-ok (which the broker must not see).
             {

@@ -362,3 +362,86 @@ async fn through_the_gateway_consumer_priorities_reach_rabbitmq() {
     direct.release().await.unwrap();
     g.shutdown().await;
 }
+
+/// The `/amqp` relay refuses a method: it closes the channel toward the client (403) and
+/// upstream. A client that confirms and reopens the same channel at once (in the same
+/// WebSocket message) must get a working channel — RabbitMQ itself refuses a `channel.open`
+/// on a channel it is still closing, so the relay holds the reopen until the broker confirms.
+#[tokio::test]
+async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
+    use bytes::{Buf, BytesMut};
+    use futures::{SinkExt, StreamExt};
+    use kombu::amqp::codec::{self, Method};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    if rabbit().is_none() {
+        return;
+    }
+    let tokens = "[[identity]]\nname = \"browser\"\ntoken = \"reopen-token\"\nvhosts = [\"/\"]\nconfigure = 'kombu-wasm-test\\..*'\nwrite = 'kombu-wasm-test\\..*'\nread = 'kombu-wasm-test\\..*'\n";
+    let g = kombu_gateway::server::start(kombu_gateway::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        broker: URL.into(),
+        auth: Some(Arc::new(kombu_gateway::auth::Auth::parse(tokens).unwrap())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/amqp", g.addr)).await.unwrap();
+    let frames = |list: &[(u16, Method)]| {
+        let mut out = BytesMut::new();
+        for (ch, m) in list {
+            codec::write_method(*ch, m, &mut out).unwrap();
+        }
+        Ws::Binary(out.freeze())
+    };
+    // Reads method frames until `want` says it has what it waits for; returns them all.
+    type Methods = [(u16, Method)];
+    let mut buf = BytesMut::new();
+    let mut read_until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, want: &dyn Fn(&Methods) -> bool| {
+        let mut got: Vec<(u16, Method)> = Vec::new();
+        while !want(&got) {
+            while let Some(f) = codec::split_frame(&buf, 1 << 20).unwrap() {
+                let n = f.len;
+                if f.kind == 1 {
+                    got.push((f.channel, f.method().unwrap()));
+                }
+                buf.advance(n);
+            }
+            if want(&got) {
+                break;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.expect("an answer within 5 s") {
+                Some(Ok(Ws::Binary(b))) => buf.extend_from_slice(&b),
+                other => panic!("unexpected {other:?} after {got:?}"),
+            }
+        }
+        got
+    };
+    let is = |id: (u16, u16)| move |got: &[(u16, Method)]| got.iter().any(|(_, m)| m.ids() == id);
+
+    ws.send(Ws::Binary(bytes::Bytes::from_static(codec::PROTOCOL_HEADER))).await.unwrap();
+    read_until(&mut ws, &is((10, 10))).await;
+    let start_ok = Method::ConnectionStartOk { client_properties: Default::default(), mechanism: "PLAIN".into(), response: b"\0browser\0reopen-token".to_vec(), locale: "en_US".into() };
+    ws.send(frames(&[(0, start_ok)])).await.unwrap();
+    let tune = read_until(&mut ws, &is((10, 30))).await;
+    let Some((_, Method::ConnectionTune { channel_max, frame_max, .. })) = tune.into_iter().find(|(_, m)| m.ids() == (10, 30)) else { unreachable!() };
+    let tune_ok = Method::ConnectionTuneOk { channel_max, frame_max, heartbeat: 0 };
+    ws.send(frames(&[(0, tune_ok), (0, Method::ConnectionOpen { virtual_host: "/".into() }), (1, Method::ChannelOpen)])).await.unwrap();
+    read_until(&mut ws, &is((20, 11))).await;
+
+    let declare = |queue: &str| Method::QueueDeclare { queue: queue.into(), passive: false, durable: false, exclusive: false, auto_delete: true, nowait: false, arguments: Default::default() };
+    ws.send(frames(&[(1, declare("admin.secrets"))])).await.unwrap();
+    let refused = read_until(&mut ws, &is((20, 40))).await;
+    assert!(matches!(&refused[..], [(1, Method::ChannelClose { reply_code: 403, .. })]), "{refused:?}");
+
+    let qname = unique("reopened");
+    ws.send(frames(&[(1, Method::ChannelCloseOk), (1, Method::ChannelOpen), (1, declare(&qname))])).await.unwrap();
+    let got = read_until(&mut ws, &|got: &[(u16, Method)]| got.iter().any(|(_, m)| matches!(m.ids(), (50, 11) | (10, 50) | (20, 40)))).await;
+    assert!(matches!(&got[..], [(1, Method::ChannelOpenOk), (1, Method::QueueDeclareOk { .. })]), "{got:?}");
+
+    ws.send(frames(&[(1, Method::QueueDelete { queue: qname, if_unused: false, if_empty: false, nowait: false })])).await.unwrap();
+    read_until(&mut ws, &is((50, 41))).await;
+    ws.send(frames(&[(0, Method::ConnectionClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 })])).await.unwrap();
+    read_until(&mut ws, &is((10, 51))).await;
+    g.shutdown().await;
+}
