@@ -48,7 +48,7 @@ impl Registry {
         let mut known = if v.is_empty() { "none".to_owned() } else { v.join(", ") };
         // The npm package's core module has none built in: they come with its codecs module.
         if cfg!(target_arch = "wasm32") && !self.by_type.contains_key("application/zstd") {
-            known.push_str(r#"; import "kombu-wasm/codecs" to add zlib/gzip, bzip2, lzma/xz and zstd"#);
+            known.push_str(r#"; import "kombu-wasm/codecs" to add zlib/gzip, bzip2, lzma/xz and zstd, or "kombu-wasm/zlib" for zlib/gzip alone"#);
         }
         known
     }

@@ -49,14 +49,6 @@ pub struct Codec {
     decoder: Option<Decoder>,
 }
 
-impl Codec {
-    /// True if this build can encode and decode it (pickle never; yaml and msgpack when their
-    /// crate features are on).
-    pub fn is_available(&self) -> bool {
-        self.encoder.is_some() && self.decoder.is_some()
-    }
-}
-
 impl std::fmt::Debug for Codec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Codec")
@@ -99,17 +91,12 @@ impl Registry {
             content_type: "application/x-msgpack".into(),
             content_encoding: "binary".into(),
             #[cfg(feature = "msgpack")]
-            encoder: Some(Arc::new(|p| {
-                let r = match p {
-                    Payload::Data(v) => rmp_serde::to_vec_named(v),
-                    other => rmp_serde::to_vec_named(&payload_value(other)),
-                };
-                r.map_err(|e| Error::Encode(format!("msgpack: {e}")))
+            encoder: Some(Arc::new(|p| match p {
+                Payload::Data(v) => msgpack_dumps(v),
+                other => msgpack_dumps(&payload_value(other)),
             })),
             #[cfg(feature = "msgpack")]
-            decoder: Some(Arc::new(|b| {
-                rmp_serde::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
-            })),
+            decoder: Some(Arc::new(|b| msgpack_loads(b).map(Payload::Data))),
             #[cfg(not(feature = "msgpack"))]
             encoder: None,
             #[cfg(not(feature = "msgpack"))]
@@ -377,7 +364,7 @@ fn unavailable(name: &str, content_type: &str) -> String {
     if content_type == PICKLE_CONTENT_TYPE {
         format!("{name} ({content_type}) is Python's object serialization and cannot be encoded or decoded outside Python; use json, msgpack or yaml")
     } else if cfg!(target_arch = "wasm32") {
-        format!("the {name} serializer ({content_type}) is not in this WebAssembly module: import \"kombu-wasm/codecs\" (it adds yaml, msgpack and the compression methods beyond the core's)")
+        format!("the {name} serializer ({content_type}) is not in this WebAssembly module: import \"kombu-wasm/codecs\" (it adds yaml, msgpack and the compression methods)")
     } else {
         format!("the {name} serializer ({content_type}) is not built in: enable the kombu crate's `{name}` feature")
     }
@@ -427,6 +414,18 @@ impl Accept {
             self.types.join(", ")
         }
     }
+}
+
+/// msgpack as Python's `msgpack.packb(use_bin_type=True)` writes it (maps with their keys).
+#[cfg(feature = "msgpack")]
+pub fn msgpack_dumps(value: &Value) -> Result<Vec<u8>> {
+    rmp_serde::to_vec_named(value).map_err(|e| Error::Encode(format!("msgpack: {e}")))
+}
+
+/// Parse a msgpack body into JSON-like data.
+#[cfg(feature = "msgpack")]
+pub fn msgpack_loads(body: &[u8]) -> Result<Value> {
+    rmp_serde::from_slice(body).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
 }
 
 #[cfg(feature = "yaml")]

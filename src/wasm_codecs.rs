@@ -37,27 +37,22 @@ pub fn methods() -> js_sys::Array {
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen]
 pub fn compress(content_type: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
-    compression::compress(body, content_type).map(|(out, _)| out).map_err(|e| JsError::new(&e.to_string()))
+    compression::compress(body, content_type).map(|(out, _)| out).map_err(js_err)
 }
 
 /// Decompress `body`, compressed with the method named by `content_type`.
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen]
 pub fn decompress(content_type: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
-    compression::decompress(body, content_type).map_err(|e| JsError::new(&e.to_string()))
+    compression::decompress(body, content_type).map_err(js_err)
 }
 
 /// The serializers in this module: `[[name, contentType, contentEncoding], ...]`.
 #[cfg(feature = "codec-module")]
 #[wasm_bindgen]
 pub fn serializers() -> js_sys::Array {
-    #[allow(unused_mut)] // without yaml and msgpack
-    let mut out: Vec<[&str; 3]> = Vec::new();
-    #[cfg(feature = "yaml")]
-    out.push(["yaml", "application/x-yaml", "utf-8"]);
-    #[cfg(feature = "msgpack")]
-    out.push(["msgpack", "application/x-msgpack", "binary"]);
-    out.into_iter().map(|[n, t, e]| wasm_bindgen::JsValue::from(js_sys::Array::of3(&n.into(), &t.into(), &e.into()))).collect()
+    let out = [(cfg!(feature = "yaml"), ["yaml", "application/x-yaml", "utf-8"]), (cfg!(feature = "msgpack"), ["msgpack", "application/x-msgpack", "binary"])];
+    out.into_iter().filter(|(built, _)| *built).map(|(_, [n, t, e])| wasm_bindgen::JsValue::from(js_sys::Array::of3(&n.into(), &t.into(), &e.into()))).collect()
 }
 
 #[cfg(feature = "codec-module")]
@@ -76,7 +71,7 @@ pub fn from_json(name: &str, json: &[u8]) -> Result<Vec<u8>, JsError> {
         #[cfg(feature = "yaml")]
         "yaml" => crate::serialization::yaml_dumps(&value).map_err(js_err),
         #[cfg(feature = "msgpack")]
-        "msgpack" => rmp_serde::to_vec_named(&value).map_err(|e| js_err(format!("msgpack: {e}"))),
+        "msgpack" => crate::serialization::msgpack_dumps(&value).map_err(js_err),
         other => Err(js_err(format!("no serializer {other} in the codecs module"))),
     }
 }
@@ -90,7 +85,7 @@ pub fn to_json(name: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
         #[cfg(feature = "yaml")]
         "yaml" => crate::serialization::yaml_loads(body).map_err(js_err)?,
         #[cfg(feature = "msgpack")]
-        "msgpack" => rmp_serde::from_slice(body).map_err(|e| js_err(format!("invalid msgpack body: {e}")))?,
+        "msgpack" => crate::serialization::msgpack_loads(body).map_err(js_err)?,
         other => return Err(js_err(format!("no serializer {other} in the codecs module"))),
     };
     serde_json::to_vec(&value).map_err(js_err)

@@ -202,13 +202,16 @@ pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
         Some(t) => Ok(t.clone()),
         None => {
             let known: Vec<&str> = r.keys().map(String::as_str).collect();
-            #[allow(unused_mut)]
-            let mut e = crate::url::unknown_transport(name, &known);
+            let e = crate::url::unknown_transport(name, &known);
             // The npm package's core module is built without the WebSocket transports.
             #[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
-            if let (Error::UnknownTransport { known, .. }, true) = (&mut e, name.ends_with("+ws") || name.ends_with("+wss")) {
-                known.push_str(r#"; gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#);
-            }
+            let e = match e {
+                Error::UnknownTransport { name, known } if name.ends_with("+ws") || name.ends_with("+wss") => Error::UnknownTransport {
+                    name,
+                    known: format!(r#"{known}; gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#),
+                },
+                other => other,
+            };
             Err(e)
         }
     })
