@@ -57,7 +57,8 @@ pub struct DeliveryInfo {
 
 struct Inner {
     content: Arc<Content>,
-    body: Bytes,
+    /// The decompressed body; `None` when the body was not compressed (it is `content.body`).
+    body: Option<Bytes>,
     exchange: Name,
     routing_key: Name,
     redelivered: bool,
@@ -93,7 +94,7 @@ impl fmt::Debug for Message {
             self.state(),
             self.content_type(),
             self.inner.delivery_tag,
-            self.inner.body.len(),
+            self.body().len(),
             self.properties().correlation_id,
             &*self.inner.exchange,
             &*self.inner.routing_key
@@ -112,10 +113,10 @@ impl Message {
         let content = delivery.content;
         let (body, error) = match content.properties.headers.get("compression").and_then(|v| v.as_str()) {
             Some(method) => match compression::decompress(&content.body, method) {
-                Ok(b) => (Bytes::from(b), None),
-                Err(e) => (content.body.clone(), Some(e)),
+                Ok(b) => (Some(Bytes::from(b)), None),
+                Err(e) => (None, Some(e)),
             },
-            None => (content.body.clone(), None),
+            None => (None, None),
         };
         Message {
             inner: Arc::new(Inner {
@@ -172,7 +173,7 @@ impl Message {
 
     /// The body, decompressed if it was compressed.
     pub fn body(&self) -> &Bytes {
-        &self.inner.body
+        self.inner.body.as_ref().unwrap_or(&self.inner.content.body)
     }
 
     /// The body exactly as the broker delivered it (still compressed, if it was).
@@ -268,7 +269,7 @@ impl Message {
                 return Err(e.clone());
             }
             serialization::loads(
-                &self.inner.body,
+                self.body(),
                 self.content_type(),
                 self.content_encoding(),
                 self.inner.accept.as_deref(),

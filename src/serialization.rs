@@ -338,9 +338,14 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
             None => {}
         }
     }
-    let encoding = content_encoding.filter(|e| !e.is_empty()).unwrap_or("utf-8").to_ascii_lowercase();
+    let encoding = content_encoding.filter(|e| !e.is_empty()).unwrap_or("utf-8");
+    let encoding: std::borrow::Cow<str> = if encoding.bytes().any(|b| b.is_ascii_uppercase()) {
+        encoding.to_ascii_lowercase().into()
+    } else {
+        encoding.into()
+    };
     if body.is_empty() && !matches!(decoder, Some(Ok(_))) {
-        return Ok(if SKIP_DECODE.contains(&encoding.as_str()) { Payload::Bytes(Bytes::new()) } else { Payload::Text(String::new()) });
+        return Ok(if SKIP_DECODE.contains(&&*encoding) { Payload::Bytes(Bytes::new()) } else { Payload::Text(String::new()) });
     }
     match decoder {
         Some(Ok(decode)) => decode(body),
@@ -348,8 +353,8 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
             "{}; the raw body is still available (message.body) and the message can be rejected or requeued",
             unavailable(&name, ct)
         ))),
-        None if ct == "application/data" || SKIP_DECODE.contains(&encoding.as_str()) => Ok(Payload::Bytes(Bytes::copy_from_slice(body))),
-        None => match encoding.as_str() {
+        None if ct == "application/data" || SKIP_DECODE.contains(&&*encoding) => Ok(Payload::Bytes(Bytes::copy_from_slice(body))),
+        None => match &*encoding {
             "utf-8" | "utf8" | "ascii" | "us-ascii" => std::str::from_utf8(body)
                 .map(|s| Payload::Text(s.to_owned()))
                 .map_err(|e| Error::Decode(format!("{ct} body is not valid {encoding}: {e}"))),
@@ -565,6 +570,9 @@ impl serde_json::ser::Formatter for PythonFormatter {
     fn write_string_fragment<W: ?Sized + io::Write>(&mut self, w: &mut W, fragment: &str) -> io::Result<()> {
         // ensure_ascii: everything outside printable ASCII becomes \uXXXX (UTF-16 units).
         let bytes = fragment.as_bytes();
+        if bytes.iter().all(|&b| b < 0x7f) {
+            return w.write_all(bytes);
+        }
         let mut start = 0;
         for (i, c) in fragment.char_indices() {
             if (c as u32) < 0x7f {

@@ -197,6 +197,7 @@ struct ChannelState {
     flow_active: bool,
     confirm: bool,
     publish_seq: u64,
+    last_routing_key: Option<Name>,
 }
 
 impl ChannelState {
@@ -210,6 +211,7 @@ impl ChannelState {
             flow_active: true,
             confirm: false,
             publish_seq: 0,
+            last_routing_key: None,
         }
     }
 
@@ -326,6 +328,15 @@ pub struct Broker {
     woken: Vec<ConnId>,
     closed_outboxes: SortedMap<ConnId, VecDeque<ServerEvent>>,
     names: u64,
+    /// Kept between publishes so that routing does not allocate.
+    scratch: Scratch,
+}
+
+/// Reused buffers of `basic_publish`.
+#[derive(Debug, Default)]
+struct Scratch {
+    dests: Vec<Dest>,
+    queues: Vec<Name>,
 }
 
 impl Default for Broker {
@@ -445,6 +456,7 @@ impl Broker {
             woken: Vec::new(),
             closed_outboxes: SortedMap::default(),
             names: 0,
+            scratch: Scratch::default(),
         };
         b.vhost_mut("/");
         b
@@ -1050,24 +1062,41 @@ impl Broker {
 
     // ----- publishing and routing ------------------------------------------------------
 
-    fn route(v: &VHost, exchange: &str, routing_key: &str, headers: &Headers, out: &mut Vec<Name>) {
+    fn route(v: &VHost, exchange: &str, routing_key: &str, headers: &Headers, dests: &mut Vec<Dest>, out: &mut Vec<Name>) {
         if exchange.is_empty() {
-            if v.queues.contains_key(routing_key) {
-                out.push(Name::from(routing_key));
+            if let Some((q, _)) = v.queues.get_key_value(routing_key) {
+                out.push(q.clone());
             }
             return;
         }
+        let Some((xn, x)) = v.exchanges.get_key_value(exchange) else { return };
+        dests.clear();
+        x.router.route(routing_key, headers, dests);
+        // The common case, one exchange routing straight to a few queues, without the sets
+        // the general walk needs (exchange-to-exchange bindings, alternate exchanges).
+        if dests.len() <= 8 && dests.iter().all(|d| matches!(d, Dest::Queue(_))) {
+            let start = out.len();
+            for d in dests.drain(..) {
+                if let Dest::Queue(q) = d {
+                    if v.queues.contains_key(&q) && !out[start..].contains(&q) {
+                        out.push(q);
+                    }
+                }
+            }
+            if out.len() > start || x.alternate.is_none() {
+                return;
+            }
+        }
         let mut seen_x: HashSet<Name> = HashSet::default();
-        let mut todo: Vec<Name> = vec![Name::from(exchange)];
-        let mut dests: Vec<Dest> = Vec::new();
-        let mut queues: HashSet<Name> = HashSet::default();
+        let mut todo: Vec<Name> = vec![xn.clone()];
+        let mut queues: HashSet<Name> = out.iter().cloned().collect();
         while let Some(xn) = todo.pop() {
             if !seen_x.insert(xn.clone()) {
                 continue;
             }
             let Some(x) = v.exchanges.get(&xn) else { continue };
             dests.clear();
-            x.router.route(routing_key, headers, &mut dests);
+            x.router.route(routing_key, headers, dests);
             let before = queues.len() + todo.len();
             for d in dests.drain(..) {
                 match d {
@@ -1099,19 +1128,28 @@ impl Broker {
                 ));
             }
             let v = b.vhosts.get(&vhost).expect("connection vhost exists");
-            let x = v.exchanges.get(p.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &p.exchange))?;
+            let (xname, x) =
+                v.exchanges.get_key_value(p.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &p.exchange))?;
             if x.decl.internal {
                 return Err(chan_err(
                     ReplyCode::AccessRefused,
                     format!("ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost '{vhost}'", p.exchange),
                 ));
             }
-            let mut queues = Vec::new();
-            Self::route(v, &p.exchange, &p.routing_key, &content.properties.headers, &mut queues);
-            let exchange = Name::from(p.exchange.as_str());
-            let routing_key = Name::from(p.routing_key.as_str());
+            let mut queues = std::mem::take(&mut b.scratch.queues);
+            Self::route(v, &p.exchange, &p.routing_key, &content.properties.headers, &mut b.scratch.dests, &mut queues);
+            let exchange = xname.clone();
+            let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
+            // Messages published with the same key share one copy of it.
+            let routing_key = match &chs.last_routing_key {
+                Some(k) if **k == *p.routing_key => k.clone(),
+                _ => {
+                    let k = Name::from(p.routing_key.as_str());
+                    chs.last_routing_key = Some(k.clone());
+                    k
+                }
+            };
             let confirm = {
-                let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
                 chs.confirm.then(|| {
                     chs.publish_seq += 1;
                     chs.publish_seq
@@ -1133,9 +1171,10 @@ impl Broker {
                 );
             }
             let mut accepted = true;
-            for q in &queues {
-                accepted &= b.enqueue(&vhost, q, &content, &exchange, &routing_key);
+            for q in queues.drain(..) {
+                accepted &= b.enqueue(&vhost, &q, &content, &exchange, &routing_key);
             }
+            b.scratch.queues = queues;
             if let Some(seq) = confirm {
                 let ev = if accepted {
                     ServerEvent::Ack { channel: ch, delivery_tag: seq, multiple: false }
@@ -1261,7 +1300,7 @@ impl Broker {
                 if !v.exchanges.contains_key(&dlx) {
                     continue;
                 }
-                Self::route(v, &dlx, &rk, &content.properties.headers, &mut queues);
+                Self::route(v, &dlx, &rk, &content.properties.headers, &mut Vec::new(), &mut queues);
             }
             for dq in queues {
                 self.enqueue(vhost, &dq, &content, &dlx, &rk);

@@ -480,6 +480,32 @@ fn mandatory_unroutable_returns_and_alternate_exchange() {
 }
 
 #[test]
+fn a_queue_matched_by_several_bindings_gets_one_copy_and_routing_keys_are_kept_per_message() {
+    let mut t = T::new();
+    let c = t.conn();
+    t.exchange(c, "t", ExchangeType::Topic);
+    t.queue(c, "both", Headers::new());
+    t.queue(c, "other", Headers::new());
+    t.bind(c, "both", "t", "a.*");
+    t.bind(c, "both", "t", "#");
+    t.bind(c, "both", "t", "a.b");
+    t.bind(c, "other", "t", "*.b");
+    t.publish(c, "t", "a.b", "one", p()).unwrap();
+    t.publish(c, "t", "x.b", "two", p()).unwrap();
+    t.publish(c, "t", "a.b", "three", p()).unwrap();
+    assert_eq!(t.bodies(c, "both"), vec!["one", "two", "three"]);
+    assert_eq!(t.bodies(c, "other"), vec!["one", "two", "three"]);
+    // The channel shares one copy of a repeated routing key; each message keeps its own.
+    for (body, key) in [("k1", "a.b"), ("k2", "a.c"), ("k3", "a.b")] {
+        t.publish(c, "t", key, body, p()).unwrap();
+    }
+    let keys: Vec<String> = std::iter::from_fn(|| t.b.basic_get(c.0, c.1, "both", true).unwrap())
+        .map(|g| g.delivery.routing_key.to_string())
+        .collect();
+    assert_eq!(keys, vec!["a.b", "a.c", "a.b"]);
+}
+
+#[test]
 fn exchange_to_exchange_bindings_without_loops() {
     let mut t = T::new();
     let c = t.conn();
