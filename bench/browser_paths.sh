@@ -26,9 +26,9 @@ GATEWAY="gateway+ws://127.0.0.1:$PORT/gateway?vhost=/"
 native=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$AMQP" "$N"; done | best)
 native_gw=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "$GATEWAY" "$N"; done | best)
 node_relay=$(node --experimental-websocket --no-warnings js/bench/node.mjs "$N" "$RELAY")
-chromium_relay=$(node js/bench/browser.mjs "$N" "$RELAY")
+chromium_relay=$(node --experimental-websocket --no-warnings js/bench/browser.mjs "$N" "$RELAY")
 node_gw=$(node --experimental-websocket --no-warnings js/bench/node.mjs "$N" "$GATEWAY")
-chromium_gw=$(node js/bench/browser.mjs "$N" "$GATEWAY")
+chromium_gw=$(node --experimental-websocket --no-warnings js/bench/browser.mjs "$N" "$GATEWAY")
 python3 - "$native" "$native_gw" "$node_relay" "$chromium_relay" "$node_gw" "$chromium_gw" <<'PY'
 import json, sys
 runs = [json.loads(a) for a in sys.argv[1:]]

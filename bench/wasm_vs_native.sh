@@ -15,7 +15,7 @@ cargo build -q --release --example bench_memory
 js/build.sh >/dev/null
 native=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
 node=$(node js/bench/node.mjs "$N")
-chromium=$(node js/bench/browser.mjs "$N")
+chromium=$(node --experimental-websocket --no-warnings js/bench/browser.mjs "$N")
 python3 - "$native" "$node" "$chromium" <<'PY'
 import json, sys
 n, *wasm = (json.loads(a) for a in sys.argv[1:4])

@@ -181,6 +181,74 @@ test("the quick start runs over amqp+ws:// through the relay, in Chromium and in
   }
 });
 
+// Acks of the oldest delivery go out as `multiple`, and those issued in one turn of the event
+// loop as one frame: acks out of order, rejects and a requeue in between must still settle
+// exactly what they name. A wrong `multiple` would ack a message left unacknowledged (it would
+// not come back after the connection closes) or name a tag RabbitMQ no longer knows
+// (PRECONDITION_FAILED closes the channel and every delivery of it comes back).
+test("amqp+ws:// acks merged into one settle exactly what was acked", { timeout: 60000 }, async (t) => {
+  if (skip) return t.skip("no RabbitMQ");
+  const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
+  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-acks-"));
+  try {
+    const script = `
+      import { Connection, Exchange, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
+      const name = "kw-relay.acks." + Math.random().toString(36).slice(2);
+      const x = new Exchange(name, { type: "direct", durable: false, autoDelete: true });
+      const q = new Queue(name, { exchange: x, routingKey: "k", durable: false });
+      const text = (m) => new TextDecoder().decode(m.body);
+      const conn = new Connection(${JSON.stringify(url)});
+      await conn.declare(q);
+      const producer = conn.Producer();
+      for (let i = 0; i < 60; i++) await producer.publish(String(i), { exchange: x, routingKey: "k" });
+      const consumer = conn.Consumer([q], { prefetchCount: 100 });
+      const held = [];
+      let requeued = false;
+      let seen = 0;
+      for await (const m of consumer) {
+        const i = Number(text(m));
+        if (i % 10 === 3) held.push(m);
+        else if (i % 10 === 7) m.reject(false);
+        else if (i === 20 && !requeued) {
+          requeued = true;
+          m.requeue();
+          continue;
+        } else if (i % 10 === 9 && i < 30) {
+          // left unacknowledged: comes back when the connection closes
+        } else m.ack();
+        if (++seen === 60) break;
+      }
+      for (const m of held.reverse()) m.ack();
+      await consumer.cancel();
+      await conn.release();
+      const again = new Connection(${JSON.stringify(url)});
+      const c = again.Consumer([q], { prefetchCount: 100 });
+      const back = [];
+      while (back.length < 3) {
+        const m = await c.next({ timeout: 5000 });
+        back.push(text(m));
+        m.ack();
+      }
+      let extra = null;
+      try {
+        extra = text(await c.next({ timeout: 500 }));
+      } catch (e) {
+        if (e.name !== "TimeoutError") throw e;
+      }
+      await c.cancel();
+      await again.delete(q);
+      await again.delete(x);
+      await again.release();
+      console.log(JSON.stringify({ back, extra }));
+    `;
+    writeFileSync(join(dir, "acks.mjs"), script);
+    const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "acks.mjs")], { encoding: "utf8", timeout: 30000 });
+    assert.deepEqual(JSON.parse(out.trim().split("\n").pop()), { back: ["9", "19", "29"], extra: null });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // Heartbeats over amqp+ws://: negotiated with RabbitMQ through the relay, sent by a timer in the
 // page/Node (RabbitMQ closes a connection that is silent for two intervals), and a broker that
 // goes silent — the gateway process stopped with SIGSTOP, its sockets left open — is detected

@@ -20,9 +20,23 @@ use tokio::sync::mpsc;
 #[derive(Debug, Default)]
 pub struct AmqpTransport;
 
-/// Bytes for the socket writer; an empty chunk asks it to shut the socket down.
+/// What the socket writer is given.
+enum Out {
+    Frame(Bytes),
+    /// An ack that a later one on the same channel covers ([`Carrier::send_ack`]).
+    Ack(u16, Bytes),
+    /// Shut the socket down.
+    Close,
+}
+
 struct TcpCarrier {
-    out: mpsc::UnboundedSender<Bytes>,
+    out: mpsc::UnboundedSender<Out>,
+}
+
+impl TcpCarrier {
+    fn push(&self, o: Out) -> Result<()> {
+        self.out.send(o).map_err(|_| Error::RecoverableConnection("the AMQP connection is closed".into()))
+    }
 }
 
 impl Carrier for TcpCarrier {
@@ -30,11 +44,54 @@ impl Carrier for TcpCarrier {
         if frame.is_empty() {
             return Ok(());
         }
-        self.out.send(frame).map_err(|_| Error::RecoverableConnection("the AMQP connection is closed".into()))
+        self.push(Out::Frame(frame))
+    }
+    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+        self.push(Out::Ack(channel, frame))
     }
     fn close(&self) {
-        let _ = self.out.send(Bytes::new());
+        let _ = self.out.send(Out::Close);
     }
+}
+
+/// Write what the client sends, coalescing what queued up while the socket was busy; of
+/// acks queued one after the other on a channel, only the last goes out (it covers the rest).
+async fn write_loop(mut wr: impl tokio::io::AsyncWrite + Unpin, mut rx: mpsc::UnboundedReceiver<Out>) {
+    let mut chunk = BytesMut::new();
+    'socket: while let Some(first) = rx.recv().await {
+        chunk.clear();
+        // The channel and offset of the ack that ends `chunk`.
+        let mut last_ack: Option<(u16, usize)> = None;
+        let mut next = Some(first);
+        while let Some(o) = next.take() {
+            match o {
+                Out::Close => {
+                    let _ = wr.write_all(&chunk).await;
+                    break 'socket;
+                }
+                Out::Frame(b) => {
+                    chunk.extend_from_slice(&b);
+                    last_ack = None;
+                }
+                Out::Ack(ch, b) => {
+                    if let Some((c, at)) = last_ack {
+                        if c == ch {
+                            chunk.truncate(at);
+                        }
+                    }
+                    last_ack = Some((ch, chunk.len()));
+                    chunk.extend_from_slice(&b);
+                }
+            }
+            if chunk.len() < 256 * 1024 {
+                next = rx.try_recv().ok();
+            }
+        }
+        if wr.write_all(&chunk).await.is_err() {
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
 }
 
 #[async_trait::async_trait]
@@ -56,34 +113,11 @@ impl Transport for AmqpTransport {
         let stream = tokio::time::timeout(timeout, crate::tls::connect(info, port, info.ssl))
             .await
             .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))??;
-        let (mut rd, mut wr) = tokio::io::split(stream);
-        let (out, mut out_rx) = mpsc::unbounded_channel::<Bytes>();
+        let (mut rd, wr) = tokio::io::split(stream);
+        let (out, out_rx) = mpsc::unbounded_channel::<Out>();
         let closer = out.clone();
         let client = AmqpClient::new(Box::new(TcpCarrier { out }));
-        // Writer: what the client sends, coalesced while the socket is busy.
-        tokio::spawn(async move {
-            while let Some(first) = out_rx.recv().await {
-                if first.is_empty() {
-                    break;
-                }
-                let mut chunk = BytesMut::from(&first[..]);
-                let mut stop = false;
-                while chunk.len() < 256 * 1024 {
-                    match out_rx.try_recv() {
-                        Ok(b) if b.is_empty() => {
-                            stop = true;
-                            break;
-                        }
-                        Ok(b) => chunk.extend_from_slice(&b),
-                        Err(_) => break,
-                    }
-                }
-                if wr.write_all(&chunk).await.is_err() || stop {
-                    break;
-                }
-            }
-            let _ = wr.shutdown().await;
-        });
+        tokio::spawn(write_loop(wr, out_rx));
         // Reader: bytes to the client; with heartbeats, a broker silent for two intervals is gone.
         {
             let client = client.clone();
@@ -118,7 +152,7 @@ impl Transport for AmqpTransport {
             .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))
             .and_then(|r| r);
         if let Err(e) = handshake {
-            let _ = closer.send(Bytes::new()); // shut the socket: the reader ends with it
+            let _ = closer.send(Out::Close); // shut the socket: the reader ends with it
             return Err(e);
         }
         drop(closer);

@@ -445,3 +445,84 @@ async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
     read_until(&mut ws, &is((10, 51))).await;
     g.shutdown().await;
 }
+
+/// Acks of the oldest delivery go out as `multiple` and a run of them as one (the carriers
+/// merge them): acks out of order, rejects, a requeue, basic.get and a no-ack consumer on the
+/// same channel must still settle exactly what they name. A wrong `multiple` would either
+/// ack a message we did not (it would be missing below) or name a tag RabbitMQ no longer
+/// knows (PRECONDITION_FAILED closes the channel and requeues its deliveries).
+#[tokio::test]
+async fn acks_merged_as_multiple_settle_exactly_what_was_acked() {
+    let Some(conn) = rabbit() else { return };
+    let x = Exchange::direct(unique("x")).durable(false).auto_delete(true);
+    let q = Queue::new(unique("q")).exchange(x.clone()).routing_key("k").durable(false);
+    let noack_q = Queue::new(unique("noack")).exchange(x.clone()).routing_key("n").durable(false);
+    let producer = conn.producer().await.unwrap();
+    producer.maybe_declare(q.clone()).await.unwrap();
+    producer.maybe_declare(noack_q.clone()).await.unwrap();
+    for i in 0..60 {
+        producer.publish(format!("{i}"), PublishOptions::new().exchange(&x).routing_key("k")).await.unwrap();
+    }
+    for i in 0..5 {
+        producer.publish(format!("n{i}"), PublishOptions::new().exchange(&x).routing_key("n")).await.unwrap();
+    }
+    let ch = conn.default_channel().await.unwrap();
+    // A consumer without acks on the channel: its deliveries are not awaited by the broker.
+    let noack = kombu::Consumer::new(&ch, vec![noack_q.clone()]).no_ack(true);
+    noack.consume().await.unwrap();
+    let consumer = kombu::Consumer::new(&ch, vec![q.clone()]).prefetch_count(100);
+    consumer.consume().await.unwrap();
+    let (mut held, mut kept) = (Vec::new(), Vec::new());
+    let mut requeued = false;
+    let mut seen = 0;
+    while seen < 60 {
+        let m = consumer.next_message(SECOND).await.unwrap();
+        let i: usize = m.body().iter().map(|&b| (b - b'0') as usize).fold(0, |n, d| n * 10 + d);
+        match i % 10 {
+            3 => held.push(m),
+            7 => m.reject(false).unwrap(),
+            _ if i == 20 && !requeued => {
+                requeued = true;
+                m.requeue().unwrap();
+                continue;
+            }
+            9 if i < 30 => kept.push(m), // left unacknowledged: must come back after the close
+            _ => m.ack().unwrap(),
+        }
+        seen += 1;
+    }
+    for m in held.iter().rev() {
+        m.ack().unwrap();
+    }
+    consumer.cancel().await.unwrap();
+    // basic.get with and without acks on the same channel.
+    for i in 0..2 {
+        producer.publish(format!("g{i}"), PublishOptions::new().exchange(&x).routing_key("k")).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let bound = q.clone().bind(&ch);
+    bound.get(Some(true), None).await.unwrap().expect("a message");
+    bound.get(Some(false), None).await.unwrap().expect("a message").ack().unwrap();
+    for i in 0..5 {
+        let m = noack.next_message(SECOND).await.unwrap();
+        assert_eq!(&m.body()[..], format!("n{i}").as_bytes());
+    }
+    // The channel is still open (a bad ack would have closed it).
+    let ok = q.clone().bind(&ch).queue_declare(false, true).await.unwrap();
+    assert_eq!(ok.message_count, 0);
+    conn.release().await.unwrap();
+    // Only the messages left unacknowledged come back.
+    let conn = Connection::new(URL).unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut bound = q.clone().bind(&ch);
+    assert_eq!(bound.queue_declare(false, true).await.unwrap().message_count, kept.len() as u32);
+    let mut back = Vec::new();
+    while let Some(m) = bound.get(Some(true), None).await.unwrap() {
+        back.push(String::from_utf8(m.body().to_vec()).unwrap());
+    }
+    assert_eq!(back, vec!["9", "19", "29"]);
+    bound.delete(false, false).await.unwrap();
+    noack_q.bind(&ch).delete(false, false).await.unwrap();
+    conn.release().await.unwrap();
+}

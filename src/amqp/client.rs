@@ -42,6 +42,15 @@ struct ChanState {
     /// Publisher confirms (the `confirm_publish` transport option): the next publish
     /// sequence number and the publishes waiting for the broker's ack.
     confirm: Option<(u64, Waiting)>,
+    /// Delivery tags the broker waits for us to settle, oldest first: an ack of the oldest
+    /// is sent as `multiple`, which a carrier holding frames back may merge with the next.
+    unsettled: VecDeque<u64>,
+    /// Tags of the consumers that consume without acks (their deliveries are not tracked).
+    no_ack_consumers: Vec<String>,
+    /// `no_ack` of each `basic.get` waiting for its answer.
+    gets: VecDeque<bool>,
+    /// Deliveries are not tracked: a consumer without acks let the broker name it.
+    untracked: bool,
 }
 
 /// Publishes waiting for their confirm, by sequence number.
@@ -59,6 +68,37 @@ impl ChanState {
                 let _ = tx.send(Err(e.clone()));
             }
         }
+    }
+
+    /// A delivery (`consumer` is `None` for `basic.get-ok`) arrived: track it when the broker
+    /// waits for its settlement.
+    fn delivered(&mut self, tag: u64, consumer: Option<&str>) {
+        let needs_ack = match consumer {
+            Some(c) => !self.no_ack_consumers.iter().any(|t| t == c),
+            None => !self.gets.pop_front().unwrap_or(true),
+        };
+        if needs_ack && !self.untracked {
+            self.unsettled.push_back(tag);
+        }
+    }
+
+    /// We settle `tag` (and, with `multiple`, every tag before it). True when `tag` alone
+    /// was the oldest unsettled delivery: then `basic.ack` with `multiple` says the same.
+    fn settle(&mut self, tag: u64, multiple: bool) -> bool {
+        if multiple {
+            while self.unsettled.front().is_some_and(|&t| t <= tag) {
+                self.unsettled.pop_front();
+            }
+            return false;
+        }
+        if self.unsettled.front() == Some(&tag) {
+            self.unsettled.pop_front();
+            return true;
+        }
+        if let Some(i) = self.unsettled.iter().position(|&t| t == tag) {
+            self.unsettled.remove(i);
+        }
+        false
     }
 
     /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
@@ -413,7 +453,12 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             Ok(())
         }
         Frame::Method(ch, m) => {
-            let tx = lock(&inner.channels).get_mut(&ch).and_then(|st| st.pending.pop_front());
+            let tx = lock(&inner.channels).get_mut(&ch).and_then(|st| {
+                if matches!(m, Method::BasicGetEmpty) {
+                    st.gets.pop_front();
+                }
+                st.pending.pop_front()
+            });
             match tx {
                 Some(tx) => {
                     let _ = tx.send(Ok(Reply::Method(m)));
@@ -445,6 +490,17 @@ fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incom
             return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("{what} on channel {ch}")));
         };
         if add(c) {
+            match &c.0 {
+                Method::BasicDeliver { delivery_tag, consumer_tag, .. } => {
+                    let (tag, consumer) = (*delivery_tag, consumer_tag.clone());
+                    st.delivered(tag, Some(&consumer));
+                }
+                Method::BasicGetOk { delivery_tag, .. } => {
+                    let tag = *delivery_tag;
+                    st.delivered(tag, None);
+                }
+                _ => {}
+            }
             st.content.take()
         } else {
             None
@@ -533,10 +589,19 @@ impl AmqpChannel {
         })
     }
 
-    fn oneway(&self, m: Method) -> Result<()> {
+    /// Send a settlement (ack, reject, nack) of `tag` (with `multiple`, of every tag up to
+    /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
+    fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
+        let mut chans = lock(&self.inner.channels);
+        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.settle(tag, multiple) && !st.untracked);
         let mut out = BytesMut::new();
-        codec::write_method(self.id, &m, &mut out)?;
-        self.inner.send(out)
+        if oldest && matches!(m, Method::BasicAck { .. }) {
+            codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
+            self.inner.out.send_ack(self.id, out.freeze()).map_err(|_| closed())
+        } else {
+            codec::write_method(self.id, &m, &mut out)?;
+            self.inner.send(out)
+        }
     }
 }
 
@@ -632,6 +697,9 @@ impl RawChannel for AmqpChannel {
         }
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
+        if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+            st.gets.push_back(no_ack);
+        }
         match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await? {
             Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
                 delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }) },
@@ -641,6 +709,17 @@ impl RawChannel for AmqpChannel {
         }
     }
     async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
+        if m.no_ack {
+            // Known before the first delivery: the broker may send it right after consume-ok.
+            if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+                if m.consumer_tag.is_empty() {
+                    st.untracked = true;
+                    st.unsettled.clear();
+                } else {
+                    st.no_ack_consumers.push(m.consumer_tag.clone());
+                }
+            }
+        }
         match self
             .ok(Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() })
             .await?
@@ -653,15 +732,19 @@ impl RawChannel for AmqpChannel {
         self.ok(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }).await.map(|_| ())
     }
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
-        self.oneway(Method::BasicAck { delivery_tag, multiple })
+        self.settle(delivery_tag, multiple, Method::BasicAck { delivery_tag, multiple })
     }
     fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
-        self.oneway(Method::BasicReject { delivery_tag, requeue })
+        self.settle(delivery_tag, false, Method::BasicReject { delivery_tag, requeue })
     }
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
-        self.oneway(Method::BasicNack { delivery_tag, multiple, requeue })
+        self.settle(delivery_tag, multiple, Method::BasicNack { delivery_tag, multiple, requeue })
     }
     async fn basic_recover(&self, requeue: bool) -> Result<()> {
+        // Every unacknowledged delivery goes back (or is sent again with a new tag).
+        if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+            st.unsettled.clear();
+        }
         self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
     }
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {

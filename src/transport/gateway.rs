@@ -32,6 +32,14 @@ use crate::value::Value;
 pub trait Carrier: MaybeSend + MaybeSync {
     /// Send one binary frame, or queue it. Errors when the socket is closed.
     fn send(&self, frame: Bytes) -> Result<()>;
+    /// Send `frame`, an AMQP `basic.ack` with `multiple` on `channel` acknowledging the
+    /// oldest delivery the broker waits for: it covers an ack sent this way just before it on
+    /// the same channel, so a carrier holding frames back may replace such an ack when it is
+    /// the last frame held (messages acknowledged in order go out as one ack). The default
+    /// sends it like any frame.
+    fn send_ack(&self, _channel: u16, frame: Bytes) -> Result<()> {
+        self.send(frame)
+    }
     /// Send the frames held back, now: the client is about to wait for the server.
     fn flush(&self) {}
     /// The server reads batches of up to `max_bytes` per WebSocket message.

@@ -40,6 +40,9 @@ struct Outbox {
     scheduled: bool,
     /// The messages are a byte stream (AMQP): held frames are concatenated, not batched.
     raw_stream: bool,
+    /// The last frame held is an AMQP ack that a later one on this channel covers
+    /// ([`Carrier::send_ack`]).
+    ack_channel: Option<u16>,
 }
 
 impl Outbox {
@@ -49,6 +52,7 @@ impl Outbox {
         }
         let message = if self.raw_stream { self.frames.concat().into() } else { crate::gateway::encode_batch(&self.frames) };
         self.frames.clear();
+        self.ack_channel = None;
         self.bytes = 0;
         self.ws.send_with_u8_array(&message).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
     }
@@ -131,7 +135,7 @@ impl WsCarrier {
     fn new(ws: WebSocket, handlers: Handlers, raw_stream: bool, timer: Timer) -> WsCarrier {
         // A byte stream can always be coalesced; gateway frames once the server allows it.
         let limit = if raw_stream { 64 * 1024 } else { 0 };
-        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit, scheduled: false, raw_stream }));
+        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit, scheduled: false, raw_stream, ack_channel: None }));
         WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)), timer }
     }
 }
@@ -139,6 +143,7 @@ impl WsCarrier {
 impl Carrier for WsCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
         let mut o = self.out.borrow_mut();
+        o.ack_channel = None;
         if o.limit == 0 {
             return self.ws.send_with_u8_array(&frame).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")));
         }
@@ -157,6 +162,24 @@ impl Carrier for WsCarrier {
             }
             Ok(())
         }
+    }
+    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+        {
+            let mut o = self.out.borrow_mut();
+            if o.ack_channel == Some(channel) {
+                if let Some(last) = o.frames.pop() {
+                    o.bytes = o.bytes + frame.len() - last.len();
+                    o.frames.push(frame);
+                    return Ok(());
+                }
+            }
+        }
+        self.send(frame)?;
+        let mut o = self.out.borrow_mut();
+        if !o.frames.is_empty() {
+            o.ack_channel = Some(channel);
+        }
+        Ok(())
     }
     fn flush(&self) {
         let _ = self.out.borrow_mut().flush();
