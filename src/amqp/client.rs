@@ -490,18 +490,13 @@ fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incom
             return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("{what} on channel {ch}")));
         };
         if add(c) {
-            match &c.0 {
-                Method::BasicDeliver { delivery_tag, consumer_tag, .. } => {
-                    let (tag, consumer) = (*delivery_tag, consumer_tag.clone());
-                    st.delivered(tag, Some(&consumer));
-                }
-                Method::BasicGetOk { delivery_tag, .. } => {
-                    let tag = *delivery_tag;
-                    st.delivered(tag, None);
-                }
+            let done = st.content.take();
+            match done.as_ref().map(|d| &d.0) {
+                Some(Method::BasicDeliver { delivery_tag, consumer_tag, .. }) => st.delivered(*delivery_tag, Some(consumer_tag)),
+                Some(Method::BasicGetOk { delivery_tag, .. }) => st.delivered(*delivery_tag, None),
                 _ => {}
             }
-            st.content.take()
+            done
         } else {
             None
         }
