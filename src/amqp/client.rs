@@ -588,7 +588,7 @@ impl AmqpChannel {
     /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
     fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
         let mut chans = lock(&self.inner.channels);
-        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.settle(tag, multiple) && !st.untracked);
+        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.settle(tag, multiple));
         let mut out = BytesMut::new();
         if oldest && matches!(m, Method::BasicAck { .. }) {
             codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;

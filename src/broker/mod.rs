@@ -1087,16 +1087,14 @@ impl Broker {
                 return;
             }
         }
+        // The general walk, from `exchange`'s destinations (still in `dests`, or consumed
+        // above when they led nowhere, leaving its alternate exchange).
         let mut seen_x: HashSet<Name> = HashSet::default();
-        let mut todo: Vec<Name> = vec![xn.clone()];
+        seen_x.insert(xn.clone());
+        let mut todo: Vec<Name> = Vec::new();
         let mut queues: HashSet<Name> = out.iter().cloned().collect();
-        while let Some(xn) = todo.pop() {
-            if !seen_x.insert(xn.clone()) {
-                continue;
-            }
-            let Some(x) = v.exchanges.get(&xn) else { continue };
-            dests.clear();
-            x.router.route(routing_key, headers, dests);
+        let mut x = x;
+        loop {
             let before = queues.len() + todo.len();
             for d in dests.drain(..) {
                 match d {
@@ -1114,6 +1112,16 @@ impl Broker {
                     todo.push(ae.clone());
                 }
             }
+            x = loop {
+                let Some(xn) = todo.pop() else { return };
+                if !seen_x.insert(xn.clone()) {
+                    continue;
+                }
+                if let Some(next) = v.exchanges.get(&xn) {
+                    break next;
+                }
+            };
+            x.router.route(routing_key, headers, dests);
         }
     }
 

@@ -506,6 +506,23 @@ fn a_queue_matched_by_several_bindings_gets_one_copy_and_routing_keys_are_kept_p
 }
 
 #[test]
+fn a_wide_fanout_delivers_one_copy_per_queue() {
+    let mut t = T::new();
+    let c = t.conn();
+    t.exchange(c, "wide", ExchangeType::Fanout);
+    let names: Vec<String> = (0..12).map(|i| format!("w{i}")).collect();
+    for n in &names {
+        t.queue(c, n, Headers::new());
+        t.bind(c, n, "wide", "");
+    }
+    t.bind(c, "w3", "wide", "other-key");
+    t.publish(c, "wide", "", "all", p()).unwrap();
+    for n in &names {
+        assert_eq!(t.bodies(c, n), vec!["all"], "{n}");
+    }
+}
+
+#[test]
 fn exchange_to_exchange_bindings_without_loops() {
     let mut t = T::new();
     let c = t.conn();
