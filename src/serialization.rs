@@ -81,7 +81,7 @@ impl Registry {
                 other => json_dumps(&payload_value(other)),
             })),
             decoder: Some(Arc::new(|b| {
-                serde_json::from_slice(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))
+                json_loads(b).map(Payload::Data).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))
             })),
         });
         // msgpack and yaml are crate features (on by default). Without them the names and
@@ -421,6 +421,14 @@ impl Accept {
     }
 }
 
+/// Parse JSON text (a whole body) into a value.
+fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
+    let mut de = serde_json::Deserializer::from_slice(b);
+    let v = crate::value::deserialize_value(&mut de)?;
+    de.end()?;
+    Ok(v)
+}
+
 /// msgpack as Python's `msgpack.packb(use_bin_type=True)` writes it (maps with their keys).
 #[cfg(feature = "msgpack")]
 pub fn msgpack_dumps(value: &Value) -> Result<Vec<u8>> {
@@ -430,7 +438,7 @@ pub fn msgpack_dumps(value: &Value) -> Result<Vec<u8>> {
 /// Parse a msgpack body into JSON-like data.
 #[cfg(feature = "msgpack")]
 pub fn msgpack_loads(body: &[u8]) -> Result<Value> {
-    rmp_serde::from_slice(body).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
+    crate::value::deserialize_value(&mut rmp_serde::Deserializer::from_read_ref(body)).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
 }
 
 #[cfg(feature = "yaml")]
