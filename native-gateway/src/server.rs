@@ -389,7 +389,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     // The first frame must be hello.
     let (vhost, token, hello_id) = loop {
         match stream.next().await {
-            Some(Ok(Message::Binary(b))) => match gateway::decode::<ClientHeader>(&b) {
+            Some(Ok(Message::Binary(b))) => match gateway::decode_client(&b) {
                 Ok((ClientHeader { id, request: Request::Hello { vhost, token, .. } }, _)) => break (vhost, token, id),
                 Ok(_) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
@@ -517,7 +517,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
             }
         };
         for frame in frames {
-            let (header, body) = match gateway::decode::<ClientHeader>(&frame) {
+            let (header, body) = match gateway::decode_client(&frame) {
                 Ok(x) => x,
                 Err(e) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);

@@ -207,7 +207,7 @@ impl GatewayClient {
     }
 
     fn on_one_frame(&self, bytes: &Bytes) -> Result<()> {
-        let (frame, body) = gateway::decode::<ServerFrame>(bytes)?;
+        let (frame, body) = gateway::decode_server(bytes)?;
         let answer_id = match &frame {
             ServerFrame::Ok { id, .. } | ServerFrame::GetOk { id, .. } | ServerFrame::Error { id: Some(id), .. } => Some(*id),
             _ => None,
