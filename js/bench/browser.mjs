@@ -20,6 +20,8 @@ const { server, base } = await serve();
 const profile = mkdtempSync(join(tmpdir(), "kombu-bench-chromium-"));
 const chromium = spawn(executable, ["--headless", "--no-sandbox", "--disable-dev-shm-usage", "--remote-debugging-port=0", `--user-data-dir=${profile}`, "about:blank"], {
   stdio: ["ignore", "ignore", "pipe"],
+  // Its own process group, so that its helper processes are stopped with it.
+  detached: true,
 });
 try {
   // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..." on stderr.
@@ -65,9 +67,26 @@ try {
   ws.close();
 } finally {
   if (chromium.exitCode === null) {
-    chromium.kill();
-    await new Promise((r) => chromium.once("exit", r));
+    const exited = new Promise((r) => chromium.once("exit", r));
+    try {
+      process.kill(-chromium.pid, "SIGTERM");
+    } catch {
+      chromium.kill();
+    }
+    await exited;
   }
   server.close();
-  rmSync(profile, { recursive: true, force: true });
+  // Helper processes may still be writing to the profile for a moment after the browser exits.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      rmSync(profile, { recursive: true, force: true });
+      break;
+    } catch (e) {
+      if (attempt === 20) {
+        console.error(`could not remove the Chromium profile ${profile}: ${e.message}`);
+        break;
+      }
+      await sleep(100);
+    }
+  }
 }
