@@ -99,6 +99,9 @@ impl<'de> serde::de::Visitor<'de> for ValueVisitor {
 
 #[cfg(test)]
 mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
     use super::*;
 
     #[test]
