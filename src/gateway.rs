@@ -395,8 +395,13 @@ pub fn decode_client(frame: &Bytes) -> Result<(ClientHeader, Bytes)> {
 }
 
 /// Decode a server frame, as [`decode`] does; deliveries written as this crate writes them
-/// (`{"op":"deliver",`) are read straight into their fields (see [`decode_client`]).
+/// (`{"op":"deliver",`) are read straight into their fields (see [`decode_client`]) — natively:
+/// wasm builds are made for size, and this path would add a second copy of the message
+/// header's decoder (~8 KB gzipped) to the module.
 pub fn decode_server(frame: &Bytes) -> Result<(ServerFrame, Bytes)> {
+    if cfg!(target_arch = "wasm32") {
+        return decode(frame);
+    }
     #[derive(Deserialize)]
     struct Deliver {
         #[serde(rename = "op")]

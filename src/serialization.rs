@@ -421,8 +421,13 @@ impl Accept {
     }
 }
 
-/// Parse JSON text (a whole body) into a value.
+/// Parse JSON text (a whole body) into a value. Natively with [`crate::value::deserialize_value`]
+/// (fewer allocations); wasm builds are made for size and keep serde_json's own decoder, which
+/// the module needs anyway (the same values either way).
 fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
+    if cfg!(target_arch = "wasm32") {
+        return serde_json::from_slice(b);
+    }
     let mut de = serde_json::Deserializer::from_slice(b);
     let v = crate::value::deserialize_value(&mut de)?;
     de.end()?;
@@ -438,7 +443,12 @@ pub fn msgpack_dumps(value: &Value) -> Result<Vec<u8>> {
 /// Parse a msgpack body into JSON-like data.
 #[cfg(feature = "msgpack")]
 pub fn msgpack_loads(body: &[u8]) -> Result<Value> {
-    crate::value::deserialize_value(&mut rmp_serde::Deserializer::from_read_ref(body)).map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
+    let value = if cfg!(target_arch = "wasm32") {
+        rmp_serde::from_slice(body)
+    } else {
+        crate::value::deserialize_value(&mut rmp_serde::Deserializer::from_read_ref(body))
+    };
+    value.map_err(|e| Error::Decode(format!("invalid msgpack body: {e}")))
 }
 
 #[cfg(feature = "yaml")]
