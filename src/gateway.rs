@@ -530,6 +530,13 @@ mod tests {
     /// for look-alikes they must leave to it.
     #[test]
     fn direct_decoding_agrees_with_the_general_decoder() {
+        fn agree<H: PartialEq + std::fmt::Debug>(general: Result<(H, Bytes)>, direct: Result<(H, Bytes)>, frame: &Bytes) {
+            match (&general, &direct) {
+                (Ok(g), Ok(d)) => assert_eq!(g, d),
+                (Err(_), Err(d)) => assert!(d.to_string().contains("invalid gateway frame header"), "{d}"),
+                _ => panic!("{general:?} vs {direct:?} for {frame:?}"),
+            }
+        }
         let raw = |json: &str| {
             let mut out = BytesMut::new();
             out.put_u32(json.len() as u32);
@@ -537,9 +544,7 @@ mod tests {
             out.put_slice(b"body");
             out.freeze()
         };
-        let mut props = Properties::default();
-        props.content_type = Some("application/json".into());
-        props.headers.insert("x".into(), Value::from(1));
+        let props = Properties { content_type: Some("application/json".into()), headers: crate::value::headers([("x", 1)]), ..Properties::default() };
         let written = [
             encode(&ClientHeader { id: 7, request: Request::BasicPublish { channel: 2, method: BasicPublish { exchange: "e".into(), routing_key: "k".into(), mandatory: true, immediate: false }, properties: props.clone() } }, b"body"),
             encode(&ClientHeader { id: 0, request: Request::BasicAck { channel: 1, delivery_tag: 99, multiple: true } }, b""),
@@ -556,13 +561,7 @@ mod tests {
             raw(r#"{"id":3,"op":"basic.ack","channel":1,"delivery_tag":4,"multiple":false"#),
         ]);
         for frame in client {
-            let general = decode::<ClientHeader>(&frame);
-            let direct = decode_client(&frame);
-            match (&general, &direct) {
-                (Ok(g), Ok(d)) => assert_eq!(g, d),
-                (Err(_), Err(d)) => assert!(d.to_string().contains("invalid gateway frame header"), "{d}"),
-                _ => panic!("{general:?} vs {direct:?} for {frame:?}"),
-            }
+            agree(decode::<ClientHeader>(&frame), decode_client(&frame), &frame);
         }
         let message = MessageHeader { delivery_tag: 5, redelivered: true, exchange: "e".into(), routing_key: "k".into(), properties: props };
         let server = [
@@ -573,13 +572,7 @@ mod tests {
             raw(r#"{"op":"deliver","op":"deliver","channel":1,"consumer_tag":"c","message":{"delivery_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{}}}"#),
         ];
         for frame in server {
-            let general = decode::<ServerFrame>(&frame);
-            let direct = decode_server(&frame);
-            match (&general, &direct) {
-                (Ok(g), Ok(d)) => assert_eq!(g, d),
-                (Err(_), Err(d)) => assert!(d.to_string().contains("invalid gateway frame header"), "{d}"),
-                _ => panic!("{general:?} vs {direct:?} for {frame:?}"),
-            }
+            agree(decode::<ServerFrame>(&frame), decode_server(&frame), &frame);
         }
     }
 }
