@@ -129,7 +129,7 @@ impl Metrics {
             ("kombu_gateway_published_total", "Messages published.", "counter", g(&self.published)),
             ("kombu_gateway_published_bytes_total", "Body bytes published.", "counter", g(&self.published_bytes)),
             ("kombu_gateway_delivered_total", "Messages delivered to clients.", "counter", g(&self.delivered)),
-            ("kombu_gateway_acked_total", "Acknowledgements.", "counter", g(&self.acked)),
+            ("kombu_gateway_acked_total", "Acknowledgements received (an ack with multiple counts once).", "counter", g(&self.acked)),
             ("kombu_gateway_rejected_total", "Rejections and nacks.", "counter", g(&self.rejected)),
             ("kombu_gateway_errors_total", "Requests that failed.", "counter", g(&self.errors)),
             ("kombu_gateway_protocol_errors_total", "Malformed frames (the connection is closed).", "counter", g(&self.protocol_errors)),

@@ -26,7 +26,7 @@ use crate::spec::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind, QueueDeclare,
     QueueDeclareOk, QueueDelete, Returned, ServerEvent,
 };
-use crate::transport::gateway::{Carrier, EventQueue};
+use crate::transport::gateway::{Carrier, EventQueue, Unsettled};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
 use crate::value::Headers;
 
@@ -42,15 +42,12 @@ struct ChanState {
     /// Publisher confirms (the `confirm_publish` transport option): the next publish
     /// sequence number and the publishes waiting for the broker's ack.
     confirm: Option<(u64, Waiting)>,
-    /// Delivery tags the broker waits for us to settle, oldest first: an ack of the oldest
-    /// is sent as `multiple`, which a carrier holding frames back may merge with the next.
-    unsettled: VecDeque<u64>,
+    /// The deliveries the broker waits for us to settle.
+    unsettled: Unsettled,
     /// Tags of the consumers that consume without acks (their deliveries are not tracked).
     no_ack_consumers: Vec<String>,
     /// `no_ack` of each `basic.get` waiting for its answer.
     gets: VecDeque<bool>,
-    /// Deliveries are not tracked: a consumer without acks let the broker name it.
-    untracked: bool,
 }
 
 /// Publishes waiting for their confirm, by sequence number.
@@ -77,28 +74,9 @@ impl ChanState {
             Some(c) => !self.no_ack_consumers.iter().any(|t| t == c),
             None => !self.gets.pop_front().unwrap_or(true),
         };
-        if needs_ack && !self.untracked {
-            self.unsettled.push_back(tag);
+        if needs_ack {
+            self.unsettled.delivered(tag);
         }
-    }
-
-    /// We settle `tag` (and, with `multiple`, every tag before it). True when `tag` alone
-    /// was the oldest unsettled delivery: then `basic.ack` with `multiple` says the same.
-    fn settle(&mut self, tag: u64, multiple: bool) -> bool {
-        if multiple {
-            while self.unsettled.front().is_some_and(|&t| t <= tag) {
-                self.unsettled.pop_front();
-            }
-            return false;
-        }
-        if self.unsettled.front() == Some(&tag) {
-            self.unsettled.pop_front();
-            return true;
-        }
-        if let Some(i) = self.unsettled.iter().position(|&t| t == tag) {
-            self.unsettled.remove(i);
-        }
-        false
     }
 
     /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
@@ -588,7 +566,7 @@ impl AmqpChannel {
     /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
     fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
         let mut chans = lock(&self.inner.channels);
-        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.settle(tag, multiple));
+        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.unsettled.settle(tag, multiple));
         let mut out = BytesMut::new();
         if oldest && matches!(m, Method::BasicAck { .. }) {
             codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
@@ -708,8 +686,8 @@ impl RawChannel for AmqpChannel {
             // Known before the first delivery: the broker may send it right after consume-ok.
             if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
                 if m.consumer_tag.is_empty() {
-                    st.untracked = true;
-                    st.unsettled.clear();
+                    // The broker names it: its deliveries cannot be told apart.
+                    st.unsettled.stop();
                 } else {
                     st.no_ack_consumers.push(m.consumer_tag.clone());
                 }

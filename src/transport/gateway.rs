@@ -5,7 +5,7 @@
 //! is given ([`Carrier`]) and feeds what it receives to [`GatewayClient::on_frame`] and, when
 //! the socket ends, [`GatewayClient::on_close`].
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -46,6 +46,64 @@ pub trait Carrier: MaybeSend + MaybeSync {
     fn allow_batches(&self, _max_bytes: usize) {}
     /// Close the socket (after sending what is held back).
     fn close(&self);
+}
+
+/// The deliveries a channel must settle, oldest first: an ack of the oldest one says the same
+/// as `basic.ack` with `multiple`, which [`Carrier::send_ack`] lets a carrier merge with the ack
+/// before it. Kept by both client engines (AMQP and the gateway protocol) per channel.
+#[derive(Default)]
+pub(crate) struct Unsettled {
+    tags: VecDeque<u64>,
+    /// Not tracked: deliveries on this channel may be settled by someone else (a consumer
+    /// without acks the broker or the gateway settles), so no ack may cover others.
+    off: bool,
+}
+
+impl Unsettled {
+    /// A delivery the broker waits for us to settle arrived (tags arrive in order, except a
+    /// `basic.get` answer recorded after a delivery that overtook it).
+    pub(crate) fn delivered(&mut self, tag: u64) {
+        if self.off {
+            return;
+        }
+        match self.tags.back() {
+            Some(&last) if last > tag => {
+                let i = self.tags.partition_point(|&t| t < tag);
+                self.tags.insert(i, tag);
+            }
+            _ => self.tags.push_back(tag),
+        }
+    }
+
+    /// We settle `tag` (with `multiple`, every tag up to it). True when `tag` alone was the
+    /// oldest unsettled delivery: then an ack of it may be sent with `multiple`.
+    pub(crate) fn settle(&mut self, tag: u64, multiple: bool) -> bool {
+        if multiple {
+            while self.tags.front().is_some_and(|&t| t <= tag) {
+                self.tags.pop_front();
+            }
+            return false;
+        }
+        if self.tags.front() == Some(&tag) {
+            self.tags.pop_front();
+            return !self.off;
+        }
+        if let Some(i) = self.tags.iter().position(|&t| t == tag) {
+            self.tags.remove(i);
+        }
+        false
+    }
+
+    /// Everything unsettled is delivered again with new tags (`basic.recover`).
+    pub(crate) fn clear(&mut self) {
+        self.tags.clear();
+    }
+
+    /// Stop tracking this channel (see `off`).
+    pub(crate) fn stop(&mut self) {
+        self.off = true;
+        self.tags.clear();
+    }
 }
 
 /// The events a connection's reader pushes, read by `next_event`/`try_next_event`: shared
@@ -108,7 +166,11 @@ type Answer = Result<(ServerFrame, Bytes)>;
 pub struct GatewayClient {
     carrier: Box<dyn Carrier>,
     next_id: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Answer>>>,
+    /// Requests waiting for their answer; true for a `basic.get` with acks (its message is
+    /// then one the channel must settle).
+    pending: Mutex<HashMap<u64, (oneshot::Sender<Answer>, bool)>>,
+    /// Per channel, the deliveries waiting for our ack.
+    unsettled: Mutex<HashMap<u32, Unsettled>>,
     open: AtomicBool,
     events_tx: mpsc::UnboundedSender<ServerEvent>,
     events: EventQueue,
@@ -136,14 +198,19 @@ impl GatewayClient {
             carrier,
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            unsettled: Mutex::new(HashMap::new()),
             open: AtomicBool::new(true),
             events_tx,
             events: EventQueue::new(events_rx, "the gateway connection is closed"),
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<Answer>>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (oneshot::Sender<Answer>, bool)>> {
         self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unsettled>> {
+        self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn send(&self, id: u64, request: Request, body: &[u8]) -> Result<()> {
@@ -155,9 +222,15 @@ impl GatewayClient {
 
     /// Send a request and wait for its answer.
     pub async fn request(&self, request: Request, body: &[u8]) -> Answer {
+        self.request_tracked(request, body, false).await
+    }
+
+    /// [`GatewayClient::request`]; `ack_get`: a `basic.get` with acks, whose message the
+    /// channel tracks until it is settled.
+    async fn request_tracked(&self, request: Request, body: &[u8], ack_get: bool) -> Answer {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
-        self.pending().insert(id, tx);
+        self.pending().insert(id, (tx, ack_get));
         if let Err(e) = self.send(id, request, body) {
             self.pending().remove(&id);
             return Err(e);
@@ -175,6 +248,26 @@ impl GatewayClient {
     pub fn send_oneway_with_body(&self, request: Request, body: &[u8]) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         self.send(id, request, body)
+    }
+
+    /// Send the settlement `request` (ack, reject, nack) of `tag` on `channel` (with
+    /// `multiple`, of every tag up to it). An ack of the oldest delivery the channel waits for
+    /// goes out with `multiple`, for the carrier to merge with the ack before it; under the
+    /// lock, so that such acks follow the order of the channel's settlements.
+    fn settle(&self, channel: u32, tag: u64, multiple: bool, request: Request) -> Result<()> {
+        let mut unsettled = self.unsettled();
+        let oldest = unsettled.get_mut(&channel).is_some_and(|u| u.settle(tag, multiple));
+        match (oldest, &request, u16::try_from(channel)) {
+            (true, Request::BasicAck { .. }, Ok(ch)) => {
+                if !self.open.load(Ordering::SeqCst) {
+                    return Err(Error::RecoverableConnection("the gateway connection is closed".into()));
+                }
+                let id = self.next_id.fetch_add(1, Ordering::SeqCst);
+                let ack = Request::BasicAck { channel, delivery_tag: tag, multiple: true };
+                self.carrier.send_ack(ch, gateway::encode(&ClientHeader { id, request: ack }, b""))
+            }
+            _ => self.send_oneway(request),
+        }
     }
 
     async fn result(&self, request: Request) -> Result<Value> {
@@ -213,23 +306,30 @@ impl GatewayClient {
             _ => None,
         };
         if let Some(id) = answer_id {
+            let waiting = self.pending().remove(&id);
+            if let (Some((_, true)), ServerFrame::GetOk { channel, message, .. }) = (&waiting, &frame) {
+                // Recorded here, in the order frames arrive, before any later delivery is acked.
+                self.unsettled().entry(*channel).or_default().delivered(message.delivery_tag);
+            }
             let answer = match frame {
                 ServerFrame::Error { scope, code, name, text, channel, .. } => {
                     let e = gateway::error_from_frame(scope, code, &name, &text);
                     if let (Scope::Channel, Some(c)) = (scope, channel) {
+                        self.unsettled().remove(&c);
                         let _ = self.events_tx.unbounded_send(ServerEvent::ChannelClosed { channel: c, error: e.clone() });
                     }
                     Err(e)
                 }
                 f => Ok((f, body)),
             };
-            if let Some(tx) = self.pending().remove(&id) {
+            if let Some((tx, _)) = waiting {
                 let _ = tx.send(answer);
             }
             return Ok(());
         }
         let ev = match frame {
             ServerFrame::Deliver { channel, consumer_tag, message: m } => {
+                self.unsettled().entry(channel).or_default().delivered(m.delivery_tag);
                 ServerEvent::Deliver { channel, consumer_tag: consumer_tag.into(), delivery: message(m, body) }
             }
             ServerFrame::Return { channel, reply_code, reply_text, message: m } => {
@@ -243,7 +343,10 @@ impl GatewayClient {
             ServerFrame::Error { scope, code, name, text, channel, .. } => {
                 let error = gateway::error_from_frame(scope, code, &name, &text);
                 match (scope, channel) {
-                    (Scope::Channel, Some(c)) => ServerEvent::ChannelClosed { channel: c, error },
+                    (Scope::Channel, Some(c)) => {
+                        self.unsettled().remove(&c);
+                        ServerEvent::ChannelClosed { channel: c, error }
+                    }
                     _ => ServerEvent::ConnectionClosed { error },
                 }
             }
@@ -259,7 +362,8 @@ impl GatewayClient {
             return;
         }
         let error = lost(reason);
-        for (_, tx) in self.pending().drain() {
+        self.unsettled().clear();
+        for (_, (tx, _)) in self.pending().drain() {
             let _ = tx.send(Err(error.clone()));
         }
         let _ = self.events_tx.unbounded_send(ServerEvent::ConnectionClosed { error });
@@ -389,12 +493,17 @@ impl RawChannel for GatewayChannel {
         self.client.send_oneway_with_body(Request::BasicPublish { channel: self.id, method: m.clone(), properties: content.properties.clone() }, &content.body)
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
-        match self.client.request(Request::BasicGet { channel: self.id, queue: queue.into(), no_ack }, b"").await? {
+        match self.client.request_tracked(Request::BasicGet { channel: self.id, queue: queue.into(), no_ack }, b"", !no_ack).await? {
             (ServerFrame::GetOk { message_count, message: m, .. }, body) => Ok(Some(GetOk { delivery: message(m, body), message_count })),
             _ => Ok(None),
         }
     }
     async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
+        if m.no_ack {
+            // The gateway may consume it with acks and settle each delivery itself: an ack of
+            // ours with `multiple` could then cover one of those. Known before any delivery.
+            self.client.unsettled().entry(self.id).or_default().stop();
+        }
         let v = self.value(Request::BasicConsume { channel: self.id, method: m.clone() }).await?;
         v.get("consumer_tag").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| Error::Decode(format!("basic.consume answer without a tag: {v}")))
     }
@@ -402,15 +511,19 @@ impl RawChannel for GatewayChannel {
         self.unit(Request::BasicCancel { channel: self.id, consumer_tag: consumer_tag.into() }).await
     }
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
-        self.client.send_oneway(Request::BasicAck { channel: self.id, delivery_tag, multiple })
+        self.client.settle(self.id, delivery_tag, multiple, Request::BasicAck { channel: self.id, delivery_tag, multiple })
     }
     fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
-        self.client.send_oneway(Request::BasicReject { channel: self.id, delivery_tag, requeue })
+        self.client.settle(self.id, delivery_tag, false, Request::BasicReject { channel: self.id, delivery_tag, requeue })
     }
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
-        self.client.send_oneway(Request::BasicNack { channel: self.id, delivery_tag, multiple, requeue })
+        self.client.settle(self.id, delivery_tag, multiple, Request::BasicNack { channel: self.id, delivery_tag, multiple, requeue })
     }
     async fn basic_recover(&self, requeue: bool) -> Result<()> {
+        // Every unacknowledged delivery goes back (or is sent again with a new tag).
+        if let Some(u) = self.client.unsettled().get_mut(&self.id) {
+            u.clear();
+        }
         self.unit(Request::BasicRecover { channel: self.id, requeue }).await
     }
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
@@ -426,6 +539,7 @@ impl RawChannel for GatewayChannel {
     async fn close(&self) -> Result<()> {
         if self.open.swap(false, Ordering::SeqCst) {
             let _ = self.client.result(Request::ChannelClose { channel: self.id }).await;
+            self.client.unsettled().remove(&self.id);
         }
         Ok(())
     }
@@ -444,4 +558,171 @@ pub fn hello_params(info: &crate::transport::ConnectInfo) -> (String, Option<Str
     let vhost = info.options.get("vhost").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| "/".into());
     let token = info.options.get("token").and_then(Value::as_str).map(str::to_owned).or_else(|| info.password.clone());
     (vhost, token)
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use std::future::Future;
+    use std::task::{Context, Poll};
+
+    use super::*;
+    use crate::properties::Properties;
+
+    /// What the client sent: the request, and the channel when it went through `send_ack`
+    /// (an ack the carrier may merge with the one before it).
+    type Sent = Arc<Mutex<Vec<(Option<u16>, Request)>>>;
+
+    /// A carrier that records frames (the client under test is sans-io: no socket needed).
+    struct Recorder(Sent);
+
+    impl Recorder {
+        fn record(&self, merge: Option<u16>, frame: Bytes) -> Result<()> {
+            let (header, _) = gateway::decode_client(&frame)?;
+            self.0.lock().unwrap().push((merge, header.request));
+            Ok(())
+        }
+    }
+
+    impl Carrier for Recorder {
+        fn send(&self, frame: Bytes) -> Result<()> {
+            self.record(None, frame)
+        }
+        fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+            self.record(Some(channel), frame)
+        }
+        fn close(&self) {}
+    }
+
+    fn client() -> (Arc<GatewayClient>, Sent) {
+        let sent = Sent::default();
+        (GatewayClient::new(Box::new(Recorder(sent.clone()))), sent)
+    }
+
+    fn channel(client: &Arc<GatewayClient>, id: u32) -> GatewayChannel {
+        GatewayChannel { client: client.clone(), id, open: AtomicBool::new(true) }
+    }
+
+    fn header(delivery_tag: u64) -> MessageHeader {
+        MessageHeader { delivery_tag, redelivered: false, exchange: "x".into(), routing_key: "k".into(), properties: Properties::default() }
+    }
+
+    fn deliver(client: &GatewayClient, channel: u32, consumer_tag: &str, tag: u64) {
+        let frame = ServerFrame::Deliver { channel, consumer_tag: consumer_tag.into(), message: header(tag) };
+        client.on_frame(&gateway::encode(&frame, b"{}")).unwrap();
+    }
+
+    /// Run a request to completion: its first poll sends it, then the gateway's `answer`
+    /// (given the request id) arrives.
+    fn answered<T>(client: &GatewayClient, request: impl Future<Output = T>, answer: impl FnOnce(u64) -> ServerFrame) -> T {
+        let mut request = std::pin::pin!(request);
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        assert!(request.as_mut().poll(&mut cx).is_pending(), "answered before the gateway answered");
+        let id = client.next_id.load(Ordering::SeqCst) - 1;
+        client.on_frame(&gateway::encode(&answer(id), b"{}")).unwrap();
+        match request.as_mut().poll(&mut cx) {
+            Poll::Ready(v) => v,
+            Poll::Pending => panic!("the answer did not complete the request"),
+        }
+    }
+
+    fn ack(delivery_tag: u64, multiple: bool) -> Request {
+        Request::BasicAck { channel: 1, delivery_tag, multiple }
+    }
+
+    fn take(sent: &Sent) -> Vec<(Option<u16>, Request)> {
+        std::mem::take(&mut *sent.lock().unwrap())
+    }
+
+    #[test]
+    fn an_ack_of_the_oldest_delivery_goes_out_as_a_multiple_ack_the_carrier_may_merge() {
+        let (client, sent) = client();
+        let ch = channel(&client, 1);
+        for tag in 1..=6 {
+            deliver(&client, 1, "c", tag);
+        }
+        ch.basic_ack(1, false).unwrap();
+        ch.basic_ack(3, false).unwrap(); // 2 is still waiting: 3 alone
+        ch.basic_ack(2, false).unwrap(); // the oldest again: covers 1-2 (3 is settled)
+        ch.basic_reject(4, true).unwrap(); // rejects are never merged
+        ch.basic_nack(6, false, false).unwrap();
+        ch.basic_ack(5, false).unwrap(); // the oldest left
+        assert_eq!(
+            take(&sent),
+            vec![
+                (Some(1), ack(1, true)),
+                (None, ack(3, false)),
+                (Some(1), ack(2, true)),
+                (None, Request::BasicReject { channel: 1, delivery_tag: 4, requeue: true }),
+                (None, Request::BasicNack { channel: 1, delivery_tag: 6, multiple: false, requeue: false }),
+                (Some(1), ack(5, true)),
+            ]
+        );
+        // A multiple ack from the application settles everything up to it.
+        for tag in 7..=9 {
+            deliver(&client, 1, "c", tag);
+        }
+        ch.basic_ack(8, true).unwrap();
+        ch.basic_ack(9, false).unwrap();
+        assert_eq!(take(&sent), vec![(None, ack(8, true)), (Some(1), ack(9, true))]);
+    }
+
+    #[test]
+    fn a_basic_get_with_acks_is_tracked_in_the_order_frames_arrive() {
+        let (client, sent) = client();
+        let ch = channel(&client, 1);
+        deliver(&client, 1, "c", 1);
+        let got = answered(&client, ch.basic_get("q", false), |id| ServerFrame::GetOk { id, channel: 1, message_count: 0, message: header(2) });
+        assert_eq!(got.unwrap().unwrap().delivery.delivery_tag, 2);
+        deliver(&client, 1, "c", 3);
+        ch.basic_ack(3, false).unwrap(); // 1 and 2 wait: 3 alone
+        ch.basic_ack(1, false).unwrap();
+        ch.basic_ack(2, false).unwrap();
+        assert_eq!(take(&sent).into_iter().filter(|(_, r)| matches!(r, Request::BasicAck { .. })).collect::<Vec<_>>(), vec![(None, ack(3, false)), (Some(1), ack(1, true)), (Some(1), ack(2, true))]);
+        // Without acks the broker settles it: not tracked.
+        answered(&client, ch.basic_get("q", true), |id| ServerFrame::GetOk { id, channel: 1, message_count: 0, message: header(4) }).unwrap();
+        deliver(&client, 1, "c", 5);
+        ch.basic_ack(5, false).unwrap();
+        assert_eq!(take(&sent).pop(), Some((Some(1), ack(5, true))));
+    }
+
+    #[test]
+    fn a_consumer_without_acks_stops_merging_on_its_channel_only() {
+        let (client, sent) = client();
+        let ch = channel(&client, 1);
+        let other = channel(&client, 2);
+        deliver(&client, 1, "c", 1);
+        // The gateway may consume it with acks and settle its deliveries itself.
+        let consume = BasicConsume { queue: "q".into(), no_ack: true, ..Default::default() };
+        let tag = answered(&client, ch.basic_consume(&consume), |id| ServerFrame::Ok { id, result: serde_json::json!({ "consumer_tag": "auto" }) });
+        assert_eq!(tag.unwrap(), "auto");
+        deliver(&client, 1, "auto", 2);
+        deliver(&client, 1, "c", 3);
+        ch.basic_ack(1, false).unwrap();
+        ch.basic_ack(3, false).unwrap();
+        deliver(&client, 2, "c", 1);
+        other.basic_ack(1, false).unwrap();
+        let acks: Vec<_> = take(&sent).into_iter().filter(|(_, r)| matches!(r, Request::BasicAck { .. })).collect();
+        assert_eq!(acks, vec![(None, ack(1, false)), (None, ack(3, false)), (Some(2), Request::BasicAck { channel: 2, delivery_tag: 1, multiple: true })]);
+    }
+
+    #[test]
+    fn recover_and_a_closed_channel_forget_what_was_unsettled() {
+        let (client, sent) = client();
+        let ch = channel(&client, 1);
+        deliver(&client, 1, "c", 1);
+        deliver(&client, 1, "c", 2);
+        answered(&client, ch.basic_recover(true), |id| ServerFrame::Ok { id, result: Value::Null }).unwrap();
+        // Sent again with new tags: those are the ones waited for.
+        deliver(&client, 1, "c", 3);
+        ch.basic_ack(3, false).unwrap();
+        assert_eq!(take(&sent).pop(), Some((Some(1), ack(3, true))));
+        // The broker closes the channel: its deliveries are gone (the id may be reused).
+        deliver(&client, 1, "c", 4);
+        let closed = ServerFrame::Error { id: None, channel: Some(1), scope: Scope::Channel, code: 406, name: "PreconditionFailed".into(), text: "PRECONDITION_FAILED".into() };
+        client.on_frame(&gateway::encode(&closed, b"")).unwrap();
+        assert!(client.unsettled().get(&1).is_none());
+    }
 }
