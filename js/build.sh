@@ -10,6 +10,9 @@
 #                     the facade
 #   zlib_bg.wasm      zlib/gzip only (`import "kombu-wasm/zlib"`), built the same way
 #
+# KOMBU_WS_OPT_LEVEL builds kombu_ws_bg.wasm at another opt-level (default z, like the rest):
+# 3 takes ~20% off the browser's CPU per message over gateway+ws:// for ~100 KB more gzipped
+# (measured in BENCHMARKS.md) — for apps that move many messages and can afford the download.
 # KOMBU_WASM_FEATURES adds features to the core (e.g. "zlib,yaml" to build them in);
 # KOMBU_CODECS_FEATURES picks the codecs module's (default "zlib,yaml,msgpack,bzip2,lzma,zstd"; brotli would
 # add ~440 KB gzipped and is left out).
@@ -25,7 +28,7 @@ build() { # features out-name
 }
 rm -rf js/wasm
 build "${KOMBU_WASM_FEATURES:-}" kombu
-build "websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
+CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL=${KOMBU_WS_OPT_LEVEL:-z} build "websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
 build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
 build "codec-module,zlib" zlib
 rm -f js/wasm/.gitignore js/wasm/package.json
