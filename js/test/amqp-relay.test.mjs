@@ -11,7 +11,7 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startGateway, rabbitUp } from "./gateway-process.mjs";
+import { startGateway, rabbitUp, checkAckMerging } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -247,6 +247,14 @@ test("amqp+ws:// acks merged into one settle exactly what was acked", { timeout:
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+// Merged acks over gateway+ws:// with RabbitMQ behind the gateway: there a consumer without acks
+// is consumed upstream with acks the gateway sends itself, which a merged ack must never cover
+// (RabbitMQ would close the channel on the second ack of a tag).
+test("gateway+ws:// acks go out merged and settle exactly what was settled, on RabbitMQ", { timeout: 60000 }, (t) => {
+  if (skip) return t.skip("no RabbitMQ");
+  checkAckMerging(`gateway+ws://${addr}/gateway?vhost=/&token=${APP_TOKEN}`, `http://${addr}/metrics`, `kw-relay.acks.${process.pid}.${Date.now()}`);
 });
 
 // Heartbeats over amqp+ws://: negotiated with RabbitMQ through the relay, sent by a timer in the
