@@ -354,6 +354,36 @@ pub fn encode<H: Serialize>(header: &H, body: &[u8]) -> Bytes {
     out.freeze()
 }
 
+/// Encode the `deliver` frame of `delivery` to `consumer_tag` on `channel`: the bytes
+/// [`encode`] gives for [`ServerFrame::Deliver`], written from the delivery as it is (the
+/// gateway sends one per message; building the frame first would copy its strings and
+/// properties).
+pub fn encode_deliver(channel: u32, consumer_tag: &str, delivery: &crate::spec::Delivery) -> Bytes {
+    #[derive(Serialize)]
+    struct Deliver<'a> {
+        op: &'static str,
+        channel: u32,
+        consumer_tag: &'a str,
+        message: Message<'a>,
+    }
+    #[derive(Serialize)]
+    struct Message<'a> {
+        delivery_tag: u64,
+        redelivered: bool,
+        exchange: &'a str,
+        routing_key: &'a str,
+        properties: &'a Properties,
+    }
+    let message = Message {
+        delivery_tag: delivery.delivery_tag,
+        redelivered: delivery.redelivered,
+        exchange: &delivery.exchange,
+        routing_key: &delivery.routing_key,
+        properties: &delivery.content.properties,
+    };
+    encode(&Deliver { op: "deliver", channel, consumer_tag, message }, &delivery.content.body)
+}
+
 /// Decode a frame into its header and body. Errors say what is wrong with the bytes.
 pub fn decode<H: for<'de> Deserialize<'de>>(frame: &Bytes) -> Result<(H, Bytes)> {
     let (json, body) = split_header(frame)?;
@@ -524,6 +554,19 @@ mod tests {
         assert!(decode::<ClientHeader>(&huge).unwrap_err().to_string().contains("larger than the limit"));
         let bad = encode(&serde_json::json!({"id": 1, "op": "nope"}), b"");
         assert!(decode::<ClientHeader>(&bad).unwrap_err().to_string().contains("invalid gateway frame header"));
+    }
+
+    /// `encode_deliver` writes what the general encoder writes for the same delivery.
+    #[test]
+    fn a_delivery_is_encoded_as_its_frame() {
+        let props = Properties { content_type: Some("application/json".into()), priority: Some(3), headers: crate::value::headers([("x", "\"q\"")]), ..Properties::default() };
+        for (tag, redelivered, exchange, properties) in [(1, false, "", Properties::default()), (u64::MAX, true, "ex\u{e9}", props)] {
+            let content = std::sync::Arc::new(crate::spec::Content { properties, body: Bytes::from_static(b"{\"a\": 1}") });
+            let delivery = crate::spec::Delivery { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), content: content.clone() };
+            let message = MessageHeader { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), properties: content.properties.clone() };
+            let frame = ServerFrame::Deliver { channel: 3, consumer_tag: "ctag\"1".into(), message };
+            assert_eq!(encode_deliver(3, "ctag\"1", &delivery), encode(&frame, &content.body));
+        }
     }
 
     /// The direct paths of `decode_client`/`decode_server` give what the general decoder

@@ -350,12 +350,13 @@ fn message_header(delivery_tag: u64, redelivered: bool, exchange: &str, routing_
     }
 }
 
-fn event_frame(ev: ServerEvent, metrics: &Metrics) -> (ServerFrame, Bytes) {
-    match ev {
+/// The WebSocket message that carries `ev` to the client.
+fn event_message(ev: ServerEvent, metrics: &Metrics) -> Bytes {
+    let (frame, body) = match ev {
         ServerEvent::Deliver { channel, consumer_tag, delivery } => {
             metrics.delivered.fetch_add(1, Ordering::Relaxed);
-            let m = message_header(delivery.delivery_tag, delivery.redelivered, &delivery.exchange, &delivery.routing_key, &delivery.content);
-            (ServerFrame::Deliver { channel, consumer_tag: consumer_tag.to_string(), message: m }, delivery.content.body.clone())
+            // One per message: written from the delivery as it is, without building the frame.
+            return gateway::encode_deliver(channel, &consumer_tag, &delivery);
         }
         ServerEvent::Return { channel, returned } => {
             let m = message_header(0, false, &returned.exchange, &returned.routing_key, &returned.content);
@@ -367,7 +368,8 @@ fn event_frame(ev: ServerEvent, metrics: &Metrics) -> (ServerFrame, Bytes) {
         ServerEvent::Ack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: true }, Bytes::new()),
         ServerEvent::Nack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: false }, Bytes::new()),
         ServerEvent::Flow { channel, active } => (ServerFrame::Flow { channel, active }, Bytes::new()),
-    }
+    };
+    gateway::encode(&frame, &body)
 }
 
 async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame, body: &[u8]) -> bool {
@@ -463,8 +465,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                     ServerEvent::Deliver { channel, consumer_tag, delivery } => auto_ack.channel_for(*channel, consumer_tag).map(|ch| (ch, delivery.delivery_tag)),
                     _ => None,
                 };
-                let (f, body) = event_frame(ev, &metrics);
-                if !send(&out, &f, &body).await || closed {
+                if out.send(Message::Binary(event_message(ev, &metrics))).await.is_err() || closed {
                     break;
                 }
                 if let Some((ch, tag)) = auto {
