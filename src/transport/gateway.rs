@@ -86,7 +86,7 @@ impl Unsettled {
         }
         if self.tags.front() == Some(&tag) {
             self.tags.pop_front();
-            return !self.off;
+            return true;
         }
         if let Some(i) = self.tags.iter().position(|&t| t == tag) {
             self.tags.remove(i);
@@ -213,11 +213,16 @@ impl GatewayClient {
         self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn send(&self, id: u64, request: Request, body: &[u8]) -> Result<()> {
+    /// Send request `id`; `ack_channel`: an ack the carrier may merge ([`Carrier::send_ack`]).
+    fn send(&self, id: u64, request: Request, body: &[u8], ack_channel: Option<u16>) -> Result<()> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(Error::RecoverableConnection("the gateway connection is closed".into()));
         }
-        self.carrier.send(gateway::encode(&ClientHeader { id, request }, body))
+        let frame = gateway::encode(&ClientHeader { id, request }, body);
+        match ack_channel {
+            Some(ch) => self.carrier.send_ack(ch, frame),
+            None => self.carrier.send(frame),
+        }
     }
 
     /// Send a request and wait for its answer.
@@ -231,7 +236,7 @@ impl GatewayClient {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
         let (tx, rx) = oneshot::channel();
         self.pending().insert(id, (tx, ack_get));
-        if let Err(e) = self.send(id, request, body) {
+        if let Err(e) = self.send(id, request, body, None) {
             self.pending().remove(&id);
             return Err(e);
         }
@@ -247,7 +252,7 @@ impl GatewayClient {
     /// [`GatewayClient::send_oneway`] with a body.
     pub fn send_oneway_with_body(&self, request: Request, body: &[u8]) -> Result<()> {
         let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-        self.send(id, request, body)
+        self.send(id, request, body, None)
     }
 
     /// Send the settlement `request` (ack, reject, nack) of `tag` on `channel` (with
@@ -259,12 +264,8 @@ impl GatewayClient {
         let oldest = unsettled.get_mut(&channel).is_some_and(|u| u.settle(tag, multiple));
         match (oldest, &request, u16::try_from(channel)) {
             (true, Request::BasicAck { .. }, Ok(ch)) => {
-                if !self.open.load(Ordering::SeqCst) {
-                    return Err(Error::RecoverableConnection("the gateway connection is closed".into()));
-                }
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-                let ack = Request::BasicAck { channel, delivery_tag: tag, multiple: true };
-                self.carrier.send_ack(ch, gateway::encode(&ClientHeader { id, request: ack }, b""))
+                self.send(id, Request::BasicAck { channel, delivery_tag: tag, multiple: true }, b"", Some(ch))
             }
             _ => self.send_oneway(request),
         }
