@@ -226,6 +226,7 @@ export declare class Consumer implements AsyncIterable<Message> {
   next(options?: WaitOptions): Promise<Message>;
   messages(options?: WaitOptions): AsyncGenerator<Message, void, undefined>;
   [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined>;
+  /** Stop consuming. Messages received but not yet handed out (by `next()` or iteration) go back to their queues; those handed out stay yours to settle. */
   cancel(): Promise<void>;
   cancelByQueue(queue: string): Promise<void>;
   consumingFrom(queue: string): boolean;

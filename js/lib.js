@@ -367,7 +367,7 @@ export class Consumer {
     return this.messages();
   }
 
-  /** Stop consuming. */
+  /** Stop consuming; messages received and not yet handed out go back to their queues. */
   cancel() {
     return this.#c.cancel();
   }

@@ -237,23 +237,43 @@ impl Consumer {
         Ok(())
     }
 
-    /// Stop consuming from every queue. Delivered but unacknowledged messages stay
-    /// unacknowledged.
+    /// Stop consuming from every queue. Messages handed out and not acknowledged stay
+    /// unacknowledged; those still in the buffer of [`Consumer::next_message`], which nobody
+    /// has seen, go back to their queues (see [`Consumer::cancel_by_queue`]).
     pub async fn cancel(&self) -> Result<()> {
         let tags: Vec<String> = lock(&self.inner.active).drain(..).map(|(_, t)| t).collect();
         for t in tags {
-            self.inner.channel.basic_cancel(&t).await?;
+            self.cancel_tag(&t).await?;
         }
         Ok(())
     }
 
-    /// Stop consuming from one queue.
+    /// Stop consuming from one queue. Its messages waiting in the buffer of
+    /// [`Consumer::next_message`] are requeued (those of a `no_ack` consumer, which the broker
+    /// has forgotten, stay there to be read): otherwise they would stay unacknowledged, held
+    /// against the prefetch window, until the channel closes.
     pub async fn cancel_by_queue(&self, queue: &str) -> Result<()> {
         let tag = lock(&self.inner.active).shift_remove(queue);
         if let Some(t) = tag {
-            self.inner.channel.basic_cancel(&t).await?;
+            self.cancel_tag(&t).await?;
         }
         lock(&self.inner.queues).retain(|q| q.name != queue);
+        Ok(())
+    }
+
+    /// `basic.cancel`, then requeue the buffered messages of that consumer (deliveries that
+    /// arrive after the cancel are requeued by the channel).
+    async fn cancel_tag(&self, tag: &str) -> Result<()> {
+        self.inner.channel.basic_cancel(tag).await?;
+        let unseen: VecDeque<Message> = {
+            let mut b = lock(&self.inner.buffer);
+            let (unseen, keep) = std::mem::take(&mut b.messages).into_iter().partition(|m: &Message| m.consumer_tag() == Some(tag) && !m.no_ack());
+            b.messages = keep;
+            unseen
+        };
+        for m in unseen {
+            m.requeue()?;
+        }
         Ok(())
     }
 

@@ -211,6 +211,17 @@ impl Message {
         self.inner.delivery_tag
     }
 
+    /// The consumer the message was delivered to (none for `basic.get`).
+    pub fn consumer_tag(&self) -> Option<&str> {
+        self.inner.consumer_tag.as_deref()
+    }
+
+    /// True when the broker does not wait for this message to be settled (a `no_ack`
+    /// consumer's or `basic.get`'s).
+    pub fn no_ack(&self) -> bool {
+        self.inner.no_ack
+    }
+
     /// Where and how the message was delivered.
     pub fn delivery_info(&self) -> DeliveryInfo {
         DeliveryInfo {

@@ -385,6 +385,54 @@ async fn iterating_a_consumer_and_decode_errors() {
     assert_eq!(err.name(), "TimeoutError");
 }
 
+// Deliveries waiting in an iterating consumer's buffer were never seen by the application:
+// cancelling the consumer requeues them (else they would stay unacknowledged, held against
+// the prefetch window, until the channel closes); the message handed out stays the
+// application's to settle. A no_ack consumer's buffered messages stay readable.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn cancel_requeues_what_the_buffer_holds() {
+    let conn = Connection::new(&url("cancelbuf")).unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    let q = Queue::new("cb");
+    let p = Producer::new(&ch);
+    for i in 0..10 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("cb").declare(&q)).await.unwrap();
+    }
+    let first = Consumer::new(&ch, vec![q.clone()]).prefetch_count(10);
+    let m0 = first.next_message(SECOND).await.unwrap();
+    conn.drain_events(Some(Duration::from_millis(20))).await.ok();
+    assert!(first.buffered() > 0, "the rest of the prefetch window waits in the buffer");
+    first.cancel().await.unwrap();
+    assert_eq!(first.buffered(), 0);
+    // Deliveries the connection has not dispatched yet are requeued as they are.
+    while conn.drain_events(Some(Duration::from_millis(20))).await.is_ok() {}
+    assert_eq!(q.bind(&ch).queue_declare(false, true).await.unwrap().message_count, 9, "all but the one handed out are back");
+    m0.ack().unwrap();
+    let second = Consumer::new(&ch, vec![q.clone()]);
+    let mut seen = Vec::new();
+    for _ in 0..9 {
+        let m = second.next_message(SECOND).await.unwrap();
+        seen.push(m.payload().unwrap().to_value()["i"].as_u64().unwrap());
+        m.ack().unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (1..10).collect::<Vec<_>>());
+    second.cancel().await.unwrap();
+
+    for i in 0..3 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("cb")).await.unwrap();
+    }
+    let auto = Consumer::new(&ch, vec![q.clone()]).no_ack(true);
+    auto.next_message(SECOND).await.unwrap();
+    conn.drain_events(Some(Duration::from_millis(20))).await.ok();
+    let waiting = auto.buffered();
+    assert!(waiting > 0);
+    auto.cancel().await.unwrap();
+    assert_eq!(auto.buffered(), waiting, "no_ack messages are not requeued: the broker forgot them");
+    assert!(auto.try_next().is_some());
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 async fn drain_events_times_out() {

@@ -879,8 +879,8 @@ impl JsConsumer {
         Ok(self.inner.try_next().map(|m| JsMessage { inner: m }))
     }
 
-    /// Stop consuming; messages received and not acknowledged stay unacknowledged until
-    /// acked or the connection closes.
+    /// Stop consuming; messages handed out and not acknowledged stay unacknowledged until
+    /// acked or the connection closes, those received and not handed out are requeued.
     pub fn cancel(&self) -> Promise {
         let c = self.inner.clone();
         spawn(async move { kombu(c.cancel().await).map(|_| JsValue::UNDEFINED) })
