@@ -243,7 +243,8 @@ impl Consumer {
     pub async fn cancel(&self) -> Result<()> {
         let tags: Vec<String> = lock(&self.inner.active).drain(..).map(|(_, t)| t).collect();
         for t in tags {
-            self.cancel_tag(&t).await?;
+            self.inner.channel.basic_cancel(&t).await?;
+            self.requeue_buffered(&t)?;
         }
         Ok(())
     }
@@ -255,26 +256,25 @@ impl Consumer {
     pub async fn cancel_by_queue(&self, queue: &str) -> Result<()> {
         let tag = lock(&self.inner.active).shift_remove(queue);
         if let Some(t) = tag {
-            self.cancel_tag(&t).await?;
+            self.inner.channel.basic_cancel(&t).await?;
+            self.requeue_buffered(&t)?;
         }
         lock(&self.inner.queues).retain(|q| q.name != queue);
         Ok(())
     }
 
-    /// `basic.cancel`, then requeue the buffered messages of that consumer (deliveries that
-    /// arrive after the cancel are requeued by the channel).
-    async fn cancel_tag(&self, tag: &str) -> Result<()> {
-        self.inner.channel.basic_cancel(tag).await?;
-        let unseen: VecDeque<Message> = {
-            let mut b = lock(&self.inner.buffer);
-            let (unseen, keep) = std::mem::take(&mut b.messages).into_iter().partition(|m: &Message| m.consumer_tag() == Some(tag) && !m.no_ack());
-            b.messages = keep;
-            unseen
-        };
-        for m in unseen {
-            m.requeue()?;
-        }
-        Ok(())
+    /// After the `basic.cancel` of `tag`: requeue the buffered messages of that consumer
+    /// (deliveries that arrive after the cancel are requeued by the channel).
+    fn requeue_buffered(&self, tag: &str) -> Result<()> {
+        let mut unseen = Vec::new();
+        lock(&self.inner.buffer).messages.retain(|m| {
+            let take = m.consumer_tag() == Some(tag) && !m.no_ack();
+            if take {
+                unseen.push(m.clone());
+            }
+            !take
+        });
+        unseen.iter().try_for_each(Message::requeue)
     }
 
     /// True when consuming from `queue`.
