@@ -294,9 +294,17 @@ impl Message {
         self.decode()
     }
 
-    /// Deserialize into a typed value.
+    /// Deserialize into a typed value: straight from the body when it was not decoded yet
+    /// (a JSON body becomes `T` without an intermediate [`Payload`]), with the accept list and
+    /// the errors of [`Message::decode`].
     pub fn payload_as<T: serde::de::DeserializeOwned>(&self) -> Result<T> {
-        self.decode()?.deserialize()
+        if let Some(decoded) = self.inner.decoded.get() {
+            return decoded.as_ref().map_err(Clone::clone)?.deserialize();
+        }
+        if let Some(e) = &self.inner.error {
+            return Err(e.clone());
+        }
+        serialization::loads_as(self.body(), self.content_type(), self.content_encoding(), self.inner.accept.as_deref())
     }
 
     fn settle(&self, new: MessageState, f: impl FnOnce(&dyn RawChannel) -> Result<()>) -> Result<()> {

@@ -178,8 +178,8 @@ pub struct PreparedBody {
 pub fn prepare_body(
     body: Payload,
     serializer: Option<&str>,
-    content_type: Option<&str>,
-    content_encoding: Option<&str>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
     compression: Option<&str>,
     mut headers: Headers,
 ) -> Result<PreparedBody> {
@@ -190,10 +190,10 @@ pub fn prepare_body(
         }
         Some(ct) => match body {
             Payload::Text(s) => {
-                let enc = content_encoding.unwrap_or("utf-8").to_owned();
-                (bytes::Bytes::from(s.into_bytes()), ct.to_owned(), enc)
+                let enc = content_encoding.unwrap_or_else(|| "utf-8".into());
+                (bytes::Bytes::from(s.into_bytes()), ct, enc)
             }
-            Payload::Bytes(b) => (b, ct.to_owned(), content_encoding.unwrap_or("binary").to_owned()),
+            Payload::Bytes(b) => (b, ct, content_encoding.unwrap_or_else(|| "binary".into())),
             Payload::Data(_) => {
                 return Err(Error::Encode(format!(
                     "content_type {ct:?} means the body is already serialized, but it is structured data: \
@@ -347,8 +347,8 @@ impl Producer {
         let prepared = prepare_body(
             body.into(),
             serializer,
-            content_type.as_deref(),
-            content_encoding.as_deref(),
+            content_type,
+            content_encoding,
             compression,
             headers,
         )?;
@@ -390,6 +390,21 @@ impl Producer {
         } else {
             once().await
         }
+    }
+
+    /// [`Producer::publish`] of structured data given as any `Serialize` value (a
+    /// `#[derive(Serialize)]` struct...): with the json serializer (the default) it is written
+    /// straight to the same bytes `publish(Payload::from_serialize(body)?, opts)` sends,
+    /// without building a [`Value`]; other serializers go through the value.
+    pub async fn publish_typed<T: serde::Serialize + ?Sized>(&self, body: &T, mut opts: PublishOptions) -> Result<()> {
+        if opts.content_type.is_some() {
+            // Refused by publish, which says why.
+            return self.publish(Payload::from_serialize(body)?, opts).await;
+        }
+        let encoded = serialization::dumps_as(body, opts.serializer.as_deref().or(self.serializer.as_deref()))?;
+        opts.content_type = Some(encoded.content_type);
+        opts.content_encoding = Some(encoded.content_encoding);
+        self.publish(Payload::Bytes(encoded.body), opts).await
     }
 
     /// Nothing to release for a producer that is not pooled; kept for Kombu parity.

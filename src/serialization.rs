@@ -18,6 +18,8 @@ use std::io;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::payload::Payload;
@@ -30,6 +32,7 @@ pub type Decoder = Arc<dyn Fn(&[u8]) -> Result<Payload> + Send + Sync>;
 
 /// Pickle's content type: recognised, never decoded.
 pub const PICKLE_CONTENT_TYPE: &str = "application/x-python-serialize";
+const JSON: &str = "application/json";
 /// Content types decoded even when an accept list does not name them (Kombu's
 /// `TRUSTED_CONTENT`), plus the empty (unspecified) type.
 const TRUSTED: &[&str] = &["application/data", "application/text"];
@@ -364,6 +367,44 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
     }
 }
 
+/// Deserialize a body straight into `T` — what `loads(...)?.deserialize::<T>()` gives, with
+/// the same checks and errors — without building a [`Value`] first when the body is JSON and
+/// the built-in json serializer decodes it (other content types go through [`loads`]).
+pub fn loads_as<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>, content_encoding: Option<&str>, accept: Option<&Accept>) -> Result<T> {
+    if content_type == Some(JSON) {
+        let (builtin, disabled) = {
+            let r = read();
+            (r.json_builtin && r.by_type.get(JSON).is_some_and(|n| n == "json"), r.disabled.iter().any(|d| d == JSON))
+        };
+        // Refused or not as loads decides (json is never trusted without asking).
+        if builtin && (accept.is_some_and(|a| a.contains(JSON)) || (accept.is_none() && !disabled)) {
+            return serde_json::from_slice(body).map_err(|e| match e.classify() {
+                serde_json::error::Category::Data => Error::Decode(format!("payload does not match the requested type: {e}")),
+                _ => Error::Decode(format!("invalid JSON body: {e}")),
+            });
+        }
+    }
+    loads(body, content_type, content_encoding, accept, false)?.deserialize()
+}
+
+/// [`dumps`] of structured data given as any `Serialize` value: with the built-in json
+/// serializer (the default) written straight to Python-style JSON bytes — the bytes
+/// `dumps(&Payload::from_serialize(value)?, serializer)` gives, without building a [`Value`];
+/// with other serializers through the value.
+pub fn dumps_as<T: Serialize + ?Sized>(value: &T, serializer: Option<&str>) -> Result<Encoded> {
+    let builtin = {
+        let r = read();
+        serializer.unwrap_or(&r.default) == "json" && r.json_builtin
+    };
+    if !builtin {
+        return dumps(&Payload::from_serialize(value)?, serializer);
+    }
+    let mut out = Vec::with_capacity(128);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    value.serialize(&mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
+    Ok(Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: Bytes::from(out) })
+}
+
 /// Why a known serializer has no encoder/decoder here.
 fn unavailable(name: &str, content_type: &str) -> String {
     if content_type == PICKLE_CONTENT_TYPE {
@@ -674,6 +715,52 @@ mod tests {
         );
         assert_eq!(&dumps(&Payload::Text("str".into()), Some("json")).unwrap().body[..], b"\"str\"");
         assert_eq!(&dumps(&data(json!("\u{7f}\"\\\n\t")), None).unwrap().body[..], br#""\u007f\"\\\n\t""#);
+    }
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Typed {
+        a: u64,
+        u: String,
+        f: f64,
+        m: Vec<Option<bool>>,
+    }
+
+    #[test]
+    fn typed_values_make_the_bytes_of_their_json_value() {
+        let t = Typed { a: 1, u: "é\u{1F600}\n".into(), f: 1e16, m: vec![None, Some(true)] };
+        for serializer in [None, Some("json"), Some("msgpack"), Some("yaml")] {
+            let direct = dumps_as(&t, serializer).unwrap();
+            let via_value = dumps(&Payload::from_serialize(&t).unwrap(), serializer).unwrap();
+            assert_eq!((direct.body, direct.content_type, direct.content_encoding), (via_value.body, via_value.content_type, via_value.content_encoding), "{serializer:?}");
+        }
+        assert_eq!(&dumps_as(&t, None).unwrap().body[..], br#"{"a": 1, "u": "\u00e9\ud83d\ude00\n", "f": 1e+16, "m": [null, true]}"#);
+        assert_eq!(dumps_as(&t, Some("jsn")).unwrap_err().name(), "SerializerNotInstalled");
+    }
+
+    #[test]
+    fn loads_as_decodes_straight_into_a_type_with_the_checks_of_loads() {
+        let t = Typed { a: 7, u: "x".into(), f: 0.5, m: vec![Some(false)] };
+        let body = dumps_as(&t, None).unwrap().body;
+        assert_eq!(loads_as::<Typed>(&body, Some("application/json"), Some("utf-8"), None).unwrap(), t);
+        let json_only = Accept::new(["json"]).unwrap();
+        assert_eq!(loads_as::<Typed>(&body, Some("application/json"), None, Some(&json_only)).unwrap(), t);
+        // Refused by the accept list, as loads refuses it.
+        let msgpack_only = Accept::new(["msgpack"]).unwrap();
+        let err = loads_as::<Typed>(&body, Some("application/json"), None, Some(&msgpack_only)).unwrap_err();
+        assert_eq!(err.name(), "ContentDisallowed");
+        assert_eq!(err.to_string(), loads(&body, Some("application/json"), None, Some(&msgpack_only), false).unwrap_err().to_string());
+        // Bad JSON and JSON of another shape are told apart.
+        let err = loads_as::<Typed>(b"{\"a\": 1,", Some("application/json"), None, None).unwrap_err();
+        assert!(err.to_string().contains("invalid JSON body"), "{err}");
+        let err = loads_as::<Typed>(br#"{"a": "one"}"#, Some("application/json"), None, None).unwrap_err();
+        assert!(err.to_string().contains("payload does not match the requested type"), "{err}");
+        // Other content types go through loads.
+        assert_eq!(loads_as::<String>(b"plain", Some("text/plain"), Some("utf-8"), None).unwrap(), "plain");
+        #[cfg(feature = "msgpack")]
+        {
+            let packed = dumps_as(&t, Some("msgpack")).unwrap().body;
+            assert_eq!(loads_as::<Typed>(&packed, Some("application/x-msgpack"), None, Some(&msgpack_only)).unwrap(), t);
+        }
     }
 
     #[test]

@@ -385,6 +385,48 @@ async fn iterating_a_consumer_and_decode_errors() {
     assert_eq!(err.name(), "TimeoutError");
 }
 
+// Messages as Rust types: publish_typed writes a serde struct as the JSON a value would give,
+// payload_as reads it back without an intermediate value, with the accept list and with a
+// body of another shape reported while the message stays rejectable.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn typed_messages() {
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Add {
+        id: u32,
+        task: String,
+        args: Vec<i64>,
+    }
+    let conn = Connection::new(&url("typed")).unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    let q = Queue::new("typed");
+    let p = Producer::new(&ch);
+    let add = Add { id: 1, task: "tasks.add".into(), args: vec![2, 3] };
+    p.publish_typed(&add, PublishOptions::new().routing_key("typed").declare(&q)).await.unwrap();
+    p.publish(json!({"id": 2, "task": "tasks.add", "args": [4, 5]}), PublishOptions::new().routing_key("typed")).await.unwrap();
+    p.publish_typed(&json!({"id": "three"}), PublishOptions::new().routing_key("typed")).await.unwrap();
+    let err = p.publish_typed(&add, PublishOptions::new().routing_key("typed").content_type("application/json")).await.unwrap_err();
+    assert!(err.to_string().contains("already serialized"), "{err}");
+
+    let q = q.bind(&ch);
+    let first = q.get(Some(false), None).await.unwrap().unwrap();
+    assert_eq!(first.content_type(), Some("application/json"));
+    assert_eq!(first.body().as_ref(), br#"{"id": 1, "task": "tasks.add", "args": [2, 3]}"#, "the bytes json! would give");
+    assert_eq!(first.payload_as::<Add>().unwrap(), add);
+    first.ack().unwrap();
+    let second = q.get(Some(false), None).await.unwrap().unwrap();
+    assert_eq!(second.payload_as::<Add>().unwrap(), Add { id: 2, task: "tasks.add".into(), args: vec![4, 5] });
+    second.ack().unwrap();
+    let third = q.get(Some(false), None).await.unwrap().unwrap();
+    let err = third.payload_as::<Add>().unwrap_err();
+    assert_eq!(err.name(), "DecodeError");
+    assert!(err.to_string().contains("does not match the requested type"), "{err}");
+    third.requeue().unwrap();
+    let again = q.get(Some(false), None).await.unwrap().expect("requeued, not lost");
+    assert_eq!(again.payload().unwrap().to_value(), json!({"id": "three"}));
+    again.ack().unwrap();
+}
+
 // Deliveries waiting in an iterating consumer's buffer were never seen by the application:
 // cancelling the consumer requeues them (else they would stay unacknowledged, held against
 // the prefetch window, until the channel closes); the message handed out stays the
