@@ -126,11 +126,11 @@ impl SimpleQueue {
         }
         match self.consumer.next_message(timeout).await {
             Ok(m) => Ok(m),
-            Err(Error::Timeout(_)) => Err(Error::Empty(Some(format!(
-                "no message in queue '{}' within {:.3}s",
-                self.queue.name,
-                timeout.map(|t| t.as_secs_f64()).unwrap_or(0.0)
-            )))),
+            Err(Error::Timeout(_)) => {
+                // Seconds with three decimals, without float formatting (a few KB of wasm).
+                let t = timeout.unwrap_or_default();
+                Err(Error::Empty(Some(format!("no message in queue '{}' within {}.{:03}s", self.queue.name, t.as_secs(), t.subsec_millis()))))
+            }
             Err(e) => Err(e),
         }
     }
