@@ -51,6 +51,17 @@ proptest! {
         prop_assert_eq!(direct, parsed);
     }
 
+    /// Serialize values written straight (Producer::publish_typed) give the bytes of their
+    /// JSON value, and decode straight back (Message::payload_as) to what loads gives.
+    #[test]
+    fn typed_json_is_the_json_of_the_value(v in json_value()) {
+        let direct = kombu::serialization::dumps_as(&v, None).unwrap();
+        let via_value = dumps(&Payload::Data(v.clone()), None).unwrap();
+        prop_assert_eq!(&direct, &via_value);
+        let back: Value = kombu::serialization::loads_as(&direct.body, Some(&direct.content_type), Some(&direct.content_encoding), None).unwrap();
+        prop_assert_eq!(back, v);
+    }
+
     #[test]
     fn text_and_bytes_pass_through(s in ".*", b in prop::collection::vec(any::<u8>(), 0..256)) {
         let e = dumps(&Payload::Text(s.clone()), None).unwrap();
