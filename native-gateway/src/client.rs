@@ -1,10 +1,12 @@
 //! The native `gateway+ws://host:port/path` transport: the core's gateway client
 //! (`kombu::transport::gateway`) carried by tokio-tungstenite. The virtual host comes from
 //! the `vhost` query option (default `/`); the URL path is the gateway endpoint (`/gateway`
-//! when empty).
+//! when empty). Acks taken in order go out merged, as from the browser: the carrier holds the
+//! last one back until something else is sent, the client waits for the gateway, or the
+//! application's task yields.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -27,16 +29,58 @@ struct TokioCarrier {
     out: mpsc::UnboundedSender<Message>,
     /// Largest batch the server reads (0 until it says it reads batches).
     batch_limit: Arc<AtomicUsize>,
+    /// The last ack given to [`Carrier::send_ack`], held back: the next such ack on its
+    /// channel replaces it (it covers it), anything else sent first sends it, and so does a
+    /// task spawned when it is stored, once the application's task has yielded.
+    held_ack: Arc<Mutex<Option<(u16, Bytes)>>>,
+    runtime: tokio::runtime::Handle,
+}
+
+fn push(out: &mpsc::UnboundedSender<Message>, frame: Bytes) -> Result<()> {
+    out.send(Message::Binary(frame)).map_err(|_| Error::RecoverableConnection("the gateway connection is closed".into()))
+}
+
+/// Send the held ack, if any (under its lock, so that what is sent after it stays after it).
+fn release(held: &Mutex<Option<(u16, Bytes)>>, out: &mpsc::UnboundedSender<Message>) -> Result<()> {
+    let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+    match held.take() {
+        Some((_, ack)) => push(out, ack),
+        None => Ok(()),
+    }
 }
 
 impl Carrier for TokioCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
-        self.out.send(Message::Binary(frame)).map_err(|_| Error::RecoverableConnection("the gateway connection is closed".into()))
+        let mut held = self.held_ack.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, ack)) = held.take() {
+            push(&self.out, ack)?;
+        }
+        push(&self.out, frame)
+    }
+    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+        let mut held = self.held_ack.lock().unwrap_or_else(|e| e.into_inner());
+        match held.replace((channel, frame)) {
+            // Covered by the new one.
+            Some((c, _)) if c == channel => {}
+            Some((_, other)) => push(&self.out, other)?,
+            None => {
+                let (held, out) = (self.held_ack.clone(), self.out.clone());
+                self.runtime.spawn(async move {
+                    tokio::task::yield_now().await;
+                    let _ = release(&held, &out);
+                });
+            }
+        }
+        Ok(())
+    }
+    fn flush(&self) {
+        let _ = release(&self.held_ack, &self.out);
     }
     fn allow_batches(&self, max_bytes: usize) {
         self.batch_limit.store(max_bytes, Ordering::Relaxed);
     }
     fn close(&self) {
+        self.flush();
         let _ = self.out.send(Message::Close(None));
     }
 }
@@ -71,7 +115,8 @@ impl Transport for GatewayTransport {
         let limit = batch_limit.clone();
         // Frames queued while the socket was busy go out as one batch, once the gateway allows it.
         tokio::spawn(crate::writer::write_socket(sink, out_rx, move || limit.load(Ordering::Relaxed), kombu::gateway::encode_batch));
-        let client = GatewayClient::new(Box::new(TokioCarrier { out, batch_limit }));
+        let carrier = TokioCarrier { out, batch_limit, held_ack: Arc::default(), runtime: tokio::runtime::Handle::current() };
+        let client = GatewayClient::new(Box::new(carrier));
         let reader_client = client.clone();
         tokio::spawn(async move {
             let reason = loop {

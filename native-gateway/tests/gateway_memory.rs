@@ -420,3 +420,66 @@ async fn batched_requests_are_answered_in_order() {
     assert_eq!((answers[2].0.as_str(), answers[2].1, &answers[2].2[..]), ("get-ok", Some(6), &b"body 4"[..]));
     g.shutdown().await;
 }
+
+/// The gateway's `kombu_gateway_acked_total`.
+fn acked_total(g: &Running) -> u64 {
+    let m = g.metrics.render();
+    let line = m.lines().find(|l| l.starts_with("kombu_gateway_acked_total ")).expect("acked counter");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+// The native client's acks: an ack of the oldest delivery its channel waits for goes out with
+// `multiple` and is held back until something else is sent, the client waits, or its task
+// yields, so that in-order acks reach the gateway merged. Acks out of order and requeues on
+// the same channel must still settle exactly what the application settled.
+#[tokio::test]
+async fn in_order_acks_go_out_merged_and_settle_exactly_what_was_settled() {
+    let g = start(None).await;
+    let u = url(&g);
+    let conn = Connection::new(&u).unwrap();
+    let q = Queue::new("acks");
+    let producer = conn.producer().await.unwrap();
+    for i in 0..300 {
+        producer.publish(json!({"i": i}), PublishOptions::new().routing_key("acks").declare(&q)).await.unwrap();
+    }
+    let before = acked_total(&g);
+    let in_order = conn.consumer(vec![q.clone()]).await.unwrap().prefetch_count(50);
+    for _ in 0..200 {
+        in_order.next_message(SECOND).await.unwrap().ack().unwrap();
+    }
+    in_order.cancel().await.unwrap();
+    let requests = acked_total(&g) - before;
+    assert!(requests > 0 && requests < 200, "200 in-order acks reached the gateway as {requests} ack requests");
+    // The other 100: some requeued once, every fifth acked late and in reverse order.
+    let mixed = conn.consumer(vec![q.clone()]).await.unwrap().prefetch_count(40);
+    let (mut settled, mut held, mut requeued) = (std::collections::BTreeSet::new(), Vec::new(), 0);
+    while settled.len() < 100 {
+        let m = mixed.next_message(SECOND).await.unwrap();
+        let i = m.payload_as::<serde_json::Value>().unwrap()["i"].as_u64().unwrap();
+        if i % 7 == 0 && !m.redelivered() {
+            m.requeue().unwrap();
+            requeued += 1;
+            continue;
+        }
+        if i % 5 == 0 {
+            held.push(m);
+        } else {
+            m.ack().unwrap();
+        }
+        settled.insert(i);
+    }
+    for m in held.iter().rev() {
+        m.ack().unwrap();
+    }
+    mixed.cancel().await.unwrap();
+    assert!(requeued > 0);
+    assert_eq!(settled, (200..300).collect());
+    conn.release().await.unwrap();
+    // Nothing was left unsettled (it would be back in the queue) and nothing acked twice (a
+    // channel error would have failed the consumer).
+    let again = Connection::new(&u).unwrap();
+    let mut left = q.bind(&again.default_channel().await.unwrap());
+    assert_eq!(left.queue_declare(false, true).await.unwrap().message_count, 0);
+    again.release().await.unwrap();
+    g.shutdown().await;
+}
