@@ -310,7 +310,7 @@ pub fn dumps(payload: &Payload, serializer: Option<&str>) -> Result<Encoded> {
         (encode, codec.content_type.clone(), codec.content_encoding.clone())
     };
     let body = encode(payload)?;
-    Ok(Encoded { content_type, content_encoding, body: Bytes::from(body) })
+    Ok(Encoded { content_type, content_encoding, body: exact(body) })
 }
 
 /// Deserialize a body (Kombu's `loads`), checking `accept` unless `force`.
@@ -402,7 +402,13 @@ pub fn dumps_as<T: Serialize + ?Sized>(value: &T, serializer: Option<&str>) -> R
     let mut out = Vec::with_capacity(128);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
-    Ok(Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: Bytes::from(out) })
+    Ok(Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: exact(out) })
+}
+
+/// Bytes that own exactly `v`'s length: `Bytes::from` a vector with spare capacity allocates
+/// a second block to share it; shrinking it instead gives the spare memory back, in place.
+fn exact(v: Vec<u8>) -> Bytes {
+    Bytes::from(v.into_boxed_slice())
 }
 
 /// Why a known serializer has no encoder/decoder here.
@@ -602,7 +608,7 @@ pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Enc
     let written = serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}"))).and_then(|()| {
         de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
     });
-    Some(written.map(|()| Encoded { content_type: "application/json".into(), content_encoding: "utf-8".into(), body: Bytes::from(out) }))
+    Some(written.map(|()| Encoded { content_type: "application/json".into(), content_encoding: "utf-8".into(), body: exact(out) }))
 }
 
 /// serde_json formatter matching Python's `json.dumps` defaults.
