@@ -392,17 +392,25 @@ pub fn loads_as<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>, co
 /// `dumps(&Payload::from_serialize(value)?, serializer)` gives, without building a [`Value`];
 /// with other serializers through the value.
 pub fn dumps_as<T: Serialize + ?Sized>(value: &T, serializer: Option<&str>) -> Result<Encoded> {
-    let builtin = {
-        let r = read();
-        serializer.unwrap_or(&r.default) == "json" && r.json_builtin
-    };
-    if !builtin {
+    if !builtin_json(serializer) {
         return dumps(&Payload::from_serialize(value)?, serializer);
     }
     let mut out = Vec::with_capacity(128);
     let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
     value.serialize(&mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
-    Ok(Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: exact(out) })
+    Ok(json_encoded(out))
+}
+
+/// True when `serializer` (or, without one, the default) is the built-in json serializer,
+/// whose bytes the direct paths ([`dumps_as`], [`json_from_text`]) write themselves.
+fn builtin_json(serializer: Option<&str>) -> bool {
+    let r = read();
+    serializer.unwrap_or(&r.default) == "json" && r.json_builtin
+}
+
+/// Python-style JSON bytes written by a direct path, as [`dumps`] labels them.
+fn json_encoded(out: Vec<u8>) -> Encoded {
+    Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: exact(out) }
 }
 
 /// Bytes that own exactly `v`'s length: `Bytes::from` a vector with spare capacity allocates
@@ -595,12 +603,8 @@ pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
 /// bytes, Python-style, written straight from the text without building a value. `None`
 /// when another serializer applies (then parse the text and use [`dumps`]).
 pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Encoded>> {
-    {
-        let r = read();
-        let name = serializer.unwrap_or(&r.default);
-        if !(name == "json" && r.json_builtin) {
-            return None;
-        }
+    if !builtin_json(serializer) {
+        return None;
     }
     let mut out = Vec::with_capacity(text.len() + text.len() / 4);
     let mut de = serde_json::Deserializer::from_str(text);
@@ -608,7 +612,7 @@ pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Enc
     let written = serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}"))).and_then(|()| {
         de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
     });
-    Some(written.map(|()| Encoded { content_type: "application/json".into(), content_encoding: "utf-8".into(), body: exact(out) }))
+    Some(written.map(|()| json_encoded(out)))
 }
 
 /// serde_json formatter matching Python's `json.dumps` defaults.
