@@ -32,7 +32,7 @@ struct TokioCarrier {
     /// The last ack given to [`Carrier::send_ack`], held back: the next such ack on its
     /// channel replaces it (it covers it), anything else sent first sends it, and so does a
     /// task spawned when it is stored, once the application's task has yielded.
-    held_ack: Arc<Mutex<Option<(u16, Bytes)>>>,
+    held_ack: Arc<HeldAck>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -40,9 +40,15 @@ fn push(out: &mpsc::UnboundedSender<Message>, frame: Bytes) -> Result<()> {
     out.send(Message::Binary(frame)).map_err(|_| Error::RecoverableConnection("the gateway connection is closed".into()))
 }
 
-/// Send the held ack, if any (under its lock, so that what is sent after it stays after it).
-fn release(held: &Mutex<Option<(u16, Bytes)>>, out: &mpsc::UnboundedSender<Message>) -> Result<()> {
-    let mut held = held.lock().unwrap_or_else(|e| e.into_inner());
+type HeldAck = Mutex<Option<(u16, Bytes)>>;
+
+fn lock(held: &HeldAck) -> std::sync::MutexGuard<'_, Option<(u16, Bytes)>> {
+    held.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Send the held ack, if any. Called with its lock held, so that what the caller sends next
+/// stays after it.
+fn release(held: &mut Option<(u16, Bytes)>, out: &mpsc::UnboundedSender<Message>) -> Result<()> {
     match held.take() {
         Some((_, ack)) => push(out, ack),
         None => Ok(()),
@@ -51,14 +57,12 @@ fn release(held: &Mutex<Option<(u16, Bytes)>>, out: &mpsc::UnboundedSender<Messa
 
 impl Carrier for TokioCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
-        let mut held = self.held_ack.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, ack)) = held.take() {
-            push(&self.out, ack)?;
-        }
+        let mut held = lock(&self.held_ack);
+        release(&mut held, &self.out)?;
         push(&self.out, frame)
     }
     fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
-        let mut held = self.held_ack.lock().unwrap_or_else(|e| e.into_inner());
+        let mut held = lock(&self.held_ack);
         match held.replace((channel, frame)) {
             // Covered by the new one.
             Some((c, _)) if c == channel => {}
@@ -67,14 +71,14 @@ impl Carrier for TokioCarrier {
                 let (held, out) = (self.held_ack.clone(), self.out.clone());
                 self.runtime.spawn(async move {
                     tokio::task::yield_now().await;
-                    let _ = release(&held, &out);
+                    let _ = release(&mut lock(&held), &out);
                 });
             }
         }
         Ok(())
     }
     fn flush(&self) {
-        let _ = release(&self.held_ack, &self.out);
+        let _ = release(&mut lock(&self.held_ack), &self.out);
     }
     fn allow_batches(&self, max_bytes: usize) {
         self.batch_limit.store(max_bytes, Ordering::Relaxed);
