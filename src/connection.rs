@@ -477,7 +477,13 @@ impl Connection {
             Some(t) => t,
             None => self.transport().await?,
         };
-        match t.next_event(timeout).await {
+        // An event already waiting is taken without the transport's wait (and its timer).
+        let next = match t.try_next_event() {
+            Ok(Some(ev)) => Ok(ev),
+            Ok(None) => t.next_event(timeout).await,
+            Err(e) => Err(e),
+        };
+        match next {
             Ok(ev) => self.dispatch(ev),
             Err(e) => Err(self.connection_failed(e)),
         }
