@@ -3,8 +3,10 @@
 //! [`Broker`] holds virtual hosts (exchanges, queues, bindings), connections and channels
 //! (delivery tags, unacknowledged messages, consumers, prefetch windows) and pushes
 //! [`ServerEvent`]s (deliveries, returns, cancellations) into per-connection outboxes. It has
-//! no IO, no threads and no clock: the caller passes the time in with [`Broker::set_now`] and
-//! asks [`Broker::poll_timeout`] when it next needs to be woken for message or queue expiry.
+//! no IO, no threads and no clock of its own: the caller passes the time in with
+//! [`Broker::set_now`] (or lends a clock the broker reads only when an operation needs the
+//! time, [`Broker::set_clock`]) and asks [`Broker::poll_timeout`] when it next needs to be
+//! woken for message or queue expiry.
 //!
 //! Semantics follow RabbitMQ 3.x, which is what Kombu users run in production: channel
 //! exceptions (`NotFound`, `PreconditionFailed`, `ResourceLocked`, `AccessRefused`) close the
@@ -63,6 +65,27 @@ impl Now {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Now { instant: Instant::now(), unix_ms }
+    }
+}
+
+/// The time operations see: set by [`Broker::set_now`], or read from the clock lent with
+/// [`Broker::set_clock`] on first use after a [`Broker::tick`].
+#[derive(Debug)]
+struct Time {
+    now: Now,
+    stale: bool,
+    clock: Option<fn() -> Now>,
+}
+
+impl Time {
+    fn get(&mut self) -> Now {
+        if self.stale {
+            self.stale = false;
+            if let Some(clock) = self.clock {
+                self.now = clock();
+            }
+        }
+        self.now
     }
 }
 
@@ -324,7 +347,7 @@ pub struct Broker {
     vhosts: SortedMap<Name, VHost>,
     connections: HashMap<ConnId, ConnState>,
     next_conn: ConnId,
-    now: Now,
+    time: Time,
     woken: Vec<ConnId>,
     closed_outboxes: SortedMap<ConnId, VecDeque<ServerEvent>>,
     names: u64,
@@ -452,7 +475,7 @@ impl Broker {
             vhosts: SortedMap::default(),
             connections: HashMap::default(),
             next_conn: 1,
-            now: Now::system(),
+            time: Time { now: Now::system(), stale: false, clock: None },
             woken: Vec::new(),
             closed_outboxes: SortedMap::default(),
             names: 0,
@@ -489,7 +512,21 @@ impl Broker {
     /// Set the current time. Call before each operation (the memory transport does); expiry
     /// happens lazily on operations and in [`Broker::handle_timeout`].
     pub fn set_now(&mut self, now: Now) {
-        self.now = now;
+        self.time.now = now;
+        self.time.stale = false;
+    }
+
+    /// Read the time from `clock` instead, at most once per operation (after each
+    /// [`Broker::tick`]) and only when the operation needs it: most publishes and acks do not.
+    pub fn set_clock(&mut self, clock: fn() -> Now) {
+        self.time.clock = Some(clock);
+        self.time.stale = true;
+    }
+
+    /// Time has passed since the last operation: the next one that needs the time reads the
+    /// clock given to [`Broker::set_clock`].
+    pub fn tick(&mut self) {
+        self.time.stale = true;
     }
 
     /// Open a connection to `vhost` (created on first use, as the memory broker has no users).
@@ -640,7 +677,7 @@ impl Broker {
         for (tag, cs) in state.consumers {
             if let Some(q) = v.queues.get_mut(&cs.queue) {
                 q.consumers.retain(|r| !(r.conn == conn && r.channel == ch && r.tag == tag));
-                q.last_used = self.now.instant;
+                q.last_used = self.time.get().instant;
                 if q.auto_delete && q.had_consumer && q.consumers.is_empty() {
                     auto_delete.push(cs.queue.clone());
                 }
@@ -831,7 +868,7 @@ impl Broker {
     /// `queue.declare`. An empty name gets a server-generated `amq.gen-...` name.
     pub fn queue_declare(&mut self, conn: ConnId, ch: ChannelId, d: &QueueDeclare) -> Result<QueueDeclareOk> {
         self.channel_op(conn, ch, |b, vhost| {
-            let now = b.now.instant;
+            let now = b.time.get().instant;
             let name: Name = if d.queue.is_empty() && !d.passive {
                 Name::from(b.next_name("amq.gen-"))
             } else {
@@ -1050,10 +1087,10 @@ impl Broker {
 
     /// Delete a queue whose `x-expires` has passed.
     fn expire_queue(&mut self, vhost: &str, name: &str) {
-        let now = self.now.instant;
+        let time = &mut self.time;
         let expired = self.vhosts.get(vhost).and_then(|v| v.queues.get(name)).is_some_and(|q| {
             q.consumers.is_empty()
-                && q.expires.is_some_and(|ms| q.last_used + Duration::from_millis(ms) <= now)
+                && q.expires.is_some_and(|ms| q.last_used + Duration::from_millis(ms) <= time.get().instant)
         });
         if expired {
             self.delete_queue(vhost, name);
@@ -1197,7 +1234,6 @@ impl Broker {
 
     /// Put a routed message into a queue; false when `reject-publish` overflow refused it.
     fn enqueue(&mut self, vhost: &str, qname: &Name, content: &Arc<Content>, exchange: &Name, routing_key: &Name) -> bool {
-        let now = self.now.instant;
         let Some(q) = self.vhosts.get_mut(vhost).and_then(|v| v.queues.get_mut(qname)) else { return true };
         let msg_ttl = content.properties.expiration_ms();
         let ttl = match (q.message_ttl, msg_ttl) {
@@ -1210,7 +1246,7 @@ impl Broker {
             exchange: exchange.clone(),
             routing_key: routing_key.clone(),
             redelivered: false,
-            expires_at: ttl.map(|ms| now + Duration::from_millis(ms)),
+            expires_at: ttl.map(|ms| self.time.get().instant + Duration::from_millis(ms)),
             priority: content.properties.priority.unwrap_or(0).min(max_p),
         };
         let full = |q: &QueueState, extra: usize| {
@@ -1257,7 +1293,7 @@ impl Broker {
         let Some(dlx) = q.dlx.clone() else { return };
         q.counters.dead_lettered += msgs.len() as u64;
         let dlrk = q.dlrk.clone();
-        let unix_secs = self.now.unix_ms / 1000;
+        let unix_secs = self.time.get().unix_ms / 1000;
         for m in msgs {
             let mut props = m.content.properties.clone();
             let original_expiration = if reason == "expired" { props.expiration.take() } else { None };
@@ -1330,11 +1366,12 @@ impl Broker {
 
     /// Deliver ready messages of a queue to its consumers while they have credit.
     fn dispatch(&mut self, vhost: &str, qname: &str) {
-        let now = self.now.instant;
         let Some(v) = self.vhosts.get_mut(vhost) else { return };
         let Some(q) = v.queues.get_mut(qname) else { return };
         let mut expired = Vec::new();
-        q.ready.pop_expired(now, &mut expired);
+        if q.ready.next_expiry().is_some() {
+            q.ready.pop_expired(self.time.get().instant, &mut expired);
+        }
         while !q.ready.is_empty() && !q.consumers.is_empty() {
             let n = q.consumers.len();
             let mut best: Option<(usize, i64)> = None;
@@ -1356,7 +1393,7 @@ impl Broker {
             let Some((idx, _)) = best else { break };
             q.rr = idx + 1;
             let Some(msg) = q.ready.pop_front() else { break };
-            if msg.is_expired(now) {
+            if msg.expires_at.is_some() && msg.is_expired(self.time.get().instant) {
                 expired.push(msg);
                 continue;
             }
@@ -1398,7 +1435,7 @@ impl Broker {
     /// `basic.get`: take one message, or `None` when the queue is empty.
     pub fn basic_get(&mut self, conn: ConnId, ch: ChannelId, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
         self.channel_op(conn, ch, |b, vhost| {
-            let now = b.now.instant;
+            let now = b.time.get().instant;
             b.expire_queue(&vhost, queue);
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let q = Self::queue_for_op(v, &vhost, queue, conn)?;
@@ -1448,7 +1485,7 @@ impl Broker {
     /// `basic.consume`: returns the consumer tag (generated when empty).
     pub fn basic_consume(&mut self, conn: ConnId, ch: ChannelId, d: &BasicConsume) -> Result<Name> {
         self.channel_op(conn, ch, |b, vhost| {
-            let now = b.now.instant;
+            let now = b.time.get().instant;
             b.expire_queue(&vhost, &d.queue);
             let tag: Name = if d.consumer_tag.is_empty() {
                 Name::from(b.next_name("amq.ctag-"))
@@ -1499,7 +1536,7 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
             let Some(cs) = chs.consumers.remove(tag) else { return Ok(()) };
-            let now = b.now.instant;
+            let now = b.time.get().instant;
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let mut delete = false;
             if let Some(q) = v.queues.get_mut(&cs.queue) {
@@ -1758,7 +1795,7 @@ impl Broker {
 
     /// Expire messages and queues whose time has come.
     pub fn handle_timeout(&mut self, now: Now) {
-        self.now = now;
+        self.set_now(now);
         let mut expired_queues = Vec::new();
         let mut queues_with_expiry = Vec::new();
         for (vn, v) in self.vhosts.iter() {

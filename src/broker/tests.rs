@@ -328,6 +328,58 @@ fn message_ttl_per_queue_and_per_message_with_dead_lettering() {
 }
 
 #[test]
+fn a_lent_clock_is_read_once_per_operation_that_needs_the_time() {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    // Reads: how often the clock was read. Each read is 100 ms after the last.
+    static READS: AtomicU64 = AtomicU64::new(0);
+    static T0: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    fn clock() -> Now {
+        let n = READS.fetch_add(1, Ordering::SeqCst) + 1;
+        Now { instant: *T0.get_or_init(Instant::now) + Duration::from_millis(100 * n), unix_ms: 1_700_000_000_000 + 100 * n }
+    }
+    let mut b = Broker::new();
+    b.set_clock(clock);
+    let c = b.connect("/");
+    let ch = b.open_channel(c).unwrap();
+    let declare = |b: &mut Broker, name: &str, args: Headers| {
+        b.tick();
+        b.queue_declare(c, ch, &QueueDeclare { queue: name.into(), arguments: args, ..Default::default() }).unwrap();
+    };
+    let publish = |b: &mut Broker, q: &str, props: Properties| {
+        b.tick();
+        let m = BasicPublish { exchange: "".into(), routing_key: q.into(), ..Default::default() };
+        b.basic_publish(c, ch, &m, Arc::new(Content { properties: props, body: "x".into() })).unwrap();
+    };
+    declare(&mut b, "plain", Headers::new());
+    declare(&mut b, "ttl", headers([("x-message-ttl", serde_json::json!(1000))]));
+    let after_declares = READS.load(Ordering::SeqCst);
+    // Nothing expires on the plain queue: publishing and consuming there need no time.
+    publish(&mut b, "plain", p());
+    b.tick();
+    let tag = b.basic_consume(c, ch, &BasicConsume { queue: "plain".into(), ..Default::default() }).unwrap();
+    b.tick();
+    b.basic_ack(c, ch, 1, false).unwrap();
+    b.tick();
+    b.basic_cancel(c, ch, &tag).unwrap();
+    let plain = READS.load(Ordering::SeqCst) - after_declares;
+    // A message with a TTL is stamped with the time read when it was published (once), and
+    // the delivery of a message that can expire checks it against the time of that operation.
+    publish(&mut b, "ttl", p());
+    assert_eq!(READS.load(Ordering::SeqCst) - after_declares - plain, 1);
+    let mut short = p();
+    short.expiration = Some("50".into());
+    publish(&mut b, "plain", short);
+    b.tick();
+    // Read once more at the get: 100 ms after the short message's publish, it has expired.
+    assert!(b.basic_get(c, ch, "plain", true).unwrap().is_none());
+    b.tick();
+    // ...while the other, with 1 s to live from a publish 300 ms ago, is still there.
+    assert!(b.basic_get(c, ch, "ttl", true).unwrap().is_some());
+    // Only the consume and the cancel (which record when the queue was last used) read it.
+    assert_eq!(plain, 2);
+}
+
+#[test]
 fn poll_timeout_reports_next_expiry() {
     let mut t = T::new();
     let c = t.conn();

@@ -26,31 +26,18 @@ use crate::spec::{
     ExchangeType, GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
 };
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     broker: Broker,
     wakers: SortedMap<ConnId, Vec<Waker>>,
-    clock: Clock,
 }
 
-/// Reads the time with one monotonic clock read: wall-clock milliseconds are derived from
-/// the offset to a base taken when the broker was created.
-#[derive(Debug, Clone, Copy)]
-struct Clock {
-    base: Now,
-}
-
-impl Default for Clock {
+impl Default for Shared {
     fn default() -> Self {
-        Clock { base: Now::system() }
-    }
-}
-
-impl Clock {
-    fn now(&self) -> Now {
-        let instant = Instant::now();
-        let since = instant.saturating_duration_since(self.base.instant).as_millis() as u64;
-        Now { instant, unix_ms: self.base.unix_ms + since }
+        // Read only by the operations that need the time (expiry, dead-lettering).
+        let mut broker = Broker::new();
+        broker.set_clock(Now::system);
+        Shared { broker, wakers: SortedMap::default() }
     }
 }
 
@@ -96,7 +83,7 @@ impl MemoryBroker {
             let mut g = self.lock();
             let s = &mut *g;
             if timed {
-                s.broker.set_now(s.clock.now());
+                s.broker.tick();
             }
             let r = f(&mut s.broker);
             for id in s.broker.drain_woken() {
