@@ -78,25 +78,29 @@ impl MemoryBroker {
     }
 
     fn run<R>(&self, timed: bool, f: impl FnOnce(&mut Broker) -> R) -> R {
+        let mut g = self.lock();
+        if timed {
+            g.broker.tick();
+        }
+        let r = f(&mut g.broker);
+        Self::wake(g);
+        r
+    }
+
+    /// Release the broker, then wake the connections that received events. Apart from `run`,
+    /// which is instantiated for every operation, so that this part exists once.
+    fn wake(mut g: MutexGuard<'_, Shared>) {
+        let s = &mut *g;
         let mut wake: Vec<Waker> = Vec::new();
-        let r = {
-            let mut g = self.lock();
-            let s = &mut *g;
-            if timed {
-                s.broker.tick();
+        for id in s.broker.drain_woken() {
+            if let Some(ws) = s.wakers.remove(&id) {
+                wake.extend(ws);
             }
-            let r = f(&mut s.broker);
-            for id in s.broker.drain_woken() {
-                if let Some(ws) = s.wakers.remove(&id) {
-                    wake.extend(ws);
-                }
-            }
-            r
-        };
+        }
+        drop(g);
         for w in wake {
             w.wake();
         }
-        r
     }
 
     /// A snapshot of a virtual host (exchanges, queues with depths, bindings).

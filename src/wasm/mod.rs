@@ -121,10 +121,15 @@ fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
 
 /// Parse a JSON value into a spec; the error names the option to blame.
 fn from_json<T: DeserializeOwned>(what: &str, json: &Value) -> JsResult<T> {
-    T::deserialize(json).map_err(|e| match culprit::<T>(json) {
+    T::deserialize(json).map_err(|e| invalid(what, culprit::<T>(json), e))
+}
+
+/// The error of [`from_json`] (apart, so that it is not repeated for every type).
+fn invalid(what: &str, option: Option<String>, e: serde_json::Error) -> JsValue {
+    match option {
         Some(field) => value_error(format!("invalid {what}: `{field}`: {e}")),
         None => value_error(format!("invalid {what}: {e}")),
-    })
+    }
 }
 
 /// A JSON value's kind, for messages.
