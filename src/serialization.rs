@@ -395,10 +395,11 @@ pub fn dumps_as<T: Serialize + ?Sized>(value: &T, serializer: Option<&str>) -> R
     if !builtin_json(serializer) {
         return dumps(&Payload::from_serialize(value)?, serializer);
     }
-    let mut out = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    value.serialize(&mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
-    Ok(json_encoded(out))
+    let body = written(128, |out| {
+        let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
+        value.serialize(&mut ser).map_err(|e| Error::Encode(format!("json: {e}")))
+    })?;
+    Ok(json_encoded(body))
 }
 
 /// True when `serializer` (or, without one, the default) is the built-in json serializer,
@@ -409,14 +410,27 @@ fn builtin_json(serializer: Option<&str>) -> bool {
 }
 
 /// Python-style JSON bytes written by a direct path, as [`dumps`] labels them.
-fn json_encoded(out: Vec<u8>) -> Encoded {
-    Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body: exact(out) }
+fn json_encoded(body: Bytes) -> Encoded {
+    Encoded { content_type: JSON.into(), content_encoding: "utf-8".into(), body }
+}
+
+/// The bytes `write` writes to a buffer of `capacity` (grown as needed), owning exactly
+/// their length (see [`exact`]).
+fn written(capacity: usize, write: impl FnOnce(&mut Vec<u8>) -> Result<()>) -> Result<Bytes> {
+    let mut buf = Vec::with_capacity(capacity);
+    write(&mut buf)?;
+    Ok(exact(buf))
 }
 
 /// Bytes that own exactly `v`'s length: `Bytes::from` a vector with spare capacity allocates
-/// a second block to share it; shrinking it instead gives the spare memory back, in place.
+/// a second block to share it. A small body is copied to a block of its size (cheaper than
+/// shrinking the vector in place, measured); a large one is shrunk (cheaper than a copy).
 fn exact(v: Vec<u8>) -> Bytes {
-    Bytes::from(v.into_boxed_slice())
+    if v.len() <= 4096 {
+        Bytes::copy_from_slice(&v)
+    } else {
+        Bytes::from(v.into_boxed_slice())
+    }
 }
 
 /// Why a known serializer has no encoder/decoder here.
@@ -606,13 +620,15 @@ pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Enc
     if !builtin_json(serializer) {
         return None;
     }
-    let mut out = Vec::with_capacity(text.len() + text.len() / 4);
-    let mut de = serde_json::Deserializer::from_str(text);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    let written = serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}"))).and_then(|()| {
-        de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
-    });
-    Some(written.map(|()| json_encoded(out)))
+    Some(
+        written(text.len() + text.len() / 4, |out| {
+            let mut de = serde_json::Deserializer::from_str(text);
+            let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
+            serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))?;
+            de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
+        })
+        .map(json_encoded),
+    )
 }
 
 /// serde_json formatter matching Python's `json.dumps` defaults.
