@@ -76,8 +76,8 @@ impl Envelope {
         props.insert("delivery_tag".into(), Value::String(delivery_tag.into()));
         Envelope {
             body: base64::engine::general_purpose::STANDARD.encode(&content.body),
-            content_encoding: p.content_encoding.clone(),
-            content_type: p.content_type.clone(),
+            content_encoding: p.content_encoding.as_deref().map(str::to_owned),
+            content_type: p.content_type.as_deref().map(str::to_owned),
             headers: p.headers.clone(),
             properties: props,
         }
@@ -161,8 +161,8 @@ impl Envelope {
             Some(other) => return Err(Error::Decode(format!("unknown body_encoding {other:?} (known: base64, none)"))),
         };
         let mut p = Properties {
-            content_type: self.content_type.clone(),
-            content_encoding: self.content_encoding.clone(),
+            content_type: self.content_type.clone().map(Into::into),
+            content_encoding: self.content_encoding.clone().map(Into::into),
             headers: self.headers.clone(),
             ..Properties::default()
         };

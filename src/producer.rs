@@ -1,5 +1,6 @@
 //! `Producer`: publishes messages (Kombu's `kombu.Producer`).
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use crate::common::{maybe_declare, Entity};
@@ -35,9 +36,9 @@ pub struct PublishOptions {
     /// Message priority, 0 (default) to the queue's max priority.
     pub priority: Option<u8>,
     /// Content type: when set, the body is not serialized.
-    pub content_type: Option<String>,
+    pub content_type: Option<Cow<'static, str>>,
     /// Content encoding of a body sent with `content_type`.
-    pub content_encoding: Option<String>,
+    pub content_encoding: Option<Cow<'static, str>>,
     /// Serializer name (default: the producer's, else json for data and none for text/bytes).
     pub serializer: Option<String>,
     /// Application headers.
@@ -95,12 +96,12 @@ impl PublishOptions {
     }
     /// Set the content type (the body is then sent unserialized).
     pub fn content_type(mut self, v: impl Into<String>) -> Self {
-        self.content_type = Some(v.into());
+        self.content_type = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the content encoding.
     pub fn content_encoding(mut self, v: impl Into<String>) -> Self {
-        self.content_encoding = Some(v.into());
+        self.content_encoding = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the serializer.
@@ -167,9 +168,9 @@ pub struct PreparedBody {
     /// The serialized (and compressed) body.
     pub body: bytes::Bytes,
     /// Content type.
-    pub content_type: String,
+    pub content_type: Cow<'static, str>,
     /// Content encoding.
-    pub content_encoding: String,
+    pub content_encoding: Cow<'static, str>,
     /// Headers, with `compression` set when compressed.
     pub headers: Headers,
 }
@@ -178,8 +179,8 @@ pub struct PreparedBody {
 pub fn prepare_body(
     body: Payload,
     serializer: Option<&str>,
-    content_type: Option<String>,
-    content_encoding: Option<String>,
+    content_type: Option<Cow<'static, str>>,
+    content_encoding: Option<Cow<'static, str>>,
     compression: Option<&str>,
     mut headers: Headers,
 ) -> Result<PreparedBody> {

@@ -1,5 +1,7 @@
 //! Message properties: the AMQP 0-9-1 basic properties Kombu uses, plus headers.
 
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
 
 use crate::value::Headers;
@@ -82,12 +84,13 @@ impl TryFrom<DeliveryModeRepr> for DeliveryMode {
 /// properties are `None`. Headers are always present (Kombu always sends a table, even empty).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Properties {
-    /// MIME type of the body (`application/json`, ...).
+    /// MIME type of the body (`application/json`, ...). Serializers label their bytes with
+    /// static strings, which a message then carries without a copy.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_type: Option<String>,
+    pub content_type: Option<Cow<'static, str>>,
     /// Character set or `binary`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub content_encoding: Option<String>,
+    pub content_encoding: Option<Cow<'static, str>>,
     /// Application headers.
     #[serde(default)]
     pub headers: Headers,

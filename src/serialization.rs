@@ -14,6 +14,7 @@
 //! content type) are decoded, anything else is [`Error::ContentDisallowed`].
 
 use crate::namemap::NameMap;
+use std::borrow::Cow;
 use std::io;
 use std::sync::{Arc, OnceLock, RwLock};
 
@@ -45,9 +46,9 @@ pub struct Codec {
     /// Registry name (`json`, `msgpack`, ...).
     pub name: String,
     /// MIME type written to `content_type`.
-    pub content_type: String,
+    pub content_type: Cow<'static, str>,
     /// Written to `content_encoding` (`utf-8`, `binary`).
-    pub content_encoding: String,
+    pub content_encoding: Cow<'static, str>,
     encoder: Option<Encoder>,
     decoder: Option<Decoder>,
 }
@@ -131,9 +132,9 @@ impl Registry {
 
     fn insert(&mut self, c: Codec) {
         if let Some(old) = self.by_name.remove(&c.name) {
-            self.by_type.remove(&old.content_type);
+            self.by_type.remove(&*old.content_type);
         }
-        self.by_type.insert(c.content_type.clone(), c.name.clone());
+        self.by_type.insert(c.content_type.to_string(), c.name.clone());
         self.by_name.insert(c.name.clone(), c);
     }
 
@@ -146,7 +147,7 @@ impl Registry {
     /// A name or content type → content type.
     fn content_type_of(&self, name_or_type: &str) -> Option<String> {
         if let Some(c) = self.by_name.get(name_or_type) {
-            return Some(c.content_type.clone());
+            return Some(c.content_type.to_string());
         }
         if self.by_type.contains_key(name_or_type) || name_or_type.contains('/') {
             return Some(name_or_type.to_owned());
@@ -199,8 +200,8 @@ pub fn register(name: &str, content_type: &str, content_encoding: &str, encoder:
     }
     r.insert(Codec {
         name: name.into(),
-        content_type: content_type.into(),
-        content_encoding: content_encoding.into(),
+        content_type: content_type.to_owned().into(),
+        content_encoding: content_encoding.to_owned().into(),
         encoder: Some(encoder),
         decoder: Some(decoder),
     });
@@ -215,7 +216,7 @@ pub fn unregister(name: &str) -> Result<()> {
             if name == "json" {
                 r.json_builtin = false;
             }
-            r.by_type.remove(&c.content_type);
+            r.by_type.remove(&*c.content_type);
             if r.default == name {
                 r.default = "json".into();
             }
@@ -272,9 +273,9 @@ pub fn disable_insecure_serializers<S: AsRef<str>>(allowed: impl IntoIterator<It
 #[derive(Debug, Clone, PartialEq)]
 pub struct Encoded {
     /// MIME type.
-    pub content_type: String,
+    pub content_type: Cow<'static, str>,
     /// Encoding (`utf-8`, `binary`).
-    pub content_encoding: String,
+    pub content_encoding: Cow<'static, str>,
     /// The bytes.
     pub body: Bytes,
 }
@@ -733,7 +734,7 @@ mod tests {
     #[test]
     fn json_is_byte_identical_to_python() {
         let e = dumps(&data(json!({"a": 1, "u": "é\u{1F600}", "f": 1.0, "g": 1e100, "h": 1.5e-7, "i": 1e16, "j": 1e15, "k": 0.0001, "l": 12345678.9, "m": [1, {"x": null, "y": true}]})), None).unwrap();
-        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/json", "utf-8"));
+        assert_eq!((&*e.content_type, &*e.content_encoding), ("application/json", "utf-8"));
         // The bytes Python kombu 5.7 produced for the same dict.
         assert_eq!(
             std::str::from_utf8(&e.body).unwrap(),
@@ -761,6 +762,10 @@ mod tests {
         }
         assert_eq!(&dumps_as(&t, None).unwrap().body[..], br#"{"a": 1, "u": "\u00e9\ud83d\ude00\n", "f": 1e+16, "m": [null, true]}"#);
         assert_eq!(dumps_as(&t, Some("jsn")).unwrap_err().name(), "SerializerNotInstalled");
+        // The built-in serializers' labels are static: a message carries them without a copy.
+        for e in [dumps_as(&t, None).unwrap(), dumps(&Payload::from_serialize(&t).unwrap(), Some("msgpack")).unwrap()] {
+            assert!(matches!((&e.content_type, &e.content_encoding), (Cow::Borrowed(_), Cow::Borrowed(_))), "{e:?}");
+        }
     }
 
     #[test]
@@ -816,11 +821,11 @@ mod tests {
     #[test]
     fn raw_data_bypasses_serialization() {
         let e = dumps(&Payload::Text("hi".into()), None).unwrap();
-        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str(), &e.body[..]), ("text/plain", "utf-8", &b"hi"[..]));
+        assert_eq!((&*e.content_type, &*e.content_encoding, &e.body[..]), ("text/plain", "utf-8", &b"hi"[..]));
         let e = dumps(&Payload::Bytes(Bytes::from_static(b"\x00\x01")), None).unwrap();
-        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/data", "binary"));
+        assert_eq!((&*e.content_type, &*e.content_encoding), ("application/data", "binary"));
         let e = dumps(&Payload::Text("hi".into()), Some("raw")).unwrap();
-        assert_eq!((e.content_type.as_str(), e.content_encoding.as_str()), ("application/data", "utf-8"));
+        assert_eq!((&*e.content_type, &*e.content_encoding), ("application/data", "utf-8"));
         assert_eq!(loads(b"hi", Some("text/plain"), Some("utf-8"), None, false).unwrap(), Payload::Text("hi".into()));
         assert_eq!(loads(b"\xff", Some("image/jpeg"), Some("binary"), None, false).unwrap(), Payload::Bytes(Bytes::from_static(b"\xff")));
         assert_eq!(loads(b"\xff", None, None, None, false).unwrap(), Payload::Bytes(Bytes::from_static(b"\xff")));

@@ -2,6 +2,8 @@
 //! `amq-protocol-types` (its parser and generator) and are converted to and from the JSON-like
 //! [`Headers`] the rest of the crate uses.
 
+use std::borrow::Cow;
+
 use amq_protocol_types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
@@ -485,6 +487,10 @@ pub fn write_heartbeat(out: &mut BytesMut) {
 
 struct R<'a>(&'a [u8]);
 
+fn utf8(b: &[u8], what: &str) -> Result<String> {
+    String::from_utf8(b.to_vec()).map_err(|_| Error::Decode(format!("AMQP {what} is not UTF-8")))
+}
+
 fn short(what: &str) -> Error {
     Error::Decode(format!("AMQP frame too short while reading {what}"))
 }
@@ -523,9 +529,22 @@ impl<'a> R<'a> {
         Ok(a)
     }
     fn shortstr(&mut self, what: &str) -> Result<String> {
+        let b = self.shortstr_bytes(what)?;
+        utf8(b, what)
+    }
+    fn shortstr_bytes(&mut self, what: &str) -> Result<&'a [u8]> {
         let n = self.u8(what)? as usize;
-        let b = self.bytes(n, what)?;
-        String::from_utf8(b.to_vec()).map_err(|_| Error::Decode(format!("AMQP {what} is not UTF-8")))
+        self.bytes(n, what)
+    }
+    /// A content type or encoding: the serializers' own labels come back as the static
+    /// strings they were sent from, without an allocation per message; others as `shortstr`.
+    fn label(&mut self, what: &str) -> Result<Cow<'static, str>> {
+        const KNOWN: [&str; 6] = ["application/json", "utf-8", "binary", "text/plain", "application/data", "application/x-msgpack"];
+        let b = self.shortstr_bytes(what)?;
+        match KNOWN.iter().find(|k| k.as_bytes() == b) {
+            Some(k) => Ok(Cow::Borrowed(k)),
+            None => utf8(b, what).map(Cow::Owned),
+        }
     }
     fn longstr(&mut self, what: &str) -> Result<Vec<u8>> {
         let n = self.u32(what)? as usize;
@@ -711,10 +730,10 @@ fn read_properties(r: &mut R<'_>) -> Result<Properties> {
     let has = |n: u16| flags & (1 << (15 - n)) != 0;
     let mut p = Properties::default();
     if has(0) {
-        p.content_type = Some(r.shortstr("content_type")?);
+        p.content_type = Some(r.label("content_type")?);
     }
     if has(1) {
-        p.content_encoding = Some(r.shortstr("content_encoding")?);
+        p.content_encoding = Some(r.label("content_encoding")?);
     }
     if has(2) {
         p.headers = r.table("headers")?;
@@ -910,6 +929,24 @@ mod tests {
             got.extend_from_slice(&b);
         }
         assert_eq!(got, body);
+    }
+
+    #[test]
+    fn content_labels_of_the_serializers_are_read_without_a_copy() {
+        let header = |ct: &str, ce: &str| {
+            let p = Properties { content_type: Some(ct.to_owned().into()), content_encoding: Some(ce.to_owned().into()), ..Default::default() };
+            let mut out = BytesMut::new();
+            write_content(1, &p, b"", 4096, &mut out).unwrap();
+            let (Frame::Header(_, _, got), _) = read_frame(&out, 4096).unwrap().unwrap() else { panic!() };
+            assert_eq!(*got, p);
+            got
+        };
+        let p = header("application/json", "utf-8");
+        assert!(matches!((&p.content_type, &p.content_encoding), (Some(Cow::Borrowed(_)), Some(Cow::Borrowed(_)))), "{p:?}");
+        // Others (and near misses) are read as they are.
+        let p = header("application/jsonx", "utf-16");
+        assert!(matches!((&p.content_type, &p.content_encoding), (Some(Cow::Owned(_)), Some(Cow::Owned(_)))), "{p:?}");
+        assert_eq!((p.content_type.as_deref(), p.content_encoding.as_deref()), (Some("application/jsonx"), Some("utf-16")));
     }
 
     #[test]
