@@ -1,6 +1,7 @@
 //! `Producer`: publishes messages (Kombu's `kombu.Producer`).
 
 use std::borrow::Cow;
+use std::future::Future;
 use std::sync::Arc;
 
 use crate::common::{maybe_declare, Entity};
@@ -160,6 +161,16 @@ impl PublishOptions {
         self.properties = p;
         self
     }
+}
+
+/// A message ready to send, and how to send it (see [`Producer::publish`]).
+struct Prepared {
+    method: BasicPublish,
+    content: Arc<Content>,
+    /// Entities to declare first.
+    declare: Vec<Entity>,
+    retry: bool,
+    retry_policy: Option<RetryPolicy>,
 }
 
 /// The result of [`prepare_body`]: what goes on the wire.
@@ -322,7 +333,34 @@ impl Producer {
     /// are sent as `text/plain` and `application/data` unless a serializer is named; with
     /// `content_type` set, the body is sent as is. Then compression, `declare`, and the
     /// publish itself, retried over reconnects when `retry` is set.
-    pub async fn publish(&self, body: impl Into<Payload>, opts: PublishOptions) -> Result<()> {
+    ///
+    /// The message is made (serialized, compressed) when `publish` is called; the future
+    /// sends it.
+    pub fn publish(&self, body: impl Into<Payload>, opts: PublishOptions) -> impl Future<Output = Result<()>> + '_ {
+        self.send(self.prepare(body.into(), opts))
+    }
+
+    /// [`Producer::publish`] of structured data given as any `Serialize` value (a
+    /// `#[derive(Serialize)]` struct...): with the json serializer (the default) it is written
+    /// straight to the same bytes `publish(Payload::from_serialize(body)?, opts)` sends,
+    /// without building a [`Value`]; other serializers go through the value.
+    pub fn publish_typed<T: serde::Serialize + ?Sized>(&self, body: &T, mut opts: PublishOptions) -> impl Future<Output = Result<()>> + '_ {
+        let prepared = if opts.content_type.is_some() {
+            // Refused by prepare, which says why.
+            Payload::from_serialize(body).and_then(|body| self.prepare(body, opts))
+        } else {
+            serialization::dumps_as(body, opts.serializer.as_deref().or(self.serializer.as_deref())).and_then(|encoded| {
+                opts.content_type = Some(encoded.content_type);
+                opts.content_encoding = Some(encoded.content_encoding);
+                self.prepare(Payload::Bytes(encoded.body), opts)
+            })
+        };
+        self.send(prepared)
+    }
+
+    /// The message `publish` sends, and how: everything `opts` says, resolved against the
+    /// producer's defaults (so that the future does not carry the options).
+    fn prepare(&self, body: Payload, opts: PublishOptions) -> Result<Prepared> {
         let PublishOptions {
             routing_key,
             delivery_mode,
@@ -345,14 +383,7 @@ impl Producer {
         let routing_key = routing_key.unwrap_or_else(|| self.routing_key.clone());
         let serializer = serializer.as_deref().or(self.serializer.as_deref());
         let compression = compression.as_deref().or(self.compression.as_deref());
-        let prepared = prepare_body(
-            body.into(),
-            serializer,
-            content_type,
-            content_encoding,
-            compression,
-            headers,
-        )?;
+        let prepared = prepare_body(body, serializer, content_type, content_encoding, compression, headers)?;
         properties.content_type = Some(prepared.content_type);
         properties.content_encoding = Some(prepared.content_encoding);
         properties.headers = prepared.headers;
@@ -373,6 +404,12 @@ impl Producer {
                 declare.push(own);
             }
         }
+        Ok(Prepared { method, content, declare, retry, retry_policy })
+    }
+
+    /// Declare what the message needs and publish it, retried over reconnects when asked.
+    async fn send(&self, prepared: Result<Prepared>) -> Result<()> {
+        let Prepared { method, content, declare, retry, retry_policy } = prepared?;
         let declare_policy = retry_policy.as_ref().filter(|_| retry);
         let once = || {
             let (declare, method, content) = (&declare, &method, content.clone());
@@ -391,21 +428,6 @@ impl Producer {
         } else {
             once().await
         }
-    }
-
-    /// [`Producer::publish`] of structured data given as any `Serialize` value (a
-    /// `#[derive(Serialize)]` struct...): with the json serializer (the default) it is written
-    /// straight to the same bytes `publish(Payload::from_serialize(body)?, opts)` sends,
-    /// without building a [`Value`]; other serializers go through the value.
-    pub async fn publish_typed<T: serde::Serialize + ?Sized>(&self, body: &T, mut opts: PublishOptions) -> Result<()> {
-        if opts.content_type.is_some() {
-            // Refused by publish, which says why.
-            return self.publish(Payload::from_serialize(body)?, opts).await;
-        }
-        let encoded = serialization::dumps_as(body, opts.serializer.as_deref().or(self.serializer.as_deref()))?;
-        opts.content_type = Some(encoded.content_type);
-        opts.content_encoding = Some(encoded.content_encoding);
-        self.publish(Payload::Bytes(encoded.body), opts).await
     }
 
     /// Nothing to release for a producer that is not pooled; kept for Kombu parity.
