@@ -62,101 +62,121 @@ pub struct PublishOptions {
 
 impl PublishOptions {
     /// Default options.
+    #[inline(always)]
     pub fn new() -> Self {
         Self::default()
     }
     /// Set the routing key.
+    #[inline(always)]
     pub fn routing_key(mut self, v: impl Into<String>) -> Self {
         self.routing_key = Some(v.into());
         self
     }
     /// Set the exchange (an [`Exchange`] or a name).
+    #[inline(always)]
     pub fn exchange(mut self, v: impl Into<Exchange>) -> Self {
         self.exchange = Some(v.into());
         self
     }
     /// Set the delivery mode.
+    #[inline(always)]
     pub fn delivery_mode(mut self, v: DeliveryMode) -> Self {
         self.delivery_mode = Some(v);
         self
     }
     /// Set `mandatory`.
+    #[inline(always)]
     pub fn mandatory(mut self, v: bool) -> Self {
         self.mandatory = v;
         self
     }
     /// Set `immediate`.
+    #[inline(always)]
     pub fn immediate(mut self, v: bool) -> Self {
         self.immediate = v;
         self
     }
     /// Set the priority.
+    #[inline(always)]
     pub fn priority(mut self, v: u8) -> Self {
         self.priority = Some(v);
         self
     }
     /// Set the content type (the body is then sent unserialized).
+    #[inline(always)]
     pub fn content_type(mut self, v: impl Into<String>) -> Self {
         self.content_type = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the content encoding.
+    #[inline(always)]
     pub fn content_encoding(mut self, v: impl Into<String>) -> Self {
         self.content_encoding = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the serializer.
+    #[inline(always)]
     pub fn serializer(mut self, v: impl Into<String>) -> Self {
         self.serializer = Some(v.into());
         self
     }
     /// Add a header.
+    #[inline(always)]
     pub fn header(mut self, k: impl Into<String>, v: impl Into<Value>) -> Self {
         self.headers.insert(k.into(), v.into());
         self
     }
     /// Set all headers.
+    #[inline(always)]
     pub fn headers(mut self, h: Headers) -> Self {
         self.headers = h;
         self
     }
     /// Set the compression method.
+    #[inline(always)]
     pub fn compression(mut self, v: impl Into<String>) -> Self {
         self.compression = Some(v.into());
         self
     }
     /// Retry with this policy if the connection is lost.
+    #[inline(always)]
     pub fn retry(mut self, policy: Option<RetryPolicy>) -> Self {
         self.retry = true;
         self.retry_policy = policy;
         self
     }
     /// Declare an entity before publishing.
+    #[inline(always)]
     pub fn declare(mut self, e: impl Into<Entity>) -> Self {
         self.declare.push(e.into());
         self
     }
     /// Set the per-message TTL in seconds.
+    #[inline(always)]
     pub fn expiration(mut self, seconds: f64) -> Self {
         self.expiration = Some(seconds);
         self
     }
     /// Set `correlation_id`.
+    #[inline(always)]
     pub fn correlation_id(mut self, v: impl Into<String>) -> Self {
         self.properties.correlation_id = Some(v.into());
         self
     }
     /// Set `reply_to` (a queue name or a [`Queue`]).
+    #[inline(always)]
     pub fn reply_to(mut self, v: impl Into<Queue>) -> Self {
         self.properties.reply_to = Some(v.into().name);
         self
     }
     /// Set `message_id`.
+    #[inline(always)]
     pub fn message_id(mut self, v: impl Into<String>) -> Self {
         self.properties.message_id = Some(v.into());
         self
     }
     /// Set the other AMQP properties (`timestamp`, `type`, `user_id`, `app_id`, ...).
+    #[inline(always)]
     pub fn properties(mut self, p: Properties) -> Self {
         self.properties = p;
         self
@@ -349,11 +369,14 @@ impl Producer {
             // Refused by prepare, which says why.
             Payload::from_serialize(body).and_then(|body| self.prepare(body, opts))
         } else {
-            serialization::dumps_as(body, opts.serializer.as_deref().or(self.serializer.as_deref())).and_then(|encoded| {
-                opts.content_type = Some(encoded.content_type);
-                opts.content_encoding = Some(encoded.content_encoding);
-                self.prepare(Payload::Bytes(encoded.body), opts)
-            })
+            match serialization::dumps_as(body, opts.serializer.as_deref().or(self.serializer.as_deref())) {
+                Ok(encoded) => {
+                    opts.content_type = Some(encoded.content_type);
+                    opts.content_encoding = Some(encoded.content_encoding);
+                    self.prepare(Payload::Bytes(encoded.body), opts)
+                }
+                Err(e) => Err(e),
+            }
         };
         self.send(prepared)
     }
