@@ -65,29 +65,17 @@ impl MemoryBroker {
         self.shared.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Run `f` on the broker at the current time, then wake the connections that received
-    /// events.
+    /// Run `f` on the broker at the current time (read only if `f` needs it), then wake the
+    /// connections that received events.
     pub fn with<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
-        self.run(true, f)
-    }
-
-    /// Like [`MemoryBroker::with`] for operations that do not depend on time (reading
-    /// events): the clock is not read.
-    fn with_untimed<R>(&self, f: impl FnOnce(&mut Broker) -> R) -> R {
-        self.run(false, f)
-    }
-
-    fn run<R>(&self, timed: bool, f: impl FnOnce(&mut Broker) -> R) -> R {
         let mut g = self.lock();
-        if timed {
-            g.broker.tick();
-        }
+        g.broker.tick();
         let r = f(&mut g.broker);
         Self::wake(g);
         r
     }
 
-    /// Release the broker, then wake the connections that received events. Apart from `run`,
+    /// Release the broker, then wake the connections that received events. Apart from `with`,
     /// which is instantiated for every operation, so that this part exists once.
     fn wake(mut g: MutexGuard<'_, Shared>) {
         let s = &mut *g;
@@ -261,7 +249,7 @@ impl RawConnection for MemoryConnection {
             return Ok(Some(ev));
         }
         let id = self.id;
-        let open = self.broker.with_untimed(|b| {
+        let open = self.broker.with(|b| {
             b.take_events(id, &mut pending);
             b.is_open(id)
         });
