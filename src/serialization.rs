@@ -326,21 +326,7 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
         (codec.map(|c| c.decoder.clone().ok_or_else(|| c.name.clone())), r.disabled.iter().any(|d| d == ct))
     };
     if !force {
-        match accept {
-            Some(a) if !TRUSTED.contains(&ct) && !a.contains(ct) => {
-                return Err(Error::ContentDisallowed { content_type: ct.into(), accepted: a.describe() });
-            }
-            Some(_) => {}
-            None if disabled => {
-                return Err(Error::ContentDisallowed {
-                    content_type: ct.into(),
-                    accepted: format!(
-                        "everything but the insecure serializers; pass an accept list or call enable_insecure_serializers to allow {ct}"
-                    ),
-                })
-            }
-            None => {}
-        }
+        check_accept(ct, accept, disabled)?;
     }
     let encoding = content_encoding.filter(|e| !e.is_empty()).unwrap_or("utf-8");
     let encoding: std::borrow::Cow<str> = if encoding.bytes().any(|b| b.is_ascii_uppercase()) {
@@ -368,6 +354,23 @@ pub fn loads(body: &[u8], content_type: Option<&str>, content_encoding: Option<&
     }
 }
 
+/// Whether a body of content type `ct` may be decoded: named by `accept` (or trusted), or,
+/// without an accept list, not one of the disabled (insecure) serializers' types.
+fn check_accept(ct: &str, accept: Option<&Accept>, disabled: bool) -> Result<()> {
+    match accept {
+        Some(a) if !TRUSTED.contains(&ct) && !a.contains(ct) => {
+            Err(Error::ContentDisallowed { content_type: ct.into(), accepted: a.describe() })
+        }
+        None if disabled => Err(Error::ContentDisallowed {
+            content_type: ct.into(),
+            accepted: format!(
+                "everything but the insecure serializers; pass an accept list or call enable_insecure_serializers to allow {ct}"
+            ),
+        }),
+        _ => Ok(()),
+    }
+}
+
 /// Deserialize a body straight into `T` — what `loads(...)?.deserialize::<T>()` gives, with
 /// the same checks and errors — without building a [`Value`] first when the body is JSON and
 /// the built-in json serializer decodes it (other content types go through [`loads`]).
@@ -377,8 +380,8 @@ pub fn loads_as<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>, co
             let r = read();
             (r.json_builtin && r.by_type.get(JSON).is_some_and(|n| n == "json"), r.disabled.iter().any(|d| d == JSON))
         };
-        // Refused or not as loads decides (json is never trusted without asking).
-        if builtin && (accept.is_some_and(|a| a.contains(JSON)) || (accept.is_none() && !disabled)) {
+        if builtin {
+            check_accept(JSON, accept, disabled)?;
             return serde_json::from_slice(body).map_err(|e| match e.classify() {
                 serde_json::error::Category::Data => Error::Decode(format!("payload does not match the requested type: {e}")),
                 _ => Error::Decode(format!("invalid JSON body: {e}")),
