@@ -38,7 +38,8 @@ export const rabbitUp = () =>
 /**
  * Acks over gateway+ws:// (`url`), in Node: an ack of the oldest delivery a channel waits for
  * goes out with `multiple`, and the carrier keeps only the last of such acks queued back to
- * back, so acks taken in order reach the gateway merged (counted by its `metrics`). Acks out of
+ * back, so acks taken in order reach the gateway merged (counted by its `metrics`); an ack it
+ * holds back alone, for more to merge into it, goes out by itself shortly. Acks out of
  * order, requeues, a consumer cancelled with deliveries in its buffer (requeued by the cancel)
  * and a consumer without acks on the same channel (whose deliveries the gateway settles itself)
  * must still settle exactly what the application settled: nothing left over, no double ack (a
@@ -54,9 +55,23 @@ export function checkAckMerging(url, metrics, prefix) {
     const x = new Exchange(${JSON.stringify(prefix + ".x")}, { type: "direct", durable: false });
     const tracked = new Queue(${JSON.stringify(prefix + ".tracked")}, { exchange: x, routingKey: "t", durable: false });
     const auto = new Queue(${JSON.stringify(prefix + ".auto")}, { exchange: x, routingKey: "a", durable: false });
+    const lone = new Queue(${JSON.stringify(prefix + ".lone")}, { exchange: x, routingKey: "l", durable: false });
     await conn.declare(tracked);
     await conn.declare(auto);
+    await conn.declare(lone);
     const producer = conn.Producer();
+    // One delivery, acked, and nothing else to send: the carrier may hold the ack back for
+    // more to merge into it (prefetch 10: up to 5), and must then send it by itself.
+    await producer.publish({ lone: true }, { exchange: x, routingKey: "l" });
+    const loneConsumer = conn.Consumer([lone], { prefetchCount: 10 });
+    let loneAcks = await acked();
+    for await (const m of loneConsumer) {
+      m.ack();
+      break;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    loneAcks = (await acked()) - loneAcks;
+    await loneConsumer.cancel();
     for (let i = 0; i < 300; i++) await producer.publish({ i }, { exchange: x, routingKey: "t" });
     for (let i = 0; i < 100; i++) await producer.publish({ i }, { exchange: x, routingKey: "a" });
     // 200 acked one by one, in order.
@@ -107,22 +122,24 @@ export function checkAckMerging(url, metrics, prefix) {
     await conn.release();
     // Whatever was not settled would be back in the queues once the connection is gone.
     const again = new Connection(u);
-    const left = { tracked: await again.purge(tracked), auto: await again.purge(auto) };
+    const left = { tracked: await again.purge(tracked), auto: await again.purge(auto), lone: await again.purge(lone) };
     await again.delete(tracked);
     await again.delete(auto);
+    await again.delete(lone);
     await again.delete(x);
     await again.release();
-    console.log(JSON.stringify({ ackRequests, requeued, settled: settled.size, auto: autoSeen.size, left }));
+    console.log(JSON.stringify({ loneAcks, ackRequests, requeued, settled: settled.size, auto: autoSeen.size, left }));
   `;
   try {
     writeFileSync(join(dir, "acks.mjs"), script);
     const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "acks.mjs")], { encoding: "utf8", timeout: 60000 });
     const r = JSON.parse(out.trim().split("\n").pop());
+    assert.equal(r.loneAcks, 1, "an ack held back alone went out by itself (the carrier's timer), before anything else was sent");
     assert.ok(r.ackRequests > 0 && r.ackRequests < 200, `200 in-order acks reached the gateway as ${r.ackRequests} ack requests (merged: fewer than 200)`);
     // (Deliveries the first consumer had taken but not handed out come back redelivered, and
     // are then not requeued again: how many are requeued depends on timing.)
     assert.ok(r.requeued > 0, "some deliveries were requeued");
-    assert.deepEqual({ settled: r.settled, auto: r.auto, left: r.left }, { settled: 100, auto: 100, left: { tracked: 0, auto: 0 } });
+    assert.deepEqual({ settled: r.settled, auto: r.auto, left: r.left }, { settled: 100, auto: 100, left: { tracked: 0, auto: 0, lone: 0 } });
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

@@ -46,7 +46,9 @@ impl Carrier for TcpCarrier {
         }
         self.push(Out::Frame(frame))
     }
-    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
+    // socket write is cheap; the writer merges the acks queued while the socket is busy.
+    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
         self.push(Out::Ack(channel, frame))
     }
     fn close(&self) {

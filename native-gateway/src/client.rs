@@ -61,7 +61,9 @@ impl Carrier for TokioCarrier {
         release(&mut held, &self.out)?;
         push(&self.out, frame)
     }
-    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
+    // socket write is cheap, and the last ack waits only for the task to yield.
+    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
         let mut held = lock(&self.held_ack);
         match held.replace((channel, frame)) {
             // Covered by the new one.

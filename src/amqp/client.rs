@@ -566,11 +566,11 @@ impl AmqpChannel {
     /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
     fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
         let mut chans = lock(&self.inner.channels);
-        let oldest = chans.get_mut(&self.id).is_some_and(|st| st.unsettled.settle(tag, multiple));
+        let (oldest, hold) = chans.get_mut(&self.id).map_or((false, 0), |st| (st.unsettled.settle(tag, multiple), st.unsettled.ack_hold()));
         let mut out = BytesMut::new();
         if oldest && matches!(m, Method::BasicAck { .. }) {
             codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
-            self.inner.out.send_ack(self.id, out.freeze()).map_err(|_| closed())
+            self.inner.out.send_ack(self.id, out.freeze(), hold).map_err(|_| closed())
         } else {
             codec::write_method(self.id, &m, &mut out)?;
             self.inner.send(out)
@@ -721,7 +721,11 @@ impl RawChannel for AmqpChannel {
         self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
     }
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
-        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await.map(|_| ())
+        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await?;
+        if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+            st.unsettled.set_prefetch(qos.prefetch_count);
+        }
+        Ok(())
     }
     async fn flow(&self, active: bool) -> Result<bool> {
         match self.ok(Method::ChannelFlow { active }).await? {

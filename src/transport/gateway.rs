@@ -35,12 +35,15 @@ pub trait Carrier: MaybeSend + MaybeSync {
     /// Send `frame`, an AMQP `basic.ack` with `multiple` on `channel` acknowledging the
     /// oldest delivery the broker waits for: it covers an ack sent this way just before it on
     /// the same channel, so a carrier holding frames back may replace such an ack when it is
-    /// the last frame held (messages acknowledged in order go out as one ack). The default
-    /// sends it like any frame.
-    fn send_ack(&self, _channel: u16, frame: Bytes) -> Result<()> {
+    /// the last frame held (messages acknowledged in order go out as one ack). While fewer
+    /// than `hold` acks are merged into it, the carrier may also keep such an ack back for a
+    /// moment when it is all there is to send ([`Unsettled::ack_hold`]: half the channel's
+    /// prefetch window; 0 for a window of one). The default sends it like any frame.
+    fn send_ack(&self, _channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
         self.send(frame)
     }
-    /// Send the frames held back, now: the client is about to wait for the server.
+    /// Send the frames held back, now: the client is about to wait for the server. (An ack
+    /// held as `send_ack` allows may stay: the carrier's timer sends it shortly.)
     fn flush(&self) {}
     /// The server reads batches of up to `max_bytes` per WebSocket message.
     fn allow_batches(&self, _max_bytes: usize) {}
@@ -57,6 +60,8 @@ pub(crate) struct Unsettled {
     /// Not tracked: deliveries on this channel may be settled by someone else (a consumer
     /// without acks the broker or the gateway settles), so no ack may cover others.
     off: bool,
+    /// The channel's prefetch window (`basic.qos` prefetch_count; 0: none).
+    prefetch: u16,
 }
 
 impl Unsettled {
@@ -92,6 +97,21 @@ impl Unsettled {
             self.tags.remove(i);
         }
         false
+    }
+
+    /// The channel's prefetch window is now `count` deliveries (0: unlimited).
+    pub(crate) fn set_prefetch(&mut self, count: u16) {
+        self.prefetch = count;
+    }
+
+    /// How many acks a carrier may merge into one it holds back ([`Carrier::send_ack`]):
+    /// half the prefetch window, so that the broker keeps the other half to deliver (0 for a
+    /// window of one delivery, where it waits for each ack); without a window, any number.
+    pub(crate) fn ack_hold(&self) -> u32 {
+        match self.prefetch {
+            0 => u32::MAX,
+            n => u32::from(n / 2),
+        }
     }
 
     /// Everything unsettled is delivered again with new tags (`basic.recover`).
@@ -213,14 +233,15 @@ impl GatewayClient {
         self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Send request `id`; `ack_channel`: an ack the carrier may merge ([`Carrier::send_ack`]).
-    fn send(&self, id: u64, request: Request, body: &[u8], ack_channel: Option<u16>) -> Result<()> {
+    /// Send request `id`; `ack`: an ack the carrier may merge, its channel and hold
+    /// ([`Carrier::send_ack`]).
+    fn send(&self, id: u64, request: Request, body: &[u8], ack: Option<(u16, u32)>) -> Result<()> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(Error::RecoverableConnection("the gateway connection is closed".into()));
         }
         let frame = gateway::encode(&ClientHeader { id, request }, body);
-        match ack_channel {
-            Some(ch) => self.carrier.send_ack(ch, frame),
+        match ack {
+            Some((ch, hold)) => self.carrier.send_ack(ch, frame, hold),
             None => self.carrier.send(frame),
         }
     }
@@ -261,11 +282,11 @@ impl GatewayClient {
     /// lock, so that such acks follow the order of the channel's settlements.
     fn settle(&self, channel: u32, tag: u64, multiple: bool, request: Request) -> Result<()> {
         let mut unsettled = self.unsettled();
-        let oldest = unsettled.get_mut(&channel).is_some_and(|u| u.settle(tag, multiple));
+        let (oldest, hold) = unsettled.get_mut(&channel).map_or((false, 0), |u| (u.settle(tag, multiple), u.ack_hold()));
         match (oldest, &request, u16::try_from(channel)) {
             (true, Request::BasicAck { .. }, Ok(ch)) => {
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
-                self.send(id, Request::BasicAck { channel, delivery_tag: tag, multiple: true }, b"", Some(ch))
+                self.send(id, Request::BasicAck { channel, delivery_tag: tag, multiple: true }, b"", Some((ch, hold)))
             }
             _ => self.send_oneway(request),
         }
@@ -528,7 +549,10 @@ impl RawChannel for GatewayChannel {
         self.unit(Request::BasicRecover { channel: self.id, requeue }).await
     }
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
-        self.unit(Request::BasicQos { channel: self.id, qos }).await
+        let count = qos.prefetch_count;
+        self.unit(Request::BasicQos { channel: self.id, qos }).await?;
+        self.client.unsettled().entry(self.id).or_default().set_prefetch(count);
+        Ok(())
     }
     async fn flow(&self, active: bool) -> Result<bool> {
         let v = self.value(Request::Flow { channel: self.id, active }).await?;
@@ -576,8 +600,11 @@ mod tests {
     /// (an ack the carrier may merge with the one before it).
     type Sent = Arc<Mutex<Vec<(Option<u16>, Request)>>>;
 
+    /// The holds `send_ack` was given ([`Carrier::send_ack`]).
+    type Holds = Arc<Mutex<Vec<u32>>>;
+
     /// A carrier that records frames (the client under test is sans-io: no socket needed).
-    struct Recorder(Sent);
+    struct Recorder(Sent, Holds);
 
     impl Recorder {
         fn record(&self, merge: Option<u16>, frame: Bytes) -> Result<()> {
@@ -591,7 +618,8 @@ mod tests {
         fn send(&self, frame: Bytes) -> Result<()> {
             self.record(None, frame)
         }
-        fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
+        fn send_ack(&self, channel: u16, frame: Bytes, hold: u32) -> Result<()> {
+            self.1.lock().unwrap().push(hold);
             self.record(Some(channel), frame)
         }
         fn close(&self) {}
@@ -599,7 +627,7 @@ mod tests {
 
     fn client() -> (Arc<GatewayClient>, Sent) {
         let sent = Sent::default();
-        (GatewayClient::new(Box::new(Recorder(sent.clone()))), sent)
+        (GatewayClient::new(Box::new(Recorder(sent.clone(), Holds::default()))), sent)
     }
 
     fn channel(client: &Arc<GatewayClient>, id: u32) -> GatewayChannel {
@@ -668,6 +696,36 @@ mod tests {
         ch.basic_ack(8, true).unwrap();
         ch.basic_ack(9, false).unwrap();
         assert_eq!(take(&sent), vec![(None, ack(8, true)), (Some(1), ack(9, true))]);
+    }
+
+    #[test]
+    fn a_carrier_may_hold_an_ack_back_for_half_the_prefetch_window() {
+        let holds = Holds::default();
+        let client = GatewayClient::new(Box::new(Recorder(Sent::default(), holds.clone())));
+        let ch = channel(&client, 1);
+        let qos = |count: u16| {
+            let qos = BasicQos { prefetch_count: count, ..Default::default() };
+            answered(&client, ch.basic_qos(qos), |id| ServerFrame::Ok { id, result: Value::Null }).unwrap();
+        };
+        let mut tag = 0;
+        let mut ack_one = || {
+            tag += 1;
+            deliver(&client, 1, "c", tag);
+            ch.basic_ack(tag, false).unwrap();
+        };
+        // No window: the broker does not wait for acks.
+        ack_one();
+        qos(100);
+        ack_one();
+        // A window of one: the broker waits for each ack, which may not wait.
+        qos(1);
+        ack_one();
+        qos(3);
+        ack_one();
+        // basic.recover forgets the deliveries, not the window.
+        answered(&client, ch.basic_recover(true), |id| ServerFrame::Ok { id, result: Value::Null }).unwrap();
+        ack_one();
+        assert_eq!(*holds.lock().unwrap(), [u32::MAX, 50, 0, 1, 1]);
     }
 
     #[test]

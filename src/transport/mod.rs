@@ -11,6 +11,8 @@
 
 pub mod gateway;
 pub mod memory;
+#[cfg(any(test, all(target_arch = "wasm32", feature = "websocket")))]
+pub mod outbox;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 pub mod websocket;
 

@@ -13,6 +13,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::gateway::{endpoint, hello_params, Carrier, GatewayClient, GatewayConnection};
+use super::outbox::{Outbox, ACK_HOLD_MS};
 use crate::amqp::client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
 use crate::error::{Error, Result};
@@ -25,55 +26,106 @@ pub struct WebSocketTransport;
 
 type Handlers = (Closure<dyn FnMut(MessageEvent)>, Closure<dyn FnMut(CloseEvent)>, Closure<dyn FnMut(web_sys::Event)>);
 
-/// Frames held back to go out together: each WebSocket `send` costs a system call in Node
-/// and a message event in the gateway, so publishes and acks issued in one go share one
-/// message (a batch). Held frames go out when a batch is full, when the client is about to
-/// wait for the server (`flush`), and otherwise as soon as the JavaScript event loop turns
-/// (see [`soon`]).
-struct Outbox {
+/// A carrier's held frames ([`Outbox`]) and its socket. Held frames go out when a batch is
+/// full, when the client is about to wait for the server (`flush`), and otherwise as soon as
+/// the JavaScript event loop turns (see [`scheduler`]); an ack held alone goes out when its timer
+/// fires ([`ACK_HOLD_MS`]).
+struct Held {
     ws: WebSocket,
-    frames: Vec<Bytes>,
-    bytes: usize,
-    /// The largest batch the server reads; 0: send each frame at once.
-    limit: usize,
-    /// A flush is scheduled.
+    out: Outbox,
+    /// A flush is scheduled for the next turn of the event loop.
     scheduled: bool,
-    /// The messages are a byte stream (AMQP): held frames are concatenated, not batched.
-    raw_stream: bool,
-    /// The last frame held is an AMQP ack that a later one on this channel covers
-    /// ([`Carrier::send_ack`]).
-    ack_channel: Option<u16>,
+    /// The timer of a held ack is running.
+    timer: bool,
 }
 
-impl Outbox {
-    fn flush(&mut self) -> Result<()> {
-        if self.frames.is_empty() {
+fn ws_send(ws: &WebSocket, message: &[u8]) -> Result<()> {
+    ws.send_with_u8_array(message).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
+}
+
+impl Held {
+    /// Send what a flush sends, or start the timer of an ack held alone.
+    fn flush(&mut self, this: &Rc<RefCell<Held>>) -> Result<()> {
+        if let Some(message) = self.out.take() {
+            return ws_send(&self.ws, &message);
+        }
+        if !self.out.holding() || self.timer {
             return Ok(());
         }
-        let message = if self.raw_stream { self.frames.concat().into() } else { crate::gateway::encode_batch(&self.frames) };
-        self.frames.clear();
-        self.ack_channel = None;
-        self.bytes = 0;
-        self.ws.send_with_u8_array(&message).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")))
+        match ACK_TIMER.with(|f| f.as_ref().map(|f| f.call0(&JsValue::NULL))) {
+            Some(Ok(_)) => {
+                self.timer = true;
+                HELD_ACKS.with(|d| d.borrow_mut().push(Rc::downgrade(this)));
+                Ok(())
+            }
+            // No timer to send it later: now.
+            _ => self.flush_all(),
+        }
+    }
+
+    /// Send everything held.
+    fn flush_all(&mut self) -> Result<()> {
+        match self.out.take_all() {
+            Some(message) => ws_send(&self.ws, &message),
+            None => Ok(()),
+        }
     }
 }
 
 thread_local! {
-    /// Outboxes waiting for the scheduled flush.
-    static DUE: RefCell<Vec<std::rc::Weak<RefCell<Outbox>>>> = const { RefCell::new(Vec::new()) };
+    /// Carriers waiting for the scheduled flush.
+    static DUE: RefCell<Vec<std::rc::Weak<RefCell<Held>>>> = const { RefCell::new(Vec::new()) };
     /// Schedules `flush_due` for the next turn of the event loop (made once).
     static SCHEDULER: js_sys::Function = scheduler();
+    /// Carriers holding an ack alone, waiting for `flush_held_acks`.
+    static HELD_ACKS: RefCell<Vec<std::rc::Weak<RefCell<Held>>>> = const { RefCell::new(Vec::new()) };
+    /// Runs `flush_held_acks` in `ACK_HOLD_MS` (made once; none without `setTimeout`).
+    static ACK_TIMER: Option<js_sys::Function> = ack_timer();
 }
 
 fn flush_due() {
-    for out in DUE.with(|d| std::mem::take(&mut *d.borrow_mut())) {
-        if let Some(out) = out.upgrade() {
-            let mut o = out.borrow_mut();
-            o.scheduled = false;
+    for held in DUE.with(|d| std::mem::take(&mut *d.borrow_mut())) {
+        if let Some(held) = held.upgrade() {
+            let mut h = held.borrow_mut();
+            h.scheduled = false;
             // A failed send means the socket is closing: its close event reports it.
-            let _ = o.flush();
+            let _ = h.flush(&held);
         }
     }
+}
+
+fn flush_held_acks() {
+    for held in HELD_ACKS.with(|d| std::mem::take(&mut *d.borrow_mut())) {
+        if let Some(held) = held.upgrade() {
+            let mut h = held.borrow_mut();
+            h.timer = false;
+            let _ = h.flush_all();
+        }
+    }
+}
+
+fn global_get(o: &JsValue, k: &str) -> JsValue {
+    js_sys::Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED)
+}
+
+/// `f.bind(this, ...args)`, through Reflect (no `new Function`: pages with a strict CSP and
+/// edge runtimes forbid it).
+fn bind(f: &JsValue, this: &JsValue, args: &[&JsValue]) -> Option<js_sys::Function> {
+    let bind: js_sys::Function = global_get(f, "bind").dyn_into().ok()?;
+    let list = js_sys::Array::new();
+    list.push(this);
+    for a in args {
+        list.push(a);
+    }
+    js_sys::Reflect::apply(&bind, f, &list).ok()?.dyn_into().ok()
+}
+
+/// A function that starts a `setTimeout` of [`ACK_HOLD_MS`] running `flush_held_acks`; none
+/// where there is no `setTimeout` (then acks are not held). Lives as long as the wasm instance.
+fn ack_timer() -> Option<js_sys::Function> {
+    let callback: js_sys::Function = Closure::<dyn FnMut()>::new(flush_held_acks).into_js_value().unchecked_into();
+    let global = js_sys::global();
+    bind(&global_get(&global, "setTimeout"), &global, &[&callback, &JsValue::from(ACK_HOLD_MS)])
 }
 
 /// A function that runs `flush_due` on the next turn of the event loop, and soon:
@@ -83,18 +135,7 @@ fn scheduler() -> js_sys::Function {
     use js_sys::{Function, Reflect};
     let callback: Function = Closure::<dyn FnMut()>::new(flush_due).into_js_value().unchecked_into();
     let global = js_sys::global();
-    let get = |o: &JsValue, k: &str| Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED);
-    // `f.bind(this, ...args)`, through Reflect (no `new Function`: pages with a strict CSP
-    // and edge runtimes forbid it).
-    let bind = |f: &JsValue, this: &JsValue, args: &[&JsValue]| -> Option<Function> {
-        let bind: Function = get(f, "bind").dyn_into().ok()?;
-        let list = js_sys::Array::new();
-        list.push(this);
-        for a in args {
-            list.push(a);
-        }
-        Reflect::apply(&bind, f, &list).ok()?.dyn_into().ok()
-    };
+    let get = global_get;
     let set_immediate = get(&global, "setImmediate");
     if set_immediate.is_function() {
         if let Some(f) = bind(&set_immediate, &global, &[&callback]) {
@@ -126,7 +167,7 @@ type Timer = Rc<RefCell<Option<gloo_timers::callback::Interval>>>;
 
 struct WsCarrier {
     ws: WebSocket,
-    out: Rc<RefCell<Outbox>>,
+    held: Rc<RefCell<Held>>,
     handlers: RefCell<Option<Handlers>>,
     timer: Timer,
 }
@@ -135,60 +176,46 @@ impl WsCarrier {
     fn new(ws: WebSocket, handlers: Handlers, raw_stream: bool, timer: Timer) -> WsCarrier {
         // A byte stream can always be coalesced; gateway frames once the server allows it.
         let limit = if raw_stream { 64 * 1024 } else { 0 };
-        let out = Rc::new(RefCell::new(Outbox { ws: ws.clone(), frames: Vec::new(), bytes: 0, limit, scheduled: false, raw_stream, ack_channel: None }));
-        WsCarrier { ws, out, handlers: RefCell::new(Some(handlers)), timer }
+        let held = Rc::new(RefCell::new(Held { ws: ws.clone(), out: Outbox::new(limit, raw_stream), scheduled: false, timer: false }));
+        WsCarrier { ws, held, handlers: RefCell::new(Some(handlers)), timer }
+    }
+
+    /// After queueing: a flush on the next turn of the event loop for what is held, unless
+    /// one is scheduled or all that is held is an ack that may wait (its timer is started).
+    fn queued(&self, h: &mut Held) -> Result<()> {
+        if h.out.holding() {
+            return h.flush(&self.held);
+        }
+        if !h.out.is_empty() && !h.scheduled {
+            h.scheduled = true;
+            DUE.with(|d| d.borrow_mut().push(Rc::downgrade(&self.held)));
+            SCHEDULER.with(|f| f.call0(&JsValue::NULL)).map_err(|e| Error::RecoverableConnection(format!("cannot schedule a WebSocket flush: {e:?}")))?;
+        }
+        Ok(())
     }
 }
 
 impl Carrier for WsCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
-        let mut o = self.out.borrow_mut();
-        o.ack_channel = None;
-        if o.limit == 0 {
-            return self.ws.send_with_u8_array(&frame).map_err(|e| Error::RecoverableConnection(format!("WebSocket send failed: {e:?}")));
-        }
-        if !o.frames.is_empty() && o.bytes + 4 + frame.len() > o.limit {
-            o.flush()?;
-        }
-        o.bytes += 4 + frame.len();
-        o.frames.push(frame);
-        if o.bytes >= o.limit {
-            o.flush()
-        } else {
-            if !o.scheduled {
-                o.scheduled = true;
-                DUE.with(|d| d.borrow_mut().push(Rc::downgrade(&self.out)));
-                SCHEDULER.with(|f| f.call0(&JsValue::NULL)).map_err(|e| Error::RecoverableConnection(format!("cannot schedule a WebSocket flush: {e:?}")))?;
-            }
-            Ok(())
-        }
+        let mut h = self.held.borrow_mut();
+        let ws = h.ws.clone();
+        h.out.push(frame, |m| ws_send(&ws, &m))?;
+        self.queued(&mut h)
     }
-    fn send_ack(&self, channel: u16, frame: Bytes) -> Result<()> {
-        {
-            let mut o = self.out.borrow_mut();
-            if o.ack_channel == Some(channel) {
-                if let Some(last) = o.frames.pop() {
-                    o.bytes = o.bytes + frame.len() - last.len();
-                    o.frames.push(frame);
-                    return Ok(());
-                }
-            }
-        }
-        self.send(frame)?;
-        let mut o = self.out.borrow_mut();
-        if !o.frames.is_empty() {
-            o.ack_channel = Some(channel);
-        }
-        Ok(())
+    fn send_ack(&self, channel: u16, frame: Bytes, hold: u32) -> Result<()> {
+        let mut h = self.held.borrow_mut();
+        let ws = h.ws.clone();
+        h.out.push_ack(channel, frame, hold, |m| ws_send(&ws, &m))?;
+        self.queued(&mut h)
     }
     fn flush(&self) {
-        let _ = self.out.borrow_mut().flush();
+        let _ = self.held.borrow_mut().flush(&self.held);
     }
     fn allow_batches(&self, max_bytes: usize) {
-        self.out.borrow_mut().limit = max_bytes;
+        self.held.borrow_mut().out.limit = max_bytes;
     }
     fn close(&self) {
-        let _ = self.out.borrow_mut().flush();
+        let _ = self.held.borrow_mut().flush_all();
         let _ = self.ws.close();
         // Drop the callbacks (they hold the client): nothing arrives after a close we asked for.
         self.ws.set_onmessage(None);
