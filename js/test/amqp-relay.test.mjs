@@ -249,6 +249,63 @@ test("amqp+ws:// acks merged into one settle exactly what was acked", { timeout:
   }
 });
 
+// An ack the carrier holds back alone, for more acks to merge into it, must reach RabbitMQ by
+// itself: a Node process acks one of two deliveries, waits, and exits without closing its
+// connection. Only the unacked one may come back (the held ack, had it never been sent, would
+// have died with the process and both would come back).
+test("amqp+ws:// an ack held back alone reaches RabbitMQ by itself", { timeout: 60000 }, async (t) => {
+  if (skip) return t.skip("no RabbitMQ");
+  const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
+  const name = `kw-relay.lone.${process.pid}.${Date.now()}`;
+  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-lone-"));
+  const prelude = `
+    import { Connection, Exchange, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
+    const x = new Exchange(${JSON.stringify(name)}, { type: "direct", durable: false });
+    const q = new Queue(${JSON.stringify(name)}, { exchange: x, routingKey: "k", durable: false });
+    const text = (m) => new TextDecoder().decode(m.body);
+    const conn = new Connection(${JSON.stringify(url)});
+  `;
+  const run = (file, body) => {
+    writeFileSync(join(dir, file), prelude + body);
+    const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, file)], { encoding: "utf8", timeout: 30000 });
+    return JSON.parse(out.trim().split("\n").pop());
+  };
+  try {
+    const got = run("ack.mjs", `
+      await conn.declare(q);
+      const producer = conn.Producer();
+      for (const body of ["acked", "kept"]) await producer.publish(body, { exchange: x, routingKey: "k" });
+      const got = [];
+      for await (const m of conn.Consumer([q], { prefetchCount: 10 })) {
+        got.push(text(m));
+        if (text(m) === "acked") m.ack();
+        if (got.length === 2) break;
+      }
+      await new Promise((r) => setTimeout(r, 300));
+      console.log(JSON.stringify(got));
+      process.exit(0);
+    `);
+    assert.deepEqual(got, ["acked", "kept"]);
+    const back = run("back.mjs", `
+      const c = conn.Consumer([q], { prefetchCount: 10 });
+      const back = [text(await c.next({ timeout: 5000 }))];
+      try {
+        back.push(text(await c.next({ timeout: 500 })));
+      } catch (e) {
+        if (e.name !== "TimeoutError") throw e;
+      }
+      await c.cancel();
+      await conn.delete(q);
+      await conn.delete(x);
+      await conn.release();
+      console.log(JSON.stringify(back));
+    `);
+    assert.deepEqual(back, ["kept"], "only the unacknowledged delivery came back");
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 // Merged acks over gateway+ws:// with RabbitMQ behind the gateway: there a consumer without acks
 // is consumed upstream with acks the gateway sends itself, which a merged ack must never cover
 // (RabbitMQ would close the channel on the second ack of a tag).
