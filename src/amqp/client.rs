@@ -566,9 +566,9 @@ impl AmqpChannel {
     /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
     fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
         let mut chans = lock(&self.inner.channels);
-        let (oldest, hold) = chans.get_mut(&self.id).map_or((false, 0), |st| (st.unsettled.settle(tag, multiple), st.unsettled.ack_hold()));
+        let merge = chans.get_mut(&self.id).and_then(|st| st.unsettled.settle(tag, multiple));
         let mut out = BytesMut::new();
-        if oldest && matches!(m, Method::BasicAck { .. }) {
+        if let (Some(hold), Method::BasicAck { .. }) = (merge, &m) {
             codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
             self.inner.out.send_ack(self.id, out.freeze(), hold).map_err(|_| closed())
         } else {

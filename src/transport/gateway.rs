@@ -37,8 +37,8 @@ pub trait Carrier: MaybeSend + MaybeSync {
     /// the same channel, so a carrier holding frames back may replace such an ack when it is
     /// the last frame held (messages acknowledged in order go out as one ack). While fewer
     /// than `hold` acks are merged into it, the carrier may also keep such an ack back for a
-    /// moment when it is all there is to send ([`Unsettled::ack_hold`]: half the channel's
-    /// prefetch window; 0 for a window of one). The default sends it like any frame.
+    /// moment when it is all there is to send ([`Unsettled::settle`] gives it: half the
+    /// channel's prefetch window; 0 for a window of one). The default sends it like any frame.
     fn send_ack(&self, _channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
         self.send(frame)
     }
@@ -80,23 +80,24 @@ impl Unsettled {
         }
     }
 
-    /// We settle `tag` (with `multiple`, every tag up to it). True when `tag` alone was the
-    /// oldest unsettled delivery: then an ack of it may be sent with `multiple`.
-    pub(crate) fn settle(&mut self, tag: u64, multiple: bool) -> bool {
+    /// We settle `tag` (with `multiple`, every tag up to it). When `tag` alone was the oldest
+    /// unsettled delivery, an ack of it may be sent with `multiple`, for the carrier to merge
+    /// and hold ([`Carrier::send_ack`]): then the hold ([`Unsettled::ack_hold`]).
+    pub(crate) fn settle(&mut self, tag: u64, multiple: bool) -> Option<u32> {
         if multiple {
             while self.tags.front().is_some_and(|&t| t <= tag) {
                 self.tags.pop_front();
             }
-            return false;
+            return None;
         }
         if self.tags.front() == Some(&tag) {
             self.tags.pop_front();
-            return true;
+            return Some(self.ack_hold());
         }
         if let Some(i) = self.tags.iter().position(|&t| t == tag) {
             self.tags.remove(i);
         }
-        false
+        None
     }
 
     /// The channel's prefetch window is now `count` deliveries (0: unlimited).
@@ -107,7 +108,7 @@ impl Unsettled {
     /// How many acks a carrier may merge into one it holds back ([`Carrier::send_ack`]):
     /// half the prefetch window, so that the broker keeps the other half to deliver (0 for a
     /// window of one delivery, where it waits for each ack); without a window, any number.
-    pub(crate) fn ack_hold(&self) -> u32 {
+    fn ack_hold(&self) -> u32 {
         match self.prefetch {
             0 => u32::MAX,
             n => u32::from(n / 2),
@@ -282,9 +283,9 @@ impl GatewayClient {
     /// lock, so that such acks follow the order of the channel's settlements.
     fn settle(&self, channel: u32, tag: u64, multiple: bool, request: Request) -> Result<()> {
         let mut unsettled = self.unsettled();
-        let (oldest, hold) = unsettled.get_mut(&channel).map_or((false, 0), |u| (u.settle(tag, multiple), u.ack_hold()));
-        match (oldest, &request, u16::try_from(channel)) {
-            (true, Request::BasicAck { .. }, Ok(ch)) => {
+        let merge = unsettled.get_mut(&channel).and_then(|u| u.settle(tag, multiple));
+        match (merge, &request, u16::try_from(channel)) {
+            (Some(hold), Request::BasicAck { .. }, Ok(ch)) => {
                 let id = self.next_id.fetch_add(1, Ordering::SeqCst);
                 self.send(id, Request::BasicAck { channel, delivery_tag: tag, multiple: true }, b"", Some((ch, hold)))
             }
