@@ -104,14 +104,15 @@ fn flush_held_acks() {
     }
 }
 
-fn global_get(o: &JsValue, k: &str) -> JsValue {
+/// `o[k]` (undefined when it cannot be read).
+fn property(o: &JsValue, k: &str) -> JsValue {
     js_sys::Reflect::get(o, &JsValue::from_str(k)).unwrap_or(JsValue::UNDEFINED)
 }
 
 /// `f.bind(this, ...args)`, through Reflect (no `new Function`: pages with a strict CSP and
 /// edge runtimes forbid it).
 fn bind(f: &JsValue, this: &JsValue, args: &[&JsValue]) -> Option<js_sys::Function> {
-    let bind: js_sys::Function = global_get(f, "bind").dyn_into().ok()?;
+    let bind: js_sys::Function = property(f, "bind").dyn_into().ok()?;
     let list = js_sys::Array::new();
     list.push(this);
     for a in args {
@@ -125,7 +126,7 @@ fn bind(f: &JsValue, this: &JsValue, args: &[&JsValue]) -> Option<js_sys::Functi
 fn ack_timer() -> Option<js_sys::Function> {
     let callback: js_sys::Function = Closure::<dyn FnMut()>::new(flush_held_acks).into_js_value().unchecked_into();
     let global = js_sys::global();
-    bind(&global_get(&global, "setTimeout"), &global, &[&callback, &JsValue::from(ACK_HOLD_MS)])
+    bind(&property(&global, "setTimeout"), &global, &[&callback, &JsValue::from(ACK_HOLD_MS)])
 }
 
 /// A function that runs `flush_due` on the next turn of the event loop, and soon:
@@ -135,30 +136,29 @@ fn scheduler() -> js_sys::Function {
     use js_sys::{Function, Reflect};
     let callback: Function = Closure::<dyn FnMut()>::new(flush_due).into_js_value().unchecked_into();
     let global = js_sys::global();
-    let get = global_get;
-    let set_immediate = get(&global, "setImmediate");
+    let set_immediate = property(&global, "setImmediate");
     if set_immediate.is_function() {
         if let Some(f) = bind(&set_immediate, &global, &[&callback]) {
             return f;
         }
     }
-    let channel = get(&global, "MessageChannel");
+    let channel = property(&global, "MessageChannel");
     if channel.is_function() {
         if let Ok(mc) = Reflect::construct(channel.unchecked_ref::<Function>(), &js_sys::Array::new()) {
-            let (port1, port2) = (get(&mc, "port1"), get(&mc, "port2"));
+            let (port1, port2) = (property(&mc, "port1"), property(&mc, "port2"));
             if Reflect::set(&port1, &JsValue::from_str("onmessage"), &callback).is_ok() {
                 // Where ports keep the process alive (Deno, Node without setImmediate), don't.
-                if let Ok(unref) = get(&port1, "unref").dyn_into::<Function>() {
+                if let Ok(unref) = property(&port1, "unref").dyn_into::<Function>() {
                     let _ = unref.call0(&port1);
                 }
-                if let Some(f) = bind(&get(&port2, "postMessage"), &port2, &[&JsValue::NULL]) {
+                if let Some(f) = bind(&property(&port2, "postMessage"), &port2, &[&JsValue::NULL]) {
                     return f;
                 }
             }
         }
     }
     // Else setTimeout(0); with no timer at all, the callback itself (flush at once).
-    bind(&get(&global, "setTimeout"), &global, &[&callback, &JsValue::from_f64(0.0)]).unwrap_or(callback)
+    bind(&property(&global, "setTimeout"), &global, &[&callback, &JsValue::from_f64(0.0)]).unwrap_or(callback)
 }
 
 /// A repeating timer (`setInterval`) that lives as long as the socket: dropped when the
@@ -198,14 +198,12 @@ impl WsCarrier {
 impl Carrier for WsCarrier {
     fn send(&self, frame: Bytes) -> Result<()> {
         let mut h = self.held.borrow_mut();
-        let ws = h.ws.clone();
-        h.out.push(frame, |m| ws_send(&ws, &m))?;
+        h.out.push(frame, |m| ws_send(&self.ws, &m))?;
         self.queued(&mut h)
     }
     fn send_ack(&self, channel: u16, frame: Bytes, hold: u32) -> Result<()> {
         let mut h = self.held.borrow_mut();
-        let ws = h.ws.clone();
-        h.out.push_ack(channel, frame, hold, |m| ws_send(&ws, &m))?;
+        h.out.push_ack(channel, frame, hold, |m| ws_send(&self.ws, &m))?;
         self.queued(&mut h)
     }
     fn flush(&self) {
@@ -265,7 +263,7 @@ struct Socket {
 /// the returned slot. `raw_stream`: the messages are a byte stream (AMQP), batched by
 /// concatenation; otherwise gateway frames, batched once the server allows it.
 async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
-    if js_sys::Reflect::get(&js_sys::global(), &"WebSocket".into()).map_or(true, |w| w.is_undefined()) {
+    if property(&js_sys::global(), "WebSocket").is_undefined() {
         return Err(Error::Operational(format!(
             "cannot open a WebSocket to {url}: this JavaScript runtime has no WebSocket (Node 20 needs `node --experimental-websocket`; Node 22+ and browsers have it)"
         )));
