@@ -5,13 +5,13 @@
 // and refused where the identity's permissions say no.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startGateway, rabbitUp, checkAckMerging } from "./gateway-process.mjs";
+import { startGateway, rabbitUp, checkAckMerging, runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -134,15 +134,8 @@ test("the quick start runs over amqp+ws:// through the relay, in Chromium and in
   if (skip) return t.skip("no RabbitMQ");
   const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
   // Node
-  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-ws-"));
-  try {
-    const script = quickStart(url).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`);
-    writeFileSync(join(dir, "qs.mjs"), script);
-    const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });
-    assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const out = runNode(quickStart(url).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`));
+  assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
   // Chromium
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
   try {
@@ -189,9 +182,7 @@ test("the quick start runs over amqp+ws:// through the relay, in Chromium and in
 test("amqp+ws:// acks merged into one settle exactly what was acked", { timeout: 60000 }, async (t) => {
   if (skip) return t.skip("no RabbitMQ");
   const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
-  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-acks-"));
-  try {
-    const script = `
+  const script = `
       import { Connection, Exchange, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
       const name = "kw-relay.acks." + Math.random().toString(36).slice(2);
       const x = new Exchange(name, { type: "direct", durable: false, autoDelete: true });
@@ -241,12 +232,7 @@ test("amqp+ws:// acks merged into one settle exactly what was acked", { timeout:
       await again.release();
       console.log(JSON.stringify({ back, extra }));
     `;
-    writeFileSync(join(dir, "acks.mjs"), script);
-    const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "acks.mjs")], { encoding: "utf8", timeout: 30000 });
-    assert.deepEqual(JSON.parse(out.trim().split("\n").pop()), { back: ["9", "19", "29"], extra: null });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  assert.deepEqual(lastJson(runNode(script)), { back: ["9", "19", "29"], extra: null });
 });
 
 // An ack the carrier holds back alone, for more acks to merge into it, must reach RabbitMQ by
@@ -257,7 +243,6 @@ test("amqp+ws:// an ack held back alone reaches RabbitMQ by itself", { timeout: 
   if (skip) return t.skip("no RabbitMQ");
   const url = `amqp+ws://anyone:${APP_TOKEN}@${addr}//`;
   const name = `kw-relay.lone.${process.pid}.${Date.now()}`;
-  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-lone-"));
   const prelude = `
     import { Connection, Exchange, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
     const x = new Exchange(${JSON.stringify(name)}, { type: "direct", durable: false });
@@ -265,45 +250,37 @@ test("amqp+ws:// an ack held back alone reaches RabbitMQ by itself", { timeout: 
     const text = (m) => new TextDecoder().decode(m.body);
     const conn = new Connection(${JSON.stringify(url)});
   `;
-  const run = (file, body) => {
-    writeFileSync(join(dir, file), prelude + body);
-    const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, file)], { encoding: "utf8", timeout: 30000 });
-    return JSON.parse(out.trim().split("\n").pop());
-  };
-  try {
-    const got = run("ack.mjs", `
-      await conn.declare(q);
-      const producer = conn.Producer();
-      for (const body of ["acked", "kept"]) await producer.publish(body, { exchange: x, routingKey: "k" });
-      const got = [];
-      for await (const m of conn.Consumer([q], { prefetchCount: 10 })) {
-        got.push(text(m));
-        if (text(m) === "acked") m.ack();
-        if (got.length === 2) break;
-      }
-      await new Promise((r) => setTimeout(r, 300));
-      console.log(JSON.stringify(got));
-      process.exit(0);
-    `);
-    assert.deepEqual(got, ["acked", "kept"]);
-    const back = run("back.mjs", `
-      const c = conn.Consumer([q], { prefetchCount: 10 });
-      const back = [text(await c.next({ timeout: 5000 }))];
-      try {
-        back.push(text(await c.next({ timeout: 500 })));
-      } catch (e) {
-        if (e.name !== "TimeoutError") throw e;
-      }
-      await c.cancel();
-      await conn.delete(q);
-      await conn.delete(x);
-      await conn.release();
-      console.log(JSON.stringify(back));
-    `);
-    assert.deepEqual(back, ["kept"], "only the unacknowledged delivery came back");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const run = (body) => lastJson(runNode(prelude + body));
+  const got = run(`
+    await conn.declare(q);
+    const producer = conn.Producer();
+    for (const body of ["acked", "kept"]) await producer.publish(body, { exchange: x, routingKey: "k" });
+    const got = [];
+    for await (const m of conn.Consumer([q], { prefetchCount: 10 })) {
+      got.push(text(m));
+      if (text(m) === "acked") m.ack();
+      if (got.length === 2) break;
+    }
+    await new Promise((r) => setTimeout(r, 300));
+    console.log(JSON.stringify(got));
+    process.exit(0);
+  `);
+  assert.deepEqual(got, ["acked", "kept"]);
+  const back = run(`
+    const c = conn.Consumer([q], { prefetchCount: 10 });
+    const back = [text(await c.next({ timeout: 5000 }))];
+    try {
+      back.push(text(await c.next({ timeout: 500 })));
+    } catch (e) {
+      if (e.name !== "TimeoutError") throw e;
+    }
+    await c.cancel();
+    await conn.delete(q);
+    await conn.delete(x);
+    await conn.release();
+    console.log(JSON.stringify(back));
+  `);
+  assert.deepEqual(back, ["kept"], "only the unacknowledged delivery came back");
 });
 
 // Merged acks over gateway+ws:// with RabbitMQ behind the gateway: there a consumer without acks

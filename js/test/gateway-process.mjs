@@ -28,6 +28,23 @@ export async function startGateway(args) {
   return { child, addr };
 }
 
+/**
+ * Run `source` as an ES module in a Node process of its own (WebSocket enabled; files are
+ * resolved from a temporary directory, removed afterwards) and return what it printed.
+ */
+export function runNode(source, { timeout = 30000 } = {}) {
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-node-"));
+  try {
+    writeFileSync(join(dir, "script.mjs"), source);
+    return execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "script.mjs")], { encoding: "utf8", timeout });
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+/** The last line a script printed, as JSON. */
+export const lastJson = (out) => JSON.parse(out.trim().split("\n").pop());
+
 /** Whether RabbitMQ listens on 127.0.0.1:5672. */
 export const rabbitUp = () =>
   new Promise((resolve) => {
@@ -46,7 +63,6 @@ export const rabbitUp = () =>
  * channel error). Entities are named after `prefix` and deleted at the end.
  */
 export function checkAckMerging(url, metrics, prefix) {
-  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-gw-acks-"));
   const script = `
     import { Connection, Exchange, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
     const u = ${JSON.stringify(url)};
@@ -130,17 +146,11 @@ export function checkAckMerging(url, metrics, prefix) {
     await again.release();
     console.log(JSON.stringify({ loneAcks, ackRequests, requeued, settled: settled.size, auto: autoSeen.size, left }));
   `;
-  try {
-    writeFileSync(join(dir, "acks.mjs"), script);
-    const out = execFileSync(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "acks.mjs")], { encoding: "utf8", timeout: 60000 });
-    const r = JSON.parse(out.trim().split("\n").pop());
-    assert.equal(r.loneAcks, 1, "an ack held back alone went out by itself (the carrier's timer), before anything else was sent");
-    assert.ok(r.ackRequests > 0 && r.ackRequests < 200, `200 in-order acks reached the gateway as ${r.ackRequests} ack requests (merged: fewer than 200)`);
-    // (Deliveries the first consumer had taken but not handed out come back redelivered, and
-    // are then not requeued again: how many are requeued depends on timing.)
-    assert.ok(r.requeued > 0, "some deliveries were requeued");
-    assert.deepEqual({ settled: r.settled, auto: r.auto, left: r.left }, { settled: 100, auto: 100, left: { tracked: 0, auto: 0, lone: 0 } });
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const r = lastJson(runNode(script, { timeout: 60000 }));
+  assert.equal(r.loneAcks, 1, "an ack held back alone went out by itself (the carrier's timer), before anything else was sent");
+  assert.ok(r.ackRequests > 0 && r.ackRequests < 200, `200 in-order acks reached the gateway as ${r.ackRequests} ack requests (merged: fewer than 200)`);
+  // (Deliveries the first consumer had taken but not handed out come back redelivered, and
+  // are then not requeued again: how many are requeued depends on timing.)
+  assert.ok(r.requeued > 0, "some deliveries were requeued");
+  assert.deepEqual({ settled: r.settled, auto: r.auto, left: r.left }, { settled: 100, auto: 100, left: { tracked: 0, auto: 0, lone: 0 } });
 }

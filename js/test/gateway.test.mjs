@@ -4,12 +4,11 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
-import { existsSync, readFileSync, writeFileSync, mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { existsSync, readFileSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startGateway, checkAckMerging } from "./gateway-process.mjs";
+import { startGateway, checkAckMerging, runNode } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -38,16 +37,9 @@ test("the README quick start runs in Node against the gateway by changing only t
   const readme = readFileSync(join(repo, "js", "README.md"), "utf8");
   const code = readme.slice(readme.indexOf("## Quick start")).match(/```js\n([\s\S]*?)```/)[1];
   assert.match(code, /new Connection\("memory:\/\/"\)/);
-  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-gw-"));
-  try {
-    const script = code.replace('"memory://"', JSON.stringify(url("node"))).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`);
-    writeFileSync(join(dir, "qs.mjs"), script);
-    // Node 20 has WebSocket behind a flag (Node 22+: always).
-    const out = execFileSync(process.execPath, ["--experimental-websocket", join(dir, "qs.mjs")], { encoding: "utf8", timeout: 30000 });
-    assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  // (runNode enables WebSocket: Node 20 has it behind a flag, Node 22+ always.)
+  const out = runNode(code.replace('"memory://"', JSON.stringify(url("node"))).replace('from "kombu-wasm"', `from ${JSON.stringify(join(repo, "js", "ws.js"))}`));
+  assert.match(out, /name: '\/tmp\/lolcat1\.avi'/);
 });
 
 // Acks over gateway+ws:// on the embedded broker (see checkAckMerging; amqp-relay.test.mjs
