@@ -3,12 +3,13 @@
 
 use std::hash::{Hash, Hasher};
 
-use crate::connection::{Channel, Connection};
+use crate::channel::Channel;
+use crate::connection::Connection;
 use crate::entity::{Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
 use crate::rt::Duration;
-use crate::spec::ExchangeType;
+use crate::proto::methods::ExchangeType;
 use crate::value::Headers;
 
 /// Something `maybe_declare` can declare.

@@ -3,19 +3,21 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
 use indexmap::IndexMap;
 
-use crate::connection::{Channel, Connection, DeliveryCallback};
+use crate::channel::{Channel, DeliveryCallback};
+use crate::connection::Connection;
 use crate::entity::Queue;
+use crate::rt::lock;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::payload::Payload;
 use crate::rt::{Duration, Instant};
 use crate::serialization::Accept;
-use crate::spec::BasicConsume;
+use crate::proto::methods::BasicConsume;
 
 /// Called with each decoded message: `(body, message)`.
 #[cfg(not(target_arch = "wasm32"))]
@@ -36,9 +38,6 @@ pub type OnDecodeError = Arc<dyn Fn(&Message, &Error) + Send + Sync>;
 #[cfg(target_arch = "wasm32")]
 pub type OnDecodeError = Arc<dyn Fn(&Message, &Error)>;
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 #[derive(Default)]
 struct Buffer {
@@ -216,7 +215,7 @@ impl Consumer {
             None => m.reject(true),
         });
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
-        let on_cancel: crate::connection::CancelCallback = Arc::new(move |tag: &str| {
+        let on_cancel: crate::channel::CancelCallback = Arc::new(move |tag: &str| {
             if let Some(inner) = weak.upgrade() {
                 lock(&inner.active).retain(|_, t| t != tag);
             }

@@ -19,13 +19,13 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::connection::Channel;
+use crate::channel::Channel;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::properties::DeliveryMode;
 use crate::serialization::Accept;
 use crate::transport::RawChannel;
-use crate::spec::{
+use crate::proto::methods::{
     BasicConsume, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeType, QueueBind,
     QueueDeclare, QueueDeclareOk, QueueDelete,
 };
@@ -308,11 +308,11 @@ impl Exchange {
             properties.delivery_mode =
                 Some(self.delivery_mode.unwrap_or(DeliveryMode::Persistent).as_u8());
         }
-        let content = std::sync::Arc::new(crate::spec::Content { properties, body: body.into() });
+        let content = std::sync::Arc::new(crate::proto::methods::Content { properties, body: body.into() });
         ch.raw()
             .await?
             .basic_publish(
-                &crate::spec::BasicPublish {
+                &crate::proto::methods::BasicPublish {
                     exchange: self.name.clone(),
                     routing_key: routing_key.into(),
                     mandatory,
@@ -790,7 +790,7 @@ impl Queue {
         &self,
         consumer_tag: &str,
         no_ack: Option<bool>,
-        callback: crate::connection::DeliveryCallback,
+        callback: crate::channel::DeliveryCallback,
     ) -> Result<String> {
         let ch = self.bound("consume")?;
         let m = BasicConsume {

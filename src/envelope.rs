@@ -21,7 +21,7 @@ use bytes::Bytes;
 use crate::error::{Error, Result};
 use crate::properties::Properties;
 use crate::serialization::json_dumps;
-use crate::spec::Content;
+use crate::proto::methods::Content;
 use crate::value::{Headers, Value};
 
 /// A message as a virtual transport stores it.

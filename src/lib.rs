@@ -6,21 +6,32 @@
 //! IO of its own below the transport layer and compiles to `wasm32-unknown-unknown`, where
 //! it powers the `kombu-wasm` npm package.
 //!
-//! Layers, bottom up (nothing reaches up):
-//! 1. entities — [`Exchange`], [`Queue`], [`Binding`]: plain declarations;
+//! Layers, bottom up (nothing reaches up), and where each lives:
+//! 1. entities — [`Exchange`], [`Queue`], [`Binding`] ([`entity`]): plain declarations, plus
+//!    the [`value`]s, [`properties`] and [`error`]s every layer shares;
 //! 2. [`routing`] — direct, fanout, topic and headers exchanges;
 //! 3. codecs — [`serialization`], [`compression`], and the virtual-transport [`envelope`];
-//! 4. [`broker`] — the sans-io in-memory broker and channel semantics;
-//! 5. [`transport`] — the transport trait and the `memory://` transport;
-//! 6. the Kombu API — [`Connection`], [`Producer`], [`Consumer`], [`SimpleQueue`], ...
+//! 4. channel semantics without IO — [`proto`] (the AMQP method vocabulary,
+//!    [`proto::methods`], and the AMQP 0-9-1 and gateway-protocol codecs) and [`broker`] (the
+//!    in-memory broker as a state machine);
+//! 5. [`transport`] — the transport contract ([`transport::RawConnection`],
+//!    [`transport::RawChannel`]), the registry by URL scheme, the `memory://` transport, the
+//!    client engines ([`transport::amqp_client`], [`transport::gateway_client`]) and the
+//!    carrier machinery they share with the sockets that drive them ([`transport::carrier`]);
+//! 6. the Kombu API, one module per Python `kombu` module — [`connection`], [`channel`],
+//!    [`producer`], [`consumer`], [`message`], [`simple`], [`pools`], [`common`], [`mixins`],
+//!    [`pidbox`], [`clocks`], [`matcher`], [`retry`], [`url`].
+//!
+//! `rt` is the little the API needs from a runtime (timers, `MaybeSend`); `wasm` is the
+//! wasm-bindgen facade of the npm package (wasm32 only).
 
 #![warn(missing_docs)]
 // On wasm32 callbacks are not Send (browser values are not), so the shared state is Arc but !Sync there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
-pub mod amqp;
 pub mod broker;
 pub mod clocks;
+pub mod channel;
 pub mod common;
 pub mod compression;
 pub mod connection;
@@ -28,23 +39,22 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
-pub mod gateway;
 pub mod matcher;
 pub mod message;
 pub mod mixins;
-pub mod namemap;
+mod namemap;
 pub mod payload;
 pub mod pidbox;
 pub mod pools;
 pub mod producer;
 pub mod properties;
+pub mod proto;
 pub mod retry;
 pub mod routing;
 pub mod rt;
 pub mod serialization;
 pub mod simple;
 mod sort;
-pub mod spec;
 pub mod transport;
 pub mod url;
 pub mod value;
@@ -54,7 +64,8 @@ pub mod wasm;
 pub mod wasm_codecs;
 
 pub use common::{broadcast, eventloop, maybe_declare, uuid, Entity};
-pub use connection::{Channel, Connection, ConnectionOptions};
+pub use channel::Channel;
+pub use connection::{Connection, ConnectionOptions};
 pub use consumer::Consumer;
 pub use entity::{binding, Binding, Exchange, Queue};
 pub use error::{Error, ReplyCode, Result};
@@ -64,7 +75,7 @@ pub use producer::{Producer, PublishOptions};
 pub use properties::{DeliveryMode, Properties, PERSISTENT_DELIVERY_MODE, TRANSIENT_DELIVERY_MODE};
 pub use retry::{FailoverStrategy, RetryPolicy};
 pub use simple::{SimpleOptions, SimpleQueue};
-pub use spec::ExchangeType;
+pub use proto::methods::ExchangeType;
 pub use value::{Headers, Value};
 
 /// The README's examples, compiled and run as doc tests.

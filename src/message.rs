@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::payload::Payload;
 use crate::properties::Properties;
 use crate::serialization::{self, Accept};
-use crate::spec::{Content, Delivery, Name};
+use crate::proto::methods::{Content, Delivery, Name};
 use crate::transport::RawChannel;
 use crate::value::Headers;
 

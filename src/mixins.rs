@@ -6,7 +6,8 @@
 //! `ensure_connection`), starts the consumers on the default channel, and drains events until
 //! `should_stop`, reconnecting and restarting the consumers after a connection error.
 
-use crate::connection::{Channel, Connection};
+use crate::channel::Channel;
+use crate::connection::Connection;
 use crate::consumer::Consumer;
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;

@@ -97,6 +97,7 @@ impl<K, V> SortedMap<K, V> {
     }
 
     /// Number of entries.
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

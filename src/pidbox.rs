@@ -23,7 +23,7 @@ use crate::message::Message;
 use crate::producer::PublishOptions;
 use crate::properties::DeliveryMode;
 use crate::rt::{Duration, Instant};
-use crate::spec::ExchangeType;
+use crate::proto::methods::ExchangeType;
 use crate::value::Value;
 
 /// A command handler: `(arguments) -> reply`.

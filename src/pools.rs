@@ -12,21 +12,20 @@
 //! Waiting is async and needs no threads, so pools work in wasm32 too.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 #[cfg(not(target_arch = "wasm32"))]
 use std::sync::OnceLock;
 
 use futures::channel::oneshot;
 use futures::future::{select, Either};
 
-use crate::connection::{Channel, Connection};
+use crate::channel::Channel;
+use crate::connection::Connection;
+use crate::rt::lock;
 use crate::error::{Error, Result};
 use crate::producer::Producer;
 use crate::rt::{self, Duration};
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 /// The default limit of the global pools ([`connections`], [`producers`]).
 pub const DEFAULT_LIMIT: usize = 200;

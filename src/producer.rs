@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use crate::common::{maybe_declare, Entity};
 use crate::compression;
-use crate::connection::{Channel, Connection, ReturnCallback};
+use crate::channel::{Channel, ReturnCallback};
+use crate::connection::Connection;
 use crate::entity::{Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::payload::Payload;
 use crate::properties::{DeliveryMode, Properties};
 use crate::retry::RetryPolicy;
 use crate::serialization;
-use crate::spec::{BasicPublish, Content};
+use crate::proto::methods::{BasicPublish, Content};
 use crate::value::{Headers, Value};
 
 /// The options of one [`Producer::publish`] call, with Kombu's names and defaults.

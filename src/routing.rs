@@ -29,7 +29,7 @@ use std::collections::BTreeMap;
 use crate::namemap::SortedMap;
 use std::hash::Hash;
 
-use crate::spec::HashMap;
+use crate::proto::methods::HashMap;
 use crate::value::{Headers, Value};
 
 /// The routing algorithm of an exchange type.

@@ -59,3 +59,10 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// A boxed future that is `Send` where the platform has threads.
 #[cfg(target_arch = "wasm32")]
 pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + 'a>>;
+
+/// Lock `m`, taking the data even if a panicking thread poisoned the lock: the state guarded
+/// in this crate stays consistent between statements, and a panic elsewhere must not turn
+/// every later call into a second panic.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -3,7 +3,8 @@
 //! The name is used for the exchange, the queue and the routing key. `SimpleQueue` is
 //! durable and acknowledged; `SimpleBuffer` is transient, auto-deleted and unacknowledged.
 
-use crate::connection::{Channel, Connection};
+use crate::channel::Channel;
+use crate::connection::Connection;
 use crate::consumer::Consumer;
 use crate::entity::{Exchange, Queue};
 use crate::error::{Error, Result};

@@ -640,7 +640,7 @@ async fn maybe_declare_caches_per_connection() {
 async fn publish_with_retry_survives_a_broker_restart() {
     // A private broker, so that closing all its connections only affects this test.
     let broker = MemoryBroker::new();
-    kombu::transport::register("memtest-retry", Arc::new(kombu::transport::memory::MemoryTransport::new(broker.clone())));
+    kombu::transport::registry::register("memtest-retry", Arc::new(kombu::transport::memory::MemoryTransport::new(broker.clone())));
     let conn = Connection::new("memtest-retry:///").unwrap();
     let q = Queue::new("survive").durable(true);
     let producer = conn.producer().await.unwrap();
@@ -684,7 +684,7 @@ async fn publish_with_retry_survives_a_broker_restart() {
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 async fn ensure_gives_up_as_operational_error() {
     let broker = MemoryBroker::new();
-    kombu::transport::register("memtest-giveup", Arc::new(kombu::transport::memory::MemoryTransport::new(broker.clone())));
+    kombu::transport::registry::register("memtest-giveup", Arc::new(kombu::transport::memory::MemoryTransport::new(broker.clone())));
     let conn = Connection::new("memtest-giveup:///").unwrap();
     conn.connect().await.unwrap();
     let policy = RetryPolicy { interval_start: 0.0, interval_step: 0.0, interval_max: 0.0, max_retries: Some(2), timeout: None };
@@ -751,7 +751,7 @@ async fn urls_and_failover() {
             Err(Error::RecoverableConnection("connection refused".into()))
         }
     }
-    kombu::transport::register("downtest", Arc::new(Down));
+    kombu::transport::registry::register("downtest", Arc::new(Down));
     let vh = format!("failover-{}", kombu::uuid());
     let conn = Connection::new(&format!("downtest://user:pw@nohost//; memory:///{vh}")).unwrap();
     assert_eq!(conn.alt().len(), 2);

@@ -5,7 +5,7 @@
 use bytes::Bytes;
 use kombu::envelope::Envelope;
 use kombu::serialization::{dumps, loads, Accept};
-use kombu::spec::Content;
+use kombu::proto::methods::Content;
 use kombu::{compression, Payload, Properties};
 use proptest::prelude::*;
 use serde_json::{Map, Value};

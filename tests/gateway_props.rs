@@ -4,8 +4,8 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use bytes::Bytes;
-use kombu::gateway::{decode, encode, ClientHeader, Request, ServerFrame};
-use kombu::spec::{BasicPublish, QueueDeclare};
+use kombu::proto::gateway::{decode, encode, ClientHeader, Request, ServerFrame};
+use kombu::proto::methods::{BasicPublish, QueueDeclare};
 use kombu::Properties;
 use proptest::prelude::*;
 

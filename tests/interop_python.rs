@@ -15,7 +15,7 @@ use base64::Engine as _;
 use bytes::Bytes;
 use kombu::envelope::Envelope;
 use kombu::serialization::{dumps, loads, Accept};
-use kombu::spec::Content;
+use kombu::proto::methods::Content;
 use kombu::{compression, Payload, Properties};
 use serde_json::{json, Value};
 

@@ -3,7 +3,7 @@
 //! never panics, never reads past the buffer and always makes progress.
 #![no_main]
 
-use kombu::amqp::codec::read_frame;
+use kombu::proto::amqp::read_frame;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use kombu::gateway::{decode, encode, encode_batch, split_batch, ClientHeader, ServerFrame};
+use kombu::proto::gateway::{decode, encode, encode_batch, split_batch, ClientHeader, ServerFrame};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -4,7 +4,7 @@
 //! `cargo run --release -p kombu-gateway --example idle_clients -- ADDR N`
 
 use futures::{SinkExt, StreamExt};
-use kombu::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
+use kombu::proto::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;

@@ -1,5 +1,5 @@
 //! The native `amqp://` and `amqps://` transport: the core's AMQP client
-//! (`kombu::amqp::client`: handshake with PLAIN or AMQPLAIN login, channels, every method
+//! (`kombu::transport::amqp_client`: handshake with PLAIN or AMQPLAIN login, channels, every method
 //! Kombu uses, content split at frame_max, publisher confirms, returns, server cancels and
 //! closes) carried over tokio TCP, or TLS (rustls) for amqps://. This carrier adds the
 //! timers: heartbeats every half interval, and a broker silent for two intervals is gone.
@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use kombu::amqp::client::AmqpClient;
-use kombu::spec::ExchangeType;
-use kombu::transport::gateway::Carrier;
+use kombu::transport::amqp_client::AmqpClient;
+use kombu::proto::methods::ExchangeType;
+use kombu::transport::carrier::Carrier;
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

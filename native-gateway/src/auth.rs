@@ -33,7 +33,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use kombu::gateway::Request;
+use kombu::proto::gateway::Request;
 use kombu::{Error, ReplyCode};
 use regex_lite::Regex;
 use serde::Deserialize;
@@ -308,8 +308,8 @@ impl Identity {
 
     /// Whether this identity may run the AMQP method `m` (the `/amqp` relay): the same rules
     /// as [`Identity::authorize`].
-    pub fn authorize_amqp(&self, m: &kombu::amqp::codec::Method) -> Result<(), Error> {
-        use kombu::amqp::codec::Method as M;
+    pub fn authorize_amqp(&self, m: &kombu::proto::amqp::Method) -> Result<(), Error> {
+        use kombu::proto::amqp::Method as M;
         match m {
             M::ExchangeDeclare { exchange, passive: false, .. } | M::ExchangeDelete { exchange, .. } => self.check(&self.configure, "configure", "exchange", exchange),
             M::QueueDeclare { queue, passive: false, .. } if !queue.is_empty() => self.check(&self.configure, "configure", "queue", queue),
@@ -353,7 +353,7 @@ impl Identity {
 
 #[cfg(test)]
 mod tests {
-    use kombu::spec::{BasicPublish, QueueDeclare};
+    use kombu::proto::methods::{BasicPublish, QueueDeclare};
 
     use super::*;
 

@@ -1,5 +1,5 @@
 //! The native `gateway+ws://host:port/path` transport: the core's gateway client
-//! (`kombu::transport::gateway`) carried by tokio-tungstenite. The virtual host comes from
+//! (`kombu::transport::gateway_client`) carried by tokio-tungstenite. The virtual host comes from
 //! the `vhost` query option (default `/`); the URL path is the gateway endpoint (`/gateway`
 //! when empty). Acks taken in order go out merged, as from the browser: the carrier holds the
 //! last one back until something else is sent, the client waits for the gateway, or the
@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kombu::gateway::SUBPROTOCOL;
-use kombu::spec::ExchangeType;
-use kombu::transport::gateway::{endpoint, hello_params, Carrier, GatewayClient, GatewayConnection};
+use kombu::proto::gateway::SUBPROTOCOL;
+use kombu::proto::methods::ExchangeType;
+use kombu::transport::carrier::Carrier;
+use kombu::transport::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
 use tokio::sync::mpsc;
@@ -120,7 +121,7 @@ impl Transport for GatewayTransport {
         let batch_limit = Arc::new(AtomicUsize::new(0));
         let limit = batch_limit.clone();
         // Frames queued while the socket was busy go out as one batch, once the gateway allows it.
-        tokio::spawn(crate::writer::write_socket(sink, out_rx, move || limit.load(Ordering::Relaxed), kombu::gateway::encode_batch));
+        tokio::spawn(crate::writer::write_socket(sink, out_rx, move || limit.load(Ordering::Relaxed), kombu::proto::gateway::encode_batch));
         let carrier = TokioCarrier { out, batch_limit, held_ack: Arc::default(), runtime: tokio::runtime::Handle::current() };
         let client = GatewayClient::new(Box::new(carrier));
         let reader_client = client.clone();

@@ -37,8 +37,8 @@ pub enum GatewayError {
 
 /// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
 pub fn register_transports() {
-    kombu::transport::register("gateway+ws", Arc::new(client::GatewayTransport));
-    kombu::transport::register("gateway+wss", Arc::new(client::GatewayTransport));
-    kombu::transport::register("amqp", Arc::new(amqp::AmqpTransport));
-    kombu::transport::register("amqps", Arc::new(amqp::AmqpTransport));
+    kombu::transport::registry::register("gateway+ws", Arc::new(client::GatewayTransport));
+    kombu::transport::registry::register("gateway+wss", Arc::new(client::GatewayTransport));
+    kombu::transport::registry::register("amqp", Arc::new(amqp::AmqpTransport));
+    kombu::transport::registry::register("amqps", Arc::new(amqp::AmqpTransport));
 }

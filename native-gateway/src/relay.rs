@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::ws::{CloseFrame, Message, WebSocket};
 use bytes::{Buf, Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
-use kombu::amqp::codec::{self, Method};
+use kombu::proto::amqp::{self, Method};
 use kombu::transport::ConnectInfo;
 use kombu::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -48,7 +48,7 @@ struct Closing {
 
 fn method_frame(channel: u16, m: &Method) -> Result<Bytes, Error> {
     let mut out = BytesMut::new();
-    codec::write_method(channel, m, &mut out)?;
+    amqp::write_method(channel, m, &mut out)?;
     Ok(out.freeze())
 }
 
@@ -81,7 +81,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
     let (to_client, to_client_rx) = mpsc::channel::<Message>(64);
     // A byte stream: what queues up while the socket is busy goes out as one message (a
     // browser pays per message received).
-    let writer = tokio::spawn(crate::writer::write_socket(ws_tx, to_client_rx, || kombu::gateway::BATCH_BYTES, kombu::gateway::concat));
+    let writer = tokio::spawn(crate::writer::write_socket(ws_tx, to_client_rx, || kombu::proto::gateway::BATCH_BYTES, kombu::proto::gateway::concat));
     let closing = Arc::new(Mutex::new(Closing::default()));
     // Signalled when the broker confirms closing a channel the relay closed.
     let broker_closed = Arc::new(tokio::sync::Notify::new());
@@ -102,7 +102,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                 }
                 let mut out = BytesMut::new();
                 loop {
-                    let frame = match codec::split_frame(&buf, frame_max) {
+                    let frame = match amqp::split_frame(&buf, frame_max) {
                         Ok(Some(f)) => f,
                         Ok(None) => break,
                         Err(e) => {
@@ -166,8 +166,8 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             if buf.len() < 8 {
                 continue;
             }
-            if &buf[..8] != codec::PROTOCOL_HEADER {
-                let _ = to_client.send(Message::Binary(Bytes::from_static(codec::PROTOCOL_HEADER))).await;
+            if &buf[..8] != amqp::PROTOCOL_HEADER {
+                let _ = to_client.send(Message::Binary(Bytes::from_static(amqp::PROTOCOL_HEADER))).await;
                 let _ = to_client.send(close(1002, "expected the AMQP 0-9-1 protocol header")).await;
                 break Err(Error::Decode("not AMQP 0-9-1".into()));
             }
@@ -176,7 +176,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             header_seen = true;
         }
         loop {
-            let frame = match codec::split_frame(&buf, cfg.frame_max) {
+            let frame = match amqp::split_frame(&buf, cfg.frame_max) {
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
@@ -273,7 +273,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                     let user = info.userid.clone().unwrap_or_else(|| "guest".into());
                     let pass = info.password.clone().unwrap_or_else(|| "guest".into());
                     let m = Method::ConnectionStartOk { client_properties, mechanism: "PLAIN".into(), response: format!("\0{user}\0{pass}").into_bytes(), locale };
-                    codec::write_method(0, &m, &mut out)?;
+                    amqp::write_method(0, &m, &mut out)?;
                 }
                 Some(Ok(Method::ConnectionOpen { virtual_host })) => match auth.admit(token.as_deref(), &virtual_host) {
                     Ok(a) => {
@@ -311,7 +311,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                             let to_c = Method::ChannelClose { reply_code: 403, reply_text: text, class_id, method_id };
                             let _ = to_client.send(Message::Binary(method_frame(channel, &to_c)?)).await;
                             let to_b = Method::ChannelClose { reply_code: 200, reply_text: "closed by kombu-gateway".into(), class_id: 0, method_id: 0 };
-                            codec::write_method(channel, &to_b, &mut out)?;
+                            amqp::write_method(channel, &to_b, &mut out)?;
                         }
                     }
                 }

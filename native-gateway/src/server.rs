@@ -21,8 +21,8 @@ use axum::routing::get;
 use axum::Router;
 use bytes::Bytes;
 use futures::StreamExt;
-use kombu::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
-use kombu::spec::{BasicQos, Content, ServerEvent};
+use kombu::proto::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
+use kombu::proto::methods::{BasicQos, Content, ServerEvent};
 use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
 use kombu::{Error, Value};
 use serde_json::json;
@@ -196,7 +196,7 @@ impl Running {
 pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let url = kombu::url::parse_url(&config.broker).map_err(GatewayError::Broker)?;
     let transport_name = kombu::url::resolve_alias(&url.transport).to_owned();
-    let transport = transport::lookup(&transport_name).map_err(GatewayError::Broker)?;
+    let transport = transport::registry::lookup(&transport_name).map_err(GatewayError::Broker)?;
     let info = ConnectInfo {
         transport: transport_name,
         hostname: url.hostname.clone().unwrap_or_else(|| "localhost".into()),

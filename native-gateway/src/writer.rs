@@ -1,6 +1,6 @@
 //! The WebSocket writer shared by the gateway's server, its AMQP relay and the native
 //! `gateway+ws://` client: one task per socket sends its queue's messages, and binary messages
-//! that queued up while the socket was busy go out together ([`kombu::gateway::gather_batch`]).
+//! that queued up while the socket was busy go out together ([`kombu::proto::gateway::gather_batch`]).
 
 use std::future::Future;
 
@@ -75,8 +75,8 @@ impl<M: Send> Outgoing<M> for mpsc::UnboundedReceiver<M> {
 
 /// Send `rx`'s messages on `sink` until a close (sent last) or the end of the queue. A binary
 /// message takes the binary messages queued behind it along, up to `max()` bytes (0: each goes
-/// alone), joined by `join`: [`kombu::gateway::encode_batch`] for gateway frames, or
-/// [`kombu::gateway::concat`] where the messages are a byte stream (the AMQP relay).
+/// alone), joined by `join`: [`kombu::proto::gateway::encode_batch`] for gateway frames, or
+/// [`kombu::proto::gateway::concat`] where the messages are a byte stream (the AMQP relay).
 pub(crate) async fn write_socket<M: WsMessage, S: Sink<M> + Unpin>(mut sink: S, mut rx: impl Outgoing<M>, max: impl Fn() -> usize, join: fn(&[Bytes]) -> Bytes) {
     let mut held: Option<M> = None;
     loop {
@@ -90,7 +90,7 @@ pub(crate) async fn write_socket<M: WsMessage, S: Sink<M> + Unpin>(mut sink: S, 
         let limit = max();
         let m = match m.binary().filter(|_| limit > 0).cloned() {
             Some(first) => {
-                let (batch, next) = kombu::gateway::gather_batch(first, limit, || rx.try_recv(), M::binary, join);
+                let (batch, next) = kombu::proto::gateway::gather_batch(first, limit, || rx.try_recv(), M::binary, join);
                 held = next;
                 M::from_binary(batch)
             }

@@ -371,7 +371,7 @@ async fn through_the_gateway_consumer_priorities_reach_rabbitmq() {
 async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
     use bytes::{Buf, BytesMut};
     use futures::{SinkExt, StreamExt};
-    use kombu::amqp::codec::{self, Method};
+    use kombu::proto::amqp::{self, Method};
     use tokio_tungstenite::tungstenite::Message as Ws;
 
     if rabbit().is_none() {
@@ -390,7 +390,7 @@ async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
     let frames = |list: &[(u16, Method)]| {
         let mut out = BytesMut::new();
         for (ch, m) in list {
-            codec::write_method(*ch, m, &mut out).unwrap();
+            amqp::write_method(*ch, m, &mut out).unwrap();
         }
         Ws::Binary(out.freeze())
     };
@@ -400,7 +400,7 @@ async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
     let mut read_until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, want: &dyn Fn(&Methods) -> bool| {
         let mut got: Vec<(u16, Method)> = Vec::new();
         while !want(&got) {
-            while let Some(f) = codec::split_frame(&buf, 1 << 20).unwrap() {
+            while let Some(f) = amqp::split_frame(&buf, 1 << 20).unwrap() {
                 let n = f.len;
                 if f.kind == 1 {
                     got.push((f.channel, f.method().unwrap()));
@@ -419,7 +419,7 @@ async fn the_relay_lets_a_client_reopen_a_refused_channel_at_once() {
     };
     let is = |id: (u16, u16)| move |got: &[(u16, Method)]| got.iter().any(|(_, m)| m.ids() == id);
 
-    ws.send(Ws::Binary(bytes::Bytes::from_static(codec::PROTOCOL_HEADER))).await.unwrap();
+    ws.send(Ws::Binary(bytes::Bytes::from_static(amqp::PROTOCOL_HEADER))).await.unwrap();
     read_until(&mut ws, &is((10, 10))).await;
     let start_ok = Method::ConnectionStartOk { client_properties: Default::default(), mechanism: "PLAIN".into(), response: b"\0browser\0reopen-token".to_vec(), locale: "en_US".into() };
     ws.send(frames(&[(0, start_ok)])).await.unwrap();

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
-use kombu::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
+use kombu::proto::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
 use kombu::{Connection, Exchange, Message, Payload, PublishOptions, Queue};
 use kombu_gateway::server::{self, Config, Running};
 use serde_json::json;
@@ -393,13 +393,13 @@ async fn batched_requests_are_answered_in_order() {
     let publish = |id| {
         frame(
             id,
-            Request::BasicPublish { channel: 1, method: kombu::spec::BasicPublish { routing_key: "q".into(), ..Default::default() }, properties: Default::default() },
+            Request::BasicPublish { channel: 1, method: kombu::proto::methods::BasicPublish { routing_key: "q".into(), ..Default::default() }, properties: Default::default() },
             format!("body {id}").as_bytes(),
         )
     };
     let batch = gateway::encode_batch(&[
         frame(2, Request::ChannelOpen, b""),
-        frame(3, Request::QueueDeclare { channel: 1, method: kombu::spec::QueueDeclare { queue: "q".into(), ..Default::default() } }, b""),
+        frame(3, Request::QueueDeclare { channel: 1, method: kombu::proto::methods::QueueDeclare { queue: "q".into(), ..Default::default() } }, b""),
         publish(4),
         publish(5),
         frame(6, Request::BasicGet { channel: 1, queue: "q".into(), no_ack: true }, b""),

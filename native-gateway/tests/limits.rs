@@ -5,8 +5,8 @@
 use std::time::Duration;
 
 use futures::SinkExt;
-use kombu::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
-use kombu::spec::{BasicConsume, QueueDeclare};
+use kombu::proto::gateway::{self, ClientHeader, Request, SUBPROTOCOL};
+use kombu::proto::methods::{BasicConsume, QueueDeclare};
 use kombu::{Connection, PublishOptions, Queue};
 use kombu_gateway::server::{self, Config, Running};
 use serde_json::json;

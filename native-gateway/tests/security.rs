@@ -111,12 +111,12 @@ async fn refusals_are_named_and_the_server_stays_up() {
     third.connect().await.unwrap();
     // a browser from another origin is refused before the upgrade; the allowed one gets in
     let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kombu::gateway::SUBPROTOCOL));
+    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kombu::proto::gateway::SUBPROTOCOL));
     req.headers_mut().insert("Origin", HeaderValue::from_static("https://evil.example"));
     let err = tokio_tungstenite::connect_async(req).await.unwrap_err();
     assert!(err.to_string().contains("403"), "{err}");
     let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
-    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kombu::gateway::SUBPROTOCOL));
+    req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(kombu::proto::gateway::SUBPROTOCOL));
     req.headers_mut().insert("Origin", HeaderValue::from_static("https://app.example"));
     assert!(tokio_tungstenite::connect_async(req).await.is_ok());
     third.release().await.unwrap();

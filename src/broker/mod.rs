@@ -25,7 +25,7 @@ mod queue;
 use std::collections::VecDeque;
 
 use crate::namemap::SortedMap;
-use crate::spec::{HashMap, HashSet};
+use crate::proto::methods::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -33,7 +33,7 @@ use web_time::{Duration, Instant};
 
 use crate::error::{Error, ReplyCode, Result};
 use crate::routing::{RouteKind, Router};
-use crate::spec::{
+use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare,
     ExchangeDelete, ExchangeType, GetOk, Name, QueueBind, QueueDeclare, QueueDeclareOk,
     QueueDelete, Returned, ServerEvent,

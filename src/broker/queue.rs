@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use web_time::Instant;
 
-use crate::spec::{Content, Name};
+use crate::proto::methods::{Content, Name};
 
 /// A message sitting in a queue (ready) or delivered and not yet acknowledged.
 #[derive(Debug, Clone)]

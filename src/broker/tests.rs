@@ -7,7 +7,7 @@ use wasm_bindgen_test::wasm_bindgen_test as test;
 
 use super::*;
 use crate::properties::Properties;
-use crate::spec::{BasicConsume, BasicPublish, BasicQos, Content, ExchangeDeclare, ExchangeType, QueueBind, QueueDeclare, QueueDelete, ServerEvent};
+use crate::proto::methods::{BasicConsume, BasicPublish, BasicQos, Content, ExchangeDeclare, ExchangeType, QueueBind, QueueDeclare, QueueDelete, ServerEvent};
 use crate::value::headers;
 
 struct T {

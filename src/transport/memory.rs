@@ -21,7 +21,7 @@ use super::{ConnectInfo, Implements, RawChannel, RawConnection, Transport};
 use crate::broker::{Broker, ChannelId, ConnId, Now, VHostSnapshot};
 use crate::error::{Error, Result};
 use crate::rt::{self, Duration, Instant};
-use crate::spec::{
+use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, ExchangeBind, ExchangeDeclare, ExchangeDelete,
     ExchangeType, GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
 };

@@ -2,28 +2,29 @@
 //!
 //! A [`Transport`] opens [`RawConnection`]s; a connection opens [`RawChannel`]s and yields the
 //! broker's pushed [`ServerEvent`]s. The methods mirror AMQP 0-9-1 (the vocabulary is in
-//! [`crate::spec`]). Futures are `Send` natively (tokio) and `?Send` in wasm32 (browser
+//! [`crate::proto::methods`]). Futures are `Send` natively (tokio) and `?Send` in wasm32 (browser
 //! WebSockets are not `Send`); see [`crate::rt::MaybeSend`].
 //!
-//! Transports are found by URL scheme in a registry ([`register`], [`lookup`]). The core
-//! registers `memory`; other crates (the gateway's native AMQP, Redis and SQS transports, the
-//! browser's WebSocket transports) register theirs.
+//! Transports are found by URL scheme in the [`registry`]. It holds `memory` and, in wasm32
+//! with the `websocket` feature, the browser's WebSocket transports; other crates (the
+//! gateway's native AMQP, Redis and SQS transports) register theirs.
+//!
+//! This module is the contract only (the traits and [`ConnectInfo`]): the engines and carriers
+//! beside it depend on it, never the other way round.
 
-pub mod gateway;
+pub mod amqp_client;
+pub mod carrier;
+pub mod gateway_client;
 pub mod memory;
-#[cfg(any(test, all(target_arch = "wasm32", feature = "websocket")))]
-pub mod outbox;
+pub mod registry;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 pub mod websocket;
 
-use crate::namemap::NameMap;
 use std::sync::Arc;
 
-#[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
-use crate::error::Error;
 use crate::error::Result;
 use crate::rt::{Duration, MaybeSend, MaybeSync};
-use crate::spec::{
+use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, ExchangeBind, ExchangeDeclare, ExchangeDelete,
     ExchangeType, GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
 };
@@ -157,71 +158,6 @@ pub trait RawChannel: MaybeSend + MaybeSync {
     async fn confirm_select(&self) -> Result<()>;
     /// `channel.close`.
     async fn close(&self) -> Result<()>;
-}
-
-type Registry = NameMap<Arc<dyn Transport>>;
-
-fn builtin() -> Registry {
-    let mut m: Registry = NameMap::new();
-    m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
-    #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
-    {
-        m.insert("gateway+ws".into(), Arc::new(websocket::WebSocketTransport));
-        m.insert("gateway+wss".into(), Arc::new(websocket::WebSocketTransport));
-        m.insert("amqp+ws".into(), Arc::new(websocket::AmqpWebSocketTransport));
-        m.insert("amqps+wss".into(), Arc::new(websocket::AmqpWebSocketTransport));
-    }
-    m
-}
-
-/// Run `f` on the registry of transports by scheme name (process-wide natively; per thread
-/// in wasm32, where there is one thread and transports are not `Send`).
-#[cfg(not(target_arch = "wasm32"))]
-fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    use std::sync::{OnceLock, RwLock};
-    static REGISTRY: OnceLock<RwLock<Registry>> = OnceLock::new();
-    let lock = REGISTRY.get_or_init(|| RwLock::new(builtin()));
-    f(&mut lock.write().unwrap_or_else(|e| e.into_inner()))
-}
-
-#[cfg(target_arch = "wasm32")]
-fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
-    thread_local! {
-        static REGISTRY: std::cell::RefCell<Registry> = std::cell::RefCell::new(builtin());
-    }
-    REGISTRY.with(|r| f(&mut r.borrow_mut()))
-}
-
-/// Register a transport under a scheme name (replacing any previous one).
-pub fn register(name: &str, transport: Arc<dyn Transport>) {
-    with_registry(|r| r.insert(name.to_owned(), transport));
-}
-
-/// The transport registered under `name`; an unknown name is an error listing the known
-/// ones (with a suggestion for a typo).
-pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
-    with_registry(|r| match r.get(name) {
-        Some(t) => Ok(t.clone()),
-        None => {
-            let known: Vec<&str> = r.keys().map(String::as_str).collect();
-            let e = crate::url::unknown_transport(name, &known);
-            // The npm package's core module is built without the WebSocket transports.
-            #[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
-            let e = match e {
-                Error::UnknownTransport { name, known } if name.ends_with("+ws") || name.ends_with("+wss") => Error::UnknownTransport {
-                    name,
-                    known: format!(r#"{known}; gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#),
-                },
-                other => other,
-            };
-            Err(e)
-        }
-    })
-}
-
-/// Names of the registered transports.
-pub fn available() -> Vec<String> {
-    with_registry(|r| r.keys().cloned().collect())
 }
 
 #[allow(dead_code)]

@@ -1,5 +1,5 @@
 //! The browser/Node `gateway+ws://` and `gateway+wss://` transports (wasm32 only): the core's
-//! gateway client ([`super::gateway`]) carried by the JavaScript `WebSocket`.
+//! gateway client ([`super::gateway_client`]) carried by the JavaScript `WebSocket`.
 
 use std::cell::RefCell;
 use std::rc::Rc;
@@ -12,13 +12,14 @@ use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
-use super::gateway::{endpoint, hello_params, Carrier, GatewayClient, GatewayConnection};
-use super::outbox::{Outbox, ACK_HOLD_MS};
-use crate::amqp::client::AmqpClient;
+use super::carrier::Carrier;
+use super::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
+use super::carrier::outbox::{Outbox, ACK_HOLD_MS};
+use crate::transport::amqp_client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
 use crate::error::{Error, Result};
-use crate::gateway::SUBPROTOCOL;
-use crate::spec::ExchangeType;
+use crate::proto::gateway::SUBPROTOCOL;
+use crate::proto::methods::ExchangeType;
 
 /// The `gateway+ws` / `gateway+wss` transport over the JavaScript `WebSocket`.
 #[derive(Debug, Default)]
@@ -365,7 +366,7 @@ impl Transport for WebSocketTransport {
 /// over a WebSocket — to kombu-gateway's `/amqp` relay (the default path; `ws_path` in the
 /// URL query names another), or any AMQP-over-WebSocket endpoint. The virtual host is the
 /// URL's path, as for `amqp://`; through a gateway with a token file, the password is the
-/// gateway token. The core's AMQP client ([`crate::amqp::client`]) speaks the protocol.
+/// gateway token. The core's AMQP client ([`crate::transport::amqp_client`]) speaks the protocol.
 #[derive(Debug, Default)]
 pub struct AmqpWebSocketTransport;
 

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ReplyCode, Result};
 use crate::properties::Properties;
-use crate::spec::{BasicConsume, BasicPublish, BasicQos, ExchangeBind, ExchangeDeclare, ExchangeDelete, QueueBind, QueueDeclare, QueueDelete};
+use crate::proto::methods::{BasicConsume, BasicPublish, BasicQos, ExchangeBind, ExchangeDeclare, ExchangeDelete, QueueBind, QueueDeclare, QueueDelete};
 use crate::value::Value;
 
 /// The WebSocket subprotocol that names this version.
@@ -25,7 +25,7 @@ pub const MAX_HEADER: usize = 64 * 1024;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op")]
 #[allow(clippy::large_enum_variant)] // decoded once per frame
-#[allow(missing_docs)] // each variant is the AMQP method of the same name; fields as in crate::spec
+#[allow(missing_docs)] // each variant is the AMQP method of the same name; fields as in crate::proto::methods
 pub enum Request {
     /// First frame: authentication and virtual host.
     #[serde(rename = "hello")]
@@ -358,7 +358,7 @@ pub fn encode<H: Serialize>(header: &H, body: &[u8]) -> Bytes {
 /// [`encode`] gives for [`ServerFrame::Deliver`], written from the delivery as it is (the
 /// gateway sends one per message; building the frame first would copy its strings and
 /// properties).
-pub fn encode_deliver(channel: u32, consumer_tag: &str, delivery: &crate::spec::Delivery) -> Bytes {
+pub fn encode_deliver(channel: u32, consumer_tag: &str, delivery: &crate::proto::methods::Delivery) -> Bytes {
     #[derive(Serialize)]
     struct Deliver<'a> {
         op: &'static str,
@@ -561,8 +561,8 @@ mod tests {
     fn a_delivery_is_encoded_as_its_frame() {
         let props = Properties { content_type: Some("application/json".into()), priority: Some(3), headers: crate::value::headers([("x", "\"q\"")]), ..Properties::default() };
         for (tag, redelivered, exchange, properties) in [(1, false, "", Properties::default()), (u64::MAX, true, "ex\u{e9}", props)] {
-            let content = std::sync::Arc::new(crate::spec::Content { properties, body: Bytes::from_static(b"{\"a\": 1}") });
-            let delivery = crate::spec::Delivery { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), content: content.clone() };
+            let content = std::sync::Arc::new(crate::proto::methods::Content { properties, body: Bytes::from_static(b"{\"a\": 1}") });
+            let delivery = crate::proto::methods::Delivery { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), content: content.clone() };
             let message = MessageHeader { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), properties: content.properties.clone() };
             let frame = ServerFrame::Deliver { channel: 3, consumer_tag: "ctag\"1".into(), message };
             assert_eq!(encode_deliver(3, "ctag\"1", &delivery), encode(&frame, &content.body));

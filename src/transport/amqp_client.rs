@@ -18,15 +18,16 @@ use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use serde_json::json;
 
-use super::codec::{self, Frame, Method};
+use crate::proto::amqp::{self, Frame, Method};
+use crate::rt::lock;
 use crate::error::{Error, ReplyCode, Result};
 use crate::properties::Properties;
 use crate::rt::{self, Duration};
-use crate::spec::{
+use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind, QueueDeclare,
     QueueDeclareOk, QueueDelete, Returned, ServerEvent,
 };
-use crate::transport::gateway::{Carrier, EventQueue, Unsettled};
+use crate::transport::carrier::{Carrier, EventQueue, Unsettled};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
 use crate::value::Headers;
 
@@ -104,9 +105,6 @@ struct Inner {
     confirm_publish: AtomicBool,
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn closed() -> Error {
     Error::RecoverableConnection("the AMQP connection is closed".into())
@@ -127,7 +125,7 @@ impl Inner {
             let mut chans = lock(&self.channels);
             let st = chans.get_mut(&channel).ok_or_else(|| Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {channel} is closed")))?;
             let mut out = BytesMut::new();
-            codec::write_method(channel, &m, &mut out)?;
+            amqp::write_method(channel, &m, &mut out)?;
             st.pending.push_back(tx);
             self.send(out)?;
         }
@@ -195,7 +193,7 @@ impl AmqpClient {
     /// Send a heartbeat frame.
     pub fn heartbeat(&self) -> Result<()> {
         let mut out = BytesMut::new();
-        codec::write_heartbeat(&mut out);
+        amqp::write_heartbeat(&mut out);
         self.inner.send(out)?;
         self.inner.out.flush();
         Ok(())
@@ -208,7 +206,7 @@ impl AmqpClient {
         buf.extend_from_slice(bytes);
         loop {
             let frame_max = self.inner.frame_max.load(Ordering::Relaxed);
-            let (f, n) = match codec::read_frame(&buf, frame_max) {
+            let (f, n) = match amqp::read_frame(&buf, frame_max) {
                 Ok(Some(x)) => x,
                 Ok(None) => return Ok(()),
                 Err(e) => {
@@ -273,7 +271,7 @@ impl AmqpClient {
     /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
     /// the broker's confirms.
     pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
-        self.inner.out.send(Bytes::from_static(codec::PROTOCOL_HEADER))?;
+        self.inner.out.send(Bytes::from_static(amqp::PROTOCOL_HEADER))?;
         self.inner.out.flush();
         let Method::ConnectionStart { mechanisms, .. } = self.expect("connection.start").await? else {
             return Err(Error::Decode("expected connection.start".into()));
@@ -291,7 +289,7 @@ impl AmqpClient {
         if !offered(&mechanism) {
             return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
         }
-        let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { codec::amqplain_response(&user, &pass)? };
+        let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { amqp::amqplain_response(&user, &pass)? };
         let mut client_properties = Headers::new();
         client_properties.insert("product".into(), json!("kombu-wasm"));
         client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
@@ -300,7 +298,7 @@ impl AmqpClient {
             json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
         );
         let mut out = BytesMut::new();
-        codec::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
+        amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
         self.inner.send(out)?;
         self.inner.out.flush();
         let Method::ConnectionTune { channel_max, frame_max, heartbeat } = self.expect("connection.tune").await? else {
@@ -312,8 +310,8 @@ impl AmqpClient {
         // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
         let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
         let mut out = BytesMut::new();
-        codec::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
-        codec::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
+        amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
+        amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
         self.inner.send(out)?;
         self.inner.out.flush();
         match self.expect("connection.open-ok").await? {
@@ -377,7 +375,7 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
         Frame::Heartbeat => Ok(()),
         Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => {
             let mut out = BytesMut::new();
-            codec::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
+            amqp::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
             let _ = inner.send(out);
             Err(Error::connection(ReplyCode::from_code(reply_code), reply_text))
         }
@@ -388,7 +386,7 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
         Frame::Method(0, Method::ConnectionUnblocked) => Ok(()),
         Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
             let mut out = BytesMut::new();
-            codec::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
+            amqp::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
             let _ = inner.send(out);
             let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
             tracing::debug!(channel = ch, "the broker closed the channel: {e}");
@@ -400,7 +398,7 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
         }
         Frame::Method(ch, Method::ChannelFlow { active }) => {
             let mut out = BytesMut::new();
-            codec::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
+            amqp::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
             let _ = inner.send(out);
             let _ = inner.events.unbounded_send(ServerEvent::Flow { channel: u32::from(ch), active });
             Ok(())
@@ -569,10 +567,10 @@ impl AmqpChannel {
         let merge = chans.get_mut(&self.id).and_then(|st| st.unsettled.settle(tag, multiple));
         let mut out = BytesMut::new();
         if let (Some(hold), Method::BasicAck { .. }) = (merge, &m) {
-            codec::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
+            amqp::write_method(self.id, &Method::BasicAck { delivery_tag: tag, multiple: true }, &mut out)?;
             self.inner.out.send_ack(self.id, out.freeze(), hold).map_err(|_| closed())
         } else {
-            codec::write_method(self.id, &m, &mut out)?;
+            amqp::write_method(self.id, &m, &mut out)?;
             self.inner.send(out)
         }
     }
@@ -646,8 +644,8 @@ impl RawChannel for AmqpChannel {
             return Err(Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
         }
         let mut out = BytesMut::with_capacity(content.body.len() + 256);
-        codec::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
-        codec::write_content(self.id, &content.properties, &content.body, self.inner.frame_max.load(Ordering::Relaxed), &mut out)?;
+        amqp::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
+        amqp::write_content(self.id, &content.properties, &content.body, self.inner.frame_max.load(Ordering::Relaxed), &mut out)?;
         let wait = {
             let mut chans = lock(&self.inner.channels);
             let wait = match chans.get_mut(&self.id).and_then(|st| st.confirm.as_mut()) {

@@ -5,181 +5,24 @@
 //! is given ([`Carrier`]) and feeds what it receives to [`GatewayClient::on_frame`] and, when
 //! the socket ends, [`GatewayClient::on_close`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
-use futures::StreamExt;
 
 use crate::error::{Error, Result};
-use crate::gateway::{self, ClientHeader, MessageHeader, Request, Scope, ServerFrame};
-use crate::rt::{self, Duration, MaybeSend, MaybeSync};
-use crate::spec::{
+use crate::proto::gateway::{self, ClientHeader, MessageHeader, Request, Scope, ServerFrame};
+use super::carrier::{Carrier, EventQueue, Unsettled};
+use crate::rt::Duration;
+use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind,
     QueueDeclare, QueueDeclareOk, QueueDelete, Returned, ServerEvent,
 };
 use crate::transport::{RawChannel, RawConnection};
 use crate::value::Value;
 
-/// Sends frames on a socket.
-///
-/// A carrier may hold frames back to send several in one WebSocket message (a batch, see
-/// [`gateway::encode_batch`]), once the server said it reads batches ([`Carrier::allow_batches`]).
-/// It must keep their order, send what it holds when [`Carrier::flush`] is called, and never
-/// hold a frame indefinitely (a timer flushes what nothing else does).
-pub trait Carrier: MaybeSend + MaybeSync {
-    /// Send one binary frame, or queue it. Errors when the socket is closed.
-    fn send(&self, frame: Bytes) -> Result<()>;
-    /// Send `frame`, an AMQP `basic.ack` with `multiple` on `channel` acknowledging the
-    /// oldest delivery the broker waits for: it covers an ack sent this way just before it on
-    /// the same channel, so a carrier holding frames back may replace such an ack when it is
-    /// the last frame held (messages acknowledged in order go out as one ack). While fewer
-    /// than `hold` acks are merged into it, the carrier may also keep such an ack back for a
-    /// moment when it is all there is to send ([`Unsettled::settle`] gives it: half the
-    /// channel's prefetch window; 0 for a window of one). The default sends it like any frame.
-    fn send_ack(&self, _channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
-        self.send(frame)
-    }
-    /// Send the frames held back, now: the client is about to wait for the server. (An ack
-    /// held as `send_ack` allows may stay: the carrier's timer sends it shortly.)
-    fn flush(&self) {}
-    /// The server reads batches of up to `max_bytes` per WebSocket message.
-    fn allow_batches(&self, _max_bytes: usize) {}
-    /// Close the socket (after sending what is held back).
-    fn close(&self);
-}
-
-/// The deliveries a channel must settle, oldest first: an ack of the oldest one says the same
-/// as `basic.ack` with `multiple`, which [`Carrier::send_ack`] lets a carrier merge with the ack
-/// before it. Kept by both client engines (AMQP and the gateway protocol) per channel.
-#[derive(Default)]
-pub(crate) struct Unsettled {
-    tags: VecDeque<u64>,
-    /// Not tracked: deliveries on this channel may be settled by someone else (a consumer
-    /// without acks the broker or the gateway settles), so no ack may cover others.
-    off: bool,
-    /// The channel's prefetch window (`basic.qos` prefetch_count; 0: none).
-    prefetch: u16,
-}
-
-impl Unsettled {
-    /// A delivery the broker waits for us to settle arrived (tags arrive in order, except a
-    /// `basic.get` answer recorded after a delivery that overtook it).
-    pub(crate) fn delivered(&mut self, tag: u64) {
-        if self.off {
-            return;
-        }
-        match self.tags.back() {
-            Some(&last) if last > tag => {
-                let i = self.tags.partition_point(|&t| t < tag);
-                self.tags.insert(i, tag);
-            }
-            _ => self.tags.push_back(tag),
-        }
-    }
-
-    /// We settle `tag` (with `multiple`, every tag up to it). When `tag` alone was the oldest
-    /// unsettled delivery, an ack of it may be sent with `multiple`, for the carrier to merge
-    /// and hold ([`Carrier::send_ack`]): then the hold ([`Unsettled::ack_hold`]).
-    pub(crate) fn settle(&mut self, tag: u64, multiple: bool) -> Option<u32> {
-        if multiple {
-            while self.tags.front().is_some_and(|&t| t <= tag) {
-                self.tags.pop_front();
-            }
-            return None;
-        }
-        if self.tags.front() == Some(&tag) {
-            self.tags.pop_front();
-            return Some(self.ack_hold());
-        }
-        if let Some(i) = self.tags.iter().position(|&t| t == tag) {
-            self.tags.remove(i);
-        }
-        None
-    }
-
-    /// The channel's prefetch window is now `count` deliveries (0: unlimited).
-    pub(crate) fn set_prefetch(&mut self, count: u16) {
-        self.prefetch = count;
-    }
-
-    /// How many acks a carrier may merge into one it holds back ([`Carrier::send_ack`]):
-    /// half the prefetch window, so that the broker keeps the other half to deliver (0 for a
-    /// window of one delivery, where it waits for each ack); without a window, any number.
-    fn ack_hold(&self) -> u32 {
-        match self.prefetch {
-            0 => u32::MAX,
-            n => u32::from(n / 2),
-        }
-    }
-
-    /// Everything unsettled is delivered again with new tags (`basic.recover`).
-    pub(crate) fn clear(&mut self) {
-        self.tags.clear();
-    }
-
-    /// Stop tracking this channel (see `off`).
-    pub(crate) fn stop(&mut self) {
-        self.off = true;
-        self.tags.clear();
-    }
-}
-
-/// The events a connection's reader pushes, read by `next_event`/`try_next_event`: shared
-/// by the carrier-driven transports (the gateway client here, the AMQP client).
-pub struct EventQueue {
-    rx: futures::lock::Mutex<mpsc::UnboundedReceiver<ServerEvent>>,
-    /// "the gateway connection is closed", ... once the reader is gone.
-    closed: &'static str,
-}
-
-impl EventQueue {
-    /// The reading side of `rx`; `closed` is the error text once the sender is gone.
-    pub fn new(rx: mpsc::UnboundedReceiver<ServerEvent>, closed: &'static str) -> Self {
-        EventQueue { rx: futures::lock::Mutex::new(rx), closed }
-    }
-
-    fn closed(&self) -> Error {
-        Error::RecoverableConnection(self.closed.into())
-    }
-
-    /// The next event, waiting up to `timeout`. When none is ready, `carrier` first sends
-    /// what it holds back (acks, publishes): the other side may be waiting for it.
-    pub async fn next(&self, timeout: Option<Duration>, carrier: &dyn Carrier) -> Result<ServerEvent> {
-        let mut rx = self.rx.lock().await;
-        match rx.try_recv() {
-            Ok(ev) => return Ok(ev),
-            Err(mpsc::TryRecvError::Closed) => return Err(self.closed()),
-            Err(mpsc::TryRecvError::Empty) => carrier.flush(),
-        }
-        let next = match timeout {
-            None => rx.next().await,
-            Some(t) => {
-                let timer = rt::sleep(t);
-                futures::pin_mut!(timer);
-                match futures::future::select(rx.next(), timer).await {
-                    futures::future::Either::Left((ev, _)) => ev,
-                    futures::future::Either::Right(_) => return Err(Error::Timeout(None)),
-                }
-            }
-        };
-        next.ok_or_else(|| self.closed())
-    }
-
-    /// An event if one is ready (never waits).
-    pub fn try_next(&self) -> Result<Option<ServerEvent>> {
-        match self.rx.try_lock() {
-            Some(mut rx) => match rx.try_recv() {
-                Ok(ev) => Ok(Some(ev)),
-                Err(mpsc::TryRecvError::Closed) => Err(self.closed()),
-                Err(mpsc::TryRecvError::Empty) => Ok(None),
-            },
-            None => Ok(None),
-        }
-    }
-}
 
 type Answer = Result<(ServerFrame, Bytes)>;
 

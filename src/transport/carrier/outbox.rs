@@ -116,7 +116,7 @@ impl Outbox {
     }
 
     fn message(&mut self) -> Bytes {
-        let message = if self.raw_stream { self.frames.concat().into() } else { crate::gateway::encode_batch(&self.frames) };
+        let message = if self.raw_stream { self.frames.concat().into() } else { crate::proto::gateway::encode_batch(&self.frames) };
         self.frames.clear();
         self.ack = None;
         self.bytes = 0;
@@ -226,6 +226,6 @@ mod tests {
         out.push(frame("one"), |_| unreachable!()).unwrap();
         out.push_ack(1, frame("two"), 0, |_| unreachable!()).unwrap();
         let batch = out.take().unwrap();
-        assert_eq!(batch, crate::gateway::encode_batch(&[frame("one"), frame("two")]));
+        assert_eq!(batch, crate::proto::gateway::encode_batch(&[frame("one"), frame("two")]));
     }
 }
