@@ -5,9 +5,12 @@ use std::sync::Arc;
 #[cfg(target_arch = "wasm32")]
 use wasm_bindgen_test::wasm_bindgen_test as test;
 
+use web_time::{Duration, Instant};
+
 use super::*;
+use crate::error::Result;
 use crate::properties::Properties;
-use crate::spec::{BasicConsume, BasicPublish, BasicQos, Content, ExchangeDeclare, ExchangeType, QueueBind, QueueDeclare, QueueDelete, ServerEvent};
+use crate::spec::{BasicConsume, BasicPublish, BasicQos, Content, ExchangeBind, ExchangeDeclare, ExchangeType, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent};
 use crate::value::headers;
 
 struct T {
