@@ -148,10 +148,7 @@ impl Broker {
         // Requeue unacknowledged messages, oldest at the head.
         for u in state.unacked.into_newest_first() {
             if let Some(q) = v.queues.get_mut(&u.queue) {
-                q.unacked = q.unacked.saturating_sub(1);
-                let mut m = u.msg;
-                m.redelivered = true;
-                q.ready.push_front(m);
+                q.requeue(u.msg);
                 touched.insert(u.queue);
             }
         }

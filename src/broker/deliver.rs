@@ -7,8 +7,69 @@ use crate::namemap::SortedMap;
 use crate::spec::{BasicConsume, BasicQos, Delivery, GetOk, Name, ServerEvent};
 use crate::value::Value;
 
+use super::dead_letter::DeathReason;
 use super::queue::QueuedMessage;
-use super::{chan_err, Broker, ChannelId, ConnId, ConsumerRef, ConsumerState, Unacked};
+use super::{chan_err, Broker, ChannelId, ChannelState, ConnId, ConsumerRef, ConsumerState, QueueState, Unacked};
+
+/// What the client did with a delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    /// `basic.ack`.
+    Ack,
+    /// `basic.reject`/`basic.nack` with `requeue`, or `basic.recover`.
+    Requeue,
+    /// `basic.reject`/`basic.nack` without `requeue`: dead-lettered or dropped.
+    Discard,
+}
+
+impl Settle {
+    fn reject(requeue: bool) -> Self {
+        if requeue {
+            Settle::Requeue
+        } else {
+            Settle::Discard
+        }
+    }
+}
+
+impl QueueState {
+    /// A delivered message comes back to the head of its queue, marked redelivered.
+    pub(super) fn requeue(&mut self, mut m: QueuedMessage) {
+        self.unacked = self.unacked.saturating_sub(1);
+        m.redelivered = true;
+        self.ready.push_front(m);
+    }
+
+    /// Settle a delivered message of this queue; returns it when it is to be dead-lettered.
+    fn settle(&mut self, m: QueuedMessage, outcome: Settle) -> Option<QueuedMessage> {
+        match outcome {
+            Settle::Ack => {
+                self.unacked = self.unacked.saturating_sub(1);
+                self.counters.acked += 1;
+                None
+            }
+            Settle::Requeue => {
+                self.counters.rejected += 1;
+                self.requeue(m);
+                None
+            }
+            Settle::Discard => {
+                self.unacked = self.unacked.saturating_sub(1);
+                self.counters.rejected += 1;
+                Some(m)
+            }
+        }
+    }
+}
+
+impl ChannelState {
+    /// A delivery of this channel is settled: its consumer's prefetch window opens by one.
+    fn release(&mut self, u: &Unacked) {
+        if let Some(c) = u.consumer.as_ref().and_then(|t| self.consumers.get_mut(t)) {
+            c.unacked = c.unacked.saturating_sub(1);
+        }
+    }
+}
 
 impl Broker {
     /// Deliver ready messages of a queue to its consumers while they have credit.
@@ -75,7 +136,7 @@ impl Broker {
         }
         if !expired.is_empty() {
             let qn = q.name.clone();
-            self.dead_letter(vhost, &qn, expired, "expired");
+            self.dead_letter(vhost, &qn, expired, DeathReason::Expired);
         }
     }
 
@@ -123,7 +184,7 @@ impl Broker {
                 }
             };
             if !expired.is_empty() {
-                b.dead_letter(&vhost, &qname, expired, "expired");
+                b.dead_letter(&vhost, &qname, expired, DeathReason::Expired);
             }
             Ok(result)
         })
@@ -199,35 +260,20 @@ impl Broker {
         })
     }
 
-    fn settle(&mut self, conn: ConnId, ch: ChannelId, tag: u64, multiple: bool, outcome: Option<bool>) -> Result<()> {
-        // outcome: None = ack, Some(requeue) = reject/nack.
+    fn settle(&mut self, conn: ConnId, ch: ChannelId, tag: u64, multiple: bool, outcome: Settle) -> Result<()> {
         self.channel_op(conn, ch, |b, vhost| {
             let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
             let unknown = || chan_err(ReplyCode::PreconditionFailed, format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
             if !multiple && chs.global_prefetch == 0 {
                 // The common case (one message, per-consumer prefetch): no allocation.
                 let u = chs.unacked.remove(tag).ok_or_else(unknown)?;
-                if let Some(c) = u.consumer.as_ref().and_then(|t| chs.consumers.get_mut(t)) {
-                    c.unacked = c.unacked.saturating_sub(1);
-                }
-                let qname = u.queue.clone();
+                chs.release(&u);
                 let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
                 if let Some(q) = v.queues.get_mut(&u.queue) {
-                    q.unacked = q.unacked.saturating_sub(1);
-                    match outcome {
-                        None => q.counters.acked += 1,
-                        Some(true) => {
-                            q.counters.rejected += 1;
-                            let mut m = u.msg;
-                            m.redelivered = true;
-                            q.ready.push_front(m);
-                        }
-                        Some(false) => {
-                            q.counters.rejected += 1;
-                            b.dead_letter(&vhost, &qname, vec![u.msg], "rejected");
-                        }
+                    if let Some(dead) = q.settle(u.msg, outcome) {
+                        b.dead_letter(&vhost, &u.queue, vec![dead], DeathReason::Rejected);
                     }
-                    b.dispatch(&vhost, &qname);
+                    b.dispatch(&vhost, &u.queue);
                 }
                 return Ok(());
             }
@@ -242,9 +288,7 @@ impl Broker {
             };
             let mut touched: Vec<Name> = Vec::new();
             for u in &settled {
-                if let Some(c) = u.consumer.as_ref().and_then(|t| chs.consumers.get_mut(t)) {
-                    c.unacked = c.unacked.saturating_sub(1);
-                }
+                chs.release(u);
             }
             // With a channel-wide prefetch window every consumer of the channel may resume.
             let channel_queues: Vec<Name> = if chs.global_prefetch > 0 {
@@ -256,19 +300,8 @@ impl Broker {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             for u in settled.into_iter().rev() {
                 let Some(q) = v.queues.get_mut(&u.queue) else { continue };
-                q.unacked = q.unacked.saturating_sub(1);
-                match outcome {
-                    None => q.counters.acked += 1,
-                    Some(true) => {
-                        q.counters.rejected += 1;
-                        let mut m = u.msg;
-                        m.redelivered = true;
-                        q.ready.push_front(m);
-                    }
-                    Some(false) => {
-                        q.counters.rejected += 1;
-                        dead.get_or_insert_with(u.queue.clone(), Vec::new).push(u.msg);
-                    }
+                if let Some(m) = q.settle(u.msg, outcome) {
+                    dead.get_or_insert_with(u.queue.clone(), Vec::new).push(m);
                 }
                 if !touched.contains(&u.queue) {
                     touched.push(u.queue);
@@ -277,7 +310,7 @@ impl Broker {
             for (qn, msgs) in dead {
                 let mut msgs = msgs;
                 msgs.reverse();
-                b.dead_letter(&vhost, &qn, msgs, "rejected");
+                b.dead_letter(&vhost, &qn, msgs, DeathReason::Rejected);
             }
             for q in channel_queues {
                 if !touched.contains(&q) {
@@ -294,17 +327,17 @@ impl Broker {
     /// `basic.ack`. `multiple` acknowledges every outstanding tag up to `tag` (all when 0).
     /// An unknown tag is a `PreconditionFailed` channel exception.
     pub fn basic_ack(&mut self, conn: ConnId, ch: ChannelId, tag: u64, multiple: bool) -> Result<()> {
-        self.settle(conn, ch, tag, multiple, None)
+        self.settle(conn, ch, tag, multiple, Settle::Ack)
     }
 
     /// `basic.nack`: reject one or (with `multiple`) several messages.
     pub fn basic_nack(&mut self, conn: ConnId, ch: ChannelId, tag: u64, multiple: bool, requeue: bool) -> Result<()> {
-        self.settle(conn, ch, tag, multiple, Some(requeue))
+        self.settle(conn, ch, tag, multiple, Settle::reject(requeue))
     }
 
     /// `basic.reject`: requeue the message, or discard (dead-letter) it.
     pub fn basic_reject(&mut self, conn: ConnId, ch: ChannelId, tag: u64, requeue: bool) -> Result<()> {
-        self.settle(conn, ch, tag, false, Some(requeue))
+        self.settle(conn, ch, tag, false, Settle::reject(requeue))
     }
 
     /// `basic.recover`: requeue every unacknowledged message of the channel. `requeue=false`
@@ -318,7 +351,7 @@ impl Broker {
         }
         let last = self.connections.get(&conn).and_then(|c| c.channels.get(&ch)).and_then(|chs| chs.unacked.last_tag());
         if let Some(last) = last {
-            self.settle(conn, ch, last, true, Some(true))
+            self.settle(conn, ch, last, true, Settle::Requeue)
         } else {
             self.check_channel(conn, ch).map(|_| ())
         }

@@ -64,7 +64,7 @@ use crate::value::Headers;
 use queue::{QueuedMessage, Ready};
 use time::Time;
 
-pub use snapshot::{BindingInfo, ExchangeInfo, QueueInfo, VHostSnapshot};
+pub use snapshot::{BindingInfo, DestinationType, ExchangeInfo, QueueInfo, VHostSnapshot};
 pub use time::Now;
 
 /// A connection handle issued by [`Broker::connect`].

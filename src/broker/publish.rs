@@ -9,6 +9,7 @@ use crate::error::{Error, ReplyCode, Result};
 use crate::spec::{BasicPublish, Content, HashSet, Name, Returned, ServerEvent};
 use crate::value::Headers;
 
+use super::dead_letter::DeathReason;
 use super::queue::QueuedMessage;
 use super::{chan_err, not_found_exchange, Broker, ChannelId, ConnId, Dest, Overflow, QueueState, VHost};
 
@@ -24,8 +25,10 @@ impl Broker {
         dests.clear();
         x.router.route(routing_key, headers, dests);
         // The common case, one exchange routing straight to a few queues, without the sets
-        // the general walk needs (exchange-to-exchange bindings, alternate exchanges).
-        if dests.len() <= 8 && dests.iter().all(|d| matches!(d, Dest::Queue(_))) {
+        // the general walk needs (exchange-to-exchange bindings, alternate exchanges). "A few":
+        // deduplicated by a linear scan.
+        const FEW: usize = 8;
+        if dests.len() <= FEW && dests.iter().all(|d| matches!(d, Dest::Queue(_))) {
             let start = out.len();
             for d in dests.drain(..) {
                 if let Dest::Queue(q) = d {
@@ -120,7 +123,7 @@ impl Broker {
                     ServerEvent::Return {
                         channel: ch,
                         returned: Returned {
-                            reply_code: 312,
+                            reply_code: ReplyCode::NoRoute.code(),
                             reply_text: "NO_ROUTE".into(),
                             exchange: exchange.clone(),
                             routing_key: routing_key.clone(),
@@ -172,7 +175,7 @@ impl Broker {
             let dead = (q.overflow == Overflow::RejectPublishDlx).then_some(msg);
             if let Some(m) = dead {
                 let qn = q.name.clone();
-                self.dead_letter(vhost, &qn, vec![m], "maxlen");
+                self.dead_letter(vhost, &qn, vec![m], DeathReason::MaxLen);
             }
             return false;
         }
@@ -189,7 +192,7 @@ impl Broker {
         }
         if !dropped.is_empty() {
             let qn = q.name.clone();
-            self.dead_letter(vhost, &qn, dropped, "maxlen");
+            self.dead_letter(vhost, &qn, dropped, DeathReason::MaxLen);
         }
         self.dispatch(vhost, qname);
         true

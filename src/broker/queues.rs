@@ -53,13 +53,16 @@ fn show(v: Option<&Value>) -> String {
 }
 
 impl Broker {
+    /// A server-generated name (`amq.gen-...`, `amq.ctag-...`) with a random suffix as long as
+    /// RabbitMQ's (16 random bytes in URL-safe base64).
     pub(super) fn next_name(&mut self, prefix: &str) -> String {
+        const SUFFIX_LEN: usize = 22;
         self.names += 1;
         const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-";
-        let mut s = String::with_capacity(prefix.len() + 22);
+        let mut s = String::with_capacity(prefix.len() + SUFFIX_LEN);
         s.push_str(prefix);
         let mut x = self.names.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ fastrand::u64(..);
-        for _ in 0..22 {
+        for _ in 0..SUFFIX_LEN {
             s.push(ALPHABET[(x & 63) as usize] as char);
             x = x.rotate_right(6) ^ fastrand::u64(..);
         }
@@ -130,10 +133,8 @@ impl Broker {
             let max_length = arg_u64(args, "x-max-length", &name, &vhost, false)?.map(|v| v as usize);
             let max_length_bytes = arg_u64(args, "x-max-length-bytes", &name, &vhost, false)?.map(|v| v as usize);
             let max_priority = match arg_u64(args, "x-max-priority", &name, &vhost, false)? {
-                Some(p) if p > 255 => {
-                    return Err(invalid_arg("x-max-priority", &name, &vhost, &format!("{{value_out_of_range,{p}}}")))
-                }
-                Some(p) => p as u8,
+                Some(p) => u8::try_from(p)
+                    .map_err(|_| invalid_arg("x-max-priority", &name, &vhost, &format!("{{value_out_of_range,{p}}}")))?,
                 None => 0,
             };
             let overflow = match arg_str(args, "x-overflow", &name, &vhost)?.as_deref() {

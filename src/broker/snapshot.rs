@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::spec::ExchangeType;
 use crate::value::Headers;
 
 use super::{Broker, Dest};
@@ -48,9 +49,9 @@ pub struct QueueInfo {
 pub struct ExchangeInfo {
     /// Exchange name (empty: the default exchange).
     pub name: String,
-    /// Type.
+    /// Type (serialized as its name: `"direct"`, `"topic"`, ...).
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: ExchangeType,
     /// Durable flag.
     pub durable: bool,
     /// Auto-delete flag.
@@ -68,12 +69,22 @@ pub struct BindingInfo {
     pub source: String,
     /// Destination queue or exchange.
     pub destination: String,
-    /// `"queue"` or `"exchange"`.
-    pub destination_type: &'static str,
+    /// Whether the destination is a queue or an exchange.
+    pub destination_type: DestinationType,
     /// Binding key.
     pub routing_key: String,
     /// Binding arguments.
     pub arguments: Headers,
+}
+
+/// What a binding leads to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DestinationType {
+    /// A queue (`queue.bind`); serialized as `"queue"`.
+    Queue,
+    /// An exchange (`exchange.bind`); serialized as `"exchange"`.
+    Exchange,
 }
 
 /// A snapshot of a virtual host.
@@ -96,7 +107,7 @@ impl Broker {
             .values()
             .map(|x| ExchangeInfo {
                 name: x.decl.exchange.clone(),
-                kind: x.decl.kind.to_string(),
+                kind: x.decl.kind.clone(),
                 durable: x.decl.durable,
                 auto_delete: x.decl.auto_delete,
                 internal: x.decl.internal,
@@ -134,8 +145,8 @@ impl Broker {
         for x in v.exchanges.values() {
             for (key, args, dest) in x.router.bindings() {
                 let (destination, destination_type) = match dest {
-                    Dest::Queue(q) => (q.to_string(), "queue"),
-                    Dest::Exchange(e) => (e.to_string(), "exchange"),
+                    Dest::Queue(q) => (q.to_string(), DestinationType::Queue),
+                    Dest::Exchange(e) => (e.to_string(), DestinationType::Exchange),
                 };
                 bindings.push(BindingInfo {
                     source: x.decl.exchange.clone(),

@@ -648,3 +648,24 @@ fn force_close_all_reports_connection_closed() {
     }
     assert!(t.b.pop_event(c.0).is_none());
 }
+
+#[test]
+fn snapshot_types_serialize_as_their_wire_names() {
+    let mut t = T::new();
+    let c = t.conn();
+    t.exchange(c, "src", ExchangeType::Topic);
+    t.exchange(c, "dst", ExchangeType::Fanout);
+    t.queue(c, "q", Headers::new());
+    t.bind(c, "q", "src", "a.#");
+    t.b.exchange_bind(c.0, c.1, &ExchangeBind { destination: "dst".into(), source: "src".into(), routing_key: "b".into(), ..Default::default() }).unwrap();
+    let snap = t.b.snapshot("/").unwrap();
+    let src = snap.exchanges.iter().find(|x| x.name == "src").unwrap();
+    assert_eq!(src.kind, ExchangeType::Topic);
+    let kinds: Vec<DestinationType> = snap.bindings.iter().map(|b| b.destination_type).collect();
+    assert_eq!(kinds, vec![DestinationType::Exchange, DestinationType::Queue]);
+    let json = serde_json::to_value(&snap).unwrap();
+    let src = json["exchanges"].as_array().unwrap().iter().find(|x| x["name"] == "src").unwrap();
+    assert_eq!(src["type"], "topic");
+    assert_eq!(json["bindings"][0]["destination_type"], "exchange");
+    assert_eq!(json["bindings"][1]["destination_type"], "queue");
+}

@@ -3,6 +3,7 @@
 
 use web_time::{Duration, Instant};
 
+use super::dead_letter::DeathReason;
 use super::Broker;
 
 /// The broker's notion of "now": a monotonic instant for expiry, and wall-clock milliseconds
@@ -127,7 +128,7 @@ impl Broker {
                 qs.ready.pop_expired(now.instant, &mut expired);
             }
             if !expired.is_empty() {
-                self.dead_letter(&v, &q, expired, "expired");
+                self.dead_letter(&v, &q, expired, DeathReason::Expired);
             }
             self.dispatch(&v, &q);
         }
