@@ -156,6 +156,7 @@ impl Broker {
         for (tag, cs) in state.consumers {
             if let Some(q) = v.queues.get_mut(&cs.queue) {
                 q.consumers.retain(|r| !(r.conn == conn && r.channel == ch && r.tag == tag));
+                q.exclusive_consumer = false;
                 q.last_used = self.time.get().instant;
                 if q.auto_delete && q.had_consumer && q.consumers.is_empty() {
                     auto_delete.push(cs.queue.clone());

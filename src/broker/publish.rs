@@ -171,11 +171,12 @@ impl Broker {
                 || q.max_length_bytes.is_some_and(|m| q.ready.bytes() + extra > m)
         };
         if q.overflow != Overflow::DropHead && full(q, msg.size()) {
-            q.counters.dropped += 1;
-            let dead = (q.overflow == Overflow::RejectPublishDlx).then_some(msg);
-            if let Some(m) = dead {
+            if q.overflow == Overflow::RejectPublishDlx {
+                // Counted as dropped there.
                 let qn = q.name.clone();
-                self.dead_letter(vhost, &qn, vec![m], DeathReason::MaxLen);
+                self.dead_letter(vhost, &qn, vec![msg], DeathReason::MaxLen);
+            } else {
+                q.counters.dropped += 1;
             }
             return false;
         }

@@ -669,3 +669,30 @@ fn snapshot_types_serialize_as_their_wire_names() {
     assert_eq!(json["bindings"][0]["destination_type"], "exchange");
     assert_eq!(json["bindings"][1]["destination_type"], "queue");
 }
+
+#[test]
+fn an_exclusive_consumer_is_released_when_its_channel_closes() {
+    let mut t = T::new();
+    let a = t.conn();
+    t.queue(a, "q", Headers::new());
+    t.b.basic_consume(a.0, a.1, &BasicConsume { queue: "q".into(), consumer_tag: "ex".into(), exclusive: true, ..Default::default() }).unwrap();
+    t.b.close_channel(a.0, a.1).unwrap();
+    let b = t.conn();
+    t.consume(b, "q", "next", true);
+}
+
+#[test]
+fn reject_publish_dlx_counts_a_refused_message_once() {
+    let mut t = T::new();
+    let c = t.conn();
+    t.exchange(c, "dlx", ExchangeType::Fanout);
+    t.queue(c, "dead", Headers::new());
+    t.bind(c, "dead", "dlx", "");
+    t.queue(c, "rp", headers([("x-max-length", serde_json::json!(1)), ("x-overflow", serde_json::json!("reject-publish-dlx")), ("x-dead-letter-exchange", serde_json::json!("dlx"))]));
+    t.publish(c, "", "rp", "a", p()).unwrap();
+    t.publish(c, "", "rp", "b", p()).unwrap();
+    let snap = t.b.snapshot("/").unwrap();
+    let q = snap.queues.iter().find(|q| q.name == "rp").unwrap();
+    assert_eq!((q.published, q.dropped, q.dead_lettered), (1, 1, 1));
+    assert_eq!(t.bodies(c, "dead"), vec!["b"]);
+}
