@@ -8,7 +8,19 @@ use crate::error::{Error, ReplyCode, Result};
 use crate::namemap::SortedMap;
 use crate::spec::{HashSet, Name, ServerEvent};
 
-use super::{chan_err, Broker, ChannelId, ChannelState, ConnId, ConnState};
+use super::{Broker, ChannelId, ChannelState, ConnId, ConnState};
+
+fn closed(conn: ConnId) -> Error {
+    Error::RecoverableConnection(format!("connection {conn} to the memory broker is closed"))
+}
+
+impl ConnState {
+    /// Queue an event; true when the connection is to be woken (nothing was waiting).
+    pub(super) fn push(&mut self, ev: ServerEvent) -> bool {
+        self.events.push_back(ev);
+        !std::mem::replace(&mut self.notify, true)
+    }
+}
 
 impl Broker {
     /// Open a connection to `vhost` (created on first use, as the memory broker has no users).
@@ -98,17 +110,13 @@ impl Broker {
     }
 
     fn conn_mut(&mut self, conn: ConnId) -> Result<&mut ConnState> {
-        self.connections.get_mut(&conn).ok_or_else(|| {
-            Error::RecoverableConnection(format!("connection {conn} to the memory broker is closed"))
-        })
+        self.connections.get_mut(&conn).ok_or_else(|| closed(conn))
     }
 
     pub(super) fn check_channel(&self, conn: ConnId, ch: ChannelId) -> Result<Name> {
-        let c = self.connections.get(&conn).ok_or_else(|| {
-            Error::RecoverableConnection(format!("connection {conn} to the memory broker is closed"))
-        })?;
+        let c = self.connections.get(&conn).ok_or_else(|| closed(conn))?;
         if !c.channels.contains_key(&ch) {
-            return Err(chan_err(
+            return Err(Error::channel(
                 ReplyCode::ChannelError,
                 format!("CHANNEL_ERROR - channel {ch} is closed"),
             ));
@@ -155,10 +163,7 @@ impl Broker {
         let mut auto_delete = Vec::new();
         for (tag, cs) in state.consumers {
             if let Some(q) = v.queues.get_mut(&cs.queue) {
-                q.consumers.retain(|r| !(r.conn == conn && r.channel == ch && r.tag == tag));
-                q.exclusive_consumer = false;
-                q.last_used = self.time.get().instant;
-                if q.auto_delete && q.had_consumer && q.consumers.is_empty() {
+                if q.remove_consumer(conn, ch, &tag, self.time.get().instant) {
                     auto_delete.push(cs.queue.clone());
                 }
                 touched.insert(cs.queue);
@@ -175,9 +180,7 @@ impl Broker {
 
     pub(super) fn push_event(&mut self, conn: ConnId, ev: ServerEvent) {
         if let Some(c) = self.connections.get_mut(&conn) {
-            c.events.push_back(ev);
-            if !c.notify {
-                c.notify = true;
+            if c.push(ev) {
                 self.woken.push(conn);
             }
         }

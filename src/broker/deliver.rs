@@ -2,6 +2,8 @@
 //! (`basic.ack`, `basic.nack`, `basic.reject`, `basic.recover`), prefetch windows (`basic.qos`)
 //! and `channel.flow`.
 
+use web_time::Instant;
+
 use crate::error::{Error, ReplyCode, Result};
 use crate::namemap::SortedMap;
 use crate::spec::{BasicConsume, BasicQos, Delivery, GetOk, Name, ServerEvent};
@@ -9,7 +11,7 @@ use crate::value::Value;
 
 use super::dead_letter::DeathReason;
 use super::queue::QueuedMessage;
-use super::{chan_err, Broker, ChannelId, ChannelState, ConnId, ConsumerRef, ConsumerState, QueueState, Unacked};
+use super::{Broker, ChannelId, ChannelState, ConnId, ConsumerRef, ConsumerState, QueueState, Unacked};
 
 /// What the client did with a delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,6 +42,16 @@ impl QueueState {
         self.ready.push_front(m);
     }
 
+    /// A consumer of this queue is gone (cancelled, or its channel closed); true when the
+    /// queue is auto-delete and that was its last consumer.
+    pub(super) fn remove_consumer(&mut self, conn: ConnId, ch: ChannelId, tag: &str, now: Instant) -> bool {
+        self.consumers.retain(|c| !(c.conn == conn && c.channel == ch && &*c.tag == tag));
+        // An exclusive consumer is the only one: whichever went, none is exclusive now.
+        self.exclusive_consumer = false;
+        self.last_used = now;
+        self.auto_delete && self.had_consumer && self.consumers.is_empty()
+    }
+
     /// Settle a delivered message of this queue; returns it when it is to be dead-lettered.
     fn settle(&mut self, m: QueuedMessage, outcome: Settle) -> Option<QueuedMessage> {
         match outcome {
@@ -63,6 +75,31 @@ impl QueueState {
 }
 
 impl ChannelState {
+    /// Hand `msg` of `q` out on this channel, to `consumer` (or to `basic.get`), with the next
+    /// delivery tag. Unless `no_ack`, it stays unacknowledged, in the consumer's window too.
+    fn deliver(&mut self, q: &mut QueueState, msg: QueuedMessage, consumer: Option<&Name>, no_ack: bool) -> Delivery {
+        let tag = self.next_tag;
+        self.next_tag += 1;
+        let delivery = Delivery {
+            delivery_tag: tag,
+            redelivered: msg.redelivered,
+            exchange: msg.exchange.clone(),
+            routing_key: msg.routing_key.clone(),
+            content: msg.content.clone(),
+        };
+        q.counters.delivered += 1;
+        if no_ack {
+            q.counters.acked += 1;
+        } else {
+            if let Some(cs) = consumer.and_then(|t| self.consumers.get_mut(t)) {
+                cs.unacked += 1;
+            }
+            q.unacked += 1;
+            self.unacked.insert(tag, Unacked { queue: q.name.clone(), msg, consumer: consumer.cloned() });
+        }
+        delivery
+    }
+
     /// A delivery of this channel is settled: its consumer's prefetch window opens by one.
     fn release(&mut self, u: &Unacked) {
         if let Some(c) = u.consumer.as_ref().and_then(|t| self.consumers.get_mut(t)) {
@@ -108,29 +145,9 @@ impl Broker {
             let c = q.consumers[idx].clone();
             let Some(conn) = self.connections.get_mut(&c.conn) else { break };
             let Some(chs) = conn.channels.get_mut(&c.channel) else { break };
-            let tag = chs.next_tag;
-            chs.next_tag += 1;
             let no_ack = chs.consumers.get(&c.tag).is_none_or(|cs| cs.no_ack);
-            let delivery = Delivery {
-                delivery_tag: tag,
-                redelivered: msg.redelivered,
-                exchange: msg.exchange.clone(),
-                routing_key: msg.routing_key.clone(),
-                content: msg.content.clone(),
-            };
-            q.counters.delivered += 1;
-            if !no_ack {
-                if let Some(cs) = chs.consumers.get_mut(&c.tag) {
-                    cs.unacked += 1;
-                }
-                q.unacked += 1;
-                chs.unacked.insert(tag, Unacked { queue: q.name.clone(), msg, consumer: Some(c.tag.clone()) });
-            } else {
-                q.counters.acked += 1;
-            }
-            conn.events.push_back(ServerEvent::Deliver { channel: c.channel, consumer_tag: c.tag, delivery });
-            if !conn.notify {
-                conn.notify = true;
+            let delivery = chs.deliver(q, msg, Some(&c.tag), no_ack);
+            if conn.push(ServerEvent::Deliver { channel: c.channel, consumer_tag: c.tag, delivery }) {
                 self.woken.push(c.conn);
             }
         }
@@ -160,26 +177,9 @@ impl Broker {
             let result = match msg {
                 None => None,
                 Some(msg) => {
-                    q.counters.delivered += 1;
                     let message_count = q.ready.len() as u32;
-                    if !no_ack {
-                        q.unacked += 1;
-                    } else {
-                        q.counters.acked += 1;
-                    }
                     let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
-                    let tag = chs.next_tag;
-                    chs.next_tag += 1;
-                    let delivery = Delivery {
-                        delivery_tag: tag,
-                        redelivered: msg.redelivered,
-                        exchange: msg.exchange.clone(),
-                        routing_key: msg.routing_key.clone(),
-                        content: msg.content.clone(),
-                    };
-                    if !no_ack {
-                        chs.unacked.insert(tag, Unacked { queue: qname.clone(), msg, consumer: None });
-                    }
+                    let delivery = chs.deliver(q, msg, None, no_ack);
                     Some(GetOk { delivery, message_count })
                 }
             };
@@ -211,7 +211,7 @@ impl Broker {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let q = Self::queue_for_op(v, &vhost, &d.queue, conn)?;
             if (d.exclusive && !q.consumers.is_empty()) || q.exclusive_consumer {
-                return Err(chan_err(
+                return Err(Error::channel(
                     ReplyCode::AccessRefused,
                     format!("ACCESS_REFUSED - queue '{}' in vhost '{vhost}' in exclusive use", d.queue),
                 ));
@@ -220,7 +220,7 @@ impl Broker {
                 None | Some(Value::Null) => 0,
                 Some(Value::Number(n)) if n.as_i64().is_some() => n.as_i64().unwrap_or(0),
                 Some(other) => {
-                    return Err(chan_err(
+                    return Err(Error::channel(
                         ReplyCode::PreconditionFailed,
                         format!("PRECONDITION_FAILED - invalid arg 'x-priority' for consumer: {other}"),
                     ))
@@ -246,13 +246,7 @@ impl Broker {
             let Some(cs) = chs.consumers.remove(tag) else { return Ok(()) };
             let now = b.time.get().instant;
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
-            let mut delete = false;
-            if let Some(q) = v.queues.get_mut(&cs.queue) {
-                q.consumers.retain(|c| !(c.conn == conn && c.channel == ch && &*c.tag == tag));
-                q.exclusive_consumer = false;
-                q.last_used = now;
-                delete = q.auto_delete && q.had_consumer && q.consumers.is_empty();
-            }
+            let delete = v.queues.get_mut(&cs.queue).is_some_and(|q| q.remove_consumer(conn, ch, tag, now));
             if delete {
                 b.delete_queue(&vhost, &cs.queue);
             }
@@ -263,7 +257,7 @@ impl Broker {
     fn settle(&mut self, conn: ConnId, ch: ChannelId, tag: u64, multiple: bool, outcome: Settle) -> Result<()> {
         self.channel_op(conn, ch, |b, vhost| {
             let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
-            let unknown = || chan_err(ReplyCode::PreconditionFailed, format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
+            let unknown = || Error::channel(ReplyCode::PreconditionFailed, format!("PRECONDITION_FAILED - unknown delivery tag {tag}"));
             if !multiple && chs.global_prefetch == 0 {
                 // The common case (one message, per-consumer prefetch): no allocation.
                 let u = chs.unacked.remove(tag).ok_or_else(unknown)?;

@@ -50,15 +50,13 @@ mod time;
 
 use std::collections::VecDeque;
 
-use crate::namemap::SortedMap;
-use crate::spec::HashMap;
-
 use serde::Serialize;
 use web_time::Instant;
 
 use crate::error::{Error, ReplyCode};
+use crate::namemap::SortedMap;
 use crate::routing::Router;
-use crate::spec::{ExchangeDeclare, Name, ServerEvent};
+use crate::spec::{ExchangeDeclare, HashMap, Name, ServerEvent};
 use crate::value::Headers;
 
 use queue::{QueuedMessage, Ready};
@@ -274,20 +272,16 @@ impl Default for Broker {
 
 // ----- channel exceptions ----------------------------------------------------------
 
-fn chan_err(code: ReplyCode, text: String) -> Error {
-    Error::Channel { code, text }
-}
-
 fn not_found_queue(vhost: &str, q: &str) -> Error {
-    chan_err(ReplyCode::NotFound, format!("NOT_FOUND - no queue '{q}' in vhost '{vhost}'"))
+    Error::channel(ReplyCode::NotFound, format!("NOT_FOUND - no queue '{q}' in vhost '{vhost}'"))
 }
 
 fn not_found_exchange(vhost: &str, x: &str) -> Error {
-    chan_err(ReplyCode::NotFound, format!("NOT_FOUND - no exchange '{x}' in vhost '{vhost}'"))
+    Error::channel(ReplyCode::NotFound, format!("NOT_FOUND - no exchange '{x}' in vhost '{vhost}'"))
 }
 
 fn locked(vhost: &str, q: &str) -> Error {
-    chan_err(
+    Error::channel(
         ReplyCode::ResourceLocked,
         format!(
             "RESOURCE_LOCKED - cannot obtain exclusive access to locked queue '{q}' in vhost \
@@ -298,7 +292,7 @@ fn locked(vhost: &str, q: &str) -> Error {
 }
 
 fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, received: &str, current: &str) -> Error {
-    chan_err(
+    Error::channel(
         ReplyCode::PreconditionFailed,
         format!(
             "PRECONDITION_FAILED - inequivalent arg '{arg}' for {what} '{name}' in vhost '{vhost}': \
@@ -308,12 +302,15 @@ fn inequivalent(what: &str, arg: &str, name: &str, vhost: &str, received: &str, 
 }
 
 fn invalid_arg(arg: &str, name: &str, vhost: &str, why: &str) -> Error {
-    chan_err(
+    Error::channel(
         ReplyCode::PreconditionFailed,
         format!("PRECONDITION_FAILED - invalid arg '{arg}' for queue '{name}' in vhost '{vhost}': {why}"),
     )
 }
 
+fn default_exchange_refused() -> Error {
+    Error::channel(ReplyCode::AccessRefused, "ACCESS_REFUSED - operation not permitted on the default exchange")
+}
 
 impl Broker {
     /// An empty broker with the default virtual host `/` and its predeclared exchanges.
@@ -331,7 +328,6 @@ impl Broker {
         b.vhost_mut("/");
         b
     }
-
 }
 
 #[cfg(test)]

@@ -11,7 +11,14 @@ use crate::value::Headers;
 
 use super::dead_letter::DeathReason;
 use super::queue::QueuedMessage;
-use super::{chan_err, not_found_exchange, Broker, ChannelId, ConnId, Dest, Overflow, QueueState, VHost};
+use super::{not_found_exchange, Broker, ChannelId, ConnId, Dest, Overflow, QueueState, VHost};
+
+impl QueueState {
+    /// Whether `count` messages of `bytes` bytes would break `x-max-length`/`x-max-length-bytes`.
+    fn over_limits(&self, count: usize, bytes: usize) -> bool {
+        self.max_length.is_some_and(|m| count > m) || self.max_length_bytes.is_some_and(|m| bytes > m)
+    }
+}
 
 impl Broker {
     pub(super) fn route(v: &VHost, exchange: &str, routing_key: &str, headers: &Headers, dests: &mut Vec<Dest>, out: &mut Vec<Name>) {
@@ -93,7 +100,7 @@ impl Broker {
             let (xname, x) =
                 v.exchanges.get_key_value(p.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &p.exchange))?;
             if x.decl.internal {
-                return Err(chan_err(
+                return Err(Error::channel(
                     ReplyCode::AccessRefused,
                     format!("ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost '{vhost}'", p.exchange),
                 ));
@@ -166,11 +173,7 @@ impl Broker {
             expires_at: ttl.map(|ms| self.time.get().instant + Duration::from_millis(ms)),
             priority: content.properties.priority.unwrap_or(0).min(max_p),
         };
-        let full = |q: &QueueState, extra: usize| {
-            q.max_length.is_some_and(|m| q.ready.len() + 1 > m)
-                || q.max_length_bytes.is_some_and(|m| q.ready.bytes() + extra > m)
-        };
-        if q.overflow != Overflow::DropHead && full(q, msg.size()) {
+        if q.overflow != Overflow::DropHead && q.over_limits(q.ready.len() + 1, q.ready.bytes() + msg.size()) {
             if q.overflow == Overflow::RejectPublishDlx {
                 // Counted as dropped there.
                 let qn = q.name.clone();
@@ -183,9 +186,7 @@ impl Broker {
         q.counters.published += 1;
         q.ready.push_back(msg);
         let mut dropped = Vec::new();
-        while q.max_length.is_some_and(|m| q.ready.len() > m)
-            || q.max_length_bytes.is_some_and(|m| q.ready.bytes() > m)
-        {
+        while q.over_limits(q.ready.len(), q.ready.bytes()) {
             match q.ready.pop_oldest() {
                 Some(m) => dropped.push(m),
                 None => break,

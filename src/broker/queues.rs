@@ -1,13 +1,13 @@
 //! `queue.declare` (with the queue arguments RabbitMQ checks), `queue.bind`, `queue.unbind`,
 //! `queue.purge` and `queue.delete`.
 
-use crate::error::{ReplyCode, Result};
+use crate::error::{Error, ReplyCode, Result};
 use crate::spec::{Name, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent};
 use crate::value::{Headers, Value};
 
 use super::queue::Ready;
 use super::{
-    chan_err, inequivalent, invalid_arg, locked, not_found_exchange, not_found_queue, Broker, ChannelId, ConnId, Dest,
+    inequivalent, invalid_arg, locked, not_found_queue, Broker, ChannelId, ConnId, Dest,
     Overflow, QueueCounters, QueueState, VHost,
 };
 
@@ -122,7 +122,7 @@ impl Broker {
                 return Err(not_found_queue(&vhost, &name));
             }
             if name.starts_with("amq.") && !d.queue.is_empty() {
-                return Err(chan_err(
+                return Err(Error::channel(
                     ReplyCode::AccessRefused,
                     format!("ACCESS_REFUSED - queue name '{name}' contains reserved prefix 'amq.*'"),
                 ));
@@ -195,15 +195,8 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             b.expire_queue(&vhost, &d.queue);
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
-            Self::queue_for_op(v, &vhost, &d.queue, conn)?;
-            if d.exchange.is_empty() {
-                return Err(chan_err(
-                    ReplyCode::AccessRefused,
-                    "ACCESS_REFUSED - operation not permitted on the default exchange".to_string(),
-                ));
-            }
-            let x = v.exchanges.get_mut(d.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &d.exchange))?;
-            x.router.bind(&d.routing_key, &d.arguments, Dest::Queue(Name::from(d.queue.as_str())));
+            let dest = Dest::Queue(Self::queue_for_op(v, &vhost, &d.queue, conn)?.name.clone());
+            Self::source_exchange(v, &vhost, &d.exchange)?.router.bind(&d.routing_key, &d.arguments, dest);
             Ok(())
         })
     }
@@ -212,20 +205,8 @@ impl Broker {
     pub fn queue_unbind(&mut self, conn: ConnId, ch: ChannelId, d: &QueueBind) -> Result<()> {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
-            Self::queue_for_op(v, &vhost, &d.queue, conn)?;
-            if d.exchange.is_empty() {
-                return Err(chan_err(
-                    ReplyCode::AccessRefused,
-                    "ACCESS_REFUSED - operation not permitted on the default exchange".into(),
-                ));
-            }
-            let x = v.exchanges.get_mut(d.exchange.as_str()).ok_or_else(|| not_found_exchange(&vhost, &d.exchange))?;
-            let dest = Dest::Queue(Name::from(d.queue.as_str()));
-            if x.router.unbind(&d.routing_key, &d.arguments, &dest) && x.decl.auto_delete && x.router.is_empty() {
-                let name = d.exchange.clone();
-                b.delete_exchange(&vhost, &name);
-            }
-            Ok(())
+            let dest = Dest::Queue(Self::queue_for_op(v, &vhost, &d.queue, conn)?.name.clone());
+            b.unbind(&vhost, &d.exchange, &d.routing_key, &d.arguments, &dest)
         })
     }
 
@@ -246,13 +227,13 @@ impl Broker {
             let Some(q) = v.queues.get(d.queue.as_str()) else { return Ok(0) };
             Self::check_exclusive(q, conn, &vhost)?;
             if d.if_unused && !q.consumers.is_empty() {
-                return Err(chan_err(
+                return Err(Error::channel(
                     ReplyCode::PreconditionFailed,
                     format!("PRECONDITION_FAILED - queue '{}' in vhost '{vhost}' in use", d.queue),
                 ));
             }
             if d.if_empty && !q.ready.is_empty() {
-                return Err(chan_err(
+                return Err(Error::channel(
                     ReplyCode::PreconditionFailed,
                     format!("PRECONDITION_FAILED - queue '{}' in vhost '{vhost}' not empty", d.queue),
                 ));
@@ -266,16 +247,7 @@ impl Broker {
     pub(super) fn delete_queue(&mut self, vhost: &str, name: &str) {
         let Some(v) = self.vhosts.get_mut(vhost) else { return };
         let Some(q) = v.queues.remove(name) else { return };
-        let dest = Dest::Queue(q.name.clone());
-        let mut emptied = Vec::new();
-        for (xn, x) in v.exchanges.iter_mut() {
-            if x.router.unbind_destination(&dest) > 0 && x.decl.auto_delete && x.router.is_empty() {
-                emptied.push(xn.clone());
-            }
-        }
-        for x in emptied {
-            self.delete_exchange(vhost, &x);
-        }
+        self.unbind_everywhere(vhost, &Dest::Queue(q.name.clone()));
         // Consumers of a deleted queue are cancelled by the broker (basic.cancel), and the
         // queue's unacknowledged messages are gone with it.
         for c in q.consumers {
@@ -283,9 +255,7 @@ impl Broker {
                 if let Some(chs) = conn.channels.get_mut(&c.channel) {
                     chs.consumers.remove(&c.tag);
                 }
-                conn.events.push_back(ServerEvent::Cancel { channel: c.channel, consumer_tag: c.tag });
-                if !conn.notify {
-                    conn.notify = true;
+                if conn.push(ServerEvent::Cancel { channel: c.channel, consumer_tag: c.tag }) {
                     self.woken.push(c.conn);
                 }
             }

@@ -4,7 +4,7 @@
 use web_time::{Duration, Instant};
 
 use super::dead_letter::DeathReason;
-use super::Broker;
+use super::{Broker, QueueState};
 
 /// The broker's notion of "now": a monotonic instant for expiry, and wall-clock milliseconds
 /// for the `x-death` timestamps it writes.
@@ -53,6 +53,15 @@ impl Time {
     }
 }
 
+impl QueueState {
+    /// When the queue expires (`x-expires`): that long after its last use, unless it has
+    /// consumers.
+    fn expires_at(&self) -> Option<Instant> {
+        let ms = self.expires.filter(|_| self.consumers.is_empty())?;
+        Some(self.last_used + Duration::from_millis(ms))
+    }
+}
+
 impl Broker {
     /// Set the current time. Call before each operation (the memory transport does); expiry
     /// happens lazily on operations and in [`Broker::handle_timeout`].
@@ -77,10 +86,11 @@ impl Broker {
     /// Delete a queue whose `x-expires` has passed.
     pub(super) fn expire_queue(&mut self, vhost: &str, name: &str) {
         let time = &mut self.time;
-        let expired = self.vhosts.get(vhost).and_then(|v| v.queues.get(name)).is_some_and(|q| {
-            q.consumers.is_empty()
-                && q.expires.is_some_and(|ms| q.last_used + Duration::from_millis(ms) <= time.get().instant)
-        });
+        let expired = self
+            .vhosts
+            .get(vhost)
+            .and_then(|v| v.queues.get(name))
+            .is_some_and(|q| q.expires_at().is_some_and(|t| t <= time.get().instant));
         if expired {
             self.delete_queue(vhost, name);
         }
@@ -93,8 +103,7 @@ impl Broker {
         for v in self.vhosts.values() {
             for q in v.queues.values() {
                 let mut t = q.ready.next_expiry();
-                if let (Some(ms), true) = (q.expires, q.consumers.is_empty()) {
-                    let e = q.last_used + Duration::from_millis(ms);
+                if let Some(e) = q.expires_at() {
                     t = Some(t.map_or(e, |x| x.min(e)));
                 }
                 if let Some(t) = t {
@@ -112,7 +121,7 @@ impl Broker {
         let mut queues_with_expiry = Vec::new();
         for (vn, v) in self.vhosts.iter() {
             for q in v.queues.values() {
-                if q.consumers.is_empty() && q.expires.is_some_and(|ms| q.last_used + Duration::from_millis(ms) <= now.instant) {
+                if q.expires_at().is_some_and(|t| t <= now.instant) {
                     expired_queues.push((vn.clone(), q.name.clone()));
                 } else if q.ready.next_expiry().is_some_and(|t| t <= now.instant) {
                     queues_with_expiry.push((vn.clone(), q.name.clone()));
