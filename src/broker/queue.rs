@@ -66,45 +66,49 @@ impl Ready {
         self.bytes
     }
 
-    pub fn push_back(&mut self, m: QueuedMessage) {
-        let l = self.level_of(m.priority);
+    /// Count `m` in; returns its level.
+    fn added(&mut self, m: &QueuedMessage) -> usize {
         self.count += 1;
         self.bytes += m.size();
+        self.level_of(m.priority)
+    }
+
+    /// Count `m` out.
+    fn taken(&mut self, m: QueuedMessage) -> QueuedMessage {
+        self.count -= 1;
+        self.bytes -= m.size();
+        m
+    }
+
+    pub fn push_back(&mut self, m: QueuedMessage) {
+        let l = self.added(&m);
         self.levels[l].push_back(m);
     }
 
     /// Requeued messages go back to the head of their level, like RabbitMQ.
     pub fn push_front(&mut self, m: QueuedMessage) {
-        let l = self.level_of(m.priority);
-        self.count += 1;
-        self.bytes += m.size();
+        let l = self.added(&m);
         self.levels[l].push_front(m);
     }
 
     pub fn pop_front(&mut self) -> Option<QueuedMessage> {
         let m = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
-        self.count -= 1;
-        self.bytes -= m.size();
-        Some(m)
+        Some(self.taken(m))
     }
 
     /// The oldest message overall (lowest level first): what `drop-head` overflow removes.
     /// RabbitMQ drops from the head of the queue; with priorities, the lowest priority's head.
     pub fn pop_oldest(&mut self) -> Option<QueuedMessage> {
         let m = self.levels.iter_mut().find_map(|l| l.pop_front())?;
-        self.count -= 1;
-        self.bytes -= m.size();
-        Some(m)
+        Some(self.taken(m))
     }
 
     /// Remove expired messages at the head of each level (RabbitMQ expires at the head only).
     pub fn pop_expired(&mut self, now: Instant, out: &mut Vec<QueuedMessage>) {
-        for level in &mut self.levels {
-            while level.front().is_some_and(|m| m.is_expired(now)) {
-                if let Some(m) = level.pop_front() {
-                    self.count -= 1;
-                    self.bytes -= m.size();
-                    out.push(m);
+        for l in 0..self.levels.len() {
+            while self.levels[l].front().is_some_and(|m| m.is_expired(now)) {
+                if let Some(m) = self.levels[l].pop_front() {
+                    out.push(self.taken(m));
                 }
             }
         }
