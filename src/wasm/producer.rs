@@ -1,0 +1,213 @@
+//! `Producer` (Kombu's `Producer`) and the publish options it shares with `SimpleQueue.put`.
+
+use js_sys::Promise;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{body_from_js, js_error, kombu, parse_options, promise, JsResult};
+use super::entity::{delivery_mode, DeliveryModeSpec, EntitySpec, ExchangeRef};
+use crate::error::Error;
+use crate::retry::RetryPolicy;
+use crate::value::{Headers, Value};
+use crate::{Connection, Payload, Producer, PublishOptions, Queue};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ProducerSpec {
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    serializer: Option<String>,
+    compression: Option<String>,
+    auto_declare: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct RetryPolicySpec {
+    interval_start: Option<f64>,
+    interval_step: Option<f64>,
+    interval_max: Option<f64>,
+    max_retries: Option<u32>,
+    timeout: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub(super) struct PublishSpec {
+    exchange: Option<ExchangeRef>,
+    routing_key: Option<String>,
+    delivery_mode: Option<DeliveryModeSpec>,
+    mandatory: Option<bool>,
+    priority: Option<u8>,
+    content_type: Option<String>,
+    content_encoding: Option<String>,
+    serializer: Option<String>,
+    headers: Option<Headers>,
+    compression: Option<String>,
+    retry: Option<bool>,
+    retry_policy: Option<RetryPolicySpec>,
+    declare: Option<Vec<EntitySpec>>,
+    /// Seconds.
+    expiration: Option<f64>,
+    correlation_id: Option<String>,
+    reply_to: Option<String>,
+    message_id: Option<String>,
+    timestamp: Option<u64>,
+    #[serde(rename = "type")]
+    type_: Option<String>,
+    user_id: Option<String>,
+    app_id: Option<String>,
+}
+
+pub(super) fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
+    let mut o = PublishOptions::new();
+    if let Some(x) = &spec.exchange {
+        o = o.exchange(x.build()?);
+    }
+    if let Some(v) = spec.routing_key {
+        o = o.routing_key(v);
+    }
+    if let Some(d) = &spec.delivery_mode {
+        o = o.delivery_mode(delivery_mode(d)?);
+    }
+    if let Some(v) = spec.mandatory {
+        o = o.mandatory(v);
+    }
+    if let Some(v) = spec.priority {
+        o = o.priority(v);
+    }
+    if let Some(v) = spec.content_type {
+        o = o.content_type(v);
+    }
+    if let Some(v) = spec.content_encoding {
+        o = o.content_encoding(v);
+    }
+    if let Some(v) = spec.serializer {
+        o = o.serializer(v);
+    }
+    if let Some(v) = spec.headers {
+        o = o.headers(v);
+    }
+    if let Some(v) = spec.compression {
+        o = o.compression(v);
+    }
+    if spec.retry.unwrap_or(false) || spec.retry_policy.is_some() {
+        let policy = spec.retry_policy.map(|r| {
+            let d = RetryPolicy::ensure_default();
+            RetryPolicy {
+                interval_start: r.interval_start.unwrap_or(d.interval_start),
+                interval_step: r.interval_step.unwrap_or(d.interval_step),
+                interval_max: r.interval_max.unwrap_or(d.interval_max),
+                max_retries: r.max_retries,
+                timeout: r.timeout,
+            }
+        });
+        o = o.retry(policy);
+    }
+    for e in spec.declare.iter().flatten() {
+        o = o.declare(e.build()?);
+    }
+    if let Some(v) = spec.expiration {
+        o = o.expiration(v);
+    }
+    if let Some(v) = spec.correlation_id {
+        o = o.correlation_id(v);
+    }
+    if let Some(v) = spec.reply_to {
+        o = o.reply_to(Queue::new(v));
+    }
+    if let Some(v) = spec.message_id {
+        o = o.message_id(v);
+    }
+    o.properties.timestamp = spec.timestamp;
+    o.properties.type_ = spec.type_;
+    o.properties.user_id = spec.user_id;
+    o.properties.app_id = spec.app_id;
+    Ok(o)
+}
+
+/// Publishes messages (Kombu's `Producer`).
+#[wasm_bindgen(js_name = Producer)]
+pub struct JsProducer {
+    inner: Producer,
+    /// The last publish options (their JSON text) and what they parsed to: a loop publishing
+    /// with the same options parses them once.
+    last_options: std::cell::RefCell<Option<(String, PublishOptions)>>,
+}
+
+#[wasm_bindgen(js_class = Producer)]
+impl JsProducer {
+    /// Publish `body` (JSON data, a string, or bytes) with Kombu's publish options
+    /// (`exchange`, `routingKey`, `headers`, `serializer`, `compression`, `declare`,
+    /// `priority`, `expiration` in seconds, `correlationId`, `replyTo`, `retry`, ...).
+    pub fn publish(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
+        let body = body_from_js(&body)?;
+        let opts = self.options(options)?;
+        Ok(self.send(body, opts))
+    }
+
+    /// Publish structured data given as JSON text (what `JSON.stringify` produced): the fast
+    /// path the JS layer uses for objects and arrays.
+    #[wasm_bindgen(js_name = publishJson)]
+    pub fn publish_json(&self, json: &str, options: JsValue) -> JsResult<Promise> {
+        let mut opts = self.options(options)?;
+        // With the built-in json serializer, the text is written Python-style as it is,
+        // without building a value (the bytes are the same).
+        if opts.content_type.is_none() {
+            let serializer = opts.serializer.as_deref().or(self.inner.serializer_name());
+            if let Some(encoded) = crate::serialization::json_from_text(json, serializer) {
+                let e = kombu(encoded)?;
+                opts.content_type = Some(e.content_type);
+                opts.content_encoding = Some(e.content_encoding);
+                return Ok(self.send(Payload::Bytes(e.body), opts));
+            }
+        }
+        let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
+        Ok(self.send(Payload::Data(v), opts))
+    }
+}
+
+impl JsProducer {
+    /// `Connection.Producer(options)`: a producer on the connection's default channel.
+    pub(super) fn open(conn: &Connection, options: JsValue) -> JsResult<JsProducer> {
+        let spec: ProducerSpec = parse_options("Producer options", options)?;
+        let mut p = Producer::new(&conn.default_channel_handle());
+        if let Some(x) = &spec.exchange {
+            p = p.exchange(x.build()?);
+        }
+        if let Some(v) = &spec.routing_key {
+            p = p.routing_key(v.clone());
+        }
+        if let Some(v) = &spec.serializer {
+            p = p.serializer(v.clone());
+        }
+        if let Some(v) = &spec.compression {
+            p = p.compression(v.clone());
+        }
+        if let Some(v) = spec.auto_declare {
+            p = p.auto_declare(v);
+        }
+        Ok(JsProducer { inner: p, last_options: std::cell::RefCell::new(None) })
+    }
+
+    /// Parse publish options (JSON text from the JS layer, or an object), reusing the last
+    /// result when the text is the same.
+    fn options(&self, options: JsValue) -> JsResult<PublishOptions> {
+        let Some(text) = options.as_string() else {
+            return publish_options(parse_options("publish options", options)?);
+        };
+        if let Some((last, parsed)) = &*self.last_options.borrow() {
+            if *last == text {
+                return Ok(parsed.clone());
+            }
+        }
+        let parsed = publish_options(parse_options("publish options", options)?)?;
+        *self.last_options.borrow_mut() = Some((text, parsed.clone()));
+        Ok(parsed)
+    }
+
+    fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
+        let p = self.inner.clone();
+        promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) })
+    }
+}

@@ -1,0 +1,107 @@
+//! `SimpleQueue` / `SimpleBuffer` (Kombu's simple interface): `put` and `get` on one queue.
+
+use js_sys::Promise;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{body_from_js, js_error, kombu, millis, parse_options, spawn, JsResult};
+use super::entity::{ExchangeRef, QueueSpec};
+use super::message::JsMessage;
+use super::producer::{publish_options, PublishSpec};
+use crate::error::Error;
+use crate::value::{Headers, Value};
+use crate::{Connection, Payload, SimpleOptions, SimpleQueue};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SimpleSpec {
+    no_ack: Option<bool>,
+    queue: Option<QueueSpec>,
+    queue_args: Option<Headers>,
+    exchange: Option<ExchangeRef>,
+    serializer: Option<String>,
+    compression: Option<String>,
+    accept: Option<Vec<String>>,
+}
+
+/// Kombu's `SimpleQueue`/`SimpleBuffer`: `put` and `get` on one queue.
+#[wasm_bindgen(js_name = SimpleQueue)]
+pub struct JsSimpleQueue {
+    pub(super) inner: SimpleQueue,
+}
+
+#[wasm_bindgen(js_class = SimpleQueue)]
+impl JsSimpleQueue {
+    /// Publish to the queue.
+    pub fn put(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
+        let body = body_from_js(&body)?;
+        self.send(body, options)
+    }
+
+    /// Publish structured data given as JSON text (the JS layer's fast path).
+    #[wasm_bindgen(js_name = putJson)]
+    pub fn put_json(&self, json: &str, options: JsValue) -> JsResult<Promise> {
+        let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
+        self.send(Payload::Data(v), options)
+    }
+
+    fn send(&self, body: Payload, options: JsValue) -> JsResult<Promise> {
+        let spec: PublishSpec = parse_options("put options", options)?;
+        let opts = publish_options(spec)?;
+        let q = self.inner.clone();
+        Ok(spawn(async move { kombu(q.put(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+    }
+
+    /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
+    /// omitted). Rejects with `Empty` when there is none.
+    pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let q = self.inner.clone();
+        Ok(spawn(async move { kombu(q.get(block.unwrap_or(true), t).await).map(|m| JsMessage { inner: m }.into()) }))
+    }
+
+    /// The next message without waiting; rejects with `Empty`.
+    #[wasm_bindgen(js_name = getNowait)]
+    pub fn get_nowait(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { kombu(q.get_nowait().await).map(|m| JsMessage { inner: m }.into()) })
+    }
+
+    /// How many messages are waiting.
+    pub fn qsize(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { kombu(q.qsize().await).map(|n| JsValue::from_f64(n as f64)) })
+    }
+
+    /// Remove every message; resolves to how many.
+    pub fn clear(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { kombu(q.clear().await).map(|n| JsValue::from_f64(n as f64)) })
+    }
+
+    /// Stop consuming.
+    pub fn close(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { kombu(q.close().await).map(|_| JsValue::UNDEFINED) })
+    }
+}
+
+impl JsSimpleQueue {
+    /// `Connection.SimpleQueue(name, options)`, or `SimpleBuffer` with `buffer`.
+    pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
+        let spec: SimpleSpec = parse_options("SimpleQueue options", options)?;
+        let mut o = SimpleOptions { no_ack: spec.no_ack, serializer: spec.serializer, compression: spec.compression, accept: spec.accept, ..Default::default() };
+        if let Some(q) = &spec.queue {
+            o.queue = Some(q.build()?);
+        }
+        if let Some(x) = &spec.exchange {
+            o.exchange = Some(x.build()?);
+        }
+        o.queue_args = spec.queue_args.unwrap_or_default();
+        let c = conn.clone();
+        Ok(spawn(async move {
+            let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
+            kombu(q).map(|inner| JsSimpleQueue { inner }.into())
+        }))
+    }
+}
