@@ -51,6 +51,19 @@ fn options_are_checked_and_errors_are_named() {
 }
 
 #[wasm_bindgen_test]
+fn declarations_are_the_entities_fields() {
+    // camelCase names, an exchange by name or as a spec, every binding with an exchange.
+    assert!(check_queue(obj(r#"{"name": "q", "exchange": "x", "messageTtl": 1.5, "bindings": [{"exchange": {"name": "t", "type": "topic"}, "routingKey": "a.*"}]}"#)).is_ok());
+    let e = check_queue(obj(r#"{"name": "q", "bindings": [{"routingKey": "k"}]}"#)).unwrap_err();
+    assert_eq!(name(&e), "ValueError");
+    assert!(msg(&e).contains("needs an exchange"), "{}", msg(&e));
+    let e = check_queue(obj(r#"{"name": "q", "exchange": {"name": "x", "autoDelete": "no"}}"#)).unwrap_err();
+    assert!(msg(&e).contains("`exchange`"), "{}", msg(&e));
+    let e = check_exchange(obj(r#"{"name": "x", "deliveryMode": 7}"#)).unwrap_err();
+    assert!(msg(&e).contains("`deliveryMode`"), "{}", msg(&e));
+}
+
+#[wasm_bindgen_test]
 async fn publish_consume_ack_through_the_facade() {
     let conn = JsConnection::new(url(), JsValue::UNDEFINED).unwrap();
     let producer = conn.producer(obj(r#"{"serializer": "json"}"#)).unwrap();

@@ -7,7 +7,7 @@ use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
 use super::convert::{kombu, millis, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
-use super::entity::{EntitySpec, QueueSpec};
+use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
 use crate::retry::FailoverStrategy;
@@ -105,9 +105,7 @@ impl JsConnection {
     /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
     /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
     pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
-        let spec: EntitySpec =
-            spec("declaration", entity)?;
-        let entity = spec.build()?;
+        let entity = checked_entity(spec("declaration", entity)?)?;
         let c = self.inner.clone();
         Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;
@@ -127,9 +125,7 @@ impl JsConnection {
 
     /// Delete an exchange or a queue by declaration.
     pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
-        let spec: EntitySpec =
-            spec("declaration", entity)?;
-        let entity = spec.build()?;
+        let entity = checked_entity(spec("declaration", entity)?)?;
         let c = self.inner.clone();
         Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;
@@ -145,8 +141,7 @@ impl JsConnection {
 
     /// Remove the ready messages of a queue; resolves to how many.
     pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
-        let q: QueueSpec = spec("queue", queue)?;
-        let q = q.build()?;
+        let q = checked(spec("queue", queue)?)?;
         let c = self.inner.clone();
         Ok(spawn(async move {
             let ch = kombu(c.default_channel().await)?;

@@ -118,18 +118,6 @@ fn invalid(what: &str, option: Option<String>, e: serde_json::Error) -> JsValue 
     }
 }
 
-/// A JSON value's kind, for messages.
-pub(super) fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
-
 /// The option whose value makes `json` fail to parse as `T`: the one without which it parses.
 /// Only on the error path; errors about unknown options already name them.
 fn culprit<T: DeserializeOwned>(json: &Value) -> Option<String> {

@@ -5,16 +5,18 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::convert::{body_from_js, js_error, kombu, parse_options, promise, JsResult};
-use super::entity::{delivery_mode, DeliveryModeSpec, EntitySpec, ExchangeRef};
+use super::entity::checked_entity;
+use crate::entity::opt_exchange_or_name;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::value::{Headers, Value};
-use crate::{Connection, Payload, Producer, PublishOptions, Queue};
+use crate::{Connection, DeliveryMode, Entity, Exchange, Payload, Producer, PublishOptions, Queue};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ProducerSpec {
-    exchange: Option<ExchangeRef>,
+    #[serde(default, deserialize_with = "opt_exchange_or_name")]
+    exchange: Option<Exchange>,
     routing_key: Option<String>,
     serializer: Option<String>,
     compression: Option<String>,
@@ -23,20 +25,11 @@ struct ProducerSpec {
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct RetryPolicySpec {
-    interval_start: Option<f64>,
-    interval_step: Option<f64>,
-    interval_max: Option<f64>,
-    max_retries: Option<u32>,
-    timeout: Option<f64>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub(super) struct PublishSpec {
-    exchange: Option<ExchangeRef>,
+    #[serde(default, deserialize_with = "opt_exchange_or_name")]
+    exchange: Option<Exchange>,
     routing_key: Option<String>,
-    delivery_mode: Option<DeliveryModeSpec>,
+    delivery_mode: Option<DeliveryMode>,
     mandatory: Option<bool>,
     priority: Option<u8>,
     content_type: Option<String>,
@@ -45,8 +38,8 @@ pub(super) struct PublishSpec {
     headers: Option<Headers>,
     compression: Option<String>,
     retry: Option<bool>,
-    retry_policy: Option<RetryPolicySpec>,
-    declare: Option<Vec<EntitySpec>>,
+    retry_policy: Option<RetryPolicy>,
+    declare: Option<Vec<Entity>>,
     /// Seconds.
     expiration: Option<f64>,
     correlation_id: Option<String>,
@@ -61,14 +54,14 @@ pub(super) struct PublishSpec {
 
 pub(super) fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
     let mut o = PublishOptions::new();
-    if let Some(x) = &spec.exchange {
-        o = o.exchange(x.build()?);
+    if let Some(x) = spec.exchange {
+        o = o.exchange(x);
     }
     if let Some(v) = spec.routing_key {
         o = o.routing_key(v);
     }
-    if let Some(d) = &spec.delivery_mode {
-        o = o.delivery_mode(delivery_mode(d)?);
+    if let Some(v) = spec.delivery_mode {
+        o = o.delivery_mode(v);
     }
     if let Some(v) = spec.mandatory {
         o = o.mandatory(v);
@@ -92,20 +85,10 @@ pub(super) fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
         o = o.compression(v);
     }
     if spec.retry.unwrap_or(false) || spec.retry_policy.is_some() {
-        let policy = spec.retry_policy.map(|r| {
-            let d = RetryPolicy::ensure_default();
-            RetryPolicy {
-                interval_start: r.interval_start.unwrap_or(d.interval_start),
-                interval_step: r.interval_step.unwrap_or(d.interval_step),
-                interval_max: r.interval_max.unwrap_or(d.interval_max),
-                max_retries: r.max_retries,
-                timeout: r.timeout,
-            }
-        });
-        o = o.retry(policy);
+        o = o.retry(spec.retry_policy);
     }
-    for e in spec.declare.iter().flatten() {
-        o = o.declare(e.build()?);
+    for e in spec.declare.into_iter().flatten() {
+        o = o.declare(checked_entity(e)?);
     }
     if let Some(v) = spec.expiration {
         o = o.expiration(v);
@@ -172,8 +155,8 @@ impl JsProducer {
     pub(super) fn open(conn: &Connection, options: JsValue) -> JsResult<JsProducer> {
         let spec: ProducerSpec = parse_options("Producer options", options)?;
         let mut p = Producer::new(&conn.default_channel_handle());
-        if let Some(x) = &spec.exchange {
-            p = p.exchange(x.build()?);
+        if let Some(x) = spec.exchange {
+            p = p.exchange(x);
         }
         if let Some(v) = &spec.routing_key {
             p = p.routing_key(v.clone());

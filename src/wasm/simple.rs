@@ -5,20 +5,22 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::convert::{body_from_js, js_error, kombu, millis, parse_options, spawn, JsResult};
-use super::entity::{ExchangeRef, QueueSpec};
+use super::entity::checked;
 use super::message::JsMessage;
 use super::producer::{publish_options, PublishSpec};
 use crate::error::Error;
 use crate::value::{Headers, Value};
-use crate::{Connection, Payload, SimpleOptions, SimpleQueue};
+use crate::entity::opt_exchange_or_name;
+use crate::{Connection, Exchange, Payload, Queue, SimpleOptions, SimpleQueue};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct SimpleSpec {
     no_ack: Option<bool>,
-    queue: Option<QueueSpec>,
+    queue: Option<Queue>,
     queue_args: Option<Headers>,
-    exchange: Option<ExchangeRef>,
+    #[serde(default, deserialize_with = "opt_exchange_or_name")]
+    exchange: Option<Exchange>,
     serializer: Option<String>,
     compression: Option<String>,
     accept: Option<Vec<String>>,
@@ -90,14 +92,16 @@ impl JsSimpleQueue {
     /// `Connection.SimpleQueue(name, options)`, or `SimpleBuffer` with `buffer`.
     pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
         let spec: SimpleSpec = parse_options("SimpleQueue options", options)?;
-        let mut o = SimpleOptions { no_ack: spec.no_ack, serializer: spec.serializer, compression: spec.compression, accept: spec.accept, ..Default::default() };
-        if let Some(q) = &spec.queue {
-            o.queue = Some(q.build()?);
-        }
-        if let Some(x) = &spec.exchange {
-            o.exchange = Some(x.build()?);
-        }
-        o.queue_args = spec.queue_args.unwrap_or_default();
+        let o = SimpleOptions {
+            no_ack: spec.no_ack,
+            queue: spec.queue.map(checked).transpose()?,
+            queue_args: spec.queue_args.unwrap_or_default(),
+            exchange: spec.exchange,
+            serializer: spec.serializer,
+            compression: spec.compression,
+            accept: spec.accept,
+            ..Default::default()
+        };
         let c = conn.clone();
         Ok(spawn(async move {
             let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
