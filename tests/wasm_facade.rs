@@ -1,6 +1,6 @@
 //! The JavaScript facade (src/wasm) exercised from wasm-bindgen-test, in Node and in headless
 //! Chromium: options parsed from JS objects, bodies, promises, and errors as named JS Errors.
-#![cfg(target_arch = "wasm32")]
+#![cfg(all(target_arch = "wasm32", feature = "facade"))]
 
 use js_sys::{Array, Object, Promise, Reflect};
 use kombu::wasm::{check_exchange, check_queue, JsConnection, JsMessage};
