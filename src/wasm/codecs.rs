@@ -39,6 +39,11 @@ impl JsFunction {
             _ => Err(format!("the JavaScript {what} function must return a Uint8Array{}", if text_ok { " or a string" } else { "" })),
         }
     }
+
+    /// Call with bytes (a `Uint8Array`) for bytes.
+    fn bytes(&self, what: &str, b: &[u8]) -> std::result::Result<Vec<u8>, String> {
+        self.call_bytes(what, &Uint8Array::from(b).into(), false)
+    }
 }
 
 /// Register a compression method implemented in JavaScript (Kombu's
@@ -56,8 +61,8 @@ pub fn register_compression(content_type: &str, aliases: Vec<String>, compress: 
     crate::compression::register(
         content_type,
         &aliases,
-        std::sync::Arc::new(move |b: &[u8]| encode.call_bytes("compress", &Uint8Array::from(b).into(), false).map_err(invalid)),
-        std::sync::Arc::new(move |b: &[u8]| decode.call_bytes("decompress", &Uint8Array::from(b).into(), false).map_err(invalid)),
+        std::sync::Arc::new(move |b: &[u8]| encode.bytes("compress", b).map_err(invalid)),
+        std::sync::Arc::new(move |b: &[u8]| decode.bytes("decompress", b).map_err(invalid)),
     );
     Ok(())
 }
@@ -97,10 +102,10 @@ pub fn register_json_codec(name: &str, content_type: &str, content_encoding: &st
         content_encoding,
         std::sync::Arc::new(move |p: &Payload| {
             let json = crate::serialization::json_bytes(p)?;
-            encode.call_bytes("fromJson", &Uint8Array::from(&json[..]).into(), false).map_err(Error::Encode)
+            encode.bytes("fromJson", &json).map_err(Error::Encode)
         }),
         std::sync::Arc::new(move |b: &[u8]| {
-            let json = decode.call_bytes("toJson", &Uint8Array::from(b).into(), false).map_err(Error::Decode)?;
+            let json = decode.bytes("toJson", b).map_err(Error::Decode)?;
             serde_json::from_slice(&json).map(Payload::Data).map_err(|e| Error::Decode(format!("toJson returned invalid JSON: {e}")))
         }),
     ))

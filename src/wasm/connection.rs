@@ -1,18 +1,20 @@
 //! `Connection` (Kombu's `Connection`): lazy, opened at first use; declarations, and the
 //! factories of producers, consumers and simple queues on its default channel.
 
+use std::future::Future;
+
 use js_sys::Promise;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
-use super::convert::{kombu, millis, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
+use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
 use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
 use crate::retry::FailoverStrategy;
 use crate::value::Headers;
-use crate::{Connection, ConnectionOptions, Entity};
+use crate::{Channel, Connection, ConnectionOptions, Entity};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -67,7 +69,7 @@ impl JsConnection {
     /// Connect now (Kombu's `connect`).
     pub fn connect(&self) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.connect().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.connect().await) })
     }
 
     /// True while connected.
@@ -90,7 +92,7 @@ impl JsConnection {
     /// Close the connection (channels close; unacked messages return to their queues).
     pub fn release(&self) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.release().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.release().await) })
     }
 
     /// Wait up to `timeoutMs` (forever when omitted) for one event and dispatch it to the
@@ -99,54 +101,37 @@ impl JsConnection {
     pub fn drain_events(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let c = self.inner.clone();
-        Ok(spawn(async move { kombu(c.drain_events(t).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { outcome(c.drain_events(t).await) }))
     }
 
     /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
     /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
     pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move {
-            let ch = kombu(c.default_channel().await)?;
-            match entity {
-                Entity::Exchange(x) => {
-                    kombu(x.bind(&ch).declare(false, None).await)?;
-                    Ok(JsValue::from_str(&x.name))
-                }
-                Entity::Queue(q) => {
-                    let mut q = q.bind(&ch);
-                    let name = kombu(q.declare(false).await)?;
-                    Ok(JsValue::from_str(&name))
-                }
-            }
+        Ok(self.on_default_channel(|ch| async move {
+            let name = match entity {
+                Entity::Exchange(x) => kombu(x.bind(&ch).declare(false, None).await).map(|()| x.name)?,
+                Entity::Queue(q) => kombu(q.bind(&ch).declare(false).await)?,
+            };
+            Ok(JsValue::from_str(&name))
         }))
     }
 
     /// Delete an exchange or a queue by declaration.
     pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move {
-            let ch = kombu(c.default_channel().await)?;
-            match entity {
-                Entity::Exchange(x) => kombu(x.bind(&ch).delete(false).await)?,
-                Entity::Queue(q) => {
-                    kombu(q.bind(&ch).delete(false, false).await)?;
-                }
-            }
-            Ok(JsValue::UNDEFINED)
+        Ok(self.on_default_channel(|ch| async move {
+            outcome(match entity {
+                Entity::Exchange(x) => x.bind(&ch).delete(false).await,
+                Entity::Queue(q) => q.bind(&ch).delete(false, false).await.map(drop),
+            })
         }))
     }
 
     /// Remove the ready messages of a queue; resolves to how many.
     pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
         let q = checked(spec("queue", queue)?)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move {
-            let ch = kombu(c.default_channel().await)?;
-            kombu(q.bind(&ch).purge().await).map(|n| JsValue::from_f64(n as f64))
-        }))
+        Ok(self.on_default_channel(|ch| async move { outcome(q.bind(&ch).purge().await) }))
     }
 
     /// A producer on the default channel (Kombu's `Connection.Producer`).
@@ -186,5 +171,13 @@ impl JsConnection {
             Some(s) => to_js(&s),
             None => Ok(JsValue::UNDEFINED),
         }
+    }
+}
+
+impl JsConnection {
+    /// A Promise for `op` on the default channel, opened first if need be.
+    fn on_default_channel<F: Future<Output = JsResult<JsValue>> + 'static>(&self, op: impl FnOnce(Channel) -> F + 'static) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { op(kombu(c.default_channel().await)?).await })
     }
 }

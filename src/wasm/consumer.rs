@@ -5,7 +5,7 @@ use js_sys::{Array, Promise};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{kombu, millis, parse_options, promise, required_string, spawn, JsResult};
+use super::convert::{kombu, millis, outcome, parse_options, promise, required_string, spawn, JsResult};
 use super::entity::queues_from_js;
 use super::message::JsMessage;
 use crate::{Connection, Consumer};
@@ -23,7 +23,7 @@ struct ConsumerSpec {
 /// Receives messages from queues (Kombu's `Consumer`), one at a time with `next()`.
 #[wasm_bindgen(js_name = Consumer)]
 pub struct JsConsumer {
-    pub(super) inner: Consumer,
+    inner: Consumer,
 }
 
 #[wasm_bindgen(js_class = Consumer)]
@@ -31,7 +31,7 @@ impl JsConsumer {
     /// Declare the queues (unless `autoDeclare: false`) and start consuming.
     pub fn consume(&self) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.consume().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.consume().await) })
     }
 
     /// The next message, waiting up to `timeoutMs` (forever when omitted); rejects with
@@ -39,7 +39,7 @@ impl JsConsumer {
     pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let c = self.inner.clone();
-        Ok(promise(async move { kombu(c.next_message(t).await).map(|m| JsMessage { inner: m }.into()) }))
+        Ok(promise(async move { outcome(c.next_message(t).await) }))
     }
 
     /// A message already received, or `undefined` (never waits): from the consumer's
@@ -47,19 +47,19 @@ impl JsConsumer {
     #[wasm_bindgen(js_name = tryNext)]
     pub fn try_next(&self) -> JsResult<Option<JsMessage>> {
         if let Some(m) = self.inner.try_next() {
-            return Ok(Some(JsMessage { inner: m }));
+            return Ok(Some(m.into()));
         }
         if let Ok(conn) = self.inner.connection() {
             kombu(conn.drain_nowait())?;
         }
-        Ok(self.inner.try_next().map(|m| JsMessage { inner: m }))
+        Ok(self.inner.try_next().map(JsMessage::from))
     }
 
     /// Stop consuming; messages handed out and not acknowledged stay unacknowledged until
     /// acked or the connection closes, those received and not handed out are requeued.
     pub fn cancel(&self) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.cancel().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.cancel().await) })
     }
 
     /// Stop consuming from one queue.
@@ -67,7 +67,7 @@ impl JsConsumer {
     pub fn cancel_by_queue(&self, queue: JsValue) -> JsResult<Promise> {
         let queue = required_string("the queue name", &queue)?;
         let c = self.inner.clone();
-        Ok(spawn(async move { kombu(c.cancel_by_queue(&queue).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { outcome(c.cancel_by_queue(&queue).await) }))
     }
 
     /// True while consuming from `queue`.
@@ -79,19 +79,19 @@ impl JsConsumer {
     /// Remove the ready messages of every queue; resolves to how many.
     pub fn purge(&self) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.purge().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { outcome(c.purge().await) })
     }
 
     /// Set the prefetch window.
     pub fn qos(&self, prefetch_count: u16, apply_global: Option<bool>) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await) })
     }
 
     /// Redeliver the unacknowledged messages.
     pub fn recover(&self, requeue: Option<bool>) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { kombu(c.recover(requeue.unwrap_or(true)).await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(c.recover(requeue.unwrap_or(true)).await) })
     }
 
     /// Names of the queues.
@@ -128,6 +128,6 @@ impl JsConsumer {
     /// [`JsConsumer::next`] for Rust callers (tests): the message itself, not a Promise.
     pub async fn next_message(&self, timeout_ms: Option<f64>) -> JsResult<JsMessage> {
         let t = millis(timeout_ms)?;
-        kombu(self.inner.next_message(t).await).map(|m| JsMessage { inner: m })
+        kombu(self.inner.next_message(t).await).map(JsMessage::from)
     }
 }

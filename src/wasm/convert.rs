@@ -61,6 +61,29 @@ pub(super) fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
     r.map_err(|e| js_error(&e))
 }
 
+/// What an operation's result is in JS: `undefined` for `()`, a number for a count, ...
+pub(super) trait Outcome {
+    fn into_js(self) -> JsValue;
+}
+
+impl Outcome for () {
+    fn into_js(self) -> JsValue {
+        JsValue::UNDEFINED
+    }
+}
+
+/// Counts: messages purged, waiting, ...
+impl Outcome for u32 {
+    fn into_js(self) -> JsValue {
+        JsValue::from_f64(self.into())
+    }
+}
+
+/// An operation's result for a Promise: its [`Outcome`], or the error as a JS `Error`.
+pub(super) fn outcome<T: Outcome>(r: crate::Result<T>) -> JsResult<JsValue> {
+    kombu(r).map(Outcome::into_js)
+}
+
 /// A Promise for `fut`, which starts now: when it completes on its first poll (most
 /// operations on memory://, publishes on every transport) the Promise is settled at once,
 /// without the task and closure `future_to_promise` allocates; otherwise wasm-bindgen-futures

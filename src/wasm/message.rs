@@ -5,7 +5,7 @@ use js_sys::Uint8Array;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_to_js, js_error, kombu, to_js, JsResult};
+use super::convert::{body_to_js, js_error, kombu, to_js, JsResult, Outcome};
 use crate::Message;
 
 #[derive(Serialize)]
@@ -21,7 +21,19 @@ struct DeliveryInfoJs {
 /// A received message (Kombu's `Message`).
 #[wasm_bindgen(js_name = Message)]
 pub struct JsMessage {
-    pub(super) inner: Message,
+    inner: Message,
+}
+
+impl From<Message> for JsMessage {
+    fn from(inner: Message) -> Self {
+        JsMessage { inner }
+    }
+}
+
+impl Outcome for Message {
+    fn into_js(self) -> JsValue {
+        JsMessage::from(self).into()
+    }
 }
 
 #[wasm_bindgen(js_class = Message)]

@@ -1,16 +1,18 @@
 //! `Producer` (Kombu's `Producer`) and the publish options it shares with `SimpleQueue.put`.
 
+use std::borrow::Cow;
+
 use js_sys::Promise;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_from_js, js_error, kombu, parse_options, promise, JsResult};
+use super::convert::{body_from_js, js_error, kombu, outcome, parse_options, promise, JsResult};
 use super::entity::checked_entity;
 use crate::entity::opt_exchange_or_name;
 use crate::error::Error;
 use crate::retry::RetryPolicy;
 use crate::value::{Headers, Value};
-use crate::{Connection, DeliveryMode, Entity, Exchange, Payload, Producer, PublishOptions, Queue};
+use crate::{Connection, DeliveryMode, Entity, Exchange, Payload, Producer, Properties, PublishOptions};
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -53,59 +55,35 @@ pub(super) struct PublishSpec {
 }
 
 pub(super) fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
-    let mut o = PublishOptions::new();
-    if let Some(x) = spec.exchange {
-        o = o.exchange(x);
-    }
-    if let Some(v) = spec.routing_key {
-        o = o.routing_key(v);
-    }
-    if let Some(v) = spec.delivery_mode {
-        o = o.delivery_mode(v);
-    }
-    if let Some(v) = spec.mandatory {
-        o = o.mandatory(v);
-    }
-    if let Some(v) = spec.priority {
-        o = o.priority(v);
-    }
-    if let Some(v) = spec.content_type {
-        o = o.content_type(v);
-    }
-    if let Some(v) = spec.content_encoding {
-        o = o.content_encoding(v);
-    }
-    if let Some(v) = spec.serializer {
-        o = o.serializer(v);
-    }
-    if let Some(v) = spec.headers {
-        o = o.headers(v);
-    }
-    if let Some(v) = spec.compression {
-        o = o.compression(v);
-    }
-    if spec.retry.unwrap_or(false) || spec.retry_policy.is_some() {
-        o = o.retry(spec.retry_policy);
-    }
+    let mut o = PublishOptions {
+        routing_key: spec.routing_key,
+        delivery_mode: spec.delivery_mode,
+        mandatory: spec.mandatory.unwrap_or(false),
+        priority: spec.priority,
+        content_type: spec.content_type.map(Cow::Owned),
+        content_encoding: spec.content_encoding.map(Cow::Owned),
+        serializer: spec.serializer,
+        headers: spec.headers.unwrap_or_default(),
+        compression: spec.compression,
+        exchange: spec.exchange,
+        retry: spec.retry.unwrap_or(false) || spec.retry_policy.is_some(),
+        retry_policy: spec.retry_policy,
+        expiration: spec.expiration,
+        properties: Properties {
+            correlation_id: spec.correlation_id,
+            reply_to: spec.reply_to,
+            message_id: spec.message_id,
+            timestamp: spec.timestamp,
+            type_: spec.type_,
+            user_id: spec.user_id,
+            app_id: spec.app_id,
+            ..Properties::default()
+        },
+        ..PublishOptions::default()
+    };
     for e in spec.declare.into_iter().flatten() {
-        o = o.declare(checked_entity(e)?);
+        o.declare.push(checked_entity(e)?);
     }
-    if let Some(v) = spec.expiration {
-        o = o.expiration(v);
-    }
-    if let Some(v) = spec.correlation_id {
-        o = o.correlation_id(v);
-    }
-    if let Some(v) = spec.reply_to {
-        o = o.reply_to(Queue::new(v));
-    }
-    if let Some(v) = spec.message_id {
-        o = o.message_id(v);
-    }
-    o.properties.timestamp = spec.timestamp;
-    o.properties.type_ = spec.type_;
-    o.properties.user_id = spec.user_id;
-    o.properties.app_id = spec.app_id;
     Ok(o)
 }
 
@@ -191,6 +169,6 @@ impl JsProducer {
 
     fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
         let p = self.inner.clone();
-        promise(async move { kombu(p.publish(body, opts).await).map(|_| JsValue::UNDEFINED) })
+        promise(async move { outcome(p.publish(body, opts).await) })
     }
 }

@@ -4,9 +4,8 @@ use js_sys::Promise;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_from_js, js_error, kombu, millis, parse_options, spawn, JsResult};
+use super::convert::{body_from_js, js_error, millis, outcome, parse_options, spawn, JsResult, Outcome};
 use super::entity::checked;
-use super::message::JsMessage;
 use super::producer::{publish_options, PublishSpec};
 use crate::error::Error;
 use crate::value::{Headers, Value};
@@ -29,7 +28,13 @@ struct SimpleSpec {
 /// Kombu's `SimpleQueue`/`SimpleBuffer`: `put` and `get` on one queue.
 #[wasm_bindgen(js_name = SimpleQueue)]
 pub struct JsSimpleQueue {
-    pub(super) inner: SimpleQueue,
+    inner: SimpleQueue,
+}
+
+impl Outcome for SimpleQueue {
+    fn into_js(self) -> JsValue {
+        JsSimpleQueue { inner: self }.into()
+    }
 }
 
 #[wasm_bindgen(js_class = SimpleQueue)]
@@ -51,7 +56,7 @@ impl JsSimpleQueue {
         let spec: PublishSpec = parse_options("put options", options)?;
         let opts = publish_options(spec)?;
         let q = self.inner.clone();
-        Ok(spawn(async move { kombu(q.put(body, opts).await).map(|_| JsValue::UNDEFINED) }))
+        Ok(spawn(async move { outcome(q.put(body, opts).await) }))
     }
 
     /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
@@ -59,32 +64,32 @@ impl JsSimpleQueue {
     pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
         let q = self.inner.clone();
-        Ok(spawn(async move { kombu(q.get(block.unwrap_or(true), t).await).map(|m| JsMessage { inner: m }.into()) }))
+        Ok(spawn(async move { outcome(q.get(block.unwrap_or(true), t).await) }))
     }
 
     /// The next message without waiting; rejects with `Empty`.
     #[wasm_bindgen(js_name = getNowait)]
     pub fn get_nowait(&self) -> Promise {
         let q = self.inner.clone();
-        spawn(async move { kombu(q.get_nowait().await).map(|m| JsMessage { inner: m }.into()) })
+        spawn(async move { outcome(q.get_nowait().await) })
     }
 
     /// How many messages are waiting.
     pub fn qsize(&self) -> Promise {
         let q = self.inner.clone();
-        spawn(async move { kombu(q.qsize().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { outcome(q.qsize().await) })
     }
 
     /// Remove every message; resolves to how many.
     pub fn clear(&self) -> Promise {
         let q = self.inner.clone();
-        spawn(async move { kombu(q.clear().await).map(|n| JsValue::from_f64(n as f64)) })
+        spawn(async move { outcome(q.clear().await) })
     }
 
     /// Stop consuming.
     pub fn close(&self) -> Promise {
         let q = self.inner.clone();
-        spawn(async move { kombu(q.close().await).map(|_| JsValue::UNDEFINED) })
+        spawn(async move { outcome(q.close().await) })
     }
 }
 
@@ -105,7 +110,7 @@ impl JsSimpleQueue {
         let c = conn.clone();
         Ok(spawn(async move {
             let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
-            kombu(q).map(|inner| JsSimpleQueue { inner }.into())
+            outcome(q)
         }))
     }
 }
