@@ -875,6 +875,8 @@ impl Queue {
 #[cfg(test)]
 mod tests {
     use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
 
