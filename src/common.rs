@@ -12,8 +12,10 @@ use crate::rt::Duration;
 use crate::proto::methods::ExchangeType;
 use crate::value::Headers;
 
-/// Something `maybe_declare` can declare.
-#[derive(Debug, Clone, PartialEq)]
+/// Something `maybe_declare` can declare. Deserializes from `{"exchange": {...}}` or
+/// `{"queue": {...}}` (what the npm package's `declare` sends).
+#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 #[allow(clippy::large_enum_variant)] // declarations are built once and passed by reference
 pub enum Entity {
     /// An exchange.

@@ -14,10 +14,18 @@
 //! assert_eq!(err.name(), "NotBoundError");
 //! # });
 //! ```
+//!
+//! They serialize with Kombu's (snake_case) names and deserialize from those or the npm
+//! package's camelCase ones (`routingKey`, `messageTtl`, ...): the JavaScript facade reads
+//! `new Queue(...)` with these types, so the fields are listed once, here. Unknown fields are
+//! refused, and an exchange may be given by name (a direct exchange), as Kombu's
+//! `Queue(exchange="name")` allows.
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::channel::Channel;
 use crate::error::{Error, Result};
@@ -37,7 +45,7 @@ use crate::value::{Headers, Value};
 /// `auto_delete=false`, `delivery_mode=None` (the producer then uses persistent),
 /// `no_declare=false`, `passive=false`.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Exchange {
     /// Exchange name.
     pub name: String,
@@ -47,12 +55,15 @@ pub struct Exchange {
     /// Survive broker restarts. Default true.
     pub durable: bool,
     /// Delete when no queue is bound any more. Default false.
+    #[serde(alias = "autoDelete")]
     pub auto_delete: bool,
     /// Default delivery mode of messages published to it. Default none (persistent).
+    #[serde(alias = "deliveryMode")]
     pub delivery_mode: Option<DeliveryMode>,
     /// Extra declaration arguments.
     pub arguments: Headers,
     /// Never declare this exchange (`declare` does nothing). Also implied for `amq.*` names.
+    #[serde(alias = "noDeclare")]
     pub no_declare: bool,
     /// Only check that the exchange exists when declaring.
     pub passive: bool,
@@ -327,15 +338,18 @@ impl Exchange {
 
 /// A queue's binding to an exchange (Kombu's `kombu.binding`), for queues bound several times.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Binding {
     /// The exchange to bind to.
+    #[serde(deserialize_with = "opt_exchange_or_name")]
     pub exchange: Option<Exchange>,
     /// Binding key.
+    #[serde(alias = "routingKey")]
     pub routing_key: String,
     /// Binding arguments.
     pub arguments: Headers,
     /// Arguments for unbinding (defaults to `arguments`).
+    #[serde(alias = "unbindArguments")]
     pub unbind_arguments: Option<Headers>,
 }
 
@@ -361,6 +375,42 @@ pub fn binding(exchange: impl Into<Exchange>, routing_key: impl Into<String>) ->
     Binding::new(exchange, routing_key)
 }
 
+/// An exchange given as a declaration or by name (a direct exchange of that name). Formats
+/// that are not self-describing only have the declaration.
+struct ExchangeOrName(Exchange);
+
+impl<'de> Deserialize<'de> for ExchangeOrName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Exchange;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an exchange or an exchange name")
+            }
+            fn visit_str<E: de::Error>(self, name: &str) -> std::result::Result<Exchange, E> {
+                Ok(Exchange::direct(name))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> std::result::Result<Exchange, A::Error> {
+                Exchange::deserialize(MapAccessDeserializer::new(map))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(V).map(ExchangeOrName)
+        } else {
+            Exchange::deserialize(d).map(ExchangeOrName)
+        }
+    }
+}
+
+fn exchange_or_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Exchange, D::Error> {
+    ExchangeOrName::deserialize(d).map(|x| x.0)
+}
+
+/// [`Option`]`<`[`Exchange`]`>` given as a declaration, by name or as null, for `deserialize_with`.
+pub(crate) fn opt_exchange_or_name<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<Option<Exchange>, D::Error> {
+    Option::<ExchangeOrName>::deserialize(d).map(|x| x.map(|x| x.0))
+}
+
 /// A queue declaration (Kombu's `kombu.Queue`).
 ///
 /// Defaults: name `""` (the broker names it), exchange `Exchange("")`, routing key `""`,
@@ -368,41 +418,53 @@ pub fn binding(exchange: impl Into<Exchange>, routing_key: impl Into<String>) ->
 /// `no_ack=false`, `no_declare=false`; `expires`, `message_ttl` (seconds), `max_length`,
 /// `max_length_bytes` and `max_priority` become RabbitMQ's `x-` arguments.
 #[derive(Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct Queue {
     /// Queue name.
     pub name: String,
     /// The exchange it binds to.
+    #[serde(deserialize_with = "exchange_or_name")]
     pub exchange: Exchange,
     /// Binding key.
+    #[serde(alias = "routingKey")]
     pub routing_key: String,
     /// Survive broker restarts. Default true.
     pub durable: bool,
     /// Only this connection may use it. Implies `auto_delete`.
     pub exclusive: bool,
     /// Delete when the last consumer is cancelled.
+    #[serde(alias = "autoDelete")]
     pub auto_delete: bool,
     /// Seconds the queue may stay unused before the broker deletes it (`x-expires`).
     pub expires: Option<f64>,
     /// Seconds a message may stay in the queue (`x-message-ttl`).
+    #[serde(alias = "messageTtl")]
     pub message_ttl: Option<f64>,
     /// Maximum number of ready messages (`x-max-length`).
+    #[serde(alias = "maxLength")]
     pub max_length: Option<u64>,
     /// Maximum total body size of ready messages (`x-max-length-bytes`).
+    #[serde(alias = "maxLengthBytes")]
     pub max_length_bytes: Option<u64>,
     /// Highest message priority (`x-max-priority`).
+    #[serde(alias = "maxPriority")]
     pub max_priority: Option<u8>,
     /// Extra `queue.declare` arguments.
+    #[serde(alias = "queueArguments")]
     pub queue_arguments: Headers,
     /// Extra `queue.bind` arguments.
+    #[serde(alias = "bindingArguments")]
     pub binding_arguments: Headers,
     /// Extra `basic.consume` arguments (`x-priority`, ...).
+    #[serde(alias = "consumerArguments")]
     pub consumer_arguments: Headers,
     /// Unused by Kombu; for applications.
     pub alias: Option<String>,
     /// Consume without acknowledgements.
+    #[serde(alias = "noAck")]
     pub no_ack: bool,
     /// Never declare this queue or its bindings.
+    #[serde(alias = "noDeclare")]
     pub no_declare: bool,
     /// Further bindings, declared with the queue.
     pub bindings: Vec<Binding>,
@@ -807,5 +869,62 @@ impl Queue {
     pub async fn cancel(&self, consumer_tag: &str) -> Result<()> {
         let ch = self.bound("cancel")?;
         ch.basic_cancel(consumer_tag).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn deserializes_kombu_and_camel_case_names_with_an_exchange_by_name() {
+        let snake: Queue = serde_json::from_value(json!({
+            "name": "q", "exchange": "x", "routing_key": "k", "message_ttl": 1.5, "max_priority": 9,
+            "queue_arguments": {"x-queue-mode": "lazy"}, "no_ack": true,
+            "bindings": [{"exchange": {"name": "t", "type": "topic"}, "routing_key": "a.*", "unbind_arguments": {}}],
+        }))
+        .unwrap();
+        let camel: Queue = serde_json::from_value(json!({
+            "name": "q", "exchange": "x", "routingKey": "k", "messageTtl": 1.5, "maxPriority": 9,
+            "queueArguments": {"x-queue-mode": "lazy"}, "noAck": true,
+            "bindings": [{"exchange": {"name": "t", "type": "topic"}, "routingKey": "a.*", "unbindArguments": {}}],
+        }))
+        .unwrap();
+        let built = Queue::new("q")
+            .exchange("x")
+            .routing_key("k")
+            .message_ttl(1.5)
+            .max_priority(9)
+            .queue_argument("x-queue-mode", "lazy")
+            .no_ack(true)
+            .binding(Binding::new(Exchange::topic("t"), "a.*").unbind_arguments(Headers::new()));
+        assert_eq!(snake, built);
+        assert_eq!(camel, built);
+        assert_eq!(camel.exchange, Exchange::direct("x"));
+        // What a queue serializes to reads back (Kombu's names, the exchange as a declaration).
+        assert_eq!(serde_json::from_str::<Queue>(&serde_json::to_string(&built).unwrap()).unwrap(), built);
+
+        let x: Exchange = serde_json::from_value(json!({"name": "x", "autoDelete": true, "deliveryMode": "transient", "noDeclare": true})).unwrap();
+        assert!(x.auto_delete && x.no_declare && x.delivery_mode == Some(DeliveryMode::Transient));
+        let b: Binding = serde_json::from_value(json!({"exchange": null})).unwrap();
+        assert_eq!(b.exchange, None);
+    }
+
+    #[test]
+    fn unknown_fields_and_bad_values_are_refused_by_name() {
+        let e = serde_json::from_value::<Exchange>(json!({"name": "x", "tpye": "topic"})).unwrap_err().to_string();
+        assert!(e.contains("unknown field `tpye`"), "{e}");
+        let e = serde_json::from_value::<Queue>(json!({"name": "q", "bindings": [{"exchange": "x", "routingkey": "k"}]})).unwrap_err().to_string();
+        assert!(e.contains("unknown field `routingkey`"), "{e}");
+        let e = serde_json::from_value::<Queue>(json!({"exchange": 5})).unwrap_err().to_string();
+        assert!(e.contains("expected an exchange or an exchange name"), "{e}");
+        for (mode, ok) in [(json!(1), true), (json!(2), true), (json!("persistent"), true), (json!(7), false), (json!(-1), false), (json!("often"), false), (json!(true), false)] {
+            let r = serde_json::from_value::<Exchange>(json!({"delivery_mode": mode}));
+            assert_eq!(r.is_ok(), ok, "{mode}: {r:?}");
+        }
     }
 }

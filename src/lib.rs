@@ -58,7 +58,7 @@ mod sort;
 pub mod transport;
 pub mod url;
 pub mod value;
-#[cfg(all(target_arch = "wasm32", not(feature = "codec-module")))]
+#[cfg(all(target_arch = "wasm32", feature = "facade"))]
 pub mod wasm;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm_codecs;

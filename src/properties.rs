@@ -1,8 +1,10 @@
 //! Message properties: the AMQP 0-9-1 basic properties Kombu uses, plus headers.
 
 use std::borrow::Cow;
+use std::fmt;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, Unexpected, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::value::Headers;
 
@@ -12,8 +14,8 @@ pub const TRANSIENT_DELIVERY_MODE: u8 = 1;
 pub const PERSISTENT_DELIVERY_MODE: u8 = 2;
 
 /// The delivery mode of a message or the default of an exchange.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "DeliveryModeRepr", into = "u8")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(into = "u8")]
 pub enum DeliveryMode {
     /// 1, `"transient"`.
     Transient,
@@ -61,19 +63,30 @@ impl From<DeliveryMode> for u8 {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum DeliveryModeRepr {
-    Int(u8),
-    Str(String),
-}
-
-impl TryFrom<DeliveryModeRepr> for DeliveryMode {
-    type Error = crate::Error;
-    fn try_from(v: DeliveryModeRepr) -> crate::Result<Self> {
-        match v {
-            DeliveryModeRepr::Int(i) => DeliveryMode::try_from(i),
-            DeliveryModeRepr::Str(s) => DeliveryMode::parse(&s),
+/// From 1, 2, `"transient"` or `"persistent"` (see [`DeliveryMode::parse`]). A visitor rather
+/// than an untagged enum, whose buffering costs the wasm module ~10 KB.
+impl<'de> Deserialize<'de> for DeliveryMode {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Mode;
+        impl Visitor<'_> for Mode {
+            type Value = DeliveryMode;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("1 (transient), 2 (persistent), \"transient\" or \"persistent\"")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<DeliveryMode, E> {
+                u8::try_from(v).ok().and_then(|v| DeliveryMode::try_from(v).ok()).ok_or_else(|| E::invalid_value(Unexpected::Unsigned(v), &self))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<DeliveryMode, E> {
+                u64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Signed(v), &self)).and_then(|v| self.visit_u64(v))
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<DeliveryMode, E> {
+                DeliveryMode::parse(s).map_err(|_| E::invalid_value(Unexpected::Str(s), &self))
+            }
+        }
+        if d.is_human_readable() {
+            d.deserialize_any(Mode)
+        } else {
+            d.deserialize_u8(Mode)
         }
     }
 }

@@ -9,16 +9,23 @@ use serde::{Deserialize, Serialize};
 /// The sleep between attempts follows Kombu's `retry_over_time`: it starts at
 /// `interval_start`, grows by `interval_step` each retry while it is at most
 /// `interval_start + interval_max`, then stays at its last value.
+///
+/// Deserializes from Kombu's names or the npm package's camelCase ones (`intervalStart`, ...);
+/// unknown keys are refused, missing ones are [`RetryPolicy::ensure_default`]'s.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Seconds to sleep before the first retry.
+    #[serde(alias = "intervalStart")]
     pub interval_start: f64,
     /// Seconds added to the sleep at each retry.
+    #[serde(alias = "intervalStep")]
     pub interval_step: f64,
     /// The sleep stops growing past `interval_start + interval_max`.
+    #[serde(alias = "intervalMax")]
     pub interval_max: f64,
     /// Give up after this many retries; `None` retries forever.
+    #[serde(alias = "maxRetries")]
     pub max_retries: Option<u32>,
     /// Give up once this many seconds have passed (connection retries only).
     pub timeout: Option<f64>,
@@ -186,6 +193,10 @@ mod tests {
         assert_eq!(p.interval_start, 0.0);
         assert_eq!(p.interval_step, 1.0);
         assert_eq!(p.max_retries, Some(3));
+        // The npm package's names read the same; unknown keys are refused.
+        let camel: RetryPolicy = serde_json::from_str(r#"{"intervalStart": 0, "maxRetries": 3}"#).unwrap();
+        assert_eq!(camel, p);
+        assert!(serde_json::from_str::<RetryPolicy>(r#"{"max_retires": 3}"#).is_err());
     }
 
     #[test]

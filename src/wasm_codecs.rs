@@ -1,14 +1,15 @@
-//! The npm package's separately loaded codecs module (`kombu-wasm/codecs`, wasm32 with the
-//! `codec-module` feature): the yaml and msgpack serializers and the compression methods —
+//! The npm package's separately loaded codecs module (`kombu-wasm/codecs`; its exports come
+//! with the `codec-module` feature, wasm32 only): the yaml and msgpack serializers and the compression methods —
 //! zlib/gzip, bzip2, lzma/xz and zstd, brotli when built with it — in a WebAssembly module
 //! of their own, so that the core module stays small for everyone who does not need them.
 //! `js/codecs.js` loads it and registers each serializer (`registerJsonCodec`) and method
 //! (`registerCompression`) with the core, after which producers and consumers use them by
 //! name like built-in ones.
 //!
-//! Built from this crate, with only these exports (the facade, [`crate::wasm`], is left out):
-//! the rest of the crate is unreachable from them and link-time optimisation drops it. The
-//! codecs are [`crate::compression`]'s.
+//! js/build.sh builds it from this crate without the `facade` feature, so that these are its
+//! only exports: the rest of the crate is unreachable from them and link-time optimisation
+//! drops it. The codecs are [`crate::compression`]'s; [`methods_array`] also serves the
+//! facade's `compressionMethods`.
 
 #[cfg(feature = "codec-module")]
 use wasm_bindgen::prelude::*;

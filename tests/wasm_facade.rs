@@ -1,6 +1,6 @@
 //! The JavaScript facade (src/wasm) exercised from wasm-bindgen-test, in Node and in headless
 //! Chromium: options parsed from JS objects, bodies, promises, and errors as named JS Errors.
-#![cfg(target_arch = "wasm32")]
+#![cfg(all(target_arch = "wasm32", feature = "facade"))]
 
 use js_sys::{Array, Object, Promise, Reflect};
 use kombu::wasm::{check_exchange, check_queue, JsConnection, JsMessage};
@@ -48,6 +48,19 @@ fn options_are_checked_and_errors_are_named() {
     assert_eq!(name(&e), "ValueError");
     assert!(msg(&e).contains("URL must be a string, not boolean"), "{}", msg(&e));
     assert!(JsConnection::new(JsValue::UNDEFINED, JsValue::UNDEFINED).is_ok(), "undefined means memory://");
+}
+
+#[wasm_bindgen_test]
+fn declarations_are_the_entities_fields() {
+    // camelCase names, an exchange by name or as a spec, every binding with an exchange.
+    assert!(check_queue(obj(r#"{"name": "q", "exchange": "x", "messageTtl": 1.5, "bindings": [{"exchange": {"name": "t", "type": "topic"}, "routingKey": "a.*"}]}"#)).is_ok());
+    let e = check_queue(obj(r#"{"name": "q", "bindings": [{"routingKey": "k"}]}"#)).unwrap_err();
+    assert_eq!(name(&e), "ValueError");
+    assert!(msg(&e).contains("needs an exchange"), "{}", msg(&e));
+    let e = check_queue(obj(r#"{"name": "q", "exchange": {"name": "x", "autoDelete": "no"}}"#)).unwrap_err();
+    assert!(msg(&e).contains("`exchange`"), "{}", msg(&e));
+    let e = check_exchange(obj(r#"{"name": "x", "deliveryMode": 7}"#)).unwrap_err();
+    assert!(msg(&e).contains("`deliveryMode`"), "{}", msg(&e));
 }
 
 #[wasm_bindgen_test]

@@ -1,0 +1,183 @@
+//! `Connection` (Kombu's `Connection`): lazy, opened at first use; declarations, and the
+//! factories of producers, consumers and simple queues on its default channel.
+
+use std::future::Future;
+
+use js_sys::Promise;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::consumer::JsConsumer;
+use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
+use super::entity::{checked, checked_entity};
+use super::producer::JsProducer;
+use super::simple::JsSimpleQueue;
+use crate::retry::FailoverStrategy;
+use crate::value::Headers;
+use crate::{Channel, Connection, ConnectionOptions, Entity};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConnectionSpec {
+    transport_options: Option<Headers>,
+    heartbeat: Option<f64>,
+    connect_timeout: Option<f64>,
+    ssl: Option<bool>,
+    login_method: Option<String>,
+    failover_strategy: Option<String>,
+    alternates: Option<Vec<String>>,
+    userid: Option<String>,
+    password: Option<String>,
+    virtual_host: Option<String>,
+    transport: Option<String>,
+}
+
+/// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
+#[wasm_bindgen(js_name = Connection)]
+pub struct JsConnection {
+    inner: Connection,
+}
+
+#[wasm_bindgen(js_class = Connection)]
+impl JsConnection {
+    /// A connection to `url` (default `memory://`). Nothing is opened until it is needed.
+    #[wasm_bindgen(constructor)]
+    pub fn new(url: JsValue, options: JsValue) -> JsResult<JsConnection> {
+        let url = string_arg("the connection URL", &url)?;
+        let spec: ConnectionSpec = parse_options("Connection options", options)?;
+        let failover_strategy = match spec.failover_strategy {
+            Some(s) => kombu(FailoverStrategy::parse(&s))?,
+            None => FailoverStrategy::default(),
+        };
+        let o = ConnectionOptions {
+            transport_options: spec.transport_options.unwrap_or_default(),
+            heartbeat: spec.heartbeat,
+            connect_timeout: spec.connect_timeout,
+            ssl: spec.ssl,
+            login_method: spec.login_method,
+            failover_strategy,
+            alternates: spec.alternates.unwrap_or_default(),
+            userid: spec.userid,
+            password: spec.password,
+            virtual_host: spec.virtual_host,
+            transport: spec.transport,
+        };
+        let url = url.unwrap_or_else(|| "memory://".into());
+        Ok(JsConnection { inner: kombu(Connection::with_options(&url, o))? })
+    }
+
+    /// Connect now (Kombu's `connect`).
+    pub fn connect(&self) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.connect().await) })
+    }
+
+    /// True while connected.
+    #[wasm_bindgen(getter)]
+    pub fn connected(&self) -> bool {
+        self.inner.connected()
+    }
+
+    /// The URL with the password masked unless `includePassword`.
+    #[wasm_bindgen(js_name = asUri)]
+    pub fn as_uri(&self, include_password: Option<bool>) -> String {
+        self.inner.as_uri(include_password.unwrap_or(false))
+    }
+
+    /// Transport, host, port, user, virtual host... (password masked).
+    pub fn info(&self) -> JsResult<JsValue> {
+        to_js(&self.inner.describe())
+    }
+
+    /// Close the connection (channels close; unacked messages return to their queues).
+    pub fn release(&self) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.release().await) })
+    }
+
+    /// Wait up to `timeoutMs` (forever when omitted) for one event and dispatch it to the
+    /// consumers' callbacks. Rejects with `TimeoutError` when none came.
+    #[wasm_bindgen(js_name = drainEvents)]
+    pub fn drain_events(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let c = self.inner.clone();
+        Ok(spawn(async move { outcome(c.drain_events(t).await) }))
+    }
+
+    /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
+    /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
+    pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
+        let entity = checked_entity(spec("declaration", entity)?)?;
+        Ok(self.on_default_channel(|ch| async move {
+            let name = match entity {
+                Entity::Exchange(x) => kombu(x.bind(&ch).declare(false, None).await).map(|()| x.name)?,
+                Entity::Queue(q) => kombu(q.bind(&ch).declare(false).await)?,
+            };
+            Ok(JsValue::from_str(&name))
+        }))
+    }
+
+    /// Delete an exchange or a queue by declaration.
+    pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
+        let entity = checked_entity(spec("declaration", entity)?)?;
+        Ok(self.on_default_channel(|ch| async move {
+            outcome(match entity {
+                Entity::Exchange(x) => x.bind(&ch).delete(false).await,
+                Entity::Queue(q) => q.bind(&ch).delete(false, false).await.map(drop),
+            })
+        }))
+    }
+
+    /// Remove the ready messages of a queue; resolves to how many.
+    pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
+        let q = checked(spec("queue", queue)?)?;
+        Ok(self.on_default_channel(|ch| async move { outcome(q.bind(&ch).purge().await) }))
+    }
+
+    /// A producer on the default channel (Kombu's `Connection.Producer`).
+    #[wasm_bindgen(js_name = Producer)]
+    pub fn producer(&self, options: JsValue) -> JsResult<JsProducer> {
+        JsProducer::open(&self.inner, options)
+    }
+
+    /// A consumer of `queues` on the default channel (Kombu's `Connection.Consumer`). It
+    /// starts consuming at the first `next()` (or `consume()`).
+    #[wasm_bindgen(js_name = Consumer)]
+    pub fn consumer(&self, queues: JsValue, options: JsValue) -> JsResult<JsConsumer> {
+        JsConsumer::open(&self.inner, queues, options)
+    }
+
+    /// A `SimpleQueue` named `name` (Kombu's `Connection.SimpleQueue`).
+    #[wasm_bindgen(js_name = SimpleQueue)]
+    pub fn simple_queue(&self, name: JsValue, options: JsValue) -> JsResult<Promise> {
+        JsSimpleQueue::open(&self.inner, required_string("the SimpleQueue name", &name)?, options, false)
+    }
+
+    /// A `SimpleBuffer`: transient, auto-deleted, no acks (Kombu's `Connection.SimpleBuffer`).
+    #[wasm_bindgen(js_name = SimpleBuffer)]
+    pub fn simple_buffer(&self, name: JsValue, options: JsValue) -> JsResult<Promise> {
+        JsSimpleQueue::open(&self.inner, required_string("the SimpleBuffer name", &name)?, options, true)
+    }
+
+    /// The state of a `memory://` virtual host (exchanges, queues with depths, consumers and
+    /// unacked counts, bindings), for dashboards; `undefined` on other transports.
+    pub fn snapshot(&self, virtual_host: JsValue) -> JsResult<JsValue> {
+        let virtual_host = string_arg("the virtual host", &virtual_host)?;
+        if self.inner.transport_name() != "memory" {
+            return Ok(JsValue::UNDEFINED);
+        }
+        let vh = virtual_host.unwrap_or_else(|| self.inner.describe()["virtual_host"].as_str().unwrap_or("/").to_owned());
+        match crate::transport::memory::MemoryBroker::global().snapshot(&vh) {
+            Some(s) => to_js(&s),
+            None => Ok(JsValue::UNDEFINED),
+        }
+    }
+}
+
+impl JsConnection {
+    /// A Promise for `op` on the default channel, opened first if need be.
+    fn on_default_channel<F: Future<Output = JsResult<JsValue>> + 'static>(&self, op: impl FnOnce(Channel) -> F + 'static) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { op(kombu(c.default_channel().await)?).await })
+    }
+}

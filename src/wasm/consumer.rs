@@ -1,0 +1,133 @@
+//! `Consumer` (Kombu's `Consumer`): messages one at a time with `next()`; the JS layer adds
+//! async iteration and `AbortSignal`.
+
+use js_sys::{Array, Promise};
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{kombu, millis, outcome, parse_options, promise, required_string, spawn, JsResult};
+use super::entity::queues_from_js;
+use super::message::JsMessage;
+use crate::{Connection, Consumer};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct ConsumerSpec {
+    accept: Option<Vec<String>>,
+    no_ack: Option<bool>,
+    auto_declare: Option<bool>,
+    prefetch_count: Option<u16>,
+    tag_prefix: Option<String>,
+}
+
+/// Receives messages from queues (Kombu's `Consumer`), one at a time with `next()`.
+#[wasm_bindgen(js_name = Consumer)]
+pub struct JsConsumer {
+    inner: Consumer,
+}
+
+#[wasm_bindgen(js_class = Consumer)]
+impl JsConsumer {
+    /// Declare the queues (unless `autoDeclare: false`) and start consuming.
+    pub fn consume(&self) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.consume().await) })
+    }
+
+    /// The next message, waiting up to `timeoutMs` (forever when omitted); rejects with
+    /// `TimeoutError` when none came. Starts consuming if needed.
+    pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let c = self.inner.clone();
+        Ok(promise(async move { outcome(c.next_message(t).await) }))
+    }
+
+    /// A message already received, or `undefined` (never waits): from the consumer's
+    /// buffer, or from deliveries the connection holds and has not dispatched yet.
+    #[wasm_bindgen(js_name = tryNext)]
+    pub fn try_next(&self) -> JsResult<Option<JsMessage>> {
+        if let Some(m) = self.inner.try_next() {
+            return Ok(Some(m.into()));
+        }
+        if let Ok(conn) = self.inner.connection() {
+            kombu(conn.drain_nowait())?;
+        }
+        Ok(self.inner.try_next().map(JsMessage::from))
+    }
+
+    /// Stop consuming; messages handed out and not acknowledged stay unacknowledged until
+    /// acked or the connection closes, those received and not handed out are requeued.
+    pub fn cancel(&self) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.cancel().await) })
+    }
+
+    /// Stop consuming from one queue.
+    #[wasm_bindgen(js_name = cancelByQueue)]
+    pub fn cancel_by_queue(&self, queue: JsValue) -> JsResult<Promise> {
+        let queue = required_string("the queue name", &queue)?;
+        let c = self.inner.clone();
+        Ok(spawn(async move { outcome(c.cancel_by_queue(&queue).await) }))
+    }
+
+    /// True while consuming from `queue`.
+    #[wasm_bindgen(js_name = consumingFrom)]
+    pub fn consuming_from(&self, queue: JsValue) -> JsResult<bool> {
+        Ok(self.inner.consuming_from(&required_string("the queue name", &queue)?))
+    }
+
+    /// Remove the ready messages of every queue; resolves to how many.
+    pub fn purge(&self) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.purge().await) })
+    }
+
+    /// Set the prefetch window.
+    pub fn qos(&self, prefetch_count: u16, apply_global: Option<bool>) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await) })
+    }
+
+    /// Redeliver the unacknowledged messages.
+    pub fn recover(&self, requeue: Option<bool>) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { outcome(c.recover(requeue.unwrap_or(true)).await) })
+    }
+
+    /// Names of the queues.
+    #[wasm_bindgen(getter)]
+    pub fn queues(&self) -> Array {
+        self.inner.queues().into_iter().map(|q| JsValue::from_str(&q.name)).collect()
+    }
+}
+
+impl JsConsumer {
+    /// `Connection.Consumer(queues, options)`: a consumer on the connection's default channel.
+    pub(super) fn open(conn: &Connection, queues: JsValue, options: JsValue) -> JsResult<JsConsumer> {
+        let queues = queues_from_js(queues)?;
+        let spec: ConsumerSpec = parse_options("Consumer options", options)?;
+        let mut c = Consumer::new(&conn.default_channel_handle(), queues);
+        if let Some(a) = &spec.accept {
+            c = kombu(c.accept(a))?;
+        }
+        if let Some(v) = spec.no_ack {
+            c = c.no_ack(v);
+        }
+        if let Some(v) = spec.auto_declare {
+            c = c.auto_declare(v);
+        }
+        if let Some(v) = spec.prefetch_count {
+            c = c.prefetch_count(v);
+        }
+        if let Some(v) = &spec.tag_prefix {
+            c = c.tag_prefix(v.clone());
+        }
+        Ok(JsConsumer { inner: c })
+    }
+
+    /// [`JsConsumer::next`] for Rust callers (tests): the message itself, not a Promise.
+    pub async fn next_message(&self, timeout_ms: Option<f64>) -> JsResult<JsMessage> {
+        let t = millis(timeout_ms)?;
+        kombu(self.inner.next_message(t).await).map(JsMessage::from)
+    }
+}

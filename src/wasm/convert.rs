@@ -1,0 +1,202 @@
+//! JS values in and out: errors as named JS `Error`s, string arguments, options objects parsed
+//! by serde (unknown options refused, the culprit named), Promises, and message bodies.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use js_sys::{Array, Promise, Uint8Array};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::future_to_promise;
+
+use crate::error::Error;
+use crate::value::Value;
+use crate::Payload;
+
+/// A JS `Error` named after the Kombu exception.
+pub(super) fn js_error(e: &Error) -> JsValue {
+    let text = e.to_string();
+    // JS prints `${name}: ${message}`; drop the name the Rust message starts with.
+    let msg = text.strip_prefix(e.name()).and_then(|m| m.strip_prefix(": ")).unwrap_or(&text);
+    let err = js_sys::Error::new(msg);
+    err.set_name(e.name());
+    err.into()
+}
+
+pub(super) fn value_error(msg: impl Into<String>) -> JsValue {
+    js_error(&Error::Value(msg.into()))
+}
+
+/// A string argument from JavaScript. Parameters typed `String` in wasm-bindgen trust the
+/// caller to pass a string (anything else corrupts the module's memory), so arguments that come
+/// from users are taken as values and checked here. `None` for `undefined`/`null`.
+pub(super) fn string_arg(what: &str, v: &JsValue) -> JsResult<Option<String>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string().map(Some).ok_or_else(|| value_error(format!("{what} must be a string, not {}", js_type(v))))
+}
+
+/// A required string argument (see [`string_arg`]).
+pub(super) fn required_string(what: &str, v: &JsValue) -> JsResult<String> {
+    string_arg(what, v)?.ok_or_else(|| value_error(format!("{what} is required (a string)")))
+}
+
+/// `typeof`, with arrays and null told apart.
+fn js_type(v: &JsValue) -> String {
+    if v.is_null() {
+        "null".into()
+    } else if Array::is_array(v) {
+        "an array".into()
+    } else {
+        v.js_typeof().as_string().unwrap_or_default()
+    }
+}
+
+pub(super) type JsResult<T> = std::result::Result<T, JsValue>;
+
+pub(super) fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
+    r.map_err(|e| js_error(&e))
+}
+
+/// What an operation's result is in JS: `undefined` for `()`, a number for a count, ...
+pub(super) trait Outcome {
+    fn into_js(self) -> JsValue;
+}
+
+impl Outcome for () {
+    fn into_js(self) -> JsValue {
+        JsValue::UNDEFINED
+    }
+}
+
+/// Counts: messages purged, waiting, ...
+impl Outcome for u32 {
+    fn into_js(self) -> JsValue {
+        JsValue::from_f64(self.into())
+    }
+}
+
+/// An operation's result for a Promise: its [`Outcome`], or the error as a JS `Error`.
+pub(super) fn outcome<T: Outcome>(r: crate::Result<T>) -> JsResult<JsValue> {
+    kombu(r).map(Outcome::into_js)
+}
+
+/// A Promise for `fut`, which starts now: when it completes on its first poll (most
+/// operations on memory://, publishes on every transport) the Promise is settled at once,
+/// without the task and closure `future_to_promise` allocates; otherwise wasm-bindgen-futures
+/// drives it from there (polling again with a real waker).
+pub(super) fn promise(fut: impl std::future::Future<Output = JsResult<JsValue>> + 'static) -> Promise {
+    let mut fut: Op = Box::pin(fut);
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match fut.as_mut().poll(&mut cx) {
+        std::task::Poll::Ready(Ok(v)) => Promise::resolve(&v),
+        std::task::Poll::Ready(Err(e)) => Promise::reject(&e),
+        std::task::Poll::Pending => future_to_promise(fut),
+    }
+}
+
+/// An operation's future, boxed: wasm-bindgen-futures' machinery is then compiled once for
+/// all operations instead of once per future type (~30 KB of the module).
+type Op = std::pin::Pin<Box<dyn std::future::Future<Output = JsResult<JsValue>>>>;
+
+/// A Promise for `fut`, driven by wasm-bindgen-futures.
+pub(super) fn spawn(fut: impl std::future::Future<Output = JsResult<JsValue>> + 'static) -> Promise {
+    let fut: Op = Box::pin(fut);
+    future_to_promise(fut)
+}
+
+/// Parse an options object (`undefined`/`null` mean "no options").
+pub(super) fn parse_options<T: DeserializeOwned + Default>(what: &str, v: JsValue) -> JsResult<T> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(T::default());
+    }
+    spec(what, v)
+}
+
+/// Parse a plain JS object into a spec. Through a JSON value first: serde-wasm-bindgen reads
+/// only the fields a struct names, so unknown (misspelt) options would pass silently;
+/// serde_json's `deny_unknown_fields` names them.
+pub(super) fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
+    let json: Value = match v.as_string() {
+        // The JS layer sends options as JSON text: one boundary crossing instead of one per field.
+        Some(text) => serde_json::from_str(&text).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
+        None => serde_wasm_bindgen::from_value(v).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
+    };
+    from_json(what, &json)
+}
+
+/// Parse a JSON value into a spec; the error names the option to blame.
+pub(super) fn from_json<T: DeserializeOwned>(what: &str, json: &Value) -> JsResult<T> {
+    T::deserialize(json).map_err(|e| invalid(what, culprit::<T>(json), e))
+}
+
+/// The error of [`from_json`] (apart, so that it is not repeated for every type).
+fn invalid(what: &str, option: Option<String>, e: serde_json::Error) -> JsValue {
+    match option {
+        Some(field) => value_error(format!("invalid {what}: `{field}`: {e}")),
+        None => value_error(format!("invalid {what}: {e}")),
+    }
+}
+
+/// The option whose value makes `json` fail to parse as `T`: the one without which it parses.
+/// Only on the error path; errors about unknown options already name them.
+fn culprit<T: DeserializeOwned>(json: &Value) -> Option<String> {
+    let Value::Object(map) = json else { return None };
+    map.keys().find(|k| {
+        let mut rest = map.clone();
+        rest.remove(*k);
+        T::deserialize(&Value::Object(rest)).is_ok()
+    }).cloned()
+}
+
+pub(super) fn to_js<T: Serialize + ?Sized>(v: &T) -> JsResult<JsValue> {
+    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
+        .map_err(|e| value_error(format!("cannot convert to a JavaScript value: {e}")))
+}
+
+pub(super) fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
+    match ms {
+        None => Ok(None),
+        Some(m) if m.is_finite() && m >= 0.0 => Ok(Some(Duration::from_secs_f64(m / 1000.0))),
+        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {m}"))),
+    }
+}
+
+/// A JS body: a string, a `Uint8Array`/`ArrayBuffer` (raw bytes), or any JSON value.
+pub(super) fn body_from_js(v: &JsValue) -> JsResult<Payload> {
+    if let Some(s) = v.as_string() {
+        return Ok(Payload::Text(s));
+    }
+    if let Some(a) = v.dyn_ref::<Uint8Array>() {
+        return Ok(Payload::Bytes(Bytes::from(a.to_vec())));
+    }
+    if let Some(b) = v.dyn_ref::<js_sys::ArrayBuffer>() {
+        return Ok(Payload::Bytes(Bytes::from(Uint8Array::new(b).to_vec())));
+    }
+    if v.is_undefined() {
+        return Err(js_error(&Error::Encode("the message body is undefined: pass a JSON value, a string or bytes".into())));
+    }
+    if v.is_bigint() || v.is_function() || v.is_symbol() {
+        return Err(js_error(&Error::Encode(format!(
+            "a {} cannot be serialized: send JSON data, a string or a Uint8Array (convert BigInt to a string or number)",
+            v.js_typeof().as_string().unwrap_or_default()
+        ))));
+    }
+    serde_wasm_bindgen::from_value::<Value>(v.clone()).map(Payload::Data).map_err(|e| {
+        js_error(&Error::Encode(format!(
+            "the message body is not JSON data ({e}); send plain objects, arrays, strings, numbers, booleans or null, a string, or a Uint8Array"
+        )))
+    })
+}
+
+pub(super) fn body_to_js(p: &Payload) -> JsResult<JsValue> {
+    match p {
+        // JSON.parse builds the object natively, much faster than field-by-field conversion.
+        Payload::Data(v) => js_sys::JSON::parse(&v.to_string()).map_err(|_| value_error("cannot convert the payload to a JavaScript value")),
+        Payload::Text(s) => Ok(JsValue::from_str(s)),
+        Payload::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
+    }
+}

@@ -1,0 +1,127 @@
+//! `Message` (Kombu's `Message`): the decoded body, the raw bytes, properties and delivery
+//! info, and settlement (`ack`, `reject`, `requeue`).
+
+use js_sys::Uint8Array;
+use serde::Serialize;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{body_to_js, js_error, kombu, to_js, JsResult, Outcome};
+use crate::Message;
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeliveryInfoJs {
+    exchange: String,
+    routing_key: String,
+    redelivered: bool,
+    consumer_tag: Option<String>,
+    delivery_tag: u64,
+}
+
+/// A received message (Kombu's `Message`).
+#[wasm_bindgen(js_name = Message)]
+pub struct JsMessage {
+    inner: Message,
+}
+
+impl From<Message> for JsMessage {
+    fn from(inner: Message) -> Self {
+        JsMessage { inner }
+    }
+}
+
+impl Outcome for Message {
+    fn into_js(self) -> JsValue {
+        JsMessage::from(self).into()
+    }
+}
+
+#[wasm_bindgen(js_class = Message)]
+impl JsMessage {
+    /// The decoded body (Kombu's `payload`): JSON data, a string for text, a `Uint8Array`
+    /// for binary. Throws `ContentDisallowed`/`DecodeError` when it cannot be decoded; the
+    /// message can still be acked, rejected or requeued.
+    #[wasm_bindgen(getter)]
+    pub fn payload(&self) -> JsResult<JsValue> {
+        match self.inner.decoded() {
+            Ok(p) => body_to_js(p),
+            Err(e) => Err(js_error(e)),
+        }
+    }
+
+    /// The raw body bytes (after decompression).
+    #[wasm_bindgen(getter)]
+    pub fn body(&self) -> Uint8Array {
+        Uint8Array::from(&self.inner.body()[..])
+    }
+
+    /// `content_type`.
+    #[wasm_bindgen(getter, js_name = contentType)]
+    pub fn content_type(&self) -> Option<String> {
+        self.inner.content_type().map(str::to_owned)
+    }
+
+    /// `content_encoding`.
+    #[wasm_bindgen(getter, js_name = contentEncoding)]
+    pub fn content_encoding(&self) -> Option<String> {
+        self.inner.content_encoding().map(str::to_owned)
+    }
+
+    /// Application headers.
+    #[wasm_bindgen(getter)]
+    pub fn headers(&self) -> JsResult<JsValue> {
+        to_js(self.inner.headers())
+    }
+
+    /// AMQP properties (`correlation_id`, `reply_to`, `priority`, `delivery_mode`, ...).
+    #[wasm_bindgen(getter)]
+    pub fn properties(&self) -> JsResult<JsValue> {
+        to_js(self.inner.properties())
+    }
+
+    /// `{exchange, routingKey, redelivered, consumerTag, deliveryTag}`.
+    #[wasm_bindgen(getter, js_name = deliveryInfo)]
+    pub fn delivery_info(&self) -> JsResult<JsValue> {
+        let d = self.inner.delivery_info();
+        to_js(&DeliveryInfoJs {
+            exchange: d.exchange,
+            routing_key: d.routing_key,
+            redelivered: d.redelivered,
+            consumer_tag: d.consumer_tag,
+            delivery_tag: d.delivery_tag,
+        })
+    }
+
+    /// The channel-scoped delivery tag.
+    #[wasm_bindgen(getter, js_name = deliveryTag)]
+    pub fn delivery_tag(&self) -> f64 {
+        self.inner.delivery_tag() as f64
+    }
+
+    /// `RECEIVED`, `ACK`, `REJECTED` or `REQUEUED`.
+    #[wasm_bindgen(getter)]
+    pub fn state(&self) -> String {
+        self.inner.state().to_string()
+    }
+
+    /// True once acked, rejected or requeued.
+    #[wasm_bindgen(getter)]
+    pub fn acknowledged(&self) -> bool {
+        self.inner.acknowledged()
+    }
+
+    /// Acknowledge. A second settlement throws `MessageStateError`.
+    pub fn ack(&self) -> JsResult<()> {
+        kombu(self.inner.ack())
+    }
+
+    /// Reject (dead-letter or drop; with `requeue`, back to the queue).
+    pub fn reject(&self, requeue: Option<bool>) -> JsResult<()> {
+        kombu(self.inner.reject(requeue.unwrap_or(false)))
+    }
+
+    /// Reject and requeue.
+    pub fn requeue(&self) -> JsResult<()> {
+        kombu(self.inner.requeue())
+    }
+}

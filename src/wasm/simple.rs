@@ -1,0 +1,116 @@
+//! `SimpleQueue` / `SimpleBuffer` (Kombu's simple interface): `put` and `get` on one queue.
+
+use js_sys::Promise;
+use serde::Deserialize;
+use wasm_bindgen::prelude::*;
+
+use super::convert::{body_from_js, js_error, millis, outcome, parse_options, spawn, JsResult, Outcome};
+use super::entity::checked;
+use super::producer::{publish_options, PublishSpec};
+use crate::error::Error;
+use crate::value::{Headers, Value};
+use crate::entity::opt_exchange_or_name;
+use crate::{Connection, Exchange, Payload, Queue, SimpleOptions, SimpleQueue};
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct SimpleSpec {
+    no_ack: Option<bool>,
+    queue: Option<Queue>,
+    queue_args: Option<Headers>,
+    #[serde(default, deserialize_with = "opt_exchange_or_name")]
+    exchange: Option<Exchange>,
+    serializer: Option<String>,
+    compression: Option<String>,
+    accept: Option<Vec<String>>,
+}
+
+/// Kombu's `SimpleQueue`/`SimpleBuffer`: `put` and `get` on one queue.
+#[wasm_bindgen(js_name = SimpleQueue)]
+pub struct JsSimpleQueue {
+    inner: SimpleQueue,
+}
+
+impl Outcome for SimpleQueue {
+    fn into_js(self) -> JsValue {
+        JsSimpleQueue { inner: self }.into()
+    }
+}
+
+#[wasm_bindgen(js_class = SimpleQueue)]
+impl JsSimpleQueue {
+    /// Publish to the queue.
+    pub fn put(&self, body: JsValue, options: JsValue) -> JsResult<Promise> {
+        let body = body_from_js(&body)?;
+        self.send(body, options)
+    }
+
+    /// Publish structured data given as JSON text (the JS layer's fast path).
+    #[wasm_bindgen(js_name = putJson)]
+    pub fn put_json(&self, json: &str, options: JsValue) -> JsResult<Promise> {
+        let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
+        self.send(Payload::Data(v), options)
+    }
+
+    fn send(&self, body: Payload, options: JsValue) -> JsResult<Promise> {
+        let spec: PublishSpec = parse_options("put options", options)?;
+        let opts = publish_options(spec)?;
+        let q = self.inner.clone();
+        Ok(spawn(async move { outcome(q.put(body, opts).await) }))
+    }
+
+    /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
+    /// omitted). Rejects with `Empty` when there is none.
+    pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
+        let t = millis(timeout_ms)?;
+        let q = self.inner.clone();
+        Ok(spawn(async move { outcome(q.get(block.unwrap_or(true), t).await) }))
+    }
+
+    /// The next message without waiting; rejects with `Empty`.
+    #[wasm_bindgen(js_name = getNowait)]
+    pub fn get_nowait(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { outcome(q.get_nowait().await) })
+    }
+
+    /// How many messages are waiting.
+    pub fn qsize(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { outcome(q.qsize().await) })
+    }
+
+    /// Remove every message; resolves to how many.
+    pub fn clear(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { outcome(q.clear().await) })
+    }
+
+    /// Stop consuming.
+    pub fn close(&self) -> Promise {
+        let q = self.inner.clone();
+        spawn(async move { outcome(q.close().await) })
+    }
+}
+
+impl JsSimpleQueue {
+    /// `Connection.SimpleQueue(name, options)`, or `SimpleBuffer` with `buffer`.
+    pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
+        let spec: SimpleSpec = parse_options("SimpleQueue options", options)?;
+        let o = SimpleOptions {
+            no_ack: spec.no_ack,
+            queue: spec.queue.map(checked).transpose()?,
+            queue_args: spec.queue_args.unwrap_or_default(),
+            exchange: spec.exchange,
+            serializer: spec.serializer,
+            compression: spec.compression,
+            accept: spec.accept,
+            ..Default::default()
+        };
+        let c = conn.clone();
+        Ok(spawn(async move {
+            let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
+            outcome(q)
+        }))
+    }
+}
