@@ -6,6 +6,7 @@ use crate::routing::{RouteKind, Router};
 use crate::proto::methods::{ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeType, Name};
 use crate::value::{Headers, Value};
 
+use super::journal::{DurableBinding, Record};
 use super::{default_exchange_refused, inequivalent, not_found_exchange, Broker, ChannelId, ConnId, Dest, ExchangeState, VHost};
 
 const DEFAULT_EXCHANGES: [(&str, ExchangeType); 6] = [
@@ -24,6 +25,17 @@ fn route_kind(t: &ExchangeType) -> Option<RouteKind> {
         ExchangeType::Topic => Some(RouteKind::Topic),
         ExchangeType::Headers => Some(RouteKind::Headers),
         ExchangeType::Custom(_) => None,
+    }
+}
+
+fn exchange_binding(vhost: &str, d: &ExchangeBind) -> DurableBinding {
+    DurableBinding {
+        vhost: vhost.to_string(),
+        source: d.source.clone(),
+        destination: d.destination.clone(),
+        to_exchange: true,
+        routing_key: d.routing_key.clone(),
+        arguments: d.arguments.clone(),
     }
 }
 
@@ -107,7 +119,11 @@ impl Broker {
                     ),
                 ));
             };
+            let durable = x.decl.durable;
             v.exchanges.insert(Name::from(name), x);
+            if durable {
+                b.journal(|| Record::ExchangeDeclared { vhost: vhost.clone(), decl: ExchangeDeclare { passive: false, nowait: false, ..d.clone() } });
+            }
             Ok(())
         })
     }
@@ -139,8 +155,9 @@ impl Broker {
 
     pub(super) fn delete_exchange(&mut self, vhost: &str, name: &str) {
         let Some(v) = self.vhosts.get_mut(vhost) else { return };
-        if v.exchanges.remove(name).is_none() {
-            return;
+        let Some(x) = v.exchanges.remove(name) else { return };
+        if x.decl.durable {
+            self.journal(|| Record::ExchangeDeleted { vhost: Name::from(vhost), exchange: Name::from(name) });
         }
         self.unbind_everywhere(vhost, &Dest::Exchange(Name::from(name)));
     }
@@ -196,7 +213,13 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let dest = Self::exchange_destination(v, &vhost, d)?;
-            Self::source_exchange(v, &vhost, &d.source)?.router.bind(&d.routing_key, &d.arguments, dest);
+            let durable = v.exchanges.get(d.destination.as_str()).is_some_and(|x| x.decl.durable);
+            let source = Self::source_exchange(v, &vhost, &d.source)?;
+            let durable = durable && source.decl.durable;
+            source.router.bind(&d.routing_key, &d.arguments, dest);
+            if durable {
+                b.journal(|| Record::Bound(exchange_binding(&vhost, d)));
+            }
             Ok(())
         })
     }
@@ -206,7 +229,9 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let dest = Self::exchange_destination(v, &vhost, d)?;
-            b.unbind(&vhost, &d.source, &d.routing_key, &d.arguments, &dest)
+            b.unbind(&vhost, &d.source, &d.routing_key, &d.arguments, &dest)?;
+            b.journal(|| Record::Unbound(exchange_binding(&vhost, d)));
+            Ok(())
         })
     }
 }

@@ -35,6 +35,7 @@
 //! | `deliver.rs` | consumers and deliveries: `basic.consume/cancel/get/ack/nack/reject/recover/qos`, `channel.flow` |
 //! | `dead_letter.rs` | dead-lettering with `x-death` headers |
 //! | `time.rs` | [`Now`], message TTL and queue expiry: [`Broker::poll_timeout`], [`Broker::handle_timeout`] |
+//! | `journal.rs` | durable state as a journal of [`Record`]s for the caller to keep; [`Broker::restore`] |
 //! | `snapshot.rs` | read-only views for UIs and metrics ([`VHostSnapshot`]) |
 //! | `queue.rs` | a queue's ready messages (priorities, expiry, byte accounting) |
 
@@ -42,6 +43,7 @@ mod connections;
 mod dead_letter;
 mod deliver;
 mod exchanges;
+mod journal;
 mod publish;
 mod queue;
 mod queues;
@@ -62,6 +64,7 @@ use crate::value::Headers;
 use queue::{QueuedMessage, Ready};
 use time::Time;
 
+pub use journal::{DurableBinding, NotRestored, Record, Recovered, StoredMessage};
 pub use snapshot::{BindingInfo, DestinationType, ExchangeInfo, QueueInfo, VHostSnapshot};
 pub use time::Now;
 
@@ -255,6 +258,10 @@ pub struct Broker {
     names: u64,
     /// Kept between publishes so that routing does not allocate.
     scratch: Scratch,
+    /// Changes to durable state not yet taken by the caller; `None` while not journalling.
+    journal: Option<Vec<journal::Record>>,
+    /// The id of the next persistent message stored.
+    next_stored: u64,
 }
 
 /// Reused buffers of `basic_publish`.
@@ -324,6 +331,8 @@ impl Broker {
             closed_outboxes: SortedMap::default(),
             names: 0,
             scratch: Scratch::default(),
+            journal: None,
+            next_stored: 1,
         };
         b.vhost_mut("/");
         b

@@ -172,6 +172,7 @@ impl Broker {
             redelivered: false,
             expires_at: ttl.map(|ms| self.time.get().instant + Duration::from_millis(ms)),
             priority: content.properties.priority.unwrap_or(0).min(max_p),
+            stored: None,
         };
         if q.overflow != Overflow::DropHead && q.over_limits(q.ready.len() + 1, q.ready.bytes() + msg.size()) {
             if q.overflow == Overflow::RejectPublishDlx {
@@ -182,6 +183,18 @@ impl Broker {
                 q.counters.dropped += 1;
             }
             return false;
+        }
+        let mut msg = msg;
+        msg.stored = super::journal::store_id(&self.journal, &mut self.next_stored, q.is_durable(), content);
+        if let (Some(j), Some(id)) = (self.journal.as_mut(), msg.stored) {
+            j.push(super::journal::Record::MessageStored(super::journal::StoredMessage {
+                id,
+                vhost: Name::from(vhost),
+                queue: q.name.clone(),
+                exchange: exchange.clone(),
+                routing_key: routing_key.clone(),
+                content: content.clone(),
+            }));
         }
         q.counters.published += 1;
         q.ready.push_back(msg);

@@ -16,6 +16,8 @@ pub(crate) struct QueuedMessage {
     pub redelivered: bool,
     pub expires_at: Option<Instant>,
     pub priority: u8,
+    /// Its id in the journal when it is kept across restarts (persistent, durable queue).
+    pub stored: Option<u64>,
 }
 
 impl QueuedMessage {
@@ -119,6 +121,11 @@ impl Ready {
         self.levels.iter().filter_map(|l| l.front().and_then(|m| m.expires_at)).min()
     }
 
+    /// The journal ids of the ready messages that are kept across restarts.
+    pub fn stored_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.levels.iter().flatten().filter_map(|m| m.stored)
+    }
+
     pub fn clear(&mut self) -> usize {
         let n = self.count;
         for l in &mut self.levels {
@@ -145,6 +152,7 @@ mod tests {
             redelivered: false,
             expires_at: None,
             priority: p,
+            stored: None,
         }
     }
 

@@ -4,6 +4,7 @@
 mod dead_letter;
 mod deliver;
 mod entities;
+mod journal;
 mod publish;
 mod time;
 
