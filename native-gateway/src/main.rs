@@ -51,6 +51,13 @@ struct Args {
     /// The PEM private key of --tls-cert.
     #[arg(long, env = "KOMBU_GATEWAY_TLS_KEY", requires = "tls_cert")]
     tls_key: Option<PathBuf>,
+    /// Keep the embedded broker's durable exchanges and queues, their bindings and the
+    /// persistent messages (delivery_mode 2) in its durable queues in this directory
+    /// (created if needed); they survive a restart or a crash once confirmed. Only with the
+    /// embedded memory:// broker. Without it the embedded broker keeps everything in memory
+    /// only, and a restart loses it.
+    #[arg(long, env = "KOMBU_GATEWAY_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     /// TOML configuration file (keys as the long options, snake_case); flags win.
     #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -74,9 +81,23 @@ struct FileConfig {
     max_unacked: Option<u16>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    data_dir: Option<PathBuf>,
 }
 
-fn config(args: &Args) -> Result<Config, GatewayError> {
+/// The data directory, if one is configured: only for the embedded broker.
+fn data_dir(args: &Args, file: Option<PathBuf>, broker: &str) -> Result<Option<PathBuf>, GatewayError> {
+    let Some(dir) = args.data_dir.clone().or(file) else { return Ok(None) };
+    let url = kombu::url::parse_url(broker).map_err(GatewayError::Broker)?;
+    if kombu::url::resolve_alias(&url.transport) != "memory" {
+        return Err(GatewayError::Config(
+            "data_dir".into(),
+            format!("--data-dir keeps the embedded memory:// broker's state; the broker is {}", url.transport),
+        ));
+    }
+    Ok(Some(dir))
+}
+
+fn config(args: &Args) -> Result<(Config, Option<PathBuf>), GatewayError> {
     let file: FileConfig = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?;
@@ -95,7 +116,9 @@ fn config(args: &Args) -> Result<Config, GatewayError> {
         (None, None) => None,
         _ => return Err(GatewayError::Config("tls".into(), "tls_cert and tls_key go together".into())),
     };
-    Ok(Config {
+    let broker = args.broker.clone().or(file.broker).unwrap_or(d.broker);
+    let data_dir = data_dir(args, file.data_dir, &broker)?;
+    Ok((Config {
         tls,
         auth,
         allowed_origins,
@@ -103,12 +126,12 @@ fn config(args: &Args) -> Result<Config, GatewayError> {
         max_consumers: args.max_consumers.or(file.max_consumers).unwrap_or(d.max_consumers),
         max_unacked: args.max_unacked.or(file.max_unacked).unwrap_or(d.max_unacked),
         listen: args.listen.or(file.listen).unwrap_or(d.listen),
-        broker: args.broker.clone().or(file.broker).unwrap_or(d.broker),
+        broker,
         www: args.www.clone().or(file.www),
         pkg: args.pkg.clone().or(file.pkg),
         max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
         outbox: d.outbox,
-    })
+    }, data_dir))
 }
 
 #[tokio::main]
@@ -121,13 +144,19 @@ async fn main() {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     kombu_gateway::register_transports();
-    let cfg = match config(&args) {
+    let (cfg, data_dir) = match config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kombu-gateway: {e}");
             std::process::exit(2);
         }
     };
+    if let Some(dir) = &data_dir {
+        if let Err(e) = kombu_gateway::store::attach(dir) {
+            eprintln!("kombu-gateway: {e}");
+            std::process::exit(1);
+        }
+    }
     let tls = cfg.tls.is_some();
     let running = match server::start(cfg).await {
         Ok(r) => r,

@@ -30,6 +30,20 @@ use crate::proto::methods::{
 struct Shared {
     broker: Broker,
     wakers: SortedMap<ConnId, Vec<Waker>>,
+    persist: Option<Box<dyn Persist>>,
+}
+
+/// Where a [`MemoryBroker`] keeps its durable state (see [`crate::broker::Record`]).
+///
+/// [`MemoryBroker::with`] hands `write` the records of each operation while it still holds
+/// the broker's lock, so no connection can read that operation's events (publisher
+/// confirms among them) before `write` returns: `write` returns when the records are kept
+/// as durably as the implementation promises. It cannot fail: an implementation that cannot
+/// keep them must not return (the gateway's store stops the process), since the confirms are
+/// already in the outboxes.
+pub trait Persist: std::fmt::Debug + Send {
+    /// Keep `records`, oldest first.
+    fn write(&mut self, records: Vec<crate::broker::Record>);
 }
 
 impl Default for Shared {
@@ -37,7 +51,7 @@ impl Default for Shared {
         // Read only by the operations that need the time (expiry, dead-lettering).
         let mut broker = Broker::new();
         broker.set_clock(Now::system);
-        Shared { broker, wakers: SortedMap::default() }
+        Shared { broker, wakers: SortedMap::default(), persist: None }
     }
 }
 
@@ -71,6 +85,13 @@ impl MemoryBroker {
         let mut g = self.lock();
         g.broker.tick();
         let r = f(&mut g.broker);
+        if g.broker.has_journal() {
+            let s = &mut *g;
+            let records = s.broker.take_journal();
+            if let Some(p) = s.persist.as_mut() {
+                p.write(records);
+            }
+        }
         Self::wake(g);
         r
     }
@@ -89,6 +110,16 @@ impl MemoryBroker {
         for w in wake {
             w.wake();
         }
+    }
+
+    /// Rebuild durable state from `recovered` (see [`Broker::restore`]), then keep every later
+    /// change with `persist`. Returns what could not be restored.
+    pub fn persist(&self, recovered: crate::broker::Recovered, persist: Box<dyn Persist>) -> Vec<crate::broker::NotRestored> {
+        let mut g = self.lock();
+        let failed = g.broker.restore(recovered);
+        g.broker.enable_journal();
+        g.persist = Some(persist);
+        failed
     }
 
     /// A snapshot of a virtual host (exchanges, queues with depths, bindings).

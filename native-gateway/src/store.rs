@@ -1,0 +1,251 @@
+//! `--data-dir`: the embedded broker's durable state on disk.
+//!
+//! The core broker journals changes to its durable state ([`kombu::broker::Record`]); this
+//! store keeps them in a [redb](https://docs.rs/redb) database, `DIR/broker.redb`, and gives
+//! them back at start ([`Store::recover`]). One write transaction per broker operation that
+//! changed durable state, committed with [`redb::Durability::Immediate`] (the data is
+//! fsync'ed before the commit returns) while the broker's lock is held: a publisher confirm
+//! reaches no client before the message it confirms is on disk, and an acknowledged message
+//! is gone from disk before the next operation. A write that fails stops the gateway (exit
+//! code 74): the confirms of that operation are already queued for their clients and must not
+//! be sent.
+//!
+//! Tables: exchanges and queues by `vhost \0 name` (their declaration as JSON), bindings by
+//! their JSON, messages by `(vhost \0 queue, id)` (properties as JSON, then the body).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use kombu::broker::{DurableBinding, Record, Recovered, StoredMessage};
+use kombu::properties::Properties;
+use kombu::proto::methods::{Content, ExchangeDeclare, Name, QueueDeclare};
+use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
+use serde::{Deserialize, Serialize};
+
+const EXCHANGES: TableDefinition<&str, &[u8]> = TableDefinition::new("exchanges");
+const QUEUES: TableDefinition<&str, &[u8]> = TableDefinition::new("queues");
+const BINDINGS: TableDefinition<&str, ()> = TableDefinition::new("bindings");
+const MESSAGES: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("messages");
+
+/// Errors opening or reading the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The directory could not be created.
+    #[error("data directory {0}: {1}")]
+    Dir(PathBuf, std::io::Error),
+    /// The database could not be opened, read or written (another gateway holding it
+    /// included).
+    #[error("data directory {0}: {1}")]
+    Db(PathBuf, redb::Error),
+    /// A stored entry is not what this version writes.
+    #[error("data directory {0}: corrupt entry {1}: {2}")]
+    Corrupt(PathBuf, String, String),
+}
+
+/// The embedded broker's store (see the module documentation).
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.path).finish()
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+struct MessageHead {
+    vhost: String,
+    queue: String,
+    exchange: String,
+    routing_key: String,
+    properties: Properties,
+}
+
+fn name_key(vhost: &str, name: &str) -> String {
+    format!("{vhost}\0{name}")
+}
+
+fn encode_message(m: &StoredMessage) -> Vec<u8> {
+    let head = MessageHead {
+        vhost: m.vhost.to_string(),
+        queue: m.queue.to_string(),
+        exchange: m.exchange.to_string(),
+        routing_key: m.routing_key.to_string(),
+        properties: m.content.properties.clone(),
+    };
+    let head = serde_json::to_vec(&head).expect("message properties serialize");
+    let mut out = Vec::with_capacity(4 + head.len() + m.content.body.len());
+    out.extend_from_slice(&(head.len() as u32).to_le_bytes());
+    out.extend_from_slice(&head);
+    out.extend_from_slice(&m.content.body);
+    out
+}
+
+fn decode_message(id: u64, bytes: &[u8]) -> Result<StoredMessage, String> {
+    let len = bytes.get(..4).ok_or("truncated")?;
+    let len = u32::from_le_bytes(len.try_into().map_err(|_| "truncated")?) as usize;
+    let head = bytes.get(4..4 + len).ok_or("truncated")?;
+    let head: MessageHead = serde_json::from_slice(head).map_err(|e| e.to_string())?;
+    Ok(StoredMessage {
+        id,
+        vhost: Name::from(head.vhost),
+        queue: Name::from(head.queue),
+        exchange: Name::from(head.exchange),
+        routing_key: Name::from(head.routing_key),
+        content: Arc::new(Content { properties: head.properties, body: bytes[4 + len..].to_vec().into() }),
+    })
+}
+
+impl Store {
+    /// Open (or create) the store in `dir`, creating the directory if needed. Fails when
+    /// another process has it open.
+    pub fn open(dir: &Path) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Dir(dir.to_owned(), e))?;
+        let path = dir.join("broker.redb");
+        let db = Database::create(&path).map_err(|e| StoreError::Db(path.clone(), e.into()))?;
+        let store = Store { db, path };
+        // Create the tables, so that reading a new store finds them.
+        store
+            .db_op(|| {
+                let tx = store.db.begin_write()?;
+                tx.open_table(EXCHANGES)?;
+                tx.open_table(QUEUES)?;
+                tx.open_table(BINDINGS)?;
+                tx.open_table(MESSAGES)?;
+                tx.commit()?;
+                Ok(())
+            })?;
+        Ok(store)
+    }
+
+    fn db_op<T>(&self, f: impl FnOnce() -> Result<T, redb::Error>) -> Result<T, StoreError> {
+        f().map_err(|e| StoreError::Db(self.path.clone(), e))
+    }
+
+    fn corrupt(&self, what: String, why: impl ToString) -> StoreError {
+        StoreError::Corrupt(self.path.clone(), what, why.to_string())
+    }
+
+    /// Everything kept: what the broker is rebuilt from.
+    pub fn recover(&self) -> Result<Recovered, StoreError> {
+        let tx = self.db_op(|| Ok(self.db.begin_read()?))?;
+        let mut r = Recovered::default();
+        let exchanges = self.db_op(|| Ok(tx.open_table(EXCHANGES)?))?;
+        for e in self.db_op(|| Ok(exchanges.iter()?))? {
+            let (k, v) = self.db_op(|| Ok(e?))?;
+            let (vhost, name) = k.value().split_once('\0').ok_or_else(|| self.corrupt(format!("exchange {:?}", k.value()), "no vhost"))?;
+            let decl: ExchangeDeclare = serde_json::from_slice(v.value()).map_err(|e| self.corrupt(format!("exchange {name:?}"), e))?;
+            r.exchanges.push((vhost.to_owned(), decl));
+        }
+        let queues = self.db_op(|| Ok(tx.open_table(QUEUES)?))?;
+        for e in self.db_op(|| Ok(queues.iter()?))? {
+            let (k, v) = self.db_op(|| Ok(e?))?;
+            let (vhost, name) = k.value().split_once('\0').ok_or_else(|| self.corrupt(format!("queue {:?}", k.value()), "no vhost"))?;
+            let decl: QueueDeclare = serde_json::from_slice(v.value()).map_err(|e| self.corrupt(format!("queue {name:?}"), e))?;
+            r.queues.push((vhost.to_owned(), decl));
+        }
+        let bindings = self.db_op(|| Ok(tx.open_table(BINDINGS)?))?;
+        for e in self.db_op(|| Ok(bindings.iter()?))? {
+            let (k, _) = self.db_op(|| Ok(e?))?;
+            let b: DurableBinding = serde_json::from_str(k.value()).map_err(|e| self.corrupt(format!("binding {:?}", k.value()), e))?;
+            r.bindings.push(b);
+        }
+        let messages = self.db_op(|| Ok(tx.open_table(MESSAGES)?))?;
+        for e in self.db_op(|| Ok(messages.iter()?))? {
+            let (k, v) = self.db_op(|| Ok(e?))?;
+            let (_, id) = k.value();
+            r.messages.push(decode_message(id, v.value()).map_err(|e| self.corrupt(format!("message {id}"), e))?);
+        }
+        r.messages.sort_by_key(|m| m.id);
+        Ok(r)
+    }
+
+    /// Keep `records` in one transaction, durable when this returns.
+    pub fn write(&mut self, records: &[Record]) -> Result<(), StoreError> {
+        self.db_op(|| {
+            let mut tx = self.db.begin_write()?;
+            tx.set_durability(Durability::Immediate);
+            apply(&tx, records)?;
+            tx.commit()?;
+            Ok(())
+        })
+    }
+}
+
+fn apply(tx: &WriteTransaction, records: &[Record]) -> Result<(), redb::Error> {
+    let mut exchanges = tx.open_table(EXCHANGES)?;
+    let mut queues = tx.open_table(QUEUES)?;
+    let mut bindings = tx.open_table(BINDINGS)?;
+    let mut messages = tx.open_table(MESSAGES)?;
+    for r in records {
+        match r {
+            Record::ExchangeDeclared { vhost, decl } => {
+                let v = serde_json::to_vec(decl).expect("declarations serialize");
+                exchanges.insert(name_key(vhost, &decl.exchange).as_str(), v.as_slice())?;
+            }
+            Record::ExchangeDeleted { vhost, exchange } => {
+                exchanges.remove(name_key(vhost, exchange).as_str())?;
+                bindings.retain(|k, _| {
+                    serde_json::from_str::<DurableBinding>(k).map_or(true, |b| {
+                        !(b.vhost == **vhost && (b.source == **exchange || (b.to_exchange && b.destination == **exchange)))
+                    })
+                })?;
+            }
+            Record::QueueDeclared { vhost, decl } => {
+                let v = serde_json::to_vec(decl).expect("declarations serialize");
+                queues.insert(name_key(vhost, &decl.queue).as_str(), v.as_slice())?;
+            }
+            Record::QueueDeleted { vhost, queue } => {
+                let key = name_key(vhost, queue);
+                queues.remove(key.as_str())?;
+                bindings.retain(|k, _| {
+                    serde_json::from_str::<DurableBinding>(k)
+                        .map_or(true, |b| !(b.vhost == **vhost && !b.to_exchange && b.destination == **queue))
+                })?;
+                messages.retain_in((key.as_str(), 0)..=(key.as_str(), u64::MAX), |_, _| false)?;
+            }
+            Record::Bound(b) => {
+                bindings.insert(serde_json::to_string(b).expect("bindings serialize").as_str(), ())?;
+            }
+            Record::Unbound(b) => {
+                bindings.remove(serde_json::to_string(b).expect("bindings serialize").as_str())?;
+            }
+            Record::MessageStored(m) => {
+                let key = name_key(&m.vhost, &m.queue);
+                messages.insert((key.as_str(), m.id), encode_message(m).as_slice())?;
+            }
+            Record::MessageRemoved { vhost, queue, id } => {
+                messages.remove((name_key(vhost, queue).as_str(), *id))?;
+            }
+        }
+    }
+    Ok(())
+}
+
+impl kombu::transport::memory::Persist for Store {
+    fn write(&mut self, records: Vec<Record>) {
+        if let Err(e) = Store::write(self, &records) {
+            // The operation's confirms are queued for their clients: stop before they go.
+            tracing::error!("cannot keep the broker's durable state, stopping: {e}");
+            eprintln!("kombu-gateway: cannot keep the broker's durable state, stopping: {e}");
+            std::process::exit(74);
+        }
+    }
+}
+
+/// Open the store in `dir`, rebuild the embedded broker (the process-wide `memory://` one the
+/// gateway serves) from it, and keep every later change there. What could not be restored is
+/// logged as a warning.
+pub fn attach(dir: &Path) -> Result<(), StoreError> {
+    let store = Store::open(dir)?;
+    let recovered = store.recover()?;
+    let (x, q, b, m) = (recovered.exchanges.len(), recovered.queues.len(), recovered.bindings.len(), recovered.messages.len());
+    let failed = kombu::transport::memory::MemoryBroker::global().persist(recovered, Box::new(store));
+    for f in &failed {
+        tracing::warn!("data directory {}: not restored: {}: {}", dir.display(), f.what, f.error);
+    }
+    tracing::info!(data_dir = %dir.display(), exchanges = x, queues = q, bindings = b, messages = m, "recovered the embedded broker's durable state");
+    Ok(())
+}
