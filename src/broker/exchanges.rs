@@ -9,6 +9,9 @@ use crate::value::{Headers, Value};
 use super::journal::{DurableBinding, Record};
 use super::{default_exchange_refused, inequivalent, not_found_exchange, Broker, ChannelId, ConnId, Dest, ExchangeState, VHost};
 
+/// How many exchanges every virtual host has before any is declared.
+pub(super) const PREDECLARED: usize = DEFAULT_EXCHANGES.len();
+
 const DEFAULT_EXCHANGES: [(&str, ExchangeType); 6] = [
     ("", ExchangeType::Direct),
     ("amq.direct", ExchangeType::Direct),
@@ -120,6 +123,7 @@ impl Broker {
                 ));
             };
             let durable = x.decl.durable;
+            b.limits.check_exchange(v, &vhost, name)?;
             v.exchanges.insert(Name::from(name), x);
             if durable {
                 b.journal(|| Record::ExchangeDeclared { vhost: vhost.clone(), decl: ExchangeDeclare { passive: false, nowait: false, ..d.clone() } });
@@ -216,7 +220,12 @@ impl Broker {
             let durable = v.exchanges.get(d.destination.as_str()).is_some_and(|x| x.decl.durable);
             let source = Self::source_exchange(v, &vhost, &d.source)?;
             let durable = durable && source.decl.durable;
-            source.router.bind(&d.routing_key, &d.arguments, dest);
+            if source.router.bind(&d.routing_key, &d.arguments, dest.clone()) {
+                if let Err(e) = b.limits.check_bindings(v, &vhost, &d.source) {
+                    Self::source_exchange(v, &vhost, &d.source)?.router.unbind(&d.routing_key, &d.arguments, &dest);
+                    return Err(e);
+                }
+            }
             if durable {
                 b.journal(|| Record::Bound(exchange_binding(&vhost, d)));
             }

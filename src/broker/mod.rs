@@ -36,6 +36,7 @@
 //! | `dead_letter.rs` | dead-lettering with `x-death` headers |
 //! | `time.rs` | [`Now`], message TTL and queue expiry: [`Broker::poll_timeout`], [`Broker::handle_timeout`] |
 //! | `journal.rs` | durable state as a journal of [`Record`]s for the caller to keep; [`Broker::restore`] |
+//! | `limits.rs` | [`Limits`]: memory high watermark, caps on queues, exchanges and bindings per vhost |
 //! | `snapshot.rs` | read-only views for UIs and metrics ([`VHostSnapshot`]) |
 //! | `queue.rs` | a queue's ready messages (priorities, expiry, byte accounting) |
 
@@ -44,6 +45,7 @@ mod dead_letter;
 mod deliver;
 mod exchanges;
 mod journal;
+mod limits;
 mod publish;
 mod queue;
 mod queues;
@@ -65,6 +67,7 @@ use queue::{QueuedMessage, Ready};
 use time::Time;
 
 pub use journal::{DurableBinding, NotRestored, Record, Recovered, StoredMessage};
+pub use limits::Limits;
 pub use snapshot::{BindingInfo, DestinationType, ExchangeInfo, QueueInfo, VHostSnapshot};
 pub use time::Now;
 
@@ -262,6 +265,9 @@ pub struct Broker {
     journal: Option<Vec<journal::Record>>,
     /// The id of the next persistent message stored.
     next_stored: u64,
+    limits: limits::Limits,
+    /// Bytes of message bodies ready in queues, shared with every queue's [`Ready`].
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Reused buffers of `basic_publish`.
@@ -333,6 +339,8 @@ impl Broker {
             scratch: Scratch::default(),
             journal: None,
             next_stored: 1,
+            limits: limits::Limits::default(),
+            held: Default::default(),
         };
         b.vhost_mut("/");
         b

@@ -105,6 +105,16 @@ impl Broker {
                     format!("ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost '{vhost}'", p.exchange),
                 ));
             }
+            if let Some(refused) = b.over_watermark() {
+                let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
+                if !chs.confirm {
+                    return Err(refused);
+                }
+                chs.publish_seq += 1;
+                let seq = chs.publish_seq;
+                b.push_event(conn, ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false });
+                return Ok(());
+            }
             let mut queues = std::mem::take(&mut b.scratch.queues);
             Self::route(v, &p.exchange, &p.routing_key, &content.properties.headers, &mut b.scratch.dests, &mut queues);
             let exchange = xname.clone();

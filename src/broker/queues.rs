@@ -167,6 +167,7 @@ impl Broker {
                     "Key x-dead-letter-exchange should be present",
                 ));
             }
+            b.limits.check_queue(v, &vhost, &name)?;
             if d.durable && !d.exclusive {
                 let decl = QueueDeclare { queue: name.to_string(), passive: false, nowait: false, ..d.clone() };
                 if let Some(j) = b.journal.as_mut() {
@@ -181,7 +182,7 @@ impl Broker {
                     auto_delete: d.auto_delete,
                     exclusive_owner: d.exclusive.then_some(conn),
                     arguments: d.arguments.clone(),
-                    ready: Ready::new(max_priority),
+                    ready: Ready::new(max_priority, b.held.clone()),
                     consumers: Vec::new(),
                     exclusive_consumer: false,
                     rr: 0,
@@ -218,7 +219,12 @@ impl Broker {
             let dest = Dest::Queue(q.name.clone());
             let source = Self::source_exchange(v, &vhost, &d.exchange)?;
             let durable = durable && source.decl.durable;
-            source.router.bind(&d.routing_key, &d.arguments, dest);
+            if source.router.bind(&d.routing_key, &d.arguments, dest.clone()) {
+                if let Err(e) = b.limits.check_bindings(v, &vhost, &d.exchange) {
+                    Self::source_exchange(v, &vhost, &d.exchange)?.router.unbind(&d.routing_key, &d.arguments, &dest);
+                    return Err(e);
+                }
+            }
             if durable {
                 b.journal(|| Record::Bound(queue_binding(&vhost, d)));
             }

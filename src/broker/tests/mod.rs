@@ -5,6 +5,7 @@ mod dead_letter;
 mod deliver;
 mod entities;
 mod journal;
+mod limits;
 mod publish;
 mod time;
 
