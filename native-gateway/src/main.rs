@@ -58,6 +58,20 @@ struct Args {
     /// only, and a restart loses it.
     #[arg(long, env = "KOMBU_GATEWAY_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// Embedded broker: bytes of messages its queues may hold. Past it, publishes are
+    /// refused (nacked on channels in confirm mode, otherwise the channel is closed with
+    /// RESOURCE_ERROR) until consumers bring it under. Default: no limit.
+    #[arg(long, env = "KOMBU_GATEWAY_MEMORY_HIGH_WATERMARK")]
+    memory_high_watermark: Option<usize>,
+    /// Embedded broker: queues per virtual host (default: no limit).
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_QUEUES")]
+    max_queues: Option<usize>,
+    /// Embedded broker: exchanges per virtual host, besides the predeclared ones (default: no limit).
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_EXCHANGES")]
+    max_exchanges: Option<usize>,
+    /// Embedded broker: bindings per virtual host (default: no limit).
+    #[arg(long, env = "KOMBU_GATEWAY_MAX_BINDINGS")]
+    max_bindings: Option<usize>,
     /// TOML configuration file (keys as the long options, snake_case); flags win.
     #[arg(long, env = "KOMBU_GATEWAY_CONFIG")]
     config: Option<PathBuf>,
@@ -82,22 +96,49 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     data_dir: Option<PathBuf>,
+    memory_high_watermark: Option<usize>,
+    max_queues: Option<usize>,
+    max_exchanges: Option<usize>,
+    max_bindings: Option<usize>,
 }
 
-/// The data directory, if one is configured: only for the embedded broker.
-fn data_dir(args: &Args, file: Option<PathBuf>, broker: &str) -> Result<Option<PathBuf>, GatewayError> {
-    let Some(dir) = args.data_dir.clone().or(file) else { return Ok(None) };
+/// What the embedded broker is configured with: `--data-dir` and its limits.
+#[derive(Debug, Default)]
+struct Embedded {
+    data_dir: Option<PathBuf>,
+    limits: kombu::broker::Limits,
+}
+
+/// The embedded broker's options, refused with another broker.
+fn embedded(args: &Args, file: &FileConfig, broker: &str) -> Result<Embedded, GatewayError> {
+    let e = Embedded {
+        data_dir: args.data_dir.clone().or(file.data_dir.clone()),
+        limits: kombu::broker::Limits {
+            memory_high_watermark: args.memory_high_watermark.or(file.memory_high_watermark),
+            max_queues: args.max_queues.or(file.max_queues),
+            max_exchanges: args.max_exchanges.or(file.max_exchanges),
+            max_bindings: args.max_bindings.or(file.max_bindings),
+        },
+    };
     let url = kombu::url::parse_url(broker).map_err(GatewayError::Broker)?;
     if kombu::url::resolve_alias(&url.transport) != "memory" {
-        return Err(GatewayError::Config(
-            "data_dir".into(),
-            format!("--data-dir keeps the embedded memory:// broker's state; the broker is {}", url.transport),
-        ));
+        if e.data_dir.is_some() {
+            return Err(GatewayError::Config(
+                "data_dir".into(),
+                format!("--data-dir keeps the embedded memory:// broker's state; the broker is {}", url.transport),
+            ));
+        }
+        if e.limits != kombu::broker::Limits::default() {
+            return Err(GatewayError::Config(
+                "limits".into(),
+                format!("--memory-high-watermark and --max-queues/--max-exchanges/--max-bindings limit the embedded memory:// broker; the broker is {} (set its own limits)", url.transport),
+            ));
+        }
     }
-    Ok(Some(dir))
+    Ok(e)
 }
 
-fn config(args: &Args) -> Result<(Config, Option<PathBuf>), GatewayError> {
+fn config(args: &Args) -> Result<(Config, Embedded), GatewayError> {
     let file: FileConfig = match &args.config {
         Some(p) => {
             let text = std::fs::read_to_string(p).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?;
@@ -106,6 +147,8 @@ fn config(args: &Args) -> Result<(Config, Option<PathBuf>), GatewayError> {
         None => FileConfig::default(),
     };
     let d = Config::default();
+    let broker = args.broker.clone().or(file.broker.clone()).unwrap_or(d.broker.clone());
+    let embedded = embedded(args, &file, &broker)?;
     let auth = match args.tokens.clone().or(file.tokens) {
         Some(p) => Some(std::sync::Arc::new(kombu_gateway::auth::Auth::load(&p)?)),
         None => None,
@@ -116,8 +159,6 @@ fn config(args: &Args) -> Result<(Config, Option<PathBuf>), GatewayError> {
         (None, None) => None,
         _ => return Err(GatewayError::Config("tls".into(), "tls_cert and tls_key go together".into())),
     };
-    let broker = args.broker.clone().or(file.broker).unwrap_or(d.broker);
-    let data_dir = data_dir(args, file.data_dir, &broker)?;
     Ok((Config {
         tls,
         auth,
@@ -131,7 +172,7 @@ fn config(args: &Args) -> Result<(Config, Option<PathBuf>), GatewayError> {
         pkg: args.pkg.clone().or(file.pkg),
         max_frame: args.max_frame.or(file.max_frame).unwrap_or(d.max_frame),
         outbox: d.outbox,
-    }, data_dir))
+    }, embedded))
 }
 
 #[tokio::main]
@@ -144,19 +185,21 @@ async fn main() {
         tracing_subscriber::fmt().with_env_filter(filter).init();
     }
     kombu_gateway::register_transports();
-    let (cfg, data_dir) = match config(&args) {
+    let (cfg, embedded) = match config(&args) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("kombu-gateway: {e}");
             std::process::exit(2);
         }
     };
-    if let Some(dir) = &data_dir {
+    if let Some(dir) = &embedded.data_dir {
         if let Err(e) = kombu_gateway::store::attach(dir) {
             eprintln!("kombu-gateway: {e}");
             std::process::exit(1);
         }
     }
+    // After recovery, which restores whatever was kept whatever the limits.
+    kombu::transport::memory::MemoryBroker::global().with(|b| b.set_limits(embedded.limits));
     let tls = cfg.tls.is_some();
     let running = match server::start(cfg).await {
         Ok(r) => r,

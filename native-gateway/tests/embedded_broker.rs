@@ -1,9 +1,15 @@
-//! `--data-dir`: the gateway binary on its embedded broker, killed with SIGKILL and restarted
-//! on the same directory, keeps exactly what it confirmed — durable exchanges, queues,
-//! bindings, and persistent messages in durable queues — and nothing RabbitMQ would not keep
-//! (transient messages, non-durable queues), and acknowledged messages do not come back.
+//! The gateway binary on its embedded broker, as an operator runs it.
+//!
+//! `--data-dir`: killed with SIGKILL and restarted on the same directory, it keeps exactly what
+//! it confirmed — durable exchanges, queues, bindings, and persistent messages in durable
+//! queues — and nothing RabbitMQ would not keep (transient messages, non-durable queues), and
+//! acknowledged messages do not come back.
+//!
+//! `--memory-high-watermark`, `--max-queues`/`--max-exchanges`/`--max-bindings`: publishes
+//! and declarations past them are refused with a reason.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -26,9 +32,13 @@ struct Gateway {
 impl Gateway {
     /// Start the binary on `dir` and wait for its "listening" line.
     fn start(dir: &Path) -> Gateway {
+        Self::start_with(&[OsStr::new("--data-dir"), dir.as_os_str()])
+    }
+
+    fn start_with(args: &[&OsStr]) -> Gateway {
         let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir)
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .spawn()
@@ -68,6 +78,8 @@ struct Client {
     nacked: u64,
     /// Deliveries (header, body) not yet taken.
     delivered: Vec<(Value, Vec<u8>)>,
+    /// Errors pushed (a channel or the connection closed by the broker).
+    errors: Vec<Value>,
 }
 
 impl Client {
@@ -75,7 +87,7 @@ impl Client {
         let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
         let ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
-        let mut c = Client { ws, next_id: 0, acked: BTreeSet::new(), nacked: 0, delivered: Vec::new() };
+        let mut c = Client { ws, next_id: 0, acked: BTreeSet::new(), nacked: 0, delivered: Vec::new(), errors: Vec::new() };
         c.call(json!({"op": "hello", "vhost": "/"}), b"").await;
         c
     }
@@ -104,7 +116,7 @@ impl Client {
                         self.nacked += 1;
                     }
                 }
-                Some("error") if h.get("id").is_none() => panic!("{h}"),
+                Some("error") if h.get("id").is_none() => self.errors.push(h),
                 Some("deliver") => self.delivered.push((h, body.to_vec())),
                 _ => answers.push((h, body.to_vec())),
             }
@@ -136,9 +148,9 @@ impl Client {
         self.call(json!({"op": "channel.open"}), b"").await.0["result"]["channel"].as_u64().unwrap()
     }
 
-    async fn publish(&mut self, ch: u64, exchange: &str, key: &str, body: &str, persistent: bool) {
+    async fn publish(&mut self, ch: u64, exchange: &str, key: &str, body: &str, persistent: bool) -> u64 {
         let props = if persistent { json!({"delivery_mode": 2}) } else { json!({"delivery_mode": 1}) };
-        self.send(json!({"op": "basic.publish", "channel": ch, "method": {"exchange": exchange, "routing_key": key}, "properties": props}), body.as_bytes()).await;
+        self.send(json!({"op": "basic.publish", "channel": ch, "method": {"exchange": exchange, "routing_key": key}, "properties": props}), body.as_bytes()).await
     }
 
     /// Passive declare: the queue's depth, or the error's name.
@@ -334,4 +346,64 @@ fn a_data_dir_in_use_is_refused() {
     assert!(err.contains("broker.redb"), "{err}");
     drop(g);
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn publishes_over_the_memory_high_watermark_and_declarations_past_the_caps_are_refused() {
+    let g = Gateway::start_with(&["--memory-high-watermark", "10000", "--max-queues", "2", "--max-exchanges", "1", "--max-bindings", "1"].map(OsStr::new));
+    let mut c = Client::connect(&g).await;
+    let ch = c.channel().await;
+    c.call(json!({"op": "queue.declare", "channel": ch, "method": {"queue": "full"}}), b"").await;
+    c.call(json!({"op": "confirm.select", "channel": ch}), b"").await;
+    let body = "x".repeat(1000);
+    for _ in 0..12 {
+        c.publish(ch, "", "full", &body, false).await;
+    }
+    while c.acked.len() as u64 + c.nacked < 12 {
+        c.read().await;
+    }
+    // 10 fill the queues to the watermark; the next ones are refused.
+    assert_eq!((c.acked.len(), c.nacked), (10, 2));
+    assert_eq!(c.depth(ch, "full").await, Ok(10));
+    // Without confirms, the channel is closed with the reason.
+    let plain = c.channel().await;
+    let id = c.publish(plain, "", "full", &body, false).await;
+    let err = 'answer: loop {
+        for (h, _) in c.read().await {
+            if h["id"].as_u64() == Some(id) {
+                break 'answer h;
+            }
+        }
+    };
+    assert_eq!((&err["op"], &err["scope"], &err["name"]), (&json!("error"), &json!("channel"), &json!("ResourceError")), "{err}");
+    assert!(err["text"].as_str().unwrap().contains("memory high watermark reached"), "{err}");
+    // Consuming brings the broker under the watermark: publishes are accepted again.
+    assert_eq!(c.drain(ch, "full").await.len(), 10);
+    c.publish(ch, "", "full", &body, false).await;
+    while c.acked.len() < 11 {
+        c.read().await;
+    }
+    // Caps on declarations.
+    c.call(json!({"op": "queue.declare", "channel": ch, "method": {"queue": "second"}}), b"").await;
+    let err = c.try_call(json!({"op": "queue.declare", "channel": ch, "method": {"queue": "third"}}), b"").await;
+    assert_eq!(err.unwrap_err(), "PreconditionFailed");
+    let ch = c.channel().await;
+    c.call(json!({"op": "exchange.declare", "channel": ch, "method": {"exchange": "x1", "type": "direct"}}), b"").await;
+    let err = c.try_call(json!({"op": "exchange.declare", "channel": ch, "method": {"exchange": "x2", "type": "direct"}}), b"").await;
+    assert_eq!(err.unwrap_err(), "PreconditionFailed");
+    let ch = c.channel().await;
+    c.call(json!({"op": "queue.bind", "channel": ch, "method": {"queue": "full", "exchange": "x1", "routing_key": "a"}}), b"").await;
+    let err = c.try_call(json!({"op": "queue.bind", "channel": ch, "method": {"queue": "second", "exchange": "x1", "routing_key": "a"}}), b"").await;
+    assert_eq!(err.unwrap_err(), "PreconditionFailed");
+}
+
+#[test]
+fn limits_are_refused_with_another_broker() {
+    let out = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
+        .args(["--listen", "127.0.0.1:0", "--broker", "amqp://guest:guest@127.0.0.1:5672//", "--max-queues", "5"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("limit the embedded memory:// broker"), "{err}");
 }
