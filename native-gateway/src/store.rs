@@ -249,3 +249,69 @@ pub fn attach(dir: &Path) -> Result<(), StoreError> {
     tracing::info!(data_dir = %dir.display(), exchanges = x, queues = q, bindings = b, messages = m, "recovered the embedded broker's durable state");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kombu::value::Headers;
+
+    fn message(id: u64, queue: &str, body: &str) -> Record {
+        let properties = Properties { delivery_mode: Some(2), content_type: Some("text/plain".into()), ..Default::default() };
+        Record::MessageStored(StoredMessage {
+            id,
+            vhost: "/v".into(),
+            queue: queue.into(),
+            exchange: "x".into(),
+            routing_key: "k".into(),
+            content: Arc::new(Content { properties, body: body.as_bytes().to_vec().into() }),
+        })
+    }
+
+    #[test]
+    fn records_are_kept_across_reopening_and_deletes_take_what_depends_on_them() {
+        let dir = std::env::temp_dir().join(format!("kombu-store-{}", kombu::uuid()));
+        let binding = DurableBinding {
+            vhost: "/v".into(),
+            source: "x".into(),
+            destination: "q".into(),
+            to_exchange: false,
+            routing_key: "k".into(),
+            arguments: Headers::new(),
+        };
+        {
+            let mut s = Store::open(&dir).unwrap();
+            s.write(&[
+                Record::ExchangeDeclared { vhost: "/v".into(), decl: ExchangeDeclare { exchange: "x".into(), durable: true, ..Default::default() } },
+                Record::QueueDeclared { vhost: "/v".into(), decl: QueueDeclare { queue: "q".into(), durable: true, ..Default::default() } },
+                Record::QueueDeclared { vhost: "/v".into(), decl: QueueDeclare { queue: "other".into(), durable: true, ..Default::default() } },
+                Record::Bound(binding.clone()),
+                message(3, "q", "first"),
+                message(7, "q", "second"),
+                message(8, "other", "elsewhere"),
+                message(9, "q", "third"),
+            ])
+            .unwrap();
+            s.write(&[Record::MessageRemoved { vhost: "/v".into(), queue: "q".into(), id: 7 }]).unwrap();
+            // One process at a time.
+            let err = Store::open(&dir).unwrap_err();
+            assert!(err.to_string().contains("broker.redb"), "{err}");
+        }
+        let mut s = Store::open(&dir).unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(r.exchanges.len(), 1);
+        assert_eq!(r.queues.iter().map(|(v, q)| (v.as_str(), q.queue.as_str())).collect::<Vec<_>>(), [("/v", "other"), ("/v", "q")]);
+        assert_eq!(r.bindings, [binding]);
+        let bodies: Vec<(u64, &str, &[u8])> = r.messages.iter().map(|m| (m.id, &*m.queue, &m.content.body[..])).collect();
+        assert_eq!(bodies, [(3, "q", &b"first"[..]), (8, "other", b"elsewhere"), (9, "q", b"third")]);
+        assert_eq!(r.messages[0].content.properties.content_type.as_deref(), Some("text/plain"));
+        s.write(&[Record::QueueDeleted { vhost: "/v".into(), queue: "q".into() }]).unwrap();
+        let r = s.recover().unwrap();
+        assert_eq!(r.queues.len(), 1);
+        assert!(r.bindings.is_empty());
+        assert_eq!(r.messages.iter().map(|m| m.id).collect::<Vec<_>>(), [8]);
+        s.write(&[Record::ExchangeDeleted { vhost: "/v".into(), exchange: "x".into() }]).unwrap();
+        assert!(s.recover().unwrap().exchanges.is_empty());
+        drop(s);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
