@@ -223,4 +223,7 @@ async fn main() {
     stop.await;
     tracing::info!("shutting down: closing client connections (unacked deliveries return to the broker)");
     running.shutdown().await;
+    if embedded.data_dir.is_some() {
+        kombu_gateway::store::flush(std::time::Duration::from_secs(5));
+    }
 }

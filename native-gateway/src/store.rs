@@ -2,13 +2,14 @@
 //!
 //! The core broker journals changes to its durable state ([`kombu::broker::Record`]); this
 //! store keeps them in a [redb](https://docs.rs/redb) database, `DIR/broker.redb`, and gives
-//! them back at start ([`Store::recover`]). One write transaction per broker operation that
-//! changed durable state, committed with [`redb::Durability::Immediate`] (the data is
-//! fsync'ed before the commit returns) while the broker's lock is held: a publisher confirm
-//! reaches no client before the message it confirms is on disk, and an acknowledged message
-//! is gone from disk before the next operation. A write that fails stops the gateway (exit
-//! code 74): the confirms of that operation are already queued for their clients and must not
-//! be sent.
+//! them back at start ([`Store::recover`]). A thread of its own writes them: everything
+//! journalled since its last commit goes in one transaction (group commit), committed with
+//! [`redb::Durability::Immediate`] (fsync'ed before the commit returns); then it tells the
+//! broker, which releases the publisher confirms waiting for those records. So a confirm
+//! reaches no client before what it confirms is on disk, and the broker's lock is never held
+//! during a disk write. An acknowledgement is kept at the next commit (a few milliseconds);
+//! a confirm received after it means it is kept. A write that fails stops the gateway (exit
+//! code 74) without confirming that batch.
 //!
 //! Tables: exchanges and queues by `vhost \0 name` (their declaration as JSON), bindings by
 //! their JSON, messages by `(vhost \0 queue, id)` (properties as JSON, then the body).
@@ -19,6 +20,7 @@ use std::sync::Arc;
 use kombu::broker::{DurableBinding, Record, Recovered, StoredMessage};
 use kombu::properties::Properties;
 use kombu::proto::methods::{Content, ExchangeDeclare, Name, QueueDeclare};
+use kombu::transport::memory::MemoryBroker;
 use redb::{Database, Durability, ReadableTable, TableDefinition, WriteTransaction};
 use serde::{Deserialize, Serialize};
 
@@ -224,30 +226,65 @@ fn apply(tx: &WriteTransaction, records: &[Record]) -> Result<(), redb::Error> {
     Ok(())
 }
 
-impl kombu::transport::memory::Persist for Store {
-    fn write(&mut self, records: Vec<Record>) {
-        if let Err(e) = Store::write(self, &records) {
-            // The operation's confirms are queued for their clients: stop before they go.
+/// The broker's side of the store: records are queued to the writer thread.
+#[derive(Debug)]
+struct Journal {
+    tx: std::sync::mpsc::Sender<(u64, Vec<Record>)>,
+}
+
+impl kombu::transport::memory::Persist for Journal {
+    fn write(&mut self, position: u64, records: Vec<Record>) {
+        // The writer only goes away with the process.
+        let _ = self.tx.send((position, records));
+    }
+}
+
+/// The writer thread: whatever has queued up since the last commit goes in one transaction
+/// (group commit), then the confirms waiting for it are released.
+fn writer(mut store: Store, rx: std::sync::mpsc::Receiver<(u64, Vec<Record>)>, broker: MemoryBroker) {
+    while let Ok((mut position, mut records)) = rx.recv() {
+        while let Ok((p, more)) = rx.try_recv() {
+            position = p;
+            records.extend(more);
+        }
+        if let Err(e) = store.write(&records) {
+            // Nothing of this batch is confirmed; stop rather than go on without keeping.
             tracing::error!("cannot keep the broker's durable state, stopping: {e}");
             eprintln!("kombu-gateway: cannot keep the broker's durable state, stopping: {e}");
             std::process::exit(74);
         }
+        broker.journal_kept(position);
     }
 }
 
 /// Open the store in `dir`, rebuild the embedded broker (the process-wide `memory://` one the
-/// gateway serves) from it, and keep every later change there. What could not be restored is
-/// logged as a warning.
+/// gateway serves) from it, and keep every later change there, written by a thread of its
+/// own. What could not be restored is logged as a warning.
 pub fn attach(dir: &Path) -> Result<(), StoreError> {
     let store = Store::open(dir)?;
     let recovered = store.recover()?;
     let (x, q, b, m) = (recovered.exchanges.len(), recovered.queues.len(), recovered.bindings.len(), recovered.messages.len());
-    let failed = kombu::transport::memory::MemoryBroker::global().persist(recovered, Box::new(store));
+    let broker = MemoryBroker::global();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let failed = broker.persist(recovered, Box::new(Journal { tx }));
     for f in &failed {
         tracing::warn!("data directory {}: not restored: {}: {}", dir.display(), f.what, f.error);
     }
+    std::thread::Builder::new()
+        .name("kombu-store".into())
+        .spawn(move || writer(store, rx, broker))
+        .map_err(|e| StoreError::Dir(dir.to_owned(), e))?;
     tracing::info!(data_dir = %dir.display(), exchanges = x, queues = q, bindings = b, messages = m, "recovered the embedded broker's durable state");
     Ok(())
+}
+
+/// Wait (up to `timeout`) until everything the embedded broker journalled is kept: at a clean
+/// shutdown, so that acknowledgements of the last moments are not lost.
+pub fn flush(timeout: std::time::Duration) {
+    let deadline = std::time::Instant::now() + timeout;
+    while MemoryBroker::global().with(|b| b.journal_pending()) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
 }
 
 #[cfg(test)]

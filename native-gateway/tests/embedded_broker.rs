@@ -249,8 +249,15 @@ async fn kill_9_keeps_exactly_what_was_confirmed_and_not_what_was_acked() {
         let (h, _) = c.call(json!({"op": "basic.get", "channel": ch, "queue": "kept", "no_ack": false}), b"").await;
         assert_eq!(h["op"], "get-ok", "{h}");
     }
-    // A request answered after the acks: they were processed (and kept) before it.
     assert_eq!(c.depth(ch, "kept").await, Ok(60));
+    // Acks are kept at the next commit; a confirm that comes after them says they are.
+    let pc = c.channel().await;
+    c.call(json!({"op": "confirm.select", "channel": pc}), b"").await;
+    c.acked.clear();
+    c.publish(pc, "", "no-such-queue", "barrier", false).await;
+    while c.acked.is_empty() {
+        c.read().await;
+    }
     g.kill();
 
     let g = Gateway::start(&dir);

@@ -4,11 +4,12 @@
 //! appended to the journal as a [`Record`]: durable exchanges and queues declared or deleted,
 //! bindings between durable ends, persistent messages (`delivery_mode` 2) entering or leaving
 //! a durable queue. The caller takes the records with [`Broker::take_journal`] after each
-//! operation and writes them wherever it keeps them, **before** it lets anyone read the events
-//! the operation produced: a publisher confirm ([`ServerEvent::Ack`]) is in the connection's
-//! outbox, so a caller that writes the journal durably before the outbox is read confirms only
-//! what it kept (the `memory://` adapter does this under its lock, see
-//! [`crate::transport::memory::Persist`]).
+//! operation, keeps them wherever it keeps them, and reports how far it has kept them with
+//! [`Broker::journal_kept`]. Publisher confirms ([`ServerEvent::Ack`], `Nack`) wait for
+//! that: a confirm reaches its connection's outbox only once every record produced up to its
+//! publish is kept, so the broker confirms only what was kept, and the caller can keep
+//! records in batches (group commit) without holding up anything else. Other events
+//! (deliveries, declare answers) do not wait. See [`crate::transport::memory::Persist`].
 //!
 //! [`Broker::restore`] rebuilds a broker from what was kept: exchanges, queues, bindings, then
 //! messages, each queue's messages in the order they were stored.
@@ -17,7 +18,7 @@
 //! when both its ends are; a message is kept when it is persistent and routed to a durable
 //! queue, and it is kept once per queue it was routed to.
 //!
-//! [`ServerEvent::Ack`]: crate::proto::methods::ServerEvent::Ack
+
 
 use std::sync::Arc;
 
@@ -26,7 +27,7 @@ use web_time::Duration;
 
 use crate::error::Error;
 use crate::properties::PERSISTENT_DELIVERY_MODE;
-use crate::proto::methods::{Content, ExchangeBind, ExchangeDeclare, Name, QueueBind, QueueDeclare};
+use crate::proto::methods::{Content, ExchangeBind, ExchangeDeclare, Name, QueueBind, QueueDeclare, ServerEvent};
 use crate::value::Headers;
 
 use super::queue::QueuedMessage;
@@ -179,7 +180,44 @@ impl Broker {
 
     /// Take the journal's records, oldest first.
     pub fn take_journal(&mut self) -> Vec<Record> {
-        self.journal.as_mut().map(std::mem::take).unwrap_or_default()
+        let records = self.journal.as_mut().map(std::mem::take).unwrap_or_default();
+        self.journal_taken += records.len() as u64;
+        records
+    }
+
+    /// The journal's position: how many records it has produced (taken or not). The records
+    /// returned by a [`Broker::take_journal`] end at the position it returns just after.
+    pub fn journal_position(&self) -> u64 {
+        self.journal_taken + self.journal.as_ref().map_or(0, |j| j.len() as u64)
+    }
+
+    /// True when records were produced that the caller has not reported kept.
+    pub fn journal_pending(&self) -> bool {
+        self.journal.is_some() && self.journal_position() > self.journal_kept
+    }
+
+    /// The caller has kept the journal up to `position`: the publisher confirms that waited
+    /// for it go to their connections.
+    pub fn journal_kept(&mut self, position: u64) {
+        self.journal_kept = self.journal_kept.max(position);
+        while self.held_confirms.front().is_some_and(|(p, _, _)| *p <= self.journal_kept) {
+            if let Some((_, conn, ev)) = self.held_confirms.pop_front() {
+                self.push_event(conn, ev);
+            }
+        }
+    }
+
+    /// Send a publisher confirm, or hold it until the journal is kept up to here: a confirm
+    /// promises that what the publish stored is kept. Confirms keep their order.
+    pub(super) fn confirm(&mut self, conn: ConnId, ev: ServerEvent) {
+        if self.journal.is_some() {
+            let position = self.journal_position();
+            if position > self.journal_kept || !self.held_confirms.is_empty() {
+                self.held_confirms.push_back((position, conn, ev));
+                return;
+            }
+        }
+        self.push_event(conn, ev);
     }
 
     pub(super) fn journal(&mut self, r: impl FnOnce() -> Record) {

@@ -265,6 +265,12 @@ pub struct Broker {
     journal: Option<Vec<journal::Record>>,
     /// The id of the next persistent message stored.
     next_stored: u64,
+    /// Records taken from the journal so far: with the journal's length, its position.
+    journal_taken: u64,
+    /// The journal position the caller reported kept ([`Broker::journal_kept`]).
+    journal_kept: u64,
+    /// Publisher confirms waiting for the journal to be kept up to their position, in order.
+    held_confirms: VecDeque<(u64, ConnId, ServerEvent)>,
     limits: limits::Limits,
     /// Bytes of message bodies ready in queues, shared with every queue's [`Ready`].
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
@@ -339,6 +345,9 @@ impl Broker {
             scratch: Scratch::default(),
             journal: None,
             next_stored: 1,
+            journal_taken: 0,
+            journal_kept: 0,
+            held_confirms: VecDeque::new(),
             limits: limits::Limits::default(),
             held: Default::default(),
         };

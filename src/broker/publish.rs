@@ -112,7 +112,7 @@ impl Broker {
                 }
                 chs.publish_seq += 1;
                 let seq = chs.publish_seq;
-                b.push_event(conn, ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false });
+                b.confirm(conn, ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false });
                 return Ok(());
             }
             let mut queues = std::mem::take(&mut b.scratch.queues);
@@ -160,7 +160,7 @@ impl Broker {
                 } else {
                     ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false }
                 };
-                b.push_event(conn, ev);
+                b.confirm(conn, ev);
             }
             Ok(())
         })

@@ -35,15 +35,15 @@ struct Shared {
 
 /// Where a [`MemoryBroker`] keeps its durable state (see [`crate::broker::Record`]).
 ///
-/// [`MemoryBroker::with`] hands `write` the records of each operation while it still holds
-/// the broker's lock, so no connection can read that operation's events (publisher
-/// confirms among them) before `write` returns: `write` returns when the records are kept
-/// as durably as the implementation promises. It cannot fail: an implementation that cannot
-/// keep them must not return (the gateway's store stops the process), since the confirms are
-/// already in the outboxes.
+/// [`MemoryBroker::with`] hands `write` the records of each operation, in order, while it
+/// holds the broker's lock; `write` should only queue them. Once they are kept (in order, as
+/// durably as the implementation promises), the implementation calls
+/// [`MemoryBroker::journal_kept`] with `position`, which releases the publisher confirms
+/// waiting for them. An implementation that cannot keep them never reports them kept (the
+/// gateway's store stops the process).
 pub trait Persist: std::fmt::Debug + Send {
-    /// Keep `records`, oldest first.
-    fn write(&mut self, records: Vec<crate::broker::Record>);
+    /// Keep `records`, oldest first; they end at journal position `position`.
+    fn write(&mut self, position: u64, records: Vec<crate::broker::Record>);
 }
 
 impl Default for Shared {
@@ -88,8 +88,9 @@ impl MemoryBroker {
         if g.broker.has_journal() {
             let s = &mut *g;
             let records = s.broker.take_journal();
+            let position = s.broker.journal_position();
             if let Some(p) = s.persist.as_mut() {
-                p.write(records);
+                p.write(position, records);
             }
         }
         Self::wake(g);
@@ -120,6 +121,11 @@ impl MemoryBroker {
         g.broker.enable_journal();
         g.persist = Some(persist);
         failed
+    }
+
+    /// The [`Persist`] implementation has kept the journal up to `position`.
+    pub fn journal_kept(&self, position: u64) {
+        self.with(|b| b.journal_kept(position));
     }
 
     /// A snapshot of a virtual host (exchanges, queues with depths, bindings).

@@ -179,3 +179,28 @@ fn a_broker_without_journal_records_nothing() {
     assert!(!t.b.has_journal());
     assert!(t.b.take_journal().is_empty());
 }
+
+#[test]
+fn confirms_wait_until_the_journal_is_kept_and_keep_their_order() {
+    let mut t = journalled();
+    let c = t.conn();
+    t.queue(c, "q", Headers::new());
+    t.b.confirm_select(c.0, c.1).unwrap();
+    t.publish(c, "", "q", "stored", persistent()).unwrap();
+    let first = t.b.journal_position();
+    t.publish(c, "", "q", "transient", p()).unwrap();
+    assert!(t.b.pop_event(c.0).is_none(), "not confirmed before it is kept");
+    assert!(t.b.journal_pending());
+    let records = t.b.take_journal();
+    assert_eq!(records.len(), 2, "the queue and one message: {records:?}");
+    t.b.journal_kept(first);
+    // The transient publish's confirm came after a held one: it waited too, and both go now.
+    let tags: Vec<u64> = std::iter::from_fn(|| t.b.pop_event(c.0))
+        .filter_map(|e| if let ServerEvent::Ack { delivery_tag, .. } = e { Some(delivery_tag) } else { None })
+        .collect();
+    assert_eq!(tags, [1, 2]);
+    assert!(!t.b.journal_pending());
+    // Nothing pending: confirms go at once.
+    t.publish(c, "", "q", "transient again", p()).unwrap();
+    assert!(matches!(t.b.pop_event(c.0), Some(ServerEvent::Ack { delivery_tag: 3, .. })));
+}
