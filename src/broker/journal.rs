@@ -166,7 +166,9 @@ pub(super) fn store_id(journal: &Option<Vec<Record>>, next: &mut u64, durable_qu
 
 impl Broker {
     /// From now on, record changes to durable state in the journal (see the module
-    /// documentation). Off by default: a broker nobody persists keeps no journal.
+    /// documentation). Off by default: a broker nobody persists keeps no journal. With the
+    /// journal on, publisher confirms wait for [`Broker::journal_kept`]: the caller must
+    /// report what it kept.
     pub fn enable_journal(&mut self) {
         if self.journal.is_none() {
             self.journal = Some(Vec::new());
