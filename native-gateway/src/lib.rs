@@ -16,6 +16,7 @@ pub mod auth;
 pub mod client;
 pub mod relay;
 pub mod server;
+pub mod store;
 pub mod tls;
 mod writer;
 

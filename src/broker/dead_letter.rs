@@ -35,6 +35,9 @@ impl Broker {
     /// Dead-letter `msgs` from queue `qname` for `reason`, or drop them when the queue has no
     /// dead-letter exchange.
     pub(super) fn dead_letter(&mut self, vhost: &str, qname: &Name, msgs: Vec<QueuedMessage>, reason: DeathReason) {
+        for m in &msgs {
+            super::journal::forget(&mut self.journal, vhost, qname, m);
+        }
         let Some(q) = self.vhosts.get_mut(vhost).and_then(|v| v.queues.get_mut(qname)) else { return };
         match reason {
             DeathReason::Expired => q.counters.expired += msgs.len() as u64,

@@ -10,6 +10,7 @@ use crate::proto::methods::{BasicConsume, BasicQos, Delivery, GetOk, Name, Serve
 use crate::value::Value;
 
 use super::dead_letter::DeathReason;
+use super::journal::forget;
 use super::queue::QueuedMessage;
 use super::{Broker, ChannelId, ChannelState, ConnId, ConsumerRef, ConsumerState, QueueState, Unacked};
 
@@ -146,6 +147,9 @@ impl Broker {
             let Some(conn) = self.connections.get_mut(&c.conn) else { break };
             let Some(chs) = conn.channels.get_mut(&c.channel) else { break };
             let no_ack = chs.consumers.get(&c.tag).is_none_or(|cs| cs.no_ack);
+            if no_ack {
+                forget(&mut self.journal, vhost, &q.name, &msg);
+            }
             let delivery = chs.deliver(q, msg, Some(&c.tag), no_ack);
             if conn.push(ServerEvent::Deliver { channel: c.channel, consumer_tag: c.tag, delivery }) {
                 self.woken.push(c.conn);
@@ -179,6 +183,9 @@ impl Broker {
                 Some(msg) => {
                     let message_count = q.ready.len() as u32;
                     let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
+                    if no_ack {
+                        forget(&mut b.journal, &vhost, &q.name, &msg);
+                    }
                     let delivery = chs.deliver(q, msg, None, no_ack);
                     Some(GetOk { delivery, message_count })
                 }
@@ -262,6 +269,9 @@ impl Broker {
                 // The common case (one message, per-consumer prefetch): no allocation.
                 let u = chs.unacked.remove(tag).ok_or_else(unknown)?;
                 chs.release(&u);
+                if outcome == Settle::Ack {
+                    forget(&mut b.journal, &vhost, &u.queue, &u.msg);
+                }
                 let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
                 if let Some(q) = v.queues.get_mut(&u.queue) {
                     if let Some(dead) = q.settle(u.msg, outcome) {
@@ -293,6 +303,9 @@ impl Broker {
             let mut dead: SortedMap<Name, Vec<QueuedMessage>> = SortedMap::default();
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             for u in settled.into_iter().rev() {
+                if outcome == Settle::Ack {
+                    forget(&mut b.journal, &vhost, &u.queue, &u.msg);
+                }
                 let Some(q) = v.queues.get_mut(&u.queue) else { continue };
                 if let Some(m) = q.settle(u.msg, outcome) {
                     dead.get_or_insert_with(u.queue.clone(), Vec::new).push(m);

@@ -6,7 +6,11 @@ use crate::routing::{RouteKind, Router};
 use crate::proto::methods::{ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeType, Name};
 use crate::value::{Headers, Value};
 
+use super::journal::{DurableBinding, Record};
 use super::{default_exchange_refused, inequivalent, not_found_exchange, Broker, ChannelId, ConnId, Dest, ExchangeState, VHost};
+
+/// How many exchanges every virtual host has before any is declared.
+pub(super) const PREDECLARED: usize = DEFAULT_EXCHANGES.len();
 
 const DEFAULT_EXCHANGES: [(&str, ExchangeType); 6] = [
     ("", ExchangeType::Direct),
@@ -24,6 +28,17 @@ fn route_kind(t: &ExchangeType) -> Option<RouteKind> {
         ExchangeType::Topic => Some(RouteKind::Topic),
         ExchangeType::Headers => Some(RouteKind::Headers),
         ExchangeType::Custom(_) => None,
+    }
+}
+
+fn exchange_binding(vhost: &str, d: &ExchangeBind) -> DurableBinding {
+    DurableBinding {
+        vhost: vhost.to_string(),
+        source: d.source.clone(),
+        destination: d.destination.clone(),
+        to_exchange: true,
+        routing_key: d.routing_key.clone(),
+        arguments: d.arguments.clone(),
     }
 }
 
@@ -107,7 +122,12 @@ impl Broker {
                     ),
                 ));
             };
+            let durable = x.decl.durable;
+            b.limits.check_exchange(v, &vhost, name)?;
             v.exchanges.insert(Name::from(name), x);
+            if durable {
+                b.journal(|| Record::ExchangeDeclared { vhost: vhost.clone(), decl: ExchangeDeclare { passive: false, nowait: false, ..d.clone() } });
+            }
             Ok(())
         })
     }
@@ -139,8 +159,9 @@ impl Broker {
 
     pub(super) fn delete_exchange(&mut self, vhost: &str, name: &str) {
         let Some(v) = self.vhosts.get_mut(vhost) else { return };
-        if v.exchanges.remove(name).is_none() {
-            return;
+        let Some(x) = v.exchanges.remove(name) else { return };
+        if x.decl.durable {
+            self.journal(|| Record::ExchangeDeleted { vhost: Name::from(vhost), exchange: Name::from(name) });
         }
         self.unbind_everywhere(vhost, &Dest::Exchange(Name::from(name)));
     }
@@ -196,7 +217,18 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let dest = Self::exchange_destination(v, &vhost, d)?;
-            Self::source_exchange(v, &vhost, &d.source)?.router.bind(&d.routing_key, &d.arguments, dest);
+            let durable = v.exchanges.get(d.destination.as_str()).is_some_and(|x| x.decl.durable);
+            let source = Self::source_exchange(v, &vhost, &d.source)?;
+            let durable = durable && source.decl.durable;
+            if source.router.bind(&d.routing_key, &d.arguments, dest.clone()) {
+                if let Err(e) = b.limits.check_bindings(v, &vhost, &d.source) {
+                    Self::source_exchange(v, &vhost, &d.source)?.router.unbind(&d.routing_key, &d.arguments, &dest);
+                    return Err(e);
+                }
+            }
+            if durable {
+                b.journal(|| Record::Bound(exchange_binding(&vhost, d)));
+            }
             Ok(())
         })
     }
@@ -206,7 +238,9 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let dest = Self::exchange_destination(v, &vhost, d)?;
-            b.unbind(&vhost, &d.source, &d.routing_key, &d.arguments, &dest)
+            b.unbind(&vhost, &d.source, &d.routing_key, &d.arguments, &dest)?;
+            b.journal(|| Record::Unbound(exchange_binding(&vhost, d)));
+            Ok(())
         })
     }
 }

@@ -35,6 +35,8 @@
 //! | `deliver.rs` | consumers and deliveries: `basic.consume/cancel/get/ack/nack/reject/recover/qos`, `channel.flow` |
 //! | `dead_letter.rs` | dead-lettering with `x-death` headers |
 //! | `time.rs` | [`Now`], message TTL and queue expiry: [`Broker::poll_timeout`], [`Broker::handle_timeout`] |
+//! | `journal.rs` | durable state as a journal of [`Record`]s for the caller to keep; [`Broker::restore`] |
+//! | `limits.rs` | [`Limits`]: memory high watermark, caps on queues, exchanges and bindings per vhost |
 //! | `snapshot.rs` | read-only views for UIs and metrics ([`VHostSnapshot`]) |
 //! | `queue.rs` | a queue's ready messages (priorities, expiry, byte accounting) |
 
@@ -42,6 +44,8 @@ mod connections;
 mod dead_letter;
 mod deliver;
 mod exchanges;
+mod journal;
+mod limits;
 mod publish;
 mod queue;
 mod queues;
@@ -62,6 +66,8 @@ use crate::value::Headers;
 use queue::{QueuedMessage, Ready};
 use time::Time;
 
+pub use journal::{DurableBinding, NotRestored, Record, Recovered, StoredMessage};
+pub use limits::Limits;
 pub use snapshot::{BindingInfo, DestinationType, ExchangeInfo, QueueInfo, VHostSnapshot};
 pub use time::Now;
 
@@ -255,6 +261,19 @@ pub struct Broker {
     names: u64,
     /// Kept between publishes so that routing does not allocate.
     scratch: Scratch,
+    /// Changes to durable state not yet taken by the caller; `None` while not journalling.
+    journal: Option<Vec<journal::Record>>,
+    /// The id of the next persistent message stored.
+    next_stored: u64,
+    /// Records taken from the journal so far: with the journal's length, its position.
+    journal_taken: u64,
+    /// The journal position the caller reported kept ([`Broker::journal_kept`]).
+    journal_kept: u64,
+    /// Publisher confirms waiting for the journal to be kept up to their position, in order.
+    held_confirms: VecDeque<(u64, ConnId, ServerEvent)>,
+    limits: limits::Limits,
+    /// Bytes of message bodies ready in queues, shared with every queue's [`Ready`].
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// Reused buffers of `basic_publish`.
@@ -324,6 +343,13 @@ impl Broker {
             closed_outboxes: SortedMap::default(),
             names: 0,
             scratch: Scratch::default(),
+            journal: None,
+            next_stored: 1,
+            journal_taken: 0,
+            journal_kept: 0,
+            held_confirms: VecDeque::new(),
+            limits: limits::Limits::default(),
+            held: Default::default(),
         };
         b.vhost_mut("/");
         b

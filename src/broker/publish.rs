@@ -105,6 +105,16 @@ impl Broker {
                     format!("ACCESS_REFUSED - cannot publish to internal exchange '{}' in vhost '{vhost}'", p.exchange),
                 ));
             }
+            if let Some(refused) = b.over_watermark() {
+                let chs = b.connections.get_mut(&conn).and_then(|c| c.channels.get_mut(&ch)).expect("checked");
+                if !chs.confirm {
+                    return Err(refused);
+                }
+                chs.publish_seq += 1;
+                let seq = chs.publish_seq;
+                b.confirm(conn, ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false });
+                return Ok(());
+            }
             let mut queues = std::mem::take(&mut b.scratch.queues);
             Self::route(v, &p.exchange, &p.routing_key, &content.properties.headers, &mut b.scratch.dests, &mut queues);
             let exchange = xname.clone();
@@ -150,7 +160,7 @@ impl Broker {
                 } else {
                     ServerEvent::Nack { channel: ch, delivery_tag: seq, multiple: false }
                 };
-                b.push_event(conn, ev);
+                b.confirm(conn, ev);
             }
             Ok(())
         })
@@ -172,6 +182,7 @@ impl Broker {
             redelivered: false,
             expires_at: ttl.map(|ms| self.time.get().instant + Duration::from_millis(ms)),
             priority: content.properties.priority.unwrap_or(0).min(max_p),
+            stored: None,
         };
         if q.overflow != Overflow::DropHead && q.over_limits(q.ready.len() + 1, q.ready.bytes() + msg.size()) {
             if q.overflow == Overflow::RejectPublishDlx {
@@ -182,6 +193,18 @@ impl Broker {
                 q.counters.dropped += 1;
             }
             return false;
+        }
+        let mut msg = msg;
+        msg.stored = super::journal::store_id(&self.journal, &mut self.next_stored, q.is_durable(), content);
+        if let (Some(j), Some(id)) = (self.journal.as_mut(), msg.stored) {
+            j.push(super::journal::Record::MessageStored(super::journal::StoredMessage {
+                id,
+                vhost: Name::from(vhost),
+                queue: q.name.clone(),
+                exchange: exchange.clone(),
+                routing_key: routing_key.clone(),
+                content: content.clone(),
+            }));
         }
         q.counters.published += 1;
         q.ready.push_back(msg);

@@ -1,6 +1,7 @@
 //! Queue storage: ready messages by priority, with per-message expiry and byte accounting.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use web_time::Instant;
@@ -16,6 +17,8 @@ pub(crate) struct QueuedMessage {
     pub redelivered: bool,
     pub expires_at: Option<Instant>,
     pub priority: u8,
+    /// Its id in the journal when it is kept across restarts (persistent, durable queue).
+    pub stored: Option<u64>,
 }
 
 impl QueuedMessage {
@@ -34,15 +37,25 @@ pub(crate) struct Ready {
     levels: Vec<VecDeque<QueuedMessage>>,
     count: usize,
     bytes: usize,
+    /// The broker's count of bytes held by all queues.
+    held: Arc<AtomicUsize>,
+}
+
+impl Drop for Ready {
+    fn drop(&mut self) {
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 impl Ready {
-    /// `max_priority` 0 means a plain FIFO.
-    pub fn new(max_priority: u8) -> Self {
+    /// `max_priority` 0 means a plain FIFO. `held` counts the bytes of every queue's ready
+    /// messages (the broker's memory high watermark).
+    pub fn new(max_priority: u8, held: Arc<AtomicUsize>) -> Self {
         Ready {
             levels: (0..=max_priority as usize).map(|_| VecDeque::new()).collect(),
             count: 0,
             bytes: 0,
+            held,
         }
     }
 
@@ -70,6 +83,7 @@ impl Ready {
     fn added(&mut self, m: &QueuedMessage) -> usize {
         self.count += 1;
         self.bytes += m.size();
+        self.held.fetch_add(m.size(), Ordering::Relaxed);
         self.level_of(m.priority)
     }
 
@@ -77,6 +91,7 @@ impl Ready {
     fn taken(&mut self, m: QueuedMessage) -> QueuedMessage {
         self.count -= 1;
         self.bytes -= m.size();
+        self.held.fetch_sub(m.size(), Ordering::Relaxed);
         m
     }
 
@@ -119,12 +134,18 @@ impl Ready {
         self.levels.iter().filter_map(|l| l.front().and_then(|m| m.expires_at)).min()
     }
 
+    /// The journal ids of the ready messages that are kept across restarts.
+    pub fn stored_ids(&self) -> impl Iterator<Item = u64> + '_ {
+        self.levels.iter().flatten().filter_map(|m| m.stored)
+    }
+
     pub fn clear(&mut self) -> usize {
         let n = self.count;
         for l in &mut self.levels {
             l.clear();
         }
         self.count = 0;
+        self.held.fetch_sub(self.bytes, Ordering::Relaxed);
         self.bytes = 0;
         n
     }
@@ -145,12 +166,13 @@ mod tests {
             redelivered: false,
             expires_at: None,
             priority: p,
+            stored: None,
         }
     }
 
     #[test]
     fn priorities_and_fifo() {
-        let mut r = Ready::new(5);
+        let mut r = Ready::new(5, Default::default());
         r.push_back(msg(0, "a"));
         r.push_back(msg(9, "b")); // capped to 5
         r.push_back(msg(3, "c"));
@@ -165,7 +187,7 @@ mod tests {
 
     #[test]
     fn plain_queue_ignores_priority() {
-        let mut r = Ready::new(0);
+        let mut r = Ready::new(0, Default::default());
         r.push_back(msg(9, "a"));
         r.push_back(msg(0, "b"));
         assert_eq!(r.pop_front().unwrap().content.body, "a");

@@ -5,6 +5,7 @@ use crate::error::{Error, ReplyCode, Result};
 use crate::proto::methods::{Name, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent};
 use crate::value::{Headers, Value};
 
+use super::journal::{DurableBinding, Record};
 use super::queue::Ready;
 use super::{
     inequivalent, invalid_arg, locked, not_found_queue, Broker, ChannelId, ConnId, Dest,
@@ -28,6 +29,17 @@ fn arg_str(args: &Headers, key: &str, q: &str, vhost: &str) -> Result<Option<Nam
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(Name::from(s.as_str()))),
         Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{other}}}"))),
+    }
+}
+
+fn queue_binding(vhost: &str, d: &QueueBind) -> DurableBinding {
+    DurableBinding {
+        vhost: vhost.to_string(),
+        source: d.exchange.clone(),
+        destination: d.queue.clone(),
+        to_exchange: false,
+        routing_key: d.routing_key.clone(),
+        arguments: d.arguments.clone(),
     }
 }
 
@@ -155,6 +167,13 @@ impl Broker {
                     "Key x-dead-letter-exchange should be present",
                 ));
             }
+            b.limits.check_queue(v, &vhost, &name)?;
+            if d.durable && !d.exclusive {
+                let decl = QueueDeclare { queue: name.to_string(), passive: false, nowait: false, ..d.clone() };
+                if let Some(j) = b.journal.as_mut() {
+                    j.push(Record::QueueDeclared { vhost: vhost.clone(), decl });
+                }
+            }
             v.queues.insert(
                 name.clone(),
                 QueueState {
@@ -163,7 +182,7 @@ impl Broker {
                     auto_delete: d.auto_delete,
                     exclusive_owner: d.exclusive.then_some(conn),
                     arguments: d.arguments.clone(),
-                    ready: Ready::new(max_priority),
+                    ready: Ready::new(max_priority, b.held.clone()),
                     consumers: Vec::new(),
                     exclusive_consumer: false,
                     rr: 0,
@@ -195,8 +214,20 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             b.expire_queue(&vhost, &d.queue);
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
-            let dest = Dest::Queue(Self::queue_for_op(v, &vhost, &d.queue, conn)?.name.clone());
-            Self::source_exchange(v, &vhost, &d.exchange)?.router.bind(&d.routing_key, &d.arguments, dest);
+            let q = Self::queue_for_op(v, &vhost, &d.queue, conn)?;
+            let durable = q.is_durable();
+            let dest = Dest::Queue(q.name.clone());
+            let source = Self::source_exchange(v, &vhost, &d.exchange)?;
+            let durable = durable && source.decl.durable;
+            if source.router.bind(&d.routing_key, &d.arguments, dest.clone()) {
+                if let Err(e) = b.limits.check_bindings(v, &vhost, &d.exchange) {
+                    Self::source_exchange(v, &vhost, &d.exchange)?.router.unbind(&d.routing_key, &d.arguments, &dest);
+                    return Err(e);
+                }
+            }
+            if durable {
+                b.journal(|| Record::Bound(queue_binding(&vhost, d)));
+            }
             Ok(())
         })
     }
@@ -205,8 +236,14 @@ impl Broker {
     pub fn queue_unbind(&mut self, conn: ConnId, ch: ChannelId, d: &QueueBind) -> Result<()> {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
-            let dest = Dest::Queue(Self::queue_for_op(v, &vhost, &d.queue, conn)?.name.clone());
-            b.unbind(&vhost, &d.exchange, &d.routing_key, &d.arguments, &dest)
+            let q = Self::queue_for_op(v, &vhost, &d.queue, conn)?;
+            let durable = q.is_durable();
+            let dest = Dest::Queue(q.name.clone());
+            b.unbind(&vhost, &d.exchange, &d.routing_key, &d.arguments, &dest)?;
+            if durable {
+                b.journal(|| Record::Unbound(queue_binding(&vhost, d)));
+            }
+            Ok(())
         })
     }
 
@@ -215,6 +252,11 @@ impl Broker {
         self.channel_op(conn, ch, |b, vhost| {
             let v = b.vhosts.get_mut(&vhost).expect("connection vhost exists");
             let q = Self::queue_for_op(v, &vhost, queue, conn)?;
+            if let Some(j) = b.journal.as_mut() {
+                for id in q.ready.stored_ids() {
+                    j.push(Record::MessageRemoved { vhost: vhost.clone(), queue: q.name.clone(), id });
+                }
+            }
             Ok(q.ready.clear() as u32)
         })
     }
@@ -247,6 +289,11 @@ impl Broker {
     pub(super) fn delete_queue(&mut self, vhost: &str, name: &str) {
         let Some(v) = self.vhosts.get_mut(vhost) else { return };
         let Some(q) = v.queues.remove(name) else { return };
+        if q.is_durable() {
+            if let Some(j) = self.journal.as_mut() {
+                j.push(Record::QueueDeleted { vhost: Name::from(vhost), queue: q.name.clone() });
+            }
+        }
         self.unbind_everywhere(vhost, &Dest::Queue(q.name.clone()));
         // Consumers of a deleted queue are cancelled by the broker (basic.cancel), and the
         // queue's unacknowledged messages are gone with it.

@@ -30,6 +30,20 @@ use crate::proto::methods::{
 struct Shared {
     broker: Broker,
     wakers: SortedMap<ConnId, Vec<Waker>>,
+    persist: Option<Box<dyn Persist>>,
+}
+
+/// Where a [`MemoryBroker`] keeps its durable state (see [`crate::broker::Record`]).
+///
+/// [`MemoryBroker::with`] hands `write` the records of each operation, in order, while it
+/// holds the broker's lock; `write` should only queue them. Once they are kept (in order, as
+/// durably as the implementation promises), the implementation calls
+/// [`MemoryBroker::journal_kept`] with `position`, which releases the publisher confirms
+/// waiting for them. An implementation that cannot keep them never reports them kept (the
+/// gateway's store stops the process).
+pub trait Persist: std::fmt::Debug + Send {
+    /// Keep `records`, oldest first; they end at journal position `position`.
+    fn write(&mut self, position: u64, records: Vec<crate::broker::Record>);
 }
 
 impl Default for Shared {
@@ -37,7 +51,7 @@ impl Default for Shared {
         // Read only by the operations that need the time (expiry, dead-lettering).
         let mut broker = Broker::new();
         broker.set_clock(Now::system);
-        Shared { broker, wakers: SortedMap::default() }
+        Shared { broker, wakers: SortedMap::default(), persist: None }
     }
 }
 
@@ -71,6 +85,14 @@ impl MemoryBroker {
         let mut g = self.lock();
         g.broker.tick();
         let r = f(&mut g.broker);
+        if g.broker.has_journal() {
+            let s = &mut *g;
+            let records = s.broker.take_journal();
+            let position = s.broker.journal_position();
+            if let Some(p) = s.persist.as_mut() {
+                p.write(position, records);
+            }
+        }
         Self::wake(g);
         r
     }
@@ -89,6 +111,21 @@ impl MemoryBroker {
         for w in wake {
             w.wake();
         }
+    }
+
+    /// Rebuild durable state from `recovered` (see [`Broker::restore`]), then keep every later
+    /// change with `persist`. Returns what could not be restored.
+    pub fn persist(&self, recovered: crate::broker::Recovered, persist: Box<dyn Persist>) -> Vec<crate::broker::NotRestored> {
+        let mut g = self.lock();
+        let failed = g.broker.restore(recovered);
+        g.broker.enable_journal();
+        g.persist = Some(persist);
+        failed
+    }
+
+    /// The [`Persist`] implementation has kept the journal up to `position`.
+    pub fn journal_kept(&self, position: u64) {
+        self.with(|b| b.journal_kept(position));
     }
 
     /// A snapshot of a virtual host (exchanges, queues with depths, bindings).

@@ -4,6 +4,8 @@
 mod dead_letter;
 mod deliver;
 mod entities;
+mod journal;
+mod limits;
 mod publish;
 mod time;
 
