@@ -3,20 +3,22 @@
 //! - [`server`]: the gateway server (`/gateway` WebSocket with the `kombu-gateway.v1`
 //!   protocol, `/healthz`, `/metrics`, the playground) over any transport of the core —
 //!   the embedded `memory://` broker by default.
-//! - [`client`]: the native `gateway+ws://` transport, so the Kombu API in Rust reaches a
-//!   gateway by URL.
+//! - [`relay`]: the `/amqp` endpoint, AMQP 0-9-1 over WebSocket relayed to the RabbitMQ the
+//!   gateway fronts.
+//! - [`transports`]: the native `amqp://` and `gateway+ws://` transports, so the Kombu API in
+//!   Rust reaches RabbitMQ or a gateway by URL.
 //!
 //! Call [`register_transports`] once to make the native transports known to
 //! `kombu::Connection`.
 
 #![warn(missing_docs)]
 
-pub mod amqp;
 pub mod auth;
-pub mod client;
+pub mod config;
 pub mod relay;
 pub mod server;
 pub mod tls;
+pub mod transports;
 mod writer;
 
 use std::sync::Arc;
@@ -37,8 +39,8 @@ pub enum GatewayError {
 
 /// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
 pub fn register_transports() {
-    kombu::transport::registry::register("gateway+ws", Arc::new(client::GatewayTransport));
-    kombu::transport::registry::register("gateway+wss", Arc::new(client::GatewayTransport));
-    kombu::transport::registry::register("amqp", Arc::new(amqp::AmqpTransport));
-    kombu::transport::registry::register("amqps", Arc::new(amqp::AmqpTransport));
+    kombu::transport::registry::register("gateway+ws", Arc::new(transports::gateway_client::GatewayTransport));
+    kombu::transport::registry::register("gateway+wss", Arc::new(transports::gateway_client::GatewayTransport));
+    kombu::transport::registry::register("amqp", Arc::new(transports::amqp::AmqpTransport));
+    kombu::transport::registry::register("amqps", Arc::new(transports::amqp::AmqpTransport));
 }

@@ -31,6 +31,10 @@ use tower_http::services::ServeDir;
 
 use crate::GatewayError;
 
+mod metrics;
+
+pub use metrics::Metrics;
+
 /// Server settings.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -80,70 +84,6 @@ impl Default for Config {
             max_unacked: 1000,
             tls: None,
         }
-    }
-}
-
-/// Counters exposed at `/metrics`.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    connections: AtomicU64,
-    connections_total: AtomicU64,
-    channels: AtomicU64,
-    consumers: AtomicU64,
-    published: AtomicU64,
-    published_bytes: AtomicU64,
-    delivered: AtomicU64,
-    acked: AtomicU64,
-    rejected: AtomicU64,
-    errors: AtomicU64,
-    protocol_errors: AtomicU64,
-    requests: AtomicU64,
-    /// Request latency histogram buckets (seconds): counts of requests at or below each.
-    latency: [AtomicU64; 8],
-    latency_sum_us: AtomicU64,
-}
-
-const BUCKETS: [f64; 8] = [0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 1.0];
-
-impl Metrics {
-    fn observe(&self, started: Instant) {
-        let s = started.elapsed().as_secs_f64();
-        self.requests.fetch_add(1, Ordering::Relaxed);
-        self.latency_sum_us.fetch_add((s * 1e6) as u64, Ordering::Relaxed);
-        for (i, b) in BUCKETS.iter().enumerate() {
-            if s <= *b {
-                self.latency[i].fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
-
-    /// Prometheus text exposition.
-    pub fn render(&self) -> String {
-        let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        let mut s = String::new();
-        for (name, help, kind, v) in [
-            ("kombu_gateway_connections", "Open client connections.", "gauge", g(&self.connections)),
-            ("kombu_gateway_connections_total", "Client connections accepted.", "counter", g(&self.connections_total)),
-            ("kombu_gateway_channels", "Open channels.", "gauge", g(&self.channels)),
-            ("kombu_gateway_consumers", "Active consumers.", "gauge", g(&self.consumers)),
-            ("kombu_gateway_published_total", "Messages published.", "counter", g(&self.published)),
-            ("kombu_gateway_published_bytes_total", "Body bytes published.", "counter", g(&self.published_bytes)),
-            ("kombu_gateway_delivered_total", "Messages delivered to clients.", "counter", g(&self.delivered)),
-            ("kombu_gateway_acked_total", "Acknowledgements received (an ack with multiple counts once).", "counter", g(&self.acked)),
-            ("kombu_gateway_rejected_total", "Rejections and nacks.", "counter", g(&self.rejected)),
-            ("kombu_gateway_errors_total", "Requests that failed.", "counter", g(&self.errors)),
-            ("kombu_gateway_protocol_errors_total", "Malformed frames (the connection is closed).", "counter", g(&self.protocol_errors)),
-        ] {
-            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
-        }
-        s.push_str("# HELP kombu_gateway_request_seconds Request latency.\n# TYPE kombu_gateway_request_seconds histogram\n");
-        for (i, b) in BUCKETS.iter().enumerate() {
-            s.push_str(&format!("kombu_gateway_request_seconds_bucket{{le=\"{b}\"}} {}\n", g(&self.latency[i])));
-        }
-        s.push_str(&format!("kombu_gateway_request_seconds_bucket{{le=\"+Inf\"}} {}\n", g(&self.requests)));
-        s.push_str(&format!("kombu_gateway_request_seconds_sum {}\n", g(&self.latency_sum_us) as f64 / 1e6));
-        s.push_str(&format!("kombu_gateway_request_seconds_count {}\n", g(&self.requests)));
-        s
     }
 }
 
@@ -810,3 +750,4 @@ async fn handle(
         }
     }
 }
+
