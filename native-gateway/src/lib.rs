@@ -29,6 +29,12 @@ pub enum GatewayError {
     /// The broker URL is invalid or names an unknown transport.
     #[error("broker: {0}")]
     Broker(kombu::Error),
+    /// `--broker` is a `;`-separated failover list: the gateway fronts one broker.
+    #[error("the gateway fronts one broker; --broker has {urls} `;`-separated URLs")]
+    FailoverList {
+        /// How many URLs were given.
+        urls: usize,
+    },
     /// The listen address could not be bound.
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),

@@ -134,20 +134,8 @@ impl Running {
 
 /// Start the gateway.
 pub async fn start(config: Config) -> Result<Running, GatewayError> {
-    let url = kombu::url::parse_url(&config.broker).map_err(GatewayError::Broker)?;
-    let transport_name = kombu::url::resolve_alias(&url.transport).to_owned();
-    let transport = transport::registry::lookup(&transport_name).map_err(GatewayError::Broker)?;
-    let info = ConnectInfo {
-        transport: transport_name,
-        hostname: url.hostname.clone().unwrap_or_else(|| "localhost".into()),
-        port: url.port,
-        userid: url.userid.clone(),
-        password: url.password.clone(),
-        virtual_host: url.virtual_host.clone().unwrap_or_else(|| "/".into()),
-        path: url.path.clone(),
-        options: url.transport_options(),
-        ..Default::default()
-    };
+    let info = broker_info(&config.broker)?;
+    let transport = transport::registry::lookup(&info.transport).map_err(GatewayError::Broker)?;
     let tls = match &config.tls {
         Some((cert, key)) => Some(crate::tls::server_config(cert, key).map_err(|e| GatewayError::Config("tls".into(), e.to_string()))?),
         None => None,
@@ -200,6 +188,17 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     };
     tracing::info!(%addr, broker = %config.broker, tls = config.tls.is_some(), "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
+}
+
+/// What the gateway connects to: the broker URL read as [`kombu::Connection`] reads it
+/// ([`ConnectInfo::from_url`]: the transport's default port, TLS for `amqps://`, heartbeat,
+/// login method, connect timeout and transport options from the query).
+fn broker_info(broker: &str) -> Result<ConnectInfo, GatewayError> {
+    let urls = kombu::url::split_failover(broker);
+    if urls.len() > 1 {
+        return Err(GatewayError::FailoverList { urls: urls.len() });
+    }
+    ConnectInfo::from_url(broker, &kombu::ConnectionOptions::default()).map_err(GatewayError::Broker)
 }
 
 /// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
@@ -751,3 +750,19 @@ async fn handle(
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_broker_url_is_read_as_a_connection_reads_it() {
+        let info = broker_info("amqps://guest:guest@rabbit.example//?heartbeat=30&login_method=PLAIN&connect_timeout=2").unwrap();
+        assert_eq!((info.transport.as_str(), info.ssl, info.port), ("amqps", true, Some(5671)));
+        assert_eq!((info.heartbeat, info.login_method.as_deref(), info.connect_timeout), (Some(30.0), Some("PLAIN"), Some(2.0)));
+        let info = broker_info("amqp://rabbit.example").unwrap();
+        assert_eq!((info.ssl, info.port, info.virtual_host.as_str()), (false, Some(5672), "/"));
+        assert_eq!(broker_info("memory://").unwrap().transport, "memory");
+        assert!(matches!(broker_info("amqp://a//;amqp://b//"), Err(GatewayError::FailoverList { urls: 2 })));
+        assert!(matches!(broker_info("rabbit.example:5672"), Err(GatewayError::Broker(kombu::Error::InvalidUrl { .. }))));
+    }
+}
