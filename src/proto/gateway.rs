@@ -279,38 +279,8 @@ pub fn encode_batch(frames: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// Batch `first` with the frames already queued behind it, up to `max` bytes: the writer of
-/// a socket calls it with its queue's non-blocking receive. `binary` gives a queued
-/// message's frame when it is one; the first message that is not a frame, or does not fit,
-/// is returned to be sent next. `join` makes the message: [`encode_batch`] for gateway
-/// frames, or plain concatenation where the messages are a byte stream (the AMQP relay).
-pub fn gather_batch<M>(
-    first: Bytes,
-    max: usize,
-    mut try_next: impl FnMut() -> Option<M>,
-    binary: impl Fn(&M) -> Option<&Bytes>,
-    join: fn(&[Bytes]) -> Bytes,
-) -> (Bytes, Option<M>) {
-    let mut size = first.len();
-    let mut frames = vec![first];
-    let mut held = None;
-    while size < max {
-        let Some(m) = try_next() else { break };
-        match binary(&m) {
-            Some(f) if size + 4 + f.len() <= max => {
-                size += 4 + f.len();
-                frames.push(f.clone());
-            }
-            _ => {
-                held = Some(m);
-                break;
-            }
-        }
-    }
-    (join(&frames), held)
-}
-
-/// Concatenate byte-stream chunks (a `join` for [`gather_batch`]).
+/// Concatenate byte-stream chunks (AMQP frames sent as one WebSocket message; one chunk is
+/// returned as it is).
 pub fn concat(chunks: &[Bytes]) -> Bytes {
     match chunks {
         [one] => one.clone(),

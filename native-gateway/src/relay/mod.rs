@@ -16,16 +16,18 @@
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket};
+use axum::extract::ws::{Message, WebSocket};
 use bytes::{Buf, Bytes, BytesMut};
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use kombu::proto::amqp::{self, Method};
+use kombu::transport::carrier::outbox::Outbox;
 use kombu::transport::ConnectInfo;
 use kombu::Error;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 use crate::auth::{Admitted, Auth, Identity};
+use crate::writer::{self, write_socket, Out};
 
 /// What the relay needs from the server.
 pub struct RelayConfig {
@@ -52,36 +54,26 @@ fn method_frame(channel: u16, m: &Method) -> Result<Bytes, Error> {
     Ok(out.freeze())
 }
 
-fn close(code: u16, reason: &str) -> Message {
-    let mut reason = reason.to_owned();
-    if reason.len() > 120 {
-        let mut end = 120;
-        while !reason.is_char_boundary(end) {
-            end -= 1;
-        }
-        reason.truncate(end);
-    }
-    Message::Close(Some(CloseFrame { code, reason: reason.into() }))
-}
-
 /// Relay one WebSocket connection until either side ends it.
 /// Ends (closing both sides) when `stopping` turns true.
 pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), Error> {
-    let (mut ws_tx, mut ws_rx) = socket.split();
+    let (ws_tx, mut ws_rx) = socket.split();
+    let (to_client, to_client_rx) = mpsc::channel::<Out>(64);
+    // A byte stream: what queues up while the socket is busy goes out as one message (a
+    // browser pays per message received).
+    let writer = tokio::spawn(write_socket(writer::WebSocket::new(ws_tx), to_client_rx, Outbox::new(0, true), || kombu::proto::gateway::BATCH_BYTES));
     let info = &cfg.upstream;
     let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
     let upstream = match crate::tls::connect(info, port, info.ssl).await {
         Ok(s) => s,
         Err(e) => {
-            let _ = ws_tx.send(close(1011, &format!("cannot reach the broker: {e}"))).await;
+            let _ = to_client.send(Out::close(1011, &format!("cannot reach the broker: {e}"))).await;
+            drop(to_client);
+            let _ = writer.await;
             return Err(e);
         }
     };
     let (mut up_rd, mut up_wr) = tokio::io::split(upstream);
-    let (to_client, to_client_rx) = mpsc::channel::<Message>(64);
-    // A byte stream: what queues up while the socket is busy goes out as one message (a
-    // browser pays per message received).
-    let writer = tokio::spawn(crate::writer::write_socket(ws_tx, to_client_rx, || kombu::proto::gateway::BATCH_BYTES, kombu::proto::gateway::concat));
     let closing = Arc::new(Mutex::new(Closing::default()));
     // Signalled when the broker confirms closing a channel the relay closed.
     let broker_closed = Arc::new(tokio::sync::Notify::new());
@@ -106,7 +98,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                         Ok(Some(f)) => f,
                         Ok(None) => break,
                         Err(e) => {
-                            let _ = to_client.send(close(1011, &format!("malformed frame from the broker: {e}"))).await;
+                            let _ = to_client.send(Out::close(1011, &format!("malformed frame from the broker: {e}"))).await;
                             return;
                         }
                     };
@@ -128,11 +120,11 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                     }
                     buf.advance(n);
                 }
-                if !out.is_empty() && to_client.send(Message::Binary(out.freeze())).await.is_err() {
+                if !out.is_empty() && to_client.send(Out::Frame(out.freeze())).await.is_err() {
                     return;
                 }
             };
-            let _ = to_client.send(close(1000, &reason)).await;
+            let _ = to_client.send(Out::close(1000, &reason)).await;
         })
     };
 
@@ -147,7 +139,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             biased;
             m = ws_rx.next() => m,
             _ = async { let _ = stopping.wait_for(|s| *s).await; } => {
-                let _ = to_client.send(close(1001, "kombu-gateway is shutting down")).await;
+                let _ = to_client.send(Out::close(1001, "kombu-gateway is shutting down")).await;
                 break Ok(());
             }
         };
@@ -157,7 +149,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             Ok(Message::Ping(_) | Message::Pong(_)) => continue,
             Ok(Message::Close(_)) | Err(_) => break Ok(()),
             Ok(Message::Text(_)) => {
-                let _ = to_client.send(close(1003, "AMQP over WebSocket uses binary messages")).await;
+                let _ = to_client.send(Out::close(1003, "AMQP over WebSocket uses binary messages")).await;
                 break Err(Error::Decode("text message on /amqp".into()));
             }
         }
@@ -167,8 +159,8 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                 continue;
             }
             if &buf[..8] != amqp::PROTOCOL_HEADER {
-                let _ = to_client.send(Message::Binary(Bytes::from_static(amqp::PROTOCOL_HEADER))).await;
-                let _ = to_client.send(close(1002, "expected the AMQP 0-9-1 protocol header")).await;
+                let _ = to_client.send(Out::Frame(Bytes::from_static(amqp::PROTOCOL_HEADER))).await;
+                let _ = to_client.send(Out::close(1002, "expected the AMQP 0-9-1 protocol header")).await;
                 break Err(Error::Decode("not AMQP 0-9-1".into()));
             }
             out.extend_from_slice(&buf[..8]);
@@ -180,7 +172,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                 Ok(Some(f)) => f,
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = to_client.send(close(1002, &format!("malformed AMQP frame: {e}"))).await;
+                    let _ = to_client.send(Out::close(1002, &format!("malformed AMQP frame: {e}"))).await;
                     break 'conn Err(e);
                 }
             };
@@ -197,7 +189,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             if held {
                 if !out.is_empty() {
                     if let Err(e) = up_wr.write_all(&out).await {
-                        let _ = to_client.send(close(1011, &format!("broker connection failed: {e}"))).await;
+                        let _ = to_client.send(Out::close(1011, &format!("broker connection failed: {e}"))).await;
                         break 'conn Err(Error::RecoverableConnection(e.to_string()));
                     }
                     out.clear();
@@ -214,7 +206,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                 .await;
                 if confirmed.is_err() {
                     let text = format!("the broker did not confirm closing channel {channel}");
-                    let _ = to_client.send(close(1011, &text)).await;
+                    let _ = to_client.send(Out::close(1011, &text)).await;
                     break 'conn Err(Error::RecoverableConnection(text));
                 }
             }
@@ -243,7 +235,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             match inspected {
                 None => out.extend_from_slice(&buf[..n]),
                 Some(Err(e)) => {
-                    let _ = to_client.send(close(1002, &format!("malformed AMQP method: {e}"))).await;
+                    let _ = to_client.send(Out::close(1002, &format!("malformed AMQP method: {e}"))).await;
                     break 'conn Err(e);
                 }
                 Some(Ok(Method::ConnectionStartOk { client_properties, mechanism, response, locale })) => {
@@ -264,9 +256,9 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                                 method_id: 11,
                             };
                             if let Ok(f) = method_frame(0, &m) {
-                                let _ = to_client.send(Message::Binary(f)).await;
+                                let _ = to_client.send(Out::Frame(f)).await;
                             }
-                            let _ = to_client.send(close(1008, &text)).await;
+                            let _ = to_client.send(Out::close(1008, &text)).await;
                             break 'conn Err(Error::Value("refused".into()));
                         }
                     }
@@ -283,9 +275,9 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                     Err((_, text)) => {
                         let m = Method::ConnectionClose { reply_code: 530, reply_text: format!("NOT_ALLOWED - {text}"), class_id: 10, method_id: 40 };
                         if let Ok(f) = method_frame(0, &m) {
-                            let _ = to_client.send(Message::Binary(f)).await;
+                            let _ = to_client.send(Out::Frame(f)).await;
                         }
-                        let _ = to_client.send(close(1008, &text)).await;
+                        let _ = to_client.send(Out::close(1008, &text)).await;
                         break 'conn Err(Error::Value("refused".into()));
                     }
                 },
@@ -309,7 +301,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
                                 c.broker.insert(channel);
                             }
                             let to_c = Method::ChannelClose { reply_code: 403, reply_text: text, class_id, method_id };
-                            let _ = to_client.send(Message::Binary(method_frame(channel, &to_c)?)).await;
+                            let _ = to_client.send(Out::Frame(method_frame(channel, &to_c)?)).await;
                             let to_b = Method::ChannelClose { reply_code: 200, reply_text: "closed by kombu-gateway".into(), class_id: 0, method_id: 0 };
                             amqp::write_method(channel, &to_b, &mut out)?;
                         }
@@ -320,7 +312,7 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
         }
         if !out.is_empty() {
             if let Err(e) = up_wr.write_all(&out).await {
-                let _ = to_client.send(close(1011, &format!("broker connection failed: {e}"))).await;
+                let _ = to_client.send(Out::close(1011, &format!("broker connection failed: {e}"))).await;
                 break Err(Error::RecoverableConnection(e.to_string()));
             }
         }

@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -23,12 +23,14 @@ use bytes::Bytes;
 use futures::StreamExt;
 use kombu::proto::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
 use kombu::proto::methods::{BasicQos, Content, ServerEvent};
+use kombu::transport::carrier::outbox::Outbox;
 use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
 use kombu::{Error, Value};
 use serde_json::json;
 use tokio::sync::{mpsc, oneshot};
 use tower_http::services::ServeDir;
 
+use crate::writer::{self, write_socket, Out};
 use crate::GatewayError;
 
 mod metrics;
@@ -311,20 +313,20 @@ fn event_message(ev: ServerEvent, metrics: &Metrics) -> Bytes {
     gateway::encode(&frame, &body)
 }
 
-async fn send(out: &mpsc::Sender<Message>, frame: &ServerFrame, body: &[u8]) -> bool {
-    out.send(Message::Binary(gateway::encode(frame, body))).await.is_ok()
+async fn send(out: &mpsc::Sender<Out>, frame: &ServerFrame, body: &[u8]) -> bool {
+    out.send(Out::Frame(gateway::encode(frame, body))).await.is_ok()
 }
 
-async fn close_with(out: &mpsc::Sender<Message>, code: u16, reason: String) {
-    let _ = out.send(Message::Close(Some(CloseFrame { code, reason: reason.into() }))).await;
+async fn close_with(out: &mpsc::Sender<Out>, code: u16, reason: String) {
+    let _ = out.send(Out::close(code, &reason)).await;
 }
 
 /// One client: hello, then requests until the socket closes.
 async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Error> {
     let (sink, mut stream) = socket.split();
     // Bounded: a client that does not read stops the events pump (bounded memory).
-    let (out, out_rx) = mpsc::channel::<Message>(state.config.outbox);
-    let writer = tokio::spawn(crate::writer::write_socket(sink, out_rx, || gateway::BATCH_BYTES, gateway::encode_batch));
+    let (out, out_rx) = mpsc::channel::<Out>(state.config.outbox);
+    let writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
     let metrics = state.metrics.clone();
 
     // The first frame must be hello.
@@ -341,7 +343,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 }
                 Err(e) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    close_with(&out, 1002, truncate(e.to_string())).await;
+                    close_with(&out, 1002, e.to_string()).await;
                     drop(out);
                     let _ = writer.await;
                     return Err(e);
@@ -368,7 +370,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 tracing::warn!(code, %text, "refused at hello");
                 let f = ServerFrame::Error { id: Some(hello_id), channel: None, scope: gateway::Scope::Connection, code, name: if code == 429 { "LimitExceeded".into() } else { "AccessRefused".into() }, text: text.clone() };
                 send(&out, &f, b"").await;
-                close_with(&out, 1008, truncate(text)).await;
+                close_with(&out, 1008, text).await;
                 drop(out);
                 let _ = writer.await;
                 return Err(Error::Value("refused".into()));
@@ -379,7 +381,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
         Ok(b) => b,
         Err(e) => {
             send(&out, &ServerFrame::error(Some(hello_id), None, &e), b"").await;
-            close_with(&out, 1011, truncate(e.to_string())).await;
+            close_with(&out, 1011, e.to_string()).await;
             drop(out);
             let _ = writer.await;
             return Err(e);
@@ -404,7 +406,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                     ServerEvent::Deliver { channel, consumer_tag, delivery } => auto_ack.channel_for(*channel, consumer_tag).map(|ch| (ch, delivery.delivery_tag)),
                     _ => None,
                 };
-                if out.send(Message::Binary(event_message(ev, &metrics))).await.is_err() || closed {
+                if out.send(Out::Frame(event_message(ev, &metrics))).await.is_err() || closed {
                     break;
                 }
                 if let Some((ch, tag)) = auto {
@@ -452,7 +454,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
             Err(e) => {
                 metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!("malformed batch: {e}");
-                close_with(&out, 1002, truncate(e.to_string())).await;
+                close_with(&out, 1002, e.to_string()).await;
                 break Err(e);
             }
         };
@@ -462,7 +464,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
                 Err(e) => {
                     metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!("malformed frame: {e}");
-                    close_with(&out, 1002, truncate(e.to_string())).await;
+                    close_with(&out, 1002, e.to_string()).await;
                     break 'conn Err(e);
                 }
             };
@@ -505,18 +507,6 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
     drop(out);
     let _ = writer.await;
     result
-}
-
-fn truncate(mut s: String) -> String {
-    // WebSocket close reasons are limited to 123 bytes.
-    if s.len() > 120 {
-        let mut end = 120;
-        while !s.is_char_boundary(end) {
-            end -= 1;
-        }
-        s.truncate(end);
-    }
-    s
 }
 
 enum Answer {

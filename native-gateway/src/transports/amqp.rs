@@ -7,27 +7,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kombu::transport::amqp_client::AmqpClient;
+use bytes::Bytes;
 use kombu::proto::methods::ExchangeType;
+use kombu::transport::amqp_client::AmqpClient;
+use kombu::transport::carrier::outbox::Outbox;
 use kombu::transport::carrier::Carrier;
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+
+use crate::writer::{write_socket, ByteStream, Out};
 
 /// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`, and `amqps://`).
 #[derive(Debug, Default)]
 pub struct AmqpTransport;
-
-/// What the socket writer is given.
-enum Out {
-    Frame(Bytes),
-    /// An ack that a later one on the same channel covers ([`Carrier::send_ack`]).
-    Ack(u16, Bytes),
-    /// Shut the socket down.
-    Close,
-}
 
 struct TcpCarrier {
     out: mpsc::UnboundedSender<Out>,
@@ -47,53 +41,13 @@ impl Carrier for TcpCarrier {
         self.push(Out::Frame(frame))
     }
     // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
-    // socket write is cheap; the writer merges the acks queued while the socket is busy.
+    // socket write is cheap; the writer's outbox merges the acks queued while the socket is busy.
     fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
         self.push(Out::Ack(channel, frame))
     }
     fn close(&self) {
-        let _ = self.out.send(Out::Close);
+        let _ = self.out.send(Out::Close(None));
     }
-}
-
-/// Write what the client sends, coalescing what queued up while the socket was busy; of
-/// acks queued one after the other on a channel, only the last goes out (it covers the rest).
-async fn write_loop(mut wr: impl tokio::io::AsyncWrite + Unpin, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut chunk = BytesMut::new();
-    'socket: while let Some(first) = rx.recv().await {
-        chunk.clear();
-        // The channel and offset of the ack that ends `chunk`.
-        let mut last_ack: Option<(u16, usize)> = None;
-        let mut next = Some(first);
-        while let Some(o) = next.take() {
-            match o {
-                Out::Close => {
-                    let _ = wr.write_all(&chunk).await;
-                    break 'socket;
-                }
-                Out::Frame(b) => {
-                    chunk.extend_from_slice(&b);
-                    last_ack = None;
-                }
-                Out::Ack(ch, b) => {
-                    if let Some((c, at)) = last_ack {
-                        if c == ch {
-                            chunk.truncate(at);
-                        }
-                    }
-                    last_ack = Some((ch, chunk.len()));
-                    chunk.extend_from_slice(&b);
-                }
-            }
-            if chunk.len() < 256 * 1024 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if wr.write_all(&chunk).await.is_err() {
-            break;
-        }
-    }
-    let _ = wr.shutdown().await;
 }
 
 #[async_trait::async_trait]
@@ -119,7 +73,8 @@ impl Transport for AmqpTransport {
         let (out, out_rx) = mpsc::unbounded_channel::<Out>();
         let closer = out.clone();
         let client = AmqpClient::new(Box::new(TcpCarrier { out }));
-        tokio::spawn(write_loop(wr, out_rx));
+        // What queues up while the socket is busy goes out in one write of up to 256 KiB.
+        tokio::spawn(write_socket(ByteStream(wr), out_rx, Outbox::new(0, true), || 256 * 1024));
         // Reader: bytes to the client; with heartbeats, a broker silent for two intervals is gone.
         {
             let client = client.clone();
@@ -154,7 +109,7 @@ impl Transport for AmqpTransport {
             .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))
             .and_then(|r| r);
         if let Err(e) = handshake {
-            let _ = closer.send(Out::Close); // shut the socket: the reader ends with it
+            let _ = closer.send(Out::Close(None)); // shut the socket: the reader ends with it
             return Err(e);
         }
         drop(closer);
