@@ -246,7 +246,7 @@ impl Jwt {
         })?;
         let c = data.claims;
         let connections = {
-            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = crate::lock(&self.connections);
             map.retain(|_, n| Arc::strong_count(n) > 1 || n.load(Ordering::SeqCst) > 0);
             map.entry(c.sub.clone()).or_default().clone()
         };

@@ -43,6 +43,44 @@ pub enum GatewayError {
     Config(String, String),
 }
 
+/// Why a client connection (`/gateway` or `/amqp`) ended other than by a close: logged, and
+/// told to the client before its socket closes.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The first frame of a `/gateway` connection was not `hello` (closed with 1008).
+    #[error("the first frame was not hello")]
+    NoHello,
+    /// The client's token or virtual host was refused (`code`: 401, 403, 429 or 530).
+    #[error("refused ({code}): {text}")]
+    Refused {
+        /// The gateway protocol's error code, or AMQP's reply code on `/amqp`.
+        code: u16,
+        /// Why.
+        text: String,
+    },
+    /// A text WebSocket message: both protocols are binary (closed with 1003).
+    #[error("a text message (the protocol is binary)")]
+    TextMessage,
+    /// `/amqp` did not start with AMQP 0-9-1's protocol header (closed with 1002).
+    #[error("not AMQP 0-9-1")]
+    NotAmqp,
+    /// A malformed frame, batch or method (closed with 1002).
+    #[error("malformed: {0}")]
+    Malformed(kombu::Error),
+    /// The broker could not be reached, failed, or did not answer in time (closed with 1011).
+    #[error("broker: {0}")]
+    Broker(kombu::Error),
+    /// The client's socket failed.
+    #[error("WebSocket error: {0}")]
+    Socket(String),
+}
+
+/// Lock `m`, taking the data even if a panicking thread poisoned the lock: the state guarded
+/// in this crate stays consistent between statements.
+pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
 pub fn register_transports() {
     kombu::transport::registry::register("gateway+ws", Arc::new(transports::gateway_client::GatewayTransport));

@@ -80,6 +80,36 @@ pub enum Request {
     Close,
 }
 
+impl Request {
+    /// The channel the request concerns (`None` for `hello`, `channel.open` and `close`).
+    pub fn channel(&self) -> Option<u32> {
+        match self {
+            Request::Hello { .. } | Request::ChannelOpen | Request::Close => None,
+            Request::ChannelClose { channel }
+            | Request::ExchangeDeclare { channel, .. }
+            | Request::ExchangeDelete { channel, .. }
+            | Request::ExchangeBind { channel, .. }
+            | Request::ExchangeUnbind { channel, .. }
+            | Request::QueueDeclare { channel, .. }
+            | Request::QueueBind { channel, .. }
+            | Request::QueueUnbind { channel, .. }
+            | Request::QueuePurge { channel, .. }
+            | Request::QueueDelete { channel, .. }
+            | Request::BasicPublish { channel, .. }
+            | Request::BasicGet { channel, .. }
+            | Request::BasicConsume { channel, .. }
+            | Request::BasicCancel { channel, .. }
+            | Request::BasicAck { channel, .. }
+            | Request::BasicReject { channel, .. }
+            | Request::BasicNack { channel, .. }
+            | Request::BasicRecover { channel, .. }
+            | Request::BasicQos { channel, .. }
+            | Request::Flow { channel, .. }
+            | Request::ConfirmSelect { channel } => Some(*channel),
+        }
+    }
+}
+
 /// A client frame's header: the request and its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientHeader {

@@ -7,9 +7,10 @@
 //! return to their queues.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -19,23 +20,21 @@ use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use bytes::Bytes;
 use futures::StreamExt;
-use kombu::proto::gateway::{self, ClientHeader, MessageHeader, Request, ServerFrame, SUBPROTOCOL};
-use kombu::proto::methods::{BasicQos, Content, ServerEvent};
+use kombu::proto::gateway::{self, SUBPROTOCOL};
 use kombu::transport::carrier::outbox::Outbox;
-use kombu::transport::{self, ConnectInfo, RawChannel, RawConnection};
-use kombu::{Error, Value};
-use serde_json::json;
+use kombu::transport::{self, ConnectInfo};
 use tokio::sync::{mpsc, oneshot};
 use tower_http::services::ServeDir;
 
 use crate::writer::{self, write_socket, Out};
-use crate::GatewayError;
+use crate::{ClientError, GatewayError};
 
 mod metrics;
+mod session;
 
 pub use metrics::Metrics;
+use session::{Input, Pump, Session, Settings};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -94,8 +93,8 @@ struct AppState {
     stopping: tokio::sync::watch::Receiver<bool>,
     config: Config,
     metrics: Arc<Metrics>,
-    info: ConnectInfo,
-    transport: Arc<dyn transport::Transport>,
+    /// What every `/gateway` session needs.
+    settings: Arc<Settings>,
     /// The `/amqp` relay, when the broker is RabbitMQ.
     relay: Option<Arc<crate::relay::RelayConfig>>,
 }
@@ -147,7 +146,16 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let relay = matches!(info.transport.as_str(), "amqp" | "amqps").then(|| {
         Arc::new(crate::relay::RelayConfig { upstream: info.clone(), auth: config.auth.clone(), frame_max: u32::try_from(config.max_frame).unwrap_or(u32::MAX) })
     });
-    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), info, transport, relay });
+    let settings = Arc::new(Settings {
+        info,
+        transport,
+        auth: config.auth.clone(),
+        max_frame: config.max_frame,
+        max_channels: config.max_channels,
+        max_consumers: config.max_consumers,
+        max_unacked: config.max_unacked,
+    });
+    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), settings, relay });
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/amqp", get(amqp_handler))
@@ -207,7 +215,7 @@ fn broker_info(broker: &str) -> Result<ConnectInfo, GatewayError> {
 /// bindings of a virtual host of the embedded broker, for the playground. 404 for other
 /// brokers or unknown virtual hosts.
 async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
-    if state.info.transport != "memory" {
+    if state.settings.info.transport != "memory" {
         return (StatusCode::NOT_FOUND, "snapshots exist for the embedded memory:// broker only\n").into_response();
     }
     let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
@@ -235,6 +243,16 @@ fn origin_refused(state: &AppState, headers: &axum::http::HeaderMap) -> Option<R
     Some((StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response())
 }
 
+/// Count a client connection as open while `connection` runs; log how it ended.
+async fn counted<E: std::fmt::Display>(metrics: Arc<Metrics>, endpoint: &str, connection: impl Future<Output = Result<(), E>>) {
+    metrics.connections.fetch_add(1, Ordering::Relaxed);
+    metrics.connections_total.fetch_add(1, Ordering::Relaxed);
+    if let Err(e) = connection.await {
+        tracing::debug!("{endpoint} connection ended: {e}");
+    }
+    metrics.connections.fetch_sub(1, Ordering::Relaxed);
+}
+
 /// `/amqp`: AMQP 0-9-1 over WebSocket, relayed to the RabbitMQ behind the gateway.
 async fn amqp_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
     if let Some(refused) = origin_refused(&state, &headers) {
@@ -245,14 +263,7 @@ async fn amqp_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, Stat
     };
     // Clients that name a subprotocol for AMQP get it echoed; most name none.
     let ws = ws.protocols(["amqp", "amqpws"]).max_message_size(state.config.max_frame).read_buffer_size(4096).write_buffer_size(0);
-    ws.on_upgrade(move |socket| async move {
-        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = crate::relay::relay(socket, relay, state.stopping.clone()).await {
-            tracing::debug!("/amqp connection ended: {e}");
-        }
-        state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    })
+    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/amqp", crate::relay::relay(socket, relay, state.stopping.clone())))
 }
 
 async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
@@ -271,472 +282,74 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
     if !proto_ok {
         return (StatusCode::BAD_REQUEST, format!("the WebSocket subprotocol must be {SUBPROTOCOL}\n")).into_response();
     }
-    ws.on_upgrade(move |socket| async move {
-        state.metrics.connections.fetch_add(1, Ordering::Relaxed);
-        state.metrics.connections_total.fetch_add(1, Ordering::Relaxed);
-        if let Err(e) = serve_client(socket, state.clone()).await {
-            tracing::debug!("client connection ended: {e}");
-        }
-        state.metrics.connections.fetch_sub(1, Ordering::Relaxed);
-    })
+    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/gateway", serve_client(socket, state)))
 }
 
-fn message_header(delivery_tag: u64, redelivered: bool, exchange: &str, routing_key: &str, content: &Content) -> MessageHeader {
-    MessageHeader {
-        delivery_tag,
-        redelivered,
-        exchange: exchange.to_owned(),
-        routing_key: routing_key.to_owned(),
-        properties: content.properties.clone(),
-    }
-}
-
-/// The WebSocket message that carries `ev` to the client.
-fn event_message(ev: ServerEvent, metrics: &Metrics) -> Bytes {
-    let (frame, body) = match ev {
-        ServerEvent::Deliver { channel, consumer_tag, delivery } => {
-            metrics.delivered.fetch_add(1, Ordering::Relaxed);
-            // One per message: written from the delivery as it is, without building the frame.
-            return gateway::encode_deliver(channel, &consumer_tag, &delivery);
-        }
-        ServerEvent::Return { channel, returned } => {
-            let m = message_header(0, false, &returned.exchange, &returned.routing_key, &returned.content);
-            (ServerFrame::Return { channel, reply_code: returned.reply_code, reply_text: returned.reply_text, message: m }, returned.content.body.clone())
-        }
-        ServerEvent::Cancel { channel, consumer_tag } => (ServerFrame::Cancel { channel, consumer_tag: consumer_tag.to_string() }, Bytes::new()),
-        ServerEvent::ChannelClosed { channel, error } => (ServerFrame::error(None, Some(channel), &error), Bytes::new()),
-        ServerEvent::ConnectionClosed { error } => (ServerFrame::error(None, None, &error), Bytes::new()),
-        ServerEvent::Ack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: true }, Bytes::new()),
-        ServerEvent::Nack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: false }, Bytes::new()),
-        ServerEvent::Flow { channel, active } => (ServerFrame::Flow { channel, active }, Bytes::new()),
-    };
-    gateway::encode(&frame, &body)
-}
-
-async fn send(out: &mpsc::Sender<Out>, frame: &ServerFrame, body: &[u8]) -> bool {
-    out.send(Out::Frame(gateway::encode(frame, body))).await.is_ok()
-}
-
-async fn close_with(out: &mpsc::Sender<Out>, code: u16, reason: String) {
-    let _ = out.send(Out::close(code, &reason)).await;
-}
-
-/// One client: hello, then requests until the socket closes.
-async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Error> {
+/// One client of `/gateway`: its socket around a [`Session`]. Answers go out in the order of
+/// the requests, each before the next request runs; the session's [`Pump`] runs in a task of
+/// its own.
+async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), ClientError> {
     let (sink, mut stream) = socket.split();
     // Bounded: a client that does not read stops the events pump (bounded memory).
     let (out, out_rx) = mpsc::channel::<Out>(state.config.outbox);
     let writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
-    let metrics = state.metrics.clone();
-
-    // The first frame must be hello.
-    let (vhost, token, hello_id) = loop {
-        match stream.next().await {
-            Some(Ok(Message::Binary(b))) => match gateway::decode_client(&b) {
-                Ok((ClientHeader { id, request: Request::Hello { vhost, token, .. } }, _)) => break (vhost, token, id),
-                Ok(_) => {
-                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    close_with(&out, 1008, "the first frame must be hello".into()).await;
-                    drop(out);
-                    let _ = writer.await;
-                    return Err(Error::Value("no hello".into()));
-                }
-                Err(e) => {
-                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    close_with(&out, 1002, e.to_string()).await;
-                    drop(out);
-                    let _ = writer.await;
-                    return Err(e);
-                }
-            },
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
-            _ => {
-                drop(out);
-                let _ = writer.await;
-                return Ok(());
-            }
-        }
-    };
-    let mut info = state.info.clone();
-    if let Some(v) = vhost {
-        info.virtual_host = v;
-    }
-    let admitted = match &state.config.auth {
-        None => None,
-        Some(auth) => match auth.admit(token.as_deref(), &info.virtual_host) {
-            Ok(a) => Some(a),
-            Err((code, text)) => {
-                state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(code, %text, "refused at hello");
-                let f = ServerFrame::Error { id: Some(hello_id), channel: None, scope: gateway::Scope::Connection, code, name: if code == 429 { "LimitExceeded".into() } else { "AccessRefused".into() }, text: text.clone() };
-                send(&out, &f, b"").await;
-                close_with(&out, 1008, text).await;
-                drop(out);
-                let _ = writer.await;
-                return Err(Error::Value("refused".into()));
-            }
-        },
-    };
-    let backend = match state.transport.establish_connection(&info).await {
-        Ok(b) => b,
-        Err(e) => {
-            send(&out, &ServerFrame::error(Some(hello_id), None, &e), b"").await;
-            close_with(&out, 1011, e.to_string()).await;
-            drop(out);
-            let _ = writer.await;
-            return Err(e);
-        }
-    };
-    let hello = json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL, "max_frame": state.config.max_frame, "batch": true});
-    send(&out, &ServerFrame::Ok { id: hello_id, result: hello }, b"").await;
-
-    let auto_ack = Arc::new(AutoAck::default());
-    // Pump broker events to the client.
-    let pump = {
-        let auto_ack = auto_ack.clone();
-        let backend = backend.clone();
-        let out = out.clone();
-        let metrics = metrics.clone();
-        tokio::spawn(async move {
-            while let Ok(ev) = backend.next_event(None).await {
-                let closed = matches!(ev, ServerEvent::ConnectionClosed { .. });
-                // A delivery to a consumer the client asked for with no_ack: acknowledged
-                // upstream once the client's socket writer has it.
-                let auto = match &ev {
-                    ServerEvent::Deliver { channel, consumer_tag, delivery } => auto_ack.channel_for(*channel, consumer_tag).map(|ch| (ch, delivery.delivery_tag)),
-                    _ => None,
-                };
-                if out.send(Out::Frame(event_message(ev, &metrics))).await.is_err() || closed {
-                    break;
-                }
-                if let Some((ch, tag)) = auto {
-                    let _ = ch.basic_ack(tag, false);
-                }
-            }
-        })
-    };
-
-    let mut session = Session { channels: HashMap::new(), consumers: HashMap::new(), auto_ack: auto_ack.clone() };
+    let mut session = Session::new(state.settings.clone(), state.metrics.clone());
+    let mut pump = None;
     let mut stopping = state.stopping.clone();
-    let result = 'conn: loop {
-        let next = tokio::select! {
+    loop {
+        loop {
+            while let Some(o) = session.poll_transmit() {
+                if out.send(o).await.is_err() {
+                    session.handle_input(Input::Closed);
+                }
+            }
+            if let Some(p) = session.poll_pump() {
+                pump = Some(tokio::spawn(run_pump(p, out.clone())));
+            }
+            if !session.handle_frame().await {
+                break;
+            }
+        }
+        if session.is_ended() {
+            break;
+        }
+        let input = tokio::select! {
             // Frames that already arrived are handled before a shutdown ends the connection.
             biased;
-            m = stream.next() => m,
-            _ = async {
-                while !*stopping.borrow_and_update() {
-                    if stopping.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
-                }
-            } => {
-                close_with(&out, 1001, "kombu-gateway is shutting down".into()).await;
-                break Ok(());
-            }
+            m = stream.next() => match m {
+                Some(Ok(Message::Binary(b))) => Input::Binary(b),
+                Some(Ok(Message::Text(_))) => Input::Text,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Close(_))) | None => Input::Closed,
+                Some(Err(e)) => Input::Failed(e.to_string()),
+            },
+            () = shutting_down(&mut stopping) => Input::Shutdown,
         };
-        let msg = match next {
-            Some(Ok(m)) => m,
-            Some(Err(e)) => break Err(Error::RecoverableConnection(format!("WebSocket error: {e}"))),
-            None => break Ok(()),
-        };
-        let bytes = match msg {
-            Message::Binary(b) => b,
-            Message::Ping(_) | Message::Pong(_) => continue,
-            Message::Close(_) => break Ok(()),
-            Message::Text(_) => {
-                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                close_with(&out, 1003, "text frames are not part of kombu-gateway.v1; send binary frames".into()).await;
-                break Err(Error::Decode("text frame".into()));
-            }
-        };
-        let frames = match gateway::split_batch(&bytes) {
-            Ok(f) => f,
-            Err(e) => {
-                metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!("malformed batch: {e}");
-                close_with(&out, 1002, e.to_string()).await;
-                break Err(e);
-            }
-        };
-        for frame in frames {
-            let (header, body) = match gateway::decode_client(&frame) {
-                Ok(x) => x,
-                Err(e) => {
-                    metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!("malformed frame: {e}");
-                    close_with(&out, 1002, e.to_string()).await;
-                    break 'conn Err(e);
-                }
-            };
-            let started = Instant::now();
-            let id = header.id;
-            let is_close = matches!(header.request, Request::Close);
-            let limits = Limits { max_channels: state.config.max_channels, max_consumers: state.config.max_consumers, max_unacked: state.config.max_unacked };
-            let (chan, answer) = match admitted.as_ref().map(|a| a.0.authorize(&header.request)) {
-                Some(Err(e)) => (request_channel(&header.request), Err(e)),
-                _ => handle(&*backend, &mut session, &limits, header.request, body, &metrics).await,
-            };
-            metrics.observe(started);
-            let ok = match answer {
-                Ok(None) => true,
-                Ok(Some(Answer::Result(result))) => send(&out, &ServerFrame::Ok { id, result }, b"").await,
-                Ok(Some(Answer::Get(frame, body))) => send(&out, &frame.with_id(id), &body).await,
-                Err(e) => {
-                    metrics.errors.fetch_add(1, Ordering::Relaxed);
-                    if let Some(c) = chan {
-                        if matches!(e, Error::Channel { .. }) {
-                            session.auto_ack.forget_channel(c);
-                            session.channels.remove(&c);
-                            metrics.channels.fetch_sub(1, Ordering::Relaxed);
-                            metrics.consumers.fetch_sub(session.consumers.remove(&c).unwrap_or(0) as u64, Ordering::Relaxed);
-                        }
-                    }
-                    send(&out, &ServerFrame::error(Some(id), chan, &e), b"").await
-                }
-            };
-            if !ok || is_close {
-                break 'conn Ok(());
-            }
-        }
-    };
-    // Closing the backend connection returns unacknowledged deliveries to their queues.
-    metrics.channels.fetch_sub(session.channels.len() as u64, Ordering::Relaxed);
-    metrics.consumers.fetch_sub(session.consumers.values().sum::<usize>() as u64, Ordering::Relaxed);
-    let _ = backend.close().await;
-    pump.abort();
+        session.handle_input(input);
+    }
+    let result = session.close().await;
+    if let Some(p) = pump {
+        p.abort();
+    }
     drop(out);
     let _ = writer.await;
     result
 }
 
-enum Answer {
-    Result(Value),
-    Get(Box<GetFrame>, Bytes),
-}
-
-struct GetFrame {
-    channel: u32,
-    message_count: u32,
-    message: MessageHeader,
-}
-
-impl GetFrame {
-    fn with_id(self, id: u64) -> ServerFrame {
-        ServerFrame::GetOk { id, channel: self.channel, message_count: self.message_count, message: self.message }
-    }
-}
-
-/// What one client connection has open.
-struct Session {
-    channels: HashMap<u32, Arc<dyn RawChannel>>,
-    /// Consumers per channel.
-    consumers: HashMap<u32, usize>,
-    auto_ack: Arc<AutoAck>,
-}
-
-struct Limits {
-    max_channels: usize,
-    max_consumers: usize,
-    max_unacked: u16,
-}
-
-/// The consumers a client asked for with `no_ack`: the gateway consumes them with
-/// acknowledgements (so the broker paces them by the prefetch window) and acknowledges each
-/// delivery itself once the client's socket writer has taken it.
-#[derive(Default)]
-struct AutoAck {
-    consumers: std::sync::Mutex<HashMap<(u32, String), Arc<dyn RawChannel>>>,
-    next_tag: AtomicU64,
-}
-
-impl AutoAck {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(u32, String), Arc<dyn RawChannel>>> {
-        self.consumers.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    fn channel_for(&self, channel: u32, consumer_tag: &str) -> Option<Arc<dyn RawChannel>> {
-        let map = self.lock();
-        if map.is_empty() {
-            return None;
+/// Send the broker's events to the client until its socket or the broker connection is gone.
+async fn run_pump(mut pump: Pump, out: mpsc::Sender<Out>) {
+    while let Some((frame, on_sent)) = pump.next().await {
+        if out.send(Out::Frame(frame)).await.is_err() {
+            break;
         }
-        map.get(&(channel, consumer_tag.to_owned())).cloned()
-    }
-
-    fn forget_channel(&self, channel: u32) {
-        self.lock().retain(|(c, _), _| *c != channel);
+        on_sent.sent();
     }
 }
 
-fn request_channel(r: &Request) -> Option<u32> {
-    serde_json::to_value(r).ok().and_then(|v| v.get("channel").and_then(Value::as_u64)).map(|c| c as u32)
-}
-
-fn channel_of(channels: &HashMap<u32, Arc<dyn RawChannel>>, id: u32) -> Result<Arc<dyn RawChannel>, Error> {
-    channels.get(&id).cloned().ok_or_else(|| Error::channel(kombu::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {id} is not open")))
-}
-
-/// Run one request on the backend. Returns the channel it concerned (for error frames) and
-/// the answer (`None`: no answer, as for acks).
-async fn handle(
-    backend: &dyn RawConnection,
-    session: &mut Session,
-    limits: &Limits,
-    request: Request,
-    body: Bytes,
-    metrics: &Metrics,
-) -> (Option<u32>, Result<Option<Answer>, Error>) {
-    let Session { channels, consumers, auto_ack } = session;
-    let unit = |r: Result<(), Error>| r.map(|_| Some(Answer::Result(Value::Null)));
-    match request {
-        Request::Hello { .. } => (None, Err(Error::Value("hello was already received".into()))),
-        Request::ChannelOpen if channels.len() >= limits.max_channels => (None, Err(Error::ChannelLimitExceeded { limit: limits.max_channels })),
-        Request::ChannelOpen => match backend.open_channel().await {
-            Ok(ch) => {
-                if limits.max_unacked > 0 {
-                    let window = BasicQos { prefetch_size: 0, prefetch_count: limits.max_unacked, global: true };
-                    if let Err(e) = ch.basic_qos(window).await {
-                        let _ = ch.close().await;
-                        return (None, Err(e));
-                    }
-                }
-                let id = ch.channel_id();
-                channels.insert(id, ch);
-                metrics.channels.fetch_add(1, Ordering::Relaxed);
-                (Some(id), Ok(Some(Answer::Result(json!({ "channel": id })))))
-            }
-            Err(e) => (None, Err(e)),
-        },
-        Request::Close => (None, Ok(Some(Answer::Result(Value::Null)))),
-        Request::ChannelClose { channel } => {
-            auto_ack.forget_channel(channel);
-            metrics.consumers.fetch_sub(consumers.remove(&channel).unwrap_or(0) as u64, Ordering::Relaxed);
-            let r = match channels.remove(&channel) {
-                Some(ch) => {
-                    metrics.channels.fetch_sub(1, Ordering::Relaxed);
-                    ch.close().await
-                }
-                None => Ok(()),
-            };
-            (Some(channel), unit(r))
-        }
-        other => {
-            let channel = match &other {
-                Request::ExchangeDeclare { channel, .. }
-                | Request::ExchangeDelete { channel, .. }
-                | Request::ExchangeBind { channel, .. }
-                | Request::ExchangeUnbind { channel, .. }
-                | Request::QueueDeclare { channel, .. }
-                | Request::QueueBind { channel, .. }
-                | Request::QueueUnbind { channel, .. }
-                | Request::QueuePurge { channel, .. }
-                | Request::QueueDelete { channel, .. }
-                | Request::BasicPublish { channel, .. }
-                | Request::BasicGet { channel, .. }
-                | Request::BasicConsume { channel, .. }
-                | Request::BasicCancel { channel, .. }
-                | Request::BasicAck { channel, .. }
-                | Request::BasicReject { channel, .. }
-                | Request::BasicNack { channel, .. }
-                | Request::BasicRecover { channel, .. }
-                | Request::BasicQos { channel, .. }
-                | Request::Flow { channel, .. }
-                | Request::ConfirmSelect { channel } => *channel,
-                _ => unreachable!("handled above"),
-            };
-            let ch = match channel_of(channels, channel) {
-                Ok(c) => c,
-                Err(e) => return (Some(channel), Err(e)),
-            };
-            let r = match other {
-                Request::ExchangeDeclare { method, .. } => unit(ch.exchange_declare(&method).await),
-                Request::ExchangeDelete { method, .. } => unit(ch.exchange_delete(&method).await),
-                Request::ExchangeBind { method, .. } => unit(ch.exchange_bind(&method).await),
-                Request::ExchangeUnbind { method, .. } => unit(ch.exchange_unbind(&method).await),
-                Request::QueueDeclare { method, .. } => ch.queue_declare(&method).await.map(|ok| Some(Answer::Result(serde_json::to_value(ok).unwrap_or(Value::Null)))),
-                Request::QueueBind { method, .. } => unit(ch.queue_bind(&method).await),
-                Request::QueueUnbind { method, .. } => unit(ch.queue_unbind(&method).await),
-                Request::QueuePurge { queue, .. } => ch.queue_purge(&queue).await.map(|n| Some(Answer::Result(json!({ "message_count": n })))),
-                Request::QueueDelete { method, .. } => ch.queue_delete(&method).await.map(|n| Some(Answer::Result(json!({ "message_count": n })))),
-                Request::BasicPublish { method, properties, .. } => {
-                    metrics.published.fetch_add(1, Ordering::Relaxed);
-                    metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                    // Like AMQP's basic.publish: no answer unless it fails.
-                    ch.basic_publish(&method, Arc::new(Content { properties, body })).await.map(|_| None)
-                }
-                Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await {
-                    Ok(None) => Ok(Some(Answer::Result(json!({ "empty": true })))),
-                    Ok(Some(g)) => {
-                        metrics.delivered.fetch_add(1, Ordering::Relaxed);
-                        let d = &g.delivery;
-                        let m = message_header(d.delivery_tag, d.redelivered, &d.exchange, &d.routing_key, &d.content);
-                        Ok(Some(Answer::Get(Box::new(GetFrame { channel, message_count: g.message_count, message: m }), d.content.body.clone())))
-                    }
-                    Err(e) => Err(e),
-                },
-                Request::BasicConsume { .. } if consumers.get(&channel).copied().unwrap_or(0) >= limits.max_consumers => {
-                    Err(Error::LimitExceeded(format!("channel {channel} already has its maximum of {} consumers", limits.max_consumers)))
-                }
-                Request::BasicConsume { mut method, .. } => {
-                    let auto = method.no_ack && limits.max_unacked > 0;
-                    if auto {
-                        // Registered before the consume so that no delivery can miss it.
-                        if method.consumer_tag.is_empty() {
-                            method.consumer_tag = format!("amq.ctag-gateway-{}", auto_ack.next_tag.fetch_add(1, Ordering::Relaxed) + 1);
-                        }
-                        method.no_ack = false;
-                        auto_ack.lock().insert((channel, method.consumer_tag.clone()), ch.clone());
-                    }
-                    match ch.basic_consume(&method).await {
-                        Ok(tag) => {
-                            metrics.consumers.fetch_add(1, Ordering::Relaxed);
-                            *consumers.entry(channel).or_default() += 1;
-                            Ok(Some(Answer::Result(json!({ "consumer_tag": tag }))))
-                        }
-                        Err(e) => {
-                            if auto {
-                                auto_ack.lock().remove(&(channel, method.consumer_tag));
-                            }
-                            Err(e)
-                        }
-                    }
-                }
-                Request::BasicCancel { consumer_tag, .. } => {
-                    let r = ch.basic_cancel(&consumer_tag).await;
-                    auto_ack.lock().remove(&(channel, consumer_tag.clone()));
-                    if r.is_ok() {
-                        metrics.consumers.fetch_sub(1, Ordering::Relaxed);
-                        if let Some(n) = consumers.get_mut(&channel) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    unit(r)
-                }
-                Request::BasicAck { delivery_tag, multiple, .. } => {
-                    metrics.acked.fetch_add(1, Ordering::Relaxed);
-                    ch.basic_ack(delivery_tag, multiple).map(|_| None)
-                }
-                Request::BasicReject { delivery_tag, requeue, .. } => {
-                    metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                    ch.basic_reject(delivery_tag, requeue).map(|_| None)
-                }
-                Request::BasicNack { delivery_tag, multiple, requeue, .. } => {
-                    metrics.rejected.fetch_add(1, Ordering::Relaxed);
-                    ch.basic_nack(delivery_tag, multiple, requeue).map(|_| None)
-                }
-                Request::BasicRecover { requeue, .. } => unit(ch.basic_recover(requeue).await),
-                Request::BasicQos { mut qos, .. } => {
-                    // The channel-wide window never exceeds the gateway's unacked limit.
-                    if qos.global && limits.max_unacked > 0 && (qos.prefetch_count == 0 || qos.prefetch_count > limits.max_unacked) {
-                        qos.prefetch_count = limits.max_unacked;
-                    }
-                    unit(ch.basic_qos(qos).await)
-                }
-                Request::Flow { active, .. } => ch.flow(active).await.map(|a| Some(Answer::Result(json!({ "active": a })))),
-                Request::ConfirmSelect { .. } => unit(ch.confirm_select().await),
-                _ => unreachable!("handled above"),
-            };
-            (Some(channel), r)
-        }
+/// Resolves once the server shuts down (never, if its [`Running`] was dropped without).
+pub(crate) async fn shutting_down(stopping: &mut tokio::sync::watch::Receiver<bool>) {
+    if stopping.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
     }
 }
 
