@@ -81,6 +81,16 @@ pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// `s` cut to at most `max` bytes, on a character boundary (WebSocket close reasons, AMQP
+/// short strings).
+pub(crate) fn cut(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
 /// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
 pub fn register_transports() {
     kombu::transport::registry::register("gateway+ws", Arc::new(transports::gateway_client::GatewayTransport));

@@ -26,20 +26,11 @@ pub(crate) enum Out {
 }
 
 impl Out {
-    /// A WebSocket close with `code` and `reason` (cut to what a close frame carries).
+    /// A WebSocket close with `code` and `reason`, cut to 120 bytes (a close frame carries at
+    /// most 123).
     pub(crate) fn close(code: u16, reason: &str) -> Out {
-        Out::Close(Some((code, close_reason(reason))))
+        Out::Close(Some((code, crate::cut(reason, 120).to_owned())))
     }
-}
-
-/// `reason` cut to at most 120 bytes, on a character boundary: a WebSocket close frame carries
-/// at most 123.
-fn close_reason(reason: &str) -> String {
-    let mut end = reason.len().min(120);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
 }
 
 /// A socket a writer sends whole messages on.
@@ -235,9 +226,9 @@ mod tests {
 
     #[test]
     fn close_reasons_are_cut_on_a_character_boundary() {
-        let long = "é".repeat(100);
-        let cut = close_reason(&long);
-        assert!(cut.len() <= 120 && long.starts_with(&cut) && cut.len() == 120);
-        assert_eq!(close_reason("short"), "short");
+        let long = format!("x{}", "é".repeat(100));
+        let Out::Close(Some((1000, cut))) = Out::close(1000, &long) else { panic!() };
+        assert!(cut.len() == 119 && long.starts_with(&cut), "{cut}");
+        assert!(matches!(Out::close(1000, "short"), Out::Close(Some((1000, r))) if r == "short"));
     }
 }
