@@ -84,13 +84,15 @@ impl Args {
     /// defaults.
     ///
     /// # Errors
-    /// [`GatewayError::Config`] when the configuration file or the token file cannot be read
-    /// or parsed, or when only one of the TLS certificate and key is given.
+    /// [`GatewayError::Config`] or [`GatewayError::Tokens`] when the configuration file or the
+    /// token file cannot be read or parsed, [`GatewayError::TlsPair`] when only one of the TLS
+    /// certificate and key is given.
     pub fn config(&self) -> Result<Config, GatewayError> {
         let file: FileConfig = match &self.config {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?;
-                toml::from_str(&text).map_err(|e| GatewayError::Config(p.display().to_string(), e.to_string()))?
+                let refused = |reason: String| GatewayError::Config { path: p.clone(), reason };
+                let text = std::fs::read_to_string(p).map_err(|e| refused(e.to_string()))?;
+                toml::from_str(&text).map_err(|e| refused(e.to_string()))?
             }
             None => FileConfig::default(),
         };
@@ -103,7 +105,7 @@ impl Args {
         let tls = match (self.tls_cert.clone().or(file.tls_cert), self.tls_key.clone().or(file.tls_key)) {
             (Some(c), Some(k)) => Some((c, k)),
             (None, None) => None,
-            _ => return Err(GatewayError::Config("tls".into(), "tls_cert and tls_key go together".into())),
+            _ => return Err(GatewayError::TlsPair),
         };
         Ok(Config {
             tls,

@@ -39,8 +39,27 @@ pub enum GatewayError {
     #[error("cannot listen on {0}: {1}")]
     Listen(std::net::SocketAddr, std::io::Error),
     /// The configuration file could not be read or parsed.
-    #[error("configuration file {0}: {1}")]
-    Config(String, String),
+    #[error("configuration file {}: {reason}", path.display())]
+    Config {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The token file could not be read or parsed.
+    #[error("token file {}: {reason}", path.display())]
+    Tokens {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Only one of the TLS certificate chain and private key was given.
+    #[error("tls: tls_cert and tls_key go together")]
+    TlsPair,
+    /// The TLS certificate chain or private key could not be used.
+    #[error("tls: {0}")]
+    Tls(kombu::Error),
 }
 
 /// Why a client connection (`/gateway` or `/amqp`) ended other than by a close: logged, and

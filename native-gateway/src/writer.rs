@@ -6,10 +6,13 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
 use kombu::transport::carrier::outbox::Outbox;
+use kombu::transport::carrier::Carrier;
 use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
@@ -168,6 +171,56 @@ pub(crate) async fn write_socket(mut socket: impl Socket, mut rx: impl Outgoing,
         }
     }
     socket.close(close.flatten()).await;
+}
+
+/// The carrier of the native transports' client engines (`amqp://`, `gateway+ws://`): what the
+/// engine sends goes to the socket's writer task, whose outbox batches frames and merges acks;
+/// nothing waits here. Clones share the socket.
+#[derive(Clone)]
+pub(crate) struct QueueCarrier {
+    out: mpsc::UnboundedSender<Out>,
+    /// The largest message the writer makes: fixed for a byte stream, or what the gateway
+    /// reads in a batch (0 until it says, [`Carrier::allow_batches`]).
+    limit: Arc<AtomicUsize>,
+    /// The connection, as its errors name it ("the AMQP connection").
+    name: &'static str,
+}
+
+impl QueueCarrier {
+    /// A carrier for `socket` and its writer task: AMQP frames concatenated (`raw_stream`) or
+    /// gateway frames batched, up to `limit` bytes a message.
+    pub(crate) fn spawn(socket: impl Socket + 'static, raw_stream: bool, limit: usize, name: &'static str) -> QueueCarrier {
+        let (out, rx) = mpsc::unbounded_channel();
+        let limit = Arc::new(AtomicUsize::new(limit));
+        let max = limit.clone();
+        tokio::spawn(write_socket(socket, rx, Outbox::new(0, raw_stream), move || max.load(Ordering::Relaxed)));
+        QueueCarrier { out, limit, name }
+    }
+
+    fn push(&self, o: Out) -> kombu::Result<()> {
+        self.out.send(o).map_err(|_| kombu::Error::RecoverableConnection(format!("{} is closed", self.name)))
+    }
+}
+
+impl Carrier for QueueCarrier {
+    fn send(&self, frame: Bytes) -> kombu::Result<()> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        self.push(Out::Frame(frame))
+    }
+    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
+    // socket write is cheap. The writer's outbox merges the acks queued until it runs — those
+    // the application's task sends before it yields — and while the socket is busy.
+    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> kombu::Result<()> {
+        self.push(Out::Ack(channel, frame))
+    }
+    fn allow_batches(&self, max_bytes: usize) {
+        self.limit.store(max_bytes, Ordering::Relaxed);
+    }
+    fn close(&self) {
+        let _ = self.out.send(Out::Close(None));
+    }
 }
 
 #[cfg(test)]

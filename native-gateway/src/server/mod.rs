@@ -138,7 +138,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let info = broker_info(&config.broker)?;
     let transport = transport::registry::lookup(&info.transport).map_err(GatewayError::Broker)?;
     let tls = match &config.tls {
-        Some((cert, key)) => Some(crate::tls::server_config(cert, key).map_err(|e| GatewayError::Config("tls".into(), e.to_string()))?),
+        Some((cert, key)) => Some(crate::tls::server_config(cert, key).map_err(GatewayError::Tls)?),
         None => None,
     };
     let metrics = Arc::new(Metrics::default());

@@ -7,48 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use kombu::proto::methods::ExchangeType;
 use kombu::transport::amqp_client::AmqpClient;
-use kombu::transport::carrier::outbox::Outbox;
 use kombu::transport::carrier::Carrier;
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
 use tokio::io::AsyncReadExt;
-use tokio::sync::mpsc;
 
-use crate::writer::{write_socket, ByteStream, Out};
+use crate::writer::{ByteStream, QueueCarrier};
 
 /// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`, and `amqps://`).
 #[derive(Debug, Default)]
 pub struct AmqpTransport;
-
-struct TcpCarrier {
-    out: mpsc::UnboundedSender<Out>,
-}
-
-impl TcpCarrier {
-    fn push(&self, o: Out) -> Result<()> {
-        self.out.send(o).map_err(|_| Error::RecoverableConnection("the AMQP connection is closed".into()))
-    }
-}
-
-impl Carrier for TcpCarrier {
-    fn send(&self, frame: Bytes) -> Result<()> {
-        if frame.is_empty() {
-            return Ok(());
-        }
-        self.push(Out::Frame(frame))
-    }
-    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
-    // socket write is cheap; the writer's outbox merges the acks queued while the socket is busy.
-    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
-        self.push(Out::Ack(channel, frame))
-    }
-    fn close(&self) {
-        let _ = self.out.send(Out::Close(None));
-    }
-}
 
 #[async_trait::async_trait]
 impl Transport for AmqpTransport {
@@ -70,11 +40,10 @@ impl Transport for AmqpTransport {
             .await
             .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))??;
         let (mut rd, wr) = tokio::io::split(stream);
-        let (out, out_rx) = mpsc::unbounded_channel::<Out>();
-        let closer = out.clone();
-        let client = AmqpClient::new(Box::new(TcpCarrier { out }));
         // What queues up while the socket is busy goes out in one write of up to 256 KiB.
-        tokio::spawn(write_socket(ByteStream(wr), out_rx, Outbox::new(0, true), || 256 * 1024));
+        let carrier = QueueCarrier::spawn(ByteStream(wr), true, 256 * 1024, "the AMQP connection");
+        let closer = carrier.clone();
+        let client = AmqpClient::new(Box::new(carrier));
         // Reader: bytes to the client; with heartbeats, a broker silent for two intervals is gone.
         {
             let client = client.clone();
@@ -109,7 +78,7 @@ impl Transport for AmqpTransport {
             .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))
             .and_then(|r| r);
         if let Err(e) = handshake {
-            let _ = closer.send(Out::Close(None)); // shut the socket: the reader ends with it
+            closer.close(); // shut the socket: the reader ends with it
             return Err(e);
         }
         drop(closer);
