@@ -227,10 +227,13 @@ impl Carrier for QueueCarrier {
 mod tests {
     use super::*;
 
+    /// The messages a socket was sent, and how it was closed (once it was).
+    type Sent = (Vec<Bytes>, Option<Option<(u16, String)>>);
+
     /// A socket that keeps what it is sent, and how it was closed.
     #[derive(Default)]
     struct Kept {
-        sent: std::sync::Arc<std::sync::Mutex<(Vec<Bytes>, Option<Option<(u16, String)>>)>>,
+        sent: Arc<std::sync::Mutex<Sent>>,
     }
 
     impl Socket for Kept {

@@ -7,7 +7,7 @@
 //! credentials. With one, the client logs in with its gateway token as the PLAIN password
 //! (any user name); the relay checks it, logs in upstream with the broker URL's credentials
 //! (the browser never sees them), and checks the virtual host and every method that names an
-//! exchange or a queue against the identity's: [`filter`], which has no socket. This module
+//! exchange or a queue against the identity's: `filter.rs`, which has no socket. This module
 //! is the socket loop around it: one task reads the client's WebSocket, one the broker's
 //! socket, and both hand what they read to the connection's filter.
 

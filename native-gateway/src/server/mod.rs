@@ -1,10 +1,14 @@
-//! The gateway server: `/gateway` (WebSocket, protocol `kombu-gateway.v1`), `/healthz`,
-//! `/metrics`, and the playground.
+//! The gateway server: `/gateway` (WebSocket, protocol `kombu-gateway.v1`), `/amqp` (the
+//! [`crate::relay`]), `/healthz`, `/metrics`, `/api/snapshot` and the playground.
 //!
 //! Each WebSocket connection gets its own backend connection from the core's transport
 //! registry (`memory://` by default), so the broker's semantics apply unchanged: a client
 //! that disconnects has its backend connection closed and its unacknowledged deliveries
 //! return to their queues.
+//!
+//! This module is the listener, the routes and the socket loop of a connection
+//! (`serve_client`); the protocol itself is `session` (a state machine without a socket) and
+//! the counters are [`Metrics`].
 
 use std::collections::HashMap;
 use std::future::Future;

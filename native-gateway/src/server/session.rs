@@ -549,6 +549,7 @@ mod tests {
 
     /// What the session transmitted, read as the client reads it.
     #[derive(Debug, PartialEq)]
+    #[allow(clippy::large_enum_variant)] // a test's frames
     enum Got {
         Frame(ServerFrame, Bytes),
         Close(u16, String),
