@@ -152,8 +152,9 @@ fn anchored(pattern: &str, what: &str, name: &str) -> Result<Regex, String> {
 impl Auth {
     /// Read a token file.
     pub fn load(path: &Path) -> Result<Auth, GatewayError> {
-        let text = std::fs::read_to_string(path).map_err(|e| GatewayError::Config(path.display().to_string(), e.to_string()))?;
-        Self::parse(&text).map_err(|e| GatewayError::Config(path.display().to_string(), e))
+        let refused = |reason: String| GatewayError::Tokens { path: path.to_owned(), reason };
+        let text = std::fs::read_to_string(path).map_err(|e| refused(e.to_string()))?;
+        Self::parse(&text).map_err(refused)
     }
 
     /// Parse a token file's text.
@@ -246,7 +247,7 @@ impl Jwt {
         })?;
         let c = data.claims;
         let connections = {
-            let mut map = self.connections.lock().unwrap_or_else(|p| p.into_inner());
+            let mut map = crate::lock(&self.connections);
             map.retain(|_, n| Arc::strong_count(n) > 1 || n.load(Ordering::SeqCst) > 0);
             map.entry(c.sub.clone()).or_default().clone()
         };

@@ -1,105 +1,290 @@
-//! The WebSocket writer shared by the gateway's server, its AMQP relay and the native
-//! `gateway+ws://` client: one task per socket sends its queue's messages, and binary messages
-//! that queued up while the socket was busy go out together ([`kombu::proto::gateway::gather_batch`]).
+//! The one socket writer of this crate: the gateway server's and the AMQP relay's WebSockets, and
+//! the native `gateway+ws://` and `amqp://` transports' sockets. One task per socket sends what
+//! its queue is given ([`Out`]); what queued up while the socket was busy goes into the core's
+//! [`Outbox`] — the browser carrier's rules: gateway frames batched, AMQP frames concatenated,
+//! in-order acks on a channel merged into the last — and out as one message.
 
 use std::future::Future;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::{Sink, SinkExt};
+use kombu::transport::carrier::outbox::Outbox;
+use kombu::transport::carrier::Carrier;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
+/// What a socket's writer is given.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// A gateway protocol frame, or a piece of an AMQP byte stream.
+    Frame(Bytes),
+    /// An AMQP ack on a channel that covers an ack queued just before it on that channel
+    /// ([`kombu::transport::carrier::Carrier::send_ack`]): the outbox keeps only the last.
+    Ack(u16, Bytes),
+    /// Close the socket after what was queued before (a WebSocket with this code and reason).
+    Close(Option<(u16, String)>),
+}
+
+impl Out {
+    /// A WebSocket close with `code` and `reason`, cut to 120 bytes (a close frame carries at
+    /// most 123).
+    pub(crate) fn close(code: u16, reason: &str) -> Out {
+        Out::Close(Some((code, crate::cut(reason, 120).to_owned())))
+    }
+}
+
+/// A socket a writer sends whole messages on.
+pub(crate) trait Socket: Send {
+    /// Send `message`; false when the socket is gone.
+    fn send(&mut self, message: Bytes) -> impl Future<Output = bool> + Send;
+    /// Close the socket (a WebSocket with `close`'s code and reason).
+    fn close(self, close: Option<(u16, String)>) -> impl Future<Output = ()> + Send;
+}
+
 /// A WebSocket message: axum's on the server side, tungstenite's in the client.
-pub(crate) trait WsMessage: Sized {
-    /// The payload of a binary message.
-    fn binary(&self) -> Option<&Bytes>;
+pub(crate) trait WsMessage: Send {
     /// A binary message.
-    fn from_binary(bytes: Bytes) -> Self;
-    /// A close message (the last one sent).
-    fn is_close(&self) -> bool;
+    fn binary(bytes: Bytes) -> Self;
+    /// A close message.
+    fn close(close: Option<(u16, String)>) -> Self;
 }
 
 impl WsMessage for axum::extract::ws::Message {
-    fn binary(&self) -> Option<&Bytes> {
-        match self {
-            Self::Binary(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn from_binary(bytes: Bytes) -> Self {
+    fn binary(bytes: Bytes) -> Self {
         Self::Binary(bytes)
     }
-    fn is_close(&self) -> bool {
-        matches!(self, Self::Close(_))
+    fn close(close: Option<(u16, String)>) -> Self {
+        Self::Close(close.map(|(code, reason)| axum::extract::ws::CloseFrame { code, reason: reason.into() }))
     }
 }
 
 impl WsMessage for tokio_tungstenite::tungstenite::Message {
-    fn binary(&self) -> Option<&Bytes> {
-        match self {
-            Self::Binary(b) => Some(b),
-            _ => None,
-        }
-    }
-    fn from_binary(bytes: Bytes) -> Self {
+    fn binary(bytes: Bytes) -> Self {
         Self::Binary(bytes)
     }
-    fn is_close(&self) -> bool {
-        matches!(self, Self::Close(_))
+    fn close(close: Option<(u16, String)>) -> Self {
+        use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+        Self::Close(close.map(|(code, reason)| CloseFrame { code: code.into(), reason: reason.into() }))
     }
 }
 
-/// A socket's queue of outgoing messages: bounded (the server, whose producers wait) or not
-/// (the client, whose carrier sends without waiting).
-pub(crate) trait Outgoing<M> {
-    fn recv(&mut self) -> impl Future<Output = Option<M>> + Send;
-    fn try_recv(&mut self) -> Option<M>;
+/// The sending half of a WebSocket.
+pub(crate) struct WebSocket<S, M>(pub(crate) S, PhantomData<fn() -> M>);
+
+impl<S, M> WebSocket<S, M> {
+    pub(crate) fn new(sink: S) -> Self {
+        WebSocket(sink, PhantomData)
+    }
 }
 
-impl<M: Send> Outgoing<M> for mpsc::Receiver<M> {
-    fn recv(&mut self) -> impl Future<Output = Option<M>> + Send {
+impl<M: WsMessage, S: Sink<M> + Unpin + Send> Socket for WebSocket<S, M> {
+    async fn send(&mut self, message: Bytes) -> bool {
+        self.0.send(M::binary(message)).await.is_ok()
+    }
+    async fn close(mut self, close: Option<(u16, String)>) {
+        let _ = self.0.send(M::close(close)).await;
+        let _ = self.0.close().await;
+    }
+}
+
+/// The writing half of a byte stream (TCP or TLS).
+pub(crate) struct ByteStream<W>(pub(crate) W);
+
+impl<W: AsyncWrite + Unpin + Send> Socket for ByteStream<W> {
+    async fn send(&mut self, message: Bytes) -> bool {
+        self.0.write_all(&message).await.is_ok()
+    }
+    async fn close(mut self, _: Option<(u16, String)>) {
+        let _ = self.0.shutdown().await;
+    }
+}
+
+/// A socket's queue: bounded (the server, whose producers wait) or not (the native clients,
+/// whose carriers send without waiting).
+pub(crate) trait Outgoing: Send {
+    fn recv(&mut self) -> impl Future<Output = Option<Out>> + Send;
+    fn try_recv(&mut self) -> Option<Out>;
+}
+
+impl Outgoing for mpsc::Receiver<Out> {
+    fn recv(&mut self) -> impl Future<Output = Option<Out>> + Send {
         mpsc::Receiver::recv(self)
     }
-    fn try_recv(&mut self) -> Option<M> {
+    fn try_recv(&mut self) -> Option<Out> {
         mpsc::Receiver::try_recv(self).ok()
     }
 }
 
-impl<M: Send> Outgoing<M> for mpsc::UnboundedReceiver<M> {
-    fn recv(&mut self) -> impl Future<Output = Option<M>> + Send {
+impl Outgoing for mpsc::UnboundedReceiver<Out> {
+    fn recv(&mut self) -> impl Future<Output = Option<Out>> + Send {
         mpsc::UnboundedReceiver::recv(self)
     }
-    fn try_recv(&mut self) -> Option<M> {
+    fn try_recv(&mut self) -> Option<Out> {
         mpsc::UnboundedReceiver::try_recv(self).ok()
     }
 }
 
-/// Send `rx`'s messages on `sink` until a close (sent last) or the end of the queue. A binary
-/// message takes the binary messages queued behind it along, up to `max()` bytes (0: each goes
-/// alone), joined by `join`: [`kombu::proto::gateway::encode_batch`] for gateway frames, or
-/// [`kombu::proto::gateway::concat`] where the messages are a byte stream (the AMQP relay).
-pub(crate) async fn write_socket<M: WsMessage, S: Sink<M> + Unpin>(mut sink: S, mut rx: impl Outgoing<M>, max: impl Fn() -> usize, join: fn(&[Bytes]) -> Bytes) {
-    let mut held: Option<M> = None;
-    loop {
-        let m = match held.take() {
-            Some(m) => m,
-            None => match rx.recv().await {
-                Some(m) => m,
-                None => break,
-            },
-        };
-        let limit = max();
-        let m = match m.binary().filter(|_| limit > 0).cloned() {
-            Some(first) => {
-                let (batch, next) = kombu::proto::gateway::gather_batch(first, limit, || rx.try_recv(), M::binary, join);
-                held = next;
-                M::from_binary(batch)
+/// Send what `rx` is given on `socket` until a close (sent last) or the end of the queue.
+/// What queued up while the socket was busy goes into `outbox` (a batch of gateway frames, or
+/// an AMQP byte stream) and out as one message, up to `limit()` bytes (0: each frame alone);
+/// acks are merged by its rules and never held: nothing waits for more to merge.
+pub(crate) async fn write_socket(mut socket: impl Socket, mut rx: impl Outgoing, mut outbox: Outbox, limit: impl Fn() -> usize + Send) {
+    // Messages the outbox made (full batches), to send before what it still holds.
+    let mut ready = Vec::new();
+    let mut close = None;
+    'socket: loop {
+        outbox.limit = limit();
+        let first = if outbox.is_empty() { rx.recv().await } else { rx.try_recv() };
+        let mut next = first;
+        let ended = next.is_none() && outbox.is_empty();
+        while let Some(o) = next.take() {
+            let keep = |m| {
+                ready.push(m);
+                Ok(())
+            };
+            // The outbox's `send` only keeps the message: it cannot fail.
+            let _ = match o {
+                Out::Frame(frame) => outbox.push(frame, keep),
+                Out::Ack(channel, frame) => outbox.push_ack(channel, frame, 0, keep),
+                Out::Close(c) => {
+                    close = Some(c);
+                    break;
+                }
+            };
+            if ready.is_empty() {
+                next = rx.try_recv();
             }
-            None => m,
-        };
-        let closing = m.is_close();
-        if sink.send(m).await.is_err() || closing {
+        }
+        if ready.is_empty() || close.is_some() {
+            ready.extend(outbox.take_all());
+        }
+        for m in ready.drain(..) {
+            if !socket.send(m).await {
+                break 'socket;
+            }
+        }
+        if close.is_some() || ended {
             break;
         }
     }
-    let _ = sink.close().await;
+    socket.close(close.flatten()).await;
+}
+
+/// The carrier of the native transports' client engines (`amqp://`, `gateway+ws://`): what the
+/// engine sends goes to the socket's writer task, whose outbox batches frames and merges acks;
+/// nothing waits here. Clones share the socket.
+#[derive(Clone)]
+pub(crate) struct QueueCarrier {
+    out: mpsc::UnboundedSender<Out>,
+    /// The largest message the writer makes: fixed for a byte stream, or what the gateway
+    /// reads in a batch (0 until it says, [`Carrier::allow_batches`]).
+    limit: Arc<AtomicUsize>,
+    /// The connection, as its errors name it ("the AMQP connection").
+    name: &'static str,
+}
+
+impl QueueCarrier {
+    /// A carrier for `socket` and its writer task: AMQP frames concatenated (`raw_stream`) or
+    /// gateway frames batched, up to `limit` bytes a message.
+    pub(crate) fn spawn(socket: impl Socket + 'static, raw_stream: bool, limit: usize, name: &'static str) -> QueueCarrier {
+        let (out, rx) = mpsc::unbounded_channel();
+        let limit = Arc::new(AtomicUsize::new(limit));
+        let max = limit.clone();
+        tokio::spawn(write_socket(socket, rx, Outbox::new(0, raw_stream), move || max.load(Ordering::Relaxed)));
+        QueueCarrier { out, limit, name }
+    }
+
+    fn push(&self, o: Out) -> kombu::Result<()> {
+        self.out.send(o).map_err(|_| kombu::Error::RecoverableConnection(format!("{} is closed", self.name)))
+    }
+}
+
+impl Carrier for QueueCarrier {
+    fn send(&self, frame: Bytes) -> kombu::Result<()> {
+        if frame.is_empty() {
+            return Ok(());
+        }
+        self.push(Out::Frame(frame))
+    }
+    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
+    // socket write is cheap. The writer's outbox merges the acks queued until it runs — those
+    // the application's task sends before it yields — and while the socket is busy.
+    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> kombu::Result<()> {
+        self.push(Out::Ack(channel, frame))
+    }
+    fn allow_batches(&self, max_bytes: usize) {
+        self.limit.store(max_bytes, Ordering::Relaxed);
+    }
+    fn close(&self) {
+        let _ = self.out.send(Out::Close(None));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The messages a socket was sent, and how it was closed (once it was).
+    type Sent = (Vec<Bytes>, Option<Option<(u16, String)>>);
+
+    /// A socket that keeps what it is sent, and how it was closed.
+    #[derive(Default)]
+    struct Kept {
+        sent: Arc<std::sync::Mutex<Sent>>,
+    }
+
+    impl Socket for Kept {
+        async fn send(&mut self, message: Bytes) -> bool {
+            self.sent.lock().unwrap().0.push(message);
+            true
+        }
+        async fn close(self, close: Option<(u16, String)>) {
+            self.sent.lock().unwrap().1 = Some(close);
+        }
+    }
+
+    fn frame(s: &'static str) -> Bytes {
+        Bytes::from_static(s.as_bytes())
+    }
+
+    #[tokio::test]
+    async fn what_queued_up_goes_out_as_one_message_with_acks_merged_then_the_close() {
+        let socket = Kept::default();
+        let sent = socket.sent.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        for o in [Out::Frame(frame("pub;")), Out::Ack(1, frame("ack1;")), Out::Ack(1, frame("ack2;")), Out::Ack(2, frame("ch2;")), Out::close(1000, "bye")] {
+            tx.send(o).unwrap();
+        }
+        write_socket(socket, rx, Outbox::new(0, true), || 1 << 16).await;
+        let (messages, close) = std::mem::take(&mut *sent.lock().unwrap());
+        assert_eq!(messages, [frame("pub;ack2;ch2;")]);
+        assert_eq!(close, Some(Some((1000, "bye".into()))));
+    }
+
+    #[tokio::test]
+    async fn a_full_batch_goes_before_the_rest_and_the_end_of_the_queue_closes() {
+        let socket = Kept::default();
+        let sent = socket.sent.clone();
+        let (tx, rx) = mpsc::unbounded_channel();
+        for f in ["aaaa", "bbbb", "cccc"] {
+            tx.send(Out::Frame(frame(f))).unwrap();
+        }
+        drop(tx);
+        // Each frame counts 4 bytes more (its length in a batch): two fill 16 bytes.
+        write_socket(socket, rx, Outbox::new(0, true), || 16).await;
+        let (messages, close) = std::mem::take(&mut *sent.lock().unwrap());
+        assert_eq!(messages, [frame("aaaabbbb"), frame("cccc")]);
+        assert_eq!(close, Some(None));
+    }
+
+    #[test]
+    fn close_reasons_are_cut_on_a_character_boundary() {
+        let long = format!("x{}", "é".repeat(100));
+        let Out::Close(Some((1000, cut))) = Out::close(1000, &long) else { panic!() };
+        assert!(cut.len() == 119 && long.starts_with(&cut), "{cut}");
+        assert!(matches!(Out::close(1000, "short"), Out::Close(Some((1000, r))) if r == "short"));
+    }
 }

@@ -118,3 +118,29 @@ async fn amqps_to_rabbitmq() {
     kombu::Exchange::direct(&queue).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
     conn.release().await.unwrap();
 }
+
+// `--broker amqps://...`: the gateway reads the URL as `kombu::Connection` does, so it speaks
+// TLS to the broker (it used to connect in plain text), trusting the CA the URL names.
+#[tokio::test]
+async fn the_gateway_fronts_an_amqps_broker_over_tls() {
+    let c = certs();
+    let Some(port) = tls_proxy_to_rabbitmq(&c).await else {
+        eprintln!("RabbitMQ is not running on 127.0.0.1:5672; skipping");
+        return;
+    };
+    kombu_gateway::register_transports();
+    let broker = format!("amqps://guest:guest@localhost:{port}//?ssl_ca_certs={}", c.cert.display());
+    let g = server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), broker, ..Config::default() }).await.unwrap();
+    let queue = format!("kombu-wasm-test.gateway-amqps.{}", kombu::uuid());
+    let conn = Connection::new(&format!("gateway+ws://{}/gateway", g.addr)).unwrap();
+    let q = conn.simple_queue(&queue).await.unwrap();
+    q.put(json!({"through": "the gateway, over tls"}), PublishOptions::new()).await.unwrap();
+    let m = q.get(true, SECOND).await.unwrap();
+    assert_eq!(m.payload_as::<serde_json::Value>().unwrap(), json!({"through": "the gateway, over tls"}));
+    m.ack().unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    kombu::Queue::new(&queue).bind(&ch).delete(false, false).await.unwrap();
+    kombu::Exchange::direct(&queue).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
+    conn.release().await.unwrap();
+    g.shutdown().await;
+}

@@ -80,6 +80,36 @@ pub enum Request {
     Close,
 }
 
+impl Request {
+    /// The channel the request concerns (`None` for `hello`, `channel.open` and `close`).
+    pub fn channel(&self) -> Option<u32> {
+        match self {
+            Request::Hello { .. } | Request::ChannelOpen | Request::Close => None,
+            Request::ChannelClose { channel }
+            | Request::ExchangeDeclare { channel, .. }
+            | Request::ExchangeDelete { channel, .. }
+            | Request::ExchangeBind { channel, .. }
+            | Request::ExchangeUnbind { channel, .. }
+            | Request::QueueDeclare { channel, .. }
+            | Request::QueueBind { channel, .. }
+            | Request::QueueUnbind { channel, .. }
+            | Request::QueuePurge { channel, .. }
+            | Request::QueueDelete { channel, .. }
+            | Request::BasicPublish { channel, .. }
+            | Request::BasicGet { channel, .. }
+            | Request::BasicConsume { channel, .. }
+            | Request::BasicCancel { channel, .. }
+            | Request::BasicAck { channel, .. }
+            | Request::BasicReject { channel, .. }
+            | Request::BasicNack { channel, .. }
+            | Request::BasicRecover { channel, .. }
+            | Request::BasicQos { channel, .. }
+            | Request::Flow { channel, .. }
+            | Request::ConfirmSelect { channel } => Some(*channel),
+        }
+    }
+}
+
 /// A client frame's header: the request and its id.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ClientHeader {
@@ -279,38 +309,8 @@ pub fn encode_batch(frames: &[Bytes]) -> Bytes {
     out.freeze()
 }
 
-/// Batch `first` with the frames already queued behind it, up to `max` bytes: the writer of
-/// a socket calls it with its queue's non-blocking receive. `binary` gives a queued
-/// message's frame when it is one; the first message that is not a frame, or does not fit,
-/// is returned to be sent next. `join` makes the message: [`encode_batch`] for gateway
-/// frames, or plain concatenation where the messages are a byte stream (the AMQP relay).
-pub fn gather_batch<M>(
-    first: Bytes,
-    max: usize,
-    mut try_next: impl FnMut() -> Option<M>,
-    binary: impl Fn(&M) -> Option<&Bytes>,
-    join: fn(&[Bytes]) -> Bytes,
-) -> (Bytes, Option<M>) {
-    let mut size = first.len();
-    let mut frames = vec![first];
-    let mut held = None;
-    while size < max {
-        let Some(m) = try_next() else { break };
-        match binary(&m) {
-            Some(f) if size + 4 + f.len() <= max => {
-                size += 4 + f.len();
-                frames.push(f.clone());
-            }
-            _ => {
-                held = Some(m);
-                break;
-            }
-        }
-    }
-    (join(&frames), held)
-}
-
-/// Concatenate byte-stream chunks (a `join` for [`gather_batch`]).
+/// Concatenate byte-stream chunks (AMQP frames sent as one WebSocket message; one chunk is
+/// returned as it is).
 pub fn concat(chunks: &[Bytes]) -> Bytes {
     match chunks {
         [one] => one.clone(),

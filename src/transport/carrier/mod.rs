@@ -5,9 +5,8 @@
 //! pushed events ([`EventQueue`]), and the `outbox`'s batching and ack-holding rules.
 //!
 //! The carriers themselves do the IO: the browser's WebSocket (`transport::websocket`, wasm32) here, tokio
-//! TCP/TLS and tokio-tungstenite in `kombu-gateway`.
+//! TCP/TLS and tokio-tungstenite in `kombu-gateway`. All of them drive an [`outbox::Outbox`].
 
-#[cfg(any(test, all(target_arch = "wasm32", feature = "websocket")))]
 pub mod outbox;
 
 use std::collections::VecDeque;

@@ -1,11 +1,15 @@
-//! The frames a WebSocket carrier holds back to send together ([`super::websocket`]), as plain
-//! data: no socket, no timer (the carrier supplies both), so that the rules are tested natively.
+//! The frames a carrier holds back to send together, as plain data: no socket, no timer (the
+//! carrier supplies both), so that the rules are tested natively. Every carrier drives one: the
+//! browser's WebSocket carrier (`transport::websocket`) holds frames until the event loop turns
+//! and a lone ack up to [`ACK_HOLD_MS`]; the native ones in `kombu-gateway` (tokio TCP/TLS for
+//! `amqp://`, tokio-tungstenite for `gateway+ws://`, and the gateway server's own sockets) put
+//! in it what queued up while their socket was busy, and hold nothing longer.
 //!
 //! A WebSocket message costs the browser far more than its bytes (a `send` is an IPC to the
 //! network service, which then wakes the server), so a carrier sends few, larger messages:
 //! - frames queued in one go share a message (a batch of gateway frames, or concatenated
 //!   AMQP frames), up to the size the server reads;
-//! - acks of the oldest delivery the broker waits for ([`super::gateway::Carrier::send_ack`])
+//! - acks of the oldest delivery the broker waits for ([`super::Carrier::send_ack`])
 //!   merge: the last one held replaces the one before it;
 //! - such an ack, alone in the outbox, may wait a moment for more to merge into it
 //!   ([`Outbox::holding`]) while it covers fewer deliveries than the carrier was told it may
@@ -77,7 +81,7 @@ impl Outbox {
     }
 
     /// Queue `frame`, an ack of the oldest delivery the broker waits for on `channel`, which
-    /// covers an ack queued this way just before it ([`super::gateway::Carrier::send_ack`]):
+    /// covers an ack queued this way just before it ([`super::Carrier::send_ack`]):
     /// that one is replaced. The ack may be held back while it covers fewer than `hold` acks.
     pub fn push_ack(&mut self, channel: u16, frame: Bytes, hold: u32, send: impl FnMut(Bytes) -> Result<()>) -> Result<()> {
         if let (Some(ack), Some(last)) = (self.ack.as_mut(), self.frames.last_mut()) {
@@ -116,7 +120,7 @@ impl Outbox {
     }
 
     fn message(&mut self) -> Bytes {
-        let message = if self.raw_stream { self.frames.concat().into() } else { crate::proto::gateway::encode_batch(&self.frames) };
+        let message = if self.raw_stream { crate::proto::gateway::concat(&self.frames) } else { crate::proto::gateway::encode_batch(&self.frames) };
         self.frames.clear();
         self.ack = None;
         self.bytes = 0;

@@ -7,94 +7,18 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
-use kombu::transport::amqp_client::AmqpClient;
 use kombu::proto::methods::ExchangeType;
+use kombu::transport::amqp_client::AmqpClient;
 use kombu::transport::carrier::Carrier;
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::mpsc;
+use tokio::io::AsyncReadExt;
+
+use crate::writer::{ByteStream, QueueCarrier};
 
 /// The `amqp` transport (also reached as `pyamqp://` and `librabbitmq://`, and `amqps://`).
 #[derive(Debug, Default)]
 pub struct AmqpTransport;
-
-/// What the socket writer is given.
-enum Out {
-    Frame(Bytes),
-    /// An ack that a later one on the same channel covers ([`Carrier::send_ack`]).
-    Ack(u16, Bytes),
-    /// Shut the socket down.
-    Close,
-}
-
-struct TcpCarrier {
-    out: mpsc::UnboundedSender<Out>,
-}
-
-impl TcpCarrier {
-    fn push(&self, o: Out) -> Result<()> {
-        self.out.send(o).map_err(|_| Error::RecoverableConnection("the AMQP connection is closed".into()))
-    }
-}
-
-impl Carrier for TcpCarrier {
-    fn send(&self, frame: Bytes) -> Result<()> {
-        if frame.is_empty() {
-            return Ok(());
-        }
-        self.push(Out::Frame(frame))
-    }
-    // Not held for more acks to merge (`_hold`, what the browser's carrier does): a native
-    // socket write is cheap; the writer merges the acks queued while the socket is busy.
-    fn send_ack(&self, channel: u16, frame: Bytes, _hold: u32) -> Result<()> {
-        self.push(Out::Ack(channel, frame))
-    }
-    fn close(&self) {
-        let _ = self.out.send(Out::Close);
-    }
-}
-
-/// Write what the client sends, coalescing what queued up while the socket was busy; of
-/// acks queued one after the other on a channel, only the last goes out (it covers the rest).
-async fn write_loop(mut wr: impl tokio::io::AsyncWrite + Unpin, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut chunk = BytesMut::new();
-    'socket: while let Some(first) = rx.recv().await {
-        chunk.clear();
-        // The channel and offset of the ack that ends `chunk`.
-        let mut last_ack: Option<(u16, usize)> = None;
-        let mut next = Some(first);
-        while let Some(o) = next.take() {
-            match o {
-                Out::Close => {
-                    let _ = wr.write_all(&chunk).await;
-                    break 'socket;
-                }
-                Out::Frame(b) => {
-                    chunk.extend_from_slice(&b);
-                    last_ack = None;
-                }
-                Out::Ack(ch, b) => {
-                    if let Some((c, at)) = last_ack {
-                        if c == ch {
-                            chunk.truncate(at);
-                        }
-                    }
-                    last_ack = Some((ch, chunk.len()));
-                    chunk.extend_from_slice(&b);
-                }
-            }
-            if chunk.len() < 256 * 1024 {
-                next = rx.try_recv().ok();
-            }
-        }
-        if wr.write_all(&chunk).await.is_err() {
-            break;
-        }
-    }
-    let _ = wr.shutdown().await;
-}
 
 #[async_trait::async_trait]
 impl Transport for AmqpTransport {
@@ -116,10 +40,10 @@ impl Transport for AmqpTransport {
             .await
             .map_err(|_| Error::RecoverableConnection(format!("timed out connecting to {addr}")))??;
         let (mut rd, wr) = tokio::io::split(stream);
-        let (out, out_rx) = mpsc::unbounded_channel::<Out>();
-        let closer = out.clone();
-        let client = AmqpClient::new(Box::new(TcpCarrier { out }));
-        tokio::spawn(write_loop(wr, out_rx));
+        // What queues up while the socket is busy goes out in one write of up to 256 KiB.
+        let carrier = QueueCarrier::spawn(ByteStream(wr), true, 256 * 1024, "the AMQP connection");
+        let closer = carrier.clone();
+        let client = AmqpClient::new(Box::new(carrier));
         // Reader: bytes to the client; with heartbeats, a broker silent for two intervals is gone.
         {
             let client = client.clone();
@@ -154,7 +78,7 @@ impl Transport for AmqpTransport {
             .map_err(|_| Error::RecoverableConnection(format!("timed out in the AMQP handshake with {addr}")))
             .and_then(|r| r);
         if let Err(e) = handshake {
-            let _ = closer.send(Out::Close); // shut the socket: the reader ends with it
+            closer.close(); // shut the socket: the reader ends with it
             return Err(e);
         }
         drop(closer);

@@ -1,0 +1,183 @@
+//! The `/amqp` endpoint: AMQP 0-9-1 over WebSocket, relayed to the RabbitMQ the gateway
+//! fronts (`--broker amqp://...`). Binary WebSocket messages carry the raw AMQP byte stream
+//! both ways, so any AMQP-over-WebSocket client works through it (e.g. the npm package
+//! `@cloudamqp/amqp-client`).
+//!
+//! Without a token file the relay is transparent: the client logs in to RabbitMQ with its own
+//! credentials. With one, the client logs in with its gateway token as the PLAIN password
+//! (any user name); the relay checks it, logs in upstream with the broker URL's credentials
+//! (the browser never sees them), and checks the virtual host and every method that names an
+//! exchange or a queue against the identity's: `filter.rs`, which has no socket. This module
+//! is the socket loop around it: one task reads the client's WebSocket, one the broker's
+//! socket, and both hand what they read to the connection's filter.
+
+mod filter;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::ws::{Message, WebSocket};
+use bytes::BytesMut;
+use futures::stream::SplitStream;
+use futures::StreamExt;
+use kombu::transport::carrier::outbox::Outbox;
+use kombu::transport::ConnectInfo;
+use kombu::Error;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{mpsc, Notify};
+
+use crate::auth::Auth;
+use crate::writer::{self, write_socket, Out};
+use crate::{lock, ClientError};
+use filter::{Filter, Forward, Verdict};
+
+/// What the relay needs from the server.
+pub struct RelayConfig {
+    /// The upstream broker (an `amqp://` or `amqps://` URL's parts).
+    pub upstream: ConnectInfo,
+    /// Identities, when the gateway has a token file.
+    pub auth: Option<Arc<Auth>>,
+    /// Largest AMQP frame accepted from either side.
+    pub frame_max: u32,
+}
+
+/// How long the client's frames on a channel the relay closed may wait for the broker to
+/// confirm the close.
+const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(10);
+
+/// Relay one WebSocket connection until either side ends it.
+/// Ends (closing both sides) when `stopping` turns true.
+///
+/// # Errors
+/// How the connection ended when not by a close: the broker unreachable or failing, a refused
+/// login, malformed or text input.
+pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), ClientError> {
+    let (ws_tx, ws_rx) = socket.split();
+    let (to_client, to_client_rx) = mpsc::channel::<Out>(64);
+    // A byte stream: what queues up while the socket is busy goes out as one message (a
+    // browser pays per message received).
+    let writer = tokio::spawn(write_socket(writer::WebSocket::new(ws_tx), to_client_rx, Outbox::new(0, true), || kombu::proto::gateway::BATCH_BYTES));
+    let info = &cfg.upstream;
+    let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
+    let result = match crate::tls::connect(info, port, info.ssl).await {
+        Ok(upstream) => {
+            let (up_rd, mut up_wr) = tokio::io::split(upstream);
+            let filter = Arc::new(Mutex::new(Filter::new(&cfg)));
+            // Signalled when the broker confirms closing a channel the relay closed.
+            let broker_closed = Arc::new(Notify::new());
+            let from_broker = tokio::spawn(broker_to_client(up_rd, filter.clone(), broker_closed.clone(), to_client.clone()));
+            let result = client_to_broker(ws_rx, &mut up_wr, &filter, &broker_closed, &to_client, &mut stopping).await;
+            let _ = up_wr.shutdown().await;
+            let _ = from_broker.await;
+            result
+        }
+        Err(e) => {
+            let _ = to_client.send(Out::close(1011, &format!("cannot reach the broker: {e}"))).await;
+            Err(ClientError::Broker(e))
+        }
+    };
+    drop(to_client);
+    let _ = writer.await;
+    result
+}
+
+/// Client -> broker, through the filter, until the client's socket ends, the filter closes
+/// it, or the server shuts down.
+async fn client_to_broker(
+    mut ws_rx: SplitStream<WebSocket>,
+    up_wr: &mut (impl AsyncWrite + Unpin),
+    filter: &Mutex<Filter>,
+    broker_closed: &Notify,
+    to_client: &mpsc::Sender<Out>,
+    stopping: &mut tokio::sync::watch::Receiver<bool>,
+) -> Result<(), ClientError> {
+    let mut buf = BytesMut::new();
+    let mut verdicts = Vec::new();
+    loop {
+        let next = tokio::select! {
+            biased;
+            m = ws_rx.next() => m,
+            () = crate::server::shutting_down(stopping) => {
+                let _ = to_client.send(Out::close(1001, "kombu-gateway is shutting down")).await;
+                return Ok(());
+            }
+        };
+        match next {
+            Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
+            Some(Ok(Message::Text(_))) => {
+                let _ = to_client.send(Out::close(1003, "AMQP over WebSocket uses binary messages")).await;
+                return Err(ClientError::TextMessage);
+            }
+        }
+        loop {
+            lock(filter).handle_client(&mut buf, &mut verdicts);
+            let mut held = None;
+            for v in verdicts.drain(..) {
+                match v {
+                    Verdict::ToBroker(frames) => {
+                        if let Err(e) = up_wr.write_all(&frames).await {
+                            let _ = to_client.send(Out::close(1011, &format!("broker connection failed: {e}"))).await;
+                            return Err(ClientError::Broker(Error::RecoverableConnection(e.to_string())));
+                        }
+                    }
+                    Verdict::ToClient(frames) => {
+                        let _ = to_client.send(Out::Frame(frames)).await;
+                    }
+                    Verdict::Close(c) => {
+                        let _ = to_client.send(Out::close(c.code, &c.reason)).await;
+                        return Err(c.error);
+                    }
+                    Verdict::Hold(channel) => held = Some(channel),
+                }
+            }
+            let Some(channel) = held else { break };
+            let confirmed = tokio::time::timeout(BROKER_CLOSE_WAIT, async {
+                loop {
+                    let notified = broker_closed.notified();
+                    if !lock(filter).broker_closing(channel) {
+                        break;
+                    }
+                    notified.await;
+                }
+            })
+            .await;
+            if confirmed.is_err() {
+                let text = format!("the broker did not confirm closing channel {channel}");
+                let _ = to_client.send(Out::close(1011, &text)).await;
+                return Err(ClientError::Broker(Error::RecoverableConnection(text)));
+            }
+        }
+    }
+}
+
+/// Broker -> client, through the filter, until the broker's socket ends.
+async fn broker_to_client(mut up_rd: impl AsyncRead + Unpin, filter: Arc<Mutex<Filter>>, broker_closed: Arc<Notify>, to_client: mpsc::Sender<Out>) {
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let reason = loop {
+        match up_rd.read_buf(&mut buf).await {
+            Ok(0) => break "the broker closed the connection".to_owned(),
+            Ok(_) => {}
+            Err(e) => break format!("broker connection failed: {e}"),
+        }
+        let forward = lock(&filter).handle_broker(&mut buf);
+        match forward {
+            Ok(Forward { frames, confirmed }) => {
+                if confirmed {
+                    broker_closed.notify_waiters();
+                }
+                if let Some(frames) = frames {
+                    if to_client.send(Out::Frame(frames)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(c) => {
+                let _ = to_client.send(Out::close(c.code, &c.reason)).await;
+                return;
+            }
+        }
+    };
+    let _ = to_client.send(Out::close(1000, &reason)).await;
+}
