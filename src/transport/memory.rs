@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::rt::{self, Duration, Instant};
 use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, ExchangeBind, ExchangeDeclare, ExchangeDelete,
-    ExchangeType, GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
+    GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
 };
 
 #[derive(Debug)]
@@ -138,11 +138,7 @@ impl Transport for MemoryTransport {
     }
 
     fn implements(&self) -> Implements {
-        Implements {
-            asynchronous: true,
-            exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers],
-            heartbeats: false,
-        }
+        Implements::all_exchange_types(false)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
