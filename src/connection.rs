@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::channel::{Channel, ChannelInner};
-use crate::entity::Queue;
 use crate::rt::lock;
 use crate::error::{Error, ReplyCode, Result};
 use crate::message::Message;
@@ -407,16 +406,6 @@ impl Connection {
         self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
     }
 
-    /// A pool of connections like this one (Kombu's `Connection.Pool(limit)`).
-    pub fn pool(&self, limit: Option<usize>) -> crate::pools::ConnectionPool {
-        crate::pools::ConnectionPool::for_connection(self, limit)
-    }
-
-    /// A pool of channels of this connection (Kombu's `Connection.ChannelPool(limit)`).
-    pub fn channel_pool(&self, limit: Option<usize>) -> crate::pools::ChannelPool {
-        crate::pools::ChannelPool::for_channels(self, limit)
-    }
-
     /// A new channel.
     pub async fn channel(&self) -> Result<Channel> {
         let ch = Channel::new(self, false);
@@ -585,26 +574,6 @@ impl Connection {
     /// The declaration cache key set (Kombu's `declared_entities`), cleared on reconnect.
     pub(crate) fn declared(&self) -> MutexGuard<'_, HashSet<u64>> {
         lock(&self.inner.declared)
-    }
-
-    /// A [`crate::Producer`] on the default channel.
-    pub async fn producer(&self) -> Result<crate::Producer> {
-        Ok(crate::Producer::new(&self.default_channel().await?))
-    }
-
-    /// A [`crate::Consumer`] on the default channel.
-    pub async fn consumer(&self, queues: Vec<Queue>) -> Result<crate::Consumer> {
-        Ok(crate::Consumer::new(&self.default_channel().await?, queues))
-    }
-
-    /// A [`crate::SimpleQueue`] named `name` on a new channel.
-    pub async fn simple_queue(&self, name: &str) -> Result<crate::SimpleQueue> {
-        crate::SimpleQueue::new(self, name, crate::simple::SimpleOptions::default()).await
-    }
-
-    /// A SimpleBuffer ([`crate::SimpleQueue`] without acks) named `name` on a new channel.
-    pub async fn simple_buffer(&self, name: &str) -> Result<crate::SimpleQueue> {
-        crate::SimpleQueue::buffer(self, name, crate::simple::SimpleOptions::default()).await
     }
 
     /// Record `raw` as the channel `id` of the current transport, opened for `channel`.

@@ -82,6 +82,13 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+impl Connection {
+    /// A [`Consumer`] of `queues` on the default channel (Kombu's `Connection.Consumer()`).
+    pub async fn consumer(&self, queues: Vec<Queue>) -> Result<Consumer> {
+        Ok(Consumer::new(&self.default_channel().await?, queues))
+    }
+}
+
 impl Consumer {
     /// A consumer of `queues` on `channel`. Nothing happens until [`Consumer::consume`].
     pub fn new(channel: &Channel, queues: Vec<Queue>) -> Self {
@@ -208,7 +215,7 @@ impl Consumer {
     }
 
     async fn basic_consume(&self, q: &Queue, no_ack: bool, redeclare: bool) -> Result<()> {
-        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::common::uuid());
+        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::rt::uuid());
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let callback: DeliveryCallback = Arc::new(move |m: Message| match weak.upgrade() {
             Some(inner) => receive(&inner, m),

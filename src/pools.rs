@@ -135,6 +135,18 @@ impl Factory<Producer> for ProducerFactory {
     }
 }
 
+impl Connection {
+    /// A pool of connections like this one (Kombu's `Connection.Pool(limit)`).
+    pub fn pool(&self, limit: Option<usize>) -> ConnectionPool {
+        ConnectionPool::for_connection(self, limit)
+    }
+
+    /// A pool of channels of this connection (Kombu's `Connection.ChannelPool(limit)`).
+    pub fn channel_pool(&self, limit: Option<usize>) -> ChannelPool {
+        ChannelPool::for_channels(self, limit)
+    }
+}
+
 impl ConnectionPool {
     /// Connections like `conn` (Kombu's `Connection.Pool(limit)`).
     pub fn for_connection(conn: &Connection, limit: Option<usize>) -> Self {

@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::common::{maybe_declare, Entity};
 use crate::compression;
+use crate::channel::bound::maybe_declare;
 use crate::channel::{Channel, ReturnCallback};
 use crate::connection::Connection;
-use crate::entity::{Exchange, Queue};
+use crate::entity::{Entity, Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::payload::Payload;
 use crate::properties::{DeliveryMode, Properties};
@@ -246,6 +246,13 @@ pub fn prepare_body(
     Ok(PreparedBody { body, content_type, content_encoding, headers })
 }
 
+impl Connection {
+    /// A [`Producer`] on the default channel (Kombu's `Connection.Producer()`).
+    pub async fn producer(&self) -> Result<Producer> {
+        Ok(Producer::new(&self.default_channel().await?))
+    }
+}
+
 /// Publishes messages to an exchange (Kombu's `kombu.Producer`).
 ///
 /// Defaults: the default exchange, routing key `""`, the registry's default serializer
@@ -441,8 +448,7 @@ impl Producer {
                 for e in declare {
                     maybe_declare(e, &self.channel, declare_policy).await?;
                 }
-                let raw = self.channel.raw().await?;
-                raw.basic_publish(method, content).await.map_err(|e| self.channel.note_error(e))
+                self.channel.with_raw(|raw| async move { raw.basic_publish(method, content).await }).await
             }
         };
         if retry {

@@ -47,6 +47,20 @@ pub struct SimpleQueue {
     buffer: bool,
 }
 
+impl Connection {
+    /// A [`SimpleQueue`] named `name` on the default channel, with default options (Kombu's
+    /// `Connection.SimpleQueue(name)`).
+    pub async fn simple_queue(&self, name: &str) -> Result<SimpleQueue> {
+        SimpleQueue::new(self, name, SimpleOptions::default()).await
+    }
+
+    /// A SimpleBuffer ([`SimpleQueue`] without acks) named `name` on the default channel
+    /// (Kombu's `Connection.SimpleBuffer(name)`).
+    pub async fn simple_buffer(&self, name: &str) -> Result<SimpleQueue> {
+        SimpleQueue::buffer(self, name, SimpleOptions::default()).await
+    }
+}
+
 impl SimpleQueue {
     /// A `SimpleQueue` (Kombu's `Connection.SimpleQueue`): durable, acknowledged.
     pub async fn new(conn: &Connection, name: &str, opts: SimpleOptions) -> Result<Self> {
