@@ -86,7 +86,7 @@ pub async fn send_reply(
         .properties()
         .reply_to
         .clone()
-        .ok_or_else(|| Error::Value("send_reply: the request has no reply_to property".into()))?;
+        .ok_or(Error::MissingArgument { what: "send_reply", needs: "a request with a reply_to property" })?;
     let mut opts = options.exchange(exchange.clone()).routing_key(reply_to);
     if let Some(c) = &req.properties().correlation_id {
         opts = opts.correlation_id(c.clone());

@@ -19,7 +19,7 @@ fn registry() -> &'static RwLock<BTreeMap<String, MatchFn>> {
             Arc::new(|data, pattern| {
                 // Python's re.match anchors at the start only.
                 let re = regex_lite::Regex::new(&format!("^(?:{pattern})"))
-                    .map_err(|e| Error::Value(format!("invalid pcre pattern {pattern:?}: {e}")))?;
+                    .map_err(|e| Error::InvalidPattern { matcher: "pcre", pattern: pattern.to_owned(), reason: e.to_string() })?;
                 Ok(re.is_match(data))
             }),
         );
@@ -54,7 +54,7 @@ fn glob_regex(pattern: &str) -> Result<regex_lite::Regex> {
         i += 1;
     }
     re.push_str(")$");
-    regex_lite::Regex::new(&re).map_err(|e| Error::Value(format!("invalid glob pattern {pattern:?}: {e}")))
+    regex_lite::Regex::new(&re).map_err(|e| Error::InvalidPattern { matcher: "glob", pattern: pattern.to_owned(), reason: e.to_string() })
 }
 
 /// Register a matcher under `name`.

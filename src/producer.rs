@@ -423,7 +423,7 @@ impl Producer {
         properties.priority = Some(priority.unwrap_or(0));
         if let Some(exp) = expiration {
             if !(exp >= 0.0 && exp.is_finite()) {
-                return Err(Error::Value(format!("expiration must be a number of seconds >= 0, not {exp}")));
+                return Err(Error::InvalidOption { option: "expiration", value: exp.to_string(), expected: "a number of seconds >= 0" });
             }
             properties.expiration = Some(((exp * 1000.0) as u64).to_string());
         }

@@ -125,9 +125,11 @@ impl FailoverStrategy {
         match s {
             "round-robin" | "round_robin" | "roundrobin" => Ok(FailoverStrategy::RoundRobin),
             "shuffle" => Ok(FailoverStrategy::Shuffle),
-            other => Err(crate::Error::Value(format!(
-                "unknown failover strategy {other:?} (known: round-robin, shuffle)"
-            ))),
+            other => Err(crate::Error::InvalidOption {
+                option: "failover_strategy",
+                value: format!("{other:?}"),
+                expected: "one of round-robin, shuffle",
+            }),
         }
     }
 }

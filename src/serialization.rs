@@ -192,7 +192,7 @@ pub fn json_bytes(p: &Payload) -> Result<Vec<u8>> {
 /// content_encoding)`). A later registration under the same name replaces the earlier.
 pub fn register(name: &str, content_type: &str, content_encoding: &str, encoder: Encoder, decoder: Decoder) -> Result<()> {
     if name.is_empty() || content_type.is_empty() {
-        return Err(Error::Value("a serializer needs a name and a content type".into()));
+        return Err(Error::MissingArgument { what: "a serializer", needs: "a name and a content type" });
     }
     let mut r = write();
     if name == "json" {

@@ -75,7 +75,7 @@ impl SimpleQueue {
 
     async fn create(conn: &Connection, name: &str, opts: SimpleOptions, buffer: bool) -> Result<Self> {
         if name.is_empty() {
-            return Err(Error::Value("a SimpleQueue needs a name (it names the exchange, queue and routing key)".into()));
+            return Err(Error::MissingArgument { what: "a SimpleQueue", needs: "a name (it names the exchange, queue and routing key)" });
         }
         let channel = match &opts.channel {
             Some(c) => c.clone(),
