@@ -95,7 +95,25 @@ impl Connection {
     /// A connection to `url` (or several `;`-separated failover URLs). Nothing is opened
     /// until the broker is needed.
     ///
-    /// Errors name the bad part of a malformed URL; an unknown transport lists the known.
+    /// ```
+    /// use kombu::Connection;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// assert!(!conn.connected(), "lazy: nothing is open yet");
+    /// conn.connect().await?;
+    /// assert!(conn.connected());
+    /// conn.release().await?;
+    ///
+    /// let err = Connection::new("amqq://localhost//").unwrap_err();
+    /// assert_eq!(err.name(), "UnknownTransport");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidURL` names the bad part of a malformed URL; `UnknownTransport` lists the
+    /// known transports.
     pub fn new(url: &str) -> Result<Connection> {
         Self::with_options(url, ConnectionOptions::default())
     }
@@ -368,6 +386,32 @@ impl Connection {
     /// again, up to `policy.max_retries` times (Kombu's defaults for this method:
     /// `interval_start=1`, `interval_step=1`, `interval_max=1`). Errors that remain are
     /// raised as `OperationalError`; channel errors are raised as they are.
+    ///
+    /// ```
+    /// use kombu::{Connection, Error, RetryPolicy};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// let mut attempts = 0;
+    /// let policy = RetryPolicy::ensure_default().max_retries(3);
+    /// let answer = conn
+    ///     .ensure(&policy, |e: &Error, _interval: f64| eprintln!("retrying after: {e}"), || {
+    ///         attempts += 1;
+    ///         let first = attempts == 1;
+    ///         async move {
+    ///             if first {
+    ///                 // What a lost broker connection looks like: reconnect, run again.
+    ///                 Err(Error::RecoverableConnection("connection reset".into()))
+    ///             } else {
+    ///                 Ok(42)
+    ///             }
+    ///         }
+    ///     })
+    ///     .await?;
+    /// assert_eq!((answer, attempts), (42, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn ensure<T, E, F, Fut>(&self, policy: &RetryPolicy, mut errback: E, mut fun: F) -> Result<T>
     where
         E: FnMut(&Error, f64),
@@ -397,6 +441,23 @@ impl Connection {
 
     /// Kombu's `autoretry`: run `fun` with the default channel under [`Connection::ensure`]
     /// with the default retry policy.
+    ///
+    /// ```
+    /// use kombu::{Connection, Queue};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// let tasks = Queue::new("autoretry-tasks");
+    /// let name = conn
+    ///     .autoretry(|channel| {
+    ///         let mut queue = tasks.bind(&channel);
+    ///         async move { queue.declare(false).await }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name, "autoretry-tasks");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn autoretry<T, F, Fut>(&self, mut fun: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,

@@ -153,26 +153,31 @@ impl Consumer {
     }
 
     /// Set `no_ack` (default: each queue's `no_ack`).
+    #[must_use]
     pub fn no_ack(self, v: bool) -> Self {
         *lock(&self.inner.no_ack) = Some(v);
         self
     }
     /// Set `auto_declare` (default true: queues are declared before consuming).
+    #[must_use]
     pub fn auto_declare(self, v: bool) -> Self {
         *lock(&self.inner.auto_declare) = v;
         self
     }
     /// Add a callback `(body, message)`.
+    #[must_use]
     pub fn callback(self, cb: MessageCallback) -> Self {
         self.register_callback(cb);
         self
     }
     /// Set `on_message`: called with each message, undecoded; callbacks are then not used.
+    #[must_use]
     pub fn on_message(self, cb: OnMessage) -> Self {
         *lock(&self.inner.on_message) = Some(cb);
         self
     }
     /// Set `on_decode_error`.
+    #[must_use]
     pub fn on_decode_error(self, cb: OnDecodeError) -> Self {
         *lock(&self.inner.on_decode_error) = Some(cb);
         self
@@ -184,11 +189,13 @@ impl Consumer {
         Ok(self)
     }
     /// Set the prefetch count applied (with `basic.qos`) when consuming starts.
+    #[must_use]
     pub fn prefetch_count(self, n: u16) -> Self {
         *lock(&self.inner.prefetch_count) = Some(n);
         self
     }
     /// Prefix for the generated consumer tags.
+    #[must_use]
     pub fn tag_prefix(self, prefix: impl Into<String>) -> Self {
         *lock(&self.inner.tag_prefix) = prefix.into();
         self

@@ -19,7 +19,7 @@
 //!
 //! This module is layer 1: it imports nothing from the Kombu API. The operations on bound
 //! declarations are defined with the channel (`src/channel/bound.rs`); a bound declaration
-//! holds its channel behind the [`BoundChannel`] handle defined here.
+//! holds its channel behind the `BoundChannel` handle defined here.
 
 use std::any::Any;
 use std::fmt;
@@ -48,6 +48,29 @@ pub(crate) trait BoundChannel: MaybeSend + MaybeSync {
 /// Defaults: name `""` (the default exchange), type `direct`, `durable=true`,
 /// `auto_delete=false`, `delivery_mode=None` (the producer then uses persistent),
 /// `no_declare=false`, `passive=false`.
+///
+/// A declaration does nothing by itself; a copy bound to a channel declares it, binds it and
+/// publishes through it:
+///
+/// ```
+/// use kombu::{Connection, Exchange, Properties, Queue};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let channel = conn.default_channel().await?;
+/// let news = Exchange::topic("news").durable(false);
+/// let bound = news.bind(&channel);
+/// bound.declare(false, None).await?;
+/// let mut science = Queue::new("science").exchange(news.clone()).routing_key("news.science.#").bind(&channel);
+/// science.declare(false).await?;
+/// bound.publish("a comet", "news.science.space", Properties::default(), false).await?;
+/// bound.publish("an election", "news.politics", Properties::default(), false).await?;
+/// let message = science.get(Some(true), None).await?.expect("routed by news.science.#");
+/// assert_eq!(&message.body()[..], b"a comet");
+/// assert!(science.get(Some(true), None).await?.is_none(), "news.politics goes elsewhere");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Exchange {
@@ -153,31 +176,37 @@ impl Exchange {
     }
 
     /// Set `durable`.
+    #[must_use]
     pub fn durable(mut self, v: bool) -> Self {
         self.durable = v;
         self
     }
     /// Set `auto_delete`.
+    #[must_use]
     pub fn auto_delete(mut self, v: bool) -> Self {
         self.auto_delete = v;
         self
     }
     /// Set the default delivery mode.
+    #[must_use]
     pub fn delivery_mode(mut self, v: DeliveryMode) -> Self {
         self.delivery_mode = Some(v);
         self
     }
     /// Add a declaration argument.
+    #[must_use]
     pub fn argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.arguments.insert(key.into(), value.into());
         self
     }
     /// Set `no_declare`.
+    #[must_use]
     pub fn no_declare(mut self, v: bool) -> Self {
         self.no_declare = v;
         self
     }
     /// Set `passive`.
+    #[must_use]
     pub fn passive(mut self, v: bool) -> Self {
         self.passive = v;
         self
@@ -239,11 +268,13 @@ impl Binding {
         Binding { exchange: Some(exchange.into()), routing_key: routing_key.into(), ..Default::default() }
     }
     /// Set the binding arguments.
+    #[must_use]
     pub fn arguments(mut self, arguments: Headers) -> Self {
         self.arguments = arguments;
         self
     }
     /// Set the arguments used when unbinding.
+    #[must_use]
     pub fn unbind_arguments(mut self, arguments: Headers) -> Self {
         self.unbind_arguments = Some(arguments);
         self
@@ -261,6 +292,22 @@ pub fn binding(exchange: impl Into<Exchange>, routing_key: impl Into<String>) ->
 /// `durable=true`, `exclusive=false` (exclusive implies auto-delete), `auto_delete=false`,
 /// `no_ack=false`, `no_declare=false`; `expires`, `message_ttl` (seconds), `max_length`,
 /// `max_length_bytes` and `max_priority` become RabbitMQ's `x-` arguments.
+///
+/// ```
+/// use kombu::{Connection, Queue};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let channel = conn.default_channel().await?;
+/// let mut replies = Queue::new("").exclusive(true).message_ttl(60.0).bind(&channel);
+/// let name = replies.declare(false).await?;
+/// assert!(name.starts_with("amq.gen-"), "the broker named it");
+/// assert_eq!(replies.name, name);
+/// assert_eq!(replies.purge().await?, 0);
+/// replies.delete(false, false).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Queue {
@@ -389,21 +436,25 @@ impl Queue {
     }
 
     /// Set the exchange (an [`Exchange`] or an exchange name, which means a direct exchange).
+    #[must_use]
     pub fn exchange(mut self, exchange: impl Into<Exchange>) -> Self {
         self.exchange = exchange.into();
         self
     }
     /// Set the binding key.
+    #[must_use]
     pub fn routing_key(mut self, key: impl Into<String>) -> Self {
         self.routing_key = key.into();
         self
     }
     /// Set `durable`.
+    #[must_use]
     pub fn durable(mut self, v: bool) -> Self {
         self.durable = v;
         self
     }
     /// Set `exclusive` (which also sets `auto_delete`).
+    #[must_use]
     pub fn exclusive(mut self, v: bool) -> Self {
         self.exclusive = v;
         if v {
@@ -412,66 +463,79 @@ impl Queue {
         self
     }
     /// Set `auto_delete`.
+    #[must_use]
     pub fn auto_delete(mut self, v: bool) -> Self {
         self.auto_delete = v;
         self
     }
     /// Set `expires` in seconds.
+    #[must_use]
     pub fn expires(mut self, seconds: f64) -> Self {
         self.expires = Some(seconds);
         self
     }
     /// Set `message_ttl` in seconds.
+    #[must_use]
     pub fn message_ttl(mut self, seconds: f64) -> Self {
         self.message_ttl = Some(seconds);
         self
     }
     /// Set `max_length`.
+    #[must_use]
     pub fn max_length(mut self, n: u64) -> Self {
         self.max_length = Some(n);
         self
     }
     /// Set `max_length_bytes`.
+    #[must_use]
     pub fn max_length_bytes(mut self, n: u64) -> Self {
         self.max_length_bytes = Some(n);
         self
     }
     /// Set `max_priority`.
+    #[must_use]
     pub fn max_priority(mut self, n: u8) -> Self {
         self.max_priority = Some(n);
         self
     }
     /// Add a `queue.declare` argument.
+    #[must_use]
     pub fn queue_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.queue_arguments.insert(key.into(), value.into());
         self
     }
     /// Add a `queue.bind` argument.
+    #[must_use]
     pub fn binding_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.binding_arguments.insert(key.into(), value.into());
         self
     }
     /// Add a `basic.consume` argument.
+    #[must_use]
     pub fn consumer_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.consumer_arguments.insert(key.into(), value.into());
         self
     }
     /// Set `no_ack`.
+    #[must_use]
     pub fn no_ack(mut self, v: bool) -> Self {
         self.no_ack = v;
         self
     }
     /// Set `no_declare`.
+    #[must_use]
     pub fn no_declare(mut self, v: bool) -> Self {
         self.no_declare = v;
         self
     }
     /// Set `alias`.
+    #[must_use]
     pub fn alias(mut self, v: impl Into<String>) -> Self {
         self.alias = Some(v.into());
         self
     }
     /// Add a binding (a queue can be bound to several exchanges and keys).
+    #[must_use]
     pub fn binding(mut self, b: Binding) -> Self {
         self.bindings.push(b);
         self

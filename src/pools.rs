@@ -339,6 +339,7 @@ impl<R: Clone + 'static> Pool<R> {
 }
 
 /// A resource acquired from a [`Pool`]. It returns to the pool when released or dropped.
+#[must_use = "dropping the guard gives the resource back to the pool at once"]
 pub struct PoolGuard<R: Clone + 'static> {
     pool: Pool<R>,
     resource: Option<R>,

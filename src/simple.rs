@@ -38,6 +38,23 @@ pub struct SimpleOptions {
 }
 
 /// A queue-like interface to one broker queue. See the module documentation.
+///
+/// ```
+/// use kombu::{Connection, PublishOptions};
+/// use kombu::rt::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let queue = conn.simple_queue("simple-hello").await?;
+/// queue.put("hello world", PublishOptions::new()).await?;
+/// let message = queue.get(true, Some(Duration::from_secs(1))).await?;
+/// assert_eq!(&message.body()[..], b"hello world");
+/// message.ack()?;
+/// assert_eq!(queue.get(false, None).await.unwrap_err().name(), "Empty");
+/// queue.close().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SimpleQueue {
     queue: Queue,

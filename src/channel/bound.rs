@@ -43,6 +43,7 @@ fn handle(channel: &Channel) -> Arc<dyn BoundChannel> {
 
 impl Exchange {
     /// A copy bound to `channel` (Kombu's `exchange(channel)`). The original is unchanged.
+    #[must_use = "bind returns a bound copy; the original stays unbound"]
     pub fn bind(&self, channel: &Channel) -> Exchange {
         Exchange { channel: Some(handle(channel)), ..self.clone() }
     }
@@ -138,6 +139,7 @@ impl Exchange {
 
 impl Queue {
     /// A copy bound to `channel`.
+    #[must_use = "bind returns a bound copy; the original stays unbound"]
     pub fn bind(&self, channel: &Channel) -> Queue {
         let mut q = self.clone();
         q.channel = Some(handle(channel));
@@ -292,6 +294,19 @@ impl Entity {
 /// Declare `entity` on `channel` unless its connection already declared it (Kombu's
 /// `maybe_declare`). Returns true when it was declared now. With a retry policy, the
 /// declaration is retried over reconnects ([`crate::Connection::ensure`]).
+///
+/// ```
+/// use kombu::{maybe_declare, Connection, Entity, Queue};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let channel = conn.default_channel().await?;
+/// let tasks = Entity::from(Queue::new("maybe-declared"));
+/// assert!(maybe_declare(&tasks, &channel, None).await?, "declared now");
+/// assert!(!maybe_declare(&tasks, &channel, None).await?, "remembered by the connection");
+/// # Ok(())
+/// # }
+/// ```
 pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&RetryPolicy>) -> Result<bool> {
     let conn = channel.connection()?;
     let cacheable = entity.can_cache_declaration();
