@@ -9,7 +9,7 @@ use crate::connection::Connection;
 use crate::entity::{Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
-use crate::rt::Duration;
+use crate::rt::{lock, Duration};
 use crate::proto::methods::ExchangeType;
 
 /// A broadcast queue (Kombu's `Broadcast`): every consumer gets its own auto-deleted queue
@@ -185,12 +185,12 @@ impl QoS {
     }
 
     async fn apply(&self, consumer: &crate::Consumer, v: u32) -> Result<()> {
-        if *self.prev.lock().unwrap_or_else(|e| e.into_inner()) == Some(v) {
+        if *lock(&self.prev) == Some(v) {
             return Ok(());
         }
         let count = u16::try_from(v).unwrap_or(u16::MAX);
         consumer.qos(0, count, false).await?;
-        *self.prev.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        *lock(&self.prev) = Some(v);
         Ok(())
     }
 }

@@ -59,12 +59,12 @@ fn glob_regex(pattern: &str) -> Result<regex_lite::Regex> {
 
 /// Register a matcher under `name`.
 pub fn register(name: &str, matcher: MatchFn) {
-    registry().write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), matcher);
+    crate::rt::write(registry()).insert(name.into(), matcher);
 }
 
 /// Remove a matcher; `MatcherNotInstalled` if there is none of that name.
 pub fn unregister(name: &str) -> Result<()> {
-    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
+    let mut r = crate::rt::write(registry());
     match r.remove(name) {
         Some(_) => Ok(()),
         None => Err(Error::MatcherNotInstalled { name: name.into(), known: r.keys().cloned().collect::<Vec<_>>().join(", ") }),
@@ -75,7 +75,7 @@ pub fn unregister(name: &str) -> Result<()> {
 pub fn match_(data: &str, pattern: &str, matcher: Option<&str>) -> Result<bool> {
     let name = matcher.unwrap_or("glob");
     let f = {
-        let r = registry().read().unwrap_or_else(|e| e.into_inner());
+        let r = crate::rt::read(registry());
         match r.get(name) {
             Some(f) => f.clone(),
             None => return Err(Error::MatcherNotInstalled { name: name.into(), known: r.keys().cloned().collect::<Vec<_>>().join(", ") }),

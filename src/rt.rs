@@ -68,6 +68,16 @@ pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Read-lock `l`, poison-tolerant as [`lock`].
+pub(crate) fn read<T: ?Sized>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-lock `l`, poison-tolerant as [`lock`].
+pub(crate) fn write<T: ?Sized>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A random UUID version 4 string (Kombu's `uuid()`, also [`crate::common::uuid`]), for
 /// consumer tags, correlation ids and unique queue names.
 pub fn uuid() -> String {

@@ -162,11 +162,11 @@ fn registry() -> &'static RwLock<Registry> {
 }
 
 fn read() -> std::sync::RwLockReadGuard<'static, Registry> {
-    registry().read().unwrap_or_else(|e| e.into_inner())
+    crate::rt::read(registry())
 }
 
 fn write() -> std::sync::RwLockWriteGuard<'static, Registry> {
-    registry().write().unwrap_or_else(|e| e.into_inner())
+    crate::rt::write(registry())
 }
 
 fn payload_value(p: &Payload) -> Value {

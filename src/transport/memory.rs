@@ -62,7 +62,7 @@ impl MemoryBroker {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while the broker was locked leaves it consistent enough to go on: every
         // broker method validates before it mutates.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        crate::rt::lock(&self.shared)
     }
 
     /// Run `f` on the broker at the current time (read only if `f` needs it), then wake the
@@ -240,7 +240,7 @@ impl RawConnection for MemoryConnection {
     }
 
     fn try_next_event(&self) -> Result<Option<ServerEvent>> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = crate::rt::lock(&self.pending);
         if let Some(ev) = pending.pop_front() {
             return Ok(Some(ev));
         }
