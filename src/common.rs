@@ -47,14 +47,7 @@ pub async fn eventloop(conn: &Connection, limit: Option<usize>, timeout: Option<
 pub async fn itermessages(conn: &Connection, queue: &Queue, limit: Option<usize>, timeout: Option<Duration>) -> Result<Vec<crate::Message>> {
     let channel = conn.default_channel().await?;
     let consumer = crate::Consumer::new(&channel, vec![queue.clone()]);
-    let mut out = Vec::new();
-    while limit.is_none_or(|l| out.len() < l) {
-        match consumer.next_message(timeout.or(Some(Duration::from_millis(0)))).await {
-            Ok(m) => out.push(m),
-            Err(Error::Timeout(_)) => break,
-            Err(e) => return Err(e),
-        }
-    }
+    let out = drain_consumer(&consumer, limit, timeout.or(Some(Duration::from_millis(0)))).await?;
     consumer.cancel().await?;
     Ok(out)
 }

@@ -8,6 +8,7 @@
 //! methods of `Exchange` and `Queue` all the same (`exchange.bind(&channel).declare(...)`).
 
 use std::any::Any;
+use std::fmt;
 use std::sync::Arc;
 
 use super::{Channel, DeliveryCallback};
@@ -37,6 +38,11 @@ fn channel_of(handle: &Option<Arc<dyn BoundChannel>>) -> Option<&Channel> {
     handle.as_ref().and_then(|h| h.as_any().downcast_ref::<Channel>())
 }
 
+/// The channel behind a declaration's handle, or `NotBoundError` for `operation` on `entity`.
+fn bound_channel<'a>(handle: &'a Option<Arc<dyn BoundChannel>>, operation: &'static str, entity: &dyn fmt::Display) -> Result<&'a Channel> {
+    channel_of(handle).ok_or_else(|| Error::NotBound { operation, entity: entity.to_string() })
+}
+
 fn handle(channel: &Channel) -> Arc<dyn BoundChannel> {
     Arc::new(channel.clone())
 }
@@ -59,7 +65,7 @@ impl Exchange {
     }
 
     fn bound(&self, operation: &'static str) -> Result<&Channel> {
-        self.channel().ok_or_else(|| Error::NotBound { operation, entity: self.to_string() })
+        bound_channel(&self.channel, operation, self)
     }
 
     /// Declare the exchange (or, when `passive`, check that it exists). Does nothing for
@@ -158,7 +164,7 @@ impl Queue {
     }
 
     fn bound(&self, operation: &'static str) -> Result<&Channel> {
-        self.channel().ok_or_else(|| Error::NotBound { operation, entity: self.to_string() })
+        bound_channel(&self.channel, operation, self)
     }
 
     /// Declare the exchange, the queue and the bindings. Returns the queue name (generated
