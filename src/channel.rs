@@ -1,8 +1,14 @@
 //! [`Channel`]: a lightweight connection within a [`Connection`] (Kombu's channel object),
 //! with the AMQP methods the Kombu API uses, its consumers and their callbacks, and the state
 //! it restores after a reconnect (qos, consumers, return callbacks).
+//!
+//! The operations of declarations bound to a channel ([`Exchange::declare`],
+//! [`Queue::purge`], ...) and [`crate::maybe_declare`] are in the `bound` submodule.
+
+pub(crate) mod bound;
 
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 
@@ -192,6 +198,18 @@ impl Channel {
         Ok(raw)
     }
 
+    /// Run `op` on the transport channel (opened or re-opened when needed, as [`Channel::raw`]
+    /// does), recording the channel or connection exception it fails with
+    /// ([`Channel::note_error`]): the shape of every broker operation of the Kombu API.
+    pub(crate) async fn with_raw<T, F, Fut>(&self, op: F) -> Result<T>
+    where
+        F: FnOnce(Arc<dyn RawChannel>) -> Fut,
+        Fut: Future<Output = Result<T>>,
+    {
+        let raw = self.raw().await?;
+        op(raw).await.map_err(|e| self.note_error(e))
+    }
+
     /// Record a channel exception from an operation: the broker closed the channel.
     pub(crate) fn note_error(&self, e: Error) -> Error {
         if matches!(&e, Error::Channel { code, .. } if *code != ReplyCode::ChannelError) {
@@ -261,7 +279,7 @@ impl Channel {
         if args.consumer_tag.is_empty() {
             // Kombu generates the tag client-side, so that the callback is registered before
             // the first delivery can arrive.
-            args.consumer_tag = crate::common::uuid();
+            args.consumer_tag = crate::rt::uuid();
         }
         let tag = args.consumer_tag.clone();
         lock(&self.inner.consumers)
@@ -281,8 +299,7 @@ impl Channel {
         let entry = lock(&self.inner.consumers).remove(consumer_tag);
         let Some(entry) = entry else { return Ok(()) };
         lock(&self.inner.cancelled).insert(consumer_tag.to_owned(), entry.args.no_ack);
-        let raw = self.raw().await?;
-        raw.basic_cancel(consumer_tag).await.map_err(|e| self.note_error(e))
+        self.with_raw(|raw| async move { raw.basic_cancel(consumer_tag).await }).await
     }
 
     /// True when a consumer with this tag is registered.
@@ -292,28 +309,29 @@ impl Channel {
 
     /// `basic.get` as a [`Message`].
     pub async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<Message>> {
-        let raw = self.raw().await?;
-        let r = raw.basic_get(queue, no_ack).await.map_err(|e| self.note_error(e))?;
-        Ok(r.map(|ok| Message::from_delivery(ok.delivery, None, Some(raw.clone()), no_ack)))
+        self.with_raw(|raw| async move {
+            let r = raw.basic_get(queue, no_ack).await?;
+            Ok(r.map(|ok| Message::from_delivery(ok.delivery, None, Some(raw), no_ack)))
+        })
+        .await
     }
 
     /// `basic.qos`; remembered and re-applied after a reconnect.
     pub async fn basic_qos(&self, prefetch_size: u32, prefetch_count: u16, global: bool) -> Result<()> {
         let qos = BasicQos { prefetch_size, prefetch_count, global };
-        let raw = self.raw().await?;
-        raw.basic_qos(qos).await.map_err(|e| self.note_error(e))?;
+        self.with_raw(|raw| async move { raw.basic_qos(qos).await }).await?;
         *lock(&self.inner.qos) = Some(qos);
         Ok(())
     }
 
     /// `basic.recover`: redeliver the unacknowledged messages of the channel.
     pub async fn basic_recover(&self, requeue: bool) -> Result<()> {
-        self.raw().await?.basic_recover(requeue).await.map_err(|e| self.note_error(e))
+        self.with_raw(|raw| async move { raw.basic_recover(requeue).await }).await
     }
 
     /// `channel.flow`: pause (false) or resume (true) deliveries on this channel.
     pub async fn flow(&self, active: bool) -> Result<bool> {
-        self.raw().await?.flow(active).await.map_err(|e| self.note_error(e))
+        self.with_raw(|raw| async move { raw.flow(active).await }).await
     }
 
     /// Declare an exchange on this channel.

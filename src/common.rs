@@ -1,135 +1,16 @@
 //! Common utilities (Kombu's `kombu.common`): declaration caching, unique ids, broadcast
 //! queues and event loops.
 
-use std::hash::{Hash, Hasher};
+pub use crate::channel::bound::maybe_declare;
+pub use crate::entity::Entity;
+pub use crate::rt::uuid;
 
-use crate::channel::Channel;
 use crate::connection::Connection;
 use crate::entity::{Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::retry::RetryPolicy;
-use crate::rt::Duration;
+use crate::rt::{lock, Duration};
 use crate::proto::methods::ExchangeType;
-use crate::value::Headers;
-
-/// Something `maybe_declare` can declare. Deserializes from `{"exchange": {...}}` or
-/// `{"queue": {...}}` (what the npm package's `declare` sends).
-#[derive(Debug, Clone, PartialEq, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-#[allow(clippy::large_enum_variant)] // declarations are built once and passed by reference
-pub enum Entity {
-    /// An exchange.
-    Exchange(Exchange),
-    /// A queue (with its exchange and bindings).
-    Queue(Queue),
-}
-
-impl From<Exchange> for Entity {
-    fn from(x: Exchange) -> Self {
-        Entity::Exchange(x)
-    }
-}
-impl From<&Exchange> for Entity {
-    fn from(x: &Exchange) -> Self {
-        Entity::Exchange(x.clone())
-    }
-}
-impl From<Queue> for Entity {
-    fn from(q: Queue) -> Self {
-        Entity::Queue(q)
-    }
-}
-impl From<&Queue> for Entity {
-    fn from(q: &Queue) -> Self {
-        Entity::Queue(q.clone())
-    }
-}
-
-fn hash_headers<H: Hasher>(h: &Headers, state: &mut H) {
-    if !h.is_empty() {
-        serde_json::to_string(h).unwrap_or_default().hash(state);
-    }
-}
-
-fn hash_exchange<H: Hasher>(x: &Exchange, state: &mut H) {
-    x.name.hash(state);
-    x.kind.as_str().hash(state);
-    (x.durable, x.auto_delete, x.passive).hash(state);
-    hash_headers(&x.arguments, state);
-}
-
-impl Entity {
-    /// Whether the declaration may be cached per connection.
-    pub fn can_cache_declaration(&self) -> bool {
-        match self {
-            Entity::Exchange(x) => x.can_cache_declaration(),
-            Entity::Queue(q) => !q.name.is_empty() && q.can_cache_declaration(),
-        }
-    }
-
-    fn cache_key(&self) -> u64 {
-        let mut h = std::collections::hash_map::DefaultHasher::new();
-        match self {
-            Entity::Exchange(x) => {
-                0u8.hash(&mut h);
-                hash_exchange(x, &mut h);
-            }
-            Entity::Queue(q) => {
-                1u8.hash(&mut h);
-                q.name.hash(&mut h);
-                hash_exchange(&q.exchange, &mut h);
-                q.routing_key.hash(&mut h);
-                (q.durable, q.exclusive, q.auto_delete, q.no_declare).hash(&mut h);
-                hash_headers(&q.declare_arguments(), &mut h);
-                hash_headers(&q.binding_arguments, &mut h);
-                if !q.bindings.is_empty() {
-                    serde_json::to_string(&q.bindings).unwrap_or_default().hash(&mut h);
-                }
-            }
-        }
-        h.finish()
-    }
-
-    async fn declare(&self, channel: &Channel) -> Result<()> {
-        match self {
-            Entity::Exchange(x) => x.declare_on(channel, false, None).await,
-            Entity::Queue(q) => q.clone().declare_on(channel, false).await.map(|_| ()),
-        }
-    }
-}
-
-/// Declare `entity` on `channel` unless its connection already declared it (Kombu's
-/// `maybe_declare`). Returns true when it was declared now. With a retry policy, the
-/// declaration is retried over reconnects ([`Connection::ensure`]).
-pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&RetryPolicy>) -> Result<bool> {
-    let conn = channel.connection()?;
-    let cacheable = entity.can_cache_declaration();
-    let key = entity.cache_key();
-    if cacheable && conn.declared().contains(&key) {
-        return Ok(false);
-    }
-    match retry {
-        Some(policy) => conn.ensure(policy, |_: &Error, _: f64| {}, || entity.declare(channel)).await?,
-        None => entity.declare(channel).await?,
-    }
-    if cacheable {
-        conn.declared().insert(key);
-    }
-    Ok(true)
-}
-
-/// A random UUID version 4 string (Kombu's `uuid()`), for consumer tags, correlation ids and
-/// unique queue names.
-pub fn uuid() -> String {
-    let mut b = [0u8; 16];
-    let (hi, lo) = (fastrand::u64(..), fastrand::u64(..));
-    b[..8].copy_from_slice(&hi.to_be_bytes());
-    b[8..].copy_from_slice(&lo.to_be_bytes());
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
 
 /// A broadcast queue (Kombu's `Broadcast`): every consumer gets its own auto-deleted queue
 /// bound to the fanout exchange `name`. Without a queue name, a unique `bcast.<uuid>` name is
@@ -166,14 +47,7 @@ pub async fn eventloop(conn: &Connection, limit: Option<usize>, timeout: Option<
 pub async fn itermessages(conn: &Connection, queue: &Queue, limit: Option<usize>, timeout: Option<Duration>) -> Result<Vec<crate::Message>> {
     let channel = conn.default_channel().await?;
     let consumer = crate::Consumer::new(&channel, vec![queue.clone()]);
-    let mut out = Vec::new();
-    while limit.is_none_or(|l| out.len() < l) {
-        match consumer.next_message(timeout.or(Some(Duration::from_millis(0)))).await {
-            Ok(m) => out.push(m),
-            Err(Error::Timeout(_)) => break,
-            Err(e) => return Err(e),
-        }
-    }
+    let out = drain_consumer(&consumer, limit, timeout.or(Some(Duration::from_millis(0)))).await?;
     consumer.cancel().await?;
     Ok(out)
 }
@@ -205,7 +79,7 @@ pub async fn send_reply(
         .properties()
         .reply_to
         .clone()
-        .ok_or_else(|| Error::Value("send_reply: the request has no reply_to property".into()))?;
+        .ok_or(Error::MissingArgument { what: "send_reply", needs: "a request with a reply_to property" })?;
     let mut opts = options.exchange(exchange.clone()).routing_key(reply_to);
     if let Some(c) = &req.properties().correlation_id {
         opts = opts.correlation_id(c.clone());
@@ -304,12 +178,12 @@ impl QoS {
     }
 
     async fn apply(&self, consumer: &crate::Consumer, v: u32) -> Result<()> {
-        if *self.prev.lock().unwrap_or_else(|e| e.into_inner()) == Some(v) {
+        if *lock(&self.prev) == Some(v) {
             return Ok(());
         }
         let count = u16::try_from(v).unwrap_or(u16::MAX);
         consumer.qos(0, count, false).await?;
-        *self.prev.lock().unwrap_or_else(|e| e.into_inner()) = Some(v);
+        *lock(&self.prev) = Some(v);
         Ok(())
     }
 }
@@ -322,15 +196,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn uuid4_shape() {
-        let u = uuid();
-        assert_eq!(u.len(), 36);
-        assert_eq!(&u[14..15], "4");
-        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
-        assert_ne!(uuid(), uuid());
-    }
-
-    #[test]
     fn broadcast_names() {
         assert_eq!(broadcast("news", Some("foo"), false).name, "foo");
         assert!(broadcast("news", Some("foo"), true).name.starts_with("foo."));
@@ -338,15 +203,5 @@ mod tests {
         assert!(q.name.starts_with("bcast."));
         assert_eq!(q.exchange.kind, ExchangeType::Fanout);
         assert!(q.auto_delete);
-    }
-
-    #[test]
-    fn cache_rules() {
-        assert!(Entity::from(Exchange::direct("x")).can_cache_declaration());
-        assert!(!Entity::from(Exchange::direct("x").auto_delete(true)).can_cache_declaration());
-        assert!(Entity::from(Queue::new("q")).can_cache_declaration());
-        assert!(!Entity::from(Queue::new("q").expires(10.0)).can_cache_declaration());
-        assert!(!Entity::from(Queue::new("")).can_cache_declaration());
-        assert_ne!(Entity::from(Queue::new("a")).cache_key(), Entity::from(Queue::new("b")).cache_key());
     }
 }

@@ -151,7 +151,7 @@ fn read_all(mut r: impl Read) -> std::io::Result<Vec<u8>> {
 
 /// Register a compression method under a content type with aliases (Kombu's `register`).
 pub fn register(content_type: &str, aliases: &[&str], encode: CompressFn, decode: DecompressFn) {
-    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
+    let mut r = crate::rt::write(registry());
     r.by_type.insert(content_type.into(), Method { encode, decode });
     for a in aliases {
         r.aliases.insert((*a).into(), content_type.into());
@@ -160,7 +160,7 @@ pub fn register(content_type: &str, aliases: &[&str], encode: CompressFn, decode
 
 /// The registered methods: each content type with its aliases.
 pub fn methods() -> Vec<(String, Vec<String>)> {
-    let r = registry().read().unwrap_or_else(|e| e.into_inner());
+    let r = crate::rt::read(registry());
     r.by_type
         .keys()
         .map(|t| (t.clone(), r.aliases.iter().filter(|(_, to)| *to == t).map(|(a, _)| a.clone()).collect()))
@@ -169,13 +169,13 @@ pub fn methods() -> Vec<(String, Vec<String>)> {
 
 /// The aliases and content types that can be used (Kombu's `encoders()`).
 pub fn encoders() -> Vec<String> {
-    let r = registry().read().unwrap_or_else(|e| e.into_inner());
+    let r = crate::rt::read(registry());
     r.aliases.keys().chain(r.by_type.keys()).cloned().collect()
 }
 
 /// The content type an alias or content type stands for.
 pub fn content_type_of(method: &str) -> Result<String> {
-    let r = registry().read().unwrap_or_else(|e| e.into_inner());
+    let r = crate::rt::read(registry());
     let t = r.resolve(method);
     if r.by_type.contains_key(t) {
         Ok(t.to_owned())
@@ -185,7 +185,7 @@ pub fn content_type_of(method: &str) -> Result<String> {
 }
 
 fn method(name: &str) -> Result<(String, Method)> {
-    let r = registry().read().unwrap_or_else(|e| e.into_inner());
+    let r = crate::rt::read(registry());
     let t = r.resolve(name);
     match r.by_type.get(t) {
         Some(m) => Ok((t.to_owned(), m.clone())),

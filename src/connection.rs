@@ -15,7 +15,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 
 use crate::channel::{Channel, ChannelInner};
-use crate::entity::Queue;
 use crate::rt::lock;
 use crate::error::{Error, ReplyCode, Result};
 use crate::message::Message;
@@ -96,7 +95,25 @@ impl Connection {
     /// A connection to `url` (or several `;`-separated failover URLs). Nothing is opened
     /// until the broker is needed.
     ///
-    /// Errors name the bad part of a malformed URL; an unknown transport lists the known.
+    /// ```
+    /// use kombu::Connection;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// assert!(!conn.connected(), "lazy: nothing is open yet");
+    /// conn.connect().await?;
+    /// assert!(conn.connected());
+    /// conn.release().await?;
+    ///
+    /// let err = Connection::new("amqq://localhost//").unwrap_err();
+    /// assert_eq!(err.name(), "UnknownTransport");
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `InvalidURL` names the bad part of a malformed URL; `UnknownTransport` lists the
+    /// known transports.
     pub fn new(url: &str) -> Result<Connection> {
         Self::with_options(url, ConnectionOptions::default())
     }
@@ -369,6 +386,32 @@ impl Connection {
     /// again, up to `policy.max_retries` times (Kombu's defaults for this method:
     /// `interval_start=1`, `interval_step=1`, `interval_max=1`). Errors that remain are
     /// raised as `OperationalError`; channel errors are raised as they are.
+    ///
+    /// ```
+    /// use kombu::{Connection, Error, RetryPolicy};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// let mut attempts = 0;
+    /// let policy = RetryPolicy::ensure_default().max_retries(3);
+    /// let answer = conn
+    ///     .ensure(&policy, |e: &Error, _interval: f64| eprintln!("retrying after: {e}"), || {
+    ///         attempts += 1;
+    ///         let first = attempts == 1;
+    ///         async move {
+    ///             if first {
+    ///                 // What a lost broker connection looks like: reconnect, run again.
+    ///                 Err(Error::RecoverableConnection("connection reset".into()))
+    ///             } else {
+    ///                 Ok(42)
+    ///             }
+    ///         }
+    ///     })
+    ///     .await?;
+    /// assert_eq!((answer, attempts), (42, 2));
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn ensure<T, E, F, Fut>(&self, policy: &RetryPolicy, mut errback: E, mut fun: F) -> Result<T>
     where
         E: FnMut(&Error, f64),
@@ -398,6 +441,23 @@ impl Connection {
 
     /// Kombu's `autoretry`: run `fun` with the default channel under [`Connection::ensure`]
     /// with the default retry policy.
+    ///
+    /// ```
+    /// use kombu::{Connection, Queue};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// let tasks = Queue::new("autoretry-tasks");
+    /// let name = conn
+    ///     .autoretry(|channel| {
+    ///         let mut queue = tasks.bind(&channel);
+    ///         async move { queue.declare(false).await }
+    ///     })
+    ///     .await?;
+    /// assert_eq!(name, "autoretry-tasks");
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn autoretry<T, F, Fut>(&self, mut fun: F) -> Result<T>
     where
         F: FnMut(Channel) -> Fut,
@@ -405,16 +465,6 @@ impl Connection {
     {
         let policy = RetryPolicy::ensure_default();
         self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
-    }
-
-    /// A pool of connections like this one (Kombu's `Connection.Pool(limit)`).
-    pub fn pool(&self, limit: Option<usize>) -> crate::pools::ConnectionPool {
-        crate::pools::ConnectionPool::for_connection(self, limit)
-    }
-
-    /// A pool of channels of this connection (Kombu's `Connection.ChannelPool(limit)`).
-    pub fn channel_pool(&self, limit: Option<usize>) -> crate::pools::ChannelPool {
-        crate::pools::ChannelPool::for_channels(self, limit)
     }
 
     /// A new channel.
@@ -585,26 +635,6 @@ impl Connection {
     /// The declaration cache key set (Kombu's `declared_entities`), cleared on reconnect.
     pub(crate) fn declared(&self) -> MutexGuard<'_, HashSet<u64>> {
         lock(&self.inner.declared)
-    }
-
-    /// A [`crate::Producer`] on the default channel.
-    pub async fn producer(&self) -> Result<crate::Producer> {
-        Ok(crate::Producer::new(&self.default_channel().await?))
-    }
-
-    /// A [`crate::Consumer`] on the default channel.
-    pub async fn consumer(&self, queues: Vec<Queue>) -> Result<crate::Consumer> {
-        Ok(crate::Consumer::new(&self.default_channel().await?, queues))
-    }
-
-    /// A [`crate::SimpleQueue`] named `name` on a new channel.
-    pub async fn simple_queue(&self, name: &str) -> Result<crate::SimpleQueue> {
-        crate::SimpleQueue::new(self, name, crate::simple::SimpleOptions::default()).await
-    }
-
-    /// A SimpleBuffer ([`crate::SimpleQueue`] without acks) named `name` on a new channel.
-    pub async fn simple_buffer(&self, name: &str) -> Result<crate::SimpleQueue> {
-        crate::SimpleQueue::buffer(self, name, crate::simple::SimpleOptions::default()).await
     }
 
     /// Record `raw` as the channel `id` of the current transport, opened for `channel`.

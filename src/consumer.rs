@@ -15,7 +15,7 @@ use crate::rt::lock;
 use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::payload::Payload;
-use crate::rt::{Duration, Instant};
+use crate::rt::{BoxFuture, Duration, Instant};
 use crate::serialization::Accept;
 use crate::proto::methods::BasicConsume;
 
@@ -69,10 +69,49 @@ struct Inner {
 /// Messages go to `on_message` when set (undecoded), else to the callbacks (decoded with
 /// `accept`; undecodable ones to `on_decode_error`, or the error is returned by
 /// `drain_events`), else — with neither — into a buffer read by [`Consumer::next_message`]
-/// (the async-iterator style).
-#[derive(Clone)]
+/// and by the consumer as a [`Stream`](futures::Stream) of messages, which drains the
+/// connection's events itself:
+///
+/// ```
+/// use futures::StreamExt;
+/// use kombu::{Connection, Consumer, PublishOptions, Queue, Value};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let queue = Queue::new("consumer-stream-doc");
+/// let mut consumer = Consumer::new(&conn.default_channel().await?, vec![queue.clone()]);
+/// consumer.declare().await?;
+/// let producer = conn.producer().await?;
+/// for n in 0..3 {
+///     producer.publish(Value::from(n), PublishOptions::new().routing_key(queue.name.as_str())).await?;
+/// }
+/// let mut seen = Vec::new();
+/// while let Some(message) = consumer.next().await {
+///     let message = message?;
+///     seen.push(message.payload_as::<i64>()?);
+///     message.ack()?;
+///     if seen.len() == 3 {
+///         break;
+///     }
+/// }
+/// assert_eq!(seen, [0, 1, 2]);
+/// consumer.cancel().await?;
+/// # Ok(())
+/// # }
+/// ```
 pub struct Consumer {
     inner: Arc<Inner>,
+    /// The [`Consumer::next_message`] this handle's `Stream` is waiting on. In a Mutex only to
+    /// keep the handle `Sync` (the future is `Send`, not `Sync`); `poll_next` has `&mut self`
+    /// and never locks it.
+    next: Mutex<Option<BoxFuture<'static, Result<Message>>>>,
+}
+
+impl Clone for Consumer {
+    /// The same consumer; the clone's `Stream` starts without a wait in flight.
+    fn clone(&self) -> Self {
+        Consumer { inner: self.inner.clone(), next: Mutex::new(None) }
+    }
 }
 
 impl std::fmt::Debug for Consumer {
@@ -82,11 +121,19 @@ impl std::fmt::Debug for Consumer {
     }
 }
 
+impl Connection {
+    /// A [`Consumer`] of `queues` on the default channel (Kombu's `Connection.Consumer()`).
+    pub async fn consumer(&self, queues: Vec<Queue>) -> Result<Consumer> {
+        Ok(Consumer::new(&self.default_channel().await?, queues))
+    }
+}
+
 impl Consumer {
     /// A consumer of `queues` on `channel`. Nothing happens until [`Consumer::consume`].
     pub fn new(channel: &Channel, queues: Vec<Queue>) -> Self {
         let queues = queues.into_iter().map(|q| q.bind(channel)).collect();
         Consumer {
+            next: Mutex::new(None),
             inner: Arc::new(Inner {
                 channel: channel.clone(),
                 queues: Mutex::new(queues),
@@ -106,26 +153,31 @@ impl Consumer {
     }
 
     /// Set `no_ack` (default: each queue's `no_ack`).
+    #[must_use]
     pub fn no_ack(self, v: bool) -> Self {
         *lock(&self.inner.no_ack) = Some(v);
         self
     }
     /// Set `auto_declare` (default true: queues are declared before consuming).
+    #[must_use]
     pub fn auto_declare(self, v: bool) -> Self {
         *lock(&self.inner.auto_declare) = v;
         self
     }
     /// Add a callback `(body, message)`.
+    #[must_use]
     pub fn callback(self, cb: MessageCallback) -> Self {
         self.register_callback(cb);
         self
     }
     /// Set `on_message`: called with each message, undecoded; callbacks are then not used.
+    #[must_use]
     pub fn on_message(self, cb: OnMessage) -> Self {
         *lock(&self.inner.on_message) = Some(cb);
         self
     }
     /// Set `on_decode_error`.
+    #[must_use]
     pub fn on_decode_error(self, cb: OnDecodeError) -> Self {
         *lock(&self.inner.on_decode_error) = Some(cb);
         self
@@ -137,11 +189,13 @@ impl Consumer {
         Ok(self)
     }
     /// Set the prefetch count applied (with `basic.qos`) when consuming starts.
+    #[must_use]
     pub fn prefetch_count(self, n: u16) -> Self {
         *lock(&self.inner.prefetch_count) = Some(n);
         self
     }
     /// Prefix for the generated consumer tags.
+    #[must_use]
     pub fn tag_prefix(self, prefix: impl Into<String>) -> Self {
         *lock(&self.inner.tag_prefix) = prefix.into();
         self
@@ -208,7 +262,7 @@ impl Consumer {
     }
 
     async fn basic_consume(&self, q: &Queue, no_ack: bool, redeclare: bool) -> Result<()> {
-        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::common::uuid());
+        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::rt::uuid());
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let callback: DeliveryCallback = Arc::new(move |m: Message| match weak.upgrade() {
             Some(inner) => receive(&inner, m),
@@ -374,7 +428,8 @@ impl Consumer {
         lock(&self.inner.buffer).messages.pop_front()
     }
 
-    /// Messages waiting in the buffer.
+    /// Messages waiting in the buffer. (With `futures::StreamExt` in scope, its `buffered`
+    /// adapter takes the method-call syntax: write `Consumer::buffered(&consumer)`.)
     pub fn buffered(&self) -> usize {
         lock(&self.inner.buffer).messages.len()
     }
@@ -382,6 +437,32 @@ impl Consumer {
     /// Cancel consuming (Kombu's `close`).
     pub async fn close(&self) -> Result<()> {
         self.cancel().await
+    }
+}
+
+/// The consumer's messages, as [`Consumer::next_message`] without a timeout gives them: the
+/// stream starts consuming when needed and drains the connection's events itself. An error
+/// (a lost connection, ...) is yielded as `Some(Err(..))`; polling again goes on (a lost
+/// connection is then re-established, as `drain_events` does). The stream does not end by
+/// itself: stop polling (and [`Consumer::cancel`]) to stop. Only for consumers without
+/// callbacks or `on_message`, which take the messages instead.
+impl futures::Stream for Consumer {
+    type Item = Result<Message>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let next = this.next.get_mut().unwrap_or_else(|e| e.into_inner());
+        let fut = next.get_or_insert_with(|| {
+            let consumer = Consumer { inner: this.inner.clone(), next: Mutex::new(None) };
+            Box::pin(async move { consumer.next_message(None).await })
+        });
+        match fut.as_mut().poll(cx) {
+            Poll::Ready(r) => {
+                *next = None;
+                Poll::Ready(Some(r))
+            }
+            Poll::Pending => Poll::Pending,
+        }
     }
 }
 

@@ -1,10 +1,11 @@
-//! Declarations: [`Exchange`], [`Queue`] and [`Binding`].
+//! Declarations: [`Exchange`], [`Queue`] and [`Binding`] (and [`Entity`], either of the
+//! first two).
 //!
 //! They are plain values (serde, equality, cheap to clone) that can live in configuration,
 //! with Kombu's defaults exactly. Operations that need a broker (`declare`, `delete`,
-//! `purge`, ...) work on a copy bound to a [`Channel`] with [`Exchange::bind`] /
-//! [`Queue::bind`]; on an unbound value they fail with [`Error::NotBound`], and the original
-//! stays unbound:
+//! `purge`, ...) work on a copy bound to a [`crate::Channel`] with [`Exchange::bind`] /
+//! [`Queue::bind`]; on an unbound value they fail with [`crate::Error::NotBound`], and the
+//! original stays unbound:
 //!
 //! ```
 //! use kombu::Exchange;
@@ -21,29 +22,63 @@
 //! refused, and an exchange may be given by name (a direct exchange), as Kombu's
 //! `Queue(exchange="name")` allows.
 
+//!
+//! This module is layer 1: it imports nothing from the Kombu API. The operations on bound
+//! declarations are defined with the channel (`src/channel/bound.rs`); a bound declaration
+//! holds its channel behind the `BoundChannel` handle defined here.
+
+use std::any::Any;
 use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::channel::Channel;
-use crate::error::{Error, Result};
-use crate::message::Message;
 use crate::properties::DeliveryMode;
-use crate::serialization::Accept;
-use crate::transport::RawChannel;
-use crate::proto::methods::{
-    BasicConsume, ExchangeBind, ExchangeDeclare, ExchangeDelete, ExchangeType, QueueBind,
-    QueueDeclare, QueueDeclareOk, QueueDelete,
-};
+use crate::proto::methods::{ExchangeDeclare, ExchangeType, QueueBind, QueueDeclare};
+use crate::rt::{MaybeSend, MaybeSync};
 use crate::value::{Headers, Value};
+
+/// The channel a declaration is bound to, as this layer sees it: a handle to keep and to
+/// print, nothing to call. The Kombu API's [`crate::Channel`] is its one implementation and
+/// takes itself back out with [`BoundChannel::as_any`].
+pub(crate) trait BoundChannel: MaybeSend + MaybeSync {
+    /// The channel id (for `Debug`).
+    fn channel_id(&self) -> u32;
+    /// The handle as `Any`, to downcast to the channel type.
+    fn as_any(&self) -> &dyn Any;
+}
 
 /// An exchange declaration (Kombu's `kombu.Exchange`).
 ///
 /// Defaults: name `""` (the default exchange), type `direct`, `durable=true`,
 /// `auto_delete=false`, `delivery_mode=None` (the producer then uses persistent),
 /// `no_declare=false`, `passive=false`.
+///
+/// A declaration does nothing by itself; a copy bound to a channel declares it, binds it and
+/// publishes through it:
+///
+/// ```
+/// use kombu::{Connection, Exchange, Properties, Queue};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let channel = conn.default_channel().await?;
+/// let news = Exchange::topic("news").durable(false);
+/// let bound = news.bind(&channel);
+/// bound.declare(false, None).await?;
+/// let mut science = Queue::new("science").exchange(news.clone()).routing_key("news.science.#").bind(&channel);
+/// science.declare(false).await?;
+/// bound.publish("a comet", "news.science.space", Properties::default(), false).await?;
+/// bound.publish("an election", "news.politics", Properties::default(), false).await?;
+/// let message = science.get(Some(true), None).await?.expect("routed by news.science.#");
+/// assert_eq!(&message.body()[..], b"a comet");
+/// assert!(science.get(Some(true), None).await?.is_none(), "news.politics goes elsewhere");
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Exchange {
@@ -68,7 +103,7 @@ pub struct Exchange {
     /// Only check that the exchange exists when declaring.
     pub passive: bool,
     #[serde(skip)]
-    channel: Option<Channel>,
+    pub(crate) channel: Option<Arc<dyn BoundChannel>>,
 }
 
 impl Default for Exchange {
@@ -152,57 +187,45 @@ impl Exchange {
     }
 
     /// Set `durable`.
+    #[must_use]
     pub fn durable(mut self, v: bool) -> Self {
         self.durable = v;
         self
     }
     /// Set `auto_delete`.
+    #[must_use]
     pub fn auto_delete(mut self, v: bool) -> Self {
         self.auto_delete = v;
         self
     }
     /// Set the default delivery mode.
+    #[must_use]
     pub fn delivery_mode(mut self, v: DeliveryMode) -> Self {
         self.delivery_mode = Some(v);
         self
     }
     /// Add a declaration argument.
+    #[must_use]
     pub fn argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.arguments.insert(key.into(), value.into());
         self
     }
     /// Set `no_declare`.
+    #[must_use]
     pub fn no_declare(mut self, v: bool) -> Self {
         self.no_declare = v;
         self
     }
     /// Set `passive`.
+    #[must_use]
     pub fn passive(mut self, v: bool) -> Self {
         self.passive = v;
         self
     }
 
-    /// A copy bound to `channel` (Kombu's `exchange(channel)`). The original is unchanged.
-    pub fn bind(&self, channel: &Channel) -> Exchange {
-        Exchange { channel: Some(channel.clone()), ..self.clone() }
-    }
-    /// Bind to `channel` unless already bound.
-    pub fn maybe_bind(&mut self, channel: &Channel) {
-        if self.channel.is_none() {
-            self.channel = Some(channel.clone());
-        }
-    }
     /// True when bound to a channel.
     pub fn is_bound(&self) -> bool {
         self.channel.is_some()
-    }
-    /// The channel this copy is bound to.
-    pub fn channel(&self) -> Option<&Channel> {
-        self.channel.as_ref()
-    }
-
-    fn bound(&self, operation: &'static str) -> Result<&Channel> {
-        self.channel.as_ref().ok_or_else(|| Error::NotBound { operation, entity: self.to_string() })
     }
 
     /// True when declaring it is never needed: `no_declare`, the default exchange, or a
@@ -230,109 +253,9 @@ impl Exchange {
         }
     }
 
-    /// Declare the exchange (or, when `passive`, check that it exists). Does nothing for
-    /// [`Exchange::skips_declare`] exchanges unless passive.
-    pub async fn declare(&self, nowait: bool, passive: Option<bool>) -> Result<()> {
-        let ch = self.bound("declare")?;
-        self.declare_on(ch, nowait, passive).await
-    }
-
-    pub(crate) async fn declare_on(&self, ch: &Channel, nowait: bool, passive: Option<bool>) -> Result<()> {
-        let passive = passive.unwrap_or(self.passive);
-        if self.skips_declare() && !passive {
-            return Ok(());
-        }
-        let raw = ch.raw().await?;
-        self.declare_raw(&*raw, nowait, passive).await.map_err(|e| ch.note_error(e))
-    }
-
-    /// Declare on a transport channel directly.
-    pub(crate) async fn declare_raw(&self, raw: &dyn RawChannel, nowait: bool, passive: bool) -> Result<()> {
-        if self.skips_declare() && !passive {
-            return Ok(());
-        }
-        raw.exchange_declare(&self.to_declare(passive, nowait)).await
-    }
-
-    /// Delete the exchange; with `if_unused`, only when it has no bindings.
-    pub async fn delete(&self, if_unused: bool) -> Result<()> {
-        let ch = self.bound("delete")?;
-        ch.raw()
-            .await?
-            .exchange_delete(&ExchangeDelete { exchange: self.name.clone(), if_unused, nowait: false })
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
-    /// Bind this exchange to `source`: messages routed by `source` with `routing_key` also go
-    /// through this exchange (exchange-to-exchange binding).
-    pub async fn bind_to(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("bind_to")?;
-        let source: Exchange = source.into();
-        ch.raw()
-            .await?
-            .exchange_bind(&ExchangeBind {
-                destination: self.name.clone(),
-                source: source.name,
-                routing_key: routing_key.into(),
-                nowait: false,
-                arguments,
-            })
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
-    /// Remove an exchange-to-exchange binding made with [`Exchange::bind_to`].
-    pub async fn unbind_from(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("unbind_from")?;
-        let source: Exchange = source.into();
-        ch.raw()
-            .await?
-            .exchange_unbind(&ExchangeBind {
-                destination: self.name.clone(),
-                source: source.name,
-                routing_key: routing_key.into(),
-                nowait: false,
-                arguments,
-            })
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
     /// A binding of a queue to this exchange (Kombu's `exchange.binding(...)`).
     pub fn binding(&self, routing_key: impl Into<String>) -> Binding {
         Binding::new(self.clone(), routing_key)
-    }
-
-    /// Publish a raw body to this exchange (Kombu's low-level `Exchange.publish`). The body is
-    /// sent as is; use a [`crate::Producer`] to serialize.
-    pub async fn publish(
-        &self,
-        body: impl Into<bytes::Bytes>,
-        routing_key: &str,
-        properties: crate::Properties,
-        mandatory: bool,
-    ) -> Result<()> {
-        let ch = self.bound("publish")?;
-        let mut properties = properties;
-        if properties.delivery_mode.is_none() {
-            properties.delivery_mode =
-                Some(self.delivery_mode.unwrap_or(DeliveryMode::Persistent).as_u8());
-        }
-        let content = std::sync::Arc::new(crate::proto::methods::Content { properties, body: body.into() });
-        ch.raw()
-            .await?
-            .basic_publish(
-                &crate::proto::methods::BasicPublish {
-                    exchange: self.name.clone(),
-                    routing_key: routing_key.into(),
-                    mandatory,
-                    immediate: false,
-                },
-                content,
-            )
-            .await
-            .map_err(|e| ch.note_error(e))
     }
 }
 
@@ -359,11 +282,13 @@ impl Binding {
         Binding { exchange: Some(exchange.into()), routing_key: routing_key.into(), ..Default::default() }
     }
     /// Set the binding arguments.
+    #[must_use]
     pub fn arguments(mut self, arguments: Headers) -> Self {
         self.arguments = arguments;
         self
     }
     /// Set the arguments used when unbinding.
+    #[must_use]
     pub fn unbind_arguments(mut self, arguments: Headers) -> Self {
         self.unbind_arguments = Some(arguments);
         self
@@ -417,6 +342,22 @@ pub(crate) fn opt_exchange_or_name<'de, D: Deserializer<'de>>(d: D) -> std::resu
 /// `durable=true`, `exclusive=false` (exclusive implies auto-delete), `auto_delete=false`,
 /// `no_ack=false`, `no_declare=false`; `expires`, `message_ttl` (seconds), `max_length`,
 /// `max_length_bytes` and `max_priority` become RabbitMQ's `x-` arguments.
+///
+/// ```
+/// use kombu::{Connection, Queue};
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let channel = conn.default_channel().await?;
+/// let mut replies = Queue::new("").exclusive(true).message_ttl(60.0).bind(&channel);
+/// let name = replies.declare(false).await?;
+/// assert!(name.starts_with("amq.gen-"), "the broker named it");
+/// assert_eq!(replies.name, name);
+/// assert_eq!(replies.purge().await?, 0);
+/// replies.delete(false, false).await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Queue {
@@ -469,7 +410,7 @@ pub struct Queue {
     /// Further bindings, declared with the queue.
     pub bindings: Vec<Binding>,
     #[serde(skip)]
-    channel: Option<Channel>,
+    pub(crate) channel: Option<Arc<dyn BoundChannel>>,
 }
 
 impl Default for Queue {
@@ -557,21 +498,25 @@ impl Queue {
     }
 
     /// Set the exchange (an [`Exchange`] or an exchange name, which means a direct exchange).
+    #[must_use]
     pub fn exchange(mut self, exchange: impl Into<Exchange>) -> Self {
         self.exchange = exchange.into();
         self
     }
     /// Set the binding key.
+    #[must_use]
     pub fn routing_key(mut self, key: impl Into<String>) -> Self {
         self.routing_key = key.into();
         self
     }
     /// Set `durable`.
+    #[must_use]
     pub fn durable(mut self, v: bool) -> Self {
         self.durable = v;
         self
     }
     /// Set `exclusive` (which also sets `auto_delete`).
+    #[must_use]
     pub fn exclusive(mut self, v: bool) -> Self {
         self.exclusive = v;
         if v {
@@ -580,95 +525,87 @@ impl Queue {
         self
     }
     /// Set `auto_delete`.
+    #[must_use]
     pub fn auto_delete(mut self, v: bool) -> Self {
         self.auto_delete = v;
         self
     }
     /// Set `expires` in seconds.
+    #[must_use]
     pub fn expires(mut self, seconds: f64) -> Self {
         self.expires = Some(seconds);
         self
     }
     /// Set `message_ttl` in seconds.
+    #[must_use]
     pub fn message_ttl(mut self, seconds: f64) -> Self {
         self.message_ttl = Some(seconds);
         self
     }
     /// Set `max_length`.
+    #[must_use]
     pub fn max_length(mut self, n: u64) -> Self {
         self.max_length = Some(n);
         self
     }
     /// Set `max_length_bytes`.
+    #[must_use]
     pub fn max_length_bytes(mut self, n: u64) -> Self {
         self.max_length_bytes = Some(n);
         self
     }
     /// Set `max_priority`.
+    #[must_use]
     pub fn max_priority(mut self, n: u8) -> Self {
         self.max_priority = Some(n);
         self
     }
     /// Add a `queue.declare` argument.
+    #[must_use]
     pub fn queue_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.queue_arguments.insert(key.into(), value.into());
         self
     }
     /// Add a `queue.bind` argument.
+    #[must_use]
     pub fn binding_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.binding_arguments.insert(key.into(), value.into());
         self
     }
     /// Add a `basic.consume` argument.
+    #[must_use]
     pub fn consumer_argument(mut self, key: impl Into<String>, value: impl Into<Value>) -> Self {
         self.consumer_arguments.insert(key.into(), value.into());
         self
     }
     /// Set `no_ack`.
+    #[must_use]
     pub fn no_ack(mut self, v: bool) -> Self {
         self.no_ack = v;
         self
     }
     /// Set `no_declare`.
+    #[must_use]
     pub fn no_declare(mut self, v: bool) -> Self {
         self.no_declare = v;
         self
     }
     /// Set `alias`.
+    #[must_use]
     pub fn alias(mut self, v: impl Into<String>) -> Self {
         self.alias = Some(v.into());
         self
     }
     /// Add a binding (a queue can be bound to several exchanges and keys).
+    #[must_use]
     pub fn binding(mut self, b: Binding) -> Self {
         self.bindings.push(b);
         self
     }
 
-    /// A copy bound to `channel`.
-    pub fn bind(&self, channel: &Channel) -> Queue {
-        let mut q = self.clone();
-        q.channel = Some(channel.clone());
-        q.exchange = self.exchange.bind(channel);
-        q
-    }
-    /// Bind to `channel` unless already bound.
-    pub fn maybe_bind(&mut self, channel: &Channel) {
-        if self.channel.is_none() {
-            *self = self.bind(channel);
-        }
-    }
     /// True when bound to a channel.
     pub fn is_bound(&self) -> bool {
         self.channel.is_some()
-    }
-    /// The channel this copy is bound to.
-    pub fn channel(&self) -> Option<&Channel> {
-        self.channel.as_ref()
-    }
-
-    fn bound(&self, operation: &'static str) -> Result<&Channel> {
-        self.channel.as_ref().ok_or_else(|| Error::NotBound { operation, entity: self.to_string() })
     }
 
     /// Whether `maybe_declare` may remember this declaration: not for auto-delete queues
@@ -712,47 +649,7 @@ impl Queue {
         }
     }
 
-    /// Declare the exchange, the queue and the bindings. Returns the queue name (generated
-    /// by the broker when the name was empty; the name is stored in `self`).
-    pub async fn declare(&mut self, nowait: bool) -> Result<String> {
-        let ch = self.bound("declare")?.clone();
-        self.declare_on(&ch, nowait).await
-    }
-
-    pub(crate) async fn declare_on(&mut self, ch: &Channel, nowait: bool) -> Result<String> {
-        if self.no_declare {
-            return Ok(self.name.clone());
-        }
-        let raw = ch.raw().await?;
-        self.declare_raw(&*raw, nowait).await.map_err(|e| ch.note_error(e))
-    }
-
-    /// Declare exchange, queue and bindings on a transport channel directly.
-    pub(crate) async fn declare_raw(&mut self, raw: &dyn RawChannel, nowait: bool) -> Result<String> {
-        if self.no_declare {
-            return Ok(self.name.clone());
-        }
-        if !self.exchange.name.is_empty() {
-            self.exchange.declare_raw(raw, nowait, self.exchange.passive).await?;
-        }
-        let ok = raw.queue_declare(&self.to_declare(false, nowait)).await?;
-        if self.name.is_empty() {
-            self.name = ok.queue;
-        }
-        if !self.exchange.name.is_empty() {
-            raw.queue_bind(&self.bind_method(&self.exchange.name, &self.routing_key, &self.binding_arguments, nowait)).await?;
-        }
-        for b in &self.bindings {
-            if let Some(x) = &b.exchange {
-                x.declare_raw(raw, nowait, x.passive).await?;
-            }
-            let xname = b.exchange.as_ref().map(|x| x.name.as_str()).unwrap_or("");
-            raw.queue_bind(&self.bind_method(xname, &b.routing_key, &b.arguments, nowait)).await?;
-        }
-        Ok(self.name.clone())
-    }
-
-    fn bind_method(&self, exchange: &str, routing_key: &str, arguments: &Headers, nowait: bool) -> QueueBind {
+    pub(crate) fn bind_method(&self, exchange: &str, routing_key: &str, arguments: &Headers, nowait: bool) -> QueueBind {
         QueueBind {
             queue: self.name.clone(),
             exchange: exchange.into(),
@@ -761,114 +658,86 @@ impl Queue {
             arguments: arguments.clone(),
         }
     }
+}
 
-    /// `queue.declare` only; with `passive`, checks that the queue exists.
-    pub async fn queue_declare(&mut self, nowait: bool, passive: bool) -> Result<QueueDeclareOk> {
-        let ch = self.bound("queue_declare")?.clone();
-        let ok = ch.raw().await?.queue_declare(&self.to_declare(passive, nowait)).await.map_err(|e| ch.note_error(e))?;
-        if self.name.is_empty() {
-            self.name = ok.queue.clone();
+/// Something `maybe_declare` can declare. Deserializes from `{"exchange": {...}}` or
+/// `{"queue": {...}}` (what the npm package's `declare` sends).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // declarations are built once and passed by reference
+pub enum Entity {
+    /// An exchange.
+    Exchange(Exchange),
+    /// A queue (with its exchange and bindings).
+    Queue(Queue),
+}
+
+impl From<Exchange> for Entity {
+    fn from(x: Exchange) -> Self {
+        Entity::Exchange(x)
+    }
+}
+impl From<&Exchange> for Entity {
+    fn from(x: &Exchange) -> Self {
+        Entity::Exchange(x.clone())
+    }
+}
+impl From<Queue> for Entity {
+    fn from(q: Queue) -> Self {
+        Entity::Queue(q)
+    }
+}
+impl From<&Queue> for Entity {
+    fn from(q: &Queue) -> Self {
+        Entity::Queue(q.clone())
+    }
+}
+
+fn hash_headers<H: Hasher>(h: &Headers, state: &mut H) {
+    if !h.is_empty() {
+        serde_json::to_string(h).unwrap_or_default().hash(state);
+    }
+}
+
+fn hash_exchange<H: Hasher>(x: &Exchange, state: &mut H) {
+    x.name.hash(state);
+    x.kind.as_str().hash(state);
+    (x.durable, x.auto_delete, x.passive).hash(state);
+    hash_headers(&x.arguments, state);
+}
+
+impl Entity {
+    /// Whether the declaration may be cached per connection.
+    pub fn can_cache_declaration(&self) -> bool {
+        match self {
+            Entity::Exchange(x) => x.can_cache_declaration(),
+            Entity::Queue(q) => !q.name.is_empty() && q.can_cache_declaration(),
         }
-        Ok(ok)
     }
 
-    /// Bind the queue to its exchange with its routing key (not for the default exchange).
-    pub async fn queue_bind(&self, nowait: bool) -> Result<()> {
-        let ch = self.bound("queue_bind")?;
-        self.queue_bind_on(ch, nowait).await
-    }
-
-    async fn queue_bind_on(&self, ch: &Channel, nowait: bool) -> Result<()> {
-        if self.exchange.name.is_empty() {
-            return Ok(());
+    /// The key `maybe_declare` remembers the declaration by: equal for declarations that
+    /// declare the same thing.
+    pub(crate) fn cache_key(&self) -> u64 {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        match self {
+            Entity::Exchange(x) => {
+                0u8.hash(&mut h);
+                hash_exchange(x, &mut h);
+            }
+            Entity::Queue(q) => {
+                1u8.hash(&mut h);
+                q.name.hash(&mut h);
+                hash_exchange(&q.exchange, &mut h);
+                q.routing_key.hash(&mut h);
+                (q.durable, q.exclusive, q.auto_delete, q.no_declare).hash(&mut h);
+                hash_headers(&q.declare_arguments(), &mut h);
+                hash_headers(&q.binding_arguments, &mut h);
+                if !q.bindings.is_empty() {
+                    serde_json::to_string(&q.bindings).unwrap_or_default().hash(&mut h);
+                }
+            }
         }
-        self.bind_on(ch, &self.exchange.name, &self.routing_key, &self.binding_arguments, nowait).await
-    }
-
-    async fn bind_on(&self, ch: &Channel, exchange: &str, routing_key: &str, arguments: &Headers, nowait: bool) -> Result<()> {
-        let m = self.bind_method(exchange, routing_key, arguments, nowait);
-        ch.raw().await?.queue_bind(&m).await.map_err(|e| ch.note_error(e))
-    }
-
-    /// Remove the queue's binding to its exchange.
-    pub async fn queue_unbind(&self, arguments: Option<Headers>) -> Result<()> {
-        let ch = self.bound("queue_unbind")?;
-        self.unbind_from(self.exchange.name.as_str(), &self.routing_key, arguments.unwrap_or_else(|| self.binding_arguments.clone()))
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
-    /// Bind the queue to `exchange` with `routing_key`.
-    pub async fn bind_to(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("bind_to")?;
-        let x: Exchange = exchange.into();
-        self.bind_on(ch, &x.name, routing_key, &arguments, false).await
-    }
-
-    /// Unbind the queue from `exchange` / `routing_key`.
-    pub async fn unbind_from(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("unbind_from")?;
-        let x: Exchange = exchange.into();
-        ch.raw()
-            .await?
-            .queue_unbind(&QueueBind {
-                queue: self.name.clone(),
-                exchange: x.name,
-                routing_key: routing_key.into(),
-                nowait: false,
-                arguments,
-            })
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
-    /// Remove all ready messages; returns how many.
-    pub async fn purge(&self) -> Result<u32> {
-        let ch = self.bound("purge")?;
-        ch.raw().await?.queue_purge(&self.name).await.map_err(|e| ch.note_error(e))
-    }
-
-    /// Delete the queue (with `if_unused` / `if_empty` conditions); returns the number of
-    /// messages deleted with it.
-    pub async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<u32> {
-        let ch = self.bound("delete")?;
-        ch.raw()
-            .await?
-            .queue_delete(&QueueDelete { queue: self.name.clone(), if_unused, if_empty, nowait: false })
-            .await
-            .map_err(|e| ch.note_error(e))
-    }
-
-    /// Poll one message (`basic.get`), decoding with `accept` when given.
-    pub async fn get(&self, no_ack: Option<bool>, accept: Option<Accept>) -> Result<Option<Message>> {
-        let ch = self.bound("get")?;
-        let no_ack = no_ack.unwrap_or(self.no_ack);
-        let msg = ch.basic_get(&self.name, no_ack).await?;
-        Ok(msg.map(|m| m.with_accept(accept.map(std::sync::Arc::new))))
-    }
-
-    /// Start consuming with `callback`; returns the consumer tag. Prefer [`crate::Consumer`].
-    pub async fn consume(
-        &self,
-        consumer_tag: &str,
-        no_ack: Option<bool>,
-        callback: crate::channel::DeliveryCallback,
-    ) -> Result<String> {
-        let ch = self.bound("consume")?;
-        let m = BasicConsume {
-            queue: self.name.clone(),
-            consumer_tag: consumer_tag.into(),
-            no_ack: no_ack.unwrap_or(self.no_ack),
-            arguments: self.consumer_arguments.clone(),
-            ..Default::default()
-        };
-        ch.basic_consume(m, callback, None).await
-    }
-
-    /// Cancel a consumer started with [`Queue::consume`].
-    pub async fn cancel(&self, consumer_tag: &str) -> Result<()> {
-        let ch = self.bound("cancel")?;
-        ch.basic_cancel(consumer_tag).await
+        h.finish()
     }
 }
 
@@ -879,6 +748,16 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn cache_rules() {
+        assert!(Entity::from(Exchange::direct("x")).can_cache_declaration());
+        assert!(!Entity::from(Exchange::direct("x").auto_delete(true)).can_cache_declaration());
+        assert!(Entity::from(Queue::new("q")).can_cache_declaration());
+        assert!(!Entity::from(Queue::new("q").expires(10.0)).can_cache_declaration());
+        assert!(!Entity::from(Queue::new("")).can_cache_declaration());
+        assert_ne!(Entity::from(Queue::new("a")).cache_key(), Entity::from(Queue::new("b")).cache_key());
+    }
 
     #[test]
     fn deserializes_kombu_and_camel_case_names_with_an_exchange_by_name() {

@@ -284,7 +284,70 @@ pub enum Error {
         known: String,
     },
 
-    /// An argument had a wrong value (Python's `ValueError`/`TypeError`).
+    /// `ValueError`: an option has a value the operation cannot use (`delivery_mode`,
+    /// `expiration`, `failover_strategy`, ...). Change the value; retrying does not help.
+    #[error("ValueError: {option} must be {expected}, not {value}")]
+    InvalidOption {
+        /// The option, as Kombu names it.
+        option: &'static str,
+        /// The value given, as written (strings quoted).
+        value: String,
+        /// What it must be.
+        expected: &'static str,
+    },
+
+    /// `ValueError`: an operation was called without something it needs (a `SimpleQueue`
+    /// without a name, `send_reply` for a request without `reply_to`, ...). Supply it.
+    #[error("ValueError: {what} needs {needs}")]
+    MissingArgument {
+        /// The operation or object (`a SimpleQueue`, `send_reply`, ...).
+        what: &'static str,
+        /// What it needs.
+        needs: &'static str,
+    },
+
+    /// `ValueError`: a matcher pattern does not compile. Fix the pattern.
+    #[error("ValueError: invalid {matcher} pattern {pattern:?}: {reason}")]
+    InvalidPattern {
+        /// The matcher (`glob`, `pcre`).
+        matcher: &'static str,
+        /// The pattern.
+        pattern: String,
+        /// Why it does not compile.
+        reason: String,
+    },
+
+    /// `ValueError`: a value is longer than the protocol can carry (an AMQP short string —
+    /// a queue, exchange or routing key name, a header key — over 255 bytes). Shorten it.
+    #[error("ValueError: {what} longer than {max} bytes: {}...", .value.chars().take(40).collect::<String>())]
+    TooLong {
+        /// What the value is (`AMQP short string`).
+        what: &'static str,
+        /// The largest length in bytes.
+        max: usize,
+        /// The value (its first 40 characters are shown).
+        value: String,
+    },
+
+    /// `ValueError`: a pool limit cannot go below `floor` — what the pool has in use, or, for
+    /// the global pools, their current limit — unless forced. Pass `force`, or release
+    /// resources first.
+    #[error("ValueError: cannot shrink the pool limit to {limit}: {floor} {why} (pass force to do it anyway)")]
+    PoolShrink {
+        /// The limit asked for.
+        limit: usize,
+        /// The lowest limit allowed without `force`.
+        floor: usize,
+        /// What `floor` is (`resources are in use`, ...).
+        why: &'static str,
+    },
+
+    /// `ValueError`: `acquire` on a pool after `force_close_all`. Make a new pool.
+    #[error("ValueError: acquire on a closed pool")]
+    PoolClosed,
+
+    /// An argument had a wrong value (Python's `ValueError`/`TypeError`): the JavaScript
+    /// facade's argument checks, and a `ValueError` received from the gateway.
     #[error("ValueError: {0}")]
     Value(String),
 
@@ -317,7 +380,13 @@ impl Error {
             Self::MatcherNotInstalled { .. } => "MatcherNotInstalled",
             Self::InvalidUrl { .. } => "InvalidURL",
             Self::UnknownTransport { .. } => "UnknownTransport",
-            Self::Value(_) => "ValueError",
+            Self::Value(_)
+            | Self::InvalidOption { .. }
+            | Self::MissingArgument { .. }
+            | Self::InvalidPattern { .. }
+            | Self::TooLong { .. }
+            | Self::PoolShrink { .. }
+            | Self::PoolClosed => "ValueError",
             Self::NotImplemented(_) => "NotImplementedError",
         }
     }
@@ -353,6 +422,12 @@ impl Error {
         )
     }
 
+    /// True for the errors Kombu raises as `ValueError`: the call itself is wrong (a bad
+    /// argument or option), so retrying it as it is cannot succeed.
+    pub fn is_value_error(&self) -> bool {
+        self.name() == "ValueError"
+    }
+
     /// True for channel exceptions (Kombu's `channel_errors`).
     pub fn is_channel_error(&self) -> bool {
         matches!(self, Self::Channel { .. })
@@ -378,6 +453,17 @@ mod tests {
         assert_eq!(e.name(), "NotFound");
         assert!(e.is_channel_error());
         assert_eq!(e.to_string(), "NotFound (404): NOT_FOUND - no queue 'q' in vhost '/'");
+    }
+
+    #[test]
+    fn value_errors_name_what_was_wrong() {
+        let e = Error::InvalidOption { option: "delivery_mode", value: "7".into(), expected: "1 (transient) or 2 (persistent)" };
+        assert_eq!(e.name(), "ValueError");
+        assert!(e.is_value_error());
+        assert_eq!(e.to_string(), "ValueError: delivery_mode must be 1 (transient) or 2 (persistent), not 7");
+        let e = Error::TooLong { what: "AMQP short string", max: 255, value: "x".repeat(300) };
+        assert_eq!(e.to_string(), format!("ValueError: AMQP short string longer than 255 bytes: {}...", "x".repeat(40)));
+        assert!(!Error::Timeout(None).is_value_error());
     }
 
     #[test]

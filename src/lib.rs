@@ -20,7 +20,12 @@
 //!    carrier machinery they share with the sockets that drive them ([`transport::carrier`]);
 //! 6. the Kombu API, one module per Python `kombu` module — [`connection`], [`channel`],
 //!    [`producer`], [`consumer`], [`message`], [`simple`], [`pools`], [`common`], [`mixins`],
-//!    [`pidbox`], [`clocks`], [`matcher`], [`retry`], [`url`].
+//!    [`pidbox`], [`clocks`], [`matcher`], [`retry`], [`url`]. The operations of a bound
+//!    declaration (`Exchange::declare`, `Queue::purge`, ...) are defined here, with the
+//!    channel, not in [`entity`]; a convenience constructor such as
+//!    [`Connection::producer`] lives with the type it makes. Within the layer, imports go
+//!    one way: `connection`/`channel` (one concept in two files), then `producer`,
+//!    `consumer`, `pools`, `simple`, and `common` and the rest above them.
 //!
 //! `rt` is the little the API needs from a runtime (timers, `MaybeSend`); `wasm` is the
 //! wasm-bindgen facade of the npm package (wasm32 only).

@@ -19,7 +19,7 @@ fn registry() -> &'static RwLock<BTreeMap<String, MatchFn>> {
             Arc::new(|data, pattern| {
                 // Python's re.match anchors at the start only.
                 let re = regex_lite::Regex::new(&format!("^(?:{pattern})"))
-                    .map_err(|e| Error::Value(format!("invalid pcre pattern {pattern:?}: {e}")))?;
+                    .map_err(|e| Error::InvalidPattern { matcher: "pcre", pattern: pattern.to_owned(), reason: e.to_string() })?;
                 Ok(re.is_match(data))
             }),
         );
@@ -54,17 +54,17 @@ fn glob_regex(pattern: &str) -> Result<regex_lite::Regex> {
         i += 1;
     }
     re.push_str(")$");
-    regex_lite::Regex::new(&re).map_err(|e| Error::Value(format!("invalid glob pattern {pattern:?}: {e}")))
+    regex_lite::Regex::new(&re).map_err(|e| Error::InvalidPattern { matcher: "glob", pattern: pattern.to_owned(), reason: e.to_string() })
 }
 
 /// Register a matcher under `name`.
 pub fn register(name: &str, matcher: MatchFn) {
-    registry().write().unwrap_or_else(|e| e.into_inner()).insert(name.into(), matcher);
+    crate::rt::write(registry()).insert(name.into(), matcher);
 }
 
 /// Remove a matcher; `MatcherNotInstalled` if there is none of that name.
 pub fn unregister(name: &str) -> Result<()> {
-    let mut r = registry().write().unwrap_or_else(|e| e.into_inner());
+    let mut r = crate::rt::write(registry());
     match r.remove(name) {
         Some(_) => Ok(()),
         None => Err(Error::MatcherNotInstalled { name: name.into(), known: r.keys().cloned().collect::<Vec<_>>().join(", ") }),
@@ -75,7 +75,7 @@ pub fn unregister(name: &str) -> Result<()> {
 pub fn match_(data: &str, pattern: &str, matcher: Option<&str>) -> Result<bool> {
     let name = matcher.unwrap_or("glob");
     let f = {
-        let r = registry().read().unwrap_or_else(|e| e.into_inner());
+        let r = crate::rt::read(registry());
         match r.get(name) {
             Some(f) => f.clone(),
             None => return Err(Error::MatcherNotInstalled { name: name.into(), known: r.keys().cloned().collect::<Vec<_>>().join(", ") }),

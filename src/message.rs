@@ -12,6 +12,7 @@ use crate::payload::Payload;
 use crate::properties::Properties;
 use crate::serialization::{self, Accept};
 use crate::proto::methods::{Content, Delivery, Name};
+use crate::rt::lock;
 use crate::transport::RawChannel;
 use crate::value::Headers;
 
@@ -163,7 +164,7 @@ impl Message {
                         no_ack: i.no_ack,
                         accept,
                         error: i.error.clone(),
-                        state: Mutex::new(*i.state.lock().unwrap_or_else(|e| e.into_inner())),
+                        state: Mutex::new(*lock(&i.state)),
                         decoded: OnceLock::new(),
                     }),
                 }
@@ -260,7 +261,7 @@ impl Message {
 
     /// The settlement state.
     pub fn state(&self) -> MessageState {
-        *self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
+        *lock(&self.inner.state)
     }
 
     /// True once the message was acknowledged, rejected or requeued.
@@ -308,7 +309,7 @@ impl Message {
     }
 
     fn settle(&self, new: MessageState, f: impl FnOnce(&dyn RawChannel) -> Result<()>) -> Result<()> {
-        let mut state = self.inner.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut state = lock(&self.inner.state);
         if *state != MessageState::Received {
             return Err(Error::MessageState { state: state.to_string() });
         }

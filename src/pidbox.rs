@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::message::Message;
 use crate::producer::PublishOptions;
 use crate::properties::DeliveryMode;
-use crate::rt::{Duration, Instant};
+use crate::rt::{lock, Duration, Instant};
 use crate::proto::methods::ExchangeType;
 use crate::value::Value;
 
@@ -226,7 +226,7 @@ impl Node {
 
     /// Register the handler of `method`.
     pub fn handler(&self, method: impl Into<String>, f: Handler) {
-        self.handlers.lock().unwrap_or_else(|e| e.into_inner()).insert(method.into(), f);
+        lock(&self.handlers).insert(method.into(), f);
     }
 
     /// Start consuming from the node's queue (Kombu's `listen`).
@@ -237,18 +237,18 @@ impl Node {
             c = c.accept(a)?;
         }
         c.consume().await?;
-        *self.consumer.lock().unwrap_or_else(|e| e.into_inner()) = Some(c);
+        *lock(&self.consumer) = Some(c);
         Ok(())
     }
 
     /// Handle the next command, waiting up to `timeout`; false when none came.
     pub async fn handle_next(&self, timeout: Option<Duration>) -> Result<bool> {
-        let c = self.consumer.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let c = lock(&self.consumer).clone();
         let c = match c {
             Some(c) => c,
             None => {
                 self.listen().await?;
-                self.consumer.lock().unwrap_or_else(|e| e.into_inner()).clone().expect("listening")
+                lock(&self.consumer).clone().expect("listening")
             }
         };
         match c.next_message(timeout).await {
@@ -281,7 +281,7 @@ impl Node {
         }
         let method = body.get("method").and_then(Value::as_str).unwrap_or_default();
         let arguments = body.get("arguments").cloned().unwrap_or(Value::Null);
-        let handler = self.handlers.lock().unwrap_or_else(|e| e.into_inner()).get(method).cloned();
+        let handler = lock(&self.handlers).get(method).cloned();
         let reply = match handler {
             Some(h) => match h(&arguments) {
                 Ok(v) => v,

@@ -135,6 +135,18 @@ impl Factory<Producer> for ProducerFactory {
     }
 }
 
+impl Connection {
+    /// A pool of connections like this one (Kombu's `Connection.Pool(limit)`).
+    pub fn pool(&self, limit: Option<usize>) -> ConnectionPool {
+        ConnectionPool::for_connection(self, limit)
+    }
+
+    /// A pool of channels of this connection (Kombu's `Connection.ChannelPool(limit)`).
+    pub fn channel_pool(&self, limit: Option<usize>) -> ChannelPool {
+        ChannelPool::for_channels(self, limit)
+    }
+}
+
 impl ConnectionPool {
     /// Connections like `conn` (Kombu's `Connection.Pool(limit)`).
     pub fn for_connection(conn: &Connection, limit: Option<usize>) -> Self {
@@ -197,10 +209,7 @@ impl<R: Clone + 'static> Pool<R> {
         let limit = limit.filter(|l| *l > 0);
         if let Some(l) = limit {
             if l < st.in_use && !force {
-                return Err(Error::Value(format!(
-                    "cannot shrink the pool to {l}: {} resources are in use (pass force to do it anyway)",
-                    st.in_use
-                )));
+                return Err(Error::PoolShrink { limit: l, floor: st.in_use, why: "resources are in use" });
             }
             let keep = l.saturating_sub(st.in_use);
             st.free.truncate(keep);
@@ -226,7 +235,7 @@ impl<R: Clone + 'static> Pool<R> {
             let next = {
                 let mut st = lock(&self.shared.state);
                 if st.closed {
-                    return Err(Error::Value("acquire on a closed pool".into()));
+                    return Err(Error::PoolClosed);
                 }
                 if let Some(r) = st.free.pop() {
                     st.in_use += 1;
@@ -330,6 +339,7 @@ impl<R: Clone + 'static> Pool<R> {
 }
 
 /// A resource acquired from a [`Pool`]. It returns to the pool when released or dropped.
+#[must_use = "dropping the guard gives the resource back to the pool at once"]
 pub struct PoolGuard<R: Clone + 'static> {
     pool: Pool<R>,
     resource: Option<R>,
@@ -439,7 +449,7 @@ pub fn get_limit() -> usize {
 pub fn set_limit(limit: usize, force: bool) -> Result<usize> {
     with_groups(|g| {
         if limit < g.limit && !force {
-            return Err(Error::Value(format!("the pool limit can grow but not shrink ({} -> {limit}); pass force", g.limit)));
+            return Err(Error::PoolShrink { limit, floor: g.limit, why: "is the limit of the global pools now" });
         }
         for p in g.connections.values() {
             p.resize(Some(limit), force)?;

@@ -4,11 +4,11 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::common::{maybe_declare, Entity};
 use crate::compression;
+use crate::channel::bound::maybe_declare;
 use crate::channel::{Channel, ReturnCallback};
 use crate::connection::Connection;
-use crate::entity::{Exchange, Queue};
+use crate::entity::{Entity, Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::payload::Payload;
 use crate::properties::{DeliveryMode, Properties};
@@ -69,78 +69,91 @@ impl PublishOptions {
     }
     /// Set the routing key.
     #[inline(always)]
+    #[must_use]
     pub fn routing_key(mut self, v: impl Into<String>) -> Self {
         self.routing_key = Some(v.into());
         self
     }
     /// Set the exchange (an [`Exchange`] or a name).
     #[inline(always)]
+    #[must_use]
     pub fn exchange(mut self, v: impl Into<Exchange>) -> Self {
         self.exchange = Some(v.into());
         self
     }
     /// Set the delivery mode.
     #[inline(always)]
+    #[must_use]
     pub fn delivery_mode(mut self, v: DeliveryMode) -> Self {
         self.delivery_mode = Some(v);
         self
     }
     /// Set `mandatory`.
     #[inline(always)]
+    #[must_use]
     pub fn mandatory(mut self, v: bool) -> Self {
         self.mandatory = v;
         self
     }
     /// Set `immediate`.
     #[inline(always)]
+    #[must_use]
     pub fn immediate(mut self, v: bool) -> Self {
         self.immediate = v;
         self
     }
     /// Set the priority.
     #[inline(always)]
+    #[must_use]
     pub fn priority(mut self, v: u8) -> Self {
         self.priority = Some(v);
         self
     }
     /// Set the content type (the body is then sent unserialized).
     #[inline(always)]
+    #[must_use]
     pub fn content_type(mut self, v: impl Into<String>) -> Self {
         self.content_type = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the content encoding.
     #[inline(always)]
+    #[must_use]
     pub fn content_encoding(mut self, v: impl Into<String>) -> Self {
         self.content_encoding = Some(Cow::Owned(v.into()));
         self
     }
     /// Set the serializer.
     #[inline(always)]
+    #[must_use]
     pub fn serializer(mut self, v: impl Into<String>) -> Self {
         self.serializer = Some(v.into());
         self
     }
     /// Add a header.
     #[inline(always)]
+    #[must_use]
     pub fn header(mut self, k: impl Into<String>, v: impl Into<Value>) -> Self {
         self.headers.insert(k.into(), v.into());
         self
     }
     /// Set all headers.
     #[inline(always)]
+    #[must_use]
     pub fn headers(mut self, h: Headers) -> Self {
         self.headers = h;
         self
     }
     /// Set the compression method.
     #[inline(always)]
+    #[must_use]
     pub fn compression(mut self, v: impl Into<String>) -> Self {
         self.compression = Some(v.into());
         self
     }
     /// Retry with this policy if the connection is lost.
     #[inline(always)]
+    #[must_use]
     pub fn retry(mut self, policy: Option<RetryPolicy>) -> Self {
         self.retry = true;
         self.retry_policy = policy;
@@ -148,36 +161,42 @@ impl PublishOptions {
     }
     /// Declare an entity before publishing.
     #[inline(always)]
+    #[must_use]
     pub fn declare(mut self, e: impl Into<Entity>) -> Self {
         self.declare.push(e.into());
         self
     }
     /// Set the per-message TTL in seconds.
     #[inline(always)]
+    #[must_use]
     pub fn expiration(mut self, seconds: f64) -> Self {
         self.expiration = Some(seconds);
         self
     }
     /// Set `correlation_id`.
     #[inline(always)]
+    #[must_use]
     pub fn correlation_id(mut self, v: impl Into<String>) -> Self {
         self.properties.correlation_id = Some(v.into());
         self
     }
     /// Set `reply_to` (a queue name or a [`Queue`]).
     #[inline(always)]
+    #[must_use]
     pub fn reply_to(mut self, v: impl Into<Queue>) -> Self {
         self.properties.reply_to = Some(v.into().name);
         self
     }
     /// Set `message_id`.
     #[inline(always)]
+    #[must_use]
     pub fn message_id(mut self, v: impl Into<String>) -> Self {
         self.properties.message_id = Some(v.into());
         self
     }
     /// Set the other AMQP properties (`timestamp`, `type`, `user_id`, `app_id`, ...).
     #[inline(always)]
+    #[must_use]
     pub fn properties(mut self, p: Properties) -> Self {
         self.properties = p;
         self
@@ -246,6 +265,13 @@ pub fn prepare_body(
     Ok(PreparedBody { body, content_type, content_encoding, headers })
 }
 
+impl Connection {
+    /// A [`Producer`] on the default channel (Kombu's `Connection.Producer()`).
+    pub async fn producer(&self) -> Result<Producer> {
+        Ok(Producer::new(&self.default_channel().await?))
+    }
+}
+
 /// Publishes messages to an exchange (Kombu's `kombu.Producer`).
 ///
 /// Defaults: the default exchange, routing key `""`, the registry's default serializer
@@ -282,32 +308,38 @@ impl Producer {
     }
 
     /// Set the default exchange.
+    #[must_use]
     pub fn exchange(mut self, exchange: impl Into<Exchange>) -> Self {
         self.exchange = exchange.into();
         self
     }
     /// Set the default routing key.
+    #[must_use]
     pub fn routing_key(mut self, key: impl Into<String>) -> Self {
         self.routing_key = key.into();
         self
     }
     /// Set the default serializer.
+    #[must_use]
     pub fn serializer(mut self, name: impl Into<String>) -> Self {
         self.serializer = Some(name.into());
         self
     }
     /// Set the default compression.
+    #[must_use]
     pub fn compression(mut self, name: impl Into<String>) -> Self {
         self.compression = Some(name.into());
         self
     }
     /// Set `auto_declare`.
+    #[must_use]
     pub fn auto_declare(mut self, v: bool) -> Self {
         self.auto_declare = v;
         self
     }
     /// Call `cb(exception, exchange, routing_key, message)` for messages the broker returns
     /// (`mandatory` and unroutable). The producer's connection must drain events to see them.
+    #[must_use]
     pub fn on_return(self, cb: ReturnCallback) -> Self {
         self.channel.on_return(cb);
         self
@@ -357,6 +389,34 @@ impl Producer {
     ///
     /// The message is made (serialized, compressed) when `publish` is called; the future
     /// sends it.
+    ///
+    /// ```
+    /// use kombu::{Connection, Exchange, PublishOptions, Queue, Value};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kombu::Result<()> {
+    /// let conn = Connection::new("memory://")?;
+    /// let media = Exchange::direct("media");
+    /// let video = Queue::new("video").exchange(media.clone()).routing_key("video");
+    /// let producer = conn.producer().await?;
+    /// producer
+    ///     .publish(
+    ///         serde_json::json!({"name": "/tmp/lolcat1.avi", "size": 1301013}),
+    ///         PublishOptions::new().exchange(&media).routing_key("video").declare(&video),
+    ///     )
+    ///     .await?;
+    /// let message = video.bind(producer.channel()).get(None, None).await?.expect("routed to video");
+    /// assert_eq!(message.content_type(), Some("application/json"));
+    /// assert_eq!(message.payload_as::<Value>()?["size"], 1301013);
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// `EncodeError` or `SerializerNotInstalled` when the body cannot be serialized or
+    /// compressed (before anything is sent); the broker's channel and connection errors
+    /// (`NotFound` for a missing exchange, ...); with `retry`, `OperationalError` once the
+    /// policy gives up.
+    #[must_use = "the message is sent when the future is awaited"]
     pub fn publish(&self, body: impl Into<Payload>, opts: PublishOptions) -> impl Future<Output = Result<()>> + '_ {
         self.send(self.prepare(body.into(), opts))
     }
@@ -365,6 +425,7 @@ impl Producer {
     /// `#[derive(Serialize)]` struct...): with the json serializer (the default) it is written
     /// straight to the same bytes `publish(Payload::from_serialize(body)?, opts)` sends,
     /// without building a [`Value`]; other serializers go through the value.
+    #[must_use = "the message is sent when the future is awaited"]
     pub fn publish_typed<T: serde::Serialize + ?Sized>(&self, body: &T, mut opts: PublishOptions) -> impl Future<Output = Result<()>> + '_ {
         let prepared = if opts.content_type.is_some() {
             // Refused by prepare, which says why.
@@ -416,7 +477,7 @@ impl Producer {
         properties.priority = Some(priority.unwrap_or(0));
         if let Some(exp) = expiration {
             if !(exp >= 0.0 && exp.is_finite()) {
-                return Err(Error::Value(format!("expiration must be a number of seconds >= 0, not {exp}")));
+                return Err(Error::InvalidOption { option: "expiration", value: exp.to_string(), expected: "a number of seconds >= 0" });
             }
             properties.expiration = Some(((exp * 1000.0) as u64).to_string());
         }
@@ -441,8 +502,7 @@ impl Producer {
                 for e in declare {
                     maybe_declare(e, &self.channel, declare_policy).await?;
                 }
-                let raw = self.channel.raw().await?;
-                raw.basic_publish(method, content).await.map_err(|e| self.channel.note_error(e))
+                self.channel.with_raw(|raw| async move { raw.basic_publish(method, content).await }).await
             }
         };
         if retry {

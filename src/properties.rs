@@ -37,9 +37,11 @@ impl DeliveryMode {
         match s.trim().to_ascii_lowercase().as_str() {
             "1" | "transient" => Ok(DeliveryMode::Transient),
             "2" | "persistent" => Ok(DeliveryMode::Persistent),
-            other => Err(crate::Error::Value(format!(
-                "delivery_mode must be 1/\"transient\" or 2/\"persistent\", not {other:?}"
-            ))),
+            other => Err(crate::Error::InvalidOption {
+                option: "delivery_mode",
+                value: format!("{other:?}"),
+                expected: "1/\"transient\" or 2/\"persistent\"",
+            }),
         }
     }
 }
@@ -50,9 +52,11 @@ impl TryFrom<u8> for DeliveryMode {
         match v {
             1 => Ok(DeliveryMode::Transient),
             2 => Ok(DeliveryMode::Persistent),
-            other => Err(crate::Error::Value(format!(
-                "delivery_mode must be 1 (transient) or 2 (persistent), not {other}"
-            ))),
+            other => Err(crate::Error::InvalidOption {
+                option: "delivery_mode",
+                value: other.to_string(),
+                expected: "1 (transient) or 2 (persistent)",
+            }),
         }
     }
 }

@@ -51,12 +51,14 @@ impl RetryPolicy {
     }
 
     /// Set `max_retries`.
+    #[must_use]
     pub fn max_retries(mut self, n: u32) -> Self {
         self.max_retries = Some(n);
         self
     }
 
     /// Set `interval_start`, `interval_step` and `interval_max` (seconds).
+    #[must_use]
     pub fn intervals_of(mut self, start: f64, step: f64, max: f64) -> Self {
         self.interval_start = start;
         self.interval_step = step;
@@ -65,6 +67,7 @@ impl RetryPolicy {
     }
 
     /// Set `timeout` (seconds).
+    #[must_use]
     pub fn timeout(mut self, seconds: f64) -> Self {
         self.timeout = Some(seconds);
         self
@@ -132,9 +135,11 @@ impl FailoverStrategy {
         match s {
             "round-robin" | "round_robin" | "roundrobin" => Ok(FailoverStrategy::RoundRobin),
             "shuffle" => Ok(FailoverStrategy::Shuffle),
-            other => Err(crate::Error::Value(format!(
-                "unknown failover strategy {other:?} (known: round-robin, shuffle)"
-            ))),
+            other => Err(crate::Error::InvalidOption {
+                option: "failover_strategy",
+                value: format!("{other:?}"),
+                expected: "one of round-robin, shuffle",
+            }),
         }
     }
 }

@@ -1,4 +1,5 @@
-//! The little the Kombu API needs from a runtime: sleeping and reading the clock.
+//! The little the Kombu API needs from a runtime: sleeping, reading the clock, and random
+//! ids ([`uuid`]).
 //!
 //! Natively this is tokio's timer (the core must then run inside a tokio runtime, as the
 //! gateway and the CLI do); in wasm32 it is the browser's or Node's `setTimeout` through
@@ -65,4 +66,44 @@ pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T
 /// every later call into a second panic.
 pub(crate) fn lock<T: ?Sized>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Read-lock `l`, poison-tolerant as [`lock`].
+pub(crate) fn read<T: ?Sized>(l: &std::sync::RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Write-lock `l`, poison-tolerant as [`lock`].
+pub(crate) fn write<T: ?Sized>(l: &std::sync::RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A random UUID version 4 string (Kombu's `uuid()`, also [`crate::common::uuid`]), for
+/// consumer tags, correlation ids and unique queue names.
+pub fn uuid() -> String {
+    let mut b = [0u8; 16];
+    let (hi, lo) = (fastrand::u64(..), fastrand::u64(..));
+    b[..8].copy_from_slice(&hi.to_be_bytes());
+    b[8..].copy_from_slice(&lo.to_be_bytes());
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    #[test]
+    fn uuid4_shape() {
+        let u = uuid();
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        assert_ne!(uuid(), uuid());
+    }
 }

@@ -162,11 +162,11 @@ fn registry() -> &'static RwLock<Registry> {
 }
 
 fn read() -> std::sync::RwLockReadGuard<'static, Registry> {
-    registry().read().unwrap_or_else(|e| e.into_inner())
+    crate::rt::read(registry())
 }
 
 fn write() -> std::sync::RwLockWriteGuard<'static, Registry> {
-    registry().write().unwrap_or_else(|e| e.into_inner())
+    crate::rt::write(registry())
 }
 
 fn payload_value(p: &Payload) -> Value {
@@ -192,7 +192,7 @@ pub fn json_bytes(p: &Payload) -> Result<Vec<u8>> {
 /// content_encoding)`). A later registration under the same name replaces the earlier.
 pub fn register(name: &str, content_type: &str, content_encoding: &str, encoder: Encoder, decoder: Decoder) -> Result<()> {
     if name.is_empty() || content_type.is_empty() {
-        return Err(Error::Value("a serializer needs a name and a content type".into()));
+        return Err(Error::MissingArgument { what: "a serializer", needs: "a name and a content type" });
     }
     let mut r = write();
     if name == "json" {

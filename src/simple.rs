@@ -38,6 +38,23 @@ pub struct SimpleOptions {
 }
 
 /// A queue-like interface to one broker queue. See the module documentation.
+///
+/// ```
+/// use kombu::{Connection, PublishOptions};
+/// use kombu::rt::Duration;
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kombu::Result<()> {
+/// let conn = Connection::new("memory://")?;
+/// let queue = conn.simple_queue("simple-hello").await?;
+/// queue.put("hello world", PublishOptions::new()).await?;
+/// let message = queue.get(true, Some(Duration::from_secs(1))).await?;
+/// assert_eq!(&message.body()[..], b"hello world");
+/// message.ack()?;
+/// assert_eq!(queue.get(false, None).await.unwrap_err().name(), "Empty");
+/// queue.close().await?;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct SimpleQueue {
     queue: Queue,
@@ -45,6 +62,20 @@ pub struct SimpleQueue {
     consumer: Consumer,
     no_ack: bool,
     buffer: bool,
+}
+
+impl Connection {
+    /// A [`SimpleQueue`] named `name` on the default channel, with default options (Kombu's
+    /// `Connection.SimpleQueue(name)`).
+    pub async fn simple_queue(&self, name: &str) -> Result<SimpleQueue> {
+        SimpleQueue::new(self, name, SimpleOptions::default()).await
+    }
+
+    /// A SimpleBuffer ([`SimpleQueue`] without acks) named `name` on the default channel
+    /// (Kombu's `Connection.SimpleBuffer(name)`).
+    pub async fn simple_buffer(&self, name: &str) -> Result<SimpleQueue> {
+        SimpleQueue::buffer(self, name, SimpleOptions::default()).await
+    }
 }
 
 impl SimpleQueue {
@@ -61,7 +92,7 @@ impl SimpleQueue {
 
     async fn create(conn: &Connection, name: &str, opts: SimpleOptions, buffer: bool) -> Result<Self> {
         if name.is_empty() {
-            return Err(Error::Value("a SimpleQueue needs a name (it names the exchange, queue and routing key)".into()));
+            return Err(Error::MissingArgument { what: "a SimpleQueue", needs: "a name (it names the exchange, queue and routing key)" });
         }
         let channel = match &opts.channel {
             Some(c) => c.clone(),

@@ -385,6 +385,37 @@ async fn iterating_a_consumer_and_decode_errors() {
     assert_eq!(err.name(), "TimeoutError");
 }
 
+// The consumer is a Stream of messages that drains the connection itself: a message published
+// while it waits arrives. The handle stays Send + Sync natively.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn a_consumer_is_a_stream_of_messages() {
+    use futures::StreamExt;
+    #[cfg(not(target_arch = "wasm32"))]
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    let conn = Connection::new(&url("stream")).unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    let q = Queue::new("st");
+    let p = Producer::new(&ch);
+    p.publish(json!(1), PublishOptions::new().routing_key("st").declare(&q)).await.unwrap();
+    let mut consumer = Consumer::new(&ch, vec![q]);
+    #[cfg(not(target_arch = "wasm32"))]
+    send_sync(&consumer);
+    let m = consumer.next().await.unwrap().unwrap();
+    assert_eq!(m.payload().unwrap().to_value(), json!(1));
+    m.ack().unwrap();
+    let later = async {
+        kombu::rt::sleep(Duration::from_millis(20)).await;
+        p.publish(json!(2), PublishOptions::new().routing_key("st")).await.unwrap();
+    };
+    let (got, ()) = futures::join!(consumer.next(), later);
+    let m = got.unwrap().unwrap();
+    assert_eq!(m.payload().unwrap().to_value(), json!(2));
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    assert_eq!(Consumer::buffered(&consumer), 0);
+}
+
 // Messages as Rust types: publish_typed writes a serde struct as the JSON a value would give,
 // payload_as reads it back without an intermediate value, with the accept list and with a
 // body of another shape reported while the message stays rejectable.

@@ -235,7 +235,7 @@ impl W {
     fn shortstr(&mut self, s: &str) -> Result<()> {
         let b = s.as_bytes();
         if b.len() > 255 {
-            return Err(Error::Value(format!("AMQP short string longer than 255 bytes: {:.40}...", s)));
+            return Err(Error::TooLong { what: "AMQP short string", max: 255, value: s.to_owned() });
         }
         self.u8(b.len() as u8);
         self.0.put_slice(b);

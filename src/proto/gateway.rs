@@ -258,7 +258,8 @@ impl ServerFrame {
 /// Gateway error codes for errors that are not AMQP exceptions (documented in the spec).
 fn gateway_code(e: &Error) -> u16 {
     match e {
-        Error::Value(_) | Error::Decode(_) | Error::Encode(_) => 400,
+        e if e.is_value_error() => 400,
+        Error::Decode(_) | Error::Encode(_) => 400,
         Error::NotImplemented(_) => 540,
         Error::LimitExceeded(_) | Error::ChannelLimitExceeded { .. } | Error::ConnectionLimitExceeded { .. } => 429,
         _ => 500,

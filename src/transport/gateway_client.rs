@@ -70,11 +70,11 @@ impl GatewayClient {
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (oneshot::Sender<Answer>, bool)>> {
-        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+        crate::rt::lock(&self.pending)
     }
 
     fn unsettled(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unsettled>> {
-        self.unsettled.lock().unwrap_or_else(|e| e.into_inner())
+        crate::rt::lock(&self.unsettled)
     }
 
     /// Send request `id`; `ack`: an ack the carrier may merge, its channel and hold

@@ -23,7 +23,7 @@ use crate::error::{Error, Result};
 use crate::rt::{self, Duration, Instant};
 use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, ExchangeBind, ExchangeDeclare, ExchangeDelete,
-    ExchangeType, GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
+    GetOk, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent,
 };
 
 #[derive(Debug)]
@@ -76,7 +76,7 @@ impl MemoryBroker {
     fn lock(&self) -> MutexGuard<'_, Shared> {
         // A panic while the broker was locked leaves it consistent enough to go on: every
         // broker method validates before it mutates.
-        self.shared.lock().unwrap_or_else(|e| e.into_inner())
+        crate::rt::lock(&self.shared)
     }
 
     /// Run `f` on the broker at the current time (read only if `f` needs it), then wake the
@@ -175,11 +175,7 @@ impl Transport for MemoryTransport {
     }
 
     fn implements(&self) -> Implements {
-        Implements {
-            asynchronous: true,
-            exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers],
-            heartbeats: false,
-        }
+        Implements::all_exchange_types(false)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
@@ -281,7 +277,7 @@ impl RawConnection for MemoryConnection {
     }
 
     fn try_next_event(&self) -> Result<Option<ServerEvent>> {
-        let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let mut pending = crate::rt::lock(&self.pending);
         if let Some(ev) = pending.pop_front() {
             return Ok(Some(ev));
         }

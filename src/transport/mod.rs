@@ -41,6 +41,19 @@ pub struct Implements {
     pub heartbeats: bool,
 }
 
+impl Implements {
+    /// An asynchronous transport that routes the four exchange types (direct, topic, fanout,
+    /// headers): every transport of this crate and of the gateway; `heartbeats` says whether
+    /// it sends and checks them.
+    pub fn all_exchange_types(heartbeats: bool) -> Self {
+        Implements {
+            asynchronous: true,
+            exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers],
+            heartbeats,
+        }
+    }
+}
+
 /// Everything a transport needs to connect: the resolved URL fields and options.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ConnectInfo {

@@ -35,7 +35,7 @@ fn with_registry<R>(f: impl FnOnce(&mut Registry) -> R) -> R {
     use std::sync::{OnceLock, RwLock};
     static REGISTRY: OnceLock<RwLock<Registry>> = OnceLock::new();
     let lock = REGISTRY.get_or_init(|| RwLock::new(builtin()));
-    f(&mut lock.write().unwrap_or_else(|e| e.into_inner()))
+    f(&mut crate::rt::write(lock))
 }
 
 #[cfg(target_arch = "wasm32")]

@@ -19,7 +19,6 @@ use crate::transport::amqp_client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
 use crate::error::{Error, Result};
 use crate::proto::gateway::SUBPROTOCOL;
-use crate::proto::methods::ExchangeType;
 
 /// The `gateway+ws` / `gateway+wss` transport over the JavaScript `WebSocket`.
 #[derive(Debug, Default)]
@@ -348,7 +347,7 @@ impl Transport for WebSocketTransport {
         Some(8765)
     }
     fn implements(&self) -> Implements {
-        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: false }
+        Implements::all_exchange_types(false)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
@@ -379,7 +378,7 @@ impl Transport for AmqpWebSocketTransport {
         Some(8765)
     }
     fn implements(&self) -> Implements {
-        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: true }
+        Implements::all_exchange_types(true)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {

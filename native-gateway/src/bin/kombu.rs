@@ -157,7 +157,7 @@ struct Fail(u8, String);
 
 impl From<kombu::Error> for Fail {
     fn from(e: kombu::Error) -> Self {
-        let code = if matches!(e, kombu::Error::InvalidUrl { .. } | kombu::Error::UnknownTransport { .. } | kombu::Error::Value(_)) { 2 } else { 1 };
+        let code = if matches!(e, kombu::Error::InvalidUrl { .. } | kombu::Error::UnknownTransport { .. }) || e.is_value_error() { 2 } else { 1 };
         Fail(code, format!("{}: {e}", e.name()))
     }
 }

@@ -7,7 +7,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use kombu::proto::methods::ExchangeType;
 use kombu::transport::amqp_client::AmqpClient;
 use kombu::transport::carrier::Carrier;
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
@@ -29,7 +28,7 @@ impl Transport for AmqpTransport {
         Some(5672)
     }
     fn implements(&self) -> Implements {
-        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: true }
+        Implements::all_exchange_types(true)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {

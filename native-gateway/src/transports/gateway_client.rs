@@ -9,7 +9,6 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kombu::proto::gateway::SUBPROTOCOL;
-use kombu::proto::methods::ExchangeType;
 use kombu::transport::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
@@ -32,7 +31,7 @@ impl Transport for GatewayTransport {
         Some(8765)
     }
     fn implements(&self) -> Implements {
-        Implements { asynchronous: true, exchange_types: vec![ExchangeType::Direct, ExchangeType::Topic, ExchangeType::Fanout, ExchangeType::Headers], heartbeats: false }
+        Implements::all_exchange_types(false)
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
