@@ -11,6 +11,7 @@
 
 pub mod gateway;
 pub mod memory;
+pub mod virtual_channel;
 #[cfg(any(test, all(target_arch = "wasm32", feature = "websocket")))]
 pub mod outbox;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
