@@ -14,6 +14,7 @@
 pub mod amqp;
 pub mod auth;
 pub mod client;
+pub mod redis;
 pub mod relay;
 pub mod server;
 pub mod tls;
@@ -35,8 +36,10 @@ pub enum GatewayError {
     Config(String, String),
 }
 
-/// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
+/// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`, `redis`,
+/// `rediss`, `redis+socket`, `sentinel`) with the core's transport registry.
 pub fn register_transports() {
+    redis::register();
     kombu::transport::register("gateway+ws", Arc::new(client::GatewayTransport));
     kombu::transport::register("gateway+wss", Arc::new(client::GatewayTransport));
     kombu::transport::register("amqp", Arc::new(amqp::AmqpTransport));

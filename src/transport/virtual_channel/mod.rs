@@ -43,7 +43,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
 pub use channel::QueueOrder;
-pub use store::{topic_pattern, BindingRow, FanoutListen, Fetch, Fetched, Outgoing, Settle, Store};
+pub use store::{mark_redelivered, topic_pattern, BindingRow, FanoutListen, Fetch, Fetched, Outgoing, Settle, Store};
 
 use channel::{ChannelState, ConsumerEntry};
 
@@ -273,7 +273,8 @@ fn start_fetch(shared: &Shared, ch: &ChannelState, fanout_queues: &HashMap<Strin
         Some(n) => n.min(shared.options.fetch_batch),
         None => shared.options.fetch_batch,
     };
-    let mut fetch = Fetch { queues: Vec::new(), fanout: Vec::new(), max, wait: Some(shared.options.polling_interval) };
+    let round_robin = shared.options.queue_order == QueueOrder::RoundRobin;
+    let mut fetch = Fetch { queues: Vec::new(), fanout: Vec::new(), max, round_robin, wait: Some(shared.options.polling_interval) };
     let fanout = shared.store.supports_fanout();
     for q in order {
         match fanout_queues.get(&*q).filter(|_| fanout) {
@@ -332,13 +333,15 @@ fn deliver(shared: &Shared, id: u32, ch: &mut ChannelState, got: Vec<Fetched>, e
         ch.rotate(&m.queue);
         let tag = ch.next_tag();
         delivery.delivery_tag = tag;
-        if consumer.no_ack || m.broadcast {
+        if consumer.no_ack {
             if !m.broadcast {
                 if let Err(e) = store.settle(&m, Settle::Ack) {
                     tracing::error!(queue = %m.queue, error = %e, "could not settle a no_ack delivery");
                 }
             }
         } else {
+            // Broadcasts too, as Kombu: they count against prefetch until acked, but the
+            // store has nothing to settle or restore for them.
             ch.unacked.insert(tag, m);
         }
         events.push_back(ServerEvent::Deliver { channel: id, consumer_tag: consumer.tag.clone(), delivery });
@@ -418,7 +421,7 @@ async fn restore_slot(shared: &Shared, slot: ChannelSlot) -> Result<()> {
     if let Some(f) = slot.fetch {
         back.extend(f.await?.into_iter().filter(|m| !m.broadcast));
     }
-    back.extend(slot.state.unacked.into_values());
+    back.extend(slot.state.unacked.into_values().filter(|m| !m.broadcast));
     shared.store.flush().await?;
     if back.is_empty() {
         return Ok(());
@@ -462,7 +465,7 @@ impl VirtualChannel {
             Ok(ms)
         })?;
         let mut first_err = None;
-        for m in &taken {
+        for m in taken.iter().filter(|m| !m.broadcast) {
             if let Err(e) = self.store().settle(m, how()) {
                 first_err.get_or_insert(e);
             }
@@ -688,7 +691,7 @@ impl RawChannel for VirtualChannel {
 
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
         self.with(|_| Ok(()))?;
-        let fetch = Fetch { queues: vec![Name::from(queue)], fanout: Vec::new(), max: 1, wait: None };
+        let fetch = Fetch { queues: vec![Name::from(queue)], fanout: Vec::new(), max: 1, round_robin: false, wait: None };
         let got = self.store().fetch(&fetch).await?;
         let mut st = self.shared.lock();
         let mut result = None;
@@ -748,7 +751,7 @@ impl RawChannel for VirtualChannel {
         }
         let back = self.with(|st| {
             let ch = st.channel(self.id)?;
-            let back: Vec<Fetched> = std::mem::take(&mut ch.unacked).into_values().collect();
+            let back: Vec<Fetched> = std::mem::take(&mut ch.unacked).into_values().filter(|m| !m.broadcast).collect();
             st.wake();
             Ok(back)
         })?;

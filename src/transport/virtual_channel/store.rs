@@ -64,6 +64,9 @@ pub struct Fetch {
     pub fanout: Vec<FanoutListen>,
     /// At most this many messages (the channel's prefetch credit; at least 1).
     pub max: usize,
+    /// Round robin: within one fetch, take from the queues in turn (the channel rotates
+    /// its order the same way); otherwise drain them in the order given.
+    pub round_robin: bool,
     /// How long to wait when nothing is there (Kombu's `polling_interval`, the BRPOP
     /// timeout). `None`: return at once.
     pub wait: Option<Duration>,
