@@ -198,6 +198,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let transport_name = kombu::url::resolve_alias(&url.transport).to_owned();
     let transport = transport::lookup(&transport_name).map_err(GatewayError::Broker)?;
     let info = ConnectInfo {
+        ssl: url.ssl().unwrap_or(matches!(transport_name.as_str(), "amqps" | "rediss")),
         transport: transport_name,
         hostname: url.hostname.clone().unwrap_or_else(|| "localhost".into()),
         port: url.port,
@@ -221,7 +222,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/amqp", get(amqp_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz_handler))
         .route("/metrics", get(metrics_handler))
         .route("/api/snapshot", get(snapshot_handler));
     if let Some(pkg) = &config.pkg {
@@ -277,7 +278,29 @@ async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Que
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    if state.transport.driver_name() == "redis" {
+        text.push_str(&crate::redis::StoreCounters::global().render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `GET /healthz`: `ok`; with a broker other than the embedded one, only when a connection
+/// to it opens now (503 naming the error otherwise).
+async fn healthz_handler(State(state): State<Arc<AppState>>) -> Response {
+    if state.info.transport == "memory" {
+        return "ok\n".into_response();
+    }
+    let broker = kombu::url::sanitize(&state.config.broker, "**");
+    let check = tokio::time::timeout(std::time::Duration::from_secs(5), state.transport.establish_connection(&state.info)).await;
+    match check {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            format!("broker {broker}: ok\nok\n").into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("broker {broker}: unreachable: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("broker {broker}: no answer within 5 s\n")).into_response(),
+    }
 }
 
 /// The refusal of a browser whose `Origin` is not allowed, if it is not.

@@ -54,6 +54,24 @@ impl StoreCounters {
     }
 }
 
+impl StoreCounters {
+    /// Prometheus text exposition of the counters.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        for (name, help, v) in [
+            ("kombu_gateway_broker_restored_total", "Unacknowledged messages put back in their queue (close, recover, visibility sweep).", &self.restored),
+            ("kombu_gateway_broker_swept_total", "Of those, restored by the visibility sweep (their consumer went away).", &self.swept),
+            ("kombu_gateway_broker_requeued_total", "Messages requeued by reject or nack.", &self.requeued),
+            ("kombu_gateway_broker_redelivered_total", "Deliveries of messages marked redelivered.", &self.redelivered),
+            ("kombu_gateway_broker_dead_lettered_total", "Stored values moved to a dead-letter list (not Kombu messages).", &self.dead_lettered),
+            ("kombu_gateway_broker_settle_failures_total", "Acks and rejects Redis did not take.", &self.settle_failures),
+        ] {
+            s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} counter\n{name} {}\n", v.load(Ordering::Relaxed)));
+        }
+        s
+    }
+}
+
 fn counters() -> &'static StoreCounters {
     StoreCounters::global()
 }
