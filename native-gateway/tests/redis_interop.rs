@@ -5,6 +5,8 @@
 //! (scripts/test.sh); skipped with a message without it, except under CI. Each test uses its
 //! own `global_keyprefix` and deletes its keys.
 
+mod redis_common;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -191,7 +193,7 @@ async fn rust_publishes_and_python_consumes() {
     let tq = Queue::new("rtq").exchange(t.clone()).routing_key("logs.#");
     producer.publish("deep", PublishOptions::new().exchange(&t).routing_key("logs.a.b").declare(&tq)).await.unwrap();
     for p in [9u8, 0, 5] {
-        producer.publish(json!(p), PublishOptions::new().routing_key("rpri").declare(&Queue::new("rpri")).priority(p)).await.unwrap();
+        producer.publish(json!(p), PublishOptions::new().routing_key("rpri").declare(Queue::new("rpri")).priority(p)).await.unwrap();
     }
     conn.release().await.unwrap();
 
@@ -259,10 +261,10 @@ async fn a_message_held_by_a_dead_python_worker_is_restored_by_our_sweep() {
 async fn a_message_held_by_a_killed_rust_consumer_is_restored_by_pythons_sweep() {
     let Some(peer) = Peer::new() else { return };
     let conn = peer.connection(&[]);
-    conn.producer().await.unwrap().publish("mine", PublishOptions::new().routing_key("rheld").declare(&Queue::new("rheld"))).await.unwrap();
+    conn.producer().await.unwrap().publish("mine", PublishOptions::new().routing_key("rheld").declare(Queue::new("rheld"))).await.unwrap();
     conn.release().await.unwrap();
     // A Rust consumer (this test binary, run again as the holder) takes it and is killed.
-    let mut holder = hold_in_child(&peer.prefix, "rheld", 1);
+    let mut holder = redis_common::hold_in_child(&peer.prefix, "rheld", 1);
     let _ = holder.kill();
     let _ = holder.wait();
     // Kombu sweeps in drain_events only when a drain ends before the BRPOP does.
@@ -270,43 +272,4 @@ async fn a_message_held_by_a_killed_rust_consumer_is_restored_by_pythons_sweep()
     let got = peer.run("consume", json!({"transport_options": topts, "queue": "rheld", "timeout": 15, "poll": 1})).await;
     assert_eq!((&got[0]["body"], &got[0]["redelivered"]), (&json!("mine"), &json!(true)));
     peer.cleanup().await;
-}
-
-/// Run `hold_messages_until_killed` in a child process: it consumes `count` messages of
-/// `queue` and holds them unacknowledged. Returns once it holds them.
-pub fn hold_in_child(prefix: &str, queue: &str, count: usize) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "hold_messages_until_killed", "--nocapture", "--test-threads", "1"])
-        .env("KOMBU_REDIS_HOLD", format!("{prefix} {queue} {count}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the holder exited before holding");
-        if line.trim_end().ends_with("HELD") {
-            break;
-        }
-    }
-    child
-}
-
-/// Not a test on its own: the holder process of `hold_in_child` (does nothing without
-/// KOMBU_REDIS_HOLD).
-#[tokio::test]
-async fn hold_messages_until_killed() {
-    let Ok(spec) = std::env::var("KOMBU_REDIS_HOLD") else { return };
-    let mut parts = spec.split(' ');
-    let (prefix, queue, count) = (parts.next().unwrap(), parts.next().unwrap(), parts.next().unwrap().parse::<usize>().unwrap());
-    kombu_gateway::register_transports();
-    let peer = Peer { python: String::new(), prefix: prefix.to_owned() };
-    let conn = peer.connection(&[]);
-    let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(count as u16);
-    let mut held = Vec::new();
-    for _ in 0..count {
-        held.push(consumer.next_message(WAIT).await.unwrap());
-    }
-    println!("HELD");
-    tokio::time::sleep(Duration::from_secs(3600)).await;
 }
