@@ -281,6 +281,8 @@ async fn a_vanished_binding_table_is_an_error_naming_maxmemory_policy() {
     let producer = conn.producer().await.unwrap();
     producer.maybe_declare(q).await.unwrap();
     let _: () = keys.redis.clone().del(keys.k("_kombu.binding.evicted")).await.unwrap();
+    // The store caches the table client-side; Redis's invalidation is on its way.
+    tokio::time::sleep(Duration::from_millis(50)).await;
     let e = producer.publish("x", PublishOptions::new().exchange(&x).routing_key("k")).await.unwrap_err();
     assert!(e.to_string().contains("maxmemory-policy"), "{e}");
     conn.release().await.unwrap();

@@ -123,6 +123,12 @@ struct Inner {
     client: Client,
     config: AsyncConnectionConfig,
     cmd: MultiplexedConnection,
+    /// The binding tables' connection: RESP3 with client-side caching where the server
+    /// tracks keys (Redis 6+), so that the table read on every publish is local until Redis
+    /// says it changed. Table writes go through it too, so their invalidation reaches its
+    /// cache before they return.
+    tables: MultiplexedConnection,
+    tables_cached: bool,
     /// Connections for blocking waits, idle.
     blocking: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
@@ -215,6 +221,22 @@ async fn sentinel_master(info: &ConnectInfo, host: &str, port: u16, opts: &Redis
     addr.ok_or_else(|| Error::RecoverableConnection(format!("the sentinel at {host}:{port} knows no master named {name:?}")))
 }
 
+/// A RESP3 connection with client-side caching of the commands that ask for it, or `None`
+/// where the server does not track keys for clients (before Redis 6).
+async fn tables_connection(client: &Client, config: &AsyncConnectionConfig) -> Option<MultiplexedConnection> {
+    let info = client.get_connection_info().clone();
+    let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
+    let client = Client::open(info.set_redis_settings(settings)).ok()?;
+    let config = config.clone().set_cache_config(redis::caching::CacheConfig::new().set_mode(redis::caching::CacheMode::OptIn));
+    match client.get_multiplexed_async_connection_with_config(&config).await {
+        Ok(c) => Some(c),
+        Err(e) => {
+            tracing::debug!(error = %e, "no client-side caching of binding tables (Redis 6+ has it)");
+            None
+        }
+    }
+}
+
 impl RedisStore {
     /// Connect to the Redis server `info` names (or the master its sentinel names).
     pub async fn connect(info: &ConnectInfo, opts: RedisOptions) -> Result<RedisStore> {
@@ -229,12 +251,18 @@ impl RedisStore {
             load.cmd("SCRIPT").arg("LOAD").arg(s).ignore();
         }
         load.query_async::<()>(&mut cmd).await.map_err(redis_err)?;
+        let (tables, tables_cached) = match tables_connection(&client, &config).await {
+            Some(c) => (c, true),
+            None => (cmd.clone(), false),
+        };
         let (ops, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             opts,
             client,
             config,
             cmd,
+            tables,
+            tables_cached,
             blocking: Mutex::new(Vec::new()),
             scripts,
             expires: Mutex::new(HashMap::new()),
@@ -571,8 +599,13 @@ fn parse_record(record: &str) -> Result<(String, u8, String, String)> {
 }
 
 async fn read_table(inner: &Inner, exchange: &str) -> Result<Vec<BindingRow>> {
-    let mut c = inner.cmd.clone();
-    let members: Vec<String> = redis::cmd("SMEMBERS").arg(inner.table_key(exchange)).query_async(&mut c).await.map_err(redis_err)?;
+    let mut c = inner.tables.clone();
+    let mut smembers = redis::cmd("SMEMBERS");
+    smembers.arg(inner.table_key(exchange));
+    if inner.tables_cached {
+        smembers.set_cache_config(redis::CommandCacheConfig::new().set_enable_cache(true));
+    }
+    let members: Vec<String> = smembers.query_async(&mut c).await.map_err(redis_err)?;
     let sep = &inner.opts.sep;
     Ok(members
         .into_iter()
@@ -772,7 +805,7 @@ impl Store for RedisStore {
             pipe.cmd("SREM").arg(self.inner.permanent_key(exchange)).arg(&member).ignore();
         }
         pipe.cmd("DEL").arg(self.inner.step_keys(queue)).ignore();
-        pipe.query_async::<()>(&mut self.inner.cmd.clone()).await.map_err(redis_err)?;
+        pipe.query_async::<()>(&mut self.inner.tables.clone()).await.map_err(redis_err)?;
         lock(&self.inner.expires).remove(queue);
         let mut bound = lock(&self.inner.bound);
         for (exchange, _) in bindings {
@@ -795,7 +828,7 @@ impl Store for RedisStore {
 
     async fn bind(&self, exchange: &str, row: &BindingRow, expires: Option<u64>) -> Result<()> {
         let member = self.inner.row_member(row);
-        let mut c = self.inner.cmd.clone();
+        let mut c = self.inner.tables.clone();
         match expires {
             Some(ms) => {
                 let ttl = (ms.saturating_mul(2)).max(3_600_000);
@@ -825,7 +858,7 @@ impl Store for RedisStore {
         let mut pipe = redis::pipe();
         pipe.cmd("SREM").arg(self.inner.table_key(exchange)).arg(&member).ignore();
         pipe.cmd("SREM").arg(self.inner.permanent_key(exchange)).arg(&member).ignore();
-        pipe.query_async::<()>(&mut self.inner.cmd.clone()).await.map_err(redis_err)?;
+        pipe.query_async::<()>(&mut self.inner.tables.clone()).await.map_err(redis_err)?;
         Ok(())
     }
 
