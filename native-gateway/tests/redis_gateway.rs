@@ -111,7 +111,17 @@ async fn gateway_clients_publish_and_consume_on_redis() {
     let mut o = ConnectionOptions::default();
     o.transport_options.insert("global_keyprefix".into(), Value::from(p.clone()));
     let direct = Connection::with_options("redis://127.0.0.1:6379/0", o).unwrap();
-    let m = direct.default_channel().await.unwrap().basic_get("through", false).await.unwrap().unwrap();
+    // (A gateway publish is not confirmed: it reaches Redis a moment after it returns.)
+    let ch = direct.default_channel().await.unwrap();
+    let mut m = None;
+    for _ in 0..100 {
+        m = ch.basic_get("through", false).await.unwrap();
+        if m.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let m = m.expect("the message published through the gateway is in Redis");
     assert_eq!(m.payload().unwrap(), Payload::Data(json!({"via": "gateway"})));
     m.ack().unwrap();
     // And the other way: published on Redis, consumed through the gateway, requeued once.
