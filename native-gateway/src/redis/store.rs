@@ -568,10 +568,18 @@ impl Inner {
                 let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
                 let mut f = lock(&inner.fanout);
                 if let Some(listens) = f.listens.get_mut(&pattern) {
+                    // A listener whose consumer went away (no fetch for a minute, its buffer
+                    // full) is forgotten, as Redis forgets a subscriber that is gone.
+                    listens.retain(|l| {
+                        let gone = l.buffer.len() >= FANOUT_BUFFER && l.last_fetch.elapsed() > Duration::from_secs(60);
+                        if gone {
+                            tracing::warn!(queue = %l.queue, dropped = l.buffer.len(), "a fanout listener stopped fetching: forgotten with its messages");
+                        }
+                        !gone
+                    });
                     for l in listens.iter_mut() {
                         if l.buffer.len() >= FANOUT_BUFFER {
                             l.buffer.pop_front();
-                            tracing::warn!(queue = %l.queue, "a fanout listener is not fetching: its oldest message was dropped");
                         }
                         l.buffer.push_back(payload.clone());
                     }
@@ -579,7 +587,12 @@ impl Inner {
                 drop(f);
                 inner.fanout_ready.notify_waiters();
             }
-            tracing::debug!("the Redis pub/sub connection closed");
+            // Its listeners would wait forever: the next call fails, the connection is made again.
+            if let Some(inner) = me.upgrade() {
+                tracing::warn!("the Redis pub/sub connection closed");
+                *lock(&inner.failed) = Some(Error::RecoverableConnection("the Redis pub/sub connection closed".into()));
+                inner.fanout_ready.notify_waiters();
+            }
         });
         Ok(sink)
     }
@@ -889,6 +902,7 @@ impl Store for RedisStore {
         }
         let deadline = fetch.wait.map(|w| Instant::now() + w);
         loop {
+            self.inner.take_failure()?;
             let mut out = self.inner.fanout_take(fetch, fetch.max).await?;
             if out.len() < fetch.max && !fetch.queues.is_empty() {
                 out.extend(self.inner.pop(fetch, fetch.max - out.len()).await?);

@@ -422,12 +422,14 @@ async fn restore_slot(shared: &Shared, slot: ChannelSlot) -> Result<()> {
         back.extend(f.await?.into_iter().filter(|m| !m.broadcast));
     }
     back.extend(slot.state.unacked.into_values().filter(|m| !m.broadcast));
-    shared.store.flush().await?;
+    // The settles queued before the close go first; one that failed does not stop the
+    // restore of the rest (its message comes back after the visibility timeout).
+    let flushed = shared.store.flush().await;
     if back.is_empty() {
-        return Ok(());
+        return flushed;
     }
     tracing::info!("Restoring {} unacknowledged message(s)", back.len());
-    shared.store.restore(&back).await
+    shared.store.restore(&back).await.and(flushed)
 }
 
 /// A channel of a [`VirtualConnection`].
