@@ -24,8 +24,9 @@ GW=$!
 trap 'kill $GW 2>/dev/null || true' EXIT
 wait_port "$GW_PORT"
 gw=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "gateway+ws://127.0.0.1:$GW_PORT/gateway" "$N"; done | best)
-ceiling1=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 100000 -c 1 -t lpush,rpop | tr -d '\r')
-ceiling50=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 200000 -t lpush,rpop | tr -d '\r')
+# -q still prints progress lines ending in \r: keep the results.
+ceiling1=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 100000 -c 1 -t lpush,rpop | tr '\r' '\n' | grep 'requests per second')
+ceiling50=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 200000 -t lpush,rpop | tr '\r' '\n' | grep 'requests per second')
 python3 - "$rust" "$py" "$gw" <<'PY'
 import json, sys
 r, p, g = (json.loads(a) for a in sys.argv[1:4])

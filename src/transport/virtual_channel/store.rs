@@ -136,7 +136,7 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
     /// Delete the queue's messages and the binding rows that lead to it (`_delete`).
     async fn delete(&self, queue: &str, bindings: &[(String, BindingRow)]) -> Result<()>;
 
-    /// Every binding queue of the exchanges in `exchanges` (`get_table`): the rows of each.
+    /// The rows of an exchange's binding table (`get_table`); empty when it has none.
     async fn bindings(&self, exchange: &str) -> Result<Vec<BindingRow>>;
 
     /// Add a row to an exchange's binding table (`_queue_bind`). `expires` is the queue's
