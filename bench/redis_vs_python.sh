@@ -27,6 +27,9 @@ gw=$(for _ in 1 2 3; do target/release/examples/bench_roundtrip "gateway+ws://12
 # -q still prints progress lines ending in \r: keep the results.
 ceiling1=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 100000 -c 1 -t lpush,rpop | tr '\r' '\n' | grep 'requests per second')
 ceiling50=$(redis-benchmark -h "$RHOST" -p "$RPORT" -q -n 200000 -t lpush,rpop | tr '\r' '\n' | grep 'requests per second')
+# Both sides leave the binding tables of their auto_delete benchmark queues (Kombu deletes
+# auto_delete queues on Redis only for fanout exchanges).
+redis-cli -h "$RHOST" -p "$RPORT" --scan --pattern '_kombu.binding*.bench-*' | xargs -r redis-cli -h "$RHOST" -p "$RPORT" del >/dev/null
 python3 - "$rust" "$py" "$gw" <<'PY'
 import json, sys
 r, p, g = (json.loads(a) for a in sys.argv[1:4])
