@@ -33,7 +33,8 @@ fn free_port() -> u16 {
 }
 
 fn scratch() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("kombu-redis-urls-{}", kombu::uuid()));
+    // Short: a Unix socket path has at most 107 bytes.
+    let dir = std::env::temp_dir().join(format!("kwr-{}", &kombu::uuid()[..8]));
     std::fs::create_dir_all(&dir).unwrap();
     dir
 }
