@@ -459,6 +459,9 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Err
             }
         },
     };
+    if state.transport.driver_name() == "redis" {
+        crate::redis::scope_to_vhost(&mut info, &state.info);
+    }
     let backend = match state.transport.establish_connection(&info).await {
         Ok(b) => b,
         Err(e) => {

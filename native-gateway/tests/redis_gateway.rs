@@ -154,3 +154,29 @@ async fn healthz_reports_an_unreachable_broker() {
     assert!(health.starts_with("HTTP/1.1 503") && health.contains("unreachable"), "{health}");
     g.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
+    if !redis_up() {
+        return;
+    }
+    let p = prefix();
+    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
+    let mut r = redis::Client::open("redis://127.0.0.1:6379/0").unwrap().get_multiplexed_async_connection().await.unwrap();
+    for (vhost, key) in [("/", format!("{p}vq")), ("/shop", format!("{p}shop.vq"))] {
+        let client = Connection::new(&format!("gateway+ws://{}/gateway?vhost={vhost}", g.addr)).unwrap();
+        client.producer().await.unwrap().publish("x", PublishOptions::new().routing_key("vq").declare(&Queue::new("vq"))).await.unwrap();
+        client.release().await.unwrap();
+        let mut n = 0;
+        for _ in 0..100 {
+            n = r.llen(&key).await.unwrap();
+            if n > 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(n, 1, "vhost {vhost} stores under {key:?}");
+    }
+    g.shutdown().await;
+    cleanup(&p).await;
+}

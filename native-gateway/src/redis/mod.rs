@@ -247,6 +247,20 @@ impl Transport for RedisTransport {
     }
 }
 
+/// For the gateway: a client's connection to the Redis behind it. Redis has no virtual hosts
+/// (the broker URL's path is a database number), so the client's virtual host, which its
+/// permissions were checked against, becomes a key prefix instead: `/` (or none) uses the
+/// broker's keys as they are, where Python kombu and Celery see them; `/shop` puts every key
+/// under `shop.` (after the broker's own `global_keyprefix`), apart from other virtual hosts.
+pub fn scope_to_vhost(client: &mut ConnectInfo, broker: &ConnectInfo) {
+    let vhost = client.virtual_host.trim_start_matches('/').to_owned();
+    client.virtual_host = broker.virtual_host.clone();
+    if !vhost.is_empty() {
+        let base = broker.options.get("global_keyprefix").and_then(Value::as_str).unwrap_or_default();
+        client.options.insert("global_keyprefix".into(), Value::from(format!("{base}{vhost}.")));
+    }
+}
+
 /// Register the Redis transport under `redis`, `rediss`, `redis+socket` and `sentinel`.
 pub fn register() {
     for scheme in ["redis", "rediss", "redis+socket", "sentinel"] {
@@ -294,6 +308,17 @@ mod tests {
         assert_eq!(o.fanout_prefix, "");
         let e = RedisOptions::from_connect_info(&info("abc", &[])).unwrap_err();
         assert!(e.to_string().contains("must be a number"), "{e}");
+    }
+
+    #[test]
+    fn a_gateway_clients_vhost_is_a_key_prefix_on_the_brokers_database() {
+        let broker = info("3", &[("global_keyprefix", Value::from("app."))]);
+        let mut client = ConnectInfo { virtual_host: "/".into(), ..broker.clone() };
+        scope_to_vhost(&mut client, &broker);
+        assert_eq!((client.virtual_host.as_str(), client.options.get("global_keyprefix")), ("3", Some(&Value::from("app."))));
+        let mut client = ConnectInfo { virtual_host: "/shop".into(), ..broker.clone() };
+        scope_to_vhost(&mut client, &broker);
+        assert_eq!((client.virtual_host.as_str(), client.options.get("global_keyprefix")), ("3", Some(&Value::from("app.shop."))));
     }
 
     #[test]
