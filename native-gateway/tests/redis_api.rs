@@ -156,11 +156,9 @@ async fn topic_and_fanout_exchanges() {
     let ca = conn.consumer(vec![a]).await.unwrap();
     let conn2 = keys.connection(&[]);
     let cb = conn2.consumer(vec![b]).await.unwrap();
+    // Subscribed when consume returns (Kombu subscribes on its next poll).
     ca.consume().await.unwrap();
     cb.consume().await.unwrap();
-    // The listeners subscribe on their first poll.
-    let _ = conn.drain_events(Some(Duration::from_millis(300))).await;
-    let _ = conn2.drain_events(Some(Duration::from_millis(300))).await;
     producer.publish("flash", PublishOptions::new().exchange(&f)).await.unwrap();
     for c in [&ca, &cb] {
         let m = c.next_message(SECOND).await.unwrap();
@@ -285,6 +283,44 @@ async fn a_vanished_binding_table_is_an_error_naming_maxmemory_policy() {
     tokio::time::sleep(Duration::from_millis(50)).await;
     let e = producer.publish("x", PublishOptions::new().exchange(&x).routing_key("k")).await.unwrap_err();
     assert!(e.to_string().contains("maxmemory-policy"), "{e}");
+    conn.release().await.unwrap();
+    keys.cleanup().await;
+}
+
+#[tokio::test]
+async fn pidbox_calls_reach_their_node_over_redis_fanout() {
+    use kombu::pidbox::Mailbox;
+    use kombu::ExchangeType;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let Some(keys) = Keys::new().await else { return };
+    let conn = keys.connection(&[]);
+    let mailbox = Mailbox::new("kw", ExchangeType::Fanout, &conn);
+    let pings = Arc::new(AtomicUsize::new(0));
+    let nodes: Vec<_> = ["a@host", "b@host"].iter().map(|h| mailbox.node(*h)).collect();
+    for n in &nodes {
+        let host = n.hostname().to_owned();
+        let pings = pings.clone();
+        n.handler("ping", Arc::new(move |_args: &serde_json::Value| {
+            pings.fetch_add(1, Ordering::SeqCst);
+            Ok(json!({"ok": "pong", "from": host}))
+        }));
+        n.listen().await.unwrap();
+    }
+    let serve = |n: kombu::pidbox::Node| async move {
+        let mut handled = 0;
+        while n.handle_next(Some(Duration::from_millis(500))).await.unwrap() {
+            handled += 1;
+        }
+        handled
+    };
+    let (replies, ha, hb) = futures::join!(
+        mailbox.call(&["a@host"], "ping", json!({}), Duration::from_secs(3)),
+        serve(nodes[0].clone()),
+        serve(nodes[1].clone())
+    );
+    assert_eq!(replies.unwrap(), vec![json!({"a@host": {"ok": "pong", "from": "a@host"}})]);
+    assert_eq!((ha, hb, pings.load(Ordering::SeqCst)), (1, 1, 1), "both nodes get the broadcast, only the destination answers");
     conn.release().await.unwrap();
     keys.cleanup().await;
 }

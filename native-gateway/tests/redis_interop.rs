@@ -230,8 +230,7 @@ async fn fanout_both_ways() {
 
     // Rust listens, Python publishes.
     let consumer = conn.consumer(vec![Queue::new("rs-news").exchange(f.clone())]).await.unwrap();
-    consumer.consume().await.unwrap();
-    let _ = conn.drain_events(Some(Duration::from_millis(300))).await; // subscribes
+    consumer.consume().await.unwrap(); // subscribed when it returns
     peer.run("publish", json!({"transport_options": topts, "messages": [{"exchange": "news", "type": "fanout", "routing_key": "", "body": "from python"}]})).await;
     let m = consumer.next_message(WAIT).await.unwrap();
     assert_eq!(m.payload().unwrap(), Payload::Text("from python".into()));

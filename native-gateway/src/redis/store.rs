@@ -17,7 +17,7 @@ use futures::StreamExt;
 use kombu::envelope::Envelope;
 use kombu::routing::{RouteKind, Router};
 use kombu::spec::{Name, QueueDeclare};
-use kombu::transport::virtual_channel::{mark_redelivered, BindingRow, Fetch, Fetched, Outgoing, Settle, Store};
+use kombu::transport::virtual_channel::{mark_redelivered, BindingRow, FanoutListen, Fetch, Fetched, Outgoing, Settle, Store};
 use kombu::transport::ConnectInfo;
 use kombu::value::{Headers, Value};
 use kombu::{Error, ReplyCode, Result};
@@ -144,6 +144,8 @@ struct Inner {
     last_sweep: Mutex<Option<Instant>>,
     fanout: Mutex<Fanout>,
     fanout_ready: Notify,
+    /// Held while subscribing, so that one pub/sub connection is made.
+    subscribing: tokio::sync::Mutex<()>,
 }
 
 /// Kombu's Redis storage hooks for one connection.
@@ -273,6 +275,7 @@ impl RedisStore {
             last_sweep: Mutex::new(None),
             fanout: Mutex::new(Fanout::default()),
             fanout_ready: Notify::new(),
+            subscribing: tokio::sync::Mutex::new(()),
         });
         tokio::spawn(settle_loop(Arc::downgrade(&inner), inner.cmd.clone(), rx));
         Ok(RedisStore { inner })
@@ -541,7 +544,8 @@ impl Inner {
             f.sink.clone()
         };
         if !new_patterns.is_empty() {
-            let sink = match sink {
+            let _one_at_a_time = self.subscribing.lock().await;
+            let sink = match sink.or_else(|| lock(&self.fanout).sink.clone()) {
                 Some(s) => s,
                 None => self.start_pubsub().await?,
             };
@@ -893,6 +897,11 @@ impl Store for RedisStore {
         let topic = self.inner.fanout_topic(exchange, routing_key);
         let n: u64 = redis::cmd("PUBLISH").arg(topic).arg(&*message.json).query_async(&mut self.inner.cmd.clone()).await.map_err(redis_err)?;
         Ok(Some(n))
+    }
+
+    async fn listen(&self, listen: &FanoutListen) -> Result<()> {
+        let subscribe = Fetch { queues: Vec::new(), fanout: vec![listen.clone()], max: 0, round_robin: false, wait: None };
+        self.inner.fanout_take(&subscribe, 0).await.map(|_| ())
     }
 
     async fn fetch(&self, fetch: &Fetch) -> Result<Vec<Fetched>> {

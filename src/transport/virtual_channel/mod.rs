@@ -719,6 +719,14 @@ impl RawChannel for VirtualChannel {
 
     async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
         let tag = if m.consumer_tag.is_empty() { format!("amq.ctag-{}", crate::common::uuid()) } else { m.consumer_tag.clone() };
+        let listen = self.with(|st| {
+            st.channel(self.id)?;
+            let fanout = st.fanout_queues.get(&m.queue).filter(|_| self.store().supports_fanout());
+            Ok(fanout.map(|(exchange, rk)| FanoutListen { queue: Name::from(m.queue.as_str()), exchange: exchange.clone(), routing_key: rk.clone() }))
+        })?;
+        if let Some(l) = &listen {
+            self.store().listen(l).await?;
+        }
         self.with(|st| {
             st.channel(self.id)?.add_consumer(ConsumerEntry { tag: Name::from(tag.as_str()), queue: Name::from(m.queue.as_str()), no_ack: m.no_ack })?;
             st.wake();

@@ -156,6 +156,13 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
         Err(crate::Error::NotImplemented("this store does not broadcast fanout exchanges".into()))
     }
 
+    /// A consumer starts on a queue bound to a fanout exchange that the store broadcasts:
+    /// subscribe now, so that what is published after `basic.consume` returns reaches it
+    /// (Kombu subscribes on the next poll, and misses what comes before).
+    async fn listen(&self, _listen: &FanoutListen) -> Result<()> {
+        Ok(())
+    }
+
     /// Take up to `fetch.max` messages from the queues (and fanout subscriptions), waiting
     /// up to `fetch.wait` for the first. Every message taken from a queue stays recorded by
     /// the store until [`Store::settle`]d or [`Store::restore`]d (Redis: the `unacked` hash,

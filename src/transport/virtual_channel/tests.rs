@@ -113,16 +113,15 @@ impl Store for MemStore {
         }
         Ok(Some(n))
     }
-    async fn fetch(&self, fetch: &Fetch) -> Result<Vec<Fetched>> {
-        {
-            let mut g = self.inner();
-            g.fetches += 1;
-            for l in &fetch.fanout {
-                if !g.subs.iter().any(|(s, _)| s == l) {
-                    g.subs.push((l.clone(), VecDeque::new()));
-                }
-            }
+    async fn listen(&self, l: &FanoutListen) -> Result<()> {
+        let mut g = self.inner();
+        if !g.subs.iter().any(|(s, _)| s == l) {
+            g.subs.push((l.clone(), VecDeque::new()));
         }
+        Ok(())
+    }
+    async fn fetch(&self, fetch: &Fetch) -> Result<Vec<Fetched>> {
+        self.inner().fetches += 1;
         let deadline = fetch.wait.map(|w| rt::Instant::now() + w);
         let mut out = Vec::new();
         loop {
@@ -497,7 +496,6 @@ async fn fanout_is_broadcast_to_listening_consumers_and_not_acked() {
     consume(&*ch, "n1", false).await;
     let ch2 = conn.open_channel().await.unwrap();
     consume(&*ch2, "n2", false).await;
-    nothing_within(&conn, 30).await; // the fetches subscribe
     publish(&*ch, "news", "", "flash").await;
     let mut got = [next(&conn).await, next(&conn).await];
     got.sort();
