@@ -165,7 +165,7 @@ async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
     let mut r = redis::Client::open("redis://127.0.0.1:6379/0").unwrap().get_multiplexed_async_connection().await.unwrap();
     for (vhost, key) in [("/", format!("{p}vq")), ("/shop", format!("{p}shop.vq"))] {
         let client = Connection::new(&format!("gateway+ws://{}/gateway?vhost={vhost}", g.addr)).unwrap();
-        client.producer().await.unwrap().publish("x", PublishOptions::new().routing_key("vq").declare(&Queue::new("vq"))).await.unwrap();
+        client.producer().await.unwrap().publish("x", PublishOptions::new().routing_key("vq").declare(Queue::new("vq"))).await.unwrap();
         client.release().await.unwrap();
         let mut n = 0;
         for _ in 0..100 {
