@@ -351,6 +351,16 @@ pub enum Error {
     #[error("ValueError: {0}")]
     Value(String),
 
+    /// A transport option (from `transport_options` or the URL's query) has a value the
+    /// transport cannot use (Python kombu raises `ValueError`).
+    #[error("transport option {option:?}: {reason}")]
+    InvalidTransportOption {
+        /// The option's name.
+        option: String,
+        /// What is wrong with the value, and what is expected.
+        reason: String,
+    },
+
     /// The transport does not implement this operation (Python's `NotImplementedError`).
     #[error("NotImplementedError: {0}")]
     NotImplemented(String),
@@ -382,6 +392,7 @@ impl Error {
             Self::UnknownTransport { .. } => "UnknownTransport",
             Self::Value(_)
             | Self::InvalidOption { .. }
+            | Self::InvalidTransportOption { .. }
             | Self::MissingArgument { .. }
             | Self::InvalidPattern { .. }
             | Self::TooLong { .. }

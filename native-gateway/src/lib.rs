@@ -15,6 +15,7 @@
 
 pub mod auth;
 pub mod config;
+pub mod redis;
 pub mod relay;
 pub mod server;
 pub mod store;
@@ -119,8 +120,10 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
     &s[..end]
 }
 
-/// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`) with the core's transport registry.
+/// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`, `redis`,
+/// `rediss`, `redis+socket`, `sentinel`) with the core's transport registry.
 pub fn register_transports() {
+    redis::register();
     kombu::transport::registry::register("gateway+ws", Arc::new(transports::gateway_client::GatewayTransport));
     kombu::transport::registry::register("gateway+wss", Arc::new(transports::gateway_client::GatewayTransport));
     kombu::transport::registry::register("amqp", Arc::new(transports::amqp::AmqpTransport));

@@ -17,6 +17,7 @@ pub mod carrier;
 pub mod gateway_client;
 pub mod memory;
 pub mod registry;
+pub mod virtual_channel;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 pub mod websocket;
 

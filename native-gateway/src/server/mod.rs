@@ -163,7 +163,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/amqp", get(amqp_handler))
-        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/healthz", get(healthz_handler))
         .route("/metrics", get(metrics_handler))
         .route("/api/snapshot", get(snapshot_handler));
     if let Some(pkg) = &config.pkg {
@@ -230,7 +230,30 @@ async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Que
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render()).into_response()
+    let mut text = state.metrics.render();
+    if state.settings.transport.driver_name() == "redis" {
+        text.push_str(&crate::redis::StoreCounters::global().render());
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
+}
+
+/// `GET /healthz`: `ok`; with a broker other than the embedded one, only when a connection
+/// to it opens now (503 naming the error otherwise).
+async fn healthz_handler(State(state): State<Arc<AppState>>) -> Response {
+    let settings = &state.settings;
+    if settings.info.transport == "memory" {
+        return "ok\n".into_response();
+    }
+    let broker = kombu::url::sanitize(&state.config.broker, "**");
+    let check = tokio::time::timeout(std::time::Duration::from_secs(5), settings.transport.establish_connection(&settings.info)).await;
+    match check {
+        Ok(Ok(conn)) => {
+            let _ = conn.close().await;
+            format!("broker {broker}: ok\nok\n").into_response()
+        }
+        Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, format!("broker {broker}: unreachable: {e}\n")).into_response(),
+        Err(_) => (StatusCode::SERVICE_UNAVAILABLE, format!("broker {broker}: no answer within 5 s\n")).into_response(),
+    }
 }
 
 /// The refusal of a browser whose `Origin` is not allowed, if it is not.

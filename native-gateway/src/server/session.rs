@@ -233,6 +233,9 @@ impl Session {
                 }
             },
         };
+        if self.settings.transport.driver_name() == "redis" {
+            crate::redis::scope_to_vhost(&mut info, &self.settings.info);
+        }
         let backend = match self.settings.transport.establish_connection(&info).await {
             Ok(b) => b,
             Err(e) => {
