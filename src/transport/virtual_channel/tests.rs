@@ -20,6 +20,8 @@ struct Inner {
     /// (exchange, routing key) → listening queues' buffers
     subs: Vec<(FanoutListen, VecDeque<String>)>,
     fetches: usize,
+    /// Settles fail as a store's would when its broker did not take them.
+    refuse_settles: bool,
 }
 
 /// A store in memory with Kombu-on-Redis semantics (no priorities).
@@ -139,6 +141,9 @@ impl Store for MemStore {
     }
     fn settle(&self, m: &Fetched, how: Settle) -> Result<()> {
         let mut g = self.inner();
+        if g.refuse_settles {
+            return Err(Error::RecoverableConnection("the store did not take the last acks".into()));
+        }
         g.settled.push((m.token.clone(), how.clone()));
         let Some((queue, raw)) = g.unacked.remove(&m.token) else { return Ok(()) };
         match how {
@@ -579,4 +584,16 @@ fn options_are_read_with_kombus_names_and_bad_values_are_named() {
     info.options.insert("queue_order_strategy".into(), Value::from("random"));
     let e = VirtualOptions::from_connect_info(&info).unwrap_err();
     assert!(matches!(&e, Error::InvalidTransportOption { option, .. } if option == "queue_order_strategy"), "{e}");
+}
+
+#[tokio::test]
+async fn an_ack_the_store_did_not_take_is_an_error_not_silence() {
+    let (store, conn) = connection();
+    let ch = conn.open_channel().await.unwrap();
+    publish(&*ch, "", "q", "x").await;
+    let g = ch.basic_get("q", false).await.unwrap().unwrap();
+    store.inner().refuse_settles = true;
+    let e = ch.basic_ack(g.delivery.delivery_tag, false).unwrap_err();
+    assert!(e.is_connection_error(), "{e}");
+    assert_eq!(store.inner().unacked.len(), 1, "the message stays recorded: it comes back after the visibility timeout");
 }
