@@ -502,7 +502,8 @@ impl Producer {
                 for e in declare {
                     maybe_declare(e, &self.channel, declare_policy).await?;
                 }
-                self.channel.with_raw(|raw| async move { raw.basic_publish(method, content).await }).await
+                let raw = self.channel.raw().await?;
+                self.channel.noted(raw.basic_publish(method, content).await)
             }
         };
         if retry {

@@ -80,7 +80,8 @@ impl Exchange {
         if self.skips_declare() && !passive {
             return Ok(());
         }
-        ch.with_raw(|raw| async move { self.declare_raw(&*raw, nowait, passive).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(self.declare_raw(&*raw, nowait, passive).await)
     }
 
     /// Declare on a transport channel directly.
@@ -93,8 +94,10 @@ impl Exchange {
 
     /// Delete the exchange; with `if_unused`, only when it has no bindings.
     pub async fn delete(&self, if_unused: bool) -> Result<()> {
+        let ch = self.bound("delete")?;
         let m = ExchangeDelete { exchange: self.name.clone(), if_unused, nowait: false };
-        self.bound("delete")?.with_raw(|raw| async move { raw.exchange_delete(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.exchange_delete(&m).await)
     }
 
     /// Bind this exchange to `source`: messages routed by `source` with `routing_key` also go
@@ -102,14 +105,16 @@ impl Exchange {
     pub async fn bind_to(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
         let ch = self.bound("bind_to")?;
         let m = self.exchange_bind(source.into(), routing_key, arguments);
-        ch.with_raw(|raw| async move { raw.exchange_bind(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.exchange_bind(&m).await)
     }
 
     /// Remove an exchange-to-exchange binding made with [`Exchange::bind_to`].
     pub async fn unbind_from(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
         let ch = self.bound("unbind_from")?;
         let m = self.exchange_bind(source.into(), routing_key, arguments);
-        ch.with_raw(|raw| async move { raw.exchange_unbind(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.exchange_unbind(&m).await)
     }
 
     fn exchange_bind(&self, source: Exchange, routing_key: &str, arguments: Headers) -> ExchangeBind {
@@ -139,7 +144,8 @@ impl Exchange {
         }
         let content = Arc::new(Content { properties, body: body.into() });
         let m = BasicPublish { exchange: self.name.clone(), routing_key: routing_key.into(), mandatory, immediate: false };
-        ch.with_raw(|raw| async move { raw.basic_publish(&m, content).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.basic_publish(&m, content).await)
     }
 }
 
@@ -178,7 +184,8 @@ impl Queue {
         if self.no_declare {
             return Ok(self.name.clone());
         }
-        ch.with_raw(|raw| async move { self.declare_raw(&*raw, nowait).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(self.declare_raw(&*raw, nowait).await)
     }
 
     /// Declare exchange, queue and bindings on a transport channel directly.
@@ -210,7 +217,8 @@ impl Queue {
     pub async fn queue_declare(&mut self, nowait: bool, passive: bool) -> Result<QueueDeclareOk> {
         let ch = self.bound("queue_declare")?.clone();
         let m = self.to_declare(passive, nowait);
-        let ok = ch.with_raw(|raw| async move { raw.queue_declare(&m).await }).await?;
+        let raw = ch.raw().await?;
+        let ok = ch.noted(raw.queue_declare(&m).await)?;
         if self.name.is_empty() {
             self.name = ok.queue.clone();
         }
@@ -224,7 +232,8 @@ impl Queue {
             return Ok(());
         }
         let m = self.bind_method(&self.exchange.name, &self.routing_key, &self.binding_arguments, nowait);
-        ch.with_raw(|raw| async move { raw.queue_bind(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.queue_bind(&m).await)
     }
 
     /// Remove the queue's binding to its exchange.
@@ -238,26 +247,32 @@ impl Queue {
     pub async fn bind_to(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
         let ch = self.bound("bind_to")?;
         let m = self.bind_method(&exchange.into().name, routing_key, &arguments, false);
-        ch.with_raw(|raw| async move { raw.queue_bind(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.queue_bind(&m).await)
     }
 
     /// Unbind the queue from `exchange` / `routing_key`.
     pub async fn unbind_from(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
         let ch = self.bound("unbind_from")?;
         let m = self.bind_method(&exchange.into().name, routing_key, &arguments, false);
-        ch.with_raw(|raw| async move { raw.queue_unbind(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.queue_unbind(&m).await)
     }
 
     /// Remove all ready messages; returns how many.
     pub async fn purge(&self) -> Result<u32> {
-        self.bound("purge")?.with_raw(|raw| async move { raw.queue_purge(&self.name).await }).await
+        let ch = self.bound("purge")?;
+        let raw = ch.raw().await?;
+        ch.noted(raw.queue_purge(&self.name).await)
     }
 
     /// Delete the queue (with `if_unused` / `if_empty` conditions); returns the number of
     /// messages deleted with it.
     pub async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<u32> {
+        let ch = self.bound("delete")?;
         let m = QueueDelete { queue: self.name.clone(), if_unused, if_empty, nowait: false };
-        self.bound("delete")?.with_raw(|raw| async move { raw.queue_delete(&m).await }).await
+        let raw = ch.raw().await?;
+        ch.noted(raw.queue_delete(&m).await)
     }
 
     /// Poll one message (`basic.get`), decoding with `accept` when given.
