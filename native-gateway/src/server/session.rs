@@ -537,7 +537,7 @@ mod tests {
 
     fn settings(auth: Option<Arc<Auth>>, max_unacked: u16) -> Arc<Settings> {
         Arc::new(Settings {
-            info: ConnectInfo::from_url("memory://", &kombu::ConnectionOptions::default()).unwrap(),
+            info: kombu::Connection::new("memory://").unwrap().info(),
             transport: kombu::transport::registry::lookup("memory").unwrap(),
             auth,
             max_frame: 1 << 20,
