@@ -64,6 +64,7 @@ pub(crate) enum Input {
 }
 
 /// One client connection. See the module documentation.
+#[must_use = "a session ends with `close`, which returns its unacknowledged deliveries to the broker"]
 pub(crate) struct Session {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
