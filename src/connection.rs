@@ -125,7 +125,7 @@ impl Connection {
         if urls.is_empty() {
             urls.push("amqp://".to_owned());
         }
-        let infos = urls.iter().map(|u| ConnectInfo::from_url(u, &options)).collect::<Result<Vec<_>>>()?;
+        let infos = urls.iter().map(|u| connect_info(u, &options)).collect::<Result<Vec<_>>>()?;
         for info in &infos {
             transport::registry::lookup(&info.transport)?;
         }
@@ -171,7 +171,17 @@ impl Connection {
         &self.inner.options
     }
 
-    fn info(&self) -> ConnectInfo {
+    /// What the transport is given to connect to the current URL: the URL read with this
+    /// connection's options (the transport resolved from the scheme's alias, its default port,
+    /// TLS for `amqps`/`rediss`/`*+wss` unless the URL or the options say otherwise,
+    /// `heartbeat`, `connect_timeout`, `login_method` and transport options from the query).
+    ///
+    /// ```
+    /// let conn = kombu::Connection::new("memory://broker.example/?heartbeat=30").unwrap();
+    /// let info = conn.info();
+    /// assert_eq!((info.transport.as_str(), info.hostname.as_str(), info.heartbeat), ("memory", "broker.example", Some(30.0)));
+    /// ```
+    pub fn info(&self) -> ConnectInfo {
         let i = lock(&self.inner.state).current;
         self.inner.infos[i].clone()
     }
@@ -661,48 +671,30 @@ fn as_library_error(e: Error) -> Error {
     }
 }
 
-impl ConnectInfo {
-    /// What a transport needs to connect to one broker URL `raw_url` (not a `;`-separated
-    /// failover list: see [`url::split_failover`]) with `options`, as [`Connection`] connects: the transport
-    /// resolved from the scheme's alias (or `options.transport`), the transport's default port,
-    /// TLS for `amqps`/`rediss`/`*+wss` unless the URL or `options` say otherwise, and the
-    /// URL's query options (`heartbeat`, `connect_timeout`, `login_method`, `ssl`, transport
-    /// options) under `options`' own.
-    ///
-    /// ```
-    /// use kombu::{ConnectionOptions, transport::ConnectInfo};
-    /// let info = ConnectInfo::from_url("amqps://guest:guest@broker.example//", &ConnectionOptions::default()).unwrap();
-    /// assert!(info.ssl);
-    /// assert_eq!(info.port, Some(5671));
-    /// ```
-    ///
-    /// # Errors
-    /// [`Error::InvalidUrl`] naming the part of `raw_url` that is wrong.
-    pub fn from_url(raw_url: &str, options: &ConnectionOptions) -> Result<ConnectInfo> {
-        let p = url::parse_url(raw_url)?;
-        let transport_name = options.transport.clone().unwrap_or_else(|| url::resolve_alias(&p.transport).to_owned());
-        let mut opts = p.transport_options();
-        for (k, v) in &options.transport_options {
-            opts.insert(k.clone(), v.clone());
-        }
-        let default_port = url::default_port(&transport_name);
-        Ok(ConnectInfo {
-            hostname: p.hostname.clone().unwrap_or_else(|| "localhost".into()),
-            port: p.port.or(default_port),
-            userid: p.userid.clone().or_else(|| options.userid.clone()),
-            password: p.password.clone().or_else(|| options.password.clone()),
-            virtual_host: p
-                .virtual_host
-                .clone()
-                .or_else(|| options.virtual_host.clone())
-                .unwrap_or_else(|| "/".into()),
-            path: p.path.clone(),
-            ssl: options.ssl.or(p.ssl()).unwrap_or(matches!(transport_name.as_str(), "amqps" | "rediss") || transport_name.ends_with("+wss")),
-            connect_timeout: options.connect_timeout.or(p.connect_timeout()),
-            heartbeat: options.heartbeat.or(p.heartbeat()),
-            login_method: options.login_method.clone().or_else(|| p.login_method()),
-            options: opts,
-            transport: transport_name,
-        })
+fn connect_info(raw_url: &str, options: &ConnectionOptions) -> Result<ConnectInfo> {
+    let p = url::parse_url(raw_url)?;
+    let transport_name = options.transport.clone().unwrap_or_else(|| url::resolve_alias(&p.transport).to_owned());
+    let mut opts = p.transport_options();
+    for (k, v) in &options.transport_options {
+        opts.insert(k.clone(), v.clone());
     }
+    let default_port = url::default_port(&transport_name);
+    Ok(ConnectInfo {
+        hostname: p.hostname.clone().unwrap_or_else(|| "localhost".into()),
+        port: p.port.or(default_port),
+        userid: p.userid.clone().or_else(|| options.userid.clone()),
+        password: p.password.clone().or_else(|| options.password.clone()),
+        virtual_host: p
+            .virtual_host
+            .clone()
+            .or_else(|| options.virtual_host.clone())
+            .unwrap_or_else(|| "/".into()),
+        path: p.path.clone(),
+        ssl: options.ssl.or(p.ssl()).unwrap_or(matches!(transport_name.as_str(), "amqps" | "rediss") || transport_name.ends_with("+wss")),
+        connect_timeout: options.connect_timeout.or(p.connect_timeout()),
+        heartbeat: options.heartbeat.or(p.heartbeat()),
+        login_method: options.login_method.clone().or_else(|| p.login_method()),
+        options: opts,
+        transport: transport_name,
+    })
 }

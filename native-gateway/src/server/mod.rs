@@ -205,14 +205,14 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
 }
 
 /// What the gateway connects to: the broker URL read as [`kombu::Connection`] reads it
-/// ([`ConnectInfo::from_url`]: the transport's default port, TLS for `amqps://`, heartbeat,
+/// ([`kombu::Connection::info`]: the transport's default port, TLS for `amqps://`, heartbeat,
 /// login method, connect timeout and transport options from the query).
 fn broker_info(broker: &str) -> Result<ConnectInfo, GatewayError> {
-    let urls = kombu::url::split_failover(broker);
-    if urls.len() > 1 {
-        return Err(GatewayError::FailoverList { urls: urls.len() });
+    let conn = kombu::Connection::new(broker).map_err(GatewayError::Broker)?;
+    match conn.alt().len() {
+        1 => Ok(conn.info()),
+        urls => Err(GatewayError::FailoverList { urls }),
     }
-    ConnectInfo::from_url(broker, &kombu::ConnectionOptions::default()).map_err(GatewayError::Broker)
 }
 
 /// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
@@ -386,6 +386,7 @@ mod tests {
 
     #[test]
     fn the_broker_url_is_read_as_a_connection_reads_it() {
+        crate::register_transports();
         let info = broker_info("amqps://guest:guest@rabbit.example//?heartbeat=30&login_method=PLAIN&connect_timeout=2").unwrap();
         assert_eq!((info.transport.as_str(), info.ssl, info.port), ("amqps", true, Some(5671)));
         assert_eq!((info.heartbeat, info.login_method.as_deref(), info.connect_timeout), (Some(30.0), Some("PLAIN"), Some(2.0)));

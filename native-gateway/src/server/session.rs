@@ -64,6 +64,7 @@ pub(crate) enum Input {
 }
 
 /// One client connection. See the module documentation.
+#[must_use = "a session ends with `close`, which returns its unacknowledged deliveries to the broker"]
 pub(crate) struct Session {
     settings: Arc<Settings>,
     metrics: Arc<Metrics>,
@@ -540,7 +541,7 @@ mod tests {
 
     fn settings(auth: Option<Arc<Auth>>, max_unacked: u16) -> Arc<Settings> {
         Arc::new(Settings {
-            info: ConnectInfo::from_url("memory://", &kombu::ConnectionOptions::default()).unwrap(),
+            info: kombu::Connection::new("memory://").unwrap().info(),
             transport: kombu::transport::registry::lookup("memory").unwrap(),
             auth,
             max_frame: 1 << 20,
