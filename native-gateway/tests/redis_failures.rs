@@ -10,18 +10,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use kombu::{Connection, PublishOptions, Queue, RetryPolicy, Value};
-use redis_common::{cleanup, connection, hold_in_child, URL};
+use redis_common::{cleanup, connection, hold_in_child, redis_up, URL};
 use serde_json::json;
-
-fn redis_up() -> bool {
-    kombu_gateway::register_transports();
-    if std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(1)).is_err() {
-        assert!(std::env::var_os("CI").is_none(), "Redis must run on 127.0.0.1:6379 under CI");
-        eprintln!("skipping: no Redis on 127.0.0.1:6379");
-        return false;
-    }
-    true
-}
 
 fn prefix() -> String {
     format!("kwfail.{}.", kombu::uuid())

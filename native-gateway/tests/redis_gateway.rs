@@ -4,26 +4,19 @@
 //! redis:// client sees them), reports the broker link on /healthz and the store's counters
 //! on /metrics. Each test uses its own `global_keyprefix` and deletes its keys.
 
+mod redis_common;
+
 use std::process::Command;
 use std::time::Duration;
 
 use kombu::{Connection, ConnectionOptions, Payload, PublishOptions, Queue, Value};
 use kombu_gateway::server::{self, Config, Running};
 use redis::AsyncCommands;
+use redis_common::redis_up;
 use serde_json::json;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(5));
-
-fn redis_up() -> bool {
-    kombu_gateway::register_transports();
-    if std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(1)).is_err() {
-        assert!(std::env::var_os("CI").is_none(), "Redis must run on 127.0.0.1:6379 under CI");
-        eprintln!("skipping: no Redis on 127.0.0.1:6379");
-        return false;
-    }
-    true
-}
 
 fn prefix() -> String {
     format!("kwgw.{}.", kombu::uuid())
