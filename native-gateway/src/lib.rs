@@ -67,6 +67,14 @@ pub enum GatewayError {
         /// The transport of the configured broker.
         broker: String,
     },
+    /// An option's value is out of its range.
+    #[error("{option}: {reason}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// The TLS certificate chain or private key could not be used.
     #[error("tls: {0}")]
     Tls(kombu::Error),
@@ -102,6 +110,9 @@ pub enum ClientError {
     /// The client's socket failed.
     #[error("WebSocket error: {0}")]
     Socket(String),
+    /// A timeout or limit closed the connection (no hello in time, idle, a ping flood).
+    #[error("closed: {0}")]
+    Limit(String),
 }
 
 /// Lock `m`, taking the data even if a panicking thread poisoned the lock: the state guarded

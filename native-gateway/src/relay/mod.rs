@@ -51,12 +51,18 @@ const BROKER_CLOSE_WAIT: Duration = Duration::from_secs(10);
 /// # Errors
 /// How the connection ended when not by a close: the broker unreachable or failing, a refused
 /// login, malformed or text input.
-pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio::sync::watch::Receiver<bool>) -> Result<(), ClientError> {
+pub async fn relay(
+    socket: WebSocket,
+    cfg: Arc<RelayConfig>,
+    mut stopping: tokio::sync::watch::Receiver<bool>,
+    timeouts: crate::server::Timeouts,
+    metrics: Arc<crate::server::Metrics>,
+) -> Result<(), ClientError> {
     let (ws_tx, ws_rx) = socket.split();
     let (to_client, to_client_rx) = mpsc::channel::<Out>(64);
     // A byte stream: what queues up while the socket is busy goes out as one message (a
     // browser pays per message received).
-    let writer = tokio::spawn(write_socket(writer::WebSocket::new(ws_tx), to_client_rx, Outbox::new(0, true), || kombu::proto::gateway::BATCH_BYTES));
+    let mut writer = tokio::spawn(write_socket(writer::WebSocket::new(ws_tx), to_client_rx, Outbox::new(0, true), || kombu::proto::gateway::BATCH_BYTES));
     let info = &cfg.upstream;
     let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
     let result = match crate::tls::connect(info, port, info.ssl).await {
@@ -66,7 +72,8 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
             // Signalled when the broker confirms closing a channel the relay closed.
             let broker_closed = Arc::new(Notify::new());
             let from_broker = tokio::spawn(broker_to_client(up_rd, filter.clone(), broker_closed.clone(), to_client.clone()));
-            let result = client_to_broker(ws_rx, &mut up_wr, &filter, &broker_closed, &to_client, &mut stopping).await;
+            let live = Live { timeouts, metrics };
+            let result = client_to_broker(ws_rx, &mut up_wr, &filter, &broker_closed, &to_client, &mut stopping, live).await;
             let _ = up_wr.shutdown().await;
             let _ = from_broker.await;
             result
@@ -77,8 +84,18 @@ pub async fn relay(socket: WebSocket, cfg: Arc<RelayConfig>, mut stopping: tokio
         }
     };
     drop(to_client);
-    let _ = writer.await;
+    // A client that reads nothing any more is not waited for past the close timeout.
+    if tokio::time::timeout(timeouts.close, &mut writer).await.is_err() {
+        writer.abort();
+    }
     result
+}
+
+/// The relay's liveness rules: those of `/gateway` (`crate::server::Liveness`), with the
+/// client's first bytes for `hello` (RabbitMQ's own handshake timeout bounds the login).
+struct Live {
+    timeouts: crate::server::Timeouts,
+    metrics: Arc<crate::server::Metrics>,
 }
 
 /// Client -> broker, through the filter, until the client's socket ends, the filter closes
@@ -90,21 +107,50 @@ async fn client_to_broker(
     broker_closed: &Notify,
     to_client: &mpsc::Sender<Out>,
     stopping: &mut tokio::sync::watch::Receiver<bool>,
+    l: Live,
 ) -> Result<(), ClientError> {
+    use std::time::Instant;
     let mut buf = BytesMut::new();
     let mut verdicts = Vec::new();
+    let mut live = crate::server::Liveness::new(l.timeouts, Instant::now());
+    let interval = if l.timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { l.timeouts.ping_interval };
+    let mut pings = tokio::time::interval(interval);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let deadline = live.deadline().map(tokio::time::Instant::from_std);
         let next = tokio::select! {
             biased;
             m = ws_rx.next() => m,
+            () = crate::server::sleep_until(deadline) => {
+                let (code, reason) = live.expired("AMQP protocol header");
+                return Err(given_up(to_client, &l, code, reason).await);
+            }
+            _ = pings.tick(), if live.is_open() && !l.timeouts.ping_interval.is_zero() => {
+                let _ = to_client.try_send(Out::Ping);
+                continue;
+            }
             () = crate::server::shutting_down(stopping) => {
                 let _ = to_client.send(Out::close(1001, "kombu-gateway is shutting down")).await;
                 return Ok(());
             }
         };
         match next {
-            Some(Ok(Message::Binary(b))) => buf.extend_from_slice(&b),
-            Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+            Some(Ok(Message::Binary(b))) => {
+                if live.is_open() {
+                    live.heard(Instant::now());
+                } else {
+                    live.opened(Instant::now());
+                }
+                buf.extend_from_slice(&b);
+            }
+            Some(Ok(Message::Pong(_))) => {
+                live.heard(Instant::now());
+                continue;
+            }
+            Some(Ok(Message::Ping(_))) => match live.pinged(Instant::now()) {
+                Ok(()) => continue,
+                Err((code, reason)) => return Err(given_up(to_client, &l, code, reason).await),
+            },
             Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
             Some(Ok(Message::Text(_))) => {
                 let _ = to_client.send(Out::close(1003, "AMQP over WebSocket uses binary messages")).await;
@@ -150,6 +196,13 @@ async fn client_to_broker(
             }
         }
     }
+}
+
+/// Close the client's connection for a timeout or limit (`Live`'s).
+async fn given_up(to_client: &mpsc::Sender<Out>, l: &Live, code: u16, reason: String) -> ClientError {
+    l.metrics.timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let _ = tokio::time::timeout(l.timeouts.close, to_client.send(Out::close(code, &reason))).await;
+    ClientError::Limit(reason)
 }
 
 /// Broker -> client, through the filter, until the broker's socket ends.

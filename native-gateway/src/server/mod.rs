@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -34,9 +34,13 @@ use tower_http::services::ServeDir;
 use crate::writer::{self, write_socket, Out};
 use crate::{ClientError, GatewayError};
 
+mod listen;
+mod liveness;
 mod metrics;
 mod session;
 
+pub use liveness::Timeouts;
+pub(crate) use liveness::Liveness;
 pub use metrics::Metrics;
 use session::{Input, Pump, Session, Settings};
 
@@ -71,6 +75,14 @@ pub struct Config {
     pub max_unacked: u16,
     /// Serve HTTPS/WSS with this PEM certificate chain and private key (`None`: plain HTTP).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Open TCP connections (HTTP and WebSocket, both endpoints), past which new ones are
+    /// refused with 503 (0: no limit).
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address, past which its new ones are refused with
+    /// 429 (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Hello, idle, close and header-read timeouts and the server's ping interval.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Config {
@@ -88,6 +100,9 @@ impl Default for Config {
             max_consumers: 64,
             max_unacked: 1000,
             tls: None,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -176,30 +191,9 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| GatewayError::Listen(config.listen, e))?;
     let addr = listener.local_addr().map_err(|e| GatewayError::Listen(config.listen, e))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let stopped = async move {
-        let _ = rx.await;
-    };
-    let task = match tls {
-        None => tokio::spawn(async move {
-            // Small frames (acks, deliveries) go out at once, not held by Nagle's algorithm
-            // until the previous segment is acknowledged (as the TLS listener does too).
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                tracing::error!("server error: {e}");
-            }
-        }),
-        Some(tls) => {
-            let listener = crate::tls::TlsListener::new(listener, tls).map_err(|e| GatewayError::Listen(config.listen, e))?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                    tracing::error!("server error: {e}");
-                }
-            })
-        }
-    };
+    let conns = listen::Conns::new(listen::ConnLimits { max: config.max_connections, per_address: config.max_connections_per_address }, metrics.clone());
+    let serve = listen::Serve { listener, tls, app, conns, header_read_timeout: config.timeouts.header_read };
+    let task = tokio::spawn(listen::serve(serve, rx));
     tracing::info!(%addr, broker = %config.broker, tls = config.tls.is_some(), "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
 }
@@ -233,6 +227,10 @@ async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
     if state.settings.transport.driver_name() == "redis" {
         text.push_str(&crate::redis::StoreCounters::global().render());
+    }
+    if state.settings.info.transport == "memory" {
+        let name = "kombu_gateway_store_backlog_bytes";
+        text.push_str(&format!("# HELP {name} Bytes the embedded broker's store (--data-dir) has to write.\n# TYPE {name} gauge\n{name} {}\n", crate::store::backlog_bytes()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -290,7 +288,9 @@ async fn amqp_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, Stat
     };
     // Clients that name a subprotocol for AMQP get it echoed; most name none.
     let ws = ws.protocols(["amqp", "amqpws"]).max_message_size(state.config.max_frame).read_buffer_size(4096).write_buffer_size(0);
-    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/amqp", crate::relay::relay(socket, relay, state.stopping.clone())))
+    let ws = ws.max_write_buffer_size(max_write_buffer(&state.config));
+    let timeouts = state.config.timeouts;
+    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/amqp", crate::relay::relay(socket, relay, state.stopping.clone(), timeouts, state.metrics.clone())))
 }
 
 async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
@@ -304,7 +304,8 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
         .max_message_size(state.config.max_frame)
         .max_frame_size(state.config.max_frame)
         .read_buffer_size(4096)
-        .write_buffer_size(0);
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_write_buffer(&state.config));
     let proto_ok = ws.selected_protocol().is_some_and(|p| p == SUBPROTOCOL);
     if !proto_ok {
         return (StatusCode::BAD_REQUEST, format!("the WebSocket subprotocol must be {SUBPROTOCOL}\n")).into_response();
@@ -312,25 +313,49 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
     ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/gateway", serve_client(socket, state)))
 }
 
+/// The most a WebSocket holds for a client that does not read: one message of the largest
+/// size, a batch, and the pongs that fit beside them (tungstenite queues a pong per ping
+/// received; past this it keeps only the last).
+fn max_write_buffer(config: &Config) -> usize {
+    config.max_frame.max(gateway::BATCH_BYTES) + gateway::BATCH_BYTES + 64 * 1024
+}
+
 /// One client of `/gateway`: its socket around a [`Session`]. Answers go out in the order of
 /// the requests, each before the next request runs; the session's [`Pump`] runs in a task of
 /// its own.
+///
+/// Bounded: the client's queue ([`Config::outbox`] frames) is shared by answers and the
+/// pump; while it is full nothing more is read from the client (a publisher that does not
+/// read its returns or confirms stops being read), and a request that filled a broker
+/// socket's queue waits until it drains ([`writer::paced`]). [`Liveness`] gives the
+/// connection up when `hello` is late, when nothing is heard for the idle timeout, or on a
+/// ping flood; its close takes at most the close timeout.
 async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), ClientError> {
     let (sink, mut stream) = socket.split();
     // Bounded: a client that does not read stops the events pump (bounded memory).
     let (out, out_rx) = mpsc::channel::<Out>(state.config.outbox);
-    let writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
+    let mut writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
     let mut session = Session::new(state.settings.clone(), state.metrics.clone());
     let mut pump = None;
     let mut stopping = state.stopping.clone();
+    let timeouts = state.config.timeouts;
+    let mut live = Liveness::new(timeouts, Instant::now());
+    let mut pings = tokio::time::interval(if timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { timeouts.ping_interval });
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         loop {
             while let Some(o) = session.poll_transmit() {
-                if out.send(o).await.is_err() {
-                    session.handle_input(Input::Closed);
+                // Once the connection has ended (its close frame), the close timeout applies.
+                let deadline = if session.is_ended() { Some(Instant::now() + timeouts.close) } else { live.deadline() };
+                match send_until(&out, o, deadline).await {
+                    Ok(()) => live.heard(Instant::now()),
+                    Err(SendFailed::Closed) => session.handle_input(Input::Closed),
+                    Err(SendFailed::Late) if session.is_ended() => break,
+                    Err(SendFailed::Late) => timed_out(&mut session, &live, &state.metrics),
                 }
             }
             if let Some(p) = session.poll_pump() {
+                live.opened(Instant::now());
                 pump = Some(tokio::spawn(run_pump(p, out.clone())));
             }
             if !session.handle_frame().await {
@@ -340,16 +365,45 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
         if session.is_ended() {
             break;
         }
+        let deadline = live.deadline().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
             // Frames that already arrived are handled before a shutdown ends the connection.
             biased;
-            m = stream.next() => match m {
-                Some(Ok(Message::Binary(b))) => Input::Binary(b),
+            // Backpressure: while the client's queue is full, its socket is not read.
+            m = stream.next(), if out.capacity() > 0 => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    live.heard(Instant::now());
+                    Input::Binary(b)
+                }
                 Some(Ok(Message::Text(_))) => Input::Text,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Pong(_))) => {
+                    live.heard(Instant::now());
+                    continue;
+                }
+                Some(Ok(Message::Ping(_))) => match live.pinged(Instant::now()) {
+                    Ok(()) => continue,
+                    Err((code, reason)) => {
+                        state.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+                        Input::Limit(code, reason)
+                    }
+                },
                 Some(Ok(Message::Close(_))) | None => Input::Closed,
                 Some(Err(e)) => Input::Failed(e.to_string()),
             },
+            permit = out.reserve(), if out.capacity() == 0 => {
+                // The client took something: room again.
+                drop(permit);
+                live.heard(Instant::now());
+                continue;
+            }
+            () = sleep_until(deadline) => {
+                timed_out(&mut session, &live, &state.metrics);
+                continue;
+            }
+            _ = pings.tick(), if live.is_open() && !timeouts.ping_interval.is_zero() => {
+                let _ = out.try_send(Out::Ping);
+                continue;
+            }
             () = shutting_down(&mut stopping) => Input::Shutdown,
         };
         session.handle_input(input);
@@ -359,8 +413,43 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
         p.abort();
     }
     drop(out);
-    let _ = writer.await;
+    // A client that reads nothing any more is not waited for past the close timeout.
+    if tokio::time::timeout(timeouts.close, &mut writer).await.is_err() {
+        writer.abort();
+        tracing::debug!("/gateway: the client took nothing for {} s after its close; dropped", timeouts.close.as_secs_f64());
+    }
     result
+}
+
+/// The hello or idle deadline passed: the session ends with the reason.
+fn timed_out(session: &mut Session, live: &Liveness, metrics: &Metrics) {
+    let (code, reason) = live.expired("hello");
+    metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!("/gateway: {reason}");
+    session.handle_input(Input::Limit(code, reason));
+}
+
+/// Sleep until `deadline` (forever without one).
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum SendFailed {
+    /// The writer is gone (the socket closed).
+    Closed,
+    /// The deadline passed with the client's queue full.
+    Late,
+}
+
+/// Queue `o` for the client's socket, waiting for room until `deadline`.
+async fn send_until(out: &mpsc::Sender<Out>, o: Out, deadline: Option<Instant>) -> Result<(), SendFailed> {
+    tokio::select! {
+        r = out.send(o) => r.map_err(|_| SendFailed::Closed),
+        () = sleep_until(deadline.map(tokio::time::Instant::from_std)) => Err(SendFailed::Late),
+    }
 }
 
 /// Send the broker's events to the client until its socket or the broker connection is gone.

@@ -61,6 +61,9 @@ pub(crate) enum Input {
     Failed(String),
     /// The server is shutting down: the connection closes with 1001.
     Shutdown,
+    /// A timeout or limit of the driver's (no hello in time, idle, a ping flood): the
+    /// connection closes with this code and reason.
+    Limit(u16, String),
 }
 
 /// One client connection. See the module documentation.
@@ -140,6 +143,10 @@ impl Session {
             Input::Shutdown => {
                 self.transmits.push_back(Out::close(1001, "kombu-gateway is shutting down"));
                 self.finish(Ok(()));
+            }
+            Input::Limit(code, reason) => {
+                self.transmits.push_back(Out::close(code, &reason));
+                self.finish(Err(ClientError::Limit(reason)));
             }
         }
     }
@@ -333,8 +340,12 @@ impl Open {
             Request::BasicPublish { method, properties, .. } => {
                 metrics.published.fetch_add(1, Ordering::Relaxed);
                 metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                // Like AMQP's basic.publish: no answer unless it fails.
-                ch.basic_publish(&method, Arc::new(Content { properties, body })).await.map(|_| None)
+                // Like AMQP's basic.publish: no answer unless it fails. A broker socket whose
+                // queue this fills makes the publish wait for it to drain (the client is not
+                // read meanwhile); so does the embedded broker's store (--data-dir) behind.
+                let r = crate::writer::paced(ch.basic_publish(&method, Arc::new(Content { properties, body }))).await.map(|_| None);
+                crate::store::room().await;
+                r
             }
             Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await? {
                 None => Ok(Some(Answer::Result(json!({ "empty": true })))),
