@@ -114,7 +114,8 @@ async fn client_to_broker(
     let mut verdicts = Vec::new();
     let mut live = crate::server::Liveness::new(l.timeouts, Instant::now());
     let interval = if l.timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { l.timeouts.ping_interval };
-    let mut pings = tokio::time::interval(interval);
+    // The first ping one interval after the start (not at once).
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         let deadline = live.deadline().map(tokio::time::Instant::from_std);

@@ -340,7 +340,9 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
     let mut stopping = state.stopping.clone();
     let timeouts = state.config.timeouts;
     let mut live = Liveness::new(timeouts, Instant::now());
-    let mut pings = tokio::time::interval(if timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { timeouts.ping_interval });
+    let interval = if timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { timeouts.ping_interval };
+    // The first ping one interval after the start (not at once).
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         loop {
