@@ -479,25 +479,37 @@ async fn publishes_toward_a_stalled_broker_hold_the_publisher_back_and_all_arriv
     call(&mut publisher, 1, json!({"op": "hello", "vhost": "/"})).await;
     let ch = call(&mut publisher, 2, json!({"op": "channel.open"})).await["result"]["channel"].as_u64().unwrap();
     call(&mut publisher, 3, json!({"op": "queue.declare", "channel": ch, "method": {"queue": queue}})).await;
-    // The broker stops reading; 100,000 publishes of 1 KiB (100 MB) follow.
+    // The broker stops reading; 6,000 publishes of 16 KiB (96 MiB) follow.
     stall.send(true).unwrap();
-    const N: u64 = 100_000;
-    let body = vec![b'p'; 1024];
+    const N: u64 = 6_000;
+    let body = vec![b'p'; 16 * 1024];
     let (mut sink, mut stream) = publisher.split();
     let header = json!({"op": "basic.publish", "channel": ch, "method": {"exchange": "", "routing_key": queue}, "properties": {}});
+    let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counter = sent.clone();
     let flood = tokio::spawn(async move {
         for id in 0..N {
             if let Err(e) = sink.send(request(10 + id, header.clone(), &body)).await {
                 panic!("publish {id}: {e}");
             }
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         }
         sink
     });
-    // Let the gateway take what it takes while the broker is stalled.
-    tokio::time::sleep(Duration::from_secs(4)).await;
+    // Let the gateway take what it takes while the broker is stalled: until the publisher
+    // makes no progress for a second, or has sent everything.
+    let mut last = u64::MAX;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = sent.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last || now == N {
+            break;
+        }
+        last = now;
+    }
     let stalled_rss = g.rss_kib();
     let grown = stalled_rss.saturating_sub(before);
-    eprintln!("stalled broker: RSS {before} KiB -> {stalled_rss} KiB with the publisher held back");
+    eprintln!("stalled broker: {} of {N} publishes of 16 KiB taken, RSS {before} KiB -> {stalled_rss} KiB", sent.load(std::sync::atomic::Ordering::Relaxed));
     assert!(grown < 48 * 1024, "RSS grew by {grown} KiB toward a stalled broker (bound: 48 MiB)");
     // The broker reads again: every message arrives, exactly.
     stall.send(false).unwrap();
