@@ -34,7 +34,18 @@ struct Gateway {
 
 impl Gateway {
     fn start(args: &[&str]) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_kombu-gateway")), args)
+    }
+
+    /// With a file-descriptor limit of `files` (the shell's `ulimit -n`, then `exec`).
+    fn start_with_file_limit(files: u32, args: &[&str]) -> Gateway {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("ulimit -n {files} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_kombu-gateway")]);
+        Self::spawn(sh, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> Gateway {
+        let mut child = command
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "warn")
@@ -342,6 +353,24 @@ async fn connections_are_limited_per_address_and_in_all_with_the_log_rate_limite
     assert!(g.metric_until("kombu_gateway_refused_connections_total", |n| n >= 52).await >= 52);
     let lines = g.logged("refused: kombu-gateway: too many connections");
     assert!((1..=3).contains(&lines), "{lines} log lines for over 52 refusals");
+}
+
+#[tokio::test]
+async fn running_out_of_file_descriptors_logs_now_and_then_and_recovers() {
+    kombu_gateway::register_transports();
+    // No connection limits and a file limit of 64: 150 idle sockets exhaust it.
+    let g = Gateway::start_with_file_limit(64, &["--max-connections", "0", "--max-connections-per-address", "0", "--header-read-timeout", "2"]);
+    let mut idle = Vec::new();
+    for _ in 0..150 {
+        idle.push(TcpStream::connect(&g.addr).await.unwrap());
+    }
+    // Let the gateway fail to accept for a while (it retries every 50 ms).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let lines = g.logged("accept error");
+    assert!((1..=2).contains(&lines), "{lines} log lines for the accept errors: {:?}", g.log.lock().unwrap());
+    // Once the idle sockets are gone (or timed out), clients are served again.
+    drop(idle);
+    served(&g).await;
 }
 
 /// A masked, empty WebSocket ping (a client's frames are masked; a zero mask is valid).
