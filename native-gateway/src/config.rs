@@ -244,3 +244,30 @@ impl Args {
         &self.log_format
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn limits_and_timeouts_come_from_flags_then_the_file_then_the_defaults() {
+        let (c, _) = Args::parse_from(["kombu-gateway"]).config().unwrap();
+        assert_eq!((c.max_connections, c.max_connections_per_address), (4096, 256));
+        assert_eq!(c.timeouts, crate::server::Timeouts::default());
+        let file = std::env::temp_dir().join(format!("kombu-gateway-config-{}.toml", kombu::uuid()));
+        std::fs::write(&file, "max_connections = 10\nmax_connections_per_address = 2\nhello_timeout = 3\nidle_timeout = 0\nping_interval = 1.5\n").unwrap();
+        let args = Args::parse_from(["kombu-gateway", "--config", file.to_str().unwrap(), "--max-connections", "0", "--close-timeout", "0.25"]);
+        let (c, _) = args.config().unwrap();
+        assert_eq!((c.max_connections, c.max_connections_per_address), (0, 2), "the flag wins over the file");
+        let t = c.timeouts;
+        assert_eq!((t.hello, t.idle, t.ping_interval, t.close), (Duration::from_secs(3), Duration::ZERO, Duration::from_millis(1500), Duration::from_millis(250)));
+        assert_eq!(t.header_read, Duration::from_secs(10));
+        let _ = std::fs::remove_file(&file);
+        for (flag, value, needle) in [("--idle-timeout", "-1", "--idle-timeout: -1 is not a number of seconds"), ("--header-read-timeout", "0", "--header-read-timeout: must be above 0")] {
+            let err = Args::parse_from(["kombu-gateway", &format!("{flag}={value}")]).config().unwrap_err();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+    }
+}
