@@ -263,12 +263,9 @@ async fn silent_slow_and_deaf_clients_are_closed_with_a_reason_and_stop_counting
             break;
         }
         let mut buf = [0u8; 256];
-        match tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
-            Ok(Ok(0) | Err(_)) => {
-                closed = true;
-                break;
-            }
-            _ => {}
+        if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(Duration::from_millis(300), slow.read(&mut buf)).await {
+            closed = true;
+            break;
         }
     }
     assert!(closed, "a client dribbling its headers was never closed");
