@@ -204,7 +204,8 @@ fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
 async fn raw_close(tcp: &mut TcpStream) -> Option<(u16, String)> {
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(30), tcp.read_to_end(&mut got)).await.expect("the gateway closes the connection");
-    let mut at = 0;
+    // After the upgrade's answer, when it was not read yet.
+    let mut at = if got.starts_with(b"HTTP/") { got.windows(4).position(|w| w == b"\r\n\r\n").expect("an HTTP head") + 4 } else { 0 };
     while at + 2 <= got.len() {
         let (opcode, len) = (got[at] & 0x0f, (got[at + 1] & 0x7f) as usize);
         let (len, head) = match len {
@@ -455,6 +456,24 @@ async fn mandatory_returns_to_a_publisher_that_does_not_read_stay_bounded() {
     // Meanwhile another client is served.
     served(&g).await;
     drop((sink, stream));
+}
+
+#[tokio::test]
+async fn the_amqp_relay_closes_silent_sockets_and_ping_floods_too() {
+    kombu_gateway::register_transports();
+    assert!(rabbitmq_up().await, "these tests need RabbitMQ on 127.0.0.1:5672");
+    let g = Gateway::start(&["--broker", RABBITMQ, "--hello-timeout", "1"]);
+    let request = format!("GET /amqp HTTP/1.1\r\nHost: gateway\r\n{}\r\n", UPGRADE.replace("kombu-gateway.v1", "amqp"));
+    // Nothing sent: closed with the reason.
+    let mut silent = TcpStream::connect(&g.addr).await.unwrap();
+    silent.write_all(request.as_bytes()).await.unwrap();
+    assert_eq!(raw_close(&mut silent).await, Some((1008, "no AMQP protocol header within 1 s".into())));
+    // Pings past the limit: closed with the reason.
+    let mut pinger = TcpStream::connect(&g.addr).await.unwrap();
+    pinger.write_all(request.as_bytes()).await.unwrap();
+    pinger.write_all(&PING.repeat(101)).await.unwrap();
+    assert_eq!(raw_close(&mut pinger).await, Some((1008, "too many pings: more than 100 in 10 s".into())));
+    assert!(g.metric("kombu_gateway_timed_out_total").await >= 2);
 }
 
 /// A TCP proxy to RabbitMQ whose client-to-broker direction can be stalled.
