@@ -96,7 +96,8 @@ pub struct Args {
     /// Seconds between the server's WebSocket pings to open connections (0: none; default 20).
     #[arg(long, env = "KOMBU_GATEWAY_PING_INTERVAL")]
     ping_interval: Option<f64>,
-    /// Seconds a connection's close may take before its socket is dropped (default 5).
+    /// Seconds a connection's close may take before its socket is dropped (0: dropped at
+    /// once; default 5).
     #[arg(long, env = "KOMBU_GATEWAY_CLOSE_TIMEOUT")]
     close_timeout: Option<f64>,
     /// Seconds a client has to send an HTTP request's headers, or the next request on a kept
