@@ -476,6 +476,44 @@ async fn the_amqp_relay_closes_silent_sockets_and_ping_floods_too() {
     assert!(g.metric("kombu_gateway_timed_out_total").await >= 2);
 }
 
+#[tokio::test]
+async fn a_silent_amqp_socket_costs_no_broker_connection() {
+    kombu_gateway::register_transports();
+    // A "broker" that counts the connections it is offered.
+    let fake = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let broker = fake.local_addr().unwrap();
+    let offered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = offered.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = fake.accept().await {
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            held.push(s);
+        }
+    });
+    let g = Gateway::start(&["--broker", &format!("amqp://guest:guest@{broker}//"), "--hello-timeout", "1"]);
+    let request = format!("GET /amqp HTTP/1.1\r\nHost: gateway\r\n{}\r\n", UPGRADE.replace("kombu-gateway.v1", "amqp"));
+    let mut silent = Vec::new();
+    for _ in 0..5 {
+        let mut tcp = TcpStream::connect(&g.addr).await.unwrap();
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        silent.push(tcp);
+    }
+    for tcp in &mut silent {
+        assert_eq!(raw_close(tcp).await, Some((1008, "no AMQP protocol header within 1 s".into())));
+    }
+    assert_eq!(offered.load(std::sync::atomic::Ordering::SeqCst), 0, "silent sockets opened broker connections");
+    // A client that speaks gets its broker connection.
+    let mut speaker = TcpStream::connect(&g.addr).await.unwrap();
+    speaker.write_all(request.as_bytes()).await.unwrap();
+    speaker.write_all(&client_frame(2, b"AMQP\x00\x00\x09\x01")).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while offered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(Instant::now() < deadline, "no broker connection for a client that spoke");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A TCP proxy to RabbitMQ whose client-to-broker direction can be stalled.
 async fn stalling_proxy() -> (String, tokio::sync::watch::Sender<bool>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

@@ -63,24 +63,31 @@ pub async fn relay(
     // A byte stream: what queues up while the socket is busy goes out as one message (a
     // browser pays per message received).
     let mut writer = tokio::spawn(write_socket(writer::WebSocket::new(ws_tx), to_client_rx, Outbox::new(0, true), || kombu::proto::gateway::BATCH_BYTES));
-    let info = &cfg.upstream;
-    let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
-    let result = match crate::tls::connect(info, port, info.ssl).await {
-        Ok(upstream) => {
-            let (up_rd, mut up_wr) = tokio::io::split(upstream);
-            let filter = Arc::new(Mutex::new(Filter::new(&cfg)));
-            // Signalled when the broker confirms closing a channel the relay closed.
-            let broker_closed = Arc::new(Notify::new());
-            let from_broker = tokio::spawn(broker_to_client(up_rd, filter.clone(), broker_closed.clone(), to_client.clone()));
-            let live = Live { timeouts, metrics };
-            let result = client_to_broker(ws_rx, &mut up_wr, &filter, &broker_closed, &to_client, &mut stopping, live).await;
-            let _ = up_wr.shutdown().await;
-            let _ = from_broker.await;
-            result
-        }
-        Err(e) => {
-            let _ = to_client.send(Out::close(1011, &format!("cannot reach the broker: {e}"))).await;
-            Err(ClientError::Broker(e))
+    let mut client = ClientSide::new(ws_rx, timeouts, metrics);
+    // Nothing is opened upstream before the client speaks: a socket that stays silent until
+    // the hello timeout costs no broker connection.
+    let result = match client.next(&to_client, &mut stopping).await {
+        Err(end) => end,
+        Ok(first) => {
+            let info = &cfg.upstream;
+            let port = info.port.unwrap_or(if info.ssl { 5671 } else { 5672 });
+            match crate::tls::connect(info, port, info.ssl).await {
+                Ok(upstream) => {
+                    let (up_rd, mut up_wr) = tokio::io::split(upstream);
+                    let filter = Arc::new(Mutex::new(Filter::new(&cfg)));
+                    // Signalled when the broker confirms closing a channel the relay closed.
+                    let broker_closed = Arc::new(Notify::new());
+                    let from_broker = tokio::spawn(broker_to_client(up_rd, filter.clone(), broker_closed.clone(), to_client.clone()));
+                    let result = client_to_broker(client, first, &mut up_wr, &filter, &broker_closed, &to_client, &mut stopping).await;
+                    let _ = up_wr.shutdown().await;
+                    let _ = from_broker.await;
+                    result
+                }
+                Err(e) => {
+                    let _ = to_client.send(Out::close(1011, &format!("cannot reach the broker: {e}"))).await;
+                    Err(ClientError::Broker(e))
+                }
+            }
         }
     };
     drop(to_client);
@@ -91,71 +98,101 @@ pub async fn relay(
     result
 }
 
-/// The relay's liveness rules: those of `/gateway` (`crate::server::Liveness`), with the
-/// client's first bytes for `hello` (RabbitMQ's own handshake timeout bounds the login).
-struct Live {
+/// The client's side of the relay: its socket's reading half, read under the liveness rules
+/// of `/gateway` (`crate::server::Liveness`), with the client's first bytes for `hello`
+/// (RabbitMQ's own handshake timeout bounds the login), the server's pings and the ping limit.
+struct ClientSide {
+    ws_rx: SplitStream<WebSocket>,
     timeouts: crate::server::Timeouts,
     metrics: Arc<crate::server::Metrics>,
+    live: crate::server::Liveness,
+    pings: tokio::time::Interval,
 }
 
-/// Client -> broker, through the filter, until the client's socket ends, the filter closes
-/// it, or the server shuts down.
+impl ClientSide {
+    fn new(ws_rx: SplitStream<WebSocket>, timeouts: crate::server::Timeouts, metrics: Arc<crate::server::Metrics>) -> ClientSide {
+        let interval = if timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { timeouts.ping_interval };
+        // The first ping one interval after the start (not at once).
+        let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+        pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let live = crate::server::Liveness::new(timeouts, std::time::Instant::now());
+        ClientSide { ws_rx, timeouts, metrics, live, pings }
+    }
+
+    /// The client's next binary message; `Err` with how the connection ends otherwise (its
+    /// close, a timeout, the ping limit, a text message, the server's shutdown), after the
+    /// close frame saying so was queued.
+    async fn next(&mut self, to_client: &mpsc::Sender<Out>, stopping: &mut tokio::sync::watch::Receiver<bool>) -> Result<bytes::Bytes, Result<(), ClientError>> {
+        use std::time::Instant;
+        loop {
+            let deadline = self.live.deadline().map(tokio::time::Instant::from_std);
+            let next = tokio::select! {
+                biased;
+                m = self.ws_rx.next() => m,
+                () = crate::server::sleep_until(deadline) => {
+                    let (code, reason) = self.live.expired("AMQP protocol header");
+                    return Err(Err(self.given_up(to_client, code, reason).await));
+                }
+                _ = self.pings.tick(), if self.live.is_open() && !self.timeouts.ping_interval.is_zero() => {
+                    let _ = to_client.try_send(Out::Ping);
+                    continue;
+                }
+                () = crate::server::shutting_down(stopping) => {
+                    let _ = to_client.send(Out::close(1001, "kombu-gateway is shutting down")).await;
+                    return Err(Ok(()));
+                }
+            };
+            match next {
+                Some(Ok(Message::Binary(b))) => {
+                    if self.live.is_open() {
+                        self.live.heard(Instant::now());
+                    } else {
+                        self.live.opened(Instant::now());
+                    }
+                    return Ok(b);
+                }
+                Some(Ok(Message::Pong(_))) => self.live.heard(Instant::now()),
+                Some(Ok(Message::Ping(_))) => {
+                    if let Err((code, reason)) = self.live.pinged(Instant::now()) {
+                        return Err(Err(self.given_up(to_client, code, reason).await));
+                    }
+                }
+                Some(Ok(Message::Close(_)) | Err(_)) | None => return Err(Ok(())),
+                Some(Ok(Message::Text(_))) => {
+                    let _ = to_client.send(Out::close(1003, "AMQP over WebSocket uses binary messages")).await;
+                    return Err(Err(ClientError::TextMessage));
+                }
+            }
+        }
+    }
+
+    /// Close the client's connection for a timeout or limit.
+    async fn given_up(&self, to_client: &mpsc::Sender<Out>, code: u16, reason: String) -> ClientError {
+        self.metrics.timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let _ = tokio::time::timeout(self.timeouts.close, to_client.send(Out::close(code, &reason))).await;
+        ClientError::Limit(reason)
+    }
+}
+
+/// Client -> broker, through the filter, from the client's `first` message until the
+/// client's socket ends, the filter closes it, or the server shuts down.
 async fn client_to_broker(
-    mut ws_rx: SplitStream<WebSocket>,
+    mut client: ClientSide,
+    first: bytes::Bytes,
     up_wr: &mut (impl AsyncWrite + Unpin),
     filter: &Mutex<Filter>,
     broker_closed: &Notify,
     to_client: &mpsc::Sender<Out>,
     stopping: &mut tokio::sync::watch::Receiver<bool>,
-    l: Live,
 ) -> Result<(), ClientError> {
-    use std::time::Instant;
-    let mut buf = BytesMut::new();
+    let mut buf = BytesMut::from(&first[..]);
     let mut verdicts = Vec::new();
-    let mut live = crate::server::Liveness::new(l.timeouts, Instant::now());
-    let interval = if l.timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { l.timeouts.ping_interval };
-    // The first ping one interval after the start (not at once).
-    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
-    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut started = false;
     loop {
-        let deadline = live.deadline().map(tokio::time::Instant::from_std);
-        let next = tokio::select! {
-            biased;
-            m = ws_rx.next() => m,
-            () = crate::server::sleep_until(deadline) => {
-                let (code, reason) = live.expired("AMQP protocol header");
-                return Err(given_up(to_client, &l, code, reason).await);
-            }
-            _ = pings.tick(), if live.is_open() && !l.timeouts.ping_interval.is_zero() => {
-                let _ = to_client.try_send(Out::Ping);
-                continue;
-            }
-            () = crate::server::shutting_down(stopping) => {
-                let _ = to_client.send(Out::close(1001, "kombu-gateway is shutting down")).await;
-                return Ok(());
-            }
-        };
-        match next {
-            Some(Ok(Message::Binary(b))) => {
-                if live.is_open() {
-                    live.heard(Instant::now());
-                } else {
-                    live.opened(Instant::now());
-                }
-                buf.extend_from_slice(&b);
-            }
-            Some(Ok(Message::Pong(_))) => {
-                live.heard(Instant::now());
-                continue;
-            }
-            Some(Ok(Message::Ping(_))) => match live.pinged(Instant::now()) {
-                Ok(()) => continue,
-                Err((code, reason)) => return Err(given_up(to_client, &l, code, reason).await),
-            },
-            Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
-            Some(Ok(Message::Text(_))) => {
-                let _ = to_client.send(Out::close(1003, "AMQP over WebSocket uses binary messages")).await;
-                return Err(ClientError::TextMessage);
+        if std::mem::replace(&mut started, true) {
+            match client.next(to_client, stopping).await {
+                Ok(b) => buf.extend_from_slice(&b),
+                Err(end) => return end,
             }
         }
         loop {
@@ -197,13 +234,6 @@ async fn client_to_broker(
             }
         }
     }
-}
-
-/// Close the client's connection for a timeout or limit (`Live`'s).
-async fn given_up(to_client: &mpsc::Sender<Out>, l: &Live, code: u16, reason: String) -> ClientError {
-    l.metrics.timed_out.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let _ = tokio::time::timeout(l.timeouts.close, to_client.send(Out::close(code, &reason))).await;
-    ClientError::Limit(reason)
 }
 
 /// Broker -> client, through the filter, until the broker's socket ends.
