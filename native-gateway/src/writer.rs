@@ -363,6 +363,8 @@ impl Carrier for QueueCarrier {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     /// The messages a socket was sent, and how it was closed (once it was).
@@ -416,6 +418,63 @@ mod tests {
         let (messages, close) = std::mem::take(&mut *sent.lock().unwrap());
         assert_eq!(messages, [frame("aaaabbbb"), frame("cccc")]);
         assert_eq!(close, Some(None));
+    }
+
+    #[tokio::test]
+    async fn a_ping_goes_after_what_was_queued_before_it() {
+        struct Pinged(Arc<std::sync::Mutex<Vec<Bytes>>>);
+        impl Socket for Pinged {
+            async fn send(&mut self, message: Bytes) -> bool {
+                self.0.lock().unwrap().push(message);
+                true
+            }
+            async fn close(self, _: Option<(u16, String)>) {}
+            async fn ping(&mut self) -> bool {
+                self.0.lock().unwrap().push(frame("<ping>"));
+                true
+            }
+        }
+        let sent = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (tx, rx) = mpsc::unbounded_channel();
+        for o in [Out::Frame(frame("a;")), Out::Frame(frame("b;")), Out::Ping, Out::Frame(frame("c;"))] {
+            tx.send(o).unwrap();
+        }
+        drop(tx);
+        write_socket(Pinged(sent.clone()), rx, Outbox::new(0, true), || 1 << 16).await;
+        assert_eq!(*sent.lock().unwrap(), [frame("a;b;"), frame("<ping>"), frame("c;")]);
+    }
+
+    #[tokio::test]
+    async fn a_request_that_fills_a_socket_queue_waits_until_it_drains() {
+        /// A socket that sends only as permits are given.
+        struct Gated(Arc<tokio::sync::Semaphore>);
+        impl Socket for Gated {
+            async fn send(&mut self, _: Bytes) -> bool {
+                self.0.acquire().await.unwrap().forget();
+                true
+            }
+            async fn close(self, _: Option<(u16, String)>) {}
+        }
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
+        let carrier = QueueCarrier::spawn(Gated(gate.clone()), true, 1024, "the test socket");
+        let mib = Bytes::from(vec![0u8; 1 << 20]);
+        // Below the high mark: no wait.
+        paced(async { carrier.send(mib.clone()).unwrap() }).await;
+        // Past it: the request returns once the backlog is down to the resume mark.
+        let mut request = Box::pin(paced(async {
+            for _ in 0..6 {
+                carrier.send(mib.clone()).unwrap();
+            }
+        }));
+        assert!(tokio::time::timeout(Duration::from_millis(200), request.as_mut()).await.is_err(), "returned with the socket stalled");
+        assert!(carrier.backlog.bytes() > BACKLOG_RESUME);
+        gate.add_permits(1000);
+        tokio::time::timeout(Duration::from_secs(10), request).await.expect("returns once the socket drains");
+        assert!(carrier.backlog.bytes() <= BACKLOG_RESUME);
+        // Outside `paced`, sending never waits (the native clients' carriers).
+        for _ in 0..8 {
+            carrier.send(mib.clone()).unwrap();
+        }
     }
 
     #[test]

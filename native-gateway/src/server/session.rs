@@ -696,6 +696,12 @@ mod tests {
         c.hello(None).await;
         assert_eq!(c.feed(Input::Shutdown).await, [Got::Close(1001, "kombu-gateway is shutting down".into())]);
         c.session.close().await.unwrap();
+
+        // The driver's timeouts and limits close with their code and reason.
+        let mut c = Client::new(settings(None, 1000));
+        assert_eq!(c.feed(Input::Limit(1008, "no hello within 10 s".into())).await, [Got::Close(1008, "no hello within 10 s".into())]);
+        assert_eq!(c.send(Request::ChannelOpen, b"").await, [], "nothing runs after it");
+        assert!(matches!(c.session.close().await, Err(ClientError::Limit(r)) if r == "no hello within 10 s"));
     }
 
     #[tokio::test]
