@@ -128,7 +128,7 @@ impl Args {
             Some(p) => {
                 let refused = |reason: String| GatewayError::Config { path: p.clone(), reason };
                 let text = std::fs::read_to_string(p).map_err(|e| refused(e.to_string()))?;
-                toml::from_str(&text).map_err(|e| refused(e.to_string()))?
+                toml::from_str(&text).map_err(|e| refused(crate::auth::toml_error(&text, &e)))?
             }
             None => FileConfig::default(),
         };
