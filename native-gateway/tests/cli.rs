@@ -159,3 +159,34 @@ async fn no_secrets_in_the_gateways_output() {
     assert!(!log.contains("S3cretPW"), "{log}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A gateway in front of Redis, whose store answers publishes without AMQP confirms, confirms
+/// them itself after `confirm.select`: `kombu publish` through it is confirmed, or returned.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publish_through_a_gateway_on_redis_is_confirmed_or_returned() {
+    if std::net::TcpStream::connect_timeout(&"127.0.0.1:6379".parse().unwrap(), Duration::from_secs(1)).is_err() {
+        assert!(std::env::var_os("CI").is_none(), "Redis must run on 127.0.0.1:6379 under CI");
+        eprintln!("skipping: no Redis on 127.0.0.1:6379");
+        return;
+    }
+    kombu_gateway::register_transports();
+    let prefix = format!("kombu-wasm-test.cli.{}.", kombu::uuid());
+    let broker = format!("redis://127.0.0.1:6379/0?global_keyprefix={prefix}&polling_interval=0.2");
+    let g = server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), broker, ..Config::default() }).await.unwrap();
+    let url = format!("gateway+ws://{}/gateway", g.addr);
+    let (code, _, err) = cli(args!["declare", url, "queue", "taken"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(args!["publish", url, "--routing-key", "taken", "kept"]).await;
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("confirmed"), "{err}");
+    let (code, _, err) = cli(args!["declare", url, "exchange", "lonely"]).await;
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = cli(args!["publish", url, "--exchange", "lonely", "--routing-key", "nobody", "lost?"]).await;
+    assert_eq!(code, 4, "{err}");
+    assert!(err.contains("NO_ROUTE"), "{err}");
+    let (code, out, _) = cli(args!["purge", url, "taken"]).await;
+    assert_eq!((code, out.trim()), (0, "1"));
+    let _ = cli(args!["delete", url, "queue", "taken"]).await;
+    let _ = cli(args!["delete", url, "exchange", "lonely"]).await;
+    g.shutdown().await;
+}
