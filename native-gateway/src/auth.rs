@@ -573,4 +573,36 @@ max_connections = 1
         // Passive declares name nothing they change.
         assert!(id.authorize(&Request::QueueDeclare { channel: 1, method: QueueDeclare { queue: "admin.q".into(), passive: true, ..Default::default() } }).is_ok());
     }
+
+    /// The relay's mapping of AMQP methods onto the table: each row, refused on names outside
+    /// the identity's patterns with the permission RabbitMQ checks.
+    #[test]
+    fn amqp_methods_are_checked_as_the_table_says() {
+        use kombu::proto::amqp::Method as M;
+        let a = Auth::parse(FILE).unwrap();
+        let id = a.admit(Some("web-token-123"), "/").unwrap();
+        let h = kombu::Headers::new;
+        let rows: Vec<(M, &str)> = vec![
+            (M::ExchangeDeclare { exchange: "admin.x".into(), kind: "direct".into(), passive: false, durable: false, auto_delete: false, internal: false, nowait: false, arguments: h() }, "configure access to exchange 'admin.x'"),
+            (M::ExchangeDeclare { exchange: "web.x".into(), kind: "direct".into(), passive: false, durable: false, auto_delete: false, internal: false, nowait: false, arguments: kombu::value::headers([("alternate-exchange", "admin.ae")]) }, "write access to exchange 'admin.ae'"),
+            (M::ExchangeDelete { exchange: "admin.x".into(), if_unused: false, nowait: false }, "configure access to exchange 'admin.x'"),
+            (M::QueueDeclare { queue: "admin.q".into(), passive: false, durable: false, exclusive: false, auto_delete: false, nowait: false, arguments: h() }, "configure access to queue 'admin.q'"),
+            (M::QueueDeclare { queue: "web.q".into(), passive: false, durable: false, exclusive: false, auto_delete: false, nowait: false, arguments: kombu::value::headers([("x-dead-letter-exchange", "admin.dlx")]) }, "write access to exchange 'admin.dlx'"),
+            (M::QueueDelete { queue: "admin.q".into(), if_unused: false, if_empty: false, nowait: false }, "configure access to queue 'admin.q'"),
+            (M::QueuePurge { queue: "admin.q".into(), nowait: false }, "read access to queue 'admin.q'"),
+            (M::QueueBind { queue: "admin.q".into(), exchange: "web.x".into(), routing_key: String::new(), nowait: false, arguments: h() }, "write access to queue 'admin.q'"),
+            (M::QueueBind { queue: "web.q".into(), exchange: "admin.x".into(), routing_key: String::new(), nowait: false, arguments: h() }, "read access to exchange 'admin.x'"),
+            (M::QueueUnbind { queue: "admin.q".into(), exchange: "web.x".into(), routing_key: String::new(), arguments: h() }, "write access to queue 'admin.q'"),
+            (M::ExchangeBind { destination: "admin.x".into(), source: "web.x".into(), routing_key: String::new(), nowait: false, arguments: h() }, "write access to exchange 'admin.x'"),
+            (M::ExchangeUnbind { destination: "web.x".into(), source: "admin.x".into(), routing_key: String::new(), nowait: false, arguments: h() }, "read access to exchange 'admin.x'"),
+            (M::BasicPublish { exchange: String::new(), routing_key: "admin.q".into(), mandatory: false, immediate: false }, "write access to exchange 'amq.default' in vhost '/'"),
+            (M::BasicGet { queue: "admin.q".into(), no_ack: true }, "read access to queue 'admin.q'"),
+        ];
+        for (m, needle) in rows {
+            let e = id.authorize_amqp(&m).unwrap_err();
+            assert!(e.to_string().contains(needle), "{m:?}: {e}");
+        }
+        let passive = M::QueueDeclare { queue: "admin.q".into(), passive: true, durable: false, exclusive: false, auto_delete: false, nowait: false, arguments: h() };
+        assert!(id.authorize_amqp(&passive).is_ok());
+    }
 }

@@ -17,7 +17,7 @@ name = "web"
 token = "web-token-123"
 vhosts = ["/web"]
 configure = "web\\..*|amq\\.gen-.*"
-write = "web\\..*"
+write = "web\\..*|amq\\.default"
 read = "web\\..*"
 max_connections = 2
 
@@ -269,6 +269,20 @@ async fn permissions_as_rabbitmq_checks_them(broker: &str) {
     // A server-named queue: RabbitMQ checks configure on its amq.gen- name.
     let e = ch().await.queue_declare(&QueueDeclare { queue: String::new(), exclusive: true, ..Default::default() }).await.unwrap_err();
     assert_refused(&e, "configure access to queue 'amq.gen-");
+    // Every other row of the table: each names one of Bob's resources (the second name of a
+    // binding is Alice's, so that the permission checked is the one on Bob's).
+    let xb = |destination: String, source: String| ExchangeBind { destination, source, routing_key: "#".into(), ..Default::default() };
+    let qb = |queue: String, exchange: String| QueueBind { queue, exchange, routing_key: "#".into(), ..Default::default() };
+    assert_refused(&ch().await.exchange_delete(&ExchangeDelete { exchange: b("x"), ..Default::default() }).await.unwrap_err(), &format!("configure access to exchange '{}'", b("x")));
+    assert_refused(&ch().await.queue_delete(&QueueDelete { queue: b("inbox"), ..Default::default() }).await.unwrap_err(), &format!("configure access to queue '{}'", b("inbox")));
+    assert_refused(&ch().await.queue_purge(&b("inbox")).await.unwrap_err(), &format!("read access to queue '{}'", b("inbox")));
+    assert_refused(&ch().await.basic_get(&b("inbox"), true).await.unwrap_err(), &format!("read access to queue '{}'", b("inbox")));
+    let consume = kombu::proto::methods::BasicConsume { queue: b("inbox"), no_ack: true, ..Default::default() };
+    assert_refused(&ch().await.basic_consume(&consume).await.unwrap_err(), &format!("read access to queue '{}'", b("inbox")));
+    assert_refused(&ch().await.queue_bind(&qb(a("q"), b("x"))).await.unwrap_err(), &format!("read access to exchange '{}'", b("x")));
+    assert_refused(&ch().await.queue_unbind(&qb(b("inbox"), b("x"))).await.unwrap_err(), &format!("write access to queue '{}'", b("inbox")));
+    assert_refused(&ch().await.exchange_bind(&xb(a("x"), b("x"))).await.unwrap_err(), &format!("read access to exchange '{}'", b("x")));
+    assert_refused(&ch().await.exchange_unbind(&xb(b("x"), a("x"))).await.unwrap_err(), &format!("write access to exchange '{}'", b("x")));
     // Within her own names, the same declarations work.
     let own = ch().await;
     own.exchange_declare(&ExchangeDeclare { exchange: a("dlx"), ..Default::default() }).await.unwrap();
