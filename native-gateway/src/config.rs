@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, env = "KOMBU_GATEWAY_LISTEN")]
     listen: Option<SocketAddr>,
     /// Broker URL behind the gateway.
-    #[arg(long, env = "KOMBU_GATEWAY_BROKER")]
+    #[arg(long, env = "KOMBU_GATEWAY_BROKER", hide_env_values = true)]
     broker: Option<String>,
     /// Directory of the playground page served at /.
     #[arg(long, env = "KOMBU_GATEWAY_WWW")]

@@ -141,6 +141,10 @@ async fn no_secrets_in_the_gateways_output() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(err.contains("line 3") && !err.contains("Sup3rSecretT0ken"), "{err}");
+    // --help shows environment values, but not the broker URL's.
+    let out = Command::new(env!("CARGO_BIN_EXE_kombu-gateway")).arg("--help").env("KOMBU_GATEWAY_BROKER", "amqp://gwuser:S3cretPW@127.0.0.1:1//").output().unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("KOMBU_GATEWAY_BROKER") && !help.contains("S3cretPW"), "{help}");
     // The startup log: the broker URL with its password masked.
     let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
         .args(["--listen", "127.0.0.1:0", "--broker", "amqp://gwuser:S3cretPW@127.0.0.1:1//"])
