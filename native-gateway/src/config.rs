@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, env = "KOMBU_GATEWAY_LISTEN")]
     listen: Option<SocketAddr>,
     /// Broker URL behind the gateway.
-    #[arg(long, env = "KOMBU_GATEWAY_BROKER")]
+    #[arg(long, env = "KOMBU_GATEWAY_BROKER", hide_env_values = true)]
     broker: Option<String>,
     /// Directory of the playground page served at /.
     #[arg(long, env = "KOMBU_GATEWAY_WWW")]
@@ -172,7 +172,7 @@ impl Args {
             Some(p) => {
                 let refused = |reason: String| GatewayError::Config { path: p.clone(), reason };
                 let text = std::fs::read_to_string(p).map_err(|e| refused(e.to_string()))?;
-                toml::from_str(&text).map_err(|e| refused(e.to_string()))?
+                toml::from_str(&text).map_err(|e| refused(crate::auth::toml_error(&text, &e)))?
             }
             None => FileConfig::default(),
         };

@@ -101,6 +101,9 @@ pub enum ClientError {
     /// `/amqp` did not start with AMQP 0-9-1's protocol header (closed with 1002).
     #[error("not AMQP 0-9-1")]
     NotAmqp,
+    /// A WebSocket message over the size limit (closed with 1009).
+    #[error("too big: {0}")]
+    TooBig(String),
     /// A malformed frame, batch or method (closed with 1002).
     #[error("malformed: {0}")]
     Malformed(kombu::Error),

@@ -116,6 +116,8 @@ struct AppState {
     settings: Arc<Settings>,
     /// The `/amqp` relay, when the broker is RabbitMQ.
     relay: Option<Arc<crate::relay::RelayConfig>>,
+    /// `/api/snapshot`'s recent snapshots.
+    snapshots: Snapshots,
 }
 
 /// A running gateway.
@@ -174,7 +176,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         max_consumers: config.max_consumers,
         max_unacked: config.max_unacked,
     });
-    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), settings, relay });
+    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), settings, relay, snapshots: Snapshots::default() });
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/amqp", get(amqp_handler))
@@ -194,7 +196,8 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let conns = listen::Conns::new(listen::ConnLimits { max: config.max_connections, per_address: config.max_connections_per_address }, metrics.clone());
     let serve = listen::Serve { listener, tls, app, conns, header_read_timeout: config.timeouts.header_read };
     let task = tokio::spawn(listen::serve(serve, rx));
-    tracing::info!(%addr, broker = %config.broker, tls = config.tls.is_some(), "kombu-gateway listening");
+    // The broker URL with its password masked, as Kombu's as_uri() prints it.
+    tracing::info!(%addr, broker = %kombu::url::sanitize(&config.broker, "**"), tls = config.tls.is_some(), "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
 }
 
@@ -209,18 +212,80 @@ fn broker_info(broker: &str) -> Result<ConnectInfo, GatewayError> {
     }
 }
 
+/// Entries of each list (exchanges, queues, bindings) `/api/snapshot` returns at most.
+pub const SNAPSHOT_MAX_ENTRIES: usize = 1000;
+/// How long a virtual host's snapshot is reused: however often it is fetched, the broker
+/// computes it at most once per this period.
+const SNAPSHOT_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Snapshots computed recently, by virtual host (the computation runs one at a time).
+#[derive(Default)]
+struct Snapshots(tokio::sync::Mutex<HashMap<String, (Instant, Arc<kombu::broker::VHostSnapshot>)>>);
+
+impl Snapshots {
+    async fn get(&self, vhost: &str) -> Option<Arc<kombu::broker::VHostSnapshot>> {
+        let mut recent = self.0.lock().await;
+        recent.retain(|_, (at, _)| at.elapsed() < SNAPSHOT_REUSE);
+        if let Some((_, s)) = recent.get(vhost) {
+            return Some(s.clone());
+        }
+        let name = vhost.to_owned();
+        let s = Arc::new(tokio::task::spawn_blocking(move || kombu::transport::memory::MemoryBroker::global().snapshot(&name)).await.ok()??);
+        recent.insert(vhost.to_owned(), (Instant::now(), s.clone()));
+        Some(s)
+    }
+}
+
 /// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
 /// bindings of a virtual host of the embedded broker, for the playground. 404 for other
-/// brokers or unknown virtual hosts.
-async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+/// brokers or unknown virtual hosts. With a token file it needs the token (`Authorization:
+/// Bearer TOKEN`; 401 without, 403 for a virtual host the identity may not open) and lists
+/// only the exchanges and queues the identity may configure or read (bindings between two of
+/// them). Each list holds at most [`SNAPSHOT_MAX_ENTRIES`] entries (`truncated` says whether
+/// some were left out), and a snapshot is reused for a second.
+async fn snapshot_handler(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
+    let identity = match &state.config.auth {
+        None => None,
+        Some(auth) => {
+            let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+            match auth.identify(token) {
+                Ok(id) if id.may_open(&vhost) => Some(id),
+                Ok(id) => return (StatusCode::FORBIDDEN, format!("identity '{}' may not open virtual host '{vhost}'\n", id.name)).into_response(),
+                Err((code, text)) => {
+                    let hint = if token.is_none() { ": send it as `Authorization: Bearer TOKEN`" } else { "" };
+                    return (StatusCode::from_u16(code).unwrap_or(StatusCode::UNAUTHORIZED), format!("{text}{hint}\n")).into_response();
+                }
+            }
+        }
+    };
     if state.settings.info.transport != "memory" {
         return (StatusCode::NOT_FOUND, "snapshots exist for the embedded memory:// broker only\n").into_response();
     }
-    let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
-    match kombu::transport::memory::MemoryBroker::global().snapshot(&vhost) {
-        Some(s) => ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&s).unwrap_or_default()).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no virtual host {vhost:?} (declare something first)\n")).into_response(),
-    }
+    let Some(s) = state.snapshots.get(&vhost).await else {
+        return (StatusCode::NOT_FOUND, format!("no virtual host {vhost:?} (declare something first)\n")).into_response();
+    };
+    let sees = |kind: &str, name: &str| identity.as_ref().is_none_or(|id| id.may_see(kind, name));
+    let mut truncated = false;
+    let mut bounded = |items: Vec<serde_json::Value>| {
+        truncated |= items.len() > SNAPSHOT_MAX_ENTRIES;
+        items.into_iter().take(SNAPSHOT_MAX_ENTRIES).collect::<Vec<_>>()
+    };
+    let exchanges = bounded(s.exchanges.iter().filter(|x| sees("exchange", &x.name)).take(SNAPSHOT_MAX_ENTRIES + 1).map(|x| serde_json::to_value(x).unwrap_or_default()).collect());
+    let queues = bounded(s.queues.iter().filter(|x| sees("queue", &x.name)).take(SNAPSHOT_MAX_ENTRIES + 1).map(|x| serde_json::to_value(x).unwrap_or_default()).collect());
+    let bindings = bounded(
+        s.bindings
+            .iter()
+            .filter(|b| {
+                let kind = if matches!(b.destination_type, kombu::broker::DestinationType::Queue) { "queue" } else { "exchange" };
+                sees("exchange", &b.source) && sees(kind, &b.destination)
+            })
+            .take(SNAPSHOT_MAX_ENTRIES + 1)
+            .map(|x| serde_json::to_value(x).unwrap_or_default())
+            .collect(),
+    );
+    let body = serde_json::json!({"exchanges": exchanges, "queues": queues, "bindings": bindings, "truncated": truncated});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
@@ -259,13 +324,19 @@ fn origin_refused(state: &AppState, headers: &axum::http::HeaderMap) -> Option<R
     if state.config.allowed_origins.is_empty() {
         return None;
     }
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())?;
-    if state.config.allowed_origins.iter().any(|a| a == "*" || a == origin) {
-        return None;
-    }
+    // Fail closed: an Origin header given twice or not readable as text is refused, as one
+    // that is not allowed; only its absence (a client that is not a browser) passes.
+    let mut all = headers.get_all(header::ORIGIN).iter();
+    let origin = all.next()?;
+    let text = match (origin.to_str(), all.next()) {
+        (Ok(o), None) if state.config.allowed_origins.iter().any(|a| a == "*" || a == o) => return None,
+        (Ok(o), None) => format!("origin {o} is not allowed"),
+        (Ok(_), Some(_)) => "more than one Origin header".to_owned(),
+        (Err(_), _) => "an Origin header that is not visible ASCII".to_owned(),
+    };
     state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(%origin, "refused: origin not allowed");
-    Some((StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response())
+    tracing::warn!("refused: {text}");
+    Some((StatusCode::FORBIDDEN, format!("{text}\n")).into_response())
 }
 
 /// Count a client connection as open while `connection` runs; log how it ended.
@@ -390,7 +461,10 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
                     }
                 },
                 Some(Ok(Message::Close(_))) | None => Input::Closed,
-                Some(Err(e)) => Input::Failed(e.to_string()),
+                Some(Err(e)) => match too_big(&e) {
+                    Some(reason) => Input::TooBig(reason),
+                    None => Input::Failed(e.to_string()),
+                },
             },
             permit = out.reserve(), if out.capacity() == 0 => {
                 // The client took something: room again.
@@ -462,6 +536,20 @@ async fn run_pump(mut pump: Pump, out: mpsc::Sender<Out>) {
         }
         on_sent.sent();
     }
+}
+
+/// Why to close with 1009 (message too big) when a WebSocket read failed on a message over
+/// the size limit; `None` for other failures.
+pub(crate) fn too_big(e: &axum::Error) -> Option<String> {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) = s.downcast_ref::<WsError>() {
+            return Some(format!("a message of {size} bytes is over the limit of {max_size} bytes"));
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Resolves once the server shuts down (never, if its [`Running`] was dropped without).
