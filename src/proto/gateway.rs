@@ -27,9 +27,10 @@ pub const MAX_HEADER: usize = 64 * 1024;
 #[allow(clippy::large_enum_variant)] // decoded once per frame
 #[allow(missing_docs)] // each variant is the AMQP method of the same name; fields as in crate::proto::methods
 pub enum Request {
-    /// First frame: authentication and virtual host.
+    /// First frame: authentication, virtual host and the heartbeat interval (seconds) the
+    /// client asks for.
     #[serde(rename = "hello")]
-    Hello { #[serde(default)] vhost: Option<String>, #[serde(default)] token: Option<String>, #[serde(default)] client: Option<String> },
+    Hello { #[serde(default)] vhost: Option<String>, #[serde(default)] token: Option<String>, #[serde(default)] client: Option<String>, #[serde(default)] heartbeat: Option<u16> },
     #[serde(rename = "channel.open")]
     ChannelOpen,
     #[serde(rename = "channel.close")]
@@ -78,13 +79,17 @@ pub enum Request {
     /// Close the connection (the server closes the WebSocket after answering).
     #[serde(rename = "close")]
     Close,
+    /// The client is alive (sent when idle, once `hello` agreed on heartbeats; no answer).
+    #[serde(rename = "heartbeat")]
+    Heartbeat,
 }
 
 impl Request {
-    /// The channel the request concerns (`None` for `hello`, `channel.open` and `close`).
+    /// The channel the request concerns (`None` for `hello`, `channel.open`, `close` and
+    /// `heartbeat`).
     pub fn channel(&self) -> Option<u32> {
         match self {
-            Request::Hello { .. } | Request::ChannelOpen | Request::Close => None,
+            Request::Hello { .. } | Request::ChannelOpen | Request::Close | Request::Heartbeat => None,
             Request::ChannelClose { channel }
             | Request::ExchangeDeclare { channel, .. }
             | Request::ExchangeDelete { channel, .. }
@@ -241,6 +246,10 @@ pub enum ServerFrame {
         /// False: stop publishing.
         active: bool,
     },
+    /// The server is alive (sent when it has sent nothing for half the heartbeat interval
+    /// agreed at `hello`).
+    #[serde(rename = "heartbeat")]
+    Heartbeat,
 }
 
 impl ServerFrame {
@@ -516,7 +525,8 @@ mod tests {
     #[test]
     fn requests_round_trip() {
         let reqs = vec![
-            Request::Hello { vhost: Some("/".into()), token: None, client: Some("test".into()) },
+            Request::Hello { vhost: Some("/".into()), token: None, client: Some("test".into()), heartbeat: Some(10) },
+            Request::Heartbeat,
             Request::ChannelOpen,
             Request::QueueDeclare { channel: 1, method: QueueDeclare { queue: "q".into(), durable: true, ..Default::default() } },
             Request::BasicPublish { channel: 1, method: BasicPublish { exchange: "x".into(), routing_key: "k".into(), ..Default::default() }, properties: Properties::default() },

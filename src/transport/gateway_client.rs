@@ -6,7 +6,7 @@
 //! the socket ends, [`GatewayClient::on_close`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -36,6 +36,8 @@ pub struct GatewayClient {
     /// Per channel, the deliveries waiting for our ack.
     unsettled: Mutex<HashMap<u32, Unsettled>>,
     open: AtomicBool,
+    /// The heartbeat interval agreed at `hello` (seconds; 0: none).
+    heartbeat: AtomicU16,
     events_tx: mpsc::UnboundedSender<ServerEvent>,
     events: EventQueue,
 }
@@ -64,6 +66,7 @@ impl GatewayClient {
             pending: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(HashMap::new()),
             open: AtomicBool::new(true),
+            heartbeat: AtomicU16::new(0),
             events_tx,
             events: EventQueue::new(events_rx, "the gateway connection is closed"),
         })
@@ -143,13 +146,33 @@ impl GatewayClient {
         }
     }
 
-    /// Say hello (the first request): `vhost` and the authentication `token`.
-    pub async fn hello(&self, vhost: &str, token: Option<String>) -> Result<()> {
-        let r = self.result(Request::Hello { vhost: Some(vhost.to_owned()), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))) }).await?;
+    /// Say hello (the first request): `vhost`, the authentication `token` and the `heartbeat`
+    /// interval asked for (seconds; 0: none).
+    pub async fn hello(&self, vhost: &str, token: Option<String>, heartbeat: u16) -> Result<()> {
+        let ask = (heartbeat > 0).then_some(heartbeat);
+        let r = self.result(Request::Hello { vhost: Some(vhost.to_owned()), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))), heartbeat: ask }).await?;
+        // A gateway without heartbeats does not answer with one: then none (its silence is
+        // no sign of death, and it would refuse our heartbeat frames).
+        let agreed = r.get("heartbeat").and_then(Value::as_u64).map_or(0, |h| h.min(u64::from(heartbeat)) as u16);
+        self.heartbeat.store(agreed, Ordering::Relaxed);
         if r.get("batch").and_then(Value::as_bool) == Some(true) {
             let max_frame = r.get("max_frame").and_then(Value::as_u64).map_or(gateway::BATCH_BYTES, |m| m as usize);
             self.carrier.allow_batches(max_frame.min(gateway::BATCH_BYTES));
         }
+        Ok(())
+    }
+
+    /// The heartbeat interval agreed at `hello` (seconds; 0: none). The carrier sends
+    /// [`GatewayClient::heartbeat`] every half interval, and gives the connection up
+    /// ([`GatewayClient::on_close`]) when nothing arrived for two intervals.
+    pub fn heartbeat_interval(&self) -> u16 {
+        self.heartbeat.load(Ordering::Relaxed)
+    }
+
+    /// Send a heartbeat frame (no answer).
+    pub fn heartbeat(&self) -> Result<()> {
+        self.send_oneway(Request::Heartbeat)?;
+        self.carrier.flush();
         Ok(())
     }
 
@@ -216,7 +239,7 @@ impl GatewayClient {
                     _ => ServerEvent::ConnectionClosed { error },
                 }
             }
-            ServerFrame::Ok { .. } | ServerFrame::GetOk { .. } => return Ok(()),
+            ServerFrame::Ok { .. } | ServerFrame::GetOk { .. } | ServerFrame::Heartbeat => return Ok(()),
         };
         let _ = self.events_tx.unbounded_send(ev);
         Ok(())
@@ -421,12 +444,13 @@ pub fn endpoint(info: &crate::transport::ConnectInfo) -> String {
     format!("{scheme}://{}:{}{path}", info.hostname, info.port.unwrap_or(8765))
 }
 
-/// The virtual host and token for `hello`: the `vhost` and `token` options (URL query), the
-/// password as a fallback token.
-pub fn hello_params(info: &crate::transport::ConnectInfo) -> (String, Option<String>) {
+/// The virtual host, token and heartbeat for `hello`: the `vhost` and `token` options (URL
+/// query), the password as a fallback token; Kombu's `heartbeat` connection argument
+/// (seconds, rounded; none by default, as for `amqp://`).
+pub fn hello_params(info: &crate::transport::ConnectInfo) -> (String, Option<String>, u16) {
     let vhost = info.options.get("vhost").and_then(Value::as_str).map(str::to_owned).unwrap_or_else(|| "/".into());
     let token = info.options.get("token").and_then(Value::as_str).map(str::to_owned).or_else(|| info.password.clone());
-    (vhost, token)
+    (vhost, token, info.heartbeat.unwrap_or(0.0).round().clamp(0.0, f64::from(u16::MAX)) as u16)
 }
 
 #[cfg(test)]

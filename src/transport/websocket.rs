@@ -228,6 +228,8 @@ impl Carrier for WsCarrier {
 trait Peer {
     fn on_data(&self, bytes: &Bytes) -> Result<()>;
     fn on_end(&self, reason: &str);
+    /// Send a heartbeat.
+    fn beat(&self) -> Result<()>;
 }
 
 impl Peer for GatewayClient {
@@ -237,6 +239,9 @@ impl Peer for GatewayClient {
     fn on_end(&self, reason: &str) {
         self.on_close(reason)
     }
+    fn beat(&self) -> Result<()> {
+        self.heartbeat()
+    }
 }
 
 impl Peer for AmqpClient {
@@ -245,6 +250,9 @@ impl Peer for AmqpClient {
     }
     fn on_end(&self, reason: &str) {
         self.on_close(reason)
+    }
+    fn beat(&self) -> Result<()> {
+        self.heartbeat()
     }
 }
 
@@ -351,12 +359,17 @@ impl Transport for WebSocketTransport {
     }
 
     async fn establish_connection(&self, info: &ConnectInfo) -> Result<Arc<dyn RawConnection>> {
-        let Socket { carrier, slot, .. } = open_socket(&endpoint(info), Some(SUBPROTOCOL), false).await?;
+        let Socket { carrier, slot, last_received, timer } = open_socket(&endpoint(info), Some(SUBPROTOCOL), false).await?;
+        let ws = carrier.ws.clone();
         let client = GatewayClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
-        *slot.borrow_mut() = Some(peer);
-        let (vhost, token) = hello_params(info);
-        client.hello(&vhost, token).await?;
+        *slot.borrow_mut() = Some(peer.clone());
+        let (vhost, token, heartbeat) = hello_params(info);
+        client.hello(&vhost, token, heartbeat).await?;
+        let heartbeat = client.heartbeat_interval();
+        if heartbeat > 0 {
+            *timer.borrow_mut() = Some(heartbeats(peer, "the gateway", ws, last_received, heartbeat));
+        }
         Ok(Arc::new(GatewayConnection::new(client)))
     }
 }
@@ -389,32 +402,31 @@ impl Transport for AmqpWebSocketTransport {
         let ws = carrier.ws.clone();
         let client = AmqpClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
-        *slot.borrow_mut() = Some(peer);
+        *slot.borrow_mut() = Some(peer.clone());
         client.handshake(info).await?;
         let heartbeat = client.heartbeat_interval();
         if heartbeat > 0 {
-            *timer.borrow_mut() = Some(heartbeats(&client, ws, last_received, heartbeat));
+            *timer.borrow_mut() = Some(heartbeats(peer, "the broker", ws, last_received, heartbeat));
         }
         Ok(Arc::new(client.connection()?))
     }
 }
 
-/// Heartbeats of an `amqp+ws://` connection, as the native carrier does them: a heartbeat
-/// frame every half interval, and a broker silent for two intervals is gone (the connection
-/// fails with the reason and the socket closes). The timer (`setInterval`) only holds the
-/// client weakly and stops with the socket.
-fn heartbeats(client: &Arc<AmqpClient>, ws: WebSocket, last_received: Rc<std::cell::Cell<f64>>, heartbeat: u16) -> gloo_timers::callback::Interval {
-    let client = Arc::downgrade(client);
+/// Heartbeats of an `amqp+ws://` or `gateway+ws://` connection, as the native carriers do
+/// them: a heartbeat frame every half interval, and a server (`who`) silent for two intervals
+/// is gone (the connection fails with the reason and the socket closes). The timer
+/// (`setInterval`) only holds the client weakly and stops with the socket.
+fn heartbeats(client: Weak<dyn Peer>, who: &'static str, ws: WebSocket, last_received: Rc<std::cell::Cell<f64>>, heartbeat: u16) -> gloo_timers::callback::Interval {
     let period_ms = u32::from(heartbeat) * 500;
     gloo_timers::callback::Interval::new(period_ms.max(1), move || {
         let Some(client) = client.upgrade() else { return };
         let silent_ms = js_sys::Date::now() - last_received.get();
         if silent_ms > f64::from(heartbeat) * 2000.0 {
-            client.on_close(&format!("missed heartbeats from the broker: nothing received for {:.1} s (heartbeat {heartbeat} s)", silent_ms / 1000.0));
+            client.on_end(&format!("missed heartbeats from {who}: nothing received for {:.1} s (heartbeat {heartbeat} s)", silent_ms / 1000.0));
             let _ = ws.close();
         } else {
             // A failed send means the socket is closing: its close event reports it.
-            let _ = client.heartbeat();
+            let _ = client.beat();
         }
     })
 }

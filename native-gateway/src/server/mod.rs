@@ -415,6 +415,10 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
     // The first ping one interval after the start (not at once).
     let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
     pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Heartbeat frames every half interval, when `hello` agreed on heartbeats (browsers do
+    // not show WebSocket pings to the page: these tell the client the gateway is alive).
+    let mut beats: Option<tokio::time::Interval> = None;
+    let beat = gateway::encode(&gateway::ServerFrame::Heartbeat, b"");
     loop {
         loop {
             while let Some(o) = session.poll_transmit() {
@@ -429,6 +433,12 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
             }
             if let Some(p) = session.poll_pump() {
                 live.opened(Instant::now());
+                if let Some(h) = session.heartbeat() {
+                    let half = h / 2;
+                    let mut i = tokio::time::interval_at(tokio::time::Instant::now() + half, half);
+                    i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                    beats = Some(i);
+                }
                 pump = Some(tokio::spawn(run_pump(p, out.clone())));
             }
             if !session.handle_frame().await {
@@ -480,6 +490,11 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
                 let _ = out.try_send(Out::Ping);
                 continue;
             }
+            _ = tick(&mut beats) => {
+                // A full queue is on its way to the client already.
+                let _ = out.try_send(Out::Frame(beat.clone()));
+                continue;
+            }
             () = shutting_down(&mut stopping) => Input::Shutdown,
         };
         session.handle_input(input);
@@ -503,6 +518,16 @@ fn timed_out(session: &mut Session, live: &Liveness, metrics: &Metrics) {
     metrics.timed_out.fetch_add(1, Ordering::Relaxed);
     tracing::debug!("/gateway: {reason}");
     session.handle_input(Input::Limit(code, reason));
+}
+
+/// The next tick of `interval` (never without one).
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    match interval {
+        Some(i) => {
+            i.tick().await;
+        }
+        None => std::future::pending().await,
+    }
 }
 
 /// Sleep until `deadline` (forever without one).

@@ -16,7 +16,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kombu::proto::gateway::{self, MessageHeader, Request, Scope, ServerFrame, SUBPROTOCOL};
@@ -82,6 +82,8 @@ pub(crate) struct Session {
     pump: Option<Pump>,
     /// How the connection ended, once it has.
     end: Option<Result<(), ClientError>>,
+    /// The heartbeat interval agreed at `hello` (the client's; `None`: no heartbeats).
+    heartbeat: Option<Duration>,
 }
 
 enum State {
@@ -126,7 +128,7 @@ struct GetFrame {
 impl Session {
     /// A connection waiting for `hello`.
     pub(crate) fn new(settings: Arc<Settings>, metrics: Arc<Metrics>) -> Session {
-        Session { settings, metrics, state: State::Hello, frames: VecDeque::new(), transmits: VecDeque::new(), pump: None, end: None }
+        Session { settings, metrics, state: State::Hello, frames: VecDeque::new(), transmits: VecDeque::new(), pump: None, end: None, heartbeat: None }
     }
 
     /// Take what the client's socket gave: frames wait for [`Session::handle_frame`]; a
@@ -178,11 +180,19 @@ impl Session {
             }
         };
         match (&self.state, header.request) {
-            (State::Hello, Request::Hello { vhost, token, .. }) => self.hello(header.id, vhost, token).await,
+            (State::Hello, Request::Hello { vhost, token, heartbeat, .. }) => self.hello(header.id, vhost, token, heartbeat).await,
+            // The client is alive: nothing to answer (the driver heard it).
+            (State::Open(_), Request::Heartbeat) => {}
             (State::Hello, _) => self.protocol_error(1008, "the first frame must be hello", ClientError::NoHello),
             (State::Open(_), request) => self.request(header.id, request, body).await,
         }
         true
+    }
+
+    /// The heartbeat interval agreed at `hello`: the driver sends a `heartbeat` frame when it
+    /// has sent nothing for half of it.
+    pub(crate) fn heartbeat(&self) -> Option<Duration> {
+        self.heartbeat
     }
 
     /// The next frame or close for the client's socket.
@@ -230,8 +240,10 @@ impl Session {
         self.transmits.push_back(Out::Frame(gateway::encode(frame, body)));
     }
 
-    /// `hello`: admit the client's token on its virtual host, open its broker connection.
-    async fn hello(&mut self, id: u64, vhost: Option<String>, token: Option<String>) {
+    /// `hello`: admit the client's token on its virtual host, open its broker connection. The
+    /// `heartbeat` the client asks for is agreed as it is, and said in the answer (a client
+    /// that gets none back sends no heartbeat frames).
+    async fn hello(&mut self, id: u64, vhost: Option<String>, token: Option<String>, heartbeat: Option<u16>) {
         let mut info = self.settings.info.clone();
         if let Some(v) = vhost {
             info.virtual_host = v;
@@ -267,7 +279,11 @@ impl Session {
                 return;
             }
         };
-        let hello = json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL, "max_frame": self.settings.max_frame, "batch": true});
+        let mut hello = json!({"server": format!("kombu-gateway {}", env!("CARGO_PKG_VERSION")), "protocol": SUBPROTOCOL, "max_frame": self.settings.max_frame, "batch": true});
+        if let Some(secs) = heartbeat.filter(|&s| s > 0) {
+            hello["heartbeat"] = json!(secs);
+            self.heartbeat = Some(Duration::from_secs(secs.into()));
+        }
         self.send(&ServerFrame::Ok { id, result: hello }, b"");
         let auto_ack = Arc::new(AutoAck::default());
         self.pump = Some(Pump { backend: backend.clone(), auto_ack: auto_ack.clone(), metrics: self.metrics.clone(), closed: false });
@@ -442,7 +458,7 @@ impl Open {
                 }
                 Ok(Some(Answer::Result(Value::Null)))
             }
-            Request::Hello { .. } | Request::Close | Request::ChannelOpen | Request::ChannelClose { .. } => unreachable!("answered above"),
+            Request::Hello { .. } | Request::Close | Request::ChannelOpen | Request::ChannelClose { .. } | Request::Heartbeat => unreachable!("answered above"),
         }
     }
 
@@ -648,7 +664,7 @@ mod tests {
 
         async fn hello(&mut self, token: Option<&str>) -> Vec<Got> {
             let vhost = Some(self.vhost.clone());
-            self.send(Request::Hello { vhost, token: token.map(str::to_owned), client: None }, b"").await
+            self.send(Request::Hello { vhost, token: token.map(str::to_owned), client: None, heartbeat: None }, b"").await
         }
 
         /// hello, then a channel with `queue` declared on it.
