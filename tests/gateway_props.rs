@@ -11,7 +11,7 @@ use proptest::prelude::*;
 
 fn valid_frames() -> Vec<Bytes> {
     vec![
-        encode(&ClientHeader { id: 1, request: Request::Hello { vhost: Some("/".into()), token: None, client: None } }, b""),
+        encode(&ClientHeader { id: 1, request: Request::Hello { vhost: Some("/".into()), token: None, client: None, heartbeat: None } }, b""),
         encode(&ClientHeader { id: 2, request: Request::QueueDeclare { channel: 1, method: QueueDeclare { queue: "q".into(), ..Default::default() } } }, b""),
         encode(
             &ClientHeader { id: 3, request: Request::BasicPublish { channel: 1, method: BasicPublish { routing_key: "k".into(), ..Default::default() }, properties: Properties::default() } },

@@ -18,7 +18,7 @@ async fn main() {
         let mut req = format!("ws://{addr}/gateway").into_client_request().unwrap();
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
         let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap_or_else(|e| panic!("connection {i}: {e}"));
-        for (id, r) in [(1, Request::Hello { vhost: Some("/idle".into()), token: None, client: None }), (2, Request::ChannelOpen)] {
+        for (id, r) in [(1, Request::Hello { vhost: Some("/idle".into()), token: None, client: None, heartbeat: None }), (2, Request::ChannelOpen)] {
             ws.send(Message::Binary(gateway::encode(&ClientHeader { id, request: r }, b""))).await.unwrap();
             ws.next().await.unwrap().unwrap();
         }

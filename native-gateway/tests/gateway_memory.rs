@@ -179,7 +179,7 @@ async fn bad_input_closes_that_connection_with_a_reason_and_the_server_stays_up(
     assert!(reason.contains("header"), "{reason}");
     // text frames
     let mut ws = raw_socket(&g, Some(SUBPROTOCOL)).await;
-    ws.send(WsMessage::Binary(gateway::encode(&ClientHeader { id: 1, request: Request::Hello { vhost: None, token: None, client: None } }, b""))).await.unwrap();
+    ws.send(WsMessage::Binary(gateway::encode(&ClientHeader { id: 1, request: Request::Hello { vhost: None, token: None, client: None, heartbeat: None } }, b""))).await.unwrap();
     ws.send(WsMessage::Text("hello?".into())).await.unwrap();
     let (code, reason) = close_reason(&mut ws).await;
     assert_eq!(code, 1003, "{reason}");
@@ -197,7 +197,7 @@ async fn bad_input_closes_that_connection_with_a_reason_and_the_server_stays_up(
     assert!(reason.contains("basic.teleport") || reason.contains("unknown variant"), "{reason}");
     // a batch whose frame length runs past its end
     let mut ws = raw_socket(&g, Some(SUBPROTOCOL)).await;
-    ws.send(WsMessage::Binary(gateway::encode(&ClientHeader { id: 1, request: Request::Hello { vhost: None, token: None, client: None } }, b""))).await.unwrap();
+    ws.send(WsMessage::Binary(gateway::encode(&ClientHeader { id: 1, request: Request::Hello { vhost: None, token: None, client: None, heartbeat: None } }, b""))).await.unwrap();
     ws.send(WsMessage::Binary(vec![0xff, 0xff, 0xff, 0xff, 0, 0, 1, 0, b'{'].into())).await.unwrap();
     let (code, reason) = close_reason(&mut ws).await;
     assert_eq!(code, 1002);
@@ -386,7 +386,7 @@ async fn batched_requests_are_answered_in_order() {
     let mut ws = raw_socket(&g, Some(SUBPROTOCOL)).await;
     let frame = |id: u64, request: Request, body: &[u8]| gateway::encode(&ClientHeader { id, request }, body);
     let vhost = format!("/batch-{}", kombu::uuid());
-    ws.send(WsMessage::Binary(frame(1, Request::Hello { vhost: Some(vhost), token: None, client: None }, b""))).await.unwrap();
+    ws.send(WsMessage::Binary(frame(1, Request::Hello { vhost: Some(vhost), token: None, client: None, heartbeat: None }, b""))).await.unwrap();
     let hello = ws.next().await.unwrap().unwrap().into_data();
     let (answer, _) = gateway::decode::<serde_json::Value>(&hello).unwrap();
     assert_eq!(answer["result"]["batch"], json!(true), "the server says it reads batches: {answer}");

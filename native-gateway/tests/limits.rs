@@ -99,7 +99,7 @@ async fn a_consumer_that_never_reads_leaves_the_messages_in_the_broker() {
     req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
     let (mut slow, _) = tokio_tungstenite::connect_async(req).await.unwrap();
     let requests = [
-        Request::Hello { vhost: Some(vhost.clone()), token: None, client: None },
+        Request::Hello { vhost: Some(vhost.clone()), token: None, client: None, heartbeat: None },
         Request::ChannelOpen,
         Request::QueueDeclare { channel: 1, method: QueueDeclare { queue: "firehose".into(), ..Default::default() } },
         Request::BasicConsume { channel: 1, method: BasicConsume { queue: "firehose".into(), no_ack: true, ..Default::default() } },
