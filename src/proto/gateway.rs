@@ -555,6 +555,18 @@ mod tests {
         assert_eq!(error_from_frame(Scope::Request, 400, "ValueError", "bad").name(), "ValueError");
     }
 
+    /// Heartbeats are optional on both sides: a `hello` without `heartbeat` (an older client)
+    /// decodes, and the server's `heartbeat` push is `{"op":"heartbeat"}`.
+    #[test]
+    fn heartbeat_fields_and_frames() {
+        let old = encode(&serde_json::json!({"id": 1, "op": "hello", "vhost": "/"}), b"");
+        let (h, _) = decode_client(&old).unwrap();
+        assert_eq!(h.request, Request::Hello { vhost: Some("/".into()), token: None, client: None, heartbeat: None });
+        let beat = encode(&ServerFrame::Heartbeat, b"");
+        assert_eq!(&beat[4..], br#"{"op":"heartbeat"}"#);
+        assert_eq!(decode_server(&beat).unwrap().0, ServerFrame::Heartbeat);
+    }
+
     #[test]
     fn bad_frames_are_named() {
         let short = Bytes::from_static(b"\x00\x01");
