@@ -269,3 +269,38 @@ async fn a_consumer_of_several_queues_polls_them_concurrently() {
     producer_conn.release().await.unwrap();
     raw.cleanup(&p).await;
 }
+
+fn calls(op: &str) -> u64 {
+    kombu_gateway::sqs::calls().lock().unwrap().get(op).copied().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn publishes_issued_together_go_out_in_batches() {
+    if !moto_up() {
+        return;
+    }
+    let (p, raw) = (prefix(), Raw::new());
+    let conn = connection(&p, &[]);
+    let q = Queue::new("batched");
+    let producer = conn.producer().await.unwrap();
+    producer.publish(json!(-1), PublishOptions::new().routing_key("batched").declare(&q)).await.unwrap();
+    let before = calls("SendMessageBatch");
+    let publishes: Vec<_> = (0..25).map(|i| producer.publish(json!(i), PublishOptions::new().routing_key("batched"))).collect();
+    for r in futures::future::join_all(publishes).await {
+        r.unwrap();
+    }
+    assert!(calls("SendMessageBatch") > before, "concurrent publishes used SendMessageBatch");
+    let consumer = conn.consumer(vec![q]).await.unwrap().prefetch_count(10);
+    let mut got = std::collections::BTreeSet::new();
+    while got.len() < 26 {
+        let m = consumer.next_message(WAIT).await.unwrap();
+        got.insert(m.payload_as::<i64>().unwrap());
+        m.ack().unwrap();
+    }
+    assert_eq!(got, (-1..25).collect());
+    let deletes = calls("DeleteMessageBatch");
+    assert!(deletes > 0, "acks went out as DeleteMessageBatch");
+    consumer.cancel().await.unwrap();
+    conn.release().await.unwrap();
+    raw.cleanup(&p).await;
+}

@@ -231,8 +231,10 @@ async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Que
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
-    if state.settings.transport.driver_name() == "redis" {
-        text.push_str(&crate::redis::StoreCounters::global().render());
+    match state.settings.transport.driver_name() {
+        "redis" => text.push_str(&crate::redis::StoreCounters::global().render()),
+        "sqs" => text.push_str(&crate::sqs::render_calls()),
+        _ => {}
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -21,7 +21,7 @@
 //!   Kombu accepts them.
 //!
 //! Beyond Kombu: the queues of a consumer are long-polled concurrently (Kombu polls one
-//! after the other); acks go out as DeleteMessageBatch and requeues as
+//! after the other); publishes issued together go out as SendMessageBatch, acks go out as DeleteMessageBatch and requeues as
 //! ChangeMessageVisibilityBatch (10 per call); messages still held by a live consumer get
 //! their visibility extended so long work is not redelivered mid-way.
 
@@ -40,7 +40,7 @@ use kombu::value::Value;
 use kombu::{Error, Result};
 
 pub use client::{Endpoint, SqsClient, SqsError};
-pub use store::SqsStore;
+pub use store::{calls, render_calls, SqsStore};
 
 /// The SQS transport (registered for `sqs`).
 #[derive(Debug, Default)]

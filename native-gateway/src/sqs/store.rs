@@ -5,6 +5,9 @@
 //! (the prefetch bounds MaxNumberOfMessages). A poll that comes back after the connection
 //! closed releases its messages (visibility 0, as Kombu's `_release_messages`).
 //!
+//! Publishing: publishes to one queue issued while another is on its way go out together
+//! in SendMessageBatch calls (10 entries, 256 KiB at most).
+//!
 //! Settling: acks, rejects and requeues are queued and applied by a task per store, grouped
 //! per queue into DeleteMessageBatch / ChangeMessageVisibilityBatch calls of up to 10
 //! entries. The same task extends the visibility of messages held longer than a third of
@@ -32,6 +35,23 @@ use super::SqsOptions;
 const DEFAULT_MAX_MESSAGE_SIZE: usize = 262_144;
 /// SQS takes at most 10 messages per receive and 10 entries per batch call.
 const BATCH: usize = 10;
+/// The most a SendMessageBatch carries in all (SQS's limit for a batch's total payload).
+const BATCH_BYTES: usize = 262_144;
+
+/// Process-wide counts of the SQS calls made, per operation, for `/metrics` and tests.
+pub fn calls() -> &'static Mutex<std::collections::BTreeMap<String, u64>> {
+    static C: std::sync::OnceLock<Mutex<std::collections::BTreeMap<String, u64>>> = std::sync::OnceLock::new();
+    C.get_or_init(Mutex::default)
+}
+
+/// Prometheus text of [`calls`].
+pub fn render_calls() -> String {
+    let mut s = String::from("# HELP kombu_gateway_sqs_calls_total SQS API calls made, per operation.\n# TYPE kombu_gateway_sqs_calls_total counter\n");
+    for (op, n) in lock(calls()).iter() {
+        s.push_str(&format!("kombu_gateway_sqs_calls_total{{operation=\"{op}\"}} {n}\n"));
+    }
+    s
+}
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -72,6 +92,15 @@ struct Inner {
     /// A settle batch that failed, for the next call.
     failed: Mutex<Option<Error>>,
     closed: std::sync::atomic::AtomicBool,
+    /// Publishes waiting to go out, per queue URL (see [`Inner::send`]).
+    sends: Mutex<HashMap<String, PendingSends>>,
+}
+
+/// The SendMessage inputs waiting for one queue, and whether a caller is sending them.
+#[derive(Default)]
+struct PendingSends {
+    entries: VecDeque<(Json, oneshot::Sender<Result<()>>)>,
+    sending: bool,
 }
 
 /// Kombu's SQS storage hooks for one connection.
@@ -107,6 +136,7 @@ impl SqsStore {
             ops: tx,
             failed: Mutex::default(),
             closed: Default::default(),
+            sends: Mutex::default(),
         });
         match inner.opts.predefined_queues.iter().next() {
             None => {
@@ -131,7 +161,13 @@ impl SqsStore {
 
 impl Inner {
     async fn call(&self, at: &Endpoint, op: &str, input: &Json, wait: u32) -> Result<Json> {
-        self.client.call(at, op, input, Duration::from_secs(u64::from(wait))).await.map_err(Error::from)
+        self.sqs_call(at, op, input, wait).await.map_err(Error::from)
+    }
+
+    /// A call, counted, with SQS's error as it came.
+    async fn sqs_call(&self, at: &Endpoint, op: &str, input: &Json, wait: u32) -> std::result::Result<Json, SqsError> {
+        *lock(calls()).entry(op.to_owned()).or_default() += 1;
+        self.client.call(at, op, input, Duration::from_secs(u64::from(wait))).await
     }
 
     fn check_failed(&self) -> Result<()> {
@@ -166,7 +202,7 @@ impl Inner {
         let cached = lock(&self.queues).remove(&format!("\0{name}"));
         let url = match cached {
             Some(q) => q.url,
-            None => match self.client.call(&self.default_at, "GetQueueUrl", &json!({"QueueName": name}), Duration::ZERO).await {
+            None => match self.sqs_call(&self.default_at, "GetQueueUrl", &json!({"QueueName": name}), 0).await {
                 Ok(out) => out.get("QueueUrl").and_then(Json::as_str).map(str::to_owned).ok_or_else(|| Error::Operational("SQS GetQueueUrl answered without QueueUrl".into()))?,
                 Err(SqsError::Service { code, .. }) if code == "QueueDoesNotExist" || code.ends_with("NonExistentQueue") => return Ok(None),
                 Err(e) => return Err(e.into()),
@@ -205,6 +241,90 @@ impl Inner {
             known.max_size = Some(n);
         }
         Ok(n)
+    }
+
+    /// Send one message (a SendMessage input without QueueUrl). Publishes to the same queue
+    /// issued while another is on its way are sent together, up to 10 per
+    /// SendMessageBatch: the first caller sends until nothing is left waiting, then every
+    /// caller gets its own entry's answer.
+    /// (The sending runs in its own task: a caller that gives up does not strand the rest.)
+    async fn send(self: &Arc<Self>, q: &QueueRef, input: Json) -> Result<()> {
+        let (tx, rx) = oneshot::channel();
+        let lead = {
+            let mut sends = lock(&self.sends);
+            let pending = sends.entry(q.url.clone()).or_default();
+            pending.entries.push_back((input, tx));
+            !std::mem::replace(&mut pending.sending, true)
+        };
+        if lead {
+            let (inner, q) = (self.clone(), q.clone());
+            tokio::spawn(async move { inner.drain_sends(&q).await });
+        }
+        rx.await.unwrap_or_else(|_| Err(Error::Operational("SQS send was abandoned".into())))
+    }
+
+    async fn drain_sends(&self, q: &QueueRef) {
+        loop {
+            let batch: Vec<(Json, oneshot::Sender<Result<()>>)> = {
+                let mut sends = lock(&self.sends);
+                let pending = sends.entry(q.url.clone()).or_default();
+                let mut batch = Vec::new();
+                let mut bytes = 0;
+                while let Some((input, _)) = pending.entries.front() {
+                    let size = input["MessageBody"].as_str().map_or(0, str::len) + input.get("MessageAttributes").map_or(0, |a| a.to_string().len());
+                    if batch.len() == BATCH || (!batch.is_empty() && bytes + size > BATCH_BYTES) {
+                        break;
+                    }
+                    bytes += size;
+                    batch.push(pending.entries.pop_front().expect("front exists"));
+                }
+                if batch.is_empty() {
+                    sends.remove(&q.url);
+                    return;
+                }
+                batch
+            };
+            self.send_batch(q, batch).await;
+        }
+    }
+
+    async fn send_batch(&self, q: &QueueRef, batch: Vec<(Json, oneshot::Sender<Result<()>>)>) {
+        if batch.len() == 1 {
+            let (mut input, tx) = batch.into_iter().next().expect("one entry");
+            input["QueueUrl"] = json!(q.url);
+            let _ = tx.send(self.call(&q.at, "SendMessage", &input, 0).await.map(|_| ()));
+            return;
+        }
+        let entries: Vec<Json> = batch
+            .iter()
+            .enumerate()
+            .map(|(i, (input, _))| {
+                let mut e = input.clone();
+                e["Id"] = json!(i.to_string());
+                e
+            })
+            .collect();
+        match self.call(&q.at, "SendMessageBatch", &json!({"QueueUrl": q.url, "Entries": entries}), 0).await {
+            Err(e) => {
+                for (_, tx) in batch {
+                    let _ = tx.send(Err(e.clone()));
+                }
+            }
+            Ok(out) => {
+                let mut failed: HashMap<String, String> = HashMap::new();
+                for f in out.get("Failed").and_then(Json::as_array).into_iter().flatten() {
+                    let id = f.get("Id").and_then(Json::as_str).unwrap_or_default().to_owned();
+                    failed.insert(id, format!("{}: {}", f.get("Code").and_then(Json::as_str).unwrap_or("?"), f.get("Message").and_then(Json::as_str).unwrap_or("")));
+                }
+                for (i, (_, tx)) in batch.into_iter().enumerate() {
+                    let r = match failed.remove(&i.to_string()) {
+                        None => Ok(()),
+                        Some(why) => Err(Error::channel(ReplyCode::PreconditionFailed, format!("SQS SendMessageBatch refused the message: {why}"))),
+                    };
+                    let _ = tx.send(r);
+                }
+            }
+        }
     }
 
     /// ReceiveMessage on one queue; the messages as the channel reads them.
@@ -527,7 +647,7 @@ impl Store for SqsStore {
             return Ok(());
         }
         if let Some(q) = self.inner.lookup(queue).await? {
-            match self.inner.client.call(&q.at, "DeleteQueue", &json!({"QueueUrl": q.url}), Duration::ZERO).await {
+            match self.inner.sqs_call(&q.at, "DeleteQueue", &json!({"QueueUrl": q.url}), 0).await {
                 Ok(_) => {}
                 Err(SqsError::Service { code, .. }) if code == "QueueDoesNotExist" || code.ends_with("NonExistentQueue") => {}
                 Err(e) => return Err(e.into()),
@@ -561,7 +681,7 @@ impl Store for SqsStore {
         self.inner.check_failed()?;
         for queue in queues {
             let q = self.inner.ensure(queue).await?;
-            let mut input = send_fields(&message.json, q.fifo, self.inner.opts.base64)?;
+            let input = send_fields(&message.json, q.fifo, self.inner.opts.base64)?;
             let body_len = input["MessageBody"].as_str().map_or(0, str::len);
             let attrs_len = input.get("MessageAttributes").map_or(0, |a| a.to_string().len());
             let limit = self.inner.max_size(queue, &q).await?;
@@ -573,8 +693,7 @@ impl Store for SqsStore {
                     if self.inner.opts.base64 { " as base64" } else { "" }
                 )));
             }
-            input["QueueUrl"] = json!(q.url);
-            self.inner.call(&q.at, "SendMessage", &input, 0).await?;
+            self.inner.send(&q, input).await?;
         }
         Ok(())
     }
