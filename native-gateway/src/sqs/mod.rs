@@ -2,7 +2,8 @@
 //! virtual channel ([`kombu::transport::virtual_channel`]) over an [`SqsStore`]:
 //!
 //! - `sqs://access_key:secret@host:port`: the host (and port) is the endpoint (an emulator:
-//!   `http://host:port`, `https` with `is_secure`); without one, AWS by region
+//!   `http://host:port`, `https` with `is_secure`); without one (or `localhost` without a
+//!   port, what the URL parser fills in for `sqs://`), AWS by region
 //!   (`https://sqs.<region>.amazonaws.com`). Credentials: the URL's, else
 //!   `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY` (+ `AWS_SESSION_TOKEN`), else the profile
 //!   (`AWS_PROFILE`, default `default`) in `~/.aws/credentials`;
@@ -195,7 +196,9 @@ impl SqsOptions {
             None => info.ssl,
         };
         let host = info.hostname.trim();
-        let url = if host.is_empty() {
+        // `sqs://` (no host): the URL parser fills in `localhost` as for every scheme; an
+        // emulator on this machine always has a port.
+        let url = if host.is_empty() || (host == "localhost" && info.port.is_none()) {
             format!("https://sqs.{region}.amazonaws.com")
         } else {
             let scheme = if is_secure { "https" } else { "http" };
@@ -390,6 +393,19 @@ mod tests {
         let o = SqsOptions::from_connect_info(&info("sqs.local", None, json!({"is_secure": true, "queue_name_prefix": "p."}))).unwrap();
         assert_eq!(o.endpoint.url, "https://sqs.local");
         assert_eq!(o.sqs_name("a.b"), "p-a-b");
+    }
+
+    #[test]
+    fn urls_through_the_kombu_connection() {
+        register();
+        let i = kombu::Connection::new("sqs://?region=eu-west-1&queue_name_prefix=app-").unwrap().info();
+        let i = ConnectInfo { userid: Some("AK".into()), password: Some("SK".into()), ..i };
+        let o = SqsOptions::from_connect_info(&i).unwrap();
+        assert_eq!((o.endpoint.url.as_str(), o.queue_name_prefix.as_str()), ("https://sqs.eu-west-1.amazonaws.com", "app-"));
+        let i = kombu::Connection::new("sqs://KEY:se%2Fcret@127.0.0.1:4566?wait_time_seconds=2&is_secure=false").unwrap().info();
+        let o = SqsOptions::from_connect_info(&i).unwrap();
+        assert_eq!((o.endpoint.url.as_str(), o.wait_time_seconds), ("http://127.0.0.1:4566", 2));
+        assert_eq!((o.endpoint.credentials.access_key_id(), o.endpoint.credentials.secret_access_key()), ("KEY", "se/cret"));
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!
 //! Settling: acks, rejects and requeues are queued and applied by a task per store, grouped
 //! per queue into DeleteMessageBatch / ChangeMessageVisibilityBatch calls of up to 10
-//! entries. The same task extends the visibility of messages held longer than a third of
-//! `visibility_timeout` (ChangeMessageVisibilityBatch), so a live consumer's long work is
+//! entries. The same task extends the visibility of messages held (received, buffered or
+//! delivered, and not settled) longer than a third of `visibility_timeout` (ChangeMessageVisibilityBatch), so a live consumer's long work is
 //! not redelivered; a consumer that dies stops extending and SQS redelivers.
 
 use std::collections::{HashMap, VecDeque};
@@ -350,7 +350,17 @@ impl Inner {
             let payload = to_envelope(body, receives.is_some_and(|n| n > 1));
             got.push(Fetched { queue: queue.clone(), token: handle.to_owned(), payload: Bytes::from(payload), broadcast: false });
         }
+        // In flight from now on: their visibility is extended while this store holds them
+        // (in the buffer or delivered), until settled, restored or released.
+        self.hold(&got);
         Ok(got)
+    }
+
+    fn release_held(&self, handles: &[(String, String)]) {
+        let mut held = lock(&self.held);
+        for (_, h) in handles {
+            held.remove(h);
+        }
     }
 
     fn hold(&self, got: &[Fetched]) {
@@ -593,6 +603,7 @@ fn spawn_poll(inner: &Arc<Inner>, queue: Name, max: usize) {
         match r {
             Ok(got) if inner.closed.load(std::sync::atomic::Ordering::SeqCst) => {
                 let back: Vec<(String, String)> = got.into_iter().map(|m| (m.queue.to_string(), m.token)).collect();
+                inner.release_held(&back);
                 if let Err(e) = inner.change_visibility(&back, 0).await {
                     tracing::warn!(error = %e, "could not release messages received after close (they come back after their visibility timeout)");
                 }
@@ -705,13 +716,11 @@ impl Store for SqsStore {
             // basic_get: what is buffered, else a short receive per queue in order.
             let got = inner.take_buffered(&fetch.queues, fetch.max);
             if !got.is_empty() {
-                inner.hold(&got);
                 return Ok(got);
             }
             for q in &fetch.queues {
                 let got = inner.receive(q, fetch.max, 0).await?;
                 if !got.is_empty() {
-                    inner.hold(&got);
                     return Ok(got);
                 }
             }
@@ -724,7 +733,6 @@ impl Store for SqsStore {
             arrived.as_mut().enable();
             let got = inner.take_buffered(&fetch.queues, fetch.max);
             if !got.is_empty() {
-                inner.hold(&got);
                 return Ok(got);
             }
             if let Some(e) = lock(&inner.poll_error).take() {
@@ -772,6 +780,7 @@ impl Store for SqsStore {
         let flushed = self.flush().await;
         // Received but never delivered: available again at once.
         let buffered: Vec<(String, String)> = lock(&self.inner.buffer).drain(..).map(|m| (m.queue.to_string(), m.token)).collect();
+        self.inner.release_held(&buffered);
         let released = if buffered.is_empty() { Ok(()) } else { self.inner.change_visibility(&buffered, 0).await };
         flushed.and(released)
     }
