@@ -247,7 +247,7 @@ async fn a_message_held_by_a_dead_python_worker_is_restored_by_our_sweep() {
     // The Python worker takes it and dies without acknowledging.
     let held = peer.run("hold", json!({"transport_options": topts, "queue": "held"})).await;
     assert_eq!(held[0]["body"], json!("orphan"));
-    let conn = peer.connection(&[("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2))]);
+    let conn = peer.connection(&[("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))]);
     let consumer = conn.consumer(vec![Queue::new("held")]).await.unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
     assert_eq!((m.payload().unwrap(), m.redelivered()), (Payload::Text("orphan".into()), true));
