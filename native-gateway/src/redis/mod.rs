@@ -363,6 +363,19 @@ mod tests {
     }
 
     #[test]
+    fn pool_and_sweep_options_are_kombus() {
+        let o = RedisOptions::from_connect_info(&info("/", &[])).unwrap();
+        assert_eq!((o.unacked_restore_throttle, o.max_connections, o.health_check_interval, o.client_name), (10, 10, Some(Duration::from_secs(25)), None));
+        // URL query options arrive as strings; 0 turns health checks off; a throttle of 0 is 1 (as Kombu).
+        let o = RedisOptions::from_connect_info(&info("/", &[("max_connections", Value::from("50")), ("health_check_interval", Value::from("0")), ("unacked_restore_throttle", Value::from(0)), ("client_name", Value::from("web-1"))])).unwrap();
+        assert_eq!((o.unacked_restore_throttle, o.max_connections, o.health_check_interval, o.client_name.as_deref()), (1, 50, None, Some("web-1")));
+        for (k, v) in [("max_connections", Value::from(2)), ("max_connections", Value::from("many")), ("unacked_restore_throttle", Value::from(-1)), ("client_name", Value::from("a b")), ("client_name", Value::from(""))] {
+            let e = RedisOptions::from_connect_info(&info("/", &[(k, v)])).unwrap_err();
+            assert!(matches!(&e, Error::InvalidTransportOption { option, .. } if option == k), "{k}: {e}");
+        }
+    }
+
+    #[test]
     fn bad_option_values_are_named() {
         let e = RedisOptions::from_connect_info(&info("/", &[("visibility_timeout", Value::from("soon"))])).unwrap_err();
         assert!(matches!(&e, Error::InvalidTransportOption { option, .. } if option == "visibility_timeout"), "{e}");
