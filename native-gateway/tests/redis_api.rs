@@ -414,7 +414,7 @@ async fn connections_share_a_pool_bounded_by_max_connections() {
     assert!((1..=3).contains(&n), "20 connections opened {n} Redis connections (max_connections=3)");
     let producer = conns[0].producer().await.unwrap();
     for i in 0..20 {
-        producer.publish(json!(i), PublishOptions::new().routing_key(&format!("pool{i}"))).await.unwrap();
+        producer.publish(json!(i), PublishOptions::new().routing_key(format!("pool{i}"))).await.unwrap();
     }
     for (i, c) in consumers.iter().enumerate() {
         let m = c.next_message(SECOND).await.unwrap();

@@ -196,7 +196,7 @@ async fn gateway_sessions_share_one_bounded_redis_pool() {
     assert!((1..=4).contains(&n), "12 gateway sessions opened {n} Redis connections (max_connections=4)");
     let producer = sessions[0].0.producer().await.unwrap();
     for i in 0..12 {
-        producer.publish(json!(i), PublishOptions::new().routing_key(&format!("s{i}"))).await.unwrap();
+        producer.publish(json!(i), PublishOptions::new().routing_key(format!("s{i}"))).await.unwrap();
     }
     for (i, (_, consumer)) in sessions.iter().enumerate() {
         let m = consumer.next_message(WAIT).await.unwrap();
