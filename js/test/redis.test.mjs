@@ -1,7 +1,9 @@
 // The npm package in Node against a kombu-gateway fronting the local Redis
 // (`--broker redis://...`): the README quick start runs with only the URL changed, and what it
 // published went through Redis in Kombu's envelope (the gateway's redis:// store). Skipped
-// when Redis is not listening, except under CI.
+// when Redis is not listening, except under CI. In headless Chromium: the Celery example page
+// (examples/celery-browser) calls a task on a real Celery worker, and the playground works
+// through a gateway on Redis.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync, spawn } from "node:child_process";
@@ -96,8 +98,11 @@ test("a Celery worker runs a task called from a browser page; the result comes b
   const worker = spawn(celery, ["-A", "celery_app", "worker", "--pool=solo", "-Q", queue, "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel=WARNING"], {
     cwd: join(repo, "tests", "interop"),
     env: { ...process.env, CELERY_BROKER: "redis://127.0.0.1:6379/0", CELERY_KEYPREFIX: prefix },
-    stdio: ["ignore", "ignore", "inherit"],
+    stdio: ["ignore", "ignore", "pipe"],
   });
+  // The worker's log (it logs the failing task below on purpose): shown if the test fails.
+  let workerLog = "";
+  worker.stderr.on("data", (d) => (workerLog += d));
   try {
     // The example page (examples/celery-browser), as a user would open it.
     await withPage(join(repo, "examples", "celery-browser"), async (page, pageAddr) => {
@@ -117,6 +122,9 @@ test("a Celery worker runs a task called from a browser page; the result comes b
       assert.equal(got.greet, "hello browser?");
       assert.match(got.failed, /kombu_wasm\.add failed: TypeError/);
     });
+  } catch (e) {
+    console.error(workerLog);
+    throw e;
   } finally {
     worker.kill("SIGKILL");
   }
