@@ -272,3 +272,30 @@ async fn a_message_held_by_a_killed_rust_consumer_is_restored_by_pythons_sweep()
     assert_eq!((&got[0]["body"], &got[0]["redelivered"]), (&json!("mine"), &json!(true)));
     peer.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_message_goes_through_the_binding_table_to_a_python_consumer() {
+    let Some(peer) = Peer::new() else { return };
+    let conn = peer.connection(&[]);
+    let x = Exchange::direct("rerx");
+    let pa = Queue::new("rera").exchange(x.clone()).routing_key("k");
+    let pb = Queue::new("rerb").exchange(x.clone()).routing_key("k");
+    conn.producer().await.unwrap().publish("first", PublishOptions::new().exchange(&x).routing_key("k").declare(&pa)).await.unwrap();
+    // Held from rera while rerb is bound to the same key, then restored on close: through the
+    // binding table as Kombu's _do_restore_message, to both.
+    let consumer = conn.consumer(vec![pa.clone()]).await.unwrap().prefetch_count(1);
+    let held = consumer.next_message(WAIT).await.unwrap();
+    assert_eq!(held.payload().unwrap(), Payload::Text("first".into()));
+    let ch = conn.default_channel().await.unwrap();
+    pb.bind(&ch).queue_declare(false, false).await.unwrap();
+    pb.bind(&ch).queue_bind(false).await.unwrap();
+    drop(held);
+    conn.release().await.unwrap();
+    let topts = peer.options(json!({}));
+    let got = peer.run("consume", json!({"transport_options": topts, "queue": "rerb", "exchange": "rerx", "routing_key": "k", "count": 1, "timeout": 10})).await;
+    assert_eq!((&got[0]["body"], &got[0]["redelivered"]), (&json!("first"), &json!(true)));
+    let mut r = redis::Client::open(URL).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let in_a: usize = r.llen(format!("{}rera", peer.prefix)).await.unwrap();
+    assert_eq!(in_a, 1);
+    peer.cleanup().await;
+}
