@@ -1,17 +1,27 @@
-// Types of kombu-wasm. Timeouts are milliseconds; TTLs (expiration, messageTtl, expires)
-// are seconds, as in Kombu.
+// Types of kombu-wasm. Every time is in milliseconds (timeouts, connectTimeout, retryPolicy)
+// but TTLs (expiration, messageTtl, expires) and heartbeat, which are seconds, as in Kombu.
+/// <reference lib="esnext.disposable" />
 
 /** JSON data as the serializers carry it. */
 export type JsonValue = null | boolean | number | string | JsonValue[] | { [key: string]: JsonValue };
 
-/** What can be published: JSON data, text, or raw bytes (send bytes with `contentType`). */
-export type Body = JsonValue | Uint8Array | ArrayBuffer;
+/**
+ * What can be published: JSON data (objects of any interface or type, `Record<string,
+ * unknown>`, readonly and `as const` data), text, or raw bytes (`Uint8Array`/`ArrayBuffer`,
+ * sent with `contentType`). What is not JSON data — a Map, Set, Date, NaN, Infinity, a
+ * function or an undefined member — is refused when published with an `EncodeError` naming
+ * where it is.
+ */
+export type Body = string | number | boolean | null | object;
 
 /** What a message decodes to: data for json/msgpack/yaml, a string for text, bytes for binary. */
 export type Payload = JsonValue | Uint8Array;
 
-/** Header and argument tables. */
+/** Header and argument tables as received. */
 export type Headers = { [key: string]: JsonValue };
+
+/** Header and argument tables as given: any object of JSON data. */
+export type HeadersInit = Readonly<Record<string, unknown>>;
 
 export type ExchangeType = "direct" | "topic" | "fanout" | "headers" | (string & {});
 
@@ -19,29 +29,83 @@ export type ExchangeType = "direct" | "topic" | "fanout" | "headers" | (string &
 export type DeliveryMode = 1 | 2 | "transient" | "persistent";
 
 /**
- * Kombu's exception names carried by thrown `Error`s (`error.name`).
+ * Kombu's exception names carried by thrown errors (`error.name`).
  * Option mistakes are `ValueError`; waits that run out are `TimeoutError`.
  */
 export type KombuErrorName =
-  | "NotBoundError" | "MessageStateError" | "TimeoutError" | "Empty" | "LimitExceeded"
+  | "KombuError" | "NotBoundError" | "MessageStateError" | "TimeoutError" | "Empty" | "LimitExceeded"
   | "ConnectionLimitExceeded" | "ChannelLimitExceeded" | "ContentDisallowed"
   | "SerializerNotInstalled" | "CompressionNotInstalled" | "EncodeError" | "DecodeError"
   | "OperationalError" | "RecoverableConnectionError" | "InconsistencyError" | "MessageNacked"
   | "MatcherNotInstalled" | "InvalidURL" | "UnknownTransport" | "ValueError" | "NotImplementedError"
-  | "NotFound" | "PreconditionFailed" | "AccessRefused" | "ResourceLocked" | "NotAllowed"
-  | "ChannelNotOpen" | "ConnectionForced";
+  | "AMQPError" | "NotFound" | "PreconditionFailed" | "AccessRefused" | "ResourceLocked" | "NotAllowed"
+  | "ChannelNotOpen" | "ConnectionForced" | "ContentTooLarge" | "NoRoute" | "NoConsumers" | "InvalidPath"
+  | "FrameError" | "FrameSyntaxError" | "CommandInvalid" | "UnexpectedFrame" | "ResourceError"
+  | "AMQPNotImplementedError" | "InternalError";
 
-/** An `Error` thrown by kombu-wasm. */
-export interface KombuError extends Error {
-  name: KombuErrorName;
+/**
+ * Every error kombu-wasm throws (`err instanceof KombuError`), with Kombu's exception name in
+ * `name`; a subclass for each (`err instanceof NotFound`).
+ */
+export declare class KombuError extends Error {
+  constructor(message?: string);
+  name: KombuErrorName | (string & {});
+  /** The AMQP reply code of a connection or channel error (404 for NotFound, ...). */
+  code?: number;
 }
+export declare class OperationalError extends KombuError {}
+/** The connection failed or was lost: refused, timed out (connectTimeout), closed. */
+export declare class RecoverableConnectionError extends KombuError {}
+export declare class NotBoundError extends KombuError {}
+/** A message settled twice. */
+export declare class MessageStateError extends KombuError {}
+/** A wait ran out (`timeout`, in milliseconds). */
+export declare class TimeoutError extends KombuError {}
+/** `SimpleQueue.get`: nothing came in time. */
+export declare class Empty extends KombuError {}
+export declare class LimitExceeded extends KombuError {}
+export declare class ConnectionLimitExceeded extends LimitExceeded {}
+export declare class ChannelLimitExceeded extends LimitExceeded {}
+export declare class SerializerNotInstalled extends KombuError {}
+/** A content type not in the consumer's `accept`. */
+export declare class ContentDisallowed extends SerializerNotInstalled {}
+export declare class CompressionNotInstalled extends KombuError {}
+/** A body that is not JSON data (a Map, NaN, a BigInt, ...). */
+export declare class EncodeError extends KombuError {}
+export declare class DecodeError extends KombuError {}
+export declare class InconsistencyError extends KombuError {}
+export declare class MessageNacked extends KombuError {}
+export declare class MatcherNotInstalled extends KombuError {}
+export declare class InvalidURL extends KombuError {}
+export declare class UnknownTransport extends KombuError {}
+/** A mistyped or unknown option, named in the message. */
+export declare class ValueError extends KombuError {}
+export declare class NotImplementedError extends KombuError {}
+/** An AMQP connection or channel error; `code` is its reply code. */
+export declare class AMQPError extends KombuError {
+  code?: number;
+}
+/** 404: no such exchange or queue. */
+export declare class NotFound extends AMQPError {}
+/** 406: declared with other arguments, ... */
+export declare class PreconditionFailed extends AMQPError {}
+/** 403. */
+export declare class AccessRefused extends AMQPError {}
+/** 405: an exclusive queue of another connection. */
+export declare class ResourceLocked extends AMQPError {}
+/** 504. */
+export declare class ChannelNotOpen extends AMQPError {}
+/** 530. */
+export declare class NotAllowed extends AMQPError {}
+/** 320. */
+export declare class ConnectionForced extends AMQPError {}
 
 export interface ExchangeOptions {
   type?: ExchangeType;
   durable?: boolean;
   autoDelete?: boolean;
   deliveryMode?: DeliveryMode;
-  arguments?: Headers;
+  arguments?: HeadersInit;
   noDeclare?: boolean;
   passive?: boolean;
 }
@@ -53,19 +117,19 @@ export declare class Exchange {
   readonly durable?: boolean;
   readonly autoDelete?: boolean;
   readonly deliveryMode?: DeliveryMode;
-  readonly arguments?: Headers;
+  readonly arguments?: HeadersInit;
   readonly noDeclare?: boolean;
   readonly passive?: boolean;
   /** A binding for `new Queue(name, { bindings: [...] })`. */
-  binding(routingKey?: string, options?: { arguments?: Headers; unbindArguments?: Headers }): BindingOptions;
+  binding(routingKey?: string, options?: { arguments?: HeadersInit; unbindArguments?: HeadersInit }): BindingOptions;
   toSpec(): ExchangeOptions & { name: string };
 }
 
 export interface BindingOptions {
   exchange: Exchange | string;
   routingKey?: string;
-  arguments?: Headers;
-  unbindArguments?: Headers;
+  arguments?: HeadersInit;
+  unbindArguments?: HeadersInit;
 }
 
 export interface QueueOptions {
@@ -74,20 +138,20 @@ export interface QueueOptions {
   durable?: boolean;
   exclusive?: boolean;
   autoDelete?: boolean;
-  /** Seconds without use before the queue is deleted (x-expires). */
+  /** Seconds (as in Kombu) without use before the queue is deleted (x-expires). */
   expires?: number;
-  /** Seconds a message may wait (x-message-ttl). */
+  /** Seconds (as in Kombu) a message may wait (x-message-ttl). */
   messageTtl?: number;
   maxLength?: number;
   maxLengthBytes?: number;
   maxPriority?: number;
-  queueArguments?: Headers;
-  bindingArguments?: Headers;
-  consumerArguments?: Headers;
+  queueArguments?: HeadersInit;
+  bindingArguments?: HeadersInit;
+  consumerArguments?: HeadersInit;
   alias?: string;
   noAck?: boolean;
   noDeclare?: boolean;
-  bindings?: BindingOptions[];
+  bindings?: readonly BindingOptions[];
 }
 
 export declare class Queue {
@@ -99,24 +163,35 @@ export declare class Queue {
 }
 
 export interface ConnectionOptions {
-  transportOptions?: Headers;
+  transportOptions?: HeadersInit;
+  /** Seconds between AMQP heartbeats (as in Kombu and AMQP; amqp+ws:// only). */
   heartbeat?: number;
+  /**
+   * Milliseconds to wait for the connection to open (default 5000; 0: no limit). A refused
+   * port or upgrade fails at once, with the cause. Less than 1 is refused (a value in seconds).
+   */
   connectTimeout?: number;
   ssl?: boolean;
   loginMethod?: string;
   failoverStrategy?: "round-robin" | "shuffle";
-  alternates?: string[];
+  alternates?: readonly string[];
   userid?: string;
   password?: string;
   virtualHost?: string;
   transport?: string;
 }
 
+/** Kombu's `retry_policy`, its times in milliseconds. */
 export interface RetryPolicy {
+  /** Milliseconds before the first retry (default 1000). */
   intervalStart?: number;
+  /** Milliseconds added to the wait at each retry (default 1000). */
   intervalStep?: number;
+  /** Milliseconds the wait may grow past `intervalStart` (default 1000). */
   intervalMax?: number;
+  /** Retries before giving up (default: forever). */
   maxRetries?: number;
+  /** Milliseconds after which to give up. */
   timeout?: number;
 }
 
@@ -130,12 +205,12 @@ export interface PublishOptions {
   contentType?: string;
   contentEncoding?: string;
   serializer?: "json" | "msgpack" | "yaml" | "raw" | (string & {});
-  headers?: Headers;
-  compression?: "zlib" | "gzip" | "bzip2" | "lzma" | "xz" | "zstd" | "brotli" | (string & {});
+  headers?: HeadersInit;
+  compression?: "zlib" | "gzip" | "bzip2" | "lzma" | "xz" | "zstd" | (string & {});
   retry?: boolean;
   retryPolicy?: RetryPolicy;
-  declare?: Array<Exchange | Queue>;
-  /** Seconds. */
+  declare?: ReadonlyArray<Exchange | Queue>;
+  /** Seconds (as in Kombu) the message may wait in a queue. */
   expiration?: number;
   correlationId?: string;
   replyTo?: string | Queue;
@@ -156,7 +231,7 @@ export interface ProducerOptions {
 
 export interface ConsumerOptions {
   /** Serializer names or MIME types to decode; others raise ContentDisallowed. */
-  accept?: string[];
+  accept?: readonly string[];
   noAck?: boolean;
   autoDeclare?: boolean;
   prefetchCount?: number;
@@ -177,27 +252,31 @@ export interface DeliveryInfo {
   deliveryTag: number;
 }
 
+/** AMQP properties, in camelCase (their snake_case names, as in Kombu, also read). */
 export interface MessageProperties {
-  content_type?: string | null;
-  content_encoding?: string | null;
+  contentType?: string | null;
+  contentEncoding?: string | null;
   headers?: Headers;
-  delivery_mode?: number | null;
+  deliveryMode?: number | null;
   priority?: number | null;
-  correlation_id?: string | null;
-  reply_to?: string | null;
+  correlationId?: string | null;
+  replyTo?: string | null;
+  /** Milliseconds, as a string (AMQP's `expiration` property). */
   expiration?: string | null;
-  message_id?: string | null;
+  messageId?: string | null;
+  /** Seconds since the epoch. */
   timestamp?: number | null;
   type?: string | null;
-  user_id?: string | null;
-  app_id?: string | null;
-  cluster_id?: string | null;
+  userId?: string | null;
+  appId?: string | null;
+  clusterId?: string | null;
 }
 
-export declare class Message {
+/** A message; `T` is what its payload decodes to (what was published, as JSON data). */
+export declare class Message<T = Payload> {
   private constructor();
   /** The decoded body; throws ContentDisallowed/DecodeError (the message can still be settled). */
-  readonly payload: Payload;
+  readonly payload: T;
   /** Raw body bytes. */
   readonly body: Uint8Array;
   readonly contentType: string | undefined;
@@ -208,7 +287,7 @@ export declare class Message {
   readonly deliveryTag: number;
   readonly state: "RECEIVED" | "ACK" | "REJECTED" | "REQUEUED";
   readonly acknowledged: boolean;
-  /** Acknowledge; a second settlement throws MessageStateError. */
+  /** Acknowledge (at once, no need to await); a second settlement throws MessageStateError. */
   ack(): void;
   reject(requeue?: boolean): void;
   requeue(): void;
@@ -217,15 +296,18 @@ export declare class Message {
 
 export declare class Producer {
   private constructor();
-  publish(body: Body, options?: PublishOptions): Promise<void>;
+  /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
+  publish<T extends Body>(body: T, options?: PublishOptions): Promise<void>;
 }
 
-export declare class Consumer implements AsyncIterable<Message> {
+/** A consumer; `T` is what its messages' payloads decode to (`conn.Consumer<Order>(...)`). */
+export declare class Consumer<T = Payload> implements AsyncIterable<Message<T>> {
   private constructor();
   consume(): Promise<void>;
-  next(options?: WaitOptions): Promise<Message>;
-  messages(options?: WaitOptions): AsyncGenerator<Message, void, undefined>;
-  [Symbol.asyncIterator](): AsyncGenerator<Message, void, undefined>;
+  /** The next message; `timeout` in milliseconds (forever when omitted). */
+  next(options?: WaitOptions): Promise<Message<T>>;
+  messages(options?: WaitOptions): AsyncGenerator<Message<T>, void, undefined>;
+  [Symbol.asyncIterator](): AsyncGenerator<Message<T>, void, undefined>;
   /** Stop consuming. Messages received but not yet handed out (by `next()` or iteration) go back to their queues; those handed out stay yours to settle. */
   cancel(): Promise<void>;
   cancelByQueue(queue: string): Promise<void>;
@@ -241,28 +323,50 @@ export declare class Consumer implements AsyncIterable<Message> {
 export interface SimpleQueueOptions {
   noAck?: boolean;
   queue?: Queue | string;
-  queueArgs?: Headers;
+  queueArgs?: HeadersInit;
   exchange?: Exchange | string;
   serializer?: string;
   compression?: string;
-  accept?: string[];
+  accept?: readonly string[];
 }
 
-export declare class SimpleQueue implements AsyncIterable<Message> {
+/** Kombu's SimpleQueue; `T` is what its messages' payloads decode to. */
+export declare class SimpleQueue<T = Payload> implements AsyncIterable<Message<T>> {
   private constructor();
-  put(body: Body, options?: PublishOptions): Promise<void>;
-  get(options?: { block?: boolean } & WaitOptions): Promise<Message>;
-  getNowait(): Promise<Message>;
+  put(body: T extends Payload ? Body : T, options?: PublishOptions): Promise<void>;
+  /** The next message; waits up to `timeout` milliseconds (forever when omitted) unless `block: false`; rejects with Empty. */
+  get(options?: { block?: boolean } & WaitOptions): Promise<Message<T>>;
+  getNowait(): Promise<Message<T>>;
   qsize(): Promise<number>;
   clear(): Promise<number>;
   close(): Promise<void>;
-  [Symbol.asyncIterator](): AsyncGenerator<Message, never, undefined>;
+  [Symbol.asyncIterator](): AsyncGenerator<Message<T>, never, undefined>;
   [Symbol.asyncDispose](): Promise<void>;
 }
 
-export interface ExchangeInfo { name: string; kind: string; durable: boolean; auto_delete: boolean; internal: boolean; arguments: Headers }
-export interface QueueInfo { name: string; messages_ready: number; messages_unacknowledged: number; bytes_ready: number; consumers: number; durable: boolean; auto_delete: boolean; exclusive: boolean; arguments: Headers; published: number; delivered: number; acked: number; rejected: number; expired: number; dead_lettered: number; dropped: number }
-export interface BindingInfo { source: string; destination: string; destination_type: "queue" | "exchange"; routing_key: string; arguments: Headers }
+/** memory:// exchanges, queues and bindings, in camelCase (their snake_case names also read). */
+export interface ExchangeInfo { name: string; kind: string; durable: boolean; autoDelete: boolean; internal: boolean; arguments: Headers }
+export interface QueueInfo { name: string; messagesReady: number; messagesUnacknowledged: number; bytesReady: number; consumers: number; durable: boolean; autoDelete: boolean; exclusive: boolean; arguments: Headers; published: number; delivered: number; acked: number; rejected: number; expired: number; deadLettered: number; dropped: number }
+export interface BindingInfo { source: string; destination: string; destinationType: "queue" | "exchange"; routingKey: string; arguments: Headers }
+/** `Connection.info()`, in camelCase (their snake_case names also read); password masked. */
+export interface ConnectionInfo {
+  transport: string;
+  hostname: string | null;
+  port: number | null;
+  userid: string | null;
+  virtualHost: string | null;
+  ssl: boolean;
+  /** Seconds. */
+  heartbeat: number | null;
+  /** Milliseconds. */
+  connectTimeout: number | null;
+  loginMethod: string | null;
+  transportOptions: Headers;
+  alternates: string[];
+  failoverStrategy: string;
+  uri: string;
+  [key: string]: JsonValue;
+}
 export interface VHostSnapshot { exchanges: ExchangeInfo[]; queues: QueueInfo[]; bindings: BindingInfo[] }
 
 export declare class Connection {
@@ -270,14 +374,15 @@ export declare class Connection {
   connect(): Promise<void>;
   readonly connected: boolean;
   asUri(includePassword?: boolean): string;
-  info(): { [key: string]: JsonValue };
+  info(): ConnectionInfo;
   Producer(options?: ProducerOptions): Producer;
-  Consumer(queues: Array<Queue | string> | Queue | string, options?: ConsumerOptions): Consumer;
-  SimpleQueue(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue>;
-  SimpleBuffer(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue>;
+  Consumer<T = Payload>(queues: ReadonlyArray<Queue | string> | Queue | string, options?: ConsumerOptions): Consumer<T>;
+  SimpleQueue<T = Payload>(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue<T>>;
+  SimpleBuffer<T = Payload>(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue<T>>;
   declare(entity: Exchange | Queue): Promise<string>;
   delete(entity: Exchange | Queue): Promise<void>;
   purge(queue: Queue | string): Promise<number>;
+  /** Wait for one event, up to `timeout` milliseconds (forever when omitted). */
   drainEvents(options?: { timeout?: number }): Promise<void>;
   snapshot(virtualHost?: string): VHostSnapshot | undefined;
   release(): Promise<void>;
@@ -301,7 +406,7 @@ export interface CompressionMethod {
   compress(body: Uint8Array): Uint8Array;
   decompress(body: Uint8Array): Uint8Array;
   /** Names that stand for the content type (`compression: "bzip2"`). */
-  aliases?: string[];
+  aliases?: readonly string[];
 }
 /**
  * Register a compression method (Kombu's `compression.register`). The core has none built in;

@@ -6,10 +6,13 @@
 // The entries bind their build's wasm-bindgen glue (`bindModule`) and load it once, before
 // anything runs (top-level await of `init()`; `workerd.js` for Cloudflare Workers imports the
 // .wasm as a module and uses `initSync`). `init()` returns the same promise every time, so
-// nothing is ever initialised twice; one build serves the whole app (importing "kombu-wasm"
-// after "kombu-wasm/ws" keeps the larger build; the other way round is an error that says so).
-// In Node the .wasm is read from disk next to this file; in browsers, workers and bundlers
-// (Vite) the glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
+// nothing is ever initialised twice; one build serves the whole app, in whatever order the
+// entries are imported: "kombu-wasm" after "kombu-wasm/ws" keeps the larger build, and
+// "kombu-wasm/ws" after "kombu-wasm" replaces the core build with the larger one (an error
+// saying so if a Connection was already made on the core build).
+// In Node the .wasm is read from disk next to this file (`process.getBuiltinModule`, so that
+// bundlers for browsers see no `node:` import); in browsers, workers and bundlers (Vite) the
+// glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
 //
 // Declarations (`Exchange`, `Queue`) are plain JavaScript values, validated by the core when
 // created; everything else wraps the core's classes. Timeouts are in milliseconds; message
@@ -29,23 +32,144 @@ export let version;
 /** The message class the core returns (Kombu's `Message`). */
 export let Message;
 
+/** Every error kombu-wasm throws: Kombu's exceptions as classes (`err instanceof NotFound`),
+ * each with Kombu's name in `name`; errors of AMQP connections and channels (`AMQPError`)
+ * carry the AMQP reply code in `code` (404 for NotFound, ...). */
+export class KombuError extends Error {}
+/** The classes by name, for the errors the core makes. */
+const errorClasses = { KombuError };
+function errorClass(name, Base = KombuError) {
+  const C = { [name]: class extends Base {} }[name];
+  Object.defineProperty(C.prototype, "name", { value: name, writable: true, configurable: true });
+  errorClasses[name] = C;
+  return C;
+}
+Object.defineProperty(KombuError.prototype, "name", { value: "KombuError", writable: true, configurable: true });
+export const OperationalError = errorClass("OperationalError");
+export const RecoverableConnectionError = errorClass("RecoverableConnectionError");
+export const NotBoundError = errorClass("NotBoundError");
+export const MessageStateError = errorClass("MessageStateError");
+export const TimeoutError = errorClass("TimeoutError");
+export const Empty = errorClass("Empty");
+export const LimitExceeded = errorClass("LimitExceeded");
+export const ConnectionLimitExceeded = errorClass("ConnectionLimitExceeded", LimitExceeded);
+export const ChannelLimitExceeded = errorClass("ChannelLimitExceeded", LimitExceeded);
+export const SerializerNotInstalled = errorClass("SerializerNotInstalled");
+export const ContentDisallowed = errorClass("ContentDisallowed", SerializerNotInstalled);
+export const CompressionNotInstalled = errorClass("CompressionNotInstalled");
+export const EncodeError = errorClass("EncodeError");
+export const DecodeError = errorClass("DecodeError");
+export const InconsistencyError = errorClass("InconsistencyError");
+export const MessageNacked = errorClass("MessageNacked");
+export const MatcherNotInstalled = errorClass("MatcherNotInstalled");
+export const InvalidURL = errorClass("InvalidURL");
+export const UnknownTransport = errorClass("UnknownTransport");
+export const ValueError = errorClass("ValueError");
+export const NotImplementedError = errorClass("NotImplementedError");
+export const AMQPError = errorClass("AMQPError");
+export const NotFound = errorClass("NotFound", AMQPError);
+export const PreconditionFailed = errorClass("PreconditionFailed", AMQPError);
+export const AccessRefused = errorClass("AccessRefused", AMQPError);
+export const ResourceLocked = errorClass("ResourceLocked", AMQPError);
+export const ChannelNotOpen = errorClass("ChannelNotOpen", AMQPError);
+export const NotAllowed = errorClass("NotAllowed", AMQPError);
+export const ConnectionForced = errorClass("ConnectionForced", AMQPError);
+for (const name of ["ContentTooLarge", "NoRoute", "NoConsumers", "InvalidPath", "FrameError", "FrameSyntaxError", "CommandInvalid", "UnexpectedFrame", "ResourceError", "AMQPNotImplementedError", "InternalError"]) {
+  errorClass(name, AMQPError);
+}
+
+/** The error the core throws: an instance of its class (a KombuError named `name` if none). */
+function makeError(name, message, code) {
+  const C = errorClasses[name] ?? KombuError;
+  const e = new C(message);
+  if (C === KombuError) e.name = name;
+  if (code !== undefined) e.code = code;
+  return e;
+}
+
+/** Connections made so far (a build may be swapped for the larger one only before any). */
+let made = 0;
+/** Registrations of codecs with the core, replayed on the WebSocket build when it replaces
+ * the core build. */
+const registered = [];
+
 /** Used by the entries: bind the build whose glue is `glue` (once per app; see above). */
 export function bindModule(glue, file, webSockets) {
   if (core === glue) return;
   if (core) {
-    if (webSockets && !withWebSockets) {
-      throw new Error('kombu-wasm is already loaded without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
+    if (!webSockets || withWebSockets) return; // the WebSocket build already bound has everything the smaller one has
+    if (made > 0) {
+      throw new Error('kombu-wasm is already in use without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
     }
-    return; // the WebSocket build already bound has everything the smaller one has
+    // "kombu-wasm" was imported first and nothing was made with it: the WebSocket build,
+    // which has everything the core build has, takes its place.
+    ready = undefined;
+    version = undefined;
   }
   [core, wasmFile, withWebSockets, Message] = [glue, file, webSockets, glue.Message];
+  // Message properties in camelCase, as everything else (see camelCased).
+  const desc = Object.getOwnPropertyDescriptor(Message.prototype, "properties");
+  if (desc?.get) {
+    Object.defineProperty(Message.prototype, "properties", { ...desc, get() { return camelCased(desc.get.call(this)); } });
+  }
+}
+
+/** `o` with its keys in camelCase (one level: headers and arguments are the app's own), its
+ * snake_case keys still readable (not enumerable: JSON and spreads show the camelCase ones). */
+function camelCased(o) {
+  if (o === null || typeof o !== "object") return o;
+  const out = {};
+  for (const [k, v] of Object.entries(o)) {
+    const c = k.replace(/_(.)/g, (_, ch) => ch.toUpperCase());
+    out[c] = v;
+    if (c !== k) Object.defineProperty(out, k, { get() { return this[c]; }, enumerable: false });
+  }
+  return out;
 }
 
 function loaded() {
+  core.setErrorFactory(makeError);
   version = core.version();
+  if (withWebSockets) core.setConnectDiagnosis(nodeBuiltin("node:http") ? diagnose : undefined);
+  for (const r of registered) r();
   for (const f of onLoad.splice(0)) f();
 }
 
+/** A Node built-in module (`process.getBuiltinModule`, Node 20.16+), or undefined elsewhere:
+ * no `import` of a `node:` module that bundlers for browsers would have to leave out. */
+function nodeBuiltin(name) {
+  return typeof process !== "undefined" && process.versions?.node ? process.getBuiltinModule?.(name) : undefined;
+}
+
+/** Why a WebSocket to `url` failed to open, in Node, whose WebSocket says only "network error
+ * or non-101 status code": the same upgrade request made with node:http(s) reports a refused
+ * port (`connect ECONNREFUSED host:port`), a name not found, a TLS error, or the HTTP status
+ * and body of a refused upgrade (401/403 from kombu-gateway). */
+function diagnose(url, protocol) {
+  const u = new URL(url);
+  const http = nodeBuiltin(u.protocol === "wss:" ? "node:https" : "node:http");
+  if (!http) return Promise.resolve(undefined);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  const headers = { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "a29tYnUtd2FzbS1wcm9iZQ==" };
+  if (protocol) headers["sec-websocket-protocol"] = protocol;
+  return new Promise((resolve) => {
+    const req = http.request(u, { headers, timeout: 5000 });
+    req.on("error", (e) => resolve(e.message));
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${u.host} within 5000 ms`)));
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body = (body + c).slice(0, 300)));
+      res.on("error", () => {});
+      res.on("close", () => resolve(`the server refused the WebSocket upgrade: HTTP ${res.statusCode} ${res.statusMessage}${body.trim() ? ` (${body.trim()})` : ""}`));
+    });
+    req.end();
+  });
+}
 /** Run `f` once the WebAssembly module is loaded (now, if it is). */
 export function whenLoaded(f) {
   if (version === undefined) onLoad.push(f);
@@ -54,10 +178,10 @@ export function whenLoaded(f) {
 
 /** Load the WebAssembly module (once). `source`: bytes, a URL or a compiled module. */
 export function init(source) {
-  ready ??= (async () => {
-    await core.default(await wasmSource(source, wasmFile));
-    loaded();
-  })();
+  ready ??= (async (glue, file) => {
+    await glue.default(await wasmSource(source, file));
+    if (glue === core) loaded(); // (else the WebSocket build replaced it meanwhile)
+  })(core, wasmFile);
   return ready;
 }
 
@@ -66,8 +190,9 @@ export function init(source) {
 export async function wasmSource(source, file) {
   let input = source;
   if (input === undefined && typeof process !== "undefined" && process.versions?.node) {
-    const { readFile } = await import("node:fs/promises");
-    input = await readFile(file);
+    const fs = nodeBuiltin("node:fs/promises");
+    if (!fs) throw new Error(`kombu-wasm needs Node 20.16 or later (process.getBuiltinModule), not ${process.version}; or pass the .wasm bytes to init()`);
+    input = await fs.readFile(file);
   }
   return input === undefined ? undefined : { module_or_path: input };
 }
@@ -92,15 +217,25 @@ function defined(o) {
 /** Specs of declarations, made once per (frozen) instance. */
 const specs = new WeakMap();
 
-/** A `ValueError` (a TypeError named as Kombu names it) saying what to change. */
-const valueError = (message) => Object.assign(new TypeError(message), { name: "ValueError" });
+/** A `ValueError` (Kombu's name for a bad argument) saying what to change. */
+const valueError = (message) => new ValueError(message);
 
 function plainOptions(what, options) {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object" || Array.isArray(options)) {
     throw valueError(`${what} must be an object, not ${Array.isArray(options) ? "an array" : typeof options}`);
   }
+  finiteNumbers(what, options, "");
   return options;
+}
+
+/** Refuse NaN and ±Infinity in options (the core would see them as null). */
+function finiteNumbers(what, o, path) {
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (typeof v === "number" && !Number.isFinite(v)) throw valueError(`${what}: ${path}${k} must be a finite number, not ${v}`);
+    if (v !== null && typeof v === "object" && (Object.getPrototypeOf(v) === Object.prototype || Array.isArray(v))) finiteNumbers(what, v, `${path}${k}.`);
+  }
 }
 
 /** An exchange declaration (Kombu's `Exchange`). Defaults: type "direct", durable. */
@@ -166,23 +301,98 @@ function exchangeRef(x) {
 
 const isRaw = (b) => typeof b === "string" || b instanceof Uint8Array || b instanceof ArrayBuffer;
 
-/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry. */
+/** An EncodeError (Kombu's) for a body that is not JSON data. */
+const encodeError = (message) => new EncodeError(message);
+
+/** What `v` is, for an error message. */
+function kind(v) {
+  if (typeof v === "number") return String(v);
+  if (typeof v === "bigint") return "a BigInt";
+  if (v === undefined) return "undefined";
+  if (typeof v !== "object") return `a ${typeof v}`;
+  return `a ${v.constructor?.name ?? "null-prototype object"}`;
+}
+
+/** The path of `JSON data` that is not (`$.a[2].b`), or undefined when it all is: null,
+ * booleans, finite numbers, strings, arrays and plain objects of those. JSON.stringify would
+ * turn the rest into something else (a Date into a string, a Map into {}, NaN into null) or
+ * drop it (undefined members, functions), and the consumer would get other data. */
+function notJson(v, path, seen) {
+  switch (typeof v) {
+    case "string": case "boolean": return undefined;
+    case "number": return Number.isFinite(v) ? undefined : [path, v];
+    case "object": {
+      if (v === null) return undefined;
+      if (seen.has(v)) return [path, v, "a circular reference"];
+      const proto = Object.getPrototypeOf(v);
+      const array = Array.isArray(v);
+      if (!array && proto !== Object.prototype && proto !== null) return [path, v];
+      seen.add(v);
+      if (array) {
+        for (let i = 0; i < v.length; i++) {
+          const bad = notJson(v[i], `${path}[${i}]`, seen);
+          if (bad) return bad;
+        }
+      } else {
+        for (const k of Object.keys(v)) {
+          const bad = notJson(v[k], /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k)}]`, seen);
+          if (bad) return bad;
+        }
+      }
+      seen.delete(v);
+      return undefined;
+    }
+    default: return [path, v];
+  }
+}
+
+/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry as is. */
 function jsonText(body) {
-  let text;
-  try {
-    text = JSON.stringify(body);
-  } catch (e) {
-    const what = typeof body === "bigint" || /BigInt/.test(e?.message) ? "a BigInt" : "this value";
-    throw Object.assign(new Error(`${what} cannot be serialized: send JSON data, a string or a Uint8Array (${e?.message ?? e})`), { name: "EncodeError" });
+  const bad = notJson(body, "$", new Set());
+  if (bad) {
+    const [path, v, what = kind(v)] = bad;
+    const where = path === "$" ? "the body" : `${path} of the body`;
+    throw encodeError(`${where} is ${what}, which JSON cannot carry: send JSON data (null, booleans, finite numbers, strings, arrays and plain objects), a string or a Uint8Array`);
   }
-  if (text === undefined) {
-    throw Object.assign(new Error(`a ${typeof body} cannot be serialized: send JSON data, a string or a Uint8Array`), { name: "EncodeError" });
+  return JSON.stringify(body);
+}
+
+/** `ms` (milliseconds, the unit of every time in kombu-wasm but TTLs and heartbeats) as the
+ * core's seconds. */
+function seconds(what, ms, note = "") {
+  if (typeof ms !== "number" || !(ms >= 0)) {
+    throw valueError(`${what} must be a number of milliseconds >= 0${note}, not ${typeof ms === "number" ? ms : typeof ms === "string" ? JSON.stringify(ms) : typeof ms}`);
   }
-  return text;
+  return ms / 1000;
+}
+
+/** Kombu's `retry_policy` in camelCase, its times in milliseconds, as the core takes it. */
+function retrySpec(policy) {
+  const r = { ...plainOptions("retryPolicy", policy) };
+  for (const k of Object.keys(r)) {
+    if (k.includes("_")) throw valueError(`retryPolicy: unknown key ${k}: write ${k.replace(/_(.)/g, (_, c) => c.toUpperCase())} (times in milliseconds)`);
+  }
+  for (const k of ["intervalStart", "intervalStep", "intervalMax", "timeout"]) {
+    if (r[k] !== undefined) r[k] = seconds(`retryPolicy.${k}`, r[k]);
+  }
+  return r;
+}
+
+/** An UnknownTransport for a plain WebSocket or AMQP URL, with the scheme that carries it. */
+function didYouMean(e, url) {
+  const scheme = typeof url === "string" ? /^([a-z]+):/i.exec(url)?.[1].toLowerCase() : undefined;
+  if (e?.name !== "UnknownTransport" || !["ws", "wss", "amqp", "amqps"].includes(scheme)) return e;
+  const s = scheme === "wss" || scheme === "amqps" ? "s" : "";
+  const hint = scheme.startsWith("ws")
+    ? `did you mean gateway+ws${s}://host:port/gateway (kombu-gateway's protocol) or amqp${s}+ws${s}://user:password@host:port/vhost (AMQP through the gateway's /amqp relay)?`
+    : `kombu-wasm speaks AMQP over WebSockets only (browsers cannot open TCP sockets): did you mean amqp${s}+ws${s}://user:password@host:port/vhost (through kombu-gateway's /amqp relay)?`;
+  e.message += ` ${hint}${withWebSockets ? "" : ' Those are in "kombu-wasm/ws".'}`;
+  return e;
 }
 
 function publishSpec(options) {
   const o = defined(plainOptions("publish options", options));
+  if (o.retryPolicy !== undefined) o.retryPolicy = retrySpec(o.retryPolicy);
   if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
   if (o.declare !== undefined) o.declare = [].concat(o.declare).map(entitySpec);
   if (o.replyTo instanceof Queue) o.replyTo = o.replyTo.name;
@@ -216,7 +426,19 @@ export class Connection {
   #c;
 
   constructor(url = "memory://", options = {}) {
-    this.#c = new core.Connection(url, defined(plainOptions("Connection options", options)));
+    const o = defined(plainOptions("Connection options", options));
+    if (o.connectTimeout !== undefined) {
+      if (o.connectTimeout > 0 && o.connectTimeout < 1) {
+        throw valueError(`connectTimeout is in milliseconds: ${o.connectTimeout} ms is too short to connect (for ${o.connectTimeout} seconds, write ${o.connectTimeout * 1000})`);
+      }
+      o.connectTimeout = seconds("connectTimeout", o.connectTimeout, " (0: no timeout)");
+    }
+    try {
+      this.#c = new core.Connection(url, o);
+    } catch (e) {
+      throw didYouMean(e, url);
+    }
+    made++;
   }
 
   /** Connect now. */
@@ -234,9 +456,11 @@ export class Connection {
     return this.#c.asUri(includePassword);
   }
 
-  /** Transport, host, port, user, virtual host... (password masked). */
+  /** Transport, host, port, user, virtual host, connectTimeout (ms)... (password masked). */
   info() {
-    return this.#c.info();
+    const info = camelCased(this.#c.info());
+    if (typeof info.connectTimeout === "number") info.connectTimeout *= 1000; // ms, as given
+    return info;
   }
 
   /** A producer (Kombu's `Connection.Producer`). */
@@ -284,7 +508,10 @@ export class Connection {
 
   /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
   snapshot(virtualHost) {
-    return this.#c.snapshot(virtualHost);
+    const snap = this.#c.snapshot(virtualHost);
+    if (!snap) return snap;
+    const each = (list) => (Array.isArray(list) ? list.map(camelCased) : list);
+    return { ...snap, exchanges: each(snap.exchanges), queues: each(snap.queues), bindings: each(snap.bindings) };
   }
 
   /** Close the connection; unacknowledged messages return to their queues. */
@@ -433,7 +660,7 @@ export class SimpleQueue {
     const { block = true, timeout, signal } = plainOptions("get options", options);
     if (!block) return this.#q.get(false, undefined);
     return waitFor((t) => this.#q.get(true, t).catch((e) => {
-      throw e?.name === "TimeoutError" ? Object.assign(e, { name: "Empty" }) : e;
+      throw e instanceof TimeoutError ? new Empty(e.message) : e;
     }), { timeout, signal });
   }
 
@@ -475,7 +702,9 @@ export function registerCompression(contentType, { compress, decompress, aliases
   if (typeof contentType !== "string" || typeof compress !== "function" || typeof decompress !== "function" || !Array.isArray(aliases)) {
     throw valueError('registerCompression(contentType, { compress, decompress, aliases }) takes a content type string, two functions and an array of alias strings');
   }
-  core.registerCompression(contentType, aliases.map(String), compress, decompress);
+  const register = () => core.registerCompression(contentType, aliases.map(String), compress, decompress);
+  register();
+  registered.push(register);
 }
 
 /**
@@ -487,7 +716,9 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof encode !== "function" || typeof decode !== "function") {
     throw valueError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions");
   }
-  core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+  const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+  register();
+  registered.push(register);
 }
 
 /**
@@ -500,7 +731,9 @@ export function registerJsonCodec(name, { contentType, contentEncoding = "utf-8"
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof fromJson !== "function" || typeof toJson !== "function") {
     throw valueError("registerJsonCodec(name, { contentType, contentEncoding, fromJson, toJson }) takes a name, a content type, an optional encoding and two functions");
   }
-  core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
+  const register = () => core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
+  register();
+  registered.push(register);
 }
 
 /** The compression methods known: `[[contentType, [alias, ...]], ...]`. */
