@@ -21,6 +21,7 @@ use crate::{Channel, Connection, ConnectionOptions, Entity};
 struct ConnectionSpec {
     transport_options: Option<Headers>,
     heartbeat: Option<f64>,
+    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
     connect_timeout: Option<f64>,
     ssl: Option<bool>,
     login_method: Option<String>,

@@ -40,6 +40,7 @@ pub(super) struct PublishSpec {
     headers: Option<Headers>,
     compression: Option<String>,
     retry: Option<bool>,
+    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
     retry_policy: Option<RetryPolicy>,
     declare: Option<Vec<Entity>>,
     /// Seconds.
