@@ -576,3 +576,21 @@ test("random bad input never traps the wasm module", async () => {
   await fresh.release();
   assert.ok((seen.get("ValueError") ?? 0) > 100, JSON.stringify([...seen]));
 });
+
+// An abandoned wait (a drainEvents() nobody awaits any more) used to sleep until the broker's
+// next expiry even after release(): with a message expiring in 10 minutes, Node stayed up 10
+// minutes after the script's end (the random test's garbage expirations hung it for hours).
+test("release() ends abandoned waits, so Node exits with the script", () => {
+  const script = `
+    import { Connection } from "./index.js";
+    const conn = new Connection("memory:///exit-${process.pid}");
+    const q = await conn.SimpleQueue("exit");
+    await q.put({ a: 1 }, { expiration: 600 });
+    const waiting = conn.drainEvents().then(() => "resolved", (e) => e.name);
+    await new Promise((r) => setTimeout(r, 50));
+    await conn.release();
+    console.log(await waiting);
+  `;
+  const out = execFileSync(process.execPath, ["--input-type=module", "-e", script], { cwd: pkgDir, encoding: "utf8", timeout: 120_000 });
+  assert.equal(out.trim(), "RecoverableConnectionError");
+});
