@@ -112,6 +112,7 @@ export function bindModule(glue, file, webSockets) {
   if (desc?.get) {
     Object.defineProperty(Message.prototype, "properties", { ...desc, get() { return camelCased(desc.get.call(this)); } });
   }
+  extendMessage(Message);
 }
 
 /** `o` with its keys in camelCase (one level: headers and arguments are the app's own), its
@@ -465,14 +466,19 @@ export class Connection {
 
   /** A producer (Kombu's `Connection.Producer`). */
   Producer(options = {}) {
-    const o = { ...plainOptions("Producer options", options) };
+    const { onReturn, ...o } = plainOptions("Producer options", options);
     if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
-    return new Producer(this.#c.Producer(defined(o)));
+    const p = new Producer(this.#c.Producer(defined(o)), (ms) => this.#watchReturns(ms));
+    if (onReturn !== undefined) p.onReturn(onReturn);
+    return p;
   }
 
   /** A consumer of `queues` (Kombu's `Connection.Consumer`); iterate it with `for await`. */
   Consumer(queues = [], options = {}) {
-    return new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(plainOptions("Consumer options", options))));
+    const { callbacks, onMessage, onDecodeError, ...o } = plainOptions("Consumer options", options);
+    const c = new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(o)), this.#dispatching);
+    consumerCallbacks(c, { callbacks, onMessage, onDecodeError });
+    return c;
   }
 
   /** A `SimpleQueue` (Kombu's `Connection.SimpleQueue`). */
@@ -490,9 +496,9 @@ export class Connection {
     return this.#c.declare(entitySpec(entity));
   }
 
-  /** Delete an Exchange or a Queue. */
-  delete(entity) {
-    return this.#c.delete(entitySpec(entity));
+  /** Delete an Exchange or a Queue; `ifUnused`, `ifEmpty` (queues) make it conditional. */
+  delete(entity, options) {
+    return this.#c.delete(entitySpec(entity), deleteOptions(options));
   }
 
   /** Remove a queue's ready messages; resolves to how many. */
@@ -500,10 +506,48 @@ export class Connection {
     return this.#c.purge(queueSpec(queue));
   }
 
-  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. */
-  drainEvents(options) {
+  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. Messages
+   * already received for consumers with callbacks count as the event (no wait). */
+  async drainEvents(options) {
     const { timeout } = plainOptions("drainEvents options", options);
-    return this.#c.drainEvents(timeout);
+    if (dispatchCallbacks(this.#dispatching)) return;
+    await this.#c.drainEvents(timeout);
+    dispatchCallbacks(this.#dispatching);
+  }
+
+  /** Consumers of this connection with callbacks, consuming (see `drainEvents`). */
+  #dispatching = new Set();
+
+  /** Until when returned messages are waited for (see `#watchReturns`). */
+  #returnsUntil = 0;
+  #pumping = false;
+
+  /** Drain events for `ms` from now, so that messages the broker returns (`mandatory`
+   * publishes routed nowhere) reach the producers' `onReturn` callbacks, also when nothing
+   * else drains the connection. Deliveries drained meanwhile wait in their consumers. */
+  #watchReturns(ms) {
+    this.#returnsUntil = Date.now() + ms;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    (async () => {
+      try {
+        for (let left; (left = this.#returnsUntil - Date.now()) > 0;) {
+          try {
+            await this.#c.drainEvents(left);
+          } catch (e) {
+            if (e?.name !== "TimeoutError") return; // closed or failed: the app sees it on its next call
+          }
+        }
+      } finally {
+        this.#pumping = false;
+      }
+    })();
+  }
+
+  /** `entity` bound to this connection (Kombu's `entity(channel)`), for the operations of
+   * `BoundExchange`/`BoundQueue`. */
+  _entityOp(op, entity, options) {
+    return this.#c.entityOp(op, entitySpec(entity), options);
   }
 
   /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
@@ -539,29 +583,73 @@ function simpleSpec(options) {
 /** Publishes messages (Kombu's `Producer`). */
 export class Producer {
   #p;
+  #watchReturns;
+  #onReturn = false;
 
-  constructor(inner) {
+  constructor(inner, watchReturns) {
     this.#p = inner;
+    this.#watchReturns = watchReturns;
   }
 
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish(body, options = {}) {
     const opts = JSON.stringify(publishSpec(options));
-    return isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    const sent = isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    if (!this.#onReturn || !options?.mandatory) return sent;
+    return sent.then(() => this.#watchReturns(RETURN_WAIT));
+  }
+
+  /** Call `callback(error, exchange, routingKey, message)` for every message the broker
+   * returns (Kombu's `on_return`): published with `mandatory: true` and routed to no queue.
+   * The connection's events are drained for a while after each mandatory publish. */
+  onReturn(callback) {
+    if (typeof callback !== "function") throw valueError(`onReturn takes a function (error, exchange, routingKey, message), not ${kind(callback)}`);
+    this.#onReturn = true;
+    this.#p.onReturn((error, exchange, routingKey, message) => queueMicrotask(() => callback(error, exchange, routingKey, message)));
+  }
+
+  /** Declare an Exchange or Queue unless this connection already did (Kombu's
+   * `maybe_declare`); resolves to true when it declared it now. */
+  maybeDeclare(entity) {
+    return this.#p.maybeDeclare(entitySpec(entity));
   }
 }
+
+/** How long (ms) after a mandatory publish returned messages are waited for. */
+const RETURN_WAIT = 2000;
 
 /** Receives messages (Kombu's `Consumer`). `for await (const m of consumer)` starts consuming. */
 export class Consumer {
   #c;
+  #dispatching;
 
-  constructor(inner) {
+  constructor(inner, dispatching) {
     this.#c = inner;
+    this.#dispatching = dispatching;
   }
 
-  /** Declare the queues and start consuming. */
-  consume() {
-    return this.#c.consume();
+  /** Declare the queues and start consuming (a consumer with callbacks: its messages go to
+   * them as the connection's events are drained, see `Connection.drainEvents`). */
+  async consume() {
+    await this.#c.consume();
+    if (hasCallbacks(this)) this.#dispatching.add(this);
+  }
+
+  /** A message already received, or undefined (used by `drainEvents`). */
+  _tryNext() {
+    return this.#c.tryNext();
+  }
+
+  /** Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it
+   * too. Resolves to its name. */
+  addQueue(queue) {
+    return this.#c.addQueue(queueSpec(queue));
+  }
+
+  /** Pause (`false`) or resume (`true`) deliveries (AMQP `channel.flow`). */
+  flow(active) {
+    if (typeof active !== "boolean") throw valueError(`flow takes true (resume) or false (pause), not ${kind(active)}`);
+    return this.#c.flow(active);
   }
 
   /** The next message: waits up to `timeout` ms (forever when omitted), stops on `signal`. */
@@ -596,17 +684,18 @@ export class Consumer {
 
   /** Stop consuming; messages received and not yet handed out go back to their queues. */
   cancel() {
+    this.#dispatching.delete(this);
     return this.#c.cancel();
   }
 
-  /** Stop consuming from one queue. */
+  /** Stop consuming from one queue (a Queue or its name). */
   cancelByQueue(queue) {
-    return this.#c.cancelByQueue(queue);
+    return this.#c.cancelByQueue(queue instanceof Queue ? queue.name : queue);
   }
 
-  /** True while consuming from `queue`. */
+  /** True while consuming from `queue` (a Queue or its name). */
   consumingFrom(queue) {
-    return this.#c.consumingFrom(queue);
+    return this.#c.consumingFrom(queue instanceof Queue ? queue.name : queue);
   }
 
   /** Remove the queues' ready messages; resolves to how many. */
@@ -741,3 +830,232 @@ export function compressionMethods() {
   return core.compressionMethods();
 }
 
+
+// ---------------------------------------------------------------------------------------
+// The rest of Kombu's API in JavaScript: Message helpers, consumer callbacks, bound entities,
+// kombu.serialization's functions, kombu.common and kombu.pidbox.
+
+/** Message methods written in JavaScript over the core's (`ack({ multiple })`, `decode`,
+ * `ackLogError`, `rejectLogError`). */
+function extendMessage(M) {
+  const ack = M.prototype.ack;
+  if (ack.kombuWasm) return;
+  const wrapped = function (options) {
+    const { multiple = false } = plainOptions("ack options", options);
+    if (typeof multiple !== "boolean") throw valueError(`ack: multiple must be a boolean, not ${kind(multiple)}`);
+    return ack.call(this, multiple);
+  };
+  wrapped.kombuWasm = true;
+  Object.defineProperties(M.prototype, {
+    ack: { value: wrapped, writable: true, configurable: true },
+    /** The decoded body (Kombu's `decode()`): the same as `payload`. */
+    decode: { value() { return this.payload; }, writable: true, configurable: true },
+    ackLogError: { value(logger = console, options) { settleLogging(this, "ack", logger, () => this.ack(options)); }, writable: true, configurable: true },
+    rejectLogError: { value(logger = console, options) { settleLogging(this, "reject", logger, () => this.reject(plainOptions("reject options", options).requeue ?? false)); }, writable: true, configurable: true },
+  });
+}
+
+/** Kombu's `ack_log_error`/`reject_log_error`: settle, logging a failure instead of throwing. */
+function settleLogging(message, what, logger, settle) {
+  try {
+    settle();
+  } catch (e) {
+    (logger?.error ?? console.error).call(logger, `Couldn't ${what} ${message.deliveryTag}, reason: ${e?.name}: ${e?.message}`);
+  }
+}
+
+/** The callbacks of each consumer (Kombu's `callbacks`, `on_message`, `on_decode_error`). */
+const consumerState = new WeakMap();
+
+function consumerCallbacks(consumer, { callbacks, onMessage, onDecodeError }) {
+  const list = callbacks === undefined ? [] : callbacks;
+  if (!Array.isArray(list) || list.some((f) => typeof f !== "function")) throw valueError("Consumer option callbacks must be an array of functions (body, message)");
+  for (const [k, f] of [["onMessage", onMessage], ["onDecodeError", onDecodeError]]) {
+    if (f !== undefined && typeof f !== "function") throw valueError(`Consumer option ${k} must be a function, not ${kind(f)}`);
+  }
+  consumerState.set(consumer, { callbacks: [...list], onMessage, onDecodeError });
+}
+
+function hasCallbacks(consumer) {
+  const st = consumerState.get(consumer);
+  return Boolean(st?.onMessage || st?.callbacks.length);
+}
+
+Object.defineProperties(Consumer.prototype, {
+  /** The callbacks, `(body, message)` each (Kombu's `callbacks`). */
+  callbacks: { get() { return consumerState.get(this).callbacks; }, configurable: true },
+  /** `(message)`, instead of the callbacks and without decoding (Kombu's `on_message`). */
+  onMessage: { get() { return consumerState.get(this).onMessage; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onMessage: f }); }, configurable: true },
+  /** `(message, error)` for a body that cannot be decoded (Kombu's `on_decode_error`). */
+  onDecodeError: { get() { return consumerState.get(this).onDecodeError; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onDecodeError: f }); }, configurable: true },
+});
+
+/** Add a callback `(body, message)` (Kombu's `register_callback`). */
+Consumer.prototype.registerCallback = function registerCallback(callback) {
+  if (typeof callback !== "function") throw valueError(`registerCallback takes a function (body, message), not ${kind(callback)}`);
+  consumerState.get(this).callbacks.push(callback);
+};
+
+/** Hand `message` to the callbacks (Kombu's `receive`/`_receive_callback`): `onMessage` if
+ * set; else the decoded body to each callback, or the decode error to `onDecodeError` (thrown
+ * when there is none). */
+Consumer.prototype.receive = function receive(body, message) {
+  for (const cb of consumerState.get(this).callbacks) cb(body, message);
+};
+
+function deliver(consumer, message) {
+  const { onMessage, onDecodeError } = consumerState.get(consumer);
+  if (onMessage) return onMessage(message);
+  let body;
+  try {
+    body = message.payload;
+  } catch (e) {
+    if (onDecodeError) return onDecodeError(message, e);
+    throw e;
+  }
+  consumer.receive(body, message);
+}
+
+/** Hand the messages already received to the consumers with callbacks; true if any. A
+ * callback that throws stops this and the error reaches the caller (`drainEvents`). */
+function dispatchCallbacks(consumers) {
+  let any = false;
+  for (const c of consumers) {
+    for (let m; (m = c._tryNext());) {
+      any = true;
+      deliver(c, m);
+    }
+  }
+  return any;
+}
+
+function deleteOptions(options) {
+  const { ifUnused, ifEmpty } = plainOptions("delete options", options);
+  return defined({ ifUnused, ifEmpty });
+}
+
+function bindOptions(op, exchange, options) {
+  const { routingKey = "", arguments: args } = plainOptions(`${op} options`, options);
+  if (!(exchange instanceof Exchange) && typeof exchange !== "string") throw valueError(`${op} takes an Exchange or an exchange name, not ${kind(exchange)}`);
+  return defined({ exchange: exchangeRef(exchange), routingKey, arguments: args });
+}
+
+/** The connections of bound entities. */
+const boundTo = new WeakMap();
+
+function connectionOf(entity) {
+  return boundTo.get(entity);
+}
+
+function bindEntity(entity, conn, Bound) {
+  if (!(conn instanceof Connection)) throw valueError(`bind takes a Connection, not ${kind(conn)}`);
+  const b = new Bound(entity.name, Object.fromEntries(Object.entries(entity).filter(([k]) => k !== "name")));
+  boundTo.set(b, conn);
+  return b;
+}
+
+/** `exchange.bind(conn)`: the exchange bound to a connection (Kombu's `exchange(channel)`). */
+Exchange.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundExchange);
+};
+
+/** `queue.bind(conn)`: the queue bound to a connection (Kombu's `queue(channel)`). */
+Queue.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundQueue);
+};
+
+/** An Exchange bound to a connection: declare, delete and bind it (exchange-to-exchange). */
+export class BoundExchange extends Exchange {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the exchange; resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the exchange; with `ifUnused`, only if no queue or exchange is bound to it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Route what `exchange` gets with `routingKey` to this exchange too (exchange.bind). */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding made with `bindTo`. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+}
+
+/** A Queue bound to a connection: declare, bind, unbind, get, purge and delete it. */
+export class BoundQueue extends Queue {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the queue (its exchange and bindings too); resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the queue, unless in use (`ifUnused`) or holding messages (`ifEmpty`); resolves to
+   * how many messages were deleted with it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Remove the ready messages; resolves to how many. */
+  purge() { return connectionOf(this).purge(this); }
+  /** Bind the queue to `exchange` with `routingKey`. */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+  /** Remove the binding to the queue's own exchange and routing key (Kombu's `unbind`). */
+  unbind() {
+    const x = this.exchange;
+    if (x === undefined || (x instanceof Exchange ? x.name : x) === "") throw valueError(`queue '${this.name}' has no exchange to unbind from`);
+    return this.unbindFrom(x, { routingKey: this.routingKey ?? "", arguments: this.bindingArguments });
+  }
+  /** One message (`basic.get`) or null when the queue is empty; `noAck`, `accept`. */
+  get(options) {
+    const { noAck, accept } = plainOptions("get options", options);
+    return connectionOf(this)._entityOp("get", this, defined({ noAck, accept }));
+  }
+}
+
+/** Serialize `data` (Kombu's `dumps`): `[contentType, contentEncoding, bytes]`. */
+export function dumps(data, serializer) {
+  if (serializer !== undefined && typeof serializer !== "string") throw valueError(`the serializer must be a name, not ${kind(serializer)}`);
+  return isRaw(data) ? core.dumps(data, false, serializer) : core.dumps(jsonText(data), true, serializer);
+}
+
+/** Deserialize `data` (Kombu's `loads`), refusing content types not in `accept` (names or
+ * MIME types; the insecure ones when omitted) unless `force`. */
+export function loads(data, contentType, contentEncoding, options) {
+  const { accept, force = false } = plainOptions("loads options", options);
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+  if (!(bytes instanceof Uint8Array)) throw valueError(`loads takes a Uint8Array, an ArrayBuffer or a string, not ${kind(data)}`);
+  if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("loads: accept must be an array of serializer names or content types");
+  return core.loads(bytes, contentType ?? undefined, contentEncoding ?? undefined, accept, Boolean(force));
+}
+
+/** Remove a serializer (Kombu's `registry.unregister`); SerializerNotInstalled if unknown. */
+export function unregister(name) {
+  if (typeof name !== "string") throw valueError(`unregister takes a serializer name, not ${kind(name)}`);
+  const r = () => core.unregister(name);
+  r();
+  registered.push(r);
+}
+
+/** Decode these serializers even without an `accept` list (Kombu's
+ * `enable_insecure_serializers`; default yaml and msgpack, those installed). */
+export function enableInsecureSerializers(choices) {
+  insecure(choices, false);
+}
+
+/** Decode only `allowed` without an `accept` list (Kombu's `disable_insecure_serializers`;
+ * default ["json"]). */
+export function disableInsecureSerializers(allowed = ["json"]) {
+  insecure(allowed, true);
+}
+
+function insecure(choices, disable) {
+  const given = choices !== undefined;
+  const list = given ? choices : ["yaml", "msgpack"];
+  if (!Array.isArray(list) || list.some((c) => typeof c !== "string")) throw valueError("the serializers must be an array of names");
+  const r = () => {
+    if (disable || given) return core.insecureSerializers(list, disable);
+    for (const c of list) {
+      try {
+        core.insecureSerializers([c], false);
+      } catch (e) {
+        if (!(e instanceof SerializerNotInstalled)) throw e;
+      }
+    }
+  };
+  r();
+  registered.push(r);
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
-use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
+use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, value_error, JsResult};
 use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
@@ -31,6 +31,20 @@ struct ConnectionSpec {
     password: Option<String>,
     virtual_host: Option<String>,
     transport: Option<String>,
+}
+
+/// The options of `delete` and `entityOp`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+struct EntityOpSpec {
+    #[serde(default, deserialize_with = "crate::entity::opt_exchange_or_name")]
+    exchange: Option<crate::Exchange>,
+    routing_key: Option<String>,
+    arguments: Option<Headers>,
+    if_unused: Option<bool>,
+    if_empty: Option<bool>,
+    no_ack: Option<bool>,
+    accept: Option<Vec<String>>,
 }
 
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
@@ -118,13 +132,51 @@ impl JsConnection {
         }))
     }
 
-    /// Delete an exchange or a queue by declaration.
-    pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
+    /// Delete an exchange or a queue by declaration (`{ifUnused, ifEmpty}`); for a queue,
+    /// resolves to the number of messages deleted with it.
+    pub fn delete(&self, entity: JsValue, options: JsValue) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        Ok(self.on_default_channel(|ch| async move {
-            outcome(match entity {
-                Entity::Exchange(x) => x.bind(&ch).delete(false).await,
-                Entity::Queue(q) => q.bind(&ch).delete(false, false).await.map(drop),
+        let o: EntityOpSpec = parse_options("delete options", options)?;
+        let (if_unused, if_empty) = (o.if_unused.unwrap_or(false), o.if_empty.unwrap_or(false));
+        Ok(self.on_default_channel(move |ch| async move {
+            match entity {
+                Entity::Exchange(x) => outcome(x.bind(&ch).delete(if_unused).await),
+                Entity::Queue(q) => outcome(q.bind(&ch).delete(if_unused, if_empty).await),
+            }
+        }))
+    }
+
+    /// An operation of a bound entity (Kombu's `exchange(channel)` / `queue(channel)`):
+    /// `"bindTo"` / `"unbindFrom"` (`{exchange, routingKey, arguments}`) for an exchange or a
+    /// queue, `"get"` (`{noAck, accept}`: a `Message` or null) for a queue.
+    #[wasm_bindgen(js_name = entityOp)]
+    pub fn entity_op(&self, op: JsValue, entity: JsValue, options: JsValue) -> JsResult<Promise> {
+        let op = required_string("the operation", &op)?;
+        let entity = checked_entity(spec("declaration", entity)?)?;
+        let o: EntityOpSpec = parse_options("options", options)?;
+        let accept = match &o.accept {
+            Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+            None => None,
+        };
+        let unbind = match op.as_str() {
+            "bindTo" => false,
+            "unbindFrom" => true,
+            "get" => {
+                let Entity::Queue(q) = entity else { return Err(value_error("get is an operation of queues")) };
+                return Ok(self.on_default_channel(move |ch| async move {
+                    Ok(kombu(q.bind(&ch).get(o.no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
+                }));
+            }
+            _ => return Err(value_error(format!("unknown operation {op}"))),
+        };
+        let source = o.exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
+        let (rk, args) = (o.routing_key.unwrap_or_default(), o.arguments.unwrap_or_default());
+        Ok(self.on_default_channel(move |ch| async move {
+            outcome(match (entity, unbind) {
+                (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
+                (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
             })
         }))
     }
