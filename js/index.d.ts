@@ -533,3 +533,90 @@ export declare function unregister(name: string): void;
 export declare function enableInsecureSerializers(choices?: readonly string[]): void;
 /** Decode only `allowed` (default ["json"]) without an accept list. */
 export declare function disableInsecureSerializers(allowed?: readonly string[]): void;
+
+// kombu.common
+/** A random UUID4 string. */
+export declare function uuid(): string;
+export interface BroadcastOptions extends QueueOptions {
+  /** The queue's name (default `bcast.<uuid>`); with `unique`, `<queue>.<uuid>`. */
+  queue?: string;
+  unique?: boolean;
+}
+/** A broadcast queue: its own auto-deleted queue on the fanout exchange `name`. */
+export declare class Broadcast extends Queue {
+  constructor(name: string, options?: BroadcastOptions);
+  readonly alias?: string;
+  readonly autoDelete?: boolean;
+}
+/** Drain the connection's events `limit` times (forever when omitted), `timeout` ms each; a timeout throws TimeoutError unless `ignoreTimeouts`. */
+export declare function eventloop(conn: Connection, options?: { limit?: number; timeout?: number; ignoreTimeouts?: boolean }): AsyncGenerator<void, void, undefined>;
+/** `[body, message]` of up to `limit` (default 1) messages of `consumer`, waiting `timeout` ms each; then cancels it. */
+export declare function drainConsumer<T = Payload>(consumer: Consumer<T>, options?: { limit?: number; timeout?: number }): AsyncGenerator<[T, Message<T>], void, undefined>;
+/** `drainConsumer` of a new consumer of `queue`. */
+export declare function itermessages<T = Payload>(conn: Connection, queue: Queue | string, options?: { limit?: number; timeout?: number } & ConsumerOptions): AsyncGenerator<[T, Message<T>], void, undefined>;
+/** The bodies of the replies in `queue` (acknowledged unless `noAck`, the default). */
+export declare function collectReplies<T = Payload>(conn: Connection, queue: Queue | string, options?: { limit?: number; timeout?: number } & ConsumerOptions): AsyncGenerator<T, void, undefined>;
+/** Publish `body` through `exchange` to the request's `replyTo`, with its `correlationId` and serializer. */
+export declare function sendReply(exchange: Exchange | string, request: Message<any>, body: Body, options: { producer: Producer } & PublishOptions): Promise<void>;
+
+// kombu.pidbox
+export interface MailboxOptions {
+  /** "direct" (default) or "fanout". */
+  type?: "direct" | "fanout";
+  connection?: Connection;
+  accept?: readonly string[];
+  serializer?: string;
+  /** Seconds. */
+  queueTtl?: number;
+  /** Seconds. */
+  queueExpires?: number;
+  queueDurable?: boolean;
+  queueExclusive?: boolean;
+  /** Seconds. */
+  replyQueueTtl?: number;
+  /** Seconds (default 10). */
+  replyQueueExpires?: number;
+}
+export interface CallOptions {
+  /** Milliseconds to wait for each reply (default 1000). */
+  timeout?: number;
+  limit?: number;
+  callback?: (reply: { [hostname: string]: any }) => void;
+  pattern?: string;
+  matcher?: "glob" | "pcre";
+  serializer?: string;
+}
+/** A pidbox mailbox: commands to the nodes of `namespace`, wire-compatible with Kombu's. */
+export declare class Mailbox {
+  constructor(namespace: string, options?: MailboxOptions);
+  readonly namespace: string;
+  readonly connection: Connection | undefined;
+  readonly exchange: Exchange;
+  readonly replyExchange: Exchange;
+  readonly oid: string;
+  readonly replyQueue: Queue;
+  bind(connection: Connection): Mailbox;
+  Node(hostname: string, options?: { state?: any; handlers?: Record<string, NodeHandler> }): Node;
+  getQueue(hostname: string): Queue;
+  /** Resolves to the replies, `[{ hostname: reply }]`. */
+  call(destination: readonly string[], command: string, args?: Record<string, any>, options?: CallOptions): Promise<Array<{ [hostname: string]: any }>>;
+  cast(destination: readonly string[], command: string, args?: Record<string, any>): Promise<void>;
+  abcast(command: string, args?: Record<string, any>): Promise<void>;
+  multiCall(command: string, args?: Record<string, any>, options?: CallOptions): Promise<Array<{ [hostname: string]: any }>>;
+}
+/** `(state, arguments)` → the reply (or a Promise of it). */
+export type NodeHandler = (state: any, args: any) => unknown;
+/** A node of a mailbox; `listen()` consumes its queue (commands run as the connection drains). */
+export declare class Node {
+  private constructor();
+  readonly hostname: string;
+  readonly mailbox: Mailbox;
+  state: any;
+  handlers: Record<string, NodeHandler>;
+  handler(fn: NodeHandler, name?: string): NodeHandler;
+  Consumer(options?: ConsumerOptions): Consumer;
+  listen(options?: { callback?: (body: any, message: Message) => void }): Promise<Consumer>;
+  handleMessage(body: any, message?: Message): Promise<unknown>;
+  dispatch(body: { method: string; arguments?: any; reply_to?: { exchange: string; routing_key: string }; ticket?: string }): Promise<unknown>;
+  reply(data: unknown, exchange: string, routingKey: string, ticket?: string): Promise<void>;
+}

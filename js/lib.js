@@ -807,6 +807,7 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   }
   const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, decode);
   register();
+  serializerNames.set(contentType, name);
   registered.push(register);
 }
 
@@ -822,6 +823,7 @@ export function registerJsonCodec(name, { contentType, contentEncoding = "utf-8"
   }
   const register = () => core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
   register();
+  serializerNames.set(contentType, name);
   registered.push(register);
 }
 
@@ -1027,6 +1029,7 @@ export function unregister(name) {
   if (typeof name !== "string") throw valueError(`unregister takes a serializer name, not ${kind(name)}`);
   const r = () => core.unregister(name);
   r();
+  for (const [t, n] of serializerNames) if (n === name) serializerNames.delete(t);
   registered.push(r);
 }
 
@@ -1058,4 +1061,311 @@ function insecure(choices, disable) {
   };
   r();
   registered.push(r);
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.common: uuid, Broadcast, eventloop, drainConsumer, itermessages, sendReply,
+// collectReplies — in JavaScript over the API above.
+
+/** A random UUID4 string (Kombu's `uuid()`). */
+export function uuid() {
+  return crypto.randomUUID();
+}
+
+/** A broadcast queue (Kombu's `Broadcast`): each consumer gets its own queue (`bcast.<uuid>`,
+ * auto-deleted) bound to the fanout exchange `name`; with `queue`, that name (with `unique`,
+ * `<queue>.<uuid>`). Other options are the Queue's. */
+export class Broadcast extends Queue {
+  constructor(name, options = {}) {
+    const { queue, unique = false, autoDelete = true, exchange, alias, ...rest } = plainOptions("Broadcast options", options);
+    if (typeof name !== "string" || name === "") throw valueError(`Broadcast needs the name of its fanout exchange, not ${kind(name)}`);
+    if (queue !== undefined && typeof queue !== "string") throw valueError(`Broadcast option queue must be a string, not ${kind(queue)}`);
+    const qname = unique ? `${queue || "bcast"}.${uuid()}` : queue || `bcast.${uuid()}`;
+    super(qname, { ...rest, alias: alias ?? name, autoDelete, exchange: exchange ?? new Exchange(name, { type: "fanout" }) });
+  }
+}
+
+/** Drain the connection's events (Kombu's `eventloop`), `limit` times (forever when
+ * omitted), each waiting up to `timeout` ms; yields after each. A timeout ends the loop with
+ * TimeoutError unless `ignoreTimeouts`. Consumer callbacks run as events come. */
+export async function* eventloop(conn, options) {
+  const { limit, timeout, ignoreTimeouts = false } = plainOptions("eventloop options", options);
+  for (let i = 0; limit === undefined || i < limit; i++) {
+    try {
+      await conn.drainEvents({ timeout });
+    } catch (e) {
+      if (e instanceof TimeoutError && (ignoreTimeouts || timeout === undefined)) continue;
+      throw e;
+    }
+    yield;
+  }
+}
+
+/** `[body, message]` for the messages of `consumer` (Kombu's `drain_consumer`): up to `limit`
+ * (default 1) waits of `timeout` ms each, timeouts ignored; then the consumer is cancelled. */
+export async function* drainConsumer(consumer, options) {
+  const { limit = 1, timeout } = plainOptions("drainConsumer options", options);
+  try {
+    for (let i = 0; i < limit; i++) {
+      let m;
+      try {
+        m = await consumer.next({ timeout });
+      } catch (e) {
+        if (e instanceof TimeoutError) continue;
+        throw e;
+      }
+      yield [m.payload, m];
+    }
+  } finally {
+    await consumer.cancel();
+  }
+}
+
+/** `[body, message]` from `queue` (Kombu's `itermessages`): `drainConsumer` of a new consumer
+ * of `queue` (Consumer options such as `accept`, `noAck` apply). */
+export function itermessages(conn, queue, options) {
+  const { limit, timeout, ...consumerOptions } = plainOptions("itermessages options", options);
+  return drainConsumer(conn.Consumer([queue], consumerOptions), { limit, timeout });
+}
+
+/** The bodies of the replies in `queue` (Kombu's `collect_replies`), as `itermessages`;
+ * acknowledged unless `noAck` (the default). */
+export async function* collectReplies(conn, queue, options) {
+  const { noAck = true, ...rest } = plainOptions("collectReplies options", options);
+  for await (const [body, message] of itermessages(conn, queue, { ...rest, noAck })) {
+    if (!noAck) message.ack();
+    yield body;
+  }
+}
+
+/** Serializer names by content type, for `sendReply` (answer in the request's format). */
+const serializerNames = new Map([["application/json", "json"], ["application/x-yaml", "yaml"], ["application/x-msgpack", "msgpack"]]);
+
+/** Reply to `request` (Kombu's `send_reply`): publish `body` through `exchange` to the queue
+ * its `replyTo` names, with its `correlationId`, serializer and content encoding. Options:
+ * `producer` (required) and publish options. */
+export function sendReply(exchange, request, body, options) {
+  const { producer, ...props } = plainOptions("sendReply options", options);
+  if (!(producer instanceof Producer)) throw valueError("sendReply needs { producer }: the Producer to publish the reply with");
+  const p = request?.properties;
+  if (!p?.replyTo) throw valueError("sendReply needs a request message with a replyTo property");
+  const serializer = serializerNames.get(request.contentType);
+  return producer.publish(body, defined({ exchange, routingKey: p.replyTo, correlationId: p.correlationId ?? undefined, serializer, ...props }));
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.pidbox: Mailbox and Node — control messages between processes (tabs, workers, Python
+// services, Celery's `celery inspect`/`control` use it), wire-compatible with Kombu's.
+
+/** Kombu's LamportClock. */
+class LamportClock {
+  value = 0;
+  forward() {
+    return ++this.value;
+  }
+  adjust(other) {
+    this.value = Math.max(this.value, Number(other) || 0) + 1;
+    return this.value;
+  }
+}
+
+/** A mailbox (Kombu's `pidbox.Mailbox`): commands to the nodes listening on `namespace`
+ * (exchange `<namespace>.pidbox`; replies through `reply.<namespace>.pidbox`). `timeout`s are
+ * milliseconds; `queueTtl`, `queueExpires`, `replyQueueTtl`, `replyQueueExpires` seconds. */
+export class Mailbox {
+  constructor(namespace, options = {}) {
+    if (typeof namespace !== "string" || namespace === "") throw valueError(`Mailbox needs a namespace, not ${kind(namespace)}`);
+    const o = plainOptions("Mailbox options", options);
+    const { type = "direct", connection, accept = ["json"], serializer, queueTtl, queueExpires, queueDurable = false, queueExclusive = true, replyQueueTtl, replyQueueExpires = 10 } = o;
+    if (queueExclusive && queueDurable) throw valueError("queueExclusive and queueDurable cannot both be true (exclusive queues are deleted with their connection)");
+    if (connection !== undefined && !(connection instanceof Connection)) throw valueError(`Mailbox option connection must be a Connection, not ${kind(connection)}`);
+    Object.assign(this, { namespace, type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires });
+    this.clock = new LamportClock();
+    this.oid = uuid();
+    this.exchange = new Exchange(`${namespace}.pidbox`, { type, durable: false, deliveryMode: "transient" });
+    this.replyExchange = new Exchange(`reply.${namespace}.pidbox`, { type: "direct", durable: false, deliveryMode: "transient" });
+    this.unclaimed = new Map();
+  }
+
+  /** This mailbox on `connection` (Kombu's `mailbox(connection)`). */
+  bind(connection) {
+    const { namespace, type, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires } = this;
+    return new Mailbox(namespace, defined({ type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires }));
+  }
+
+  /** A node `hostname` of this mailbox, whose `handlers[method](state, arguments)` answer. */
+  Node(hostname, options = {}) {
+    return new Node(hostname, { ...plainOptions("Node options", options), mailbox: this });
+  }
+
+  /** The queue of node `hostname` (`<hostname>.<namespace>.pidbox`). */
+  getQueue(hostname) {
+    return new Queue(`${hostname}.${this.namespace}.pidbox`, defined({ exchange: this.exchange, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.queueExpires, messageTtl: this.queueTtl }));
+  }
+
+  /** This mailbox's reply queue. */
+  get replyQueue() {
+    return new Queue(`${this.oid}.${this.replyExchange.name}`, defined({ exchange: this.replyExchange, routingKey: this.oid, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.replyQueueExpires, messageTtl: this.replyQueueTtl }));
+  }
+
+  /** Run `command` on the nodes in `destination` and resolve to their replies
+   * (`[{ hostname: reply }]`), waiting `timeout` ms (default 1000) for each. */
+  call(destination, command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("call options", options), destination, reply: true });
+  }
+
+  /** Send `command` to the nodes in `destination`, without waiting for replies. */
+  cast(destination, command, args) {
+    return this.#broadcast(command, args, { destination, reply: false });
+  }
+
+  /** Send `command` to every node, without replies. */
+  abcast(command, args) {
+    return this.#broadcast(command, args, { reply: false });
+  }
+
+  /** Run `command` on every node; resolves to the replies that came within `timeout` ms
+   * (default 1000) of each other, up to `limit`. */
+  multiCall(command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("multiCall options", options), reply: true });
+  }
+
+  #conn() {
+    if (!this.connection) throw valueError("this Mailbox has no connection: mailbox.bind(conn), or new Mailbox(namespace, { connection })");
+    return this.connection;
+  }
+
+  async #broadcast(command, args = {}, { destination, reply, timeout = 1000, limit, callback, pattern, matcher, serializer }) {
+    if (typeof command !== "string") throw valueError(`the command must be a string, not ${kind(command)}`);
+    if (destination !== undefined && !Array.isArray(destination)) throw valueError(`destination must be an array of node names, not ${kind(destination)}`);
+    seconds("timeout", timeout);
+    const conn = this.#conn();
+    const ticket = reply ? uuid() : undefined;
+    const producer = conn.Producer({ autoDeclare: false });
+    const message = { method: command, arguments: args, destination: destination ?? null, pattern: pattern ?? null, matcher: matcher ?? null };
+    if (ticket) {
+      await producer.maybeDeclare(this.replyQueue);
+      Object.assign(message, { ticket, reply_to: { exchange: this.replyExchange.name, routing_key: this.oid } });
+    }
+    await producer.publish(message, defined({
+      exchange: this.exchange.name, declare: [this.exchange], serializer: serializer ?? this.serializer,
+      headers: { clock: this.clock.forward(), expires: timeout ? Date.now() / 1000 + timeout / 1000 : 0 },
+    }));
+    if (!ticket) return undefined;
+    return this.#collect(conn, ticket, { limit: limit ?? destination?.length, timeout, callback });
+  }
+
+  async #collect(conn, ticket, { limit, timeout, callback }) {
+    const waiting = this.unclaimed.get(ticket);
+    if (waiting) {
+      this.unclaimed.delete(ticket);
+      return waiting;
+    }
+    const responses = [];
+    const onMessage = (body, message) => {
+      const h = message.headers;
+      this.clock.adjust(h.clock ?? 0);
+      if (h.expires && Date.now() / 1000 > h.expires) return;
+      const id = h.ticket ?? ticket;
+      if (id === ticket) {
+        callback?.(body);
+        responses.push(body);
+      } else {
+        if (!this.unclaimed.has(id)) this.unclaimed.set(id, []);
+        this.unclaimed.get(id).push(body);
+      }
+    };
+    const consumer = conn.Consumer([this.replyQueue], { accept: this.accept, noAck: true, callbacks: [onMessage] });
+    await consumer.consume();
+    try {
+      for (let i = 0; limit === undefined || i < limit; i++) {
+        try {
+          await conn.drainEvents({ timeout });
+        } catch (e) {
+          if (e instanceof TimeoutError) break;
+          throw e;
+        }
+      }
+      return responses;
+    } finally {
+      await consumer.cancel();
+    }
+  }
+}
+
+/** A node of a Mailbox (Kombu's `pidbox.Node`): `listen()` consumes its queue; each command
+ * runs `handlers[method](state, arguments)` (a value or a Promise) and, for `call`s, its
+ * result (or `{ error }`) goes back to the caller as `{ [hostname]: result }`. */
+export class Node {
+  constructor(hostname, { state, handlers = {}, mailbox } = {}) {
+    if (typeof hostname !== "string" || hostname === "") throw valueError(`a Node needs a hostname, not ${kind(hostname)}`);
+    if (!(mailbox instanceof Mailbox)) throw valueError("a Node is made by mailbox.Node(hostname, { state, handlers })");
+    Object.assign(this, { hostname, state, handlers, mailbox });
+  }
+
+  /** Register `fn` as the handler of the command `name` (default `fn.name`). */
+  handler(fn, name = fn?.name) {
+    if (typeof fn !== "function" || !name) throw valueError("handler takes a named function (or a name)");
+    this.handlers[name] = fn;
+    return fn;
+  }
+
+  /** A consumer of this node's queue (Kombu's `Node.Consumer`). */
+  Consumer(options = {}) {
+    const conn = this.mailbox.connection;
+    if (!conn) throw valueError("the Node's mailbox has no connection: mailbox.bind(conn)");
+    return conn.Consumer([this.mailbox.getQueue(this.hostname)], { noAck: true, accept: this.mailbox.accept, ...plainOptions("Consumer options", options) });
+  }
+
+  /** Consume this node's queue: commands are handled as the connection's events are
+   * drained (`eventloop(conn)`). Resolves to the consumer (cancel it to stop). */
+  async listen(options = {}) {
+    const { callback } = plainOptions("listen options", options);
+    const consumer = this.Consumer({ callbacks: [callback ?? ((body, message) => { this.handleMessage(body, message).catch((e) => console.error(`pidbox: cannot reply: ${e?.name}: ${e?.message}`)); })], onDecodeError: (message, error) => console.error(`pidbox: cannot decode message: ${error.message}`) });
+    await consumer.consume();
+    return consumer;
+  }
+
+  /** Run the command in `body` if it is for this node (`destination`, or any). Resolves to
+   * the reply, or undefined when it is for other nodes. */
+  handleMessage(body, message) {
+    if (message) this.mailbox.clock.adjust(message.headers?.clock ?? 0);
+    const { destination, pattern, matcher } = body ?? {};
+    if (destination) {
+      if (!destination.includes(this.hostname)) return Promise.resolve(undefined);
+    } else if (pattern && matcher) {
+      if (!matches(this.hostname, pattern, matcher)) return Promise.resolve(undefined);
+    }
+    return this.dispatch(body);
+  }
+
+  /** Run `method` with `arguments`; reply to `reply_to` when given. */
+  async dispatch({ method, arguments: args, reply_to: replyTo, ticket } = {}) {
+    let reply;
+    try {
+      const handle = this.handlers[method];
+      if (typeof handle !== "function") throw new KombuError(`no handler for ${JSON.stringify(method)}`);
+      reply = await handle(this.state, args ?? {});
+    } catch (e) {
+      console.error(`pidbox command error: ${e?.name}: ${e?.message}`);
+      reply = { error: `${e?.name ?? "Error"}(${JSON.stringify(e?.message ?? String(e))})` };
+    }
+    if (replyTo) await this.reply({ [this.hostname]: reply ?? null }, replyTo.exchange, replyTo.routing_key, ticket);
+    return reply;
+  }
+
+  /** Send `data` to a caller's reply queue. */
+  reply(data, exchange, routingKey, ticket) {
+    const x = new Exchange(exchange, { type: "direct", deliveryMode: "transient", durable: false });
+    return this.mailbox.connection.Producer({ autoDeclare: false }).publish(data, defined({
+      exchange: x, routingKey, declare: [x], headers: { ticket, clock: this.mailbox.clock.forward() }, serializer: this.mailbox.serializer,
+    }));
+  }
+}
+
+/** Kombu's `match(hostname, pattern, matcher)`: glob (default) or pcre. */
+function matches(hostname, pattern, matcher) {
+  if (matcher === "pcre") return new RegExp(pattern).test(hostname);
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${re}$`).test(hostname);
 }
