@@ -498,7 +498,8 @@ export class Connection {
 
   /** Delete an Exchange or a Queue; `ifUnused`, `ifEmpty` (queues) make it conditional. */
   delete(entity, options) {
-    return this.#c.delete(entitySpec(entity), deleteOptions(options));
+    const { ifUnused, ifEmpty } = deleteOptions(options);
+    return this.#c.delete(entitySpec(entity), ifUnused, ifEmpty);
   }
 
   /** Remove a queue's ready messages; resolves to how many. */
@@ -546,8 +547,8 @@ export class Connection {
 
   /** `entity` bound to this connection (Kombu's `entity(channel)`), for the operations of
    * `BoundExchange`/`BoundQueue`. */
-  _entityOp(op, entity, options) {
-    return this.#c.entityOp(op, entitySpec(entity), options);
+  _entityOp(op, entity, { exchange, routingKey, arguments: args, noAck, accept }) {
+    return this.#c.entityOp(op, entitySpec(entity), exchange, routingKey, args, noAck, accept);
   }
 
   /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
@@ -931,15 +932,25 @@ function dispatchCallbacks(consumers) {
   return any;
 }
 
+/** Optional booleans, checked (the core takes them as they are). */
+function booleans(what, o, keys) {
+  for (const k of keys) {
+    if (o[k] !== undefined && typeof o[k] !== "boolean") throw valueError(`${what}: ${k} must be a boolean, not ${kind(o[k])}`);
+  }
+  return o;
+}
+
 function deleteOptions(options) {
-  const { ifUnused, ifEmpty } = plainOptions("delete options", options);
-  return defined({ ifUnused, ifEmpty });
+  const o = plainOptions("delete options", options);
+  for (const k of Object.keys(o)) if (k !== "ifUnused" && k !== "ifEmpty") throw valueError(`delete options: unknown option ${k} (ifUnused, ifEmpty)`);
+  return booleans("delete options", o, ["ifUnused", "ifEmpty"]);
 }
 
 function bindOptions(op, exchange, options) {
   const { routingKey = "", arguments: args } = plainOptions(`${op} options`, options);
   if (!(exchange instanceof Exchange) && typeof exchange !== "string") throw valueError(`${op} takes an Exchange or an exchange name, not ${kind(exchange)}`);
-  return defined({ exchange: exchangeRef(exchange), routingKey, arguments: args });
+  if (typeof routingKey !== "string") throw valueError(`${op}: routingKey must be a string, not ${kind(routingKey)}`);
+  return { exchange: exchange instanceof Exchange ? exchange.name : exchange, routingKey, arguments: args };
 }
 
 /** The connections of bound entities. */
@@ -1003,8 +1014,9 @@ export class BoundQueue extends Queue {
   }
   /** One message (`basic.get`) or null when the queue is empty; `noAck`, `accept`. */
   get(options) {
-    const { noAck, accept } = plainOptions("get options", options);
-    return connectionOf(this)._entityOp("get", this, defined({ noAck, accept }));
+    const { noAck, accept } = booleans("get options", plainOptions("get options", options), ["noAck"]);
+    if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("get options: accept must be an array of serializer names or content types");
+    return connectionOf(this)._entityOp("get", this, { noAck, accept });
   }
 }
 

@@ -33,20 +33,6 @@ struct ConnectionSpec {
     transport: Option<String>,
 }
 
-/// The options of `delete` and `entityOp`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct EntityOpSpec {
-    #[serde(default, deserialize_with = "crate::entity::opt_exchange_or_name")]
-    exchange: Option<crate::Exchange>,
-    routing_key: Option<String>,
-    arguments: Option<Headers>,
-    if_unused: Option<bool>,
-    if_empty: Option<bool>,
-    no_ack: Option<bool>,
-    accept: Option<Vec<String>>,
-}
-
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
 #[wasm_bindgen(js_name = Connection)]
 pub struct JsConnection {
@@ -132,12 +118,11 @@ impl JsConnection {
         }))
     }
 
-    /// Delete an exchange or a queue by declaration (`{ifUnused, ifEmpty}`); for a queue,
-    /// resolves to the number of messages deleted with it.
-    pub fn delete(&self, entity: JsValue, options: JsValue) -> JsResult<Promise> {
+    /// Delete an exchange or a queue by declaration, with Kombu's `if_unused` / `if_empty`;
+    /// for a queue, resolves to the number of messages deleted with it.
+    pub fn delete(&self, entity: JsValue, if_unused: Option<bool>, if_empty: Option<bool>) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        let o: EntityOpSpec = parse_options("delete options", options)?;
-        let (if_unused, if_empty) = (o.if_unused.unwrap_or(false), o.if_empty.unwrap_or(false));
+        let (if_unused, if_empty) = (if_unused.unwrap_or(false), if_empty.unwrap_or(false));
         Ok(self.on_default_channel(move |ch| async move {
             match entity {
                 Entity::Exchange(x) => outcome(x.bind(&ch).delete(if_unused).await),
@@ -147,31 +132,39 @@ impl JsConnection {
     }
 
     /// An operation of a bound entity (Kombu's `exchange(channel)` / `queue(channel)`):
-    /// `"bindTo"` / `"unbindFrom"` (`{exchange, routingKey, arguments}`) for an exchange or a
-    /// queue, `"get"` (`{noAck, accept}`: a `Message` or null) for a queue.
+    /// `"bindTo"` / `"unbindFrom"` (`exchange`, `routingKey`, `arguments`) for an exchange or
+    /// a queue, `"get"` (`noAck`, `accept`: a `Message` or null) for a queue. Positional
+    /// arguments, checked by lib.js (no options struct: fewer bytes in the module).
     #[wasm_bindgen(js_name = entityOp)]
-    pub fn entity_op(&self, op: JsValue, entity: JsValue, options: JsValue) -> JsResult<Promise> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn entity_op(&self, op: JsValue, entity: JsValue, exchange: Option<String>, routing_key: Option<String>, arguments: JsValue, no_ack: Option<bool>, accept: Option<Vec<String>>) -> JsResult<Promise> {
         let op = required_string("the operation", &op)?;
         let entity = checked_entity(spec("declaration", entity)?)?;
-        let o: EntityOpSpec = parse_options("options", options)?;
-        let accept = match &o.accept {
-            Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
-            None => None,
-        };
         let unbind = match op.as_str() {
             "bindTo" => false,
             "unbindFrom" => true,
             "get" => {
                 let Entity::Queue(q) = entity else { return Err(value_error("get is an operation of queues")) };
+                let accept = match accept {
+                    Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+                    None => None,
+                };
                 return Ok(self.on_default_channel(move |ch| async move {
-                    Ok(kombu(q.bind(&ch).get(o.no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
+                    Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
                 }));
             }
             _ => return Err(value_error(format!("unknown operation {op}"))),
         };
-        let source = o.exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
-        let (rk, args) = (o.routing_key.unwrap_or_default(), o.arguments.unwrap_or_default());
+        let source = exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
+        let args = if arguments.is_undefined() || arguments.is_null() {
+            Headers::default()
+        } else {
+            let v: crate::value::Value = serde_wasm_bindgen::from_value(arguments).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?;
+            Headers::deserialize(&v).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?
+        };
+        let rk = routing_key.unwrap_or_default();
         Ok(self.on_default_channel(move |ch| async move {
+            let source = source.as_str();
             outcome(match (entity, unbind) {
                 (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
                 (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
