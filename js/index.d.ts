@@ -123,6 +123,26 @@ export declare class Exchange {
   /** A binding for `new Queue(name, { bindings: [...] })`. */
   binding(routingKey?: string, options?: { arguments?: HeadersInit; unbindArguments?: HeadersInit }): BindingOptions;
   toSpec(): ExchangeOptions & { name: string };
+  /** This exchange bound to `connection` (Kombu's `exchange(channel)`). */
+  bind(connection: Connection): BoundExchange;
+}
+
+/** Options of `bindTo` / `unbindFrom`. */
+export interface BindToOptions {
+  routingKey?: string;
+  arguments?: HeadersInit;
+}
+
+/** An Exchange bound to a connection (`exchange.bind(conn)`). */
+export declare class BoundExchange extends Exchange {
+  readonly connection: Connection;
+  /** Declare it; resolves to its name. */
+  declare(): Promise<string>;
+  /** Delete it; with `ifUnused`, only if nothing is bound to it (else PreconditionFailed). */
+  delete(options?: { ifUnused?: boolean }): Promise<void>;
+  /** Route what `exchange` gets (with `routingKey`) to this exchange too. */
+  bindTo(exchange: Exchange | string, options?: BindToOptions): Promise<void>;
+  unbindFrom(exchange: Exchange | string, options?: BindToOptions): Promise<void>;
 }
 
 export interface BindingOptions {
@@ -159,7 +179,28 @@ export declare class Queue {
   readonly name: string;
   readonly exchange?: Exchange | string;
   readonly routingKey?: string;
+  readonly bindingArguments?: HeadersInit;
   toSpec(): object;
+  /** This queue bound to `connection` (Kombu's `queue(channel)`). */
+  bind(connection: Connection): BoundQueue;
+}
+
+/** A Queue bound to a connection (`queue.bind(conn)`). */
+export declare class BoundQueue extends Queue {
+  readonly connection: Connection;
+  /** Declare it (with its exchange and bindings); resolves to its name. */
+  declare(): Promise<string>;
+  /** Delete it, unless in use (`ifUnused`) or not empty (`ifEmpty`): PreconditionFailed then.
+   * Resolves to how many messages were deleted with it. */
+  delete(options?: { ifUnused?: boolean; ifEmpty?: boolean }): Promise<number>;
+  /** Remove its ready messages; resolves to how many. */
+  purge(): Promise<number>;
+  bindTo(exchange: Exchange | string, options?: BindToOptions): Promise<void>;
+  unbindFrom(exchange: Exchange | string, options?: BindToOptions): Promise<void>;
+  /** Remove the binding to its own exchange and routing key. */
+  unbind(): Promise<void>;
+  /** One message (`basic.get`), or null when there is none. */
+  get<T = Payload>(options?: { noAck?: boolean; accept?: readonly string[] }): Promise<Message<T> | null>;
 }
 
 export interface ConnectionOptions {
@@ -227,7 +268,13 @@ export interface ProducerOptions {
   serializer?: string;
   compression?: string;
   autoDeclare?: boolean;
+  /** Called for messages the broker returns (see `Producer.onReturn`). */
+  onReturn?: ReturnCallback;
 }
+
+/** `(error, exchange, routingKey, message)` of a returned message (Kombu's `on_return`);
+ * `error` is an AMQPError such as NoRoute (code 312). */
+export type ReturnCallback = (error: KombuError & { code?: number }, exchange: string, routingKey: string, message: Message) => void;
 
 export interface ConsumerOptions {
   /** Serializer names or MIME types to decode; others raise ContentDisallowed. */
@@ -236,6 +283,17 @@ export interface ConsumerOptions {
   autoDeclare?: boolean;
   prefetchCount?: number;
   tagPrefix?: string;
+  /** `(body, message)` for each message, run by `Connection.drainEvents` once consuming. */
+  callbacks?: ReadonlyArray<(body: any, message: Message) => void>;
+  /** `(message)` instead of the callbacks, without decoding the body. */
+  onMessage?: (message: Message) => void;
+  /** `(message, error)` for a body that cannot be decoded (else drainEvents throws it). */
+  onDecodeError?: (message: Message, error: KombuError) => void;
+}
+
+/** Something with an `error` method (`console`, a logger). */
+export interface Logger {
+  error(message: string): void;
 }
 
 export interface WaitOptions {
@@ -287,10 +345,17 @@ export declare class Message<T = Payload> {
   readonly deliveryTag: number;
   readonly state: "RECEIVED" | "ACK" | "REJECTED" | "REQUEUED";
   readonly acknowledged: boolean;
-  /** Acknowledge (at once, no need to await); a second settlement throws MessageStateError. */
-  ack(): void;
+  /** Acknowledge (at once, no need to await); with `multiple`, every earlier unacknowledged
+   * message of the channel too. A second settlement throws MessageStateError. */
+  ack(options?: { multiple?: boolean }): void;
   reject(requeue?: boolean): void;
   requeue(): void;
+  /** The decoded body (Kombu's `decode()`), the same as `payload`. */
+  decode(): T;
+  /** `ack`, logging a failure to `logger` (default console) instead of throwing. */
+  ackLogError(logger?: Logger, options?: { multiple?: boolean }): void;
+  /** `reject`, logging a failure to `logger` (default console) instead of throwing. */
+  rejectLogError(logger?: Logger, options?: { requeue?: boolean }): void;
   free(): void;
 }
 
@@ -298,6 +363,11 @@ export declare class Producer {
   private constructor();
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish<T extends Body>(body: T, options?: PublishOptions): Promise<void>;
+  /** Call `callback` for each message the broker returns (published `mandatory: true` and
+   * routed to no queue). Events are drained for 2000 ms after each mandatory publish. */
+  onReturn(callback: ReturnCallback): void;
+  /** Declare unless this connection already did; resolves to true when declared now. */
+  maybeDeclare(entity: Exchange | Queue): Promise<boolean>;
 }
 
 /** A consumer; `T` is what its messages' payloads decode to (`conn.Consumer<Order>(...)`). */
@@ -310,8 +380,19 @@ export declare class Consumer<T = Payload> implements AsyncIterable<Message<T>> 
   [Symbol.asyncIterator](): AsyncGenerator<Message<T>, void, undefined>;
   /** Stop consuming. Messages received but not yet handed out (by `next()` or iteration) go back to their queues; those handed out stay yours to settle. */
   cancel(): Promise<void>;
-  cancelByQueue(queue: string): Promise<void>;
-  consumingFrom(queue: string): boolean;
+  cancelByQueue(queue: Queue | string): Promise<void>;
+  consumingFrom(queue: Queue | string): boolean;
+  /** Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it too. Resolves to its name. */
+  addQueue(queue: Queue | string): Promise<string>;
+  /** Pause (false) or resume (true) deliveries; resolves to the state. */
+  flow(active: boolean): Promise<boolean>;
+  readonly callbacks: Array<(body: any, message: Message<T>) => void>;
+  onMessage: ((message: Message<T>) => void) | undefined;
+  onDecodeError: ((message: Message<T>, error: KombuError) => void) | undefined;
+  /** Add a callback `(body, message)`. */
+  registerCallback(callback: (body: T, message: Message<T>) => void): void;
+  /** Call the callbacks with `body` and `message`. */
+  receive(body: T, message: Message<T>): void;
   purge(): Promise<number>;
   qos(options?: { prefetchCount?: number; global?: boolean }): Promise<void>;
   recover(options?: { requeue?: boolean }): Promise<void>;
@@ -380,9 +461,11 @@ export declare class Connection {
   SimpleQueue<T = Payload>(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue<T>>;
   SimpleBuffer<T = Payload>(name: string, options?: SimpleQueueOptions): Promise<SimpleQueue<T>>;
   declare(entity: Exchange | Queue): Promise<string>;
-  delete(entity: Exchange | Queue): Promise<void>;
+  /** Delete; `ifUnused`/`ifEmpty` (queues) refuse with PreconditionFailed when not so. A queue's resolves to how many messages went with it. */
+  delete(entity: Exchange | Queue, options?: { ifUnused?: boolean; ifEmpty?: boolean }): Promise<number | void>;
   purge(queue: Queue | string): Promise<number>;
-  /** Wait for one event, up to `timeout` milliseconds (forever when omitted). */
+  /** Wait for one event, up to `timeout` milliseconds (forever when omitted), and run the
+   * callbacks of consuming consumers with the messages received. */
   drainEvents(options?: { timeout?: number }): Promise<void>;
   snapshot(virtualHost?: string): VHostSnapshot | undefined;
   release(): Promise<void>;
@@ -439,3 +522,101 @@ export interface JsonCodec {
 export declare function registerJsonCodec(name: string, codec: JsonCodec): void;
 /** The compression methods known: `[contentType, aliases][]`. */
 export declare function compressionMethods(): [string, string[]][];
+
+/** Serialize (Kombu's `dumps`): `[contentType, contentEncoding, bytes]`; default json for data, text/plain for strings, application/data for bytes. */
+export declare function dumps(data: Body, serializer?: string): [string, string, Uint8Array];
+/** Deserialize (Kombu's `loads`); `accept` names or content types (the insecure ones refused without it), `force` skips the check. */
+export declare function loads<T = Payload>(data: Uint8Array | ArrayBuffer | string, contentType?: string | null, contentEncoding?: string | null, options?: { accept?: readonly string[]; force?: boolean }): T;
+/** Remove a serializer (Kombu's `registry.unregister`). */
+export declare function unregister(name: string): void;
+/** Decode these serializers without an accept list (default: yaml and msgpack, those installed). */
+export declare function enableInsecureSerializers(choices?: readonly string[]): void;
+/** Decode only `allowed` (default ["json"]) without an accept list. */
+export declare function disableInsecureSerializers(allowed?: readonly string[]): void;
+
+// kombu.common
+/** A random UUID4 string. */
+export declare function uuid(): string;
+export interface BroadcastOptions extends QueueOptions {
+  /** The queue's name (default `bcast.<uuid>`); with `unique`, `<queue>.<uuid>`. */
+  queue?: string;
+  unique?: boolean;
+}
+/** A broadcast queue: its own auto-deleted queue on the fanout exchange `name`. */
+export declare class Broadcast extends Queue {
+  constructor(name: string, options?: BroadcastOptions);
+  readonly alias?: string;
+  readonly autoDelete?: boolean;
+}
+/** Drain the connection's events `limit` times (forever when omitted), `timeout` ms each; a timeout throws TimeoutError unless `ignoreTimeouts`. */
+export declare function eventloop(conn: Connection, options?: { limit?: number; timeout?: number; ignoreTimeouts?: boolean }): AsyncGenerator<void, void, undefined>;
+/** `[body, message]` of up to `limit` (default 1) messages of `consumer`, waiting `timeout` ms each; then cancels it. */
+export declare function drainConsumer<T = Payload>(consumer: Consumer<T>, options?: { limit?: number; timeout?: number }): AsyncGenerator<[T, Message<T>], void, undefined>;
+/** `drainConsumer` of a new consumer of `queue`. */
+export declare function itermessages<T = Payload>(conn: Connection, queue: Queue | string, options?: { limit?: number; timeout?: number } & ConsumerOptions): AsyncGenerator<[T, Message<T>], void, undefined>;
+/** The bodies of the replies in `queue` (acknowledged unless `noAck`, the default). */
+export declare function collectReplies<T = Payload>(conn: Connection, queue: Queue | string, options?: { limit?: number; timeout?: number } & ConsumerOptions): AsyncGenerator<T, void, undefined>;
+/** Publish `body` through `exchange` to the request's `replyTo`, with its `correlationId` and serializer. */
+export declare function sendReply(exchange: Exchange | string, request: Message<any>, body: Body, options: { producer: Producer } & PublishOptions): Promise<void>;
+
+// kombu.pidbox
+export interface MailboxOptions {
+  /** "direct" (default) or "fanout". */
+  type?: "direct" | "fanout";
+  connection?: Connection;
+  accept?: readonly string[];
+  serializer?: string;
+  /** Seconds. */
+  queueTtl?: number;
+  /** Seconds. */
+  queueExpires?: number;
+  queueDurable?: boolean;
+  queueExclusive?: boolean;
+  /** Seconds. */
+  replyQueueTtl?: number;
+  /** Seconds (default 10). */
+  replyQueueExpires?: number;
+}
+export interface CallOptions {
+  /** Milliseconds to wait for each reply (default 1000). */
+  timeout?: number;
+  limit?: number;
+  callback?: (reply: { [hostname: string]: any }) => void;
+  pattern?: string;
+  matcher?: "glob" | "pcre";
+  serializer?: string;
+}
+/** A pidbox mailbox: commands to the nodes of `namespace`, wire-compatible with Kombu's. */
+export declare class Mailbox {
+  constructor(namespace: string, options?: MailboxOptions);
+  readonly namespace: string;
+  readonly connection: Connection | undefined;
+  readonly exchange: Exchange;
+  readonly replyExchange: Exchange;
+  readonly oid: string;
+  readonly replyQueue: Queue;
+  bind(connection: Connection): Mailbox;
+  Node(hostname: string, options?: { state?: any; handlers?: Record<string, NodeHandler> }): Node;
+  getQueue(hostname: string): Queue;
+  /** Resolves to the replies, `[{ hostname: reply }]`. */
+  call(destination: readonly string[], command: string, args?: Record<string, any>, options?: CallOptions): Promise<Array<{ [hostname: string]: any }>>;
+  cast(destination: readonly string[], command: string, args?: Record<string, any>): Promise<void>;
+  abcast(command: string, args?: Record<string, any>): Promise<void>;
+  multiCall(command: string, args?: Record<string, any>, options?: CallOptions): Promise<Array<{ [hostname: string]: any }>>;
+}
+/** `(state, arguments)` → the reply (or a Promise of it). */
+export type NodeHandler = (state: any, args: any) => unknown;
+/** A node of a mailbox; `listen()` consumes its queue (commands run as the connection drains). */
+export declare class Node {
+  private constructor();
+  readonly hostname: string;
+  readonly mailbox: Mailbox;
+  state: any;
+  handlers: Record<string, NodeHandler>;
+  handler(fn: NodeHandler, name?: string): NodeHandler;
+  Consumer(options?: ConsumerOptions): Consumer;
+  listen(options?: { callback?: (body: any, message: Message) => void }): Promise<Consumer>;
+  handleMessage(body: any, message?: Message): Promise<unknown>;
+  dispatch(body: { method: string; arguments?: any; reply_to?: { exchange: string; routing_key: string }; ticket?: string }): Promise<unknown>;
+  reply(data: unknown, exchange: string, routingKey: string, ticket?: string): Promise<void>;
+}

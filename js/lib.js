@@ -112,6 +112,7 @@ export function bindModule(glue, file, webSockets) {
   if (desc?.get) {
     Object.defineProperty(Message.prototype, "properties", { ...desc, get() { return camelCased(desc.get.call(this)); } });
   }
+  extendMessage(Message);
 }
 
 /** `o` with its keys in camelCase (one level: headers and arguments are the app's own), its
@@ -465,14 +466,19 @@ export class Connection {
 
   /** A producer (Kombu's `Connection.Producer`). */
   Producer(options = {}) {
-    const o = { ...plainOptions("Producer options", options) };
+    const { onReturn, ...o } = plainOptions("Producer options", options);
     if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
-    return new Producer(this.#c.Producer(defined(o)));
+    const p = new Producer(this.#c.Producer(defined(o)), (ms) => this.#watchReturns(ms));
+    if (onReturn !== undefined) p.onReturn(onReturn);
+    return p;
   }
 
   /** A consumer of `queues` (Kombu's `Connection.Consumer`); iterate it with `for await`. */
   Consumer(queues = [], options = {}) {
-    return new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(plainOptions("Consumer options", options))));
+    const { callbacks, onMessage, onDecodeError, ...o } = plainOptions("Consumer options", options);
+    const c = new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(o)), this.#dispatching);
+    consumerCallbacks(c, { callbacks, onMessage, onDecodeError });
+    return c;
   }
 
   /** A `SimpleQueue` (Kombu's `Connection.SimpleQueue`). */
@@ -490,9 +496,10 @@ export class Connection {
     return this.#c.declare(entitySpec(entity));
   }
 
-  /** Delete an Exchange or a Queue. */
-  delete(entity) {
-    return this.#c.delete(entitySpec(entity));
+  /** Delete an Exchange or a Queue; `ifUnused`, `ifEmpty` (queues) make it conditional. */
+  delete(entity, options) {
+    const { ifUnused, ifEmpty } = deleteOptions(options);
+    return this.#c.delete(entitySpec(entity), ifUnused, ifEmpty);
   }
 
   /** Remove a queue's ready messages; resolves to how many. */
@@ -500,10 +507,48 @@ export class Connection {
     return this.#c.purge(queueSpec(queue));
   }
 
-  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. */
-  drainEvents(options) {
+  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. Messages
+   * already received for consumers with callbacks count as the event (no wait). */
+  async drainEvents(options) {
     const { timeout } = plainOptions("drainEvents options", options);
-    return this.#c.drainEvents(timeout);
+    if (dispatchCallbacks(this.#dispatching)) return;
+    await this.#c.drainEvents(timeout);
+    dispatchCallbacks(this.#dispatching);
+  }
+
+  /** Consumers of this connection with callbacks, consuming (see `drainEvents`). */
+  #dispatching = new Set();
+
+  /** Until when returned messages are waited for (see `#watchReturns`). */
+  #returnsUntil = 0;
+  #pumping = false;
+
+  /** Drain events for `ms` from now, so that messages the broker returns (`mandatory`
+   * publishes routed nowhere) reach the producers' `onReturn` callbacks, also when nothing
+   * else drains the connection. Deliveries drained meanwhile wait in their consumers. */
+  #watchReturns(ms) {
+    this.#returnsUntil = Date.now() + ms;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    (async () => {
+      try {
+        for (let left; (left = this.#returnsUntil - Date.now()) > 0;) {
+          try {
+            await this.#c.drainEvents(left);
+          } catch (e) {
+            if (e?.name !== "TimeoutError") return; // closed or failed: the app sees it on its next call
+          }
+        }
+      } finally {
+        this.#pumping = false;
+      }
+    })();
+  }
+
+  /** `entity` bound to this connection (Kombu's `entity(channel)`), for the operations of
+   * `BoundExchange`/`BoundQueue`. */
+  _entityOp(op, entity, { exchange, routingKey, arguments: args, noAck, accept }) {
+    return this.#c.entityOp(op, entitySpec(entity), exchange, routingKey, args, noAck, accept);
   }
 
   /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
@@ -539,29 +584,73 @@ function simpleSpec(options) {
 /** Publishes messages (Kombu's `Producer`). */
 export class Producer {
   #p;
+  #watchReturns;
+  #onReturn = false;
 
-  constructor(inner) {
+  constructor(inner, watchReturns) {
     this.#p = inner;
+    this.#watchReturns = watchReturns;
   }
 
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish(body, options = {}) {
     const opts = JSON.stringify(publishSpec(options));
-    return isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    const sent = isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    if (!this.#onReturn || !options?.mandatory) return sent;
+    return sent.then(() => this.#watchReturns(RETURN_WAIT));
+  }
+
+  /** Call `callback(error, exchange, routingKey, message)` for every message the broker
+   * returns (Kombu's `on_return`): published with `mandatory: true` and routed to no queue.
+   * The connection's events are drained for a while after each mandatory publish. */
+  onReturn(callback) {
+    if (typeof callback !== "function") throw valueError(`onReturn takes a function (error, exchange, routingKey, message), not ${kind(callback)}`);
+    this.#onReturn = true;
+    this.#p.onReturn((error, exchange, routingKey, message) => queueMicrotask(() => callback(error, exchange, routingKey, message)));
+  }
+
+  /** Declare an Exchange or Queue unless this connection already did (Kombu's
+   * `maybe_declare`); resolves to true when it declared it now. */
+  maybeDeclare(entity) {
+    return this.#p.maybeDeclare(entitySpec(entity));
   }
 }
+
+/** How long (ms) after a mandatory publish returned messages are waited for. */
+const RETURN_WAIT = 2000;
 
 /** Receives messages (Kombu's `Consumer`). `for await (const m of consumer)` starts consuming. */
 export class Consumer {
   #c;
+  #dispatching;
 
-  constructor(inner) {
+  constructor(inner, dispatching) {
     this.#c = inner;
+    this.#dispatching = dispatching;
   }
 
-  /** Declare the queues and start consuming. */
-  consume() {
-    return this.#c.consume();
+  /** Declare the queues and start consuming (a consumer with callbacks: its messages go to
+   * them as the connection's events are drained, see `Connection.drainEvents`). */
+  async consume() {
+    await this.#c.consume();
+    if (hasCallbacks(this)) this.#dispatching.add(this);
+  }
+
+  /** A message already received, or undefined (used by `drainEvents`). */
+  _tryNext() {
+    return this.#c.tryNext();
+  }
+
+  /** Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it
+   * too. Resolves to its name. */
+  addQueue(queue) {
+    return this.#c.addQueue(queueSpec(queue));
+  }
+
+  /** Pause (`false`) or resume (`true`) deliveries (AMQP `channel.flow`). */
+  flow(active) {
+    if (typeof active !== "boolean") throw valueError(`flow takes true (resume) or false (pause), not ${kind(active)}`);
+    return this.#c.flow(active);
   }
 
   /** The next message: waits up to `timeout` ms (forever when omitted), stops on `signal`. */
@@ -596,17 +685,18 @@ export class Consumer {
 
   /** Stop consuming; messages received and not yet handed out go back to their queues. */
   cancel() {
+    this.#dispatching.delete(this);
     return this.#c.cancel();
   }
 
-  /** Stop consuming from one queue. */
+  /** Stop consuming from one queue (a Queue or its name). */
   cancelByQueue(queue) {
-    return this.#c.cancelByQueue(queue);
+    return this.#c.cancelByQueue(queue instanceof Queue ? queue.name : queue);
   }
 
-  /** True while consuming from `queue`. */
+  /** True while consuming from `queue` (a Queue or its name). */
   consumingFrom(queue) {
-    return this.#c.consumingFrom(queue);
+    return this.#c.consumingFrom(queue instanceof Queue ? queue.name : queue);
   }
 
   /** Remove the queues' ready messages; resolves to how many. */
@@ -718,6 +808,7 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   }
   const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, decode);
   register();
+  serializerNames.set(contentType, name);
   registered.push(register);
 }
 
@@ -733,6 +824,7 @@ export function registerJsonCodec(name, { contentType, contentEncoding = "utf-8"
   }
   const register = () => core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
   register();
+  serializerNames.set(contentType, name);
   registered.push(register);
 }
 
@@ -741,3 +833,551 @@ export function compressionMethods() {
   return core.compressionMethods();
 }
 
+
+// ---------------------------------------------------------------------------------------
+// The rest of Kombu's API in JavaScript: Message helpers, consumer callbacks, bound entities,
+// kombu.serialization's functions, kombu.common and kombu.pidbox.
+
+/** Message methods written in JavaScript over the core's (`ack({ multiple })`, `decode`,
+ * `ackLogError`, `rejectLogError`). */
+function extendMessage(M) {
+  const ack = M.prototype.ack;
+  if (ack.kombuWasm) return;
+  const wrapped = function (options) {
+    const { multiple = false } = plainOptions("ack options", options);
+    if (typeof multiple !== "boolean") throw valueError(`ack: multiple must be a boolean, not ${kind(multiple)}`);
+    return ack.call(this, multiple);
+  };
+  wrapped.kombuWasm = true;
+  Object.defineProperties(M.prototype, {
+    ack: { value: wrapped, writable: true, configurable: true },
+    /** The decoded body (Kombu's `decode()`): the same as `payload`. */
+    decode: { value() { return this.payload; }, writable: true, configurable: true },
+    ackLogError: { value(logger = console, options) { settleLogging(this, "ack", logger, () => this.ack(options)); }, writable: true, configurable: true },
+    rejectLogError: { value(logger = console, options) { settleLogging(this, "reject", logger, () => this.reject(plainOptions("reject options", options).requeue ?? false)); }, writable: true, configurable: true },
+  });
+}
+
+/** Kombu's `ack_log_error`/`reject_log_error`: settle, logging a failure instead of throwing. */
+function settleLogging(message, what, logger, settle) {
+  try {
+    settle();
+  } catch (e) {
+    (logger?.error ?? console.error).call(logger, `Couldn't ${what} ${message.deliveryTag}, reason: ${e?.name}: ${e?.message}`);
+  }
+}
+
+/** The callbacks of each consumer (Kombu's `callbacks`, `on_message`, `on_decode_error`). */
+const consumerState = new WeakMap();
+
+function consumerCallbacks(consumer, { callbacks, onMessage, onDecodeError }) {
+  const list = callbacks === undefined ? [] : callbacks;
+  if (!Array.isArray(list) || list.some((f) => typeof f !== "function")) throw valueError("Consumer option callbacks must be an array of functions (body, message)");
+  for (const [k, f] of [["onMessage", onMessage], ["onDecodeError", onDecodeError]]) {
+    if (f !== undefined && typeof f !== "function") throw valueError(`Consumer option ${k} must be a function, not ${kind(f)}`);
+  }
+  consumerState.set(consumer, { callbacks: [...list], onMessage, onDecodeError });
+}
+
+function hasCallbacks(consumer) {
+  const st = consumerState.get(consumer);
+  return Boolean(st?.onMessage || st?.callbacks.length);
+}
+
+Object.defineProperties(Consumer.prototype, {
+  /** The callbacks, `(body, message)` each (Kombu's `callbacks`). */
+  callbacks: { get() { return consumerState.get(this).callbacks; }, configurable: true },
+  /** `(message)`, instead of the callbacks and without decoding (Kombu's `on_message`). */
+  onMessage: { get() { return consumerState.get(this).onMessage; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onMessage: f }); }, configurable: true },
+  /** `(message, error)` for a body that cannot be decoded (Kombu's `on_decode_error`). */
+  onDecodeError: { get() { return consumerState.get(this).onDecodeError; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onDecodeError: f }); }, configurable: true },
+});
+
+/** Add a callback `(body, message)` (Kombu's `register_callback`). */
+Consumer.prototype.registerCallback = function registerCallback(callback) {
+  if (typeof callback !== "function") throw valueError(`registerCallback takes a function (body, message), not ${kind(callback)}`);
+  consumerState.get(this).callbacks.push(callback);
+};
+
+/** Hand `message` to the callbacks (Kombu's `receive`/`_receive_callback`): `onMessage` if
+ * set; else the decoded body to each callback, or the decode error to `onDecodeError` (thrown
+ * when there is none). */
+Consumer.prototype.receive = function receive(body, message) {
+  for (const cb of consumerState.get(this).callbacks) cb(body, message);
+};
+
+function deliver(consumer, message) {
+  const { onMessage, onDecodeError } = consumerState.get(consumer);
+  if (onMessage) return onMessage(message);
+  let body;
+  try {
+    body = message.payload;
+  } catch (e) {
+    if (onDecodeError) return onDecodeError(message, e);
+    throw e;
+  }
+  consumer.receive(body, message);
+}
+
+/** Hand the messages already received to the consumers with callbacks; true if any. A
+ * callback that throws stops this and the error reaches the caller (`drainEvents`). */
+function dispatchCallbacks(consumers) {
+  let any = false;
+  for (const c of consumers) {
+    for (let m; (m = c._tryNext());) {
+      any = true;
+      deliver(c, m);
+    }
+  }
+  return any;
+}
+
+/** Optional booleans, checked (the core takes them as they are). */
+function booleans(what, o, keys) {
+  for (const k of keys) {
+    if (o[k] !== undefined && typeof o[k] !== "boolean") throw valueError(`${what}: ${k} must be a boolean, not ${kind(o[k])}`);
+  }
+  return o;
+}
+
+function deleteOptions(options) {
+  const o = plainOptions("delete options", options);
+  for (const k of Object.keys(o)) if (k !== "ifUnused" && k !== "ifEmpty") throw valueError(`delete options: unknown option ${k} (ifUnused, ifEmpty)`);
+  return booleans("delete options", o, ["ifUnused", "ifEmpty"]);
+}
+
+function bindOptions(op, exchange, options) {
+  const { routingKey = "", arguments: args } = plainOptions(`${op} options`, options);
+  if (!(exchange instanceof Exchange) && typeof exchange !== "string") throw valueError(`${op} takes an Exchange or an exchange name, not ${kind(exchange)}`);
+  if (typeof routingKey !== "string") throw valueError(`${op}: routingKey must be a string, not ${kind(routingKey)}`);
+  return { exchange: exchange instanceof Exchange ? exchange.name : exchange, routingKey, arguments: args };
+}
+
+/** The connections of bound entities. */
+const boundTo = new WeakMap();
+
+function connectionOf(entity) {
+  return boundTo.get(entity);
+}
+
+function bindEntity(entity, conn, Bound) {
+  if (!(conn instanceof Connection)) throw valueError(`bind takes a Connection, not ${kind(conn)}`);
+  const b = new Bound(entity.name, Object.fromEntries(Object.entries(entity).filter(([k]) => k !== "name")));
+  boundTo.set(b, conn);
+  return b;
+}
+
+/** `exchange.bind(conn)`: the exchange bound to a connection (Kombu's `exchange(channel)`). */
+Exchange.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundExchange);
+};
+
+/** `queue.bind(conn)`: the queue bound to a connection (Kombu's `queue(channel)`). */
+Queue.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundQueue);
+};
+
+/** An Exchange bound to a connection: declare, delete and bind it (exchange-to-exchange). */
+export class BoundExchange extends Exchange {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the exchange; resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the exchange; with `ifUnused`, only if no queue or exchange is bound to it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Route what `exchange` gets with `routingKey` to this exchange too (exchange.bind). */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding made with `bindTo`. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+}
+
+/** A Queue bound to a connection: declare, bind, unbind, get, purge and delete it. */
+export class BoundQueue extends Queue {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the queue (its exchange and bindings too); resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the queue, unless in use (`ifUnused`) or holding messages (`ifEmpty`); resolves to
+   * how many messages were deleted with it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Remove the ready messages; resolves to how many. */
+  purge() { return connectionOf(this).purge(this); }
+  /** Bind the queue to `exchange` with `routingKey`. */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+  /** Remove the binding to the queue's own exchange and routing key (Kombu's `unbind`). */
+  unbind() {
+    const x = this.exchange;
+    if (x === undefined || (x instanceof Exchange ? x.name : x) === "") throw valueError(`queue '${this.name}' has no exchange to unbind from`);
+    return this.unbindFrom(x, { routingKey: this.routingKey ?? "", arguments: this.bindingArguments });
+  }
+  /** One message (`basic.get`) or null when the queue is empty; `noAck`, `accept`. */
+  get(options) {
+    const { noAck, accept } = booleans("get options", plainOptions("get options", options), ["noAck"]);
+    if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("get options: accept must be an array of serializer names or content types");
+    return connectionOf(this)._entityOp("get", this, { noAck, accept });
+  }
+}
+
+/** Serialize `data` (Kombu's `dumps`): `[contentType, contentEncoding, bytes]`. */
+export function dumps(data, serializer) {
+  if (serializer !== undefined && typeof serializer !== "string") throw valueError(`the serializer must be a name, not ${kind(serializer)}`);
+  return isRaw(data) ? core.dumps(data, false, serializer) : core.dumps(jsonText(data), true, serializer);
+}
+
+/** Deserialize `data` (Kombu's `loads`), refusing content types not in `accept` (names or
+ * MIME types; the insecure ones when omitted) unless `force`. */
+export function loads(data, contentType, contentEncoding, options) {
+  const { accept, force = false } = plainOptions("loads options", options);
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+  if (!(bytes instanceof Uint8Array)) throw valueError(`loads takes a Uint8Array, an ArrayBuffer or a string, not ${kind(data)}`);
+  if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("loads: accept must be an array of serializer names or content types");
+  return core.loads(bytes, contentType ?? undefined, contentEncoding ?? undefined, accept, Boolean(force));
+}
+
+/** Remove a serializer (Kombu's `registry.unregister`); SerializerNotInstalled if unknown. */
+export function unregister(name) {
+  if (typeof name !== "string") throw valueError(`unregister takes a serializer name, not ${kind(name)}`);
+  const r = () => core.unregister(name);
+  r();
+  for (const [t, n] of serializerNames) if (n === name) serializerNames.delete(t);
+  registered.push(r);
+}
+
+/** Decode these serializers even without an `accept` list (Kombu's
+ * `enable_insecure_serializers`; default yaml and msgpack, those installed). */
+export function enableInsecureSerializers(choices) {
+  insecure(choices, false);
+}
+
+/** Decode only `allowed` without an `accept` list (Kombu's `disable_insecure_serializers`;
+ * default ["json"]). */
+export function disableInsecureSerializers(allowed = ["json"]) {
+  insecure(allowed, true);
+}
+
+function insecure(choices, disable) {
+  const given = choices !== undefined;
+  const list = given ? choices : ["yaml", "msgpack"];
+  if (!Array.isArray(list) || list.some((c) => typeof c !== "string")) throw valueError("the serializers must be an array of names");
+  const r = () => {
+    if (disable || given) return core.insecureSerializers(list, disable);
+    for (const c of list) {
+      try {
+        core.insecureSerializers([c], false);
+      } catch (e) {
+        if (!(e instanceof SerializerNotInstalled)) throw e;
+      }
+    }
+  };
+  r();
+  registered.push(r);
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.common: uuid, Broadcast, eventloop, drainConsumer, itermessages, sendReply,
+// collectReplies — in JavaScript over the API above.
+
+/** A random UUID4 string (Kombu's `uuid()`). */
+export function uuid() {
+  return crypto.randomUUID();
+}
+
+/** A broadcast queue (Kombu's `Broadcast`): each consumer gets its own queue (`bcast.<uuid>`,
+ * auto-deleted) bound to the fanout exchange `name`; with `queue`, that name (with `unique`,
+ * `<queue>.<uuid>`). Other options are the Queue's. */
+export class Broadcast extends Queue {
+  constructor(name, options = {}) {
+    const { queue, unique = false, autoDelete = true, exchange, alias, ...rest } = plainOptions("Broadcast options", options);
+    if (typeof name !== "string" || name === "") throw valueError(`Broadcast needs the name of its fanout exchange, not ${kind(name)}`);
+    if (queue !== undefined && typeof queue !== "string") throw valueError(`Broadcast option queue must be a string, not ${kind(queue)}`);
+    const qname = unique ? `${queue || "bcast"}.${uuid()}` : queue || `bcast.${uuid()}`;
+    super(qname, { ...rest, alias: alias ?? name, autoDelete, exchange: exchange ?? new Exchange(name, { type: "fanout" }) });
+  }
+}
+
+/** Drain the connection's events (Kombu's `eventloop`), `limit` times (forever when
+ * omitted), each waiting up to `timeout` ms; yields after each. A timeout ends the loop with
+ * TimeoutError unless `ignoreTimeouts`. Consumer callbacks run as events come. */
+export async function* eventloop(conn, options) {
+  const { limit, timeout, ignoreTimeouts = false } = plainOptions("eventloop options", options);
+  for (let i = 0; limit === undefined || i < limit; i++) {
+    try {
+      await conn.drainEvents({ timeout });
+    } catch (e) {
+      if (e instanceof TimeoutError && (ignoreTimeouts || timeout === undefined)) continue;
+      throw e;
+    }
+    yield;
+  }
+}
+
+/** `[body, message]` for the messages of `consumer` (Kombu's `drain_consumer`): up to `limit`
+ * (default 1) waits of `timeout` ms each, timeouts ignored; then the consumer is cancelled. */
+export async function* drainConsumer(consumer, options) {
+  const { limit = 1, timeout } = plainOptions("drainConsumer options", options);
+  try {
+    for (let i = 0; i < limit; i++) {
+      let m;
+      try {
+        m = await consumer.next({ timeout });
+      } catch (e) {
+        if (e instanceof TimeoutError) continue;
+        throw e;
+      }
+      yield [m.payload, m];
+    }
+  } finally {
+    await consumer.cancel();
+  }
+}
+
+/** `[body, message]` from `queue` (Kombu's `itermessages`): `drainConsumer` of a new consumer
+ * of `queue` (Consumer options such as `accept`, `noAck` apply). */
+export function itermessages(conn, queue, options) {
+  const { limit, timeout, ...consumerOptions } = plainOptions("itermessages options", options);
+  return drainConsumer(conn.Consumer([queue], consumerOptions), { limit, timeout });
+}
+
+/** The bodies of the replies in `queue` (Kombu's `collect_replies`), as `itermessages`;
+ * acknowledged unless `noAck` (the default). */
+export async function* collectReplies(conn, queue, options) {
+  const { noAck = true, ...rest } = plainOptions("collectReplies options", options);
+  for await (const [body, message] of itermessages(conn, queue, { ...rest, noAck })) {
+    if (!noAck) message.ack();
+    yield body;
+  }
+}
+
+/** Serializer names by content type, for `sendReply` (answer in the request's format). */
+const serializerNames = new Map([["application/json", "json"], ["application/x-yaml", "yaml"], ["application/x-msgpack", "msgpack"]]);
+
+/** Reply to `request` (Kombu's `send_reply`): publish `body` through `exchange` to the queue
+ * its `replyTo` names, with its `correlationId`, serializer and content encoding. Options:
+ * `producer` (required) and publish options. */
+export function sendReply(exchange, request, body, options) {
+  const { producer, ...props } = plainOptions("sendReply options", options);
+  if (!(producer instanceof Producer)) throw valueError("sendReply needs { producer }: the Producer to publish the reply with");
+  const p = request?.properties;
+  if (!p?.replyTo) throw valueError("sendReply needs a request message with a replyTo property");
+  const serializer = serializerNames.get(request.contentType);
+  return producer.publish(body, defined({ exchange, routingKey: p.replyTo, correlationId: p.correlationId ?? undefined, serializer, ...props }));
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.pidbox: Mailbox and Node — control messages between processes (tabs, workers, Python
+// services, Celery's `celery inspect`/`control` use it), wire-compatible with Kombu's.
+
+/** Kombu's LamportClock. */
+class LamportClock {
+  value = 0;
+  forward() {
+    return ++this.value;
+  }
+  adjust(other) {
+    this.value = Math.max(this.value, Number(other) || 0) + 1;
+    return this.value;
+  }
+}
+
+/** A mailbox (Kombu's `pidbox.Mailbox`): commands to the nodes listening on `namespace`
+ * (exchange `<namespace>.pidbox`; replies through `reply.<namespace>.pidbox`). `timeout`s are
+ * milliseconds; `queueTtl`, `queueExpires`, `replyQueueTtl`, `replyQueueExpires` seconds. */
+export class Mailbox {
+  constructor(namespace, options = {}) {
+    if (typeof namespace !== "string" || namespace === "") throw valueError(`Mailbox needs a namespace, not ${kind(namespace)}`);
+    const o = plainOptions("Mailbox options", options);
+    const { type = "direct", connection, accept = ["json"], serializer, queueTtl, queueExpires, queueDurable = false, queueExclusive = true, replyQueueTtl, replyQueueExpires = 10 } = o;
+    if (queueExclusive && queueDurable) throw valueError("queueExclusive and queueDurable cannot both be true (exclusive queues are deleted with their connection)");
+    if (connection !== undefined && !(connection instanceof Connection)) throw valueError(`Mailbox option connection must be a Connection, not ${kind(connection)}`);
+    Object.assign(this, { namespace, type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires });
+    this.clock = new LamportClock();
+    this.oid = uuid();
+    this.exchange = new Exchange(`${namespace}.pidbox`, { type, durable: false, deliveryMode: "transient" });
+    this.replyExchange = new Exchange(`reply.${namespace}.pidbox`, { type: "direct", durable: false, deliveryMode: "transient" });
+    this.unclaimed = new Map();
+  }
+
+  /** This mailbox on `connection` (Kombu's `mailbox(connection)`). */
+  bind(connection) {
+    const { namespace, type, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires } = this;
+    return new Mailbox(namespace, defined({ type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires }));
+  }
+
+  /** A node `hostname` of this mailbox, whose `handlers[method](state, arguments)` answer. */
+  Node(hostname, options = {}) {
+    return new Node(hostname, { ...plainOptions("Node options", options), mailbox: this });
+  }
+
+  /** The queue of node `hostname` (`<hostname>.<namespace>.pidbox`). */
+  getQueue(hostname) {
+    return new Queue(`${hostname}.${this.namespace}.pidbox`, defined({ exchange: this.exchange, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.queueExpires, messageTtl: this.queueTtl }));
+  }
+
+  /** This mailbox's reply queue. */
+  get replyQueue() {
+    return new Queue(`${this.oid}.${this.replyExchange.name}`, defined({ exchange: this.replyExchange, routingKey: this.oid, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.replyQueueExpires, messageTtl: this.replyQueueTtl }));
+  }
+
+  /** Run `command` on the nodes in `destination` and resolve to their replies
+   * (`[{ hostname: reply }]`), waiting `timeout` ms (default 1000) for each. */
+  call(destination, command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("call options", options), destination, reply: true });
+  }
+
+  /** Send `command` to the nodes in `destination`, without waiting for replies. */
+  cast(destination, command, args) {
+    return this.#broadcast(command, args, { destination, reply: false });
+  }
+
+  /** Send `command` to every node, without replies. */
+  abcast(command, args) {
+    return this.#broadcast(command, args, { reply: false });
+  }
+
+  /** Run `command` on every node; resolves to the replies that came within `timeout` ms
+   * (default 1000) of each other, up to `limit`. */
+  multiCall(command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("multiCall options", options), reply: true });
+  }
+
+  #conn() {
+    if (!this.connection) throw valueError("this Mailbox has no connection: mailbox.bind(conn), or new Mailbox(namespace, { connection })");
+    return this.connection;
+  }
+
+  async #broadcast(command, args = {}, { destination, reply, timeout = 1000, limit, callback, pattern, matcher, serializer }) {
+    if (typeof command !== "string") throw valueError(`the command must be a string, not ${kind(command)}`);
+    if (destination !== undefined && !Array.isArray(destination)) throw valueError(`destination must be an array of node names, not ${kind(destination)}`);
+    seconds("timeout", timeout);
+    const conn = this.#conn();
+    const ticket = reply ? uuid() : undefined;
+    const producer = conn.Producer({ autoDeclare: false });
+    const message = { method: command, arguments: args, destination: destination ?? null, pattern: pattern ?? null, matcher: matcher ?? null };
+    if (ticket) {
+      await producer.maybeDeclare(this.replyQueue);
+      Object.assign(message, { ticket, reply_to: { exchange: this.replyExchange.name, routing_key: this.oid } });
+    }
+    await producer.publish(message, defined({
+      exchange: this.exchange.name, declare: [this.exchange], serializer: serializer ?? this.serializer,
+      headers: { clock: this.clock.forward(), expires: timeout ? Date.now() / 1000 + timeout / 1000 : 0 },
+    }));
+    if (!ticket) return undefined;
+    return this.#collect(conn, ticket, { limit: limit ?? destination?.length, timeout, callback });
+  }
+
+  async #collect(conn, ticket, { limit, timeout, callback }) {
+    const waiting = this.unclaimed.get(ticket);
+    if (waiting) {
+      this.unclaimed.delete(ticket);
+      return waiting;
+    }
+    const responses = [];
+    const onMessage = (body, message) => {
+      const h = message.headers;
+      this.clock.adjust(h.clock ?? 0);
+      if (h.expires && Date.now() / 1000 > h.expires) return;
+      const id = h.ticket ?? ticket;
+      if (id === ticket) {
+        callback?.(body);
+        responses.push(body);
+      } else {
+        if (!this.unclaimed.has(id)) this.unclaimed.set(id, []);
+        this.unclaimed.get(id).push(body);
+      }
+    };
+    const consumer = conn.Consumer([this.replyQueue], { accept: this.accept, noAck: true, callbacks: [onMessage] });
+    await consumer.consume();
+    try {
+      for (let i = 0; limit === undefined || i < limit; i++) {
+        try {
+          await conn.drainEvents({ timeout });
+        } catch (e) {
+          if (e instanceof TimeoutError) break;
+          throw e;
+        }
+      }
+      return responses;
+    } finally {
+      await consumer.cancel();
+    }
+  }
+}
+
+/** A node of a Mailbox (Kombu's `pidbox.Node`): `listen()` consumes its queue; each command
+ * runs `handlers[method](state, arguments)` (a value or a Promise) and, for `call`s, its
+ * result (or `{ error }`) goes back to the caller as `{ [hostname]: result }`. */
+export class Node {
+  constructor(hostname, { state, handlers = {}, mailbox } = {}) {
+    if (typeof hostname !== "string" || hostname === "") throw valueError(`a Node needs a hostname, not ${kind(hostname)}`);
+    if (!(mailbox instanceof Mailbox)) throw valueError("a Node is made by mailbox.Node(hostname, { state, handlers })");
+    Object.assign(this, { hostname, state, handlers, mailbox });
+  }
+
+  /** Register `fn` as the handler of the command `name` (default `fn.name`). */
+  handler(fn, name = fn?.name) {
+    if (typeof fn !== "function" || !name) throw valueError("handler takes a named function (or a name)");
+    this.handlers[name] = fn;
+    return fn;
+  }
+
+  /** A consumer of this node's queue (Kombu's `Node.Consumer`). */
+  Consumer(options = {}) {
+    const conn = this.mailbox.connection;
+    if (!conn) throw valueError("the Node's mailbox has no connection: mailbox.bind(conn)");
+    return conn.Consumer([this.mailbox.getQueue(this.hostname)], { noAck: true, accept: this.mailbox.accept, ...plainOptions("Consumer options", options) });
+  }
+
+  /** Consume this node's queue: commands are handled as the connection's events are
+   * drained (`eventloop(conn)`). Resolves to the consumer (cancel it to stop). */
+  async listen(options = {}) {
+    const { callback } = plainOptions("listen options", options);
+    const consumer = this.Consumer({ callbacks: [callback ?? ((body, message) => { this.handleMessage(body, message).catch((e) => console.error(`pidbox: cannot reply: ${e?.name}: ${e?.message}`)); })], onDecodeError: (message, error) => console.error(`pidbox: cannot decode message: ${error.message}`) });
+    await consumer.consume();
+    return consumer;
+  }
+
+  /** Run the command in `body` if it is for this node (`destination`, or any). Resolves to
+   * the reply, or undefined when it is for other nodes. */
+  handleMessage(body, message) {
+    if (message) this.mailbox.clock.adjust(message.headers?.clock ?? 0);
+    const { destination, pattern, matcher } = body ?? {};
+    if (destination) {
+      if (!destination.includes(this.hostname)) return Promise.resolve(undefined);
+    } else if (pattern && matcher) {
+      if (!matches(this.hostname, pattern, matcher)) return Promise.resolve(undefined);
+    }
+    return this.dispatch(body);
+  }
+
+  /** Run `method` with `arguments`; reply to `reply_to` when given. */
+  async dispatch({ method, arguments: args, reply_to: replyTo, ticket } = {}) {
+    let reply;
+    try {
+      const handle = this.handlers[method];
+      if (typeof handle !== "function") throw new KombuError(`no handler for ${JSON.stringify(method)}`);
+      reply = await handle(this.state, args ?? {});
+    } catch (e) {
+      console.error(`pidbox command error: ${e?.name}: ${e?.message}`);
+      reply = { error: `${e?.name ?? "Error"}(${JSON.stringify(e?.message ?? String(e))})` };
+    }
+    if (replyTo) await this.reply({ [this.hostname]: reply ?? null }, replyTo.exchange, replyTo.routing_key, ticket);
+    return reply;
+  }
+
+  /** Send `data` to a caller's reply queue. */
+  reply(data, exchange, routingKey, ticket) {
+    const x = new Exchange(exchange, { type: "direct", deliveryMode: "transient", durable: false });
+    return this.mailbox.connection.Producer({ autoDeclare: false }).publish(data, defined({
+      exchange: x, routingKey, declare: [x], headers: { ticket, clock: this.mailbox.clock.forward() }, serializer: this.mailbox.serializer,
+    }));
+  }
+}
+
+/** Kombu's `match(hostname, pattern, matcher)`: glob (default) or pcre. */
+function matches(hostname, pattern, matcher) {
+  if (matcher === "pcre") return new RegExp(pattern).test(hostname);
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${re}$`).test(hostname);
+}

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
-use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
+use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, value_error, JsResult};
 use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
@@ -118,13 +118,58 @@ impl JsConnection {
         }))
     }
 
-    /// Delete an exchange or a queue by declaration.
-    pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
+    /// Delete an exchange or a queue by declaration, with Kombu's `if_unused` / `if_empty`;
+    /// for a queue, resolves to the number of messages deleted with it.
+    pub fn delete(&self, entity: JsValue, if_unused: Option<bool>, if_empty: Option<bool>) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        Ok(self.on_default_channel(|ch| async move {
-            outcome(match entity {
-                Entity::Exchange(x) => x.bind(&ch).delete(false).await,
-                Entity::Queue(q) => q.bind(&ch).delete(false, false).await.map(drop),
+        let (if_unused, if_empty) = (if_unused.unwrap_or(false), if_empty.unwrap_or(false));
+        Ok(self.on_default_channel(move |ch| async move {
+            match entity {
+                Entity::Exchange(x) => outcome(x.bind(&ch).delete(if_unused).await),
+                Entity::Queue(q) => outcome(q.bind(&ch).delete(if_unused, if_empty).await),
+            }
+        }))
+    }
+
+    /// An operation of a bound entity (Kombu's `exchange(channel)` / `queue(channel)`):
+    /// `"bindTo"` / `"unbindFrom"` (`exchange`, `routingKey`, `arguments`) for an exchange or
+    /// a queue, `"get"` (`noAck`, `accept`: a `Message` or null) for a queue. Positional
+    /// arguments, checked by lib.js (no options struct: fewer bytes in the module).
+    #[wasm_bindgen(js_name = entityOp)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn entity_op(&self, op: JsValue, entity: JsValue, exchange: Option<String>, routing_key: Option<String>, arguments: JsValue, no_ack: Option<bool>, accept: Option<Vec<String>>) -> JsResult<Promise> {
+        let op = required_string("the operation", &op)?;
+        let entity = checked_entity(spec("declaration", entity)?)?;
+        let unbind = match op.as_str() {
+            "bindTo" => false,
+            "unbindFrom" => true,
+            "get" => {
+                let Entity::Queue(q) = entity else { return Err(value_error("get is an operation of queues")) };
+                let accept = match accept {
+                    Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+                    None => None,
+                };
+                return Ok(self.on_default_channel(move |ch| async move {
+                    Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
+                }));
+            }
+            _ => return Err(value_error(format!("unknown operation {op}"))),
+        };
+        let source = exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
+        let args = if arguments.is_undefined() || arguments.is_null() {
+            Headers::default()
+        } else {
+            let v: crate::value::Value = serde_wasm_bindgen::from_value(arguments).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?;
+            Headers::deserialize(&v).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?
+        };
+        let rk = routing_key.unwrap_or_default();
+        Ok(self.on_default_channel(move |ch| async move {
+            let source = source.as_str();
+            outcome(match (entity, unbind) {
+                (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
+                (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
             })
         }))
     }
