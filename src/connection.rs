@@ -599,8 +599,8 @@ impl Connection {
                 Ok(())
             }
             ServerEvent::ChannelClosed { channel, error } => {
-                if let Some((Some(ch), _)) = self.slot(channel) {
-                    ch.mark_closed(error);
+                if let Some((Some(ch), raw)) = self.slot(channel) {
+                    ch.broker_closed(&raw, error);
                 }
                 Ok(())
             }

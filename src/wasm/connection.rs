@@ -30,6 +30,8 @@ struct ConnectionSpec {
     password: Option<String>,
     virtual_host: Option<String>,
     transport: Option<String>,
+    /// Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
+    confirm_publish: Option<bool>,
 }
 
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
@@ -49,8 +51,12 @@ impl JsConnection {
             Some(s) => kombu(FailoverStrategy::parse(&s))?,
             None => FailoverStrategy::default(),
         };
+        let mut transport_options = spec.transport_options.unwrap_or_default();
+        if let Some(c) = spec.confirm_publish {
+            transport_options.insert("confirm_publish".into(), c.into());
+        }
         let o = ConnectionOptions {
-            transport_options: spec.transport_options.unwrap_or_default(),
+            transport_options,
             heartbeat: spec.heartbeat,
             connect_timeout: spec.connect_timeout,
             ssl: spec.ssl,
