@@ -264,7 +264,7 @@ struct Socket {
 /// concatenation; otherwise gateway frames, batched once the server allows it.
 async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
     if property(&js_sys::global(), "WebSocket").is_undefined() {
-        return Err(Error::Operational(format!(
+        return Err(Error::NotImplemented(format!(
             "cannot open a WebSocket to {url}: this JavaScript runtime has no WebSocket (Node 20 needs `node --experimental-websocket`; Node 22+ and browsers have it)"
         )));
     }
