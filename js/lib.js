@@ -211,9 +211,14 @@ async function waitFor(fetchOne, { timeout, signal } = {}) {
   }
 }
 
+/** The events a Connection says (`conn.on(event, listener)`). */
+const connectionEvents = ["connected", "disconnected", "reconnecting"];
+
 /** A connection (Kombu's `Connection`): lazy, opened at first use. */
 export class Connection {
   #c;
+  /** `[event, listener]` pairs, once `on` was called. */
+  #listeners;
 
   constructor(url = "memory://", options = {}) {
     this.#c = new core.Connection(url, defined(plainOptions("Connection options", options)));
@@ -227,6 +232,47 @@ export class Connection {
   /** True while connected. */
   get connected() {
     return this.#c.connected;
+  }
+
+  /**
+   * Call `listener({ type, error, interval })` on each `event` of the connection: "connected"
+   * (connected or reconnected), "disconnected" (`error` says how it was lost), "reconnecting"
+   * (connecting failed with `error`; the next attempt is in `interval` ms). Returns a function
+   * that stops listening.
+   */
+  on(event, listener) {
+    if (!connectionEvents.includes(event) || typeof listener !== "function") {
+      throw valueError(`on(event, listener) takes one of ${connectionEvents.join(", ")} and a function`);
+    }
+    if (!this.#listeners) {
+      const listeners = (this.#listeners = new Set());
+      this.#c.onEvent((type, error, seconds) => {
+        const detail = { type, error, interval: seconds === undefined ? undefined : seconds * 1000 };
+        for (const [e, l] of [...listeners]) {
+          if (e !== type) continue;
+          try {
+            l(detail);
+          } catch (err) {
+            queueMicrotask(() => {
+              throw err;
+            });
+          }
+        }
+      });
+    }
+    const entry = [event, listener];
+    this.#listeners.add(entry);
+    return () => this.#listeners.delete(entry);
+  }
+
+  /**
+   * Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (by default every 2 s
+   * more, up to 30 s, forever) through the failover URLs; resolves once connected. A URL or a
+   * transport that cannot work (`InvalidURL`, `UnknownTransport`) rejects at once.
+   */
+  ensureConnection(options) {
+    const { retryPolicy } = plainOptions("ensureConnection options", options);
+    return this.#c.ensureConnection(retryPolicy);
   }
 
   /** The URL, password masked unless `includePassword`. */
