@@ -13,12 +13,14 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
+import { chromium } from "playwright-core";
 import { runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
 const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 const ws = JSON.stringify(join(repo, "js", "ws.js"));
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 const children = [];
 const dir = mkdtempSync(join(tmpdir(), "kombu-reconnect-"));
 
@@ -27,10 +29,11 @@ after(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** kombu-gateway on `listen` with its embedded broker kept in `dir`: the child and its address. */
-function gateway(listen) {
+/** kombu-gateway on `listen` with its embedded broker kept in `data` (and `args`): the child
+ * and its address. */
+function gateway(listen, data = dir, args = []) {
   assert.ok(existsSync(bin), `build the gateway first (cargo build -p kombu-gateway): ${bin}`);
-  const child = spawn(bin, ["--listen", listen, "--data-dir", dir], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(bin, ["--listen", listen, "--data-dir", data, ...args], { stdio: ["ignore", "pipe", "inherit"] });
   children.push(child);
   return new Promise((resolve, reject) => {
     let out = "";
@@ -126,4 +129,57 @@ test("a URL the WebSocket refuses is InvalidURL, and ensureConnection does not r
   assert.deepEqual(r.events, [], "retried");
   // (The default policy waits 2 s before a retry: an answer well before says none happened.)
   assert.ok(r.ms < 1500, JSON.stringify(r));
+});
+
+test("in Chromium, a page's consumer resumes through a gateway killed and restarted", { skip: !existsSync(executablePath) && "no chromium", timeout: 120000 }, async () => {
+  const data = join(dir, "chromium");
+  const site = ["--www", join(here, "site"), "--pkg", join(repo, "js")];
+  let g = await gateway("127.0.0.1:0", data, site);
+  const addr = g.addr;
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://${addr}/gateway.html`);
+    await page.waitForFunction(() => window.__ready);
+    const name = `kombu-wasm-test.reconnect-page.${process.pid}.${Date.now()}`;
+    const result = page.evaluate(async ({ url, name }) => {
+      const { Connection, Queue } = window.kombu;
+      const conn = new Connection(url, { confirmPublish: true, reconnect: { intervalStart: 0.1, intervalStep: 0.2, intervalMax: 0.5, timeout: 60 } });
+      const events = [];
+      for (const e of ["connected", "disconnected", "reconnecting"]) conn.on(e, (ev) => events.push(ev.type));
+      const q = new Queue(name, { durable: true });
+      await conn.declare(q);
+      const producer = conn.Producer();
+      await producer.publish("order 1", { routingKey: q.name });
+      const consumer = conn.Consumer([q]);
+      const first = await consumer.next({ timeout: 10000 });
+      window.__received = true;
+      const again = await consumer.next({ timeout: 60000 });
+      let firstAck = "acked";
+      try { first.ack(); } catch (e) { firstAck = e.name; }
+      again.ack();
+      await producer.publish("order 2", { routingKey: q.name });
+      const second = await consumer.next({ timeout: 10000 });
+      second.ack();
+      await consumer.cancel();
+      const left = await conn.purge(q);
+      await conn.delete(q);
+      await conn.release();
+      return { events, firstAck, again: [again.payload, again.deliveryInfo.redelivered], second: [second.payload, second.deliveryInfo.redelivered], left };
+    }, { url: `gateway+ws://${addr}/gateway`, name });
+    await page.waitForFunction(() => window.__received, null, { timeout: 30000 });
+    g.child.kill("SIGKILL");
+    await new Promise((r) => g.child.once("exit", r));
+    await new Promise((r) => setTimeout(r, 700));
+    g = await gateway(addr, data, site);
+    const r = await result;
+    assert.deepEqual(r.again, ["order 1", true], JSON.stringify(r));
+    assert.notEqual(r.firstAck, "acked", JSON.stringify(r));
+    assert.deepEqual(r.second, ["order 2", false], JSON.stringify(r));
+    assert.equal(r.left, 0);
+    assert.deepEqual([r.events[0], r.events.at(-1)], ["connected", "connected"], JSON.stringify(r.events));
+    assert.ok(r.events.includes("disconnected") && r.events.includes("reconnecting"), JSON.stringify(r.events));
+  } finally {
+    await browser.close();
+  }
 });
