@@ -420,9 +420,10 @@ impl Consumer {
                     Err(e) => match conn.options().reconnect.as_ref().filter(|_| e.is_recoverable_connection_error()) {
                         // The connection is gone: reconnect (the consumers resume on the new
                         // one) and wait on. Messages received from the dead connection and not
-                        // handed out are dropped: the broker delivers them again.
+                        // handed out are dropped when the broker delivers them again (those
+                        // it waited for acks of); no_ack ones are still handed out.
                         Some(policy) => {
-                            lock(&self.inner.buffer).messages.clear();
+                            lock(&self.inner.buffer).messages.retain(Message::no_ack);
                             conn.ensure_connection(policy, |_: &Error, _: f64| {}).await?;
                         }
                         None => return Err(e),
