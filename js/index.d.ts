@@ -220,6 +220,22 @@ export interface ConnectionOptions {
   password?: string;
   virtualHost?: string;
   transport?: string;
+  /** Publisher confirms (Kombu's `confirm_publish` transport option): `publish()` resolves
+   * once the broker has the message and rejects when it refused it or closed the channel. */
+  confirmPublish?: boolean;
+  /** Reconnect by itself with this retry policy (times in milliseconds, as everywhere): a
+   * consumer waiting for messages and a publish that meet a lost connection reconnect
+   * (declarations are made again, consumers resume) and carry on. */
+  reconnect?: RetryPolicy;
+}
+
+/** What `Connection.on` listeners receive. */
+export interface ConnectionEvent {
+  type: "connected" | "disconnected" | "reconnecting";
+  /** Why the connection was lost, or why the last attempt failed. */
+  error?: Error;
+  /** Milliseconds until the next attempt ("reconnecting"). */
+  interval?: number;
 }
 
 /** Kombu's `retry_policy`, its times in milliseconds. */
@@ -454,6 +470,11 @@ export declare class Connection {
   constructor(url?: string, options?: ConnectionOptions);
   connect(): Promise<void>;
   readonly connected: boolean;
+  /** Listen to "connected", "disconnected", "reconnecting"; returns a function that stops. */
+  on(event: ConnectionEvent["type"], listener: (event: ConnectionEvent) => void): () => void;
+  /** Connect, retrying with the policy (milliseconds); rejects at once for a URL that cannot
+   * work. */
+  ensureConnection(options?: { retryPolicy?: RetryPolicy }): Promise<void>;
   asUri(includePassword?: boolean): string;
   info(): ConnectionInfo;
   Producer(options?: ProducerOptions): Producer;

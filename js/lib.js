@@ -422,9 +422,14 @@ async function waitFor(fetchOne, { timeout, signal } = {}) {
   }
 }
 
+/** The events a Connection says (`conn.on(event, listener)`). */
+const connectionEvents = ["connected", "disconnected", "reconnecting"];
+
 /** A connection (Kombu's `Connection`): lazy, opened at first use. */
 export class Connection {
   #c;
+  /** `[event, listener]` pairs, once `on` was called. */
+  #listeners;
 
   constructor(url = "memory://", options = {}) {
     const o = defined(plainOptions("Connection options", options));
@@ -434,6 +439,7 @@ export class Connection {
       }
       o.connectTimeout = seconds("connectTimeout", o.connectTimeout, " (0: no timeout)");
     }
+    if (o.reconnect !== undefined) o.reconnect = retrySpec(o.reconnect);
     try {
       this.#c = new core.Connection(url, o);
     } catch (e) {
@@ -450,6 +456,48 @@ export class Connection {
   /** True while connected. */
   get connected() {
     return this.#c.connected;
+  }
+
+  /**
+   * Call `listener({ type, error, interval })` on each `event` of the connection: "connected"
+   * (connected or reconnected), "disconnected" (`error` says how it was lost), "reconnecting"
+   * (connecting failed with `error`; the next attempt is in `interval` ms). Returns a function
+   * that stops listening.
+   */
+  on(event, listener) {
+    if (!connectionEvents.includes(event) || typeof listener !== "function") {
+      throw valueError(`on(event, listener) takes one of ${connectionEvents.join(", ")} and a function`);
+    }
+    if (!this.#listeners) {
+      const listeners = (this.#listeners = new Set());
+      this.#c.onEvent((type, error, s) => {
+        const detail = { type, error, interval: s === undefined ? undefined : s * 1000 };
+        for (const [e, l] of [...listeners]) {
+          if (e !== type) continue;
+          try {
+            l(detail);
+          } catch (err) {
+            queueMicrotask(() => {
+              throw err;
+            });
+          }
+        }
+      });
+    }
+    const entry = [event, listener];
+    this.#listeners.add(entry);
+    return () => this.#listeners.delete(entry);
+  }
+
+  /**
+   * Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (times in milliseconds;
+   * by default every 2 s more, up to 30 s, forever) through the failover URLs; resolves once
+   * connected. A URL or a transport that cannot work (`InvalidURL`, `UnknownTransport`)
+   * rejects at once.
+   */
+  async ensureConnection(options) {
+    const { retryPolicy } = plainOptions("ensureConnection options", options);
+    return this.#c.ensureConnection(retryPolicy === undefined ? undefined : retrySpec(retryPolicy));
   }
 
   /** The URL, password masked unless `includePassword`. */

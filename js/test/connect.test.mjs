@@ -106,6 +106,30 @@ test("retryPolicy times are milliseconds, refused when they make no sense", asyn
   await conn.release();
 });
 
+test("reconnect and ensureConnection retry policies are milliseconds too, refused when they make no sense", async () => {
+  const refused = (e, pattern) => e.name === "ValueError" && pattern.test(e.message);
+  assert.throws(() => new Connection("memory://", { reconnect: { intervalStart: -5 } }), (e) => refused(e, /retryPolicy\.intervalStart must be a number of milliseconds >= 0, not -5/));
+  assert.throws(() => new Connection("memory://", { reconnect: { interval_max: 1 } }), (e) => refused(e, /retryPolicy: unknown key interval_max: write intervalMax \(times in milliseconds\)/));
+  assert.throws(() => new Connection("memory://", { reconnect: "forever" }), (e) => refused(e, /retryPolicy must be an object, not string/));
+  const conn = new Connection("memory:///ensure-ms", { reconnect: { intervalStart: 100, intervalStep: 200, intervalMax: 1000, timeout: 5000 } });
+  await assert.rejects(conn.ensureConnection({ retryPolicy: { timeout: -1 } }), (e) => refused(e, /retryPolicy\.timeout must be a number of milliseconds >= 0, not -1/));
+  await assert.rejects(conn.ensureConnection({ retryPolicy: { max_retries: 1 } }), (e) => refused(e, /unknown key max_retries: write maxRetries/));
+  await conn.ensureConnection({ retryPolicy: { intervalStart: 0, maxRetries: 1 } });
+  await conn.release();
+  // A refused port, retried: the waits the "reconnecting" events announce are the policy's
+  // milliseconds (as seconds, 250 would be minutes and the test would time out).
+  const port = await freePort();
+  const r = await run(`
+    const c = new kombu.Connection("gateway+ws://127.0.0.1:${port}/gateway");
+    const intervals = [];
+    c.on("reconnecting", ({ interval }) => intervals.push(interval));
+    const error = await c.ensureConnection({ retryPolicy: { intervalStart: 250, intervalStep: 250, intervalMax: 500, maxRetries: 3 } }).then(() => "connected", (e) => e.name);
+    console.log(JSON.stringify({ error, intervals }));
+  `);
+  assert.equal(r.error, "OperationalError", JSON.stringify(r));
+  assert.deepEqual(r.intervals, [250, 500, 750], JSON.stringify(r));
+});
+
 test("plain ws:// and amqp:// URLs get a did-you-mean naming the browser schemes", async () => {
   const names = (url) => {
     try {

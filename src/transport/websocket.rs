@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::carrier::Carrier;
-use super::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
+use super::gateway_client::{endpoint, GatewayClient, GatewayConnection};
 use super::carrier::outbox::{Outbox, ACK_HOLD_MS};
 use crate::transport::amqp_client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
@@ -304,7 +304,7 @@ impl Drop for Opening {
 /// concatenation; otherwise gateway frames, batched once the server allows it.
 async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
     if property(&js_sys::global(), "WebSocket").is_undefined() {
-        return Err(Error::Operational(format!(
+        return Err(Error::NotImplemented(format!(
             "cannot open a WebSocket to {url}: this JavaScript runtime has no WebSocket (Node 20 needs `node --experimental-websocket`; Node 22+ and browsers have it)"
         )));
     }
@@ -314,7 +314,8 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     }
     .map_err(|e| {
         let reason = e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
-        Error::Value(format!("cannot open a WebSocket to {url}: {reason}"))
+        // A URL the WebSocket refuses (bad host, port...) is not worth retrying.
+        Error::InvalidUrl { url: url.to_owned(), reason }
     })?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let slot: Slot = Rc::new(RefCell::new(None));
@@ -426,8 +427,7 @@ impl Transport for WebSocketTransport {
         let client = GatewayClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
         *slot.borrow_mut() = Some(peer);
-        let (vhost, token) = hello_params(info);
-        client.hello(&vhost, token).await?;
+        client.hello(info).await?;
         Ok(Arc::new(GatewayConnection::new(client)))
     }
 }

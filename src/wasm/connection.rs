@@ -12,7 +12,8 @@ use super::convert::{kombu, millis, outcome, parse_options, required_string, spa
 use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
-use crate::retry::FailoverStrategy;
+use crate::retry::{FailoverStrategy, RetryPolicy};
+use crate::ConnectionEvent;
 use crate::value::Headers;
 use crate::{Channel, Connection, ConnectionOptions, Entity};
 
@@ -31,6 +32,10 @@ struct ConnectionSpec {
     password: Option<String>,
     virtual_host: Option<String>,
     transport: Option<String>,
+    /// Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
+    confirm_publish: Option<bool>,
+    /// Reconnect by itself with this retry policy (seconds).
+    reconnect: Option<RetryPolicy>,
 }
 
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
@@ -50,8 +55,12 @@ impl JsConnection {
             Some(s) => kombu(FailoverStrategy::parse(&s))?,
             None => FailoverStrategy::default(),
         };
+        let mut transport_options = spec.transport_options.unwrap_or_default();
+        if let Some(c) = spec.confirm_publish {
+            transport_options.insert("confirm_publish".into(), c.into());
+        }
         let o = ConnectionOptions {
-            transport_options: spec.transport_options.unwrap_or_default(),
+            transport_options,
             heartbeat: spec.heartbeat,
             connect_timeout: spec.connect_timeout,
             ssl: spec.ssl,
@@ -62,6 +71,7 @@ impl JsConnection {
             password: spec.password,
             virtual_host: spec.virtual_host,
             transport: spec.transport,
+            reconnect: spec.reconnect,
         };
         let url = url.unwrap_or_else(|| "memory://".into());
         Ok(JsConnection { inner: kombu(Connection::with_options(&url, o))? })
@@ -71,6 +81,35 @@ impl JsConnection {
     pub fn connect(&self) -> Promise {
         let c = self.inner.clone();
         spawn(async move { outcome(c.connect().await) })
+    }
+
+    /// Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (seconds; by
+    /// default every 2 s more, up to 30 s, forever) through the failover URLs. A URL or
+    /// transport that cannot work is not retried.
+    #[wasm_bindgen(js_name = ensureConnection)]
+    pub fn ensure_connection(&self, retry_policy: JsValue) -> JsResult<Promise> {
+        let policy = match retry_policy.is_undefined() {
+            true => RetryPolicy::ensure_connection_default(),
+            false => parse_options("retryPolicy", retry_policy)?,
+        };
+        let c = self.inner.clone();
+        Ok(spawn(async move { outcome(c.ensure_connection(&policy, |_: &crate::Error, _: f64| {}).await) }))
+    }
+
+    /// Call `listener(event, error, intervalSeconds)` with each connection event:
+    /// "connected", "disconnected" (with the error), "reconnecting" (with the error and the
+    /// seconds until the next attempt).
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(&self, listener: js_sys::Function) {
+        self.inner.on_event(std::sync::Arc::new(move |ev: &ConnectionEvent| {
+            let (name, error, interval) = match ev {
+                ConnectionEvent::Connected => ("connected", None, None),
+                ConnectionEvent::Disconnected(e) => ("disconnected", Some(e), None),
+                ConnectionEvent::Reconnecting { error, interval } => ("reconnecting", Some(error), Some(*interval)),
+            };
+            let error = error.map_or(JsValue::UNDEFINED, super::convert::js_error);
+            let _ = listener.call3(&JsValue::NULL, &JsValue::from_str(name), &error, &interval.map_or(JsValue::UNDEFINED, JsValue::from_f64));
+        }));
     }
 
     /// True while connected.

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use kombu::proto::gateway::SUBPROTOCOL;
-use kombu::transport::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
+use kombu::transport::gateway_client::{endpoint, GatewayClient, GatewayConnection};
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -67,8 +67,7 @@ impl Transport for GatewayTransport {
             };
             reader_client.on_close(&reason);
         });
-        let (vhost, token) = hello_params(info);
-        client.hello(&vhost, token).await?;
+        client.hello(info).await?;
         Ok(Arc::new(GatewayConnection::new(client)))
     }
 }
