@@ -11,7 +11,8 @@ cargo build -q --release -p kombu-gateway --bin kombu-gateway --example idle_cli
 for N in "${@:-1000 10000}"; do
   for n in $N; do
     PORT=$((20000 + RANDOM % 20000))
-    target/release/kombu-gateway --listen 127.0.0.1:$PORT >/dev/null 2>&1 &
+    # N connections from one address: past the default limits (4096 in all, 256 per address).
+    target/release/kombu-gateway --listen 127.0.0.1:$PORT --max-connections 0 --max-connections-per-address 0 >/dev/null 2>&1 &
     GW=$!
     wait_port $PORT
     before=$(awk '/VmRSS/ {print $2}' /proc/$GW/status)

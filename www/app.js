@@ -50,7 +50,11 @@ async function connect(url) {
   conn = new Connection(url);
   await conn.connect();
   const m = url.match(/^gateway\+(wss?):\/\/([^/?#]+)[^?#]*(?:\?([^#]*))?/);
-  snapshotUrl = m ? `${m[1] === "wss" ? "https" : "http"}://${m[2]}/api/snapshot?vhost=${encodeURIComponent(new URLSearchParams(m[3] ?? "").get("vhost") ?? "/")}` : undefined;
+  snapshotUrl = m ? `${m[1] === "wss" ? "https" : "http"}://${m[2].replace(/^.*@/, "")}/api/snapshot?vhost=${encodeURIComponent(new URLSearchParams(m[3] ?? "").get("vhost") ?? "/")}` : undefined;
+  // A gateway with a token file answers /api/snapshot only with the token (the URL's
+  // ?token=... or password), as a bearer token.
+  const token = m && (new URLSearchParams(m[3] ?? "").get("token") ?? decodeURIComponent(m[2].match(/^[^@]*:([^@]*)@/)?.[1] ?? ""));
+  snapshotHeaders = token ? { Authorization: `Bearer ${token}` } : {};
   status(`connected to ${conn.asUri()}`);
   log("info", `connected to ${conn.asUri()}`);
 }
@@ -186,13 +190,14 @@ function cell(text) {
 }
 
 let snapshotUrl;
+let snapshotHeaders = {};
 
 async function brokerState() {
   const local = conn.snapshot();
   if (local) return local;
   // Over the gateway, the embedded broker's state comes from the gateway's /api/snapshot.
   if (!snapshotUrl) return undefined;
-  const r = await fetch(snapshotUrl);
+  const r = await fetch(snapshotUrl, { headers: snapshotHeaders });
   return r.ok ? r.json() : undefined;
 }
 

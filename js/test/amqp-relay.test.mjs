@@ -34,7 +34,7 @@ before(async () => {
   const tokens = join(dir, "tokens.toml");
   writeFileSync(
     tokens,
-    `[[identity]]\nname = "browser"\ntoken = "${TOKEN}"\nvhosts = ["/"]\nconfigure = 'kw-relay\\..*'\nwrite = 'kw-relay\\..*'\nread = 'kw-relay\\..*'\n` +
+    `[[identity]]\nname = "browser"\ntoken = "${TOKEN}"\nvhosts = ["/"]\nconfigure = 'kw-relay\\..*'\nwrite = 'kw-relay\\..*|amq\\.default'\nread = 'kw-relay\\..*'\n` +
       `[[identity]]\nname = "app"\ntoken = "${APP_TOKEN}"\nvhosts = ["/"]\n`,
   );
   ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//", "--tokens", tokens, "--www", join(here, "site")]));

@@ -67,6 +67,14 @@ pub enum GatewayError {
         /// The transport of the configured broker.
         broker: String,
     },
+    /// An option's value is out of its range.
+    #[error("{option}: {reason}")]
+    Option {
+        /// The option.
+        option: &'static str,
+        /// What is wrong with its value.
+        reason: String,
+    },
     /// The TLS certificate chain or private key could not be used.
     #[error("tls: {0}")]
     Tls(kombu::Error),
@@ -93,6 +101,9 @@ pub enum ClientError {
     /// `/amqp` did not start with AMQP 0-9-1's protocol header (closed with 1002).
     #[error("not AMQP 0-9-1")]
     NotAmqp,
+    /// A WebSocket message over the size limit (closed with 1009).
+    #[error("too big: {0}")]
+    TooBig(String),
     /// A malformed frame, batch or method (closed with 1002).
     #[error("malformed: {0}")]
     Malformed(kombu::Error),
@@ -102,6 +113,9 @@ pub enum ClientError {
     /// The client's socket failed.
     #[error("WebSocket error: {0}")]
     Socket(String),
+    /// A timeout or limit closed the connection (no hello in time, idle, a ping flood).
+    #[error("closed: {0}")]
+    Limit(String),
 }
 
 /// Lock `m`, taking the data even if a panicking thread poisoned the lock: the state guarded

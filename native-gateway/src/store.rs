@@ -226,6 +226,80 @@ fn apply(tx: &WriteTransaction, records: &[Record]) -> Result<(), redb::Error> {
     Ok(())
 }
 
+/// What the broker journalled and the writer thread has not kept yet; publishers wait on it
+/// ([`room`]), so that neither the writer's queue nor the confirms the broker holds until
+/// their records are kept grow without bound when the disk is slower than the publishers.
+struct Backlog {
+    attached: std::sync::atomic::AtomicBool,
+    /// Approximate bytes of the records queued to the writer ([`record_size`]).
+    bytes: std::sync::atomic::AtomicUsize,
+    /// Publishes since the writer's last commit.
+    publishes: std::sync::atomic::AtomicUsize,
+    kept: tokio::sync::Notify,
+}
+
+static BACKLOG: std::sync::LazyLock<Backlog> = std::sync::LazyLock::new(Backlog::default);
+
+impl Default for Backlog {
+    fn default() -> Self {
+        Backlog { attached: false.into(), bytes: 0.into(), publishes: 0.into(), kept: tokio::sync::Notify::new() }
+    }
+}
+
+impl Backlog {
+    /// A publish happened: wait while the writer is too far behind (see [`room`]).
+    async fn room(&self) {
+        use std::sync::atomic::Ordering::Relaxed;
+        if !self.attached.load(Relaxed) {
+            return;
+        }
+        self.publishes.fetch_add(1, Relaxed);
+        loop {
+            let kept = self.kept.notified();
+            let bytes = self.bytes.load(Relaxed);
+            if bytes <= MAX_BACKLOG_BYTES && (bytes == 0 || self.publishes.load(Relaxed) <= MAX_BACKLOG_PUBLISHES) {
+                return;
+            }
+            kept.await;
+        }
+    }
+
+    /// The writer kept `bytes` of records.
+    fn kept(&self, bytes: usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.bytes.fetch_sub(bytes, Relaxed);
+        self.publishes.store(0, Relaxed);
+        self.kept.notify_waiters();
+    }
+}
+
+/// Bytes of records queued to the writer past which publishes wait ([`room`]).
+pub const MAX_BACKLOG_BYTES: usize = 16 << 20;
+/// Publishes between two commits past which publishes wait ([`room`]): each may hold a
+/// confirm until the next commit.
+pub const MAX_BACKLOG_PUBLISHES: usize = 20_000;
+
+/// The size a record counts for in the writer's backlog: its body, and a little for the rest.
+fn record_size(r: &Record) -> usize {
+    256 + match r {
+        Record::MessageStored(m) => m.content.body.len(),
+        _ => 0,
+    }
+}
+
+/// After a publish to the embedded broker: with a data directory, wait while the store's
+/// writer is behind by more than [`MAX_BACKLOG_BYTES`] or [`MAX_BACKLOG_PUBLISHES`] (the
+/// gateway reads nothing more from the publisher meanwhile). At once otherwise.
+pub(crate) async fn room() {
+    BACKLOG.room().await;
+}
+
+/// Bytes of records the store's writer has been given and not kept yet (0 without
+/// `--data-dir`): the `kombu_gateway_store_backlog_bytes` gauge.
+pub fn backlog_bytes() -> usize {
+    BACKLOG.bytes.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// The broker's side of the store: records are queued to the writer thread.
 #[derive(Debug)]
 struct Journal {
@@ -234,6 +308,7 @@ struct Journal {
 
 impl kombu::transport::memory::Persist for Journal {
     fn write(&mut self, position: u64, records: Vec<Record>) {
+        BACKLOG.bytes.fetch_add(records.iter().map(record_size).sum(), std::sync::atomic::Ordering::Relaxed);
         // The writer only goes away with the process.
         let _ = self.tx.send((position, records));
     }
@@ -254,6 +329,7 @@ fn writer(mut store: Store, rx: std::sync::mpsc::Receiver<(u64, Vec<Record>)>, b
             std::process::exit(74);
         }
         broker.journal_kept(position);
+        BACKLOG.kept(records.iter().map(record_size).sum());
     }
 }
 
@@ -270,6 +346,7 @@ pub fn attach(dir: &Path) -> Result<(), StoreError> {
     for f in &failed {
         tracing::warn!("data directory {}: not restored: {}: {}", dir.display(), f.what, f.error);
     }
+    BACKLOG.attached.store(true, std::sync::atomic::Ordering::Relaxed);
     std::thread::Builder::new()
         .name("kombu-store".into())
         .spawn(move || writer(store, rx, broker))
@@ -302,6 +379,39 @@ mod tests {
             routing_key: "k".into(),
             content: Arc::new(Content { properties, body: body.as_bytes().to_vec().into() }),
         })
+    }
+
+    #[tokio::test]
+    async fn publishes_wait_while_the_writer_is_behind_and_go_on_once_it_keeps() {
+        use futures::FutureExt;
+        use std::sync::atomic::Ordering::Relaxed;
+        let b = Backlog::default();
+        // Without a data directory, never.
+        b.bytes.store(usize::MAX / 2, Relaxed);
+        assert!(b.room().now_or_never().is_some());
+        b.attached.store(true, Relaxed);
+        // Too many bytes behind: wait until the writer keeps them.
+        b.bytes.store(MAX_BACKLOG_BYTES + 1, Relaxed);
+        let mut waiting = Box::pin(b.room());
+        assert!(waiting.as_mut().now_or_never().is_none());
+        b.kept(MAX_BACKLOG_BYTES + 1);
+        assert!(waiting.now_or_never().is_some());
+        // Few bytes, but many publishes (each may hold a confirm) since the last commit.
+        b.bytes.store(300, Relaxed);
+        for _ in 0..MAX_BACKLOG_PUBLISHES - 1 {
+            assert!(b.room().now_or_never().is_some());
+        }
+        let mut waiting = Box::pin(b.room());
+        assert!(waiting.as_mut().now_or_never().is_some(), "at the limit");
+        let mut waiting_more = Box::pin(b.room());
+        assert!(waiting_more.as_mut().now_or_never().is_none(), "past the limit");
+        drop(waiting);
+        b.kept(300);
+        assert!(waiting_more.now_or_never().is_some());
+        // Nothing pending: publishes never wait (nothing holds their confirms).
+        for _ in 0..2 * MAX_BACKLOG_PUBLISHES {
+            assert!(b.room().now_or_never().is_some());
+        }
     }
 
     #[test]

@@ -526,3 +526,122 @@ async fn acks_merged_as_multiple_settle_exactly_what_was_acked() {
     noack_q.bind(&ch).delete(false, false).await.unwrap();
     conn.release().await.unwrap();
 }
+
+/// Through the `/amqp` relay, RabbitMQ's permission checks apply as on `/gateway`: a publish
+/// to the default exchange needs write on `amq.default`, a dead-letter or alternate exchange
+/// write on it. After a refused publish the client's own `channel.close` (crossing the
+/// relay's) is answered with `close-ok` — the client does not hang — and nothing reached the
+/// other identity's queue.
+#[tokio::test]
+async fn the_relay_checks_what_rabbitmq_checks_and_answers_a_crossed_close() {
+    use bytes::{Buf, BytesMut};
+    use futures::{SinkExt, StreamExt};
+    use kombu::proto::amqp::{self, Method};
+    use tokio_tungstenite::tungstenite::Message as Ws;
+
+    let Some(direct) = rabbit() else { return };
+    let id = kombu::uuid().replace('-', "");
+    let tokens = format!("[[identity]]\nname = \"alice\"\ntoken = \"alice-{id}\"\nvhosts = [\"/\"]\nconfigure = 't{id}\\.a\\..*'\nwrite = 't{id}\\.a\\..*'\nread = 't{id}\\.a\\..*'\n");
+    let g = kombu_gateway::server::start(kombu_gateway::server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        broker: URL.into(),
+        auth: Some(Arc::new(kombu_gateway::auth::Auth::parse(&tokens).unwrap())),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    // Bob's queue, declared directly on RabbitMQ.
+    let bob_q = format!("t{id}.b.inbox");
+    let ch = direct.default_channel().await.unwrap();
+    Queue::new(&bob_q).auto_delete(false).durable(false).bind(&ch).declare(false).await.unwrap();
+
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/amqp", g.addr)).await.unwrap();
+    let frames = |list: &[(u16, Method)]| {
+        let mut out = BytesMut::new();
+        for (ch, m) in list {
+            amqp::write_method(*ch, m, &mut out).unwrap();
+        }
+        Ws::Binary(out.freeze())
+    };
+    type Methods = [(u16, Method)];
+    let mut buf = BytesMut::new();
+    let mut read_until = async |ws: &mut tokio_tungstenite::WebSocketStream<_>, want: &dyn Fn(&Methods) -> bool| {
+        let mut got: Vec<(u16, Method)> = Vec::new();
+        loop {
+            while let Some(f) = amqp::split_frame(&buf, 1 << 20).unwrap() {
+                let n = f.len;
+                if f.kind == 1 {
+                    got.push((f.channel, f.method().unwrap()));
+                }
+                buf.advance(n);
+            }
+            if want(&got) {
+                return got;
+            }
+            match tokio::time::timeout(Duration::from_secs(5), ws.next()).await.unwrap_or_else(|_| panic!("no answer within 5 s after {got:?}")) {
+                Some(Ok(Ws::Binary(b))) => buf.extend_from_slice(&b),
+                other => panic!("unexpected {other:?} after {got:?}"),
+            }
+        }
+    };
+    let is = |id: (u16, u16)| move |got: &Methods| got.iter().any(|(_, m)| m.ids() == id);
+    ws.send(Ws::Binary(bytes::Bytes::from_static(amqp::PROTOCOL_HEADER))).await.unwrap();
+    read_until(&mut ws, &is((10, 10))).await;
+    let start_ok = Method::ConnectionStartOk { client_properties: Default::default(), mechanism: "PLAIN".into(), response: format!("\0alice\0alice-{id}").into_bytes(), locale: "en_US".into() };
+    ws.send(frames(&[(0, start_ok)])).await.unwrap();
+    let tune = read_until(&mut ws, &is((10, 30))).await;
+    let Some((_, Method::ConnectionTune { channel_max, frame_max, .. })) = tune.into_iter().find(|(_, m)| m.ids() == (10, 30)) else { unreachable!() };
+    ws.send(frames(&[(0, Method::ConnectionTuneOk { channel_max, frame_max, heartbeat: 0 }), (0, Method::ConnectionOpen { virtual_host: "/".into() }), (1, Method::ChannelOpen)])).await.unwrap();
+    read_until(&mut ws, &is((20, 11))).await;
+
+    // A publish to the default exchange, then the client closes the channel itself: its close
+    // crosses the relay's.
+    let publish = Method::BasicPublish { exchange: String::new(), routing_key: bob_q.clone(), mandatory: false, immediate: false };
+    let mut out = BytesMut::new();
+    amqp::write_method(1, &publish, &mut out).unwrap();
+    amqp::write_content(1, &Default::default(), b"leak", frame_max, &mut out).unwrap();
+    amqp::write_method(1, &Method::ChannelClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 }, &mut out).unwrap();
+    ws.send(Ws::Binary(out.freeze())).await.unwrap();
+    let got = read_until(&mut ws, &|got: &Methods| is((20, 40))(got) && is((20, 41))(got)).await;
+    let Some((1, Method::ChannelClose { reply_code: 403, reply_text, .. })) = got.iter().find(|(_, m)| m.ids() == (20, 40)) else { panic!("{got:?}") };
+    assert!(reply_text.contains("write access to exchange 'amq.default' in vhost '/' refused for identity 'alice'"), "{reply_text}");
+    // The client answers the relay's close; the channel can be reopened at once.
+    ws.send(frames(&[(1, Method::ChannelCloseOk), (1, Method::ChannelOpen)])).await.unwrap();
+    read_until(&mut ws, &is((20, 11))).await;
+    // A dead-letter exchange, an alternate exchange outside Alice's names.
+    let declare_q = Method::QueueDeclare {
+        queue: format!("t{id}.a.q"),
+        passive: false,
+        durable: false,
+        exclusive: false,
+        auto_delete: true,
+        nowait: false,
+        arguments: kombu::value::headers([("x-dead-letter-exchange", format!("t{id}.b.x"))]),
+    };
+    ws.send(frames(&[(1, declare_q)])).await.unwrap();
+    let got = read_until(&mut ws, &is((20, 40))).await;
+    assert!(matches!(&got[..], [(1, Method::ChannelClose { reply_code: 403, reply_text, .. })] if reply_text.contains(&format!("write access to exchange 't{id}.b.x'"))), "{got:?}");
+    ws.send(frames(&[(1, Method::ChannelCloseOk), (2, Method::ChannelOpen)])).await.unwrap();
+    read_until(&mut ws, &is((20, 11))).await;
+    let declare_x = Method::ExchangeDeclare {
+        exchange: format!("t{id}.a.x"),
+        kind: "direct".into(),
+        passive: false,
+        durable: false,
+        auto_delete: true,
+        internal: false,
+        nowait: false,
+        arguments: kombu::value::headers([("alternate-exchange", format!("t{id}.b.x"))]),
+    };
+    ws.send(frames(&[(2, declare_x)])).await.unwrap();
+    let got = read_until(&mut ws, &is((20, 40))).await;
+    assert!(matches!(&got[..], [(2, Method::ChannelClose { reply_code: 403, .. })]), "{got:?}");
+    ws.send(frames(&[(2, Method::ChannelCloseOk), (0, Method::ConnectionClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 })])).await.unwrap();
+    read_until(&mut ws, &is((10, 51))).await;
+    // Nothing reached Bob's queue.
+    let mut q = Queue::new(&bob_q).bind(&ch);
+    assert_eq!(q.queue_declare(false, true).await.unwrap().message_count, 0);
+    q.delete(false, false).await.unwrap();
+    direct.release().await.unwrap();
+    g.shutdown().await;
+}

@@ -331,6 +331,28 @@ async fn kill_9_mid_stream_loses_no_confirmed_message() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// What `--data-dir` is for: without it the embedded broker keeps nothing across a crash,
+/// not even confirmed persistent messages in a durable queue (as documented).
+#[tokio::test]
+async fn without_a_data_dir_kill_9_loses_everything() {
+    let g = Gateway::start_with(&[]);
+    let mut c = Client::connect(&g).await;
+    let ch = c.channel().await;
+    declare_topology(&mut c, ch).await;
+    for i in 0..10 {
+        c.publish(ch, "orders", "new", &format!("p{i}"), true).await;
+    }
+    while c.acked.len() < 10 {
+        c.read().await;
+    }
+    assert_eq!(c.depth(ch, "kept").await, Ok(10));
+    g.kill();
+    let g = Gateway::start_with(&[]);
+    let mut c = Client::connect(&g).await;
+    let ch = c.channel().await;
+    assert_eq!(c.depth(ch, "kept").await, Err("NotFound".into()), "a durable queue without --data-dir came back");
+}
+
 #[test]
 fn data_dir_is_refused_with_another_broker() {
     let out = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))

@@ -222,7 +222,7 @@ async fn messages_of_a_dead_consumer_are_restored_after_the_visibility_timeout()
 #[tokio::test]
 async fn a_live_consumer_keeps_its_messages_past_the_visibility_timeout() {
     let Some(keys) = Keys::new().await else { return };
-    let opts = [("visibility_timeout", Value::from(2)), ("unacked_restore_interval", Value::from(0.2))];
+    let opts = [("visibility_timeout", Value::from(2)), ("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))];
     let conn = keys.connection(&opts);
     let q = Queue::new("long");
     conn.producer().await.unwrap().publish("work", PublishOptions::new().routing_key("long").declare(&q)).await.unwrap();
@@ -323,4 +323,174 @@ async fn pidbox_calls_reach_their_node_over_redis_fanout() {
     assert_eq!((ha, hb, pings.load(Ordering::SeqCst)), (1, 1, 1), "both nodes get the broadcast, only the destination answers");
     conn.release().await.unwrap();
     keys.cleanup().await;
+}
+
+/// An unacked record of a consumer that died an hour ago holding a message of `queue`
+/// published to `exchange` with `routing_key`.
+async fn plant_dead_record(keys: &Keys, tag: &str, exchange: &str, routing_key: &str) {
+    let payload = format!(
+        r#"{{"body": "aGVsZA==", "content-encoding": "utf-8", "content-type": "text/plain", "headers": {{}}, "properties": {{"delivery_mode": 2, "delivery_info": {{"exchange": "{exchange}", "routing_key": "{routing_key}"}}, "priority": 0, "body_encoding": "base64", "delivery_tag": "{tag}"}}}}"#
+    );
+    let mut r = keys.redis.clone();
+    let _: () = r.hset(keys.k("unacked"), tag, format!(r#"[{payload}, "{exchange}", "{routing_key}"]"#)).await.unwrap();
+    let old = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64() - 3601.0;
+    let _: () = r.zadd(keys.k("unacked_index"), tag, old).await.unwrap();
+}
+
+#[tokio::test]
+async fn unacked_restore_throttle_scans_on_the_first_and_every_nth_try() {
+    let Some(keys) = Keys::new().await else { return };
+    // Tries every 0.2 s, but only every 1000th scans: after the first (at the first wait),
+    // nothing for minutes.
+    let throttled = keys.connection(&[("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1000))]);
+    let c1 = throttled.consumer(vec![Queue::new("thq")]).await.unwrap();
+    assert!(c1.next_message(Some(Duration::from_millis(600))).await.is_err());
+    plant_dead_record(&keys, "dead-th", "", "thq").await;
+    assert!(c1.next_message(Some(Duration::from_millis(2500))).await.is_err(), "a throttled consumer scanned again");
+    assert_eq!(keys.hlen("unacked").await, 1);
+    // Throttle 1 (and any new consumer: its first try scans) restores it.
+    let eager = keys.connection(&[("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))]);
+    let c2 = eager.consumer(vec![Queue::new("thq2")]).await.unwrap();
+    assert!(c2.next_message(Some(Duration::from_millis(300))).await.is_err());
+    let m = c1.next_message(SECOND).await.unwrap();
+    assert_eq!((m.payload().unwrap(), m.redelivered()), (Payload::Text("held".into()), true));
+    m.ack().unwrap();
+    // Bad values are named.
+    for bad in [Value::from(-1), Value::from("often")] {
+        let e = keys.connection(&[("unacked_restore_throttle", bad)]).connect().await.unwrap_err();
+        assert!(e.to_string().contains("unacked_restore_throttle"), "{e}");
+    }
+    throttled.release().await.unwrap();
+    eager.release().await.unwrap();
+    keys.cleanup().await;
+}
+
+/// The connections Redis lists under `name`: (count, the largest `idle` in seconds).
+async fn named_clients(keys: &Keys, name: &str) -> (usize, u64) {
+    let list: String = redis::cmd("CLIENT").arg("LIST").query_async(&mut keys.redis.clone()).await.unwrap();
+    let mine: Vec<&str> = list.lines().filter(|l| l.split(' ').any(|f| f == format!("name={name}"))).collect();
+    let idle = mine.iter().filter_map(|l| l.split(' ').find_map(|f| f.strip_prefix("idle="))).filter_map(|v| v.parse::<u64>().ok()).max().unwrap_or(0);
+    (mine.len(), idle)
+}
+
+#[tokio::test]
+async fn health_check_interval_pings_idle_connections_and_zero_turns_it_off() {
+    let Some(keys) = Keys::new().await else { return };
+    let (checked, unchecked) = (format!("kwhc-{}", kombu::uuid()), format!("kwnohc-{}", kombu::uuid()));
+    let a = keys.connection(&[("client_name", Value::from(checked.clone())), ("health_check_interval", Value::from(0.5))]);
+    let b = keys.connection(&[("client_name", Value::from(unchecked.clone())), ("health_check_interval", Value::from(0))]);
+    a.connect().await.unwrap();
+    b.connect().await.unwrap();
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (n, idle) = named_clients(&keys, &checked).await;
+    assert!(n >= 1 && idle <= 3, "checked connections: {n}, idle {idle} s");
+    let (n, idle) = named_clients(&keys, &unchecked).await;
+    assert!(n >= 1 && idle >= 4, "unchecked connections: {n}, idle {idle} s");
+    let e = keys.connection(&[("health_check_interval", Value::from("never"))]).connect().await.unwrap_err();
+    assert!(e.to_string().contains("health_check_interval"), "{e}");
+    let e = keys.connection(&[("client_name", Value::from("two words"))]).connect().await.unwrap_err();
+    assert!(e.to_string().contains("client_name"), "{e}");
+    a.release().await.unwrap();
+    b.release().await.unwrap();
+    keys.cleanup().await;
+}
+
+#[tokio::test]
+async fn connections_share_a_pool_bounded_by_max_connections() {
+    let Some(keys) = Keys::new().await else { return };
+    let name = format!("kwpool-{}", kombu::uuid());
+    let opts = [("client_name", Value::from(name.clone())), ("max_connections", Value::from(3)), ("polling_interval", Value::from(1))];
+    // 20 connections, each with an idle consumer on its own queue (4 priority buckets each).
+    let mut conns = Vec::new();
+    let mut consumers = Vec::new();
+    for i in 0..20 {
+        let c = keys.connection(&opts);
+        let consumer = c.consumer(vec![Queue::new(format!("pool{i}"))]).await.unwrap();
+        consumer.consume().await.unwrap();
+        consumers.push(consumer);
+        conns.push(c);
+    }
+    let (n, _) = named_clients(&keys, &name).await;
+    assert!((1..=3).contains(&n), "20 connections opened {n} Redis connections (max_connections=3)");
+    let producer = conns[0].producer().await.unwrap();
+    for i in 0..20 {
+        producer.publish(json!(i), PublishOptions::new().routing_key(format!("pool{i}"))).await.unwrap();
+    }
+    for (i, c) in consumers.iter().enumerate() {
+        let m = c.next_message(SECOND).await.unwrap();
+        assert_eq!(m.payload().unwrap(), Payload::Data(json!(i)));
+        m.ack().unwrap();
+    }
+    assert!(named_clients(&keys, &name).await.0 <= 3);
+    let e = keys.connection(&[("max_connections", Value::from(2))]).connect().await.unwrap_err();
+    assert!(e.to_string().contains("max_connections"), "{e}");
+    drop(consumers);
+    for c in conns {
+        c.release().await.unwrap();
+    }
+    keys.cleanup().await;
+}
+
+#[tokio::test]
+async fn requeued_and_restored_messages_are_routed_again_through_the_binding_table() {
+    let Some(keys) = Keys::new().await else { return };
+    let conn = keys.connection(&[]);
+    let x = Exchange::direct("rrx");
+    let qa = Queue::new("rra").exchange(x.clone()).routing_key("k");
+    let qb = Queue::new("rrb").exchange(x.clone()).routing_key("k");
+    let producer = conn.producer().await.unwrap();
+    producer.publish("one", PublishOptions::new().exchange(&x).routing_key("k").declare(&qa)).await.unwrap();
+    producer.publish("two", PublishOptions::new().exchange(&x).routing_key("k")).await.unwrap();
+    let consumer = conn.consumer(vec![qa.clone()]).await.unwrap().prefetch_count(2);
+    let one = consumer.next_message(SECOND).await.unwrap();
+    let _two = consumer.next_message(SECOND).await.unwrap();
+    // The bindings change while the messages are held: rra leaves, rrb joins.
+    let ch = conn.default_channel().await.unwrap();
+    qb.bind(&ch).queue_declare(false, false).await.unwrap();
+    qb.bind(&ch).queue_bind(false).await.unwrap();
+    qa.bind(&ch).queue_unbind(None).await.unwrap();
+    // A requeue goes where the exchange routes now (Kombu's _do_restore_message), ...
+    one.requeue().unwrap();
+    consumer.cancel().await.unwrap();
+    let other = keys.connection(&[]);
+    let ch2 = other.default_channel().await.unwrap();
+    let got = get_soon(&ch2, "rrb").await;
+    assert_eq!((got.payload().unwrap(), got.redelivered()), (Payload::Text("one".into()), true));
+    // ... and so does a message restored when its connection closes.
+    conn.release().await.unwrap();
+    let got = get_soon(&ch2, "rrb").await;
+    assert_eq!((got.payload().unwrap(), got.redelivered()), (Payload::Text("two".into()), true));
+    assert_eq!((keys.llen("rra").await, keys.llen("rrb").await, keys.hlen("unacked").await), (0, 0, 0));
+    // A held message whose exchange routes nowhere now is moved aside, not dropped.
+    producer_to_nowhere(&keys, &other).await;
+    other.release().await.unwrap();
+    keys.cleanup().await;
+}
+
+/// basic_get until a message is there (settles are applied in the background).
+async fn get_soon(ch: &kombu::Channel, queue: &str) -> kombu::Message {
+    for _ in 0..50 {
+        if let Some(m) = ch.basic_get(queue, true).await.unwrap() {
+            return m;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nothing arrived in {queue}");
+}
+
+async fn producer_to_nowhere(keys: &Keys, conn: &Connection) {
+    let x = Exchange::direct("rrgone");
+    let q = Queue::new("rrc").exchange(x.clone()).routing_key("k");
+    conn.producer().await.unwrap().publish("three", PublishOptions::new().exchange(&x).routing_key("k").declare(&q)).await.unwrap();
+    let consumer = conn.consumer(vec![q.clone()]).await.unwrap().prefetch_count(1);
+    let m = consumer.next_message(SECOND).await.unwrap();
+    q.bind(&conn.default_channel().await.unwrap()).queue_unbind(None).await.unwrap();
+    m.requeue().unwrap();
+    consumer.cancel().await.unwrap();
+    let mut waited = 0;
+    while keys.llen("_kombu.deadletter.unroutable").await == 0 && waited < 50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        waited += 1;
+    }
+    assert_eq!((keys.llen("_kombu.deadletter.unroutable").await, keys.llen("rrc").await), (1, 0));
 }

@@ -18,8 +18,8 @@ fn prefix() -> String {
 }
 
 /// Restore quickly what a dead consumer held.
-fn short_visibility() -> [(&'static str, Value); 2] {
-    [("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2))]
+fn short_visibility() -> [(&'static str, Value); 3] {
+    [("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))]
 }
 
 async fn publish_numbers(conn: &Connection, queue: &str, n: usize) {

@@ -173,3 +173,42 @@ async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
     g.shutdown().await;
     cleanup(&p).await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn gateway_sessions_share_one_bounded_redis_pool() {
+    if !redis_up() {
+        return;
+    }
+    let p = prefix();
+    let name = format!("kwgwpool-{}", kombu::uuid());
+    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=1&client_name={name}&max_connections=4")).await;
+    // 12 client sessions, each consuming its own queue: one pool for all of them.
+    let mut sessions = Vec::new();
+    for i in 0..12 {
+        let client = Connection::new(&format!("gateway+ws://{}/gateway", g.addr)).unwrap();
+        let consumer = client.consumer(vec![Queue::new(format!("s{i}"))]).await.unwrap();
+        consumer.consume().await.unwrap();
+        sessions.push((client, consumer));
+    }
+    let mut r = redis::Client::open("redis://127.0.0.1:6379/0").unwrap().get_multiplexed_async_connection().await.unwrap();
+    let count = |list: String| list.lines().filter(|l| l.split(' ').any(|f| f == format!("name={name}"))).count();
+    let n = count(redis::cmd("CLIENT").arg("LIST").query_async(&mut r).await.unwrap());
+    assert!((1..=4).contains(&n), "12 gateway sessions opened {n} Redis connections (max_connections=4)");
+    let producer = sessions[0].0.producer().await.unwrap();
+    for i in 0..12 {
+        producer.publish(json!(i), PublishOptions::new().routing_key(format!("s{i}"))).await.unwrap();
+    }
+    for (i, (_, consumer)) in sessions.iter().enumerate() {
+        let m = consumer.next_message(WAIT).await.unwrap();
+        assert_eq!(m.payload().unwrap(), Payload::Data(json!(i)));
+        m.ack().unwrap();
+    }
+    let n = count(redis::cmd("CLIENT").arg("LIST").query_async(&mut r).await.unwrap());
+    assert!(n <= 4, "{n} Redis connections");
+    for (client, consumer) in sessions {
+        drop(consumer);
+        client.release().await.unwrap();
+    }
+    g.shutdown().await;
+    cleanup(&p).await;
+}

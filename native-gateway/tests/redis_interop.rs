@@ -247,7 +247,7 @@ async fn a_message_held_by_a_dead_python_worker_is_restored_by_our_sweep() {
     // The Python worker takes it and dies without acknowledging.
     let held = peer.run("hold", json!({"transport_options": topts, "queue": "held"})).await;
     assert_eq!(held[0]["body"], json!("orphan"));
-    let conn = peer.connection(&[("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2))]);
+    let conn = peer.connection(&[("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))]);
     let consumer = conn.consumer(vec![Queue::new("held")]).await.unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
     assert_eq!((m.payload().unwrap(), m.redelivered()), (Payload::Text("orphan".into()), true));
@@ -270,5 +270,32 @@ async fn a_message_held_by_a_killed_rust_consumer_is_restored_by_pythons_sweep()
     let topts = peer.options(json!({"visibility_timeout": 1, "unacked_restore_throttle": 1, "polling_interval": 5}));
     let got = peer.run("consume", json!({"transport_options": topts, "queue": "rheld", "timeout": 15, "poll": 1})).await;
     assert_eq!((&got[0]["body"], &got[0]["redelivered"]), (&json!("mine"), &json!(true)));
+    peer.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restored_message_goes_through_the_binding_table_to_a_python_consumer() {
+    let Some(peer) = Peer::new() else { return };
+    let conn = peer.connection(&[]);
+    let x = Exchange::direct("rerx");
+    let pa = Queue::new("rera").exchange(x.clone()).routing_key("k");
+    let pb = Queue::new("rerb").exchange(x.clone()).routing_key("k");
+    conn.producer().await.unwrap().publish("first", PublishOptions::new().exchange(&x).routing_key("k").declare(&pa)).await.unwrap();
+    // Held from rera while rerb is bound to the same key, then restored on close: through the
+    // binding table as Kombu's _do_restore_message, to both.
+    let consumer = conn.consumer(vec![pa.clone()]).await.unwrap().prefetch_count(1);
+    let held = consumer.next_message(WAIT).await.unwrap();
+    assert_eq!(held.payload().unwrap(), Payload::Text("first".into()));
+    let ch = conn.default_channel().await.unwrap();
+    pb.bind(&ch).queue_declare(false, false).await.unwrap();
+    pb.bind(&ch).queue_bind(false).await.unwrap();
+    drop(held);
+    conn.release().await.unwrap();
+    let topts = peer.options(json!({}));
+    let got = peer.run("consume", json!({"transport_options": topts, "queue": "rerb", "exchange": "rerx", "routing_key": "k", "count": 1, "timeout": 10})).await;
+    assert_eq!((&got[0]["body"], &got[0]["redelivered"]), (&json!("first"), &json!(true)));
+    let mut r = redis::Client::open(URL).unwrap().get_multiplexed_async_connection().await.unwrap();
+    let in_a: usize = r.llen(format!("{}rera", peer.prefix)).await.unwrap();
+    assert_eq!(in_a, 1);
     peer.cleanup().await;
 }

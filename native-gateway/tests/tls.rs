@@ -142,5 +142,16 @@ async fn the_gateway_fronts_an_amqps_broker_over_tls() {
     kombu::Queue::new(&queue).bind(&ch).delete(false, false).await.unwrap();
     kombu::Exchange::direct(&queue).bind(&ch).delete(false).await.unwrap(); // SimpleQueue's exchange
     conn.release().await.unwrap();
+    // The /amqp relay reaches it over TLS too: RabbitMQ's connection.start comes back.
+    {
+        use futures::{SinkExt, StreamExt};
+        use tokio_tungstenite::tungstenite::Message as Ws;
+        let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{}/amqp", g.addr)).await.unwrap();
+        ws.send(Ws::Binary(bytes::Bytes::from_static(kombu::proto::amqp::PROTOCOL_HEADER))).await.unwrap();
+        let Some(Ok(Ws::Binary(start))) = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("connection.start within 10 s") else { panic!("connection.start") };
+        let f = kombu::proto::amqp::split_frame(&start, 1 << 20).unwrap().expect("a whole frame");
+        let kombu::proto::amqp::Method::ConnectionStart { server_properties, .. } = f.method().unwrap() else { panic!("{:?}", f.method()) };
+        assert_eq!(server_properties["product"], "RabbitMQ");
+    }
     g.shutdown().await;
 }

@@ -2,15 +2,17 @@
 //! transport URL this build supports (`gateway+ws://` for a shared broker; `memory://` is per
 //! process). Progress and errors go to stderr; results to stdout.
 //!
-//! Exit codes: 0 success; 1 a broker or connection error; 2 bad usage or input;
-//! 3 `get`/`consume` found no message before the timeout.
+//! Exit codes: 0 success; 1 a broker or connection error (for `publish`: the broker did not
+//! confirm the message, e.g. 404 NOT_FOUND for an exchange that does not exist); 2 bad usage or
+//! input; 3 `get`/`consume` found no message before the timeout; 4 `publish`'s message was
+//! returned as unroutable (312 NO_ROUTE: no queue is bound for its routing key).
 
 use std::io::Read;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use kombu::{Connection, Exchange, ExchangeType, Headers, Message, Payload, PublishOptions, Queue, Value};
+use kombu::{Connection, Exchange, ExchangeType, Headers, Message, Payload, Queue, Value};
 use serde_json::json;
 
 #[derive(Debug, Parser)]
@@ -22,7 +24,9 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Publish one message (BODY, or stdin with `-`).
+    /// Publish one message (BODY, or stdin with `-`) and wait for the broker's confirm. It is
+    /// published as mandatory: exit code 4 when no queue takes it (NO_ROUTE), 1 when the
+    /// broker refuses it (an exchange that does not exist: 404 NOT_FOUND).
     Publish {
         /// Broker URL.
         url: String,
@@ -193,6 +197,76 @@ fn base64_encode(b: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(b)
 }
 
+/// How long `publish` waits for the broker's confirm.
+const CONFIRM_WAIT: Duration = Duration::from_secs(30);
+
+/// Publish with `mandatory` on a channel in confirm mode and wait for the broker's verdict: a
+/// confirm (success), or the reason it was not taken — the channel closed (an exchange that
+/// does not exist: 404 NOT_FOUND, ACCESS_REFUSED, ...), a nack, or a return (unroutable:
+/// 312 NO_ROUTE, exit code 4). Transports whose publishes are answered by their store before
+/// `basic_publish` returns (Redis, SQS) send no confirms: there the publish's own answer and
+/// any return waiting are the verdict.
+async fn publish_confirmed(url: &str, method: kombu::proto::methods::BasicPublish, content: kombu::proto::methods::Content) -> Result<(), Fail> {
+    use kombu::proto::methods::ServerEvent;
+    let info = Connection::new(url)?.info();
+    let transport = kombu::transport::registry::lookup(&info.transport)?;
+    let confirms = matches!(transport.driver_name(), "amqp" | "memory" | "gateway");
+    let conn = transport.establish_connection(&info).await?;
+    let outcome = async {
+        let ch = conn.open_channel().await?;
+        let id = ch.channel_id();
+        ch.confirm_select().await?;
+        ch.basic_publish(&method, std::sync::Arc::new(content)).await?;
+        let deadline = tokio::time::Instant::now() + CONFIRM_WAIT;
+        let mut returned = None;
+        loop {
+            let event = if confirms {
+                let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+                match conn.next_event(Some(left)).await {
+                    Err(kombu::Error::Timeout(_)) => return Err(Fail(1, format!("no confirm from the broker within {} s: the message may or may not have been taken", CONFIRM_WAIT.as_secs()))),
+                    other => other?,
+                }
+            } else {
+                match conn.try_next_event()? {
+                    Some(e) => e,
+                    None => break,
+                }
+            };
+            match event {
+                ServerEvent::Return { channel, returned: r } if channel == id => returned = Some(r),
+                ServerEvent::Ack { channel, .. } if channel == id => break,
+                ServerEvent::Nack { channel, .. } if channel == id => return Err(Fail(1, "the broker refused the message (basic.nack)".into())),
+                ServerEvent::ChannelClosed { channel, error } if channel == id => return Err(error.into()),
+                ServerEvent::ConnectionClosed { error } => return Err(error.into()),
+                _ => {}
+            }
+        }
+        if confirms && returned.is_none() {
+            // A return comes before the confirm on AMQP; a gateway in front of a broker without
+            // confirms (Redis) confirms on its own, and its return may follow: one more round
+            // trip, then whatever arrived.
+            let _ = conn.open_channel().await;
+            while let Some(event) = conn.try_next_event()? {
+                if let ServerEvent::Return { channel, returned: r } = event {
+                    if channel == id {
+                        returned = Some(r);
+                    }
+                }
+            }
+        }
+        match returned {
+            Some(r) => Err(Fail(
+                4,
+                format!("the broker returned the message: ({}) {} — no queue is bound to exchange {:?} for routing key {:?}", r.reply_code, r.reply_text, method.exchange, method.routing_key),
+            )),
+            None => Ok(()),
+        }
+    }
+    .await;
+    let _ = conn.close().await;
+    outcome
+}
+
 async fn run(cli: Cli) -> Result<(), Fail> {
     kombu_gateway::register_transports();
     match cli.command {
@@ -209,39 +283,34 @@ async fn run(cli: Cli) -> Result<(), Fail> {
                 (Some(s), Ok(v)) if s != "raw" => Payload::Data(v),
                 _ => Payload::Text(text),
             };
-            let conn = Connection::new(&url)?;
-            let mut opts = PublishOptions::new().exchange(Exchange::new(exchange.clone(), ExchangeType::Direct)).routing_key(routing_key.clone()).headers(pairs(&headers, "--header")?);
-            if let Some(s) = serializer {
-                opts = opts.serializer(s);
-            }
-            if let Some(c) = compression {
-                opts = opts.compression(c);
-            }
+            let mut props = kombu::Properties::default();
             for (k, v) in pairs(&properties, "--property")? {
                 let s = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
-                opts = match k.as_str() {
-                    "correlation_id" => opts.correlation_id(s),
-                    "reply_to" => opts.reply_to(Queue::new(s)),
-                    "message_id" => opts.message_id(s),
-                    "priority" => opts.priority(s.parse().map_err(|_| Fail(2, format!("priority must be 0-255, not {s}")))?),
-                    "expiration" => opts.expiration(s.parse().map_err(|_| Fail(2, format!("expiration must be seconds, not {s}")))?),
-                    "type" | "app_id" | "user_id" => {
-                        let mut p = kombu::Properties::default();
-                        match k.as_str() {
-                            "type" => p.type_ = Some(s),
-                            "app_id" => p.app_id = Some(s),
-                            _ => p.user_id = Some(s),
-                        }
-                        opts.properties(p)
+                match k.as_str() {
+                    "correlation_id" => props.correlation_id = Some(s),
+                    "reply_to" => props.reply_to = Some(s),
+                    "message_id" => props.message_id = Some(s),
+                    "priority" => props.priority = Some(s.parse().map_err(|_| Fail(2, format!("priority must be 0-255, not {s}")))?),
+                    "expiration" => {
+                        let secs: f64 = s.parse().ok().filter(|x: &f64| *x >= 0.0 && x.is_finite()).ok_or_else(|| Fail(2, format!("expiration must be seconds, not {s}")))?;
+                        props.expiration = Some(((secs * 1000.0) as u64).to_string());
                     }
+                    "type" => props.type_ = Some(s),
+                    "app_id" => props.app_id = Some(s),
+                    "user_id" => props.user_id = Some(s),
                     other => return Err(Fail(2, format!("unknown property {other:?} (known: correlation_id, reply_to, message_id, priority, expiration, type, app_id, user_id)"))),
-                };
+                }
             }
-            conn.producer().await?.publish(payload, opts).await?;
-            // Make sure the broker processed it before we close.
-            conn.default_channel().await?;
-            conn.release().await?;
-            eprintln!("published to exchange {exchange:?} with routing key {routing_key:?}");
+            // Serialized as Producer.publish does.
+            let prepared = kombu::producer::prepare_body(payload, serializer.as_deref(), None, None, compression.as_deref(), pairs(&headers, "--header")?)?;
+            props.content_type = Some(prepared.content_type);
+            props.content_encoding = Some(prepared.content_encoding);
+            props.headers = prepared.headers;
+            props.delivery_mode = Some(kombu::PERSISTENT_DELIVERY_MODE);
+            props.priority = Some(props.priority.unwrap_or(0));
+            let method = kombu::proto::methods::BasicPublish { exchange: exchange.clone(), routing_key: routing_key.clone(), mandatory: true, immediate: false };
+            publish_confirmed(&url, method, kombu::proto::methods::Content { properties: props, body: prepared.body }).await?;
+            eprintln!("published to exchange {exchange:?} with routing key {routing_key:?} (confirmed by the broker)");
         }
         Command::Consume { url, queue, count, no_ack, timeout, json } => {
             let conn = Connection::new(&url)?;

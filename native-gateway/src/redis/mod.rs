@@ -22,13 +22,15 @@
 //!
 //! Transport options (Kombu's names): `sep`, `ack_emulation`, `unacked_key`,
 //! `unacked_index_key`, `unacked_mutex_key`, `unacked_mutex_expire`, `visibility_timeout`,
-//! `unacked_restore_limit`, `unacked_restore_interval`, `fanout_prefix`, `fanout_patterns`,
+//! `unacked_restore_limit`, `unacked_restore_interval`, `unacked_restore_throttle`,
+//! `max_connections`, `health_check_interval`, `client_name`, `fanout_prefix`, `fanout_patterns`,
 //! `global_keyprefix`, `priority_steps`, `socket_timeout`, `socket_connect_timeout`,
 //! `polling_interval`, `queue_order_strategy`, `master_name` (sentinel), and for TLS
 //! `ssl_cert_reqs` (`required` by default: certificates are verified unless the URL says
 //! `none`), `ssl_ca_certs`, `ssl_certfile`, `ssl_keyfile`. Beyond Kombu: `dead_letter_prefix`
 //! (`_kombu.deadletter.`: where values that are not Kombu messages are moved, per queue).
 
+mod link;
 mod scripts;
 mod store;
 
@@ -41,6 +43,7 @@ use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::value::Value;
 use kombu::{Error, Result};
 
+pub use link::open_connections;
 pub use store::{RedisStore, StoreCounters};
 
 /// The Redis transport (registered for `redis`, `rediss`, `redis+socket` and `sentinel`).
@@ -67,8 +70,19 @@ pub struct RedisOptions {
     pub visibility_timeout: Duration,
     /// `unacked_restore_limit`: the most messages one sweep restores (`None`: all).
     pub unacked_restore_limit: Option<usize>,
-    /// `unacked_restore_interval`: how often a consuming connection sweeps.
+    /// `unacked_restore_interval`: how often a consuming connection tries to sweep.
     pub unacked_restore_interval: Duration,
+    /// `unacked_restore_throttle`: of those tries, every N-th scans Redis (kombu 5.7: the
+    /// sweep period is `unacked_restore_interval * unacked_restore_throttle`; the first try
+    /// scans).
+    pub unacked_restore_throttle: u64,
+    /// `max_connections`: the most Redis connections the process keeps to this server with
+    /// these settings (shared by all its connections; at least 3).
+    pub max_connections: usize,
+    /// `health_check_interval`: PING the shared connections this often (`None`: never).
+    pub health_check_interval: Option<Duration>,
+    /// `client_name`: CLIENT SETNAME of every connection.
+    pub client_name: Option<String>,
     /// `fanout_prefix` with the database number filled in (`/0.`), or empty.
     pub fanout_prefix: String,
     /// `fanout_patterns`: the routing key is part of the fanout channel name.
@@ -99,6 +113,10 @@ impl Default for RedisOptions {
             visibility_timeout: Duration::from_secs(3600),
             unacked_restore_limit: None,
             unacked_restore_interval: Duration::from_secs(10),
+            unacked_restore_throttle: 10,
+            max_connections: 10,
+            health_check_interval: Some(Duration::from_secs(25)),
+            client_name: None,
             fanout_prefix: "/0.".into(),
             fanout_patterns: true,
             global_keyprefix: String::new(),
@@ -128,6 +146,11 @@ fn option_bool(option: &str, v: &Value) -> Result<bool> {
     }
 }
 
+/// A whole number, given as a number or a string (URL query options are strings).
+fn whole(v: &Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
 fn option_str(option: &str, v: &Value) -> Result<String> {
     v.as_str().map(str::to_owned).ok_or_else(|| bad(option, v, "a string"))
 }
@@ -155,6 +178,24 @@ impl RedisOptions {
                     }
                 }
                 "unacked_restore_interval" => o.unacked_restore_interval = seconds_option(k, v)?,
+                // 0 scans on every try, as 1 (as Kombu).
+                "unacked_restore_throttle" => o.unacked_restore_throttle = whole(v).ok_or_else(|| bad(k, v, "a whole number (every N-th try scans)"))?.max(1),
+                "max_connections" => {
+                    o.max_connections = whole(v).filter(|n| (3..=100_000).contains(n)).ok_or_else(|| {
+                        bad(k, v, "a whole number from 3 (a process keeps up to 3 shared connections: commands, binding tables, waits and fanout)")
+                    })? as usize
+                }
+                "health_check_interval" => {
+                    let d = seconds_option(k, v)?;
+                    o.health_check_interval = (!d.is_zero()).then_some(d);
+                }
+                "client_name" => {
+                    let n = option_str(k, v)?;
+                    if n.is_empty() || n.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                        return Err(bad(k, v, "a name without spaces (Redis's CLIENT SETNAME)"));
+                    }
+                    o.client_name = Some(n);
+                }
                 "fanout_prefix" => {
                     fanout_prefix = match v {
                         Value::String(s) => Some(s.clone()),
@@ -319,6 +360,19 @@ mod tests {
         let mut client = ConnectInfo { virtual_host: "/shop".into(), ..broker.clone() };
         scope_to_vhost(&mut client, &broker);
         assert_eq!((client.virtual_host.as_str(), client.options.get("global_keyprefix")), ("3", Some(&Value::from("app.shop."))));
+    }
+
+    #[test]
+    fn pool_and_sweep_options_are_kombus() {
+        let o = RedisOptions::from_connect_info(&info("/", &[])).unwrap();
+        assert_eq!((o.unacked_restore_throttle, o.max_connections, o.health_check_interval, o.client_name), (10, 10, Some(Duration::from_secs(25)), None));
+        // URL query options arrive as strings; 0 turns health checks off; a throttle of 0 is 1 (as Kombu).
+        let o = RedisOptions::from_connect_info(&info("/", &[("max_connections", Value::from("50")), ("health_check_interval", Value::from("0")), ("unacked_restore_throttle", Value::from(0)), ("client_name", Value::from("web-1"))])).unwrap();
+        assert_eq!((o.unacked_restore_throttle, o.max_connections, o.health_check_interval, o.client_name.as_deref()), (1, 50, None, Some("web-1")));
+        for (k, v) in [("max_connections", Value::from(2)), ("max_connections", Value::from("many")), ("unacked_restore_throttle", Value::from(-1)), ("client_name", Value::from("a b")), ("client_name", Value::from(""))] {
+            let e = RedisOptions::from_connect_info(&info("/", &[(k, v)])).unwrap_err();
+            assert!(matches!(&e, Error::InvalidTransportOption { option, .. } if option == k), "{k}: {e}");
+        }
     }
 
     #[test]

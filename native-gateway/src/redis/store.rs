@@ -1,11 +1,9 @@
 //! The Redis store: Kombu's storage hooks over redis-rs, with Kombu's key layout (see the
 //! module documentation of [`super`]).
 //!
-//! Connections: one multiplexed connection for every command that answers at once
-//! (publishes, settles, scripts: concurrent callers share its round trips), one per waiting
-//! fetch for the blocking wait, and one pub/sub connection when a consumer listens to a
-//! fanout exchange. A task per store applies the settles in batches (one pipeline per batch)
-//! and keeps the visibility of the messages this store still holds.
+//! Connections: the process's shared [`Link`] to the server (bounded by `max_connections`,
+//! see [`super::link`]). A task per store applies the settles in batches (one pipeline per
+//! batch) and keeps the visibility of the messages this store still holds.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,6 +23,7 @@ use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, ConnectionAddr, IntoConnectionInfo, RedisConnectionInfo, RedisError};
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::link::{FanoutSink, Link, Slot};
 use super::scripts::Scripts;
 use super::RedisOptions;
 
@@ -78,7 +77,7 @@ fn counters() -> &'static StoreCounters {
 
 /// A Redis error as the Kombu API's: the connection is gone (reconnect), or Redis refused
 /// the command (named).
-fn redis_err(e: RedisError) -> Error {
+pub(super) fn redis_err(e: RedisError) -> Error {
     if e.is_io_error() || e.is_connection_dropped() || e.is_connection_refusal() || e.is_timeout() || e.is_unrecoverable_error() {
         Error::RecoverableConnection(format!("Redis: {e}"))
     } else {
@@ -86,7 +85,7 @@ fn redis_err(e: RedisError) -> Error {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
@@ -115,13 +114,15 @@ const FANOUT_BUFFER: usize = 10_000;
 struct Fanout {
     /// pattern → listeners
     listens: HashMap<String, Vec<Listen>>,
-    sink: Option<Arc<tokio::sync::Mutex<redis::aio::PubSubSink>>>,
+    /// Before Redis 6: this store's own pub/sub connection (else the link's watcher).
+    sink: Option<(Arc<tokio::sync::Mutex<redis::aio::PubSubSink>>, Arc<Slot>)>,
 }
 
-struct Inner {
+pub(super) struct Inner {
     opts: RedisOptions,
-    client: Client,
-    config: AsyncConnectionConfig,
+    /// The shared connections.
+    link: Arc<Link>,
+    /// `link.cmd`.
     cmd: MultiplexedConnection,
     /// The binding tables' connection: RESP3 with client-side caching where the server
     /// tracks keys (Redis 6+), so that the table read on every publish is local until Redis
@@ -129,8 +130,6 @@ struct Inner {
     /// cache before they return.
     tables: MultiplexedConnection,
     tables_cached: bool,
-    /// Connections for blocking waits, idle.
-    blocking: Mutex<Vec<MultiplexedConnection>>,
     scripts: Scripts,
     /// `x-expires` (ms) of queues declared here.
     expires: Mutex<HashMap<String, u64>>,
@@ -142,6 +141,8 @@ struct Inner {
     /// A settle batch that failed, reported by the next call.
     failed: Mutex<Option<Error>>,
     last_sweep: Mutex<Option<Instant>>,
+    /// Sweep tries so far (`unacked_restore_throttle`: every N-th scans).
+    sweep_tries: AtomicU64,
     fanout: Mutex<Fanout>,
     fanout_ready: Notify,
     /// Held while subscribing, so that one pub/sub connection is made.
@@ -223,56 +224,29 @@ async fn sentinel_master(info: &ConnectInfo, host: &str, port: u16, opts: &Redis
     addr.ok_or_else(|| Error::RecoverableConnection(format!("the sentinel at {host}:{port} knows no master named {name:?}")))
 }
 
-/// A RESP3 connection with client-side caching of the commands that ask for it, or `None`
-/// where the server does not track keys for clients (before Redis 6).
-async fn tables_connection(client: &Client, config: &AsyncConnectionConfig) -> Option<MultiplexedConnection> {
-    let info = client.get_connection_info().clone();
-    let settings = info.redis_settings().clone().set_protocol(redis::ProtocolVersion::RESP3);
-    let client = Client::open(info.set_redis_settings(settings)).ok()?;
-    let config = config.clone().set_cache_config(redis::caching::CacheConfig::new().set_mode(redis::caching::CacheMode::OptIn));
-    match client.get_multiplexed_async_connection_with_config(&config).await {
-        Ok(c) => Some(c),
-        Err(e) => {
-            tracing::debug!(error = %e, "no client-side caching of binding tables (Redis 6+ has it)");
-            None
-        }
-    }
-}
-
 impl RedisStore {
     /// Connect to the Redis server `info` names (or the master its sentinel names).
     pub async fn connect(info: &ConnectInfo, opts: RedisOptions) -> Result<RedisStore> {
         // rustls is built without a default crypto provider: the process gets ring.
         let _ = rustls::crypto::ring::default_provider().install_default();
         let client = connection_client(info, &opts).await?;
-        let config = AsyncConnectionConfig::new().set_connection_timeout(Some(opts.socket_connect_timeout)).set_response_timeout(Some(opts.socket_timeout));
-        let mut cmd = client.get_multiplexed_async_connection_with_config(&config).await.map_err(redis_err)?;
-        let scripts = Scripts::new();
-        let mut load = redis::pipe();
-        for s in scripts.all() {
-            load.cmd("SCRIPT").arg("LOAD").arg(s).ignore();
-        }
-        load.query_async::<()>(&mut cmd).await.map_err(redis_err)?;
-        let (tables, tables_cached) = match tables_connection(&client, &config).await {
-            Some(c) => (c, true),
-            None => (cmd.clone(), false),
-        };
+        let ssl_key: String = ["ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile"].iter().map(|k| format!("{:?};", info.options.get(*k))).collect();
+        let link = Link::get(client, ssl_key, &opts).await?;
         let (ops, rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             opts,
-            client,
-            config,
-            cmd,
-            tables,
-            tables_cached,
-            blocking: Mutex::new(Vec::new()),
-            scripts,
+            cmd: link.cmd.clone(),
+            tables: link.tables.clone(),
+            tables_cached: link.tables_cached,
+            link,
+            scripts: Scripts::new(),
             expires: Mutex::new(HashMap::new()),
             bound: Mutex::new(HashSet::new()),
             outstanding: Mutex::new(HashMap::new()),
             ops,
             failed: Mutex::new(None),
             last_sweep: Mutex::new(None),
+            sweep_tries: AtomicU64::new(0),
             fanout: Mutex::new(Fanout::default()),
             fanout_ready: Notify::new(),
             subscribing: tokio::sync::Mutex::new(()),
@@ -330,31 +304,16 @@ impl Inner {
         lock(&self.expires).get(queue).copied()
     }
 
-    /// A connection for a blocking wait.
-    async fn blocking_conn(&self) -> Result<MultiplexedConnection> {
-        if let Some(c) = lock(&self.blocking).pop() {
-            return Ok(c);
-        }
-        self.client.get_multiplexed_async_connection_with_config(&self.config).await.map_err(redis_err)
-    }
-
     /// The queues a message published to `exchange` with `routing_key` reaches now, by the
     /// binding table (for restoring a message whose queue was not recorded): topic rows
     /// carry a pattern, other rows route as direct.
     async fn lookup(&self, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
-        if exchange.is_empty() {
-            return Ok(vec![routing_key.to_owned()]);
-        }
-        let rows = read_table(self, exchange).await?;
-        let kind = if rows.iter().any(|r| !r.pattern.is_empty()) { RouteKind::Topic } else { RouteKind::Direct };
-        let mut router: Router<String> = Router::new(kind);
-        let none = Headers::new();
-        for r in rows {
-            router.bind(&r.routing_key, &none, r.queue);
-        }
-        let mut out = Vec::new();
-        router.route(routing_key, &none, &mut out);
-        Ok(out)
+        lookup_on(&self.tables, self.tables_cached, &self.opts, exchange, routing_key).await
+    }
+
+    /// The lists a message taken from `m.queue` goes back to when restored or requeued.
+    async fn restore_keys(&self, m: &Fetched) -> Result<Vec<String>> {
+        restore_keys_on(&self.tables, self.tables_cached, &self.opts, &m.queue, &m.payload).await
     }
 
     /// Restore messages left unacknowledged longer than the visibility timeout by consumers
@@ -435,6 +394,10 @@ impl Inner {
             }
             *last = Some(Instant::now());
         }
+        // kombu 5.7's restore_visible: the first try and every N-th after it scan.
+        if self.sweep_tries.fetch_add(1, Ordering::Relaxed) % self.opts.unacked_restore_throttle != 0 {
+            return;
+        }
         if let Err(e) = self.sweep().await {
             tracing::warn!(error = %e, "the visibility sweep failed; it runs again later");
         }
@@ -486,20 +449,29 @@ impl Inner {
         Ok(out)
     }
 
-    /// Wait up to `d` for something to fetch: a non-destructive blocking wait on the first
-    /// list (BLMOVE of a list onto itself: the message stays where it is), raced with the
-    /// fanout listeners. With several lists, it waits at most `POLL` before looking at all.
+    /// Wait up to `d` for something to fetch, raced with the fanout listeners. On Redis 6+
+    /// the link's watcher waits on every list of the fetch at once and is woken by Redis's
+    /// push when one changes (see [`super::link`]); before, a non-destructive blocking wait
+    /// on the first list (BLMOVE of a list onto itself), at most `POLL` with several lists.
     async fn wait(&self, fetch: &Fetch, d: Duration) -> Result<()> {
         const POLL: Duration = Duration::from_millis(100);
-        let lists = fetch.queues.len() * self.opts.priority_steps.len();
         let notified = self.fanout_ready.notified();
-        if lists == 0 {
+        if fetch.queues.is_empty() {
             let _ = tokio::time::timeout(d, notified).await;
             return Ok(());
         }
+        if let Some(w) = &self.link.watcher {
+            let keys: Vec<String> = fetch.queues.iter().flat_map(|q| self.step_keys(q)).collect();
+            return w.wait(&keys, d, notified).await;
+        }
+        let lists = fetch.queues.len() * self.opts.priority_steps.len();
         let d = if lists > 1 { d.min(POLL) } else { d };
         let first = self.key(&fetch.queues[0]);
-        let mut conn = self.blocking_conn().await?;
+        let Some((mut conn, slot)) = self.link.blocking_conn().await? else {
+            // Every connection of the budget is in use: poll.
+            let _ = tokio::time::timeout(d.min(POLL), notified).await;
+            return Ok(());
+        };
         conn.set_response_timeout(d + self.opts.socket_timeout);
         let mut blmove = redis::cmd("BLMOVE");
         blmove.arg(&first).arg(&first).arg("RIGHT").arg("RIGHT").arg(d.as_secs_f64().max(0.001));
@@ -507,12 +479,36 @@ impl Inner {
         tokio::select! {
             r = wait => {
                 r.map_err(redis_err)?;
-                lock(&self.blocking).push(conn);
+                self.link.give_back((conn, slot));
             }
             // The blocking connection is dropped: its answer is still on the way.
             _ = notified => {}
         }
         Ok(())
+    }
+
+    /// A fanout message for the listeners of `pattern`.
+    fn deliver_fanout(&self, pattern: &str, payload: Bytes) {
+        let mut f = lock(&self.fanout);
+        if let Some(listens) = f.listens.get_mut(pattern) {
+            // A listener whose consumer went away (no fetch for a minute, its buffer
+            // full) is forgotten, as Redis forgets a subscriber that is gone.
+            listens.retain(|l| {
+                let gone = l.buffer.len() >= FANOUT_BUFFER && l.last_fetch.elapsed() > Duration::from_secs(60);
+                if gone {
+                    tracing::warn!(queue = %l.queue, dropped = l.buffer.len(), "a fanout listener stopped fetching: forgotten with its messages");
+                }
+                !gone
+            });
+            for l in listens.iter_mut() {
+                if l.buffer.len() >= FANOUT_BUFFER {
+                    l.buffer.pop_front();
+                }
+                l.buffer.push_back(payload.clone());
+            }
+        }
+        drop(f);
+        self.fanout_ready.notify_waiters();
     }
 
     /// Subscribe to the fanout patterns of `fetch` not subscribed yet; take their messages.
@@ -541,11 +537,19 @@ impl Inner {
                     None => listens.push(Listen { queue: l.queue.clone(), buffer: VecDeque::new(), last_fetch: Instant::now() }),
                 }
             }
-            f.sink.clone()
+            f.sink.as_ref().map(|(s, _)| s.clone())
         };
-        if !new_patterns.is_empty() {
+        if new_patterns.is_empty() {
+            return Ok(out);
+        }
+        if let Some(w) = &self.link.watcher {
+            let me: Weak<dyn FanoutSink> = Arc::downgrade(self) as Weak<dyn FanoutSink>;
+            for p in new_patterns {
+                w.subscribe(&p, me.clone()).await?;
+            }
+        } else {
             let _one_at_a_time = self.subscribing.lock().await;
-            let sink = match sink.or_else(|| lock(&self.fanout).sink.clone()) {
+            let sink = match sink.or_else(|| lock(&self.fanout).sink.as_ref().map(|(s, _)| s.clone())) {
                 Some(s) => s,
                 None => self.start_pubsub().await?,
             };
@@ -558,10 +562,10 @@ impl Inner {
     }
 
     async fn start_pubsub(self: &Arc<Inner>) -> Result<Arc<tokio::sync::Mutex<redis::aio::PubSubSink>>> {
-        let pubsub = self.client.get_async_pubsub().await.map_err(redis_err)?;
+        let (pubsub, slot) = self.link.pubsub().await?;
         let (sink, mut stream) = pubsub.split();
         let sink = Arc::new(tokio::sync::Mutex::new(sink));
-        lock(&self.fanout).sink = Some(sink.clone());
+        lock(&self.fanout).sink = Some((sink.clone(), Arc::new(slot)));
         // The reader hands messages to the listeners of their pattern.
         let me = Arc::downgrade(self);
         tokio::spawn(async move {
@@ -569,27 +573,7 @@ impl Inner {
                 let Some(inner) = me.upgrade() else { break };
                 let pattern: Option<String> = msg.get_pattern().ok();
                 let Some(pattern) = pattern else { continue };
-                let payload = Bytes::copy_from_slice(msg.get_payload_bytes());
-                let mut f = lock(&inner.fanout);
-                if let Some(listens) = f.listens.get_mut(&pattern) {
-                    // A listener whose consumer went away (no fetch for a minute, its buffer
-                    // full) is forgotten, as Redis forgets a subscriber that is gone.
-                    listens.retain(|l| {
-                        let gone = l.buffer.len() >= FANOUT_BUFFER && l.last_fetch.elapsed() > Duration::from_secs(60);
-                        if gone {
-                            tracing::warn!(queue = %l.queue, dropped = l.buffer.len(), "a fanout listener stopped fetching: forgotten with its messages");
-                        }
-                        !gone
-                    });
-                    for l in listens.iter_mut() {
-                        if l.buffer.len() >= FANOUT_BUFFER {
-                            l.buffer.pop_front();
-                        }
-                        l.buffer.push_back(payload.clone());
-                    }
-                }
-                drop(f);
-                inner.fanout_ready.notify_waiters();
+                inner.deliver_fanout(&pattern, Bytes::copy_from_slice(msg.get_payload_bytes()));
             }
             // Its listeners would wait forever: the next call fails, the connection is made again.
             if let Some(inner) = me.upgrade() {
@@ -601,6 +585,16 @@ impl Inner {
         Ok(sink)
     }
 
+}
+
+impl FanoutSink for Inner {
+    fn on_message(&self, pattern: &str, payload: Bytes) {
+        self.deliver_fanout(pattern, payload);
+    }
+
+    fn on_failure(&self) {
+        self.fanout_ready.notify_waiters();
+    }
 }
 
 /// `[message, exchange, routing_key]` of an unacked record: the message marked
@@ -616,14 +610,18 @@ fn parse_record(record: &str) -> Result<(String, u8, String, String)> {
 }
 
 async fn read_table(inner: &Inner, exchange: &str) -> Result<Vec<BindingRow>> {
-    let mut c = inner.tables.clone();
+    read_table_on(&inner.tables, inner.tables_cached, &inner.opts, exchange).await
+}
+
+async fn read_table_on(tables: &MultiplexedConnection, cached: bool, opts: &RedisOptions, exchange: &str) -> Result<Vec<BindingRow>> {
+    let mut c = tables.clone();
     let mut smembers = redis::cmd("SMEMBERS");
-    smembers.arg(inner.table_key(exchange));
-    if inner.tables_cached {
+    smembers.arg(format!("{}_kombu.binding.{exchange}", opts.global_keyprefix));
+    if cached {
         smembers.set_cache_config(redis::CommandCacheConfig::new().set_enable_cache(true));
     }
     let members: Vec<String> = smembers.query_async(&mut c).await.map_err(redis_err)?;
-    let sep = &inner.opts.sep;
+    let sep = &opts.sep;
     Ok(members
         .into_iter()
         .filter_map(|m| {
@@ -633,8 +631,40 @@ async fn read_table(inner: &Inner, exchange: &str) -> Result<Vec<BindingRow>> {
         .collect())
 }
 
-fn priority_of(payload: &[u8]) -> u8 {
-    Envelope::from_json(payload).map(|e| e.priority()).unwrap_or(0)
+/// The queues a message published to `exchange` with `routing_key` reaches now, by the
+/// binding table (Kombu's `_lookup`): topic rows carry a pattern, other rows route as direct.
+async fn lookup_on(tables: &MultiplexedConnection, cached: bool, opts: &RedisOptions, exchange: &str, routing_key: &str) -> Result<Vec<String>> {
+    if exchange.is_empty() {
+        return Ok(vec![routing_key.to_owned()]);
+    }
+    let rows = read_table_on(tables, cached, opts, exchange).await?;
+    let kind = if rows.iter().any(|r| !r.pattern.is_empty()) { RouteKind::Topic } else { RouteKind::Direct };
+    let mut router: Router<String> = Router::new(kind);
+    let none = Headers::new();
+    for r in rows {
+        router.bind(&r.routing_key, &none, r.queue);
+    }
+    let mut out = Vec::new();
+    router.route(routing_key, &none, &mut out);
+    Ok(out)
+}
+
+/// The lists (prefixed, priority bucket included) a message taken from `queue` goes back to
+/// when it is restored or requeued — Kombu's `_do_restore_message`: through its exchange and
+/// routing key (`delivery_info`) and the binding table as it is now, so a queue unbound
+/// meanwhile does not get it and every queue bound since does. A message that routes nowhere
+/// now goes to the dead-letter list `<dead_letter_prefix>unroutable` (Kombu drops it). A
+/// message without an exchange or routing key (not published by Kombu) goes back to `queue`.
+async fn restore_keys_on(tables: &MultiplexedConnection, cached: bool, opts: &RedisOptions, queue: &str, payload: &[u8]) -> Result<Vec<String>> {
+    let env = Envelope::from_json(payload).ok();
+    let priority = env.as_ref().map_or(0, |e| e.priority());
+    let (exchange, routing_key) = env.as_ref().map_or((String::new(), String::new()), |e| (e.exchange().to_owned(), e.routing_key().to_owned()));
+    let queues = if exchange.is_empty() && routing_key.is_empty() { vec![queue.to_owned()] } else { lookup_on(tables, cached, opts, &exchange, &routing_key).await? };
+    if queues.is_empty() {
+        tracing::error!(queue, exchange, routing_key, "a message to restore routes to no queue now; moved to the dead-letter list");
+        return Ok(vec![format!("{}{}unroutable", opts.global_keyprefix, opts.dead_letter_prefix)]);
+    }
+    Ok(queues.iter().map(|q| format!("{}{}", opts.global_keyprefix, opts.bucket(q, priority))).collect())
 }
 
 /// Apply queued settles in batches, one pipeline per batch; keep the visibility of the
@@ -684,7 +714,7 @@ async fn apply(inner: &Inner, c: &mut MultiplexedConnection, batch: &[Op]) -> Re
     for op in batch {
         let Op::Settle(m, how) = op else { continue };
         lock(&inner.outstanding).remove(&m.token);
-        let (target, payload) = match how {
+        let (targets, payload) = match how {
             Settle::Ack | Settle::Reject => {
                 if inner.opts.ack_emulation {
                     pipe.cmd("ZREM").arg(&index).arg(&m.token).ignore();
@@ -695,16 +725,16 @@ async fn apply(inner: &Inner, c: &mut MultiplexedConnection, batch: &[Op]) -> Re
             }
             Settle::Requeue => {
                 counters().requeued.fetch_add(1, Ordering::Relaxed);
-                (inner.key(&inner.opts.bucket(&m.queue, priority_of(&m.payload))), mark_redelivered(&m.payload)?)
+                (inner.restore_keys(m).await?, mark_redelivered(&m.payload)?)
             }
             Settle::DeadLetter(reason) => {
                 counters().dead_lettered.fetch_add(1, Ordering::Relaxed);
                 let key = inner.key(&format!("{}{}", inner.opts.dead_letter_prefix, m.queue));
                 tracing::error!(queue = %m.queue, reason, "a message could not be decoded; moved to the list {key}");
-                (key, String::from_utf8_lossy(&m.payload).into_owned())
+                (vec![key], String::from_utf8_lossy(&m.payload).into_owned())
             }
         };
-        pipe.cmd("EVALSHA").arg(inner.scripts.restore.get_hash()).arg(3).arg(&unacked).arg(&index).arg(&target).arg(&m.token).arg(&payload).arg("1").arg(guard).ignore();
+        pipe.cmd("EVALSHA").arg(inner.scripts.restore.get_hash()).arg(2 + targets.len()).arg(&unacked).arg(&index).arg(&targets).arg(&m.token).arg(&payload).arg("1").arg(guard).ignore();
         any = true;
     }
     if any {
@@ -748,16 +778,21 @@ impl Drop for Inner {
         }
         let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
         let mut c = self.cmd.clone();
+        let (tables, cached, opts) = (self.tables.clone(), self.tables_cached, self.opts.clone());
         let (unacked, index) = (self.key(&self.opts.unacked_key), self.key(&self.opts.unacked_index_key));
         let hash = self.scripts.restore.get_hash().to_owned();
-        let targets: Vec<(String, String, String)> = held
-            .into_iter()
-            .filter_map(|m| Some((self.key(&self.opts.bucket(&m.queue, priority_of(&m.payload))), m.token.clone(), mark_redelivered(&m.payload).ok()?)))
-            .collect();
         rt.spawn(async move {
+            let mut targets = Vec::new();
+            for m in held {
+                let Ok(payload) = mark_redelivered(&m.payload) else { continue };
+                match restore_keys_on(&tables, cached, &opts, &m.queue, &m.payload).await {
+                    Ok(keys) => targets.push((keys, m.token, payload)),
+                    Err(e) => tracing::warn!(error = %e, "could not route a message of a dropped connection; it comes back after the visibility timeout"),
+                }
+            }
             let mut pipe = redis::pipe();
-            for (key, tag, payload) in &targets {
-                pipe.cmd("EVALSHA").arg(&hash).arg(3).arg(&unacked).arg(&index).arg(key).arg(tag).arg(payload).arg("0").arg("1").ignore();
+            for (keys, tag, payload) in &targets {
+                pipe.cmd("EVALSHA").arg(&hash).arg(2 + keys.len()).arg(&unacked).arg(&index).arg(keys).arg(tag).arg(payload).arg("0").arg("1").ignore();
             }
             match pipe.query_async::<()>(&mut c).await {
                 Ok(()) => {
@@ -881,6 +916,7 @@ impl Store for RedisStore {
 
     async fn put(&self, queues: &[&str], message: &Outgoing) -> Result<()> {
         self.inner.take_failure()?;
+        self.inner.link.check()?;
         let mut pipe = redis::pipe();
         for q in queues {
             pipe.cmd("LPUSH").arg(self.inner.key(&self.inner.opts.bucket(q, message.priority))).arg(&*message.json).ignore();
@@ -912,6 +948,7 @@ impl Store for RedisStore {
         let deadline = fetch.wait.map(|w| Instant::now() + w);
         loop {
             self.inner.take_failure()?;
+            self.inner.link.check()?;
             let mut out = self.inner.fanout_take(fetch, fetch.max).await?;
             if out.len() < fetch.max && !fetch.queues.is_empty() {
                 out.extend(self.inner.pop(fetch, fetch.max - out.len()).await?);
@@ -950,8 +987,8 @@ impl Store for RedisStore {
         for m in messages.iter().filter(|m| !m.broadcast) {
             lock(&inner.outstanding).remove(&m.token);
             let payload = mark_redelivered(&m.payload)?;
-            let key = inner.key(&inner.opts.bucket(&m.queue, priority_of(&m.payload)));
-            pipe.cmd("EVALSHA").arg(inner.scripts.restore.get_hash()).arg(3).arg(&unacked).arg(&index).arg(key).arg(&m.token).arg(payload).arg("0").arg(guard);
+            let keys = inner.restore_keys(m).await?;
+            pipe.cmd("EVALSHA").arg(inner.scripts.restore.get_hash()).arg(2 + keys.len()).arg(&unacked).arg(&index).arg(&keys).arg(&m.token).arg(payload).arg("0").arg(guard);
             n += 1;
         }
         if n == 0 {

@@ -13,7 +13,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Buf, BufMut, Bytes, BytesMut};
 use kombu::proto::amqp::{self, Method};
 use kombu::{Error, ReplyCode};
 
@@ -23,6 +23,14 @@ use crate::ClientError;
 
 /// `channel.close-ok`.
 const CLOSE_OK: (u16, u16) = (20, 41);
+/// `channel.close`.
+const CHANNEL_CLOSE: (u16, u16) = (20, 40);
+/// `channel.open`.
+const CHANNEL_OPEN: (u16, u16) = (20, 10);
+/// `connection.start`.
+const START: (u16, u16) = (10, 10);
+/// `connection.start-ok`.
+const START_OK: (u16, u16) = (10, 11);
 /// AMQP's reply code of a normal close (`reply-success`).
 const REPLY_SUCCESS: u16 = 200;
 
@@ -78,6 +86,9 @@ pub(crate) struct Filter {
     closing_broker: HashSet<u16>,
     /// What goes to the broker, gathered while a client message is handled.
     to_broker: BytesMut,
+    /// With a token file: the broker's `connection.start` was seen (and dropped: the client
+    /// got the relay's own before it logged in).
+    broker_started: bool,
 }
 
 fn close(code: u16, reason: String, error: ClientError) -> Close {
@@ -104,6 +115,7 @@ impl Filter {
             closing_client: HashSet::new(),
             closing_broker: HashSet::new(),
             to_broker: BytesMut::new(),
+            broker_started: false,
         }
     }
 
@@ -140,9 +152,15 @@ impl Filter {
                 out.push(Verdict::ToClient(Bytes::from_static(amqp::PROTOCOL_HEADER)));
                 return Err(close(1002, "expected the AMQP 0-9-1 protocol header".into(), ClientError::NotAmqp));
             }
-            self.to_broker.extend_from_slice(&buf[..8]);
             buf.advance(8);
             self.header_seen = true;
+            if self.auth.is_some() {
+                // The relay answers the header itself: the client logs in before the broker is
+                // connected, and sees nothing of it (product, version, cluster name) before.
+                out.push(Verdict::ToClient(relay_start()));
+            } else {
+                self.to_broker.extend_from_slice(amqp::PROTOCOL_HEADER);
+            }
         }
         loop {
             let frame = match amqp::split_frame(buf, self.frame_max) {
@@ -161,11 +179,33 @@ impl Filter {
             // Frames on a channel the relay is closing toward the client are dropped until the
             // client's close-ok (which the broker must not see).
             if self.closing_client.contains(&channel) {
-                if ids == Some(CLOSE_OK) {
-                    self.closing_client.remove(&channel);
+                match ids {
+                    Some(CLOSE_OK) => {
+                        self.closing_client.remove(&channel);
+                    }
+                    // The client closed the channel too (its close crossed the relay's):
+                    // answered, as AMQP asks of a peer that is closing.
+                    Some(CHANNEL_CLOSE) => {
+                        let mut ok = BytesMut::new();
+                        write(channel, &Method::ChannelCloseOk, &mut ok)?;
+                        out.push(Verdict::ToClient(ok.freeze()));
+                    }
+                    // A client that took that close-ok as the end reopens the channel.
+                    Some(CHANNEL_OPEN) => {
+                        self.closing_client.remove(&channel);
+                        if self.closing_broker.contains(&channel) {
+                            return Ok(Some(channel));
+                        }
+                        self.to_broker.extend_from_slice(&buf[..n]);
+                    }
+                    _ => {}
                 }
                 buf.advance(n);
                 continue;
+            }
+            if self.auth.is_some() && self.identity.is_none() && ids != Some(START_OK) {
+                let text = "log in (connection.start-ok with the gateway token) before anything else".to_owned();
+                return Err(refuse_connection(ReplyCode::AccessRefused, format!("ACCESS_REFUSED - {text}"), ids.unwrap_or((0, 0)), text, out));
             }
             let inspected = match (&self.auth, ids) {
                 (Some(_), Some((10, 11) | (10, 40) | (40, _) | (50, _) | (60, 40) | (60, 20) | (60, 70))) => {
@@ -200,6 +240,8 @@ impl Filter {
                         return Err(refuse_connection(ReplyCode::AccessRefused, reply, (10, 11), text, out));
                     }
                 }
+                // Now the broker is connected: the protocol header, then the login.
+                self.to_broker.extend_from_slice(amqp::PROTOCOL_HEADER);
                 let (user, pass) = &self.login;
                 let m = Method::ConnectionStartOk { client_properties, mechanism: "PLAIN".into(), response: format!("\0{user}\0{pass}").into_bytes(), locale };
                 write(0, &m, &mut self.to_broker)
@@ -213,9 +255,9 @@ impl Filter {
                 Err((_, text)) => Err(refuse_connection(ReplyCode::NotAllowed, format!("NOT_ALLOWED - {text}"), (10, 40), text, out)),
             },
             m => {
-                let verdict = match &self.identity {
-                    Some(id) => id.authorize_amqp(&m),
-                    None => Err(Error::channel(ReplyCode::AccessRefused, "ACCESS_REFUSED - method before login")),
+                let verdict = match &self.admitted {
+                    Some(a) => a.authorize_amqp(&m),
+                    None => Err(Error::channel(ReplyCode::AccessRefused, "ACCESS_REFUSED - method before connection.open")),
                 };
                 let text = match verdict {
                     Ok(()) => {
@@ -250,7 +292,10 @@ impl Filter {
                 Err(e) => return Err(close(1011, format!("malformed frame from the broker: {e}"), ClientError::Broker(e))),
             };
             let n = frame.len;
-            if self.closing_broker.contains(&frame.channel) {
+            if self.auth.is_some() && !self.broker_started && frame.channel == 0 && frame.method_ids() == Some(START) {
+                // The client already has the relay's connection.start.
+                self.broker_started = true;
+            } else if self.closing_broker.contains(&frame.channel) {
                 if frame.method_ids() == Some(CLOSE_OK) {
                     self.closing_broker.remove(&frame.channel);
                     confirmed = true;
@@ -262,6 +307,49 @@ impl Filter {
         }
         Ok(Forward { frames: (!frames.is_empty()).then(|| frames.freeze()), confirmed })
     }
+}
+
+/// The relay's own `connection.start` (AMQP 0-9-1, mechanism PLAIN): product `kombu-gateway`
+/// and the capabilities RabbitMQ announces, nothing of the broker behind it.
+fn relay_start() -> Bytes {
+    /// A field-table entry: short string name, type, value.
+    fn entry(t: &mut BytesMut, name: &str, kind: u8, value: &[u8]) {
+        t.put_u8(name.len() as u8);
+        t.put_slice(name.as_bytes());
+        t.put_u8(kind);
+        t.put_slice(value);
+    }
+    fn longstr(s: &str) -> Vec<u8> {
+        let mut v = (s.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(s.as_bytes());
+        v
+    }
+    fn table(t: BytesMut) -> Vec<u8> {
+        let mut v = (t.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(&t);
+        v
+    }
+    let mut caps = BytesMut::new();
+    for cap in ["publisher_confirms", "exchange_exchange_bindings", "basic.nack", "consumer_cancel_notify", "connection.blocked", "consumer_priorities", "authentication_failure_close", "per_consumer_qos", "direct_reply_to"] {
+        entry(&mut caps, cap, b't', &[1]);
+    }
+    let mut props = BytesMut::new();
+    entry(&mut props, "product", b'S', &longstr("kombu-gateway"));
+    entry(&mut props, "capabilities", b'F', &table(caps));
+    let mut payload = BytesMut::new();
+    payload.put_u16(START.0);
+    payload.put_u16(START.1);
+    payload.put_slice(&[0, 9]);
+    payload.put_slice(&table(props));
+    payload.put_slice(&longstr("PLAIN"));
+    payload.put_slice(&longstr("en_US"));
+    let mut frame = BytesMut::new();
+    frame.put_u8(1);
+    frame.put_u16(0);
+    frame.put_u32(payload.len() as u32);
+    frame.put_slice(&payload);
+    frame.put_u8(0xCE);
+    frame.freeze()
 }
 
 /// Refuse the client's login: `connection.close` with `code`, then the socket closes.
@@ -329,7 +417,7 @@ mod tests {
         login.extend_from_slice(&frame(0, &Method::ConnectionOpen { virtual_host: "/web".into() }));
         login.extend_from_slice(&frame(1, &Method::ChannelOpen));
         let v = client(&mut f, &mut buf, &login);
-        assert!(matches!(&v[..], [Verdict::ToBroker(_)]), "{v:?}");
+        assert!(matches!(&v[..], [Verdict::ToClient(_), Verdict::ToBroker(_)]), "{v:?}");
         (f, buf)
     }
 
@@ -366,10 +454,16 @@ mod tests {
     fn the_token_logs_the_client_in_and_the_broker_gets_the_urls_credentials() {
         let (mut f, mut buf) = (filter(Some(TOKENS)), BytesMut::new());
         let mut bytes = amqp::PROTOCOL_HEADER.to_vec();
+        let v = client(&mut f, &mut buf, &bytes[..8]);
+        // The relay answers the header itself, with nothing of the broker.
+        let [Verdict::ToClient(start)] = &v[..] else { panic!("{v:?}") };
+        let [(0, Method::ConnectionStart { mechanisms, server_properties, .. })] = &methods(start)[..] else { panic!() };
+        assert_eq!((mechanisms.as_str(), server_properties["product"].as_str()), ("PLAIN", Some("kombu-gateway")));
+        assert!(!server_properties.contains_key("version") && !server_properties.contains_key("cluster_name"));
         bytes.extend_from_slice(&start_ok("web-token-123"));
-        let v = client(&mut f, &mut buf, &bytes);
+        let v = client(&mut f, &mut buf, &bytes[8..]);
         let [Verdict::ToBroker(b)] = &v[..] else { panic!("{v:?}") };
-        assert_eq!(&b[..8], amqp::PROTOCOL_HEADER);
+        assert_eq!(&b[..8], amqp::PROTOCOL_HEADER, "the broker is connected once the token is accepted");
         let [(0, Method::ConnectionStartOk { mechanism, response, .. })] = &methods(&b[8..])[..] else { panic!() };
         assert_eq!((mechanism.as_str(), &response[..]), ("PLAIN", &b"\0broker-user\0broker-pass"[..]));
         let open = frame(0, &Method::ConnectionOpen { virtual_host: "/web".into() });
@@ -383,7 +477,7 @@ mod tests {
         let mut bytes = amqp::PROTOCOL_HEADER.to_vec();
         bytes.extend_from_slice(&start_ok("wrong-token"));
         let v = client(&mut f, &mut buf, &bytes);
-        let [Verdict::ToClient(b), Verdict::Close(Close { code: 1008, reason, error: ClientError::Refused { code: 403, .. } })] = &v[..] else { panic!("{v:?}") };
+        let [Verdict::ToClient(_), Verdict::ToClient(b), Verdict::Close(Close { code: 1008, reason, error: ClientError::Refused { code: 403, .. } })] = &v[..] else { panic!("{v:?}") };
         assert_eq!(reason, "unknown token");
         let [(0, Method::ConnectionClose { reply_code: 403, reply_text, class_id: 10, method_id: 11 })] = &methods(b)[..] else { panic!() };
         assert!(reply_text.starts_with("ACCESS_REFUSED - log in with mechanism PLAIN"), "{reply_text}");
@@ -393,7 +487,7 @@ mod tests {
         bytes.extend_from_slice(&start_ok("web-token-123"));
         bytes.extend_from_slice(&frame(0, &Method::ConnectionOpen { virtual_host: "/admin".into() }));
         let v = client(&mut f, &mut buf, &bytes);
-        let [Verdict::ToClient(b), Verdict::Close(Close { code: 1008, error: ClientError::Refused { code: 530, .. }, .. })] = &v[..] else { panic!("{v:?}") };
+        let [Verdict::ToClient(_), Verdict::ToClient(b), Verdict::Close(Close { code: 1008, error: ClientError::Refused { code: 530, .. }, .. })] = &v[..] else { panic!("{v:?}") };
         assert!(matches!(&methods(b)[..], [(0, Method::ConnectionClose { reply_code: 530, class_id: 10, method_id: 40, .. })]));
     }
 
@@ -425,6 +519,44 @@ mod tests {
         let fw = f.handle_broker(&mut from_broker).unwrap();
         assert_eq!((fw.frames, fw.confirmed), (None, true));
         assert!(!f.broker_closing(1));
+        let v = client(&mut f, &mut buf, b"");
+        assert!(matches!(&v[..], [Verdict::ToBroker(b)] if *b == reopen), "{v:?}");
+    }
+
+    #[test]
+    fn before_login_only_start_ok_passes_and_the_brokers_start_is_not_relayed() {
+        let (mut f, mut buf) = (filter(Some(TOKENS)), BytesMut::new());
+        let mut bytes = amqp::PROTOCOL_HEADER.to_vec();
+        bytes.extend_from_slice(&frame(0, &Method::ConnectionOpen { virtual_host: "/web".into() }));
+        let v = client(&mut f, &mut buf, &bytes);
+        let [Verdict::ToClient(_), Verdict::ToClient(b), Verdict::Close(Close { code: 1008, .. })] = &v[..] else { panic!("{v:?}") };
+        assert!(matches!(&methods(b)[..], [(0, Method::ConnectionClose { reply_code: 403, .. })]));
+        // Logged in: the broker's own connection.start is dropped, what follows passes.
+        let (mut f, _) = logged_in();
+        // (The core's codec writes no connection.start: the relay's own stands in for the broker's.)
+        let start = relay_start();
+        let tune = frame(0, &Method::ConnectionTune { channel_max: 2047, frame_max: 131072, heartbeat: 60 });
+        let mut from_broker = BytesMut::from(&start[..]);
+        from_broker.extend_from_slice(&tune);
+        let fw = f.handle_broker(&mut from_broker).unwrap();
+        assert_eq!(fw.frames.as_deref(), Some(&tune[..]));
+    }
+
+    #[test]
+    fn a_close_crossing_the_relays_is_answered_and_a_reopen_ends_the_wait() {
+        let (mut f, mut buf) = logged_in();
+        let _ = client(&mut f, &mut buf, &frame(1, &declare("admin.jobs")));
+        // The client closed the channel before it saw the relay's close: close-ok.
+        let close = frame(1, &Method::ChannelClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 });
+        let v = client(&mut f, &mut buf, &close);
+        let [Verdict::ToClient(b)] = &v[..] else { panic!("{v:?}") };
+        assert!(matches!(&methods(b)[..], [(1, Method::ChannelCloseOk)]));
+        // It took that close-ok as the end and reopens without answering the relay's close:
+        // the reopen waits for the broker's close-ok, then goes through.
+        let reopen = frame(1, &Method::ChannelOpen);
+        assert!(matches!(&client(&mut f, &mut buf, &reopen)[..], [Verdict::Hold(1)]));
+        let mut from_broker = BytesMut::from(&frame(1, &Method::ChannelCloseOk)[..]);
+        assert!(f.handle_broker(&mut from_broker).unwrap().confirmed);
         let v = client(&mut f, &mut buf, b"");
         assert!(matches!(&v[..], [Verdict::ToBroker(b)] if *b == reopen), "{v:?}");
     }

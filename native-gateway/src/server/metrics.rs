@@ -17,6 +17,12 @@ pub struct Metrics {
     pub(crate) rejected: AtomicU64,
     pub(crate) errors: AtomicU64,
     pub(crate) protocol_errors: AtomicU64,
+    /// TCP connections open (HTTP, WebSocket and those in a TLS handshake).
+    pub(crate) tcp_connections: AtomicU64,
+    /// TCP connections refused by `--max-connections` or `--max-connections-per-address`.
+    pub(crate) refused_connections: AtomicU64,
+    /// Client connections closed by a timeout (hello, idle) or the ping limit.
+    pub(crate) timed_out: AtomicU64,
     requests: AtomicU64,
     /// Request latency histogram buckets (seconds): counts of requests at or below each.
     latency: [AtomicU64; 8],
@@ -53,6 +59,9 @@ impl Metrics {
             ("kombu_gateway_rejected_total", "Rejections and nacks.", "counter", g(&self.rejected)),
             ("kombu_gateway_errors_total", "Requests that failed.", "counter", g(&self.errors)),
             ("kombu_gateway_protocol_errors_total", "Malformed frames (the connection is closed).", "counter", g(&self.protocol_errors)),
+            ("kombu_gateway_tcp_connections", "Open TCP connections (HTTP, WebSocket, TLS handshakes).", "gauge", g(&self.tcp_connections)),
+            ("kombu_gateway_refused_connections_total", "TCP connections refused by --max-connections or --max-connections-per-address.", "counter", g(&self.refused_connections)),
+            ("kombu_gateway_timed_out_total", "Client connections closed by the hello or idle timeout or the ping limit.", "counter", g(&self.timed_out)),
         ] {
             s.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}\n"));
         }

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
@@ -34,9 +34,13 @@ use tower_http::services::ServeDir;
 use crate::writer::{self, write_socket, Out};
 use crate::{ClientError, GatewayError};
 
+mod listen;
+mod liveness;
 mod metrics;
 mod session;
 
+pub use liveness::Timeouts;
+pub(crate) use liveness::Liveness;
 pub use metrics::Metrics;
 use session::{Input, Pump, Session, Settings};
 
@@ -71,6 +75,14 @@ pub struct Config {
     pub max_unacked: u16,
     /// Serve HTTPS/WSS with this PEM certificate chain and private key (`None`: plain HTTP).
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Open TCP connections (HTTP and WebSocket, both endpoints), past which new ones are
+    /// refused with 503 (0: no limit).
+    pub max_connections: usize,
+    /// Open TCP connections from one IP address, past which its new ones are refused with
+    /// 429 (0: no limit).
+    pub max_connections_per_address: usize,
+    /// Hello, idle, close and header-read timeouts and the server's ping interval.
+    pub timeouts: Timeouts,
 }
 
 impl Default for Config {
@@ -88,6 +100,9 @@ impl Default for Config {
             max_consumers: 64,
             max_unacked: 1000,
             tls: None,
+            max_connections: 4096,
+            max_connections_per_address: 256,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -101,6 +116,8 @@ struct AppState {
     settings: Arc<Settings>,
     /// The `/amqp` relay, when the broker is RabbitMQ.
     relay: Option<Arc<crate::relay::RelayConfig>>,
+    /// `/api/snapshot`'s recent snapshots.
+    snapshots: Snapshots,
 }
 
 /// A running gateway.
@@ -159,7 +176,7 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
         max_consumers: config.max_consumers,
         max_unacked: config.max_unacked,
     });
-    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), settings, relay });
+    let state = Arc::new(AppState { stopping, config: config.clone(), metrics: metrics.clone(), settings, relay, snapshots: Snapshots::default() });
     let mut app = Router::new()
         .route("/gateway", get(ws_handler))
         .route("/amqp", get(amqp_handler))
@@ -176,31 +193,11 @@ pub async fn start(config: Config) -> Result<Running, GatewayError> {
     let listener = tokio::net::TcpListener::bind(config.listen).await.map_err(|e| GatewayError::Listen(config.listen, e))?;
     let addr = listener.local_addr().map_err(|e| GatewayError::Listen(config.listen, e))?;
     let (tx, rx) = oneshot::channel::<()>();
-    let stopped = async move {
-        let _ = rx.await;
-    };
-    let task = match tls {
-        None => tokio::spawn(async move {
-            // Small frames (acks, deliveries) go out at once, not held by Nagle's algorithm
-            // until the previous segment is acknowledged (as the TLS listener does too).
-            use axum::serve::ListenerExt;
-            let listener = listener.tap_io(|tcp| {
-                let _ = tcp.set_nodelay(true);
-            });
-            if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                tracing::error!("server error: {e}");
-            }
-        }),
-        Some(tls) => {
-            let listener = crate::tls::TlsListener::new(listener, tls).map_err(|e| GatewayError::Listen(config.listen, e))?;
-            tokio::spawn(async move {
-                if let Err(e) = axum::serve(listener, app).with_graceful_shutdown(stopped).await {
-                    tracing::error!("server error: {e}");
-                }
-            })
-        }
-    };
-    tracing::info!(%addr, broker = %config.broker, tls = config.tls.is_some(), "kombu-gateway listening");
+    let conns = listen::Conns::new(listen::ConnLimits { max: config.max_connections, per_address: config.max_connections_per_address }, metrics.clone());
+    let serve = listen::Serve { listener, tls, app, conns, header_read_timeout: config.timeouts.header_read };
+    let task = tokio::spawn(listen::serve(serve, rx));
+    // The broker URL with its password masked, as Kombu's as_uri() prints it.
+    tracing::info!(%addr, broker = %kombu::url::sanitize(&config.broker, "**"), tls = config.tls.is_some(), "kombu-gateway listening");
     Ok(Running { addr, metrics, shutdown: Some(tx), stop_clients, task })
 }
 
@@ -215,24 +212,90 @@ fn broker_info(broker: &str) -> Result<ConnectInfo, GatewayError> {
     }
 }
 
+/// Entries of each list (exchanges, queues, bindings) `/api/snapshot` returns at most.
+pub const SNAPSHOT_MAX_ENTRIES: usize = 1000;
+/// How long a virtual host's snapshot is reused: however often it is fetched, the broker
+/// computes it at most once per this period.
+const SNAPSHOT_REUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Snapshots computed recently, by virtual host (the computation runs one at a time).
+#[derive(Default)]
+struct Snapshots(tokio::sync::Mutex<HashMap<String, (Instant, Arc<kombu::broker::VHostSnapshot>)>>);
+
+impl Snapshots {
+    async fn get(&self, vhost: &str) -> Option<Arc<kombu::broker::VHostSnapshot>> {
+        let mut recent = self.0.lock().await;
+        recent.retain(|_, (at, _)| at.elapsed() < SNAPSHOT_REUSE);
+        if let Some((_, s)) = recent.get(vhost) {
+            return Some(s.clone());
+        }
+        let name = vhost.to_owned();
+        let s = Arc::new(tokio::task::spawn_blocking(move || kombu::transport::memory::MemoryBroker::global().snapshot(&name)).await.ok()??);
+        recent.insert(vhost.to_owned(), (Instant::now(), s.clone()));
+        Some(s)
+    }
+}
+
 /// `GET /api/snapshot?vhost=/name`: exchanges, queues (depths, consumers, unacked) and
 /// bindings of a virtual host of the embedded broker, for the playground. 404 for other
-/// brokers or unknown virtual hosts.
-async fn snapshot_handler(State(state): State<Arc<AppState>>, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+/// brokers or unknown virtual hosts. With a token file it needs the token (`Authorization:
+/// Bearer TOKEN`; 401 without, 403 for a virtual host the identity may not open) and lists
+/// only the exchanges and queues the identity may configure or read (bindings between two of
+/// them). Each list holds at most [`SNAPSHOT_MAX_ENTRIES`] entries (`truncated` says whether
+/// some were left out), and a snapshot is reused for a second.
+async fn snapshot_handler(State(state): State<Arc<AppState>>, headers: axum::http::HeaderMap, axum::extract::Query(q): axum::extract::Query<HashMap<String, String>>) -> Response {
+    let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
+    let identity = match &state.config.auth {
+        None => None,
+        Some(auth) => {
+            let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()).and_then(|v| v.strip_prefix("Bearer ")).map(str::trim);
+            match auth.identify(token) {
+                Ok(id) if id.may_open(&vhost) => Some(id),
+                Ok(id) => return (StatusCode::FORBIDDEN, format!("identity '{}' may not open virtual host '{vhost}'\n", id.name)).into_response(),
+                Err((code, text)) => {
+                    let hint = if token.is_none() { ": send it as `Authorization: Bearer TOKEN`" } else { "" };
+                    return (StatusCode::from_u16(code).unwrap_or(StatusCode::UNAUTHORIZED), format!("{text}{hint}\n")).into_response();
+                }
+            }
+        }
+    };
     if state.settings.info.transport != "memory" {
         return (StatusCode::NOT_FOUND, "snapshots exist for the embedded memory:// broker only\n").into_response();
     }
-    let vhost = q.get("vhost").cloned().unwrap_or_else(|| "/".into());
-    match kombu::transport::memory::MemoryBroker::global().snapshot(&vhost) {
-        Some(s) => ([(header::CONTENT_TYPE, "application/json")], serde_json::to_string(&s).unwrap_or_default()).into_response(),
-        None => (StatusCode::NOT_FOUND, format!("no virtual host {vhost:?} (declare something first)\n")).into_response(),
-    }
+    let Some(s) = state.snapshots.get(&vhost).await else {
+        return (StatusCode::NOT_FOUND, format!("no virtual host {vhost:?} (declare something first)\n")).into_response();
+    };
+    let sees = |kind: &str, name: &str| identity.as_ref().is_none_or(|id| id.may_see(kind, name));
+    let mut truncated = false;
+    let mut bounded = |items: Vec<serde_json::Value>| {
+        truncated |= items.len() > SNAPSHOT_MAX_ENTRIES;
+        items.into_iter().take(SNAPSHOT_MAX_ENTRIES).collect::<Vec<_>>()
+    };
+    let exchanges = bounded(s.exchanges.iter().filter(|x| sees("exchange", &x.name)).take(SNAPSHOT_MAX_ENTRIES + 1).map(|x| serde_json::to_value(x).unwrap_or_default()).collect());
+    let queues = bounded(s.queues.iter().filter(|x| sees("queue", &x.name)).take(SNAPSHOT_MAX_ENTRIES + 1).map(|x| serde_json::to_value(x).unwrap_or_default()).collect());
+    let bindings = bounded(
+        s.bindings
+            .iter()
+            .filter(|b| {
+                let kind = if matches!(b.destination_type, kombu::broker::DestinationType::Queue) { "queue" } else { "exchange" };
+                sees("exchange", &b.source) && sees(kind, &b.destination)
+            })
+            .take(SNAPSHOT_MAX_ENTRIES + 1)
+            .map(|x| serde_json::to_value(x).unwrap_or_default())
+            .collect(),
+    );
+    let body = serde_json::json!({"exchanges": exchanges, "queues": queues, "bindings": bindings, "truncated": truncated});
+    ([(header::CONTENT_TYPE, "application/json")], body.to_string()).into_response()
 }
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
     if state.settings.transport.driver_name() == "redis" {
         text.push_str(&crate::redis::StoreCounters::global().render());
+    }
+    if state.settings.info.transport == "memory" {
+        let name = "kombu_gateway_store_backlog_bytes";
+        text.push_str(&format!("# HELP {name} Bytes the embedded broker's store (--data-dir) has to write.\n# TYPE {name} gauge\n{name} {}\n", crate::store::backlog_bytes()));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }
@@ -261,13 +324,19 @@ fn origin_refused(state: &AppState, headers: &axum::http::HeaderMap) -> Option<R
     if state.config.allowed_origins.is_empty() {
         return None;
     }
-    let origin = headers.get(header::ORIGIN).and_then(|o| o.to_str().ok())?;
-    if state.config.allowed_origins.iter().any(|a| a == "*" || a == origin) {
-        return None;
-    }
+    // Fail closed: an Origin header given twice or not readable as text is refused, as one
+    // that is not allowed; only its absence (a client that is not a browser) passes.
+    let mut all = headers.get_all(header::ORIGIN).iter();
+    let origin = all.next()?;
+    let text = match (origin.to_str(), all.next()) {
+        (Ok(o), None) if state.config.allowed_origins.iter().any(|a| a == "*" || a == o) => return None,
+        (Ok(o), None) => format!("origin {o} is not allowed"),
+        (Ok(_), Some(_)) => "more than one Origin header".to_owned(),
+        (Err(_), _) => "an Origin header that is not visible ASCII".to_owned(),
+    };
     state.metrics.errors.fetch_add(1, Ordering::Relaxed);
-    tracing::warn!(%origin, "refused: origin not allowed");
-    Some((StatusCode::FORBIDDEN, format!("origin {origin} is not allowed\n")).into_response())
+    tracing::warn!("refused: {text}");
+    Some((StatusCode::FORBIDDEN, format!("{text}\n")).into_response())
 }
 
 /// Count a client connection as open while `connection` runs; log how it ended.
@@ -290,7 +359,9 @@ async fn amqp_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, Stat
     };
     // Clients that name a subprotocol for AMQP get it echoed; most name none.
     let ws = ws.protocols(["amqp", "amqpws"]).max_message_size(state.config.max_frame).read_buffer_size(4096).write_buffer_size(0);
-    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/amqp", crate::relay::relay(socket, relay, state.stopping.clone())))
+    let ws = ws.max_write_buffer_size(max_write_buffer(&state.config));
+    let timeouts = state.config.timeouts;
+    ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/amqp", crate::relay::relay(socket, relay, state.stopping.clone(), timeouts, state.metrics.clone())))
 }
 
 async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(state): State<Arc<AppState>>) -> Response {
@@ -304,7 +375,8 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
         .max_message_size(state.config.max_frame)
         .max_frame_size(state.config.max_frame)
         .read_buffer_size(4096)
-        .write_buffer_size(0);
+        .write_buffer_size(0)
+        .max_write_buffer_size(max_write_buffer(&state.config));
     let proto_ok = ws.selected_protocol().is_some_and(|p| p == SUBPROTOCOL);
     if !proto_ok {
         return (StatusCode::BAD_REQUEST, format!("the WebSocket subprotocol must be {SUBPROTOCOL}\n")).into_response();
@@ -312,25 +384,51 @@ async fn ws_handler(ws: WebSocketUpgrade, headers: axum::http::HeaderMap, State(
     ws.on_upgrade(move |socket| counted(state.metrics.clone(), "/gateway", serve_client(socket, state)))
 }
 
+/// The most a WebSocket holds for a client that does not read: one message of the largest
+/// size, a batch, and the pongs that fit beside them (tungstenite queues a pong per ping
+/// received; past this it keeps only the last).
+fn max_write_buffer(config: &Config) -> usize {
+    config.max_frame.max(gateway::BATCH_BYTES) + gateway::BATCH_BYTES + 64 * 1024
+}
+
 /// One client of `/gateway`: its socket around a [`Session`]. Answers go out in the order of
 /// the requests, each before the next request runs; the session's [`Pump`] runs in a task of
 /// its own.
+///
+/// Bounded: the client's queue ([`Config::outbox`] frames) is shared by answers and the
+/// pump; while it is full nothing more is read from the client (a publisher that does not
+/// read its returns or confirms stops being read), and a request that filled a broker
+/// socket's queue waits until it drains ([`writer::paced`]). [`Liveness`] gives the
+/// connection up when `hello` is late, when nothing is heard for the idle timeout, or on a
+/// ping flood; its close takes at most the close timeout.
 async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), ClientError> {
     let (sink, mut stream) = socket.split();
     // Bounded: a client that does not read stops the events pump (bounded memory).
     let (out, out_rx) = mpsc::channel::<Out>(state.config.outbox);
-    let writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
+    let mut writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
     let mut session = Session::new(state.settings.clone(), state.metrics.clone());
     let mut pump = None;
     let mut stopping = state.stopping.clone();
+    let timeouts = state.config.timeouts;
+    let mut live = Liveness::new(timeouts, Instant::now());
+    let interval = if timeouts.ping_interval.is_zero() { Duration::from_secs(3600) } else { timeouts.ping_interval };
+    // The first ping one interval after the start (not at once).
+    let mut pings = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
+    pings.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         loop {
             while let Some(o) = session.poll_transmit() {
-                if out.send(o).await.is_err() {
-                    session.handle_input(Input::Closed);
+                // Once the connection has ended (its close frame), the close timeout applies.
+                let deadline = if session.is_ended() { Some(Instant::now() + timeouts.close) } else { live.deadline() };
+                match send_until(&out, o, deadline).await {
+                    Ok(()) => live.heard(Instant::now()),
+                    Err(SendFailed::Closed) => session.handle_input(Input::Closed),
+                    Err(SendFailed::Late) if session.is_ended() => break,
+                    Err(SendFailed::Late) => timed_out(&mut session, &live, &state.metrics),
                 }
             }
             if let Some(p) = session.poll_pump() {
+                live.opened(Instant::now());
                 pump = Some(tokio::spawn(run_pump(p, out.clone())));
             }
             if !session.handle_frame().await {
@@ -340,16 +438,48 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
         if session.is_ended() {
             break;
         }
+        let deadline = live.deadline().map(tokio::time::Instant::from_std);
         let input = tokio::select! {
             // Frames that already arrived are handled before a shutdown ends the connection.
             biased;
-            m = stream.next() => match m {
-                Some(Ok(Message::Binary(b))) => Input::Binary(b),
+            // Backpressure: while the client's queue is full, its socket is not read.
+            m = stream.next(), if out.capacity() > 0 => match m {
+                Some(Ok(Message::Binary(b))) => {
+                    live.heard(Instant::now());
+                    Input::Binary(b)
+                }
                 Some(Ok(Message::Text(_))) => Input::Text,
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => continue,
+                Some(Ok(Message::Pong(_))) => {
+                    live.heard(Instant::now());
+                    continue;
+                }
+                Some(Ok(Message::Ping(_))) => match live.pinged(Instant::now()) {
+                    Ok(()) => continue,
+                    Err((code, reason)) => {
+                        state.metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+                        Input::Limit(code, reason)
+                    }
+                },
                 Some(Ok(Message::Close(_))) | None => Input::Closed,
-                Some(Err(e)) => Input::Failed(e.to_string()),
+                Some(Err(e)) => match too_big(&e) {
+                    Some(reason) => Input::TooBig(reason),
+                    None => Input::Failed(e.to_string()),
+                },
             },
+            permit = out.reserve(), if out.capacity() == 0 => {
+                // The client took something: room again.
+                drop(permit);
+                live.heard(Instant::now());
+                continue;
+            }
+            () = sleep_until(deadline) => {
+                timed_out(&mut session, &live, &state.metrics);
+                continue;
+            }
+            _ = pings.tick(), if live.is_open() && !timeouts.ping_interval.is_zero() => {
+                let _ = out.try_send(Out::Ping);
+                continue;
+            }
             () = shutting_down(&mut stopping) => Input::Shutdown,
         };
         session.handle_input(input);
@@ -359,8 +489,43 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
         p.abort();
     }
     drop(out);
-    let _ = writer.await;
+    // A client that reads nothing any more is not waited for past the close timeout.
+    if tokio::time::timeout(timeouts.close, &mut writer).await.is_err() {
+        writer.abort();
+        tracing::debug!("/gateway: the client took nothing for {} s after its close; dropped", timeouts.close.as_secs_f64());
+    }
     result
+}
+
+/// The hello or idle deadline passed: the session ends with the reason.
+fn timed_out(session: &mut Session, live: &Liveness, metrics: &Metrics) {
+    let (code, reason) = live.expired("hello");
+    metrics.timed_out.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!("/gateway: {reason}");
+    session.handle_input(Input::Limit(code, reason));
+}
+
+/// Sleep until `deadline` (forever without one).
+pub(crate) async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+enum SendFailed {
+    /// The writer is gone (the socket closed).
+    Closed,
+    /// The deadline passed with the client's queue full.
+    Late,
+}
+
+/// Queue `o` for the client's socket, waiting for room until `deadline`.
+async fn send_until(out: &mpsc::Sender<Out>, o: Out, deadline: Option<Instant>) -> Result<(), SendFailed> {
+    tokio::select! {
+        r = out.send(o) => r.map_err(|_| SendFailed::Closed),
+        () = sleep_until(deadline.map(tokio::time::Instant::from_std)) => Err(SendFailed::Late),
+    }
 }
 
 /// Send the broker's events to the client until its socket or the broker connection is gone.
@@ -371,6 +536,20 @@ async fn run_pump(mut pump: Pump, out: mpsc::Sender<Out>) {
         }
         on_sent.sent();
     }
+}
+
+/// Why to close with 1009 (message too big) when a WebSocket read failed on a message over
+/// the size limit; `None` for other failures.
+pub(crate) fn too_big(e: &axum::Error) -> Option<String> {
+    use tokio_tungstenite::tungstenite::error::{CapacityError, Error as WsError};
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(s) = source {
+        if let Some(WsError::Capacity(CapacityError::MessageTooLong { size, max_size })) = s.downcast_ref::<WsError>() {
+            return Some(format!("a message of {size} bytes is over the limit of {max_size} bytes"));
+        }
+        source = s.source();
+    }
+    None
 }
 
 /// Resolves once the server shuts down (never, if its [`Running`] was dropped without).

@@ -59,8 +59,13 @@ pub(crate) enum Input {
     Closed,
     /// The socket failed.
     Failed(String),
+    /// A message over the size limit: the connection closes with 1009 and this reason.
+    TooBig(String),
     /// The server is shutting down: the connection closes with 1001.
     Shutdown,
+    /// A timeout or limit of the driver's (no hello in time, idle, a ping flood): the
+    /// connection closes with this code and reason.
+    Limit(u16, String),
 }
 
 /// One client connection. See the module documentation.
@@ -95,6 +100,11 @@ struct Open {
     /// Consumers per channel.
     consumers: HashMap<u32, usize>,
     auto_ack: Arc<AutoAck>,
+    /// Channels in confirm mode on a backend whose publishes are answered by its store before
+    /// `basic_publish` returns (Redis) and that sends no confirms: the gateway confirms each
+    /// publish itself, so that `confirm.select` means the same on every backend. The value is
+    /// the last sequence number confirmed.
+    confirmed_here: HashMap<u32, u64>,
 }
 
 /// What a request answers besides errors.
@@ -103,6 +113,8 @@ enum Answer {
     Result(Value),
     /// `basic.get`'s message.
     Get(Box<GetFrame>, Bytes),
+    /// A publish on a channel the gateway confirms itself: `confirm` with this sequence number.
+    Confirm(u32, u64),
 }
 
 struct GetFrame {
@@ -137,9 +149,14 @@ impl Session {
             Input::Text => self.protocol_error(1003, "text frames are not part of kombu-gateway.v1; send binary frames", ClientError::TextMessage),
             Input::Closed => self.finish(Ok(())),
             Input::Failed(e) => self.finish(Err(ClientError::Socket(e))),
+            Input::TooBig(reason) => self.protocol_error(1009, &reason, ClientError::TooBig(reason.clone())),
             Input::Shutdown => {
                 self.transmits.push_back(Out::close(1001, "kombu-gateway is shutting down"));
                 self.finish(Ok(()));
+            }
+            Input::Limit(code, reason) => {
+                self.transmits.push_back(Out::close(code, &reason));
+                self.finish(Err(ClientError::Limit(reason)));
             }
         }
     }
@@ -223,7 +240,11 @@ impl Session {
             None => None,
             Some(auth) => match auth.admit(token.as_deref(), &info.virtual_host) {
                 Ok(a) => Some(a),
-                Err((code, text)) => {
+                Err((code, mut text)) => {
+                    if token.is_none() {
+                        // Where it goes: hello's `token` (the WebSocket URL's query is not read).
+                        text.push_str(": send it in hello's \"token\" field (Kombu's clients take it from the URL's ?token=... or its password)");
+                    }
                     self.metrics.errors.fetch_add(1, Ordering::Relaxed);
                     tracing::warn!(code, %text, "refused at hello");
                     let name = if code == 429 { "LimitExceeded" } else { "AccessRefused" };
@@ -250,7 +271,7 @@ impl Session {
         self.send(&ServerFrame::Ok { id, result: hello }, b"");
         let auto_ack = Arc::new(AutoAck::default());
         self.pump = Some(Pump { backend: backend.clone(), auto_ack: auto_ack.clone(), metrics: self.metrics.clone(), closed: false });
-        self.state = State::Open(Open { backend, admitted, channels: HashMap::new(), consumers: HashMap::new(), auto_ack });
+        self.state = State::Open(Open { backend, admitted, channels: HashMap::new(), consumers: HashMap::new(), auto_ack, confirmed_here: HashMap::new() });
     }
 
     /// A request after `hello`: its permission, then the broker; its answer (none for acks and
@@ -261,7 +282,7 @@ impl Session {
         let started = Instant::now();
         let is_close = matches!(request, Request::Close);
         let channel = request.channel();
-        let answer = match open.admitted.as_ref().map(|a| a.0.authorize(&request)) {
+        let answer = match open.admitted.as_ref().map(|a| a.authorize(&request)) {
             Some(Err(e)) => Err(e),
             _ => open.run(settings, metrics, request, body).await,
         };
@@ -270,6 +291,7 @@ impl Session {
             Ok(None) => return,
             Ok(Some(Answer::Result(result))) => (ServerFrame::Ok { id, result }, Bytes::new()),
             Ok(Some(Answer::Get(get, body))) => (ServerFrame::GetOk { id, channel: get.channel, message_count: get.message_count, message: get.message }, body),
+            Ok(Some(Answer::Confirm(channel, delivery_tag))) => (ServerFrame::Confirm { channel, delivery_tag, multiple: false, ack: true }, Bytes::new()),
             Err(e) => {
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 if let (Some(c), Error::Channel { .. }) = (channel, &e) {
@@ -290,6 +312,7 @@ impl Open {
     /// deliveries acknowledged by the gateway. Returns it if it was open.
     fn forget_channel(&mut self, channel: u32, metrics: &Metrics) -> Option<Arc<dyn RawChannel>> {
         self.auto_ack.forget_channel(channel);
+        self.confirmed_here.remove(&channel);
         metrics.consumers.fetch_sub(self.consumers.remove(&channel).unwrap_or(0) as u64, Ordering::Relaxed);
         let ch = self.channels.remove(&channel);
         if ch.is_some() {
@@ -333,8 +356,16 @@ impl Open {
             Request::BasicPublish { method, properties, .. } => {
                 metrics.published.fetch_add(1, Ordering::Relaxed);
                 metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
-                // Like AMQP's basic.publish: no answer unless it fails.
-                ch.basic_publish(&method, Arc::new(Content { properties, body })).await.map(|_| None)
+                // Like AMQP's basic.publish: no answer unless it fails (or a confirm). A broker
+                // socket whose queue this fills makes the publish wait for it to drain (the
+                // client is not read meanwhile); so does the embedded broker's store
+                // (--data-dir) behind.
+                crate::writer::paced(ch.basic_publish(&method, Arc::new(Content { properties, body }))).await?;
+                crate::store::room().await;
+                Ok(self.confirmed_here.get_mut(&channel).map(|n| {
+                    *n += 1;
+                    Answer::Confirm(channel, *n)
+                }))
             }
             Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await? {
                 None => Ok(Some(Answer::Result(json!({ "empty": true })))),
@@ -404,7 +435,13 @@ impl Open {
                 unit(ch.basic_qos(qos).await)
             }
             Request::Flow { active, .. } => ch.flow(active).await.map(|a| Some(Answer::Result(json!({ "active": a })))),
-            Request::ConfirmSelect { .. } => unit(ch.confirm_select().await),
+            Request::ConfirmSelect { .. } => {
+                ch.confirm_select().await?;
+                if limits.transport.driver_name() == "redis" {
+                    self.confirmed_here.entry(channel).or_insert(0);
+                }
+                Ok(Some(Answer::Result(Value::Null)))
+            }
             Request::Hello { .. } | Request::Close | Request::ChannelOpen | Request::ChannelClose { .. } => unreachable!("answered above"),
         }
     }
@@ -685,6 +722,12 @@ mod tests {
         c.hello(None).await;
         assert_eq!(c.feed(Input::Shutdown).await, [Got::Close(1001, "kombu-gateway is shutting down".into())]);
         c.session.close().await.unwrap();
+
+        // The driver's timeouts and limits close with their code and reason.
+        let mut c = Client::new(settings(None, 1000));
+        assert_eq!(c.feed(Input::Limit(1008, "no hello within 10 s".into())).await, [Got::Close(1008, "no hello within 10 s".into())]);
+        assert_eq!(c.send(Request::ChannelOpen, b"").await, [], "nothing runs after it");
+        assert!(matches!(c.session.close().await, Err(ClientError::Limit(r)) if r == "no hello within 10 s"));
     }
 
     #[tokio::test]
