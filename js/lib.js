@@ -560,8 +560,38 @@ export class Connection {
   async drainEvents(options) {
     const { timeout } = plainOptions("drainEvents options", options);
     if (dispatchCallbacks(this.#dispatching)) return;
-    await this.#c.drainEvents(timeout);
+    const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+    // While the returns of mandatory publishes are watched (#watchReturns), that loop drains
+    // the connection: wait for what it drains rather than race it for the next event (which
+    // it would take and dispatch, leaving this wait to time out).
+    while (this.#pumping) {
+      const left = deadline === undefined ? undefined : deadline - Date.now();
+      if (left !== undefined && left <= 0) throw new TimeoutError("timed out");
+      let timer;
+      const waits = [this.#drained()];
+      if (left !== undefined) waits.push(new Promise((r) => (timer = setTimeout(r, left))));
+      await Promise.race(waits);
+      clearTimeout(timer);
+      if (dispatchCallbacks(this.#dispatching)) return;
+    }
+    await this.#c.drainEvents(deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
     dispatchCallbacks(this.#dispatching);
+  }
+
+  /** Resolved when #watchReturns' loop next drains an event or ends. */
+  #tick;
+  #drained() {
+    if (!this.#tick) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      this.#tick = { promise, resolve };
+    }
+    return this.#tick.promise;
+  }
+  #ticked() {
+    const t = this.#tick;
+    this.#tick = undefined;
+    t?.resolve();
   }
 
   /** Consumers of this connection with callbacks, consuming (see `drainEvents`). */
@@ -583,12 +613,14 @@ export class Connection {
         for (let left; (left = this.#returnsUntil - Date.now()) > 0;) {
           try {
             await this.#c.drainEvents(left);
+            this.#ticked();
           } catch (e) {
             if (e?.name !== "TimeoutError") return; // closed or failed: the app sees it on its next call
           }
         }
       } finally {
         this.#pumping = false;
+        this.#ticked();
       }
     })();
   }
