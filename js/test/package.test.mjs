@@ -356,10 +356,12 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
 });
 
 // Budgets for the two modules a web app downloads (gzip -9 by this zlib; sizes and what they
-// are made of in BENCHMARKS.md). Issue #21's targets are 200,000 B for the core ("kombu-wasm")
-// and 170,000 B for "kombu-wasm/ws"; these are the sizes reached, so that no change grows them
-// while the work towards the targets goes on (see BENCHMARKS.md, "Download size").
-const budgets = { "kombu_bg.wasm": 251_000, "kombu_ws_bg.wasm": 348_000 };
+// are made of in BENCHMARKS.md). Issue #21's targets (item 7) are 200,000 B for the core
+// ("kombu-wasm") and 170,000 B for "kombu-wasm/ws": NOT met. These budgets are the sizes
+// measured after merging the Kombu API in JS and no-silent-loss/reconnection (263,071 B and
+// 362,397 B) plus ~1%, so that no change grows them while the work towards the targets goes on
+// (see BENCHMARKS.md, "Download size").
+const budgets = { "kombu_bg.wasm": 265_700, "kombu_ws_bg.wasm": 366_000 };
 for (const [file, budget] of Object.entries(budgets)) {
   test(`${file} is at most ${budget.toLocaleString("en")} B gzipped`, () => {
     const gz = gzipSync(readFileSync(join(pkgDir, "wasm", file)), { level: 9 }).length;
