@@ -37,7 +37,7 @@ def main():
 
         with Consumer(channel, [queue], callbacks=[on_message], prefetch_count=100):
             while count[0] < n:
-                conn.drain_events(timeout=5)
+                conn.drain_events(timeout=30)
         total = time.perf_counter() - started
     print(json.dumps({
         "impl": "Python kombu %s on %s" % (__import__("kombu").__version__, url.split(":")[0]),

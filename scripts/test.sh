@@ -5,7 +5,8 @@
 # Installs what it needs first, idempotently (each step is skipped when already done):
 # the wasm32 target, wasm-bindgen-cli at Cargo.lock's version, Debian's chromium and
 # chromium-driver, cargo-fuzz, npm packages, a Python venv with kombu for the interop tests, and it
-# starts Redis and RabbitMQ when they are not running. Runs as root on Debian 12, with no
+# starts Redis, RabbitMQ and moto (an SQS emulator) when they are not running. Runs as root
+# on Debian 12, with no
 # stdin (CI); nothing but crates.io, PyPI, npm and Debian's packages is downloaded.
 #
 # Options (environment): SKIP_WASM=1 skips the wasm suites and the npm package, SKIP_BROWSER=1
@@ -78,6 +79,21 @@ if [ -f "$REQ" ]; then
   fi
   export KOMBU_PYTHON="$VENV/bin/python"
 fi
+
+step "SQS emulator: moto's server (from the interop venv) on 127.0.0.1:${MOTO_PORT:=4566}"
+# The sqs_* tests find it through MOTO_PORT (default 4566). moto keeps everything in memory;
+# the tests use unique queue names and delete their queues.
+export MOTO_PORT
+if ! port_open "$MOTO_PORT"; then
+  nohup "$KOMBU_PYTHON" -m moto.server -H 127.0.0.1 -p "$MOTO_PORT" >"$CACHE/moto-$MOTO_PORT.log" 2>&1 </dev/null &
+  echo $! >"$CACHE/moto-$MOTO_PORT.pid"
+fi
+wait_port moto "$MOTO_PORT" 60
+AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test "$KOMBU_PYTHON" - "$MOTO_PORT" <<'PY'
+import sys, boto3
+boto3.client("sqs", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{sys.argv[1]}").list_queues()
+print("moto answers SQS calls")
+PY
 
 step "Native tests (unit, integration, interop)"
 cargo test --workspace --locked

@@ -38,7 +38,7 @@ async fn main() -> kombu::Result<()> {
             m.ack()?;
             let _ = tx.send(Instant::now());
         }
-        kombu::Result::Ok(())
+        Ok::<_, kombu::Error>(())
     };
     // ... while the producer publishes one message every 20 ms.
     let produce = async {
@@ -50,7 +50,7 @@ async fn main() -> kombu::Result<()> {
             let got = rx.recv().await.expect("the consumer stopped");
             lat.push(got.duration_since(t).as_secs_f64() * 1000.0);
         }
-        kombu::Result::Ok(lat)
+        Ok::<_, kombu::Error>(lat)
     };
     let (c, p) = tokio::join!(consume, produce);
     c?;

@@ -47,7 +47,7 @@ async fn main() -> kombu::Result<()> {
         }));
     consumer.consume().await?;
     while count.load(Ordering::Relaxed) < n {
-        conn.drain_events(Some(Duration::from_secs(5))).await?;
+        conn.drain_events(Some(Duration::from_secs(30))).await?;
     }
     let total = started.elapsed();
     consumer.cancel().await?;

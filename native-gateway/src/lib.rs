@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod config;
 pub mod redis;
+pub mod sqs;
 pub mod relay;
 pub mod server;
 pub mod store;
@@ -135,9 +136,10 @@ pub(crate) fn cut(s: &str, max: usize) -> &str {
 }
 
 /// Register the native transports (`gateway+ws`, `gateway+wss`, `amqp`, `amqps`, `redis`,
-/// `rediss`, `redis+socket`, `sentinel`) with the core's transport registry.
+/// `rediss`, `redis+socket`, `sentinel`, `sqs`) with the core's transport registry.
 pub fn register_transports() {
     redis::register();
+    sqs::register();
     kombu::transport::registry::register("gateway+ws", Arc::new(transports::gateway_client::GatewayTransport));
     kombu::transport::registry::register("gateway+wss", Arc::new(transports::gateway_client::GatewayTransport));
     kombu::transport::registry::register("amqp", Arc::new(transports::amqp::AmqpTransport));

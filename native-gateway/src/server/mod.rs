@@ -290,8 +290,10 @@ async fn snapshot_handler(State(state): State<Arc<AppState>>, headers: axum::htt
 
 async fn metrics_handler(State(state): State<Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
-    if state.settings.transport.driver_name() == "redis" {
-        text.push_str(&crate::redis::StoreCounters::global().render());
+    match state.settings.transport.driver_name() {
+        "redis" => text.push_str(&crate::redis::StoreCounters::global().render()),
+        "sqs" => text.push_str(&crate::sqs::render_calls()),
+        _ => {}
     }
     if state.settings.info.transport == "memory" {
         let name = "kombu_gateway_store_backlog_bytes";

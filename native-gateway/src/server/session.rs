@@ -255,8 +255,10 @@ impl Session {
                 }
             },
         };
-        if self.settings.transport.driver_name() == "redis" {
-            crate::redis::scope_to_vhost(&mut info, &self.settings.info);
+        match self.settings.transport.driver_name() {
+            "redis" => crate::redis::scope_to_vhost(&mut info, &self.settings.info),
+            "sqs" => crate::sqs::scope_to_vhost(&mut info, &self.settings.info),
+            _ => {}
         }
         let backend = match self.settings.transport.establish_connection(&info).await {
             Ok(b) => b,
