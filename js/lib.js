@@ -6,10 +6,13 @@
 // The entries bind their build's wasm-bindgen glue (`bindModule`) and load it once, before
 // anything runs (top-level await of `init()`; `workerd.js` for Cloudflare Workers imports the
 // .wasm as a module and uses `initSync`). `init()` returns the same promise every time, so
-// nothing is ever initialised twice; one build serves the whole app (importing "kombu-wasm"
-// after "kombu-wasm/ws" keeps the larger build; the other way round is an error that says so).
-// In Node the .wasm is read from disk next to this file; in browsers, workers and bundlers
-// (Vite) the glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
+// nothing is ever initialised twice; one build serves the whole app, in whatever order the
+// entries are imported: "kombu-wasm" after "kombu-wasm/ws" keeps the larger build, and
+// "kombu-wasm/ws" after "kombu-wasm" replaces the core build with the larger one (an error
+// saying so if a Connection was already made on the core build).
+// In Node the .wasm is read from disk next to this file (`process.getBuiltinModule`, so that
+// bundlers for browsers see no `node:` import); in browsers, workers and bundlers (Vite) the
+// glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
 //
 // Declarations (`Exchange`, `Queue`) are plain JavaScript values, validated by the core when
 // created; everything else wraps the core's classes. Timeouts are in milliseconds; message
@@ -29,23 +32,145 @@ export let version;
 /** The message class the core returns (Kombu's `Message`). */
 export let Message;
 
+/** Every error kombu-wasm throws: Kombu's exceptions as classes (`err instanceof NotFound`),
+ * each with Kombu's name in `name`; errors of AMQP connections and channels (`AMQPError`)
+ * carry the AMQP reply code in `code` (404 for NotFound, ...). */
+export class KombuError extends Error {}
+/** The classes by name, for the errors the core makes. */
+const errorClasses = { KombuError };
+function errorClass(name, Base = KombuError) {
+  const C = { [name]: class extends Base {} }[name];
+  Object.defineProperty(C.prototype, "name", { value: name, writable: true, configurable: true });
+  errorClasses[name] = C;
+  return C;
+}
+Object.defineProperty(KombuError.prototype, "name", { value: "KombuError", writable: true, configurable: true });
+export const OperationalError = errorClass("OperationalError");
+export const RecoverableConnectionError = errorClass("RecoverableConnectionError");
+export const NotBoundError = errorClass("NotBoundError");
+export const MessageStateError = errorClass("MessageStateError");
+export const TimeoutError = errorClass("TimeoutError");
+export const Empty = errorClass("Empty");
+export const LimitExceeded = errorClass("LimitExceeded");
+export const ConnectionLimitExceeded = errorClass("ConnectionLimitExceeded", LimitExceeded);
+export const ChannelLimitExceeded = errorClass("ChannelLimitExceeded", LimitExceeded);
+export const SerializerNotInstalled = errorClass("SerializerNotInstalled");
+export const ContentDisallowed = errorClass("ContentDisallowed", SerializerNotInstalled);
+export const CompressionNotInstalled = errorClass("CompressionNotInstalled");
+export const EncodeError = errorClass("EncodeError");
+export const DecodeError = errorClass("DecodeError");
+export const InconsistencyError = errorClass("InconsistencyError");
+export const MessageNacked = errorClass("MessageNacked");
+export const MatcherNotInstalled = errorClass("MatcherNotInstalled");
+export const InvalidURL = errorClass("InvalidURL");
+export const UnknownTransport = errorClass("UnknownTransport");
+export const ValueError = errorClass("ValueError");
+export const NotImplementedError = errorClass("NotImplementedError");
+export const AMQPError = errorClass("AMQPError");
+export const NotFound = errorClass("NotFound", AMQPError);
+export const PreconditionFailed = errorClass("PreconditionFailed", AMQPError);
+export const AccessRefused = errorClass("AccessRefused", AMQPError);
+export const ResourceLocked = errorClass("ResourceLocked", AMQPError);
+export const ChannelNotOpen = errorClass("ChannelNotOpen", AMQPError);
+export const NotAllowed = errorClass("NotAllowed", AMQPError);
+export const ConnectionForced = errorClass("ConnectionForced", AMQPError);
+for (const name of ["ContentTooLarge", "NoRoute", "NoConsumers", "InvalidPath", "FrameError", "FrameSyntaxError", "CommandInvalid", "UnexpectedFrame", "ResourceError", "AMQPNotImplementedError", "InternalError"]) {
+  errorClass(name, AMQPError);
+}
+
+/** The error the core throws: an instance of its class (a KombuError named `name` if none). */
+function makeError(name, message, code) {
+  const C = errorClasses[name] ?? KombuError;
+  const e = new C(message);
+  if (C === KombuError) e.name = name;
+  if (code !== undefined) e.code = code;
+  return e;
+}
+
+/** Connections made so far (a build may be swapped for the larger one only before any). */
+let made = 0;
+/** Registrations of codecs with the core, replayed on the WebSocket build when it replaces
+ * the core build. */
+const registered = [];
+
 /** Used by the entries: bind the build whose glue is `glue` (once per app; see above). */
 export function bindModule(glue, file, webSockets) {
   if (core === glue) return;
   if (core) {
-    if (webSockets && !withWebSockets) {
-      throw new Error('kombu-wasm is already loaded without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
+    if (!webSockets || withWebSockets) return; // the WebSocket build already bound has everything the smaller one has
+    if (made > 0) {
+      throw new Error('kombu-wasm is already in use without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
     }
-    return; // the WebSocket build already bound has everything the smaller one has
+    // "kombu-wasm" was imported first and nothing was made with it: the WebSocket build,
+    // which has everything the core build has, takes its place.
+    ready = undefined;
+    version = undefined;
   }
   [core, wasmFile, withWebSockets, Message] = [glue, file, webSockets, glue.Message];
+  // Message properties in camelCase, as everything else (see camelCased).
+  const desc = Object.getOwnPropertyDescriptor(Message.prototype, "properties");
+  if (desc?.get) {
+    Object.defineProperty(Message.prototype, "properties", { ...desc, get() { return camelCased(desc.get.call(this)); } });
+  }
+  extendMessage(Message);
+}
+
+/** `o` with its keys in camelCase (one level: headers and arguments are the app's own), its
+ * snake_case keys still readable (not enumerable: JSON and spreads show the camelCase ones). */
+function camelCased(o) {
+  if (o === null || typeof o !== "object") return o;
+  const out = {};
+  for (const [k, v] of Object.entries(o)) {
+    const c = k.replace(/_(.)/g, (_, ch) => ch.toUpperCase());
+    out[c] = v;
+    if (c !== k) Object.defineProperty(out, k, { get() { return this[c]; }, enumerable: false });
+  }
+  return out;
 }
 
 function loaded() {
+  core.setErrorFactory(makeError);
   version = core.version();
+  if (withWebSockets) core.setConnectDiagnosis(nodeBuiltin("node:http") ? diagnose : undefined);
+  for (const r of registered) r();
   for (const f of onLoad.splice(0)) f();
 }
 
+/** A Node built-in module (`process.getBuiltinModule`, Node 20.16+), or undefined elsewhere:
+ * no `import` of a `node:` module that bundlers for browsers would have to leave out. */
+function nodeBuiltin(name) {
+  return typeof process !== "undefined" && process.versions?.node ? process.getBuiltinModule?.(name) : undefined;
+}
+
+/** Why a WebSocket to `url` failed to open, in Node, whose WebSocket says only "network error
+ * or non-101 status code": the same upgrade request made with node:http(s) reports a refused
+ * port (`connect ECONNREFUSED host:port`), a name not found, a TLS error, or the HTTP status
+ * and body of a refused upgrade (401/403 from kombu-gateway). */
+function diagnose(url, protocol) {
+  const u = new URL(url);
+  const http = nodeBuiltin(u.protocol === "wss:" ? "node:https" : "node:http");
+  if (!http) return Promise.resolve(undefined);
+  u.protocol = u.protocol === "wss:" ? "https:" : "http:";
+  const headers = { connection: "Upgrade", upgrade: "websocket", "sec-websocket-version": "13", "sec-websocket-key": "a29tYnUtd2FzbS1wcm9iZQ==" };
+  if (protocol) headers["sec-websocket-protocol"] = protocol;
+  return new Promise((resolve) => {
+    const req = http.request(u, { headers, timeout: 5000 });
+    req.on("error", (e) => resolve(e.message));
+    req.on("timeout", () => req.destroy(new Error(`no answer from ${u.host} within 5000 ms`)));
+    req.on("upgrade", (res, socket) => {
+      socket.destroy();
+      resolve(undefined);
+    });
+    req.on("response", (res) => {
+      let body = "";
+      res.setEncoding("utf8");
+      res.on("data", (c) => (body = (body + c).slice(0, 300)));
+      res.on("error", () => {});
+      res.on("close", () => resolve(`the server refused the WebSocket upgrade: HTTP ${res.statusCode} ${res.statusMessage}${body.trim() ? ` (${body.trim()})` : ""}`));
+    });
+    req.end();
+  });
+}
 /** Run `f` once the WebAssembly module is loaded (now, if it is). */
 export function whenLoaded(f) {
   if (version === undefined) onLoad.push(f);
@@ -54,10 +179,10 @@ export function whenLoaded(f) {
 
 /** Load the WebAssembly module (once). `source`: bytes, a URL or a compiled module. */
 export function init(source) {
-  ready ??= (async () => {
-    await core.default(await wasmSource(source, wasmFile));
-    loaded();
-  })();
+  ready ??= (async (glue, file) => {
+    await glue.default(await wasmSource(source, file));
+    if (glue === core) loaded(); // (else the WebSocket build replaced it meanwhile)
+  })(core, wasmFile);
   return ready;
 }
 
@@ -66,8 +191,9 @@ export function init(source) {
 export async function wasmSource(source, file) {
   let input = source;
   if (input === undefined && typeof process !== "undefined" && process.versions?.node) {
-    const { readFile } = await import("node:fs/promises");
-    input = await readFile(file);
+    const fs = nodeBuiltin("node:fs/promises");
+    if (!fs) throw new Error(`kombu-wasm needs Node 20.16 or later (process.getBuiltinModule), not ${process.version}; or pass the .wasm bytes to init()`);
+    input = await fs.readFile(file);
   }
   return input === undefined ? undefined : { module_or_path: input };
 }
@@ -92,15 +218,25 @@ function defined(o) {
 /** Specs of declarations, made once per (frozen) instance. */
 const specs = new WeakMap();
 
-/** A `ValueError` (a TypeError named as Kombu names it) saying what to change. */
-const valueError = (message) => Object.assign(new TypeError(message), { name: "ValueError" });
+/** A `ValueError` (Kombu's name for a bad argument) saying what to change. */
+const valueError = (message) => new ValueError(message);
 
 function plainOptions(what, options) {
   if (options === undefined || options === null) return {};
   if (typeof options !== "object" || Array.isArray(options)) {
     throw valueError(`${what} must be an object, not ${Array.isArray(options) ? "an array" : typeof options}`);
   }
+  finiteNumbers(what, options, "");
   return options;
+}
+
+/** Refuse NaN and ±Infinity in options (the core would see them as null). */
+function finiteNumbers(what, o, path) {
+  for (const k of Object.keys(o)) {
+    const v = o[k];
+    if (typeof v === "number" && !Number.isFinite(v)) throw valueError(`${what}: ${path}${k} must be a finite number, not ${v}`);
+    if (v !== null && typeof v === "object" && (Object.getPrototypeOf(v) === Object.prototype || Array.isArray(v))) finiteNumbers(what, v, `${path}${k}.`);
+  }
 }
 
 /** An exchange declaration (Kombu's `Exchange`). Defaults: type "direct", durable. */
@@ -166,23 +302,98 @@ function exchangeRef(x) {
 
 const isRaw = (b) => typeof b === "string" || b instanceof Uint8Array || b instanceof ArrayBuffer;
 
-/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry. */
+/** An EncodeError (Kombu's) for a body that is not JSON data. */
+const encodeError = (message) => new EncodeError(message);
+
+/** What `v` is, for an error message. */
+function kind(v) {
+  if (typeof v === "number") return String(v);
+  if (typeof v === "bigint") return "a BigInt";
+  if (v === undefined) return "undefined";
+  if (typeof v !== "object") return `a ${typeof v}`;
+  return `a ${v.constructor?.name ?? "null-prototype object"}`;
+}
+
+/** The path of `JSON data` that is not (`$.a[2].b`), or undefined when it all is: null,
+ * booleans, finite numbers, strings, arrays and plain objects of those. JSON.stringify would
+ * turn the rest into something else (a Date into a string, a Map into {}, NaN into null) or
+ * drop it (undefined members, functions), and the consumer would get other data. */
+function notJson(v, path, seen) {
+  switch (typeof v) {
+    case "string": case "boolean": return undefined;
+    case "number": return Number.isFinite(v) ? undefined : [path, v];
+    case "object": {
+      if (v === null) return undefined;
+      if (seen.has(v)) return [path, v, "a circular reference"];
+      const proto = Object.getPrototypeOf(v);
+      const array = Array.isArray(v);
+      if (!array && proto !== Object.prototype && proto !== null) return [path, v];
+      seen.add(v);
+      if (array) {
+        for (let i = 0; i < v.length; i++) {
+          const bad = notJson(v[i], `${path}[${i}]`, seen);
+          if (bad) return bad;
+        }
+      } else {
+        for (const k of Object.keys(v)) {
+          const bad = notJson(v[k], /^[A-Za-z_$][\w$]*$/.test(k) ? `${path}.${k}` : `${path}[${JSON.stringify(k)}]`, seen);
+          if (bad) return bad;
+        }
+      }
+      seen.delete(v);
+      return undefined;
+    }
+    default: return [path, v];
+  }
+}
+
+/** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry as is. */
 function jsonText(body) {
-  let text;
-  try {
-    text = JSON.stringify(body);
-  } catch (e) {
-    const what = typeof body === "bigint" || /BigInt/.test(e?.message) ? "a BigInt" : "this value";
-    throw Object.assign(new Error(`${what} cannot be serialized: send JSON data, a string or a Uint8Array (${e?.message ?? e})`), { name: "EncodeError" });
+  const bad = notJson(body, "$", new Set());
+  if (bad) {
+    const [path, v, what = kind(v)] = bad;
+    const where = path === "$" ? "the body" : `${path} of the body`;
+    throw encodeError(`${where} is ${what}, which JSON cannot carry: send JSON data (null, booleans, finite numbers, strings, arrays and plain objects), a string or a Uint8Array`);
   }
-  if (text === undefined) {
-    throw Object.assign(new Error(`a ${typeof body} cannot be serialized: send JSON data, a string or a Uint8Array`), { name: "EncodeError" });
+  return JSON.stringify(body);
+}
+
+/** `ms` (milliseconds, the unit of every time in kombu-wasm but TTLs and heartbeats) as the
+ * core's seconds. */
+function seconds(what, ms, note = "") {
+  if (typeof ms !== "number" || !(ms >= 0)) {
+    throw valueError(`${what} must be a number of milliseconds >= 0${note}, not ${typeof ms === "number" ? ms : typeof ms === "string" ? JSON.stringify(ms) : typeof ms}`);
   }
-  return text;
+  return ms / 1000;
+}
+
+/** Kombu's `retry_policy` in camelCase, its times in milliseconds, as the core takes it. */
+function retrySpec(policy) {
+  const r = { ...plainOptions("retryPolicy", policy) };
+  for (const k of Object.keys(r)) {
+    if (k.includes("_")) throw valueError(`retryPolicy: unknown key ${k}: write ${k.replace(/_(.)/g, (_, c) => c.toUpperCase())} (times in milliseconds)`);
+  }
+  for (const k of ["intervalStart", "intervalStep", "intervalMax", "timeout"]) {
+    if (r[k] !== undefined) r[k] = seconds(`retryPolicy.${k}`, r[k]);
+  }
+  return r;
+}
+
+/** An UnknownTransport for a plain WebSocket or AMQP URL, with the scheme that carries it. */
+function didYouMean(e, url) {
+  const scheme = typeof url === "string" ? /^([a-z]+):/i.exec(url)?.[1].toLowerCase() : undefined;
+  if (e?.name !== "UnknownTransport" || !["ws", "wss", "amqp", "amqps"].includes(scheme)) return e;
+  const s = scheme === "wss" || scheme === "amqps" ? "s" : "";
+  const hint = scheme.startsWith("ws")
+    ? `did you mean gateway+ws${s}://host:port/gateway (kombu-gateway's protocol) or amqp${s}+ws${s}://user:password@host:port/vhost (AMQP through the gateway's /amqp relay)?`
+    : `kombu-wasm speaks AMQP over WebSockets only (browsers cannot open TCP sockets): did you mean amqp${s}+ws${s}://user:password@host:port/vhost (through kombu-gateway's /amqp relay)?`;
+  e.message += ` ${hint}${withWebSockets ? "" : ' Those are in "kombu-wasm/ws".'}`;
+  return e;
 }
 
 function publishSpec(options) {
   const o = defined(plainOptions("publish options", options));
+  if (o.retryPolicy !== undefined) o.retryPolicy = retrySpec(o.retryPolicy);
   if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
   if (o.declare !== undefined) o.declare = [].concat(o.declare).map(entitySpec);
   if (o.replyTo instanceof Queue) o.replyTo = o.replyTo.name;
@@ -211,12 +422,30 @@ async function waitFor(fetchOne, { timeout, signal } = {}) {
   }
 }
 
+/** The events a Connection says (`conn.on(event, listener)`). */
+const connectionEvents = ["connected", "disconnected", "reconnecting"];
+
 /** A connection (Kombu's `Connection`): lazy, opened at first use. */
 export class Connection {
   #c;
+  /** `[event, listener]` pairs, once `on` was called. */
+  #listeners;
 
   constructor(url = "memory://", options = {}) {
-    this.#c = new core.Connection(url, defined(plainOptions("Connection options", options)));
+    const o = defined(plainOptions("Connection options", options));
+    if (o.connectTimeout !== undefined) {
+      if (o.connectTimeout > 0 && o.connectTimeout < 1) {
+        throw valueError(`connectTimeout is in milliseconds: ${o.connectTimeout} ms is too short to connect (for ${o.connectTimeout} seconds, write ${o.connectTimeout * 1000})`);
+      }
+      o.connectTimeout = seconds("connectTimeout", o.connectTimeout, " (0: no timeout)");
+    }
+    if (o.reconnect !== undefined) o.reconnect = retrySpec(o.reconnect);
+    try {
+      this.#c = new core.Connection(url, o);
+    } catch (e) {
+      throw didYouMean(e, url);
+    }
+    made++;
   }
 
   /** Connect now. */
@@ -229,26 +458,75 @@ export class Connection {
     return this.#c.connected;
   }
 
+  /**
+   * Call `listener({ type, error, interval })` on each `event` of the connection: "connected"
+   * (connected or reconnected), "disconnected" (`error` says how it was lost), "reconnecting"
+   * (connecting failed with `error`; the next attempt is in `interval` ms). Returns a function
+   * that stops listening.
+   */
+  on(event, listener) {
+    if (!connectionEvents.includes(event) || typeof listener !== "function") {
+      throw valueError(`on(event, listener) takes one of ${connectionEvents.join(", ")} and a function`);
+    }
+    if (!this.#listeners) {
+      const listeners = (this.#listeners = new Set());
+      this.#c.onEvent((type, error, s) => {
+        const detail = { type, error, interval: s === undefined ? undefined : s * 1000 };
+        for (const [e, l] of [...listeners]) {
+          if (e !== type) continue;
+          try {
+            l(detail);
+          } catch (err) {
+            queueMicrotask(() => {
+              throw err;
+            });
+          }
+        }
+      });
+    }
+    const entry = [event, listener];
+    this.#listeners.add(entry);
+    return () => this.#listeners.delete(entry);
+  }
+
+  /**
+   * Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (times in milliseconds;
+   * by default every 2 s more, up to 30 s, forever) through the failover URLs; resolves once
+   * connected. A URL or a transport that cannot work (`InvalidURL`, `UnknownTransport`)
+   * rejects at once.
+   */
+  async ensureConnection(options) {
+    const { retryPolicy } = plainOptions("ensureConnection options", options);
+    return this.#c.ensureConnection(retryPolicy === undefined ? undefined : retrySpec(retryPolicy));
+  }
+
   /** The URL, password masked unless `includePassword`. */
   asUri(includePassword = false) {
     return this.#c.asUri(includePassword);
   }
 
-  /** Transport, host, port, user, virtual host... (password masked). */
+  /** Transport, host, port, user, virtual host, connectTimeout (ms)... (password masked). */
   info() {
-    return this.#c.info();
+    const info = camelCased(this.#c.info());
+    if (typeof info.connectTimeout === "number") info.connectTimeout *= 1000; // ms, as given
+    return info;
   }
 
   /** A producer (Kombu's `Connection.Producer`). */
   Producer(options = {}) {
-    const o = { ...plainOptions("Producer options", options) };
+    const { onReturn, ...o } = plainOptions("Producer options", options);
     if (o.exchange !== undefined) o.exchange = exchangeRef(o.exchange);
-    return new Producer(this.#c.Producer(defined(o)));
+    const p = new Producer(this.#c.Producer(defined(o)), (ms) => this.#watchReturns(ms));
+    if (onReturn !== undefined) p.onReturn(onReturn);
+    return p;
   }
 
   /** A consumer of `queues` (Kombu's `Connection.Consumer`); iterate it with `for await`. */
   Consumer(queues = [], options = {}) {
-    return new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(plainOptions("Consumer options", options))));
+    const { callbacks, onMessage, onDecodeError, ...o } = plainOptions("Consumer options", options);
+    const c = new Consumer(this.#c.Consumer([].concat(queues).map(queueSpec), defined(o)), this.#dispatching);
+    consumerCallbacks(c, { callbacks, onMessage, onDecodeError });
+    return c;
   }
 
   /** A `SimpleQueue` (Kombu's `Connection.SimpleQueue`). */
@@ -266,9 +544,10 @@ export class Connection {
     return this.#c.declare(entitySpec(entity));
   }
 
-  /** Delete an Exchange or a Queue. */
-  delete(entity) {
-    return this.#c.delete(entitySpec(entity));
+  /** Delete an Exchange or a Queue; `ifUnused`, `ifEmpty` (queues) make it conditional. */
+  delete(entity, options) {
+    const { ifUnused, ifEmpty } = deleteOptions(options);
+    return this.#c.delete(entitySpec(entity), ifUnused, ifEmpty);
   }
 
   /** Remove a queue's ready messages; resolves to how many. */
@@ -276,15 +555,88 @@ export class Connection {
     return this.#c.purge(queueSpec(queue));
   }
 
-  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. */
-  drainEvents(options) {
+  /** Wait for one event (ms; forever when omitted) and run consumer callbacks. Messages
+   * already received for consumers with callbacks count as the event (no wait). */
+  async drainEvents(options) {
     const { timeout } = plainOptions("drainEvents options", options);
-    return this.#c.drainEvents(timeout);
+    if (dispatchCallbacks(this.#dispatching)) return;
+    const deadline = timeout === undefined ? undefined : Date.now() + timeout;
+    // While the returns of mandatory publishes are watched (#watchReturns), that loop drains
+    // the connection: wait for what it drains rather than race it for the next event (which
+    // it would take and dispatch, leaving this wait to time out).
+    while (this.#pumping) {
+      const left = deadline === undefined ? undefined : deadline - Date.now();
+      if (left !== undefined && left <= 0) throw new TimeoutError("timed out");
+      let timer;
+      const waits = [this.#drained()];
+      if (left !== undefined) waits.push(new Promise((r) => (timer = setTimeout(r, left))));
+      await Promise.race(waits);
+      clearTimeout(timer);
+      if (dispatchCallbacks(this.#dispatching)) return;
+    }
+    await this.#c.drainEvents(deadline === undefined ? undefined : Math.max(0, deadline - Date.now()));
+    dispatchCallbacks(this.#dispatching);
+  }
+
+  /** Resolved when #watchReturns' loop next drains an event or ends. */
+  #tick;
+  #drained() {
+    if (!this.#tick) {
+      let resolve;
+      const promise = new Promise((r) => (resolve = r));
+      this.#tick = { promise, resolve };
+    }
+    return this.#tick.promise;
+  }
+  #ticked() {
+    const t = this.#tick;
+    this.#tick = undefined;
+    t?.resolve();
+  }
+
+  /** Consumers of this connection with callbacks, consuming (see `drainEvents`). */
+  #dispatching = new Set();
+
+  /** Until when returned messages are waited for (see `#watchReturns`). */
+  #returnsUntil = 0;
+  #pumping = false;
+
+  /** Drain events for `ms` from now, so that messages the broker returns (`mandatory`
+   * publishes routed nowhere) reach the producers' `onReturn` callbacks, also when nothing
+   * else drains the connection. Deliveries drained meanwhile wait in their consumers. */
+  #watchReturns(ms) {
+    this.#returnsUntil = Date.now() + ms;
+    if (this.#pumping) return;
+    this.#pumping = true;
+    (async () => {
+      try {
+        for (let left; (left = this.#returnsUntil - Date.now()) > 0;) {
+          try {
+            await this.#c.drainEvents(left);
+            this.#ticked();
+          } catch (e) {
+            if (e?.name !== "TimeoutError") return; // closed or failed: the app sees it on its next call
+          }
+        }
+      } finally {
+        this.#pumping = false;
+        this.#ticked();
+      }
+    })();
+  }
+
+  /** `entity` bound to this connection (Kombu's `entity(channel)`), for the operations of
+   * `BoundExchange`/`BoundQueue`. */
+  _entityOp(op, entity, { exchange, routingKey, arguments: args, noAck, accept }) {
+    return this.#c.entityOp(op, entitySpec(entity), exchange, routingKey, args, noAck, accept);
   }
 
   /** memory:// only: exchanges, queues (depth, consumers, unacked), bindings. */
   snapshot(virtualHost) {
-    return this.#c.snapshot(virtualHost);
+    const snap = this.#c.snapshot(virtualHost);
+    if (!snap) return snap;
+    const each = (list) => (Array.isArray(list) ? list.map(camelCased) : list);
+    return { ...snap, exchanges: each(snap.exchanges), queues: each(snap.queues), bindings: each(snap.bindings) };
   }
 
   /** Close the connection; unacknowledged messages return to their queues. */
@@ -312,29 +664,73 @@ function simpleSpec(options) {
 /** Publishes messages (Kombu's `Producer`). */
 export class Producer {
   #p;
+  #watchReturns;
+  #onReturn = false;
 
-  constructor(inner) {
+  constructor(inner, watchReturns) {
     this.#p = inner;
+    this.#watchReturns = watchReturns;
   }
 
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish(body, options = {}) {
     const opts = JSON.stringify(publishSpec(options));
-    return isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    const sent = isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
+    if (!this.#onReturn || !options?.mandatory) return sent;
+    return sent.then(() => this.#watchReturns(RETURN_WAIT));
+  }
+
+  /** Call `callback(error, exchange, routingKey, message)` for every message the broker
+   * returns (Kombu's `on_return`): published with `mandatory: true` and routed to no queue.
+   * The connection's events are drained for a while after each mandatory publish. */
+  onReturn(callback) {
+    if (typeof callback !== "function") throw valueError(`onReturn takes a function (error, exchange, routingKey, message), not ${kind(callback)}`);
+    this.#onReturn = true;
+    this.#p.onReturn((error, exchange, routingKey, message) => queueMicrotask(() => callback(error, exchange, routingKey, message)));
+  }
+
+  /** Declare an Exchange or Queue unless this connection already did (Kombu's
+   * `maybe_declare`); resolves to true when it declared it now. */
+  maybeDeclare(entity) {
+    return this.#p.maybeDeclare(entitySpec(entity));
   }
 }
+
+/** How long (ms) after a mandatory publish returned messages are waited for. */
+const RETURN_WAIT = 2000;
 
 /** Receives messages (Kombu's `Consumer`). `for await (const m of consumer)` starts consuming. */
 export class Consumer {
   #c;
+  #dispatching;
 
-  constructor(inner) {
+  constructor(inner, dispatching) {
     this.#c = inner;
+    this.#dispatching = dispatching;
   }
 
-  /** Declare the queues and start consuming. */
-  consume() {
-    return this.#c.consume();
+  /** Declare the queues and start consuming (a consumer with callbacks: its messages go to
+   * them as the connection's events are drained, see `Connection.drainEvents`). */
+  async consume() {
+    await this.#c.consume();
+    if (hasCallbacks(this)) this.#dispatching.add(this);
+  }
+
+  /** A message already received, or undefined (used by `drainEvents`). */
+  _tryNext() {
+    return this.#c.tryNext();
+  }
+
+  /** Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it
+   * too. Resolves to its name. */
+  addQueue(queue) {
+    return this.#c.addQueue(queueSpec(queue));
+  }
+
+  /** Pause (`false`) or resume (`true`) deliveries (AMQP `channel.flow`). */
+  flow(active) {
+    if (typeof active !== "boolean") throw valueError(`flow takes true (resume) or false (pause), not ${kind(active)}`);
+    return this.#c.flow(active);
   }
 
   /** The next message: waits up to `timeout` ms (forever when omitted), stops on `signal`. */
@@ -369,17 +765,18 @@ export class Consumer {
 
   /** Stop consuming; messages received and not yet handed out go back to their queues. */
   cancel() {
+    this.#dispatching.delete(this);
     return this.#c.cancel();
   }
 
-  /** Stop consuming from one queue. */
+  /** Stop consuming from one queue (a Queue or its name). */
   cancelByQueue(queue) {
-    return this.#c.cancelByQueue(queue);
+    return this.#c.cancelByQueue(queue instanceof Queue ? queue.name : queue);
   }
 
-  /** True while consuming from `queue`. */
+  /** True while consuming from `queue` (a Queue or its name). */
   consumingFrom(queue) {
-    return this.#c.consumingFrom(queue);
+    return this.#c.consumingFrom(queue instanceof Queue ? queue.name : queue);
   }
 
   /** Remove the queues' ready messages; resolves to how many. */
@@ -433,7 +830,7 @@ export class SimpleQueue {
     const { block = true, timeout, signal } = plainOptions("get options", options);
     if (!block) return this.#q.get(false, undefined);
     return waitFor((t) => this.#q.get(true, t).catch((e) => {
-      throw e?.name === "TimeoutError" ? Object.assign(e, { name: "Empty" }) : e;
+      throw e instanceof TimeoutError ? new Empty(e.message) : e;
     }), { timeout, signal });
   }
 
@@ -475,7 +872,9 @@ export function registerCompression(contentType, { compress, decompress, aliases
   if (typeof contentType !== "string" || typeof compress !== "function" || typeof decompress !== "function" || !Array.isArray(aliases)) {
     throw valueError('registerCompression(contentType, { compress, decompress, aliases }) takes a content type string, two functions and an array of alias strings');
   }
-  core.registerCompression(contentType, aliases.map(String), compress, decompress);
+  const register = () => core.registerCompression(contentType, aliases.map(String), compress, decompress);
+  register();
+  registered.push(register);
 }
 
 /**
@@ -487,7 +886,10 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof encode !== "function" || typeof decode !== "function") {
     throw valueError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions");
   }
-  core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+  const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+  register();
+  serializerNames.set(contentType, name);
+  registered.push(register);
 }
 
 /**
@@ -500,7 +902,10 @@ export function registerJsonCodec(name, { contentType, contentEncoding = "utf-8"
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof fromJson !== "function" || typeof toJson !== "function") {
     throw valueError("registerJsonCodec(name, { contentType, contentEncoding, fromJson, toJson }) takes a name, a content type, an optional encoding and two functions");
   }
-  core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
+  const register = () => core.registerJsonCodec(name, contentType, contentEncoding, fromJson, toJson);
+  register();
+  serializerNames.set(contentType, name);
+  registered.push(register);
 }
 
 /** The compression methods known: `[[contentType, [alias, ...]], ...]`. */
@@ -508,3 +913,551 @@ export function compressionMethods() {
   return core.compressionMethods();
 }
 
+
+// ---------------------------------------------------------------------------------------
+// The rest of Kombu's API in JavaScript: Message helpers, consumer callbacks, bound entities,
+// kombu.serialization's functions, kombu.common and kombu.pidbox.
+
+/** Message methods written in JavaScript over the core's (`ack({ multiple })`, `decode`,
+ * `ackLogError`, `rejectLogError`). */
+function extendMessage(M) {
+  const ack = M.prototype.ack;
+  if (ack.kombuWasm) return;
+  const wrapped = function (options) {
+    const { multiple = false } = plainOptions("ack options", options);
+    if (typeof multiple !== "boolean") throw valueError(`ack: multiple must be a boolean, not ${kind(multiple)}`);
+    return ack.call(this, multiple);
+  };
+  wrapped.kombuWasm = true;
+  Object.defineProperties(M.prototype, {
+    ack: { value: wrapped, writable: true, configurable: true },
+    /** The decoded body (Kombu's `decode()`): the same as `payload`. */
+    decode: { value() { return this.payload; }, writable: true, configurable: true },
+    ackLogError: { value(logger = console, options) { settleLogging(this, "ack", logger, () => this.ack(options)); }, writable: true, configurable: true },
+    rejectLogError: { value(logger = console, options) { settleLogging(this, "reject", logger, () => this.reject(plainOptions("reject options", options).requeue ?? false)); }, writable: true, configurable: true },
+  });
+}
+
+/** Kombu's `ack_log_error`/`reject_log_error`: settle, logging a failure instead of throwing. */
+function settleLogging(message, what, logger, settle) {
+  try {
+    settle();
+  } catch (e) {
+    (logger?.error ?? console.error).call(logger, `Couldn't ${what} ${message.deliveryTag}, reason: ${e?.name}: ${e?.message}`);
+  }
+}
+
+/** The callbacks of each consumer (Kombu's `callbacks`, `on_message`, `on_decode_error`). */
+const consumerState = new WeakMap();
+
+function consumerCallbacks(consumer, { callbacks, onMessage, onDecodeError }) {
+  const list = callbacks === undefined ? [] : callbacks;
+  if (!Array.isArray(list) || list.some((f) => typeof f !== "function")) throw valueError("Consumer option callbacks must be an array of functions (body, message)");
+  for (const [k, f] of [["onMessage", onMessage], ["onDecodeError", onDecodeError]]) {
+    if (f !== undefined && typeof f !== "function") throw valueError(`Consumer option ${k} must be a function, not ${kind(f)}`);
+  }
+  consumerState.set(consumer, { callbacks: [...list], onMessage, onDecodeError });
+}
+
+function hasCallbacks(consumer) {
+  const st = consumerState.get(consumer);
+  return Boolean(st?.onMessage || st?.callbacks.length);
+}
+
+Object.defineProperties(Consumer.prototype, {
+  /** The callbacks, `(body, message)` each (Kombu's `callbacks`). */
+  callbacks: { get() { return consumerState.get(this).callbacks; }, configurable: true },
+  /** `(message)`, instead of the callbacks and without decoding (Kombu's `on_message`). */
+  onMessage: { get() { return consumerState.get(this).onMessage; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onMessage: f }); }, configurable: true },
+  /** `(message, error)` for a body that cannot be decoded (Kombu's `on_decode_error`). */
+  onDecodeError: { get() { return consumerState.get(this).onDecodeError; }, set(f) { consumerCallbacks(this, { ...consumerState.get(this), onDecodeError: f }); }, configurable: true },
+});
+
+/** Add a callback `(body, message)` (Kombu's `register_callback`). */
+Consumer.prototype.registerCallback = function registerCallback(callback) {
+  if (typeof callback !== "function") throw valueError(`registerCallback takes a function (body, message), not ${kind(callback)}`);
+  consumerState.get(this).callbacks.push(callback);
+};
+
+/** Hand `message` to the callbacks (Kombu's `receive`/`_receive_callback`): `onMessage` if
+ * set; else the decoded body to each callback, or the decode error to `onDecodeError` (thrown
+ * when there is none). */
+Consumer.prototype.receive = function receive(body, message) {
+  for (const cb of consumerState.get(this).callbacks) cb(body, message);
+};
+
+function deliver(consumer, message) {
+  const { onMessage, onDecodeError } = consumerState.get(consumer);
+  if (onMessage) return onMessage(message);
+  let body;
+  try {
+    body = message.payload;
+  } catch (e) {
+    if (onDecodeError) return onDecodeError(message, e);
+    throw e;
+  }
+  consumer.receive(body, message);
+}
+
+/** Hand the messages already received to the consumers with callbacks; true if any. A
+ * callback that throws stops this and the error reaches the caller (`drainEvents`). */
+function dispatchCallbacks(consumers) {
+  let any = false;
+  for (const c of consumers) {
+    for (let m; (m = c._tryNext());) {
+      any = true;
+      deliver(c, m);
+    }
+  }
+  return any;
+}
+
+/** Optional booleans, checked (the core takes them as they are). */
+function booleans(what, o, keys) {
+  for (const k of keys) {
+    if (o[k] !== undefined && typeof o[k] !== "boolean") throw valueError(`${what}: ${k} must be a boolean, not ${kind(o[k])}`);
+  }
+  return o;
+}
+
+function deleteOptions(options) {
+  const o = plainOptions("delete options", options);
+  for (const k of Object.keys(o)) if (k !== "ifUnused" && k !== "ifEmpty") throw valueError(`delete options: unknown option ${k} (ifUnused, ifEmpty)`);
+  return booleans("delete options", o, ["ifUnused", "ifEmpty"]);
+}
+
+function bindOptions(op, exchange, options) {
+  const { routingKey = "", arguments: args } = plainOptions(`${op} options`, options);
+  if (!(exchange instanceof Exchange) && typeof exchange !== "string") throw valueError(`${op} takes an Exchange or an exchange name, not ${kind(exchange)}`);
+  if (typeof routingKey !== "string") throw valueError(`${op}: routingKey must be a string, not ${kind(routingKey)}`);
+  return { exchange: exchange instanceof Exchange ? exchange.name : exchange, routingKey, arguments: args };
+}
+
+/** The connections of bound entities. */
+const boundTo = new WeakMap();
+
+function connectionOf(entity) {
+  return boundTo.get(entity);
+}
+
+function bindEntity(entity, conn, Bound) {
+  if (!(conn instanceof Connection)) throw valueError(`bind takes a Connection, not ${kind(conn)}`);
+  const b = new Bound(entity.name, Object.fromEntries(Object.entries(entity).filter(([k]) => k !== "name")));
+  boundTo.set(b, conn);
+  return b;
+}
+
+/** `exchange.bind(conn)`: the exchange bound to a connection (Kombu's `exchange(channel)`). */
+Exchange.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundExchange);
+};
+
+/** `queue.bind(conn)`: the queue bound to a connection (Kombu's `queue(channel)`). */
+Queue.prototype.bind = function bind(conn) {
+  return bindEntity(this, conn, BoundQueue);
+};
+
+/** An Exchange bound to a connection: declare, delete and bind it (exchange-to-exchange). */
+export class BoundExchange extends Exchange {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the exchange; resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the exchange; with `ifUnused`, only if no queue or exchange is bound to it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Route what `exchange` gets with `routingKey` to this exchange too (exchange.bind). */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding made with `bindTo`. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+}
+
+/** A Queue bound to a connection: declare, bind, unbind, get, purge and delete it. */
+export class BoundQueue extends Queue {
+  /** The connection. */
+  get connection() { return connectionOf(this); }
+  /** Declare the queue (its exchange and bindings too); resolves to its name. */
+  declare() { return connectionOf(this).declare(this); }
+  /** Delete the queue, unless in use (`ifUnused`) or holding messages (`ifEmpty`); resolves to
+   * how many messages were deleted with it. */
+  delete(options) { return connectionOf(this).delete(this, options); }
+  /** Remove the ready messages; resolves to how many. */
+  purge() { return connectionOf(this).purge(this); }
+  /** Bind the queue to `exchange` with `routingKey`. */
+  bindTo(exchange, options) { return connectionOf(this)._entityOp("bindTo", this, bindOptions("bindTo", exchange, options)); }
+  /** Remove a binding. */
+  unbindFrom(exchange, options) { return connectionOf(this)._entityOp("unbindFrom", this, bindOptions("unbindFrom", exchange, options)); }
+  /** Remove the binding to the queue's own exchange and routing key (Kombu's `unbind`). */
+  unbind() {
+    const x = this.exchange;
+    if (x === undefined || (x instanceof Exchange ? x.name : x) === "") throw valueError(`queue '${this.name}' has no exchange to unbind from`);
+    return this.unbindFrom(x, { routingKey: this.routingKey ?? "", arguments: this.bindingArguments });
+  }
+  /** One message (`basic.get`) or null when the queue is empty; `noAck`, `accept`. */
+  get(options) {
+    const { noAck, accept } = booleans("get options", plainOptions("get options", options), ["noAck"]);
+    if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("get options: accept must be an array of serializer names or content types");
+    return connectionOf(this)._entityOp("get", this, { noAck, accept });
+  }
+}
+
+/** Serialize `data` (Kombu's `dumps`): `[contentType, contentEncoding, bytes]`. */
+export function dumps(data, serializer) {
+  if (serializer !== undefined && typeof serializer !== "string") throw valueError(`the serializer must be a name, not ${kind(serializer)}`);
+  return isRaw(data) ? core.dumps(data, false, serializer) : core.dumps(jsonText(data), true, serializer);
+}
+
+/** Deserialize `data` (Kombu's `loads`), refusing content types not in `accept` (names or
+ * MIME types; the insecure ones when omitted) unless `force`. */
+export function loads(data, contentType, contentEncoding, options) {
+  const { accept, force = false } = plainOptions("loads options", options);
+  const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data instanceof ArrayBuffer ? new Uint8Array(data) : data;
+  if (!(bytes instanceof Uint8Array)) throw valueError(`loads takes a Uint8Array, an ArrayBuffer or a string, not ${kind(data)}`);
+  if (accept !== undefined && (!Array.isArray(accept) || accept.some((a) => typeof a !== "string"))) throw valueError("loads: accept must be an array of serializer names or content types");
+  return core.loads(bytes, contentType ?? undefined, contentEncoding ?? undefined, accept, Boolean(force));
+}
+
+/** Remove a serializer (Kombu's `registry.unregister`); SerializerNotInstalled if unknown. */
+export function unregister(name) {
+  if (typeof name !== "string") throw valueError(`unregister takes a serializer name, not ${kind(name)}`);
+  const r = () => core.unregister(name);
+  r();
+  for (const [t, n] of serializerNames) if (n === name) serializerNames.delete(t);
+  registered.push(r);
+}
+
+/** Decode these serializers even without an `accept` list (Kombu's
+ * `enable_insecure_serializers`; default yaml and msgpack, those installed). */
+export function enableInsecureSerializers(choices) {
+  insecure(choices, false);
+}
+
+/** Decode only `allowed` without an `accept` list (Kombu's `disable_insecure_serializers`;
+ * default ["json"]). */
+export function disableInsecureSerializers(allowed = ["json"]) {
+  insecure(allowed, true);
+}
+
+function insecure(choices, disable) {
+  const given = choices !== undefined;
+  const list = given ? choices : ["yaml", "msgpack"];
+  if (!Array.isArray(list) || list.some((c) => typeof c !== "string")) throw valueError("the serializers must be an array of names");
+  const r = () => {
+    if (disable || given) return core.insecureSerializers(list, disable);
+    for (const c of list) {
+      try {
+        core.insecureSerializers([c], false);
+      } catch (e) {
+        if (!(e instanceof SerializerNotInstalled)) throw e;
+      }
+    }
+  };
+  r();
+  registered.push(r);
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.common: uuid, Broadcast, eventloop, drainConsumer, itermessages, sendReply,
+// collectReplies — in JavaScript over the API above.
+
+/** A random UUID4 string (Kombu's `uuid()`). */
+export function uuid() {
+  return crypto.randomUUID();
+}
+
+/** A broadcast queue (Kombu's `Broadcast`): each consumer gets its own queue (`bcast.<uuid>`,
+ * auto-deleted) bound to the fanout exchange `name`; with `queue`, that name (with `unique`,
+ * `<queue>.<uuid>`). Other options are the Queue's. */
+export class Broadcast extends Queue {
+  constructor(name, options = {}) {
+    const { queue, unique = false, autoDelete = true, exchange, alias, ...rest } = plainOptions("Broadcast options", options);
+    if (typeof name !== "string" || name === "") throw valueError(`Broadcast needs the name of its fanout exchange, not ${kind(name)}`);
+    if (queue !== undefined && typeof queue !== "string") throw valueError(`Broadcast option queue must be a string, not ${kind(queue)}`);
+    const qname = unique ? `${queue || "bcast"}.${uuid()}` : queue || `bcast.${uuid()}`;
+    super(qname, { ...rest, alias: alias ?? name, autoDelete, exchange: exchange ?? new Exchange(name, { type: "fanout" }) });
+  }
+}
+
+/** Drain the connection's events (Kombu's `eventloop`), `limit` times (forever when
+ * omitted), each waiting up to `timeout` ms; yields after each. A timeout ends the loop with
+ * TimeoutError unless `ignoreTimeouts`. Consumer callbacks run as events come. */
+export async function* eventloop(conn, options) {
+  const { limit, timeout, ignoreTimeouts = false } = plainOptions("eventloop options", options);
+  for (let i = 0; limit === undefined || i < limit; i++) {
+    try {
+      await conn.drainEvents({ timeout });
+    } catch (e) {
+      if (e instanceof TimeoutError && (ignoreTimeouts || timeout === undefined)) continue;
+      throw e;
+    }
+    yield;
+  }
+}
+
+/** `[body, message]` for the messages of `consumer` (Kombu's `drain_consumer`): up to `limit`
+ * (default 1) waits of `timeout` ms each, timeouts ignored; then the consumer is cancelled. */
+export async function* drainConsumer(consumer, options) {
+  const { limit = 1, timeout } = plainOptions("drainConsumer options", options);
+  try {
+    for (let i = 0; i < limit; i++) {
+      let m;
+      try {
+        m = await consumer.next({ timeout });
+      } catch (e) {
+        if (e instanceof TimeoutError) continue;
+        throw e;
+      }
+      yield [m.payload, m];
+    }
+  } finally {
+    await consumer.cancel();
+  }
+}
+
+/** `[body, message]` from `queue` (Kombu's `itermessages`): `drainConsumer` of a new consumer
+ * of `queue` (Consumer options such as `accept`, `noAck` apply). */
+export function itermessages(conn, queue, options) {
+  const { limit, timeout, ...consumerOptions } = plainOptions("itermessages options", options);
+  return drainConsumer(conn.Consumer([queue], consumerOptions), { limit, timeout });
+}
+
+/** The bodies of the replies in `queue` (Kombu's `collect_replies`), as `itermessages`;
+ * acknowledged unless `noAck` (the default). */
+export async function* collectReplies(conn, queue, options) {
+  const { noAck = true, ...rest } = plainOptions("collectReplies options", options);
+  for await (const [body, message] of itermessages(conn, queue, { ...rest, noAck })) {
+    if (!noAck) message.ack();
+    yield body;
+  }
+}
+
+/** Serializer names by content type, for `sendReply` (answer in the request's format). */
+const serializerNames = new Map([["application/json", "json"], ["application/x-yaml", "yaml"], ["application/x-msgpack", "msgpack"]]);
+
+/** Reply to `request` (Kombu's `send_reply`): publish `body` through `exchange` to the queue
+ * its `replyTo` names, with its `correlationId`, serializer and content encoding. Options:
+ * `producer` (required) and publish options. */
+export function sendReply(exchange, request, body, options) {
+  const { producer, ...props } = plainOptions("sendReply options", options);
+  if (!(producer instanceof Producer)) throw valueError("sendReply needs { producer }: the Producer to publish the reply with");
+  const p = request?.properties;
+  if (!p?.replyTo) throw valueError("sendReply needs a request message with a replyTo property");
+  const serializer = serializerNames.get(request.contentType);
+  return producer.publish(body, defined({ exchange, routingKey: p.replyTo, correlationId: p.correlationId ?? undefined, serializer, ...props }));
+}
+
+// ---------------------------------------------------------------------------------------
+// kombu.pidbox: Mailbox and Node — control messages between processes (tabs, workers, Python
+// services, Celery's `celery inspect`/`control` use it), wire-compatible with Kombu's.
+
+/** Kombu's LamportClock. */
+class LamportClock {
+  value = 0;
+  forward() {
+    return ++this.value;
+  }
+  adjust(other) {
+    this.value = Math.max(this.value, Number(other) || 0) + 1;
+    return this.value;
+  }
+}
+
+/** A mailbox (Kombu's `pidbox.Mailbox`): commands to the nodes listening on `namespace`
+ * (exchange `<namespace>.pidbox`; replies through `reply.<namespace>.pidbox`). `timeout`s are
+ * milliseconds; `queueTtl`, `queueExpires`, `replyQueueTtl`, `replyQueueExpires` seconds. */
+export class Mailbox {
+  constructor(namespace, options = {}) {
+    if (typeof namespace !== "string" || namespace === "") throw valueError(`Mailbox needs a namespace, not ${kind(namespace)}`);
+    const o = plainOptions("Mailbox options", options);
+    const { type = "direct", connection, accept = ["json"], serializer, queueTtl, queueExpires, queueDurable = false, queueExclusive = true, replyQueueTtl, replyQueueExpires = 10 } = o;
+    if (queueExclusive && queueDurable) throw valueError("queueExclusive and queueDurable cannot both be true (exclusive queues are deleted with their connection)");
+    if (connection !== undefined && !(connection instanceof Connection)) throw valueError(`Mailbox option connection must be a Connection, not ${kind(connection)}`);
+    Object.assign(this, { namespace, type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires });
+    this.clock = new LamportClock();
+    this.oid = uuid();
+    this.exchange = new Exchange(`${namespace}.pidbox`, { type, durable: false, deliveryMode: "transient" });
+    this.replyExchange = new Exchange(`reply.${namespace}.pidbox`, { type: "direct", durable: false, deliveryMode: "transient" });
+    this.unclaimed = new Map();
+  }
+
+  /** This mailbox on `connection` (Kombu's `mailbox(connection)`). */
+  bind(connection) {
+    const { namespace, type, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires } = this;
+    return new Mailbox(namespace, defined({ type, connection, accept, serializer, queueTtl, queueExpires, queueDurable, queueExclusive, replyQueueTtl, replyQueueExpires }));
+  }
+
+  /** A node `hostname` of this mailbox, whose `handlers[method](state, arguments)` answer. */
+  Node(hostname, options = {}) {
+    return new Node(hostname, { ...plainOptions("Node options", options), mailbox: this });
+  }
+
+  /** The queue of node `hostname` (`<hostname>.<namespace>.pidbox`). */
+  getQueue(hostname) {
+    return new Queue(`${hostname}.${this.namespace}.pidbox`, defined({ exchange: this.exchange, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.queueExpires, messageTtl: this.queueTtl }));
+  }
+
+  /** This mailbox's reply queue. */
+  get replyQueue() {
+    return new Queue(`${this.oid}.${this.replyExchange.name}`, defined({ exchange: this.replyExchange, routingKey: this.oid, durable: this.queueDurable, exclusive: this.queueExclusive, autoDelete: !this.queueDurable, expires: this.replyQueueExpires, messageTtl: this.replyQueueTtl }));
+  }
+
+  /** Run `command` on the nodes in `destination` and resolve to their replies
+   * (`[{ hostname: reply }]`), waiting `timeout` ms (default 1000) for each. */
+  call(destination, command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("call options", options), destination, reply: true });
+  }
+
+  /** Send `command` to the nodes in `destination`, without waiting for replies. */
+  cast(destination, command, args) {
+    return this.#broadcast(command, args, { destination, reply: false });
+  }
+
+  /** Send `command` to every node, without replies. */
+  abcast(command, args) {
+    return this.#broadcast(command, args, { reply: false });
+  }
+
+  /** Run `command` on every node; resolves to the replies that came within `timeout` ms
+   * (default 1000) of each other, up to `limit`. */
+  multiCall(command, args, options) {
+    return this.#broadcast(command, args, { ...plainOptions("multiCall options", options), reply: true });
+  }
+
+  #conn() {
+    if (!this.connection) throw valueError("this Mailbox has no connection: mailbox.bind(conn), or new Mailbox(namespace, { connection })");
+    return this.connection;
+  }
+
+  async #broadcast(command, args = {}, { destination, reply, timeout = 1000, limit, callback, pattern, matcher, serializer }) {
+    if (typeof command !== "string") throw valueError(`the command must be a string, not ${kind(command)}`);
+    if (destination !== undefined && !Array.isArray(destination)) throw valueError(`destination must be an array of node names, not ${kind(destination)}`);
+    seconds("timeout", timeout);
+    const conn = this.#conn();
+    const ticket = reply ? uuid() : undefined;
+    const producer = conn.Producer({ autoDeclare: false });
+    const message = { method: command, arguments: args, destination: destination ?? null, pattern: pattern ?? null, matcher: matcher ?? null };
+    if (ticket) {
+      await producer.maybeDeclare(this.replyQueue);
+      Object.assign(message, { ticket, reply_to: { exchange: this.replyExchange.name, routing_key: this.oid } });
+    }
+    await producer.publish(message, defined({
+      exchange: this.exchange.name, declare: [this.exchange], serializer: serializer ?? this.serializer,
+      headers: { clock: this.clock.forward(), expires: timeout ? Date.now() / 1000 + timeout / 1000 : 0 },
+    }));
+    if (!ticket) return undefined;
+    return this.#collect(conn, ticket, { limit: limit ?? destination?.length, timeout, callback });
+  }
+
+  async #collect(conn, ticket, { limit, timeout, callback }) {
+    const waiting = this.unclaimed.get(ticket);
+    if (waiting) {
+      this.unclaimed.delete(ticket);
+      return waiting;
+    }
+    const responses = [];
+    const onMessage = (body, message) => {
+      const h = message.headers;
+      this.clock.adjust(h.clock ?? 0);
+      if (h.expires && Date.now() / 1000 > h.expires) return;
+      const id = h.ticket ?? ticket;
+      if (id === ticket) {
+        callback?.(body);
+        responses.push(body);
+      } else {
+        if (!this.unclaimed.has(id)) this.unclaimed.set(id, []);
+        this.unclaimed.get(id).push(body);
+      }
+    };
+    const consumer = conn.Consumer([this.replyQueue], { accept: this.accept, noAck: true, callbacks: [onMessage] });
+    await consumer.consume();
+    try {
+      for (let i = 0; limit === undefined || i < limit; i++) {
+        try {
+          await conn.drainEvents({ timeout });
+        } catch (e) {
+          if (e instanceof TimeoutError) break;
+          throw e;
+        }
+      }
+      return responses;
+    } finally {
+      await consumer.cancel();
+    }
+  }
+}
+
+/** A node of a Mailbox (Kombu's `pidbox.Node`): `listen()` consumes its queue; each command
+ * runs `handlers[method](state, arguments)` (a value or a Promise) and, for `call`s, its
+ * result (or `{ error }`) goes back to the caller as `{ [hostname]: result }`. */
+export class Node {
+  constructor(hostname, { state, handlers = {}, mailbox } = {}) {
+    if (typeof hostname !== "string" || hostname === "") throw valueError(`a Node needs a hostname, not ${kind(hostname)}`);
+    if (!(mailbox instanceof Mailbox)) throw valueError("a Node is made by mailbox.Node(hostname, { state, handlers })");
+    Object.assign(this, { hostname, state, handlers, mailbox });
+  }
+
+  /** Register `fn` as the handler of the command `name` (default `fn.name`). */
+  handler(fn, name = fn?.name) {
+    if (typeof fn !== "function" || !name) throw valueError("handler takes a named function (or a name)");
+    this.handlers[name] = fn;
+    return fn;
+  }
+
+  /** A consumer of this node's queue (Kombu's `Node.Consumer`). */
+  Consumer(options = {}) {
+    const conn = this.mailbox.connection;
+    if (!conn) throw valueError("the Node's mailbox has no connection: mailbox.bind(conn)");
+    return conn.Consumer([this.mailbox.getQueue(this.hostname)], { noAck: true, accept: this.mailbox.accept, ...plainOptions("Consumer options", options) });
+  }
+
+  /** Consume this node's queue: commands are handled as the connection's events are
+   * drained (`eventloop(conn)`). Resolves to the consumer (cancel it to stop). */
+  async listen(options = {}) {
+    const { callback } = plainOptions("listen options", options);
+    const consumer = this.Consumer({ callbacks: [callback ?? ((body, message) => { this.handleMessage(body, message).catch((e) => console.error(`pidbox: cannot reply: ${e?.name}: ${e?.message}`)); })], onDecodeError: (message, error) => console.error(`pidbox: cannot decode message: ${error.message}`) });
+    await consumer.consume();
+    return consumer;
+  }
+
+  /** Run the command in `body` if it is for this node (`destination`, or any). Resolves to
+   * the reply, or undefined when it is for other nodes. */
+  handleMessage(body, message) {
+    if (message) this.mailbox.clock.adjust(message.headers?.clock ?? 0);
+    const { destination, pattern, matcher } = body ?? {};
+    if (destination) {
+      if (!destination.includes(this.hostname)) return Promise.resolve(undefined);
+    } else if (pattern && matcher) {
+      if (!matches(this.hostname, pattern, matcher)) return Promise.resolve(undefined);
+    }
+    return this.dispatch(body);
+  }
+
+  /** Run `method` with `arguments`; reply to `reply_to` when given. */
+  async dispatch({ method, arguments: args, reply_to: replyTo, ticket } = {}) {
+    let reply;
+    try {
+      const handle = this.handlers[method];
+      if (typeof handle !== "function") throw new KombuError(`no handler for ${JSON.stringify(method)}`);
+      reply = await handle(this.state, args ?? {});
+    } catch (e) {
+      console.error(`pidbox command error: ${e?.name}: ${e?.message}`);
+      reply = { error: `${e?.name ?? "Error"}(${JSON.stringify(e?.message ?? String(e))})` };
+    }
+    if (replyTo) await this.reply({ [this.hostname]: reply ?? null }, replyTo.exchange, replyTo.routing_key, ticket);
+    return reply;
+  }
+
+  /** Send `data` to a caller's reply queue. */
+  reply(data, exchange, routingKey, ticket) {
+    const x = new Exchange(exchange, { type: "direct", deliveryMode: "transient", durable: false });
+    return this.mailbox.connection.Producer({ autoDeclare: false }).publish(data, defined({
+      exchange: x, routingKey, declare: [x], headers: { ticket, clock: this.mailbox.clock.forward() }, serializer: this.mailbox.serializer,
+    }));
+  }
+}
+
+/** Kombu's `match(hostname, pattern, matcher)`: glob (default) or pcre. */
+function matches(hostname, pattern, matcher) {
+  if (matcher === "pcre") return new RegExp(pattern).test(hostname);
+  const re = pattern.replace(/[.+^${}()|[\]\\]/g, "\\$&").replace(/\*/g, ".*").replace(/\?/g, ".");
+  return new RegExp(`^${re}$`).test(hostname);
+}

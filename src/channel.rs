@@ -141,12 +141,8 @@ impl Channel {
             if g == gen && conn.live_transport().is_some() {
                 match &*lock(&self.inner.closed) {
                     None => return Ok(raw),
-                    Some(e) if !self.inner.auto_reopen => {
-                        return Err(Error::channel(
-                            ReplyCode::ChannelError,
-                            format!("CHANNEL_ERROR - the channel was closed by the broker: {e}"),
-                        ))
-                    }
+                    // Every later operation fails with the broker's reason for closing it.
+                    Some(e) if !self.inner.auto_reopen => return Err(e.clone()),
                     Some(_) => {}
                 }
             }
@@ -217,6 +213,15 @@ impl Channel {
             }
         }
         e
+    }
+
+    /// The broker closed the transport channel `raw`: recorded unless this channel has
+    /// been reopened since (on another transport channel).
+    pub(crate) fn broker_closed(&self, raw: &Arc<dyn RawChannel>, e: Error) {
+        let current = lock(&self.inner.raw).as_ref().is_some_and(|(r, _)| Arc::ptr_eq(r, raw));
+        if current {
+            self.mark_closed(e);
+        }
     }
 
     pub(crate) fn mark_closed(&self, e: Error) {

@@ -50,7 +50,36 @@ pub struct ConnectionOptions {
     pub virtual_host: Option<String>,
     /// A transport name that overrides the URL scheme.
     pub transport: Option<String>,
+    /// Reconnect automatically with this policy: a consumer waiting for messages and a
+    /// publish that meet a lost connection re-establish it ([`Connection::ensure_connection`]:
+    /// channels reopen, declared exchanges, queues and bindings are declared again, consumers
+    /// resume) and carry on (Kombu's `ensure` semantics).
+    pub reconnect: Option<RetryPolicy>,
 }
+
+/// What happens to a [`Connection`], for an application to show ([`Connection::on_event`]).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum ConnectionEvent {
+    /// Connected (or reconnected) to the broker.
+    Connected,
+    /// The connection was lost, with the error that said so.
+    Disconnected(Error),
+    /// Connecting failed with `error`: the next attempt is in `interval` seconds.
+    Reconnecting {
+        /// Why the last attempt failed.
+        error: Error,
+        /// Seconds until the next attempt.
+        interval: f64,
+    },
+}
+
+/// Called with each [`ConnectionEvent`].
+#[cfg(not(target_arch = "wasm32"))]
+pub type EventListener = Arc<dyn Fn(&ConnectionEvent) + Send + Sync>;
+/// Called with each [`ConnectionEvent`].
+#[cfg(target_arch = "wasm32")]
+pub type EventListener = Arc<dyn Fn(&ConnectionEvent)>;
 
 struct State {
     current: usize,
@@ -76,6 +105,10 @@ pub(crate) struct ConnInner {
     declared: Mutex<HashSet<u64>>,
     channels: Mutex<Vec<Weak<ChannelInner>>>,
     closed: AtomicBool,
+    listeners: Mutex<Vec<EventListener>>,
+    /// The exchanges and queues (with their bindings) declared on this connection, declared
+    /// again after a reconnect.
+    topology: Mutex<Vec<crate::Entity>>,
 }
 
 /// A connection to a broker (Kombu's `kombu.Connection`). Cheap to clone: clones share the
@@ -147,6 +180,8 @@ impl Connection {
                 declared: Mutex::new(HashSet::default()),
                 channels: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
+                listeners: Mutex::new(Vec::new()),
+                topology: Mutex::new(Vec::new()),
             }),
         })
     }
@@ -322,8 +357,11 @@ impl Connection {
         if let Some(old) = old {
             let _ = old.close().await;
         }
-        // Revive the channels that were open on the previous transport.
         let generation = self.generation();
+        if generation > 1 {
+            self.restore_topology(&raw).await;
+        }
+        // Revive the channels that were open on the previous transport.
         for ch in channels {
             if ch.was_opened() && !ch.user_closed() {
                 if let Err(e) = ch.revive_on(raw.clone(), generation).await {
@@ -331,7 +369,86 @@ impl Connection {
                 }
             }
         }
+        self.emit(ConnectionEvent::Connected);
         Ok(raw)
+    }
+
+    /// After a reconnect: declare again what was declared on this connection (a restarted
+    /// broker may have lost it), on a transport channel of its own. What fails is logged and
+    /// skipped (a refusal closes that channel: the next declaration gets another).
+    async fn restore_topology(&self, raw: &Arc<dyn RawConnection>) {
+        let entities = lock(&self.inner.topology).clone();
+        let mut ch: Option<Arc<dyn RawChannel>> = None;
+        for entity in entities {
+            let c = match ch.take() {
+                Some(c) if c.is_open() => c,
+                _ => match raw.open_channel().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        tracing::warn!("could not declare again after reconnect: {e}");
+                        return;
+                    }
+                },
+            };
+            let r = match entity {
+                crate::Entity::Exchange(x) => x.declare_raw(&*c, false, false).await,
+                crate::Entity::Queue(mut q) => q.declare_raw(&*c, false).await.map(drop),
+            };
+            if let Err(e) = r {
+                tracing::warn!("could not declare again after reconnect: {e}");
+            }
+            ch = Some(c);
+        }
+        if let Some(c) = ch {
+            let _ = c.close().await;
+        }
+    }
+
+    /// Remember a declaration to make again after a reconnect (replacing one of the same
+    /// kind and name).
+    pub(crate) fn remember(&self, mut entity: crate::Entity) {
+        // Unbound: a declaration must not keep its channel alive.
+        match &mut entity {
+            crate::Entity::Exchange(x) => x.channel = None,
+            crate::Entity::Queue(q) => {
+                q.channel = None;
+                q.exchange.channel = None;
+                for b in &mut q.bindings {
+                    if let Some(x) = &mut b.exchange {
+                        x.channel = None;
+                    }
+                }
+            }
+        }
+        let mut t = lock(&self.inner.topology);
+        t.retain(|e| !e.same_kind_and_name(&entity));
+        t.push(entity);
+    }
+
+    /// Forget a declaration (deleted).
+    pub(crate) fn forget(&self, entity: &crate::Entity) {
+        lock(&self.inner.topology).retain(|e| !e.same_kind_and_name(entity));
+    }
+
+    /// Call `listener` with each [`ConnectionEvent`] of this connection: connected,
+    /// disconnected, reconnecting.
+    pub fn on_event(&self, listener: EventListener) {
+        lock(&self.inner.listeners).push(listener);
+    }
+
+    fn emit(&self, ev: ConnectionEvent) {
+        let listeners = lock(&self.inner.listeners).clone();
+        for l in listeners {
+            l(&ev);
+        }
+    }
+
+    /// The transport was lost (`e` says how): forget it, and say so once.
+    fn lost(&self, e: &Error) {
+        let had = lock(&self.inner.state).transport.take().is_some();
+        if had && !self.inner.closed.load(Ordering::SeqCst) {
+            self.emit(ConnectionEvent::Disconnected(e.clone()));
+        }
     }
 
     /// Switch to the next failover URL (Kombu's `maybe_switch_next`). Does not reconnect.
@@ -365,7 +482,8 @@ impl Connection {
         loop {
             match self.transport().await {
                 Ok(_) => return Ok(()),
-                Err(e) if matches!(e, Error::UnknownTransport { .. } | Error::InvalidUrl { .. }) => return Err(e),
+                // What cannot work however often it is tried: not retried.
+                Err(e) if matches!(e, Error::UnknownTransport { .. } | Error::InvalidUrl { .. } | Error::NotImplemented(_)) => return Err(e),
                 Err(e) => {
                     if policy.max_retries.is_some_and(|m| m > 0 && retries >= m) {
                         return Err(Error::Operational(format!(
@@ -384,6 +502,7 @@ impl Connection {
                         }
                     }
                     errback(&e, interval);
+                    self.emit(ConnectionEvent::Reconnecting { error: e.clone(), interval });
                     retries += 1;
                     rt::sleep(Duration::from_secs_f64(interval)).await;
                 }
@@ -437,7 +556,7 @@ impl Connection {
                         return Err(as_library_error(e));
                     }
                     tracing::debug!("ensure connection error: {e}");
-                    self.collect();
+                    self.lost(&e);
                     errback(&e, 0.0);
                     let remaining = policy.max_retries.map(|m| m.saturating_sub(retries).max(1));
                     let conn_policy = RetryPolicy { max_retries: remaining, ..policy.clone() };
@@ -546,7 +665,7 @@ impl Connection {
 
     pub(crate) fn connection_failed(&self, e: Error) -> Error {
         if e.is_connection_error() {
-            self.collect();
+            self.lost(&e);
         }
         e
     }
@@ -599,13 +718,13 @@ impl Connection {
                 Ok(())
             }
             ServerEvent::ChannelClosed { channel, error } => {
-                if let Some((Some(ch), _)) = self.slot(channel) {
-                    ch.mark_closed(error);
+                if let Some((Some(ch), raw)) = self.slot(channel) {
+                    ch.broker_closed(&raw, error);
                 }
                 Ok(())
             }
             ServerEvent::ConnectionClosed { error } => {
-                self.collect();
+                self.lost(&error);
                 Err(error)
             }
             ServerEvent::Ack { .. } | ServerEvent::Nack { .. } | ServerEvent::Flow { .. } => Ok(()),

@@ -417,7 +417,17 @@ impl Consumer {
                 futures::future::Either::Left(_) => {}
                 futures::future::Either::Right((r, _)) => match r {
                     Ok(()) | Err(Error::Timeout(_)) => {}
-                    Err(e) => return Err(e),
+                    Err(e) => match conn.options().reconnect.as_ref().filter(|_| e.is_recoverable_connection_error()) {
+                        // The connection is gone: reconnect (the consumers resume on the new
+                        // one) and wait on. Messages received from the dead connection and not
+                        // handed out are dropped when the broker delivers them again (those
+                        // it waited for acks of); no_ack ones are still handed out.
+                        Some(policy) => {
+                            lock(&self.inner.buffer).messages.retain(Message::no_ack);
+                            conn.ensure_connection(policy, |_: &Error, _: f64| {}).await?;
+                        }
+                        None => return Err(e),
+                    },
                 },
             }
         }

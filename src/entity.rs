@@ -672,6 +672,17 @@ pub enum Entity {
     Queue(Queue),
 }
 
+impl Entity {
+    /// True when both declare the same exchange, or the same queue (by name).
+    pub(crate) fn same_kind_and_name(&self, o: &Entity) -> bool {
+        match (self, o) {
+            (Entity::Exchange(a), Entity::Exchange(b)) => a.name == b.name,
+            (Entity::Queue(a), Entity::Queue(b)) => a.name == b.name,
+            _ => false,
+        }
+    }
+}
+
 impl From<Exchange> for Entity {
     fn from(x: Exchange) -> Self {
         Entity::Exchange(x)

@@ -70,7 +70,7 @@ pub mod wasm_codecs;
 
 pub use common::{broadcast, eventloop, maybe_declare, uuid, Entity};
 pub use channel::Channel;
-pub use connection::{Connection, ConnectionOptions};
+pub use connection::{Connection, ConnectionEvent, ConnectionOptions, EventListener};
 pub use consumer::Consumer;
 pub use entity::{binding, Binding, Exchange, Queue};
 pub use error::{Error, ReplyCode, Result};

@@ -506,9 +506,11 @@ impl Producer {
                 self.channel.noted(raw.basic_publish(method, content).await)
             }
         };
-        if retry {
-            let conn = self.channel.connection()?;
-            let policy = retry_policy.clone().unwrap_or_else(RetryPolicy::ensure_default);
+        let conn = self.channel.connection()?;
+        // A connection that reconnects by itself retries a publish with its policy.
+        let reconnect = conn.options().reconnect.clone().filter(|_| !retry);
+        if retry || reconnect.is_some() {
+            let policy = retry_policy.clone().or(reconnect).unwrap_or_else(RetryPolicy::ensure_default);
             conn.ensure(&policy, |_: &Error, _: f64| {}, once).await
         } else {
             once().await

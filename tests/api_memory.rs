@@ -613,7 +613,7 @@ async fn channel_errors_close_only_that_channel_and_default_channel_recovers() {
     let mut q = Queue::new("nope").bind(&explicit);
     assert_eq!(q.queue_declare(false, true).await.unwrap_err().name(), "NotFound");
     let err = q.queue_declare(false, false).await.unwrap_err();
-    assert_eq!(err.name(), "ChannelNotOpen", "an explicit channel stays closed: {err}");
+    assert_eq!(err.name(), "NotFound", "an explicit channel stays closed, with the broker's reason: {err}");
 }
 
 #[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
@@ -790,4 +790,36 @@ async fn urls_and_failover() {
     conn.connect().await.unwrap();
     assert_eq!(conn.transport_name(), "memory");
     assert_eq!(vhost(&conn), vh);
+}
+
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn release_ends_a_wait_at_once_whatever_the_next_expiry() {
+    // A message that expires in an hour sets the waiter's timer to an hour. Releasing the
+    // connection must end the wait now (with the reason), not when that timer fires: an
+    // abandoned `drainEvents()` kept Node running for the message's TTL after `release()`.
+    let conn = Connection::new(&url("release-wakes")).unwrap();
+    let q = Queue::new("far-expiry");
+    let producer = conn.producer().await.unwrap();
+    producer.publish(json!(1), PublishOptions::new().routing_key("far-expiry").declare(&q).expiration(3600.0)).await.unwrap();
+    let waiter = async {
+        let started = Instant::now();
+        (conn.drain_events(None).await, started.elapsed())
+    };
+    let closer = async {
+        kombu::rt::sleep(Duration::from_millis(50)).await;
+        conn.release().await.unwrap();
+    };
+    // A guard far longer than the wait should take, far shorter than the expiry.
+    let guard = kombu::rt::sleep(Duration::from_secs(60));
+    let both = futures::future::join(waiter, closer);
+    futures::pin_mut!(both, guard);
+    let ((result, waited), ()) = match futures::future::select(both, guard).await {
+        futures::future::Either::Left((r, _)) => r,
+        futures::future::Either::Right(_) => panic!("the wait did not end within 60 s of release()"),
+    };
+    let err = result.unwrap_err();
+    assert!(err.is_recoverable_connection_error(), "{err}");
+    assert!(err.to_string().contains("release/close"), "{err}");
+    assert!(waited < Duration::from_secs(60));
 }

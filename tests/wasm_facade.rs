@@ -76,13 +76,13 @@ async fn publish_consume_ack_through_the_facade() {
     let m: JsMessage = consumer.next_message(Some(1000.0)).await.unwrap();
     assert_eq!(js_sys::JSON::stringify(&m.payload().unwrap()).unwrap(), r#"{"n":[1,2.5,"x"]}"#);
     assert_eq!(Reflect::get(&m.headers().unwrap(), &"h".into()).unwrap(), JsValue::from(1));
-    m.ack().unwrap();
-    let e = m.ack().unwrap_err();
+    m.ack(None).unwrap();
+    let e = m.ack(None).unwrap_err();
     assert_eq!(name(&e), "MessageStateError");
     let raw: JsMessage = consumer.next_message(Some(1000.0)).await.unwrap();
     assert_eq!(raw.content_type().as_deref(), Some("image/png"));
     assert_eq!(raw.body().to_vec(), vec![0u8, 255]);
-    raw.ack().unwrap();
+    raw.ack(None).unwrap();
     let e = wait(consumer.next(Some(20.0)).unwrap()).await.unwrap_err();
     assert_eq!(name(&e), "TimeoutError");
     let e = producer.publish(JsValue::UNDEFINED, JsValue::UNDEFINED).err().unwrap();

@@ -1,9 +1,9 @@
 // A fresh Vite app that installs the packed package from its tarball: `vite build` (target
-// esnext, for the top-level await that loads the wasm once) must bundle the package and emit
-// the .wasm, and the built app must run the README quick start in headless Chromium.
+// esnext, for the top-level await that loads the wasm once) must bundle the package without
+// a warning and emit the .wasm, and the built app must run the README quick start in headless Chromium.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawnSync } from "node:child_process";
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { tmpdir } from "node:os";
@@ -54,7 +54,10 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
       `new Connection("gateway+ws://127.0.0.1:9/gateway");\n` +
       `window.__ws = m.payload;\n`);
     writeFileSync(join(dir, "vite.config.js"), `export default { build: { rollupOptions: { input: { main: "index.html", ws: "ws.html" } } } };\n`);
-    execFileSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, stdio: "pipe" });
+    const built = spawnSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, encoding: "utf8" });
+    assert.equal(built.status, 0, built.stderr);
+    // No warnings (such as a `node:` module externalized for the browser): nothing printed.
+    assert.equal(`${built.stdout}${built.stderr}`.trim(), "");
     const assets = readdirSync(join(dir, "dist", "assets"));
     assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 3, `the core's, the WebSocket build's and the codecs' .wasm among ${assets}`);
     ({ server } = await serve(join(dir, "dist")).then((s) => ({ ...s, base: s.base })).then(async (s) => {

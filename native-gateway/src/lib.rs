@@ -144,4 +144,6 @@ pub fn register_transports() {
     kombu::transport::registry::register("gateway+wss", Arc::new(transports::gateway_client::GatewayTransport));
     kombu::transport::registry::register("amqp", Arc::new(transports::amqp::AmqpTransport));
     kombu::transport::registry::register("amqps", Arc::new(transports::amqp::AmqpTransport));
+    kombu::transport::registry::register("amqp+ws", Arc::new(transports::amqp_ws::AmqpWebSocketTransport));
+    kombu::transport::registry::register("amqps+wss", Arc::new(transports::amqp_ws::AmqpWebSocketTransport));
 }

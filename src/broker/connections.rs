@@ -48,9 +48,13 @@ impl Broker {
     }
 
     /// Close a connection: its channels close (unacknowledged messages are requeued) and its
-    /// exclusive queues are deleted.
+    /// exclusive queues are deleted. The connection is reported woken ([`Broker::take_woken`]),
+    /// so that whatever waits for its events learns at once that it is gone, rather than when
+    /// its timer fires (which, with a message expiring in hours, kept Node running that long
+    /// after `release()`).
     pub fn close_connection(&mut self, conn: ConnId) {
         let Some(c) = self.connections.get(&conn) else { return };
+        self.woken.push(conn);
         let vhost = c.vhost.clone();
         let channels: Vec<ChannelId> = c.channels.keys().copied().collect();
         for ch in channels {

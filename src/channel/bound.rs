@@ -81,7 +81,14 @@ impl Exchange {
             return Ok(());
         }
         let raw = ch.raw().await?;
-        ch.noted(self.declare_raw(&*raw, nowait, passive).await)
+        ch.noted(self.declare_raw(&*raw, nowait, passive).await)?;
+        if !passive {
+            // Declared again after a reconnect.
+            if let Ok(c) = ch.connection() {
+                c.remember(Entity::Exchange(self.clone()));
+            }
+        }
+        Ok(())
     }
 
     /// Declare on a transport channel directly.
@@ -97,7 +104,11 @@ impl Exchange {
         let ch = self.bound("delete")?;
         let m = ExchangeDelete { exchange: self.name.clone(), if_unused, nowait: false };
         let raw = ch.raw().await?;
-        ch.noted(raw.exchange_delete(&m).await)
+        ch.noted(raw.exchange_delete(&m).await)?;
+        if let Ok(c) = ch.connection() {
+            c.forget(&Entity::Exchange(self.clone()));
+        }
+        Ok(())
     }
 
     /// Bind this exchange to `source`: messages routed by `source` with `routing_key` also go
@@ -184,8 +195,17 @@ impl Queue {
         if self.no_declare {
             return Ok(self.name.clone());
         }
+        let named = !self.name.is_empty();
         let raw = ch.raw().await?;
-        ch.noted(self.declare_raw(&*raw, nowait).await)
+        let name = ch.noted(self.declare_raw(&*raw, nowait).await)?;
+        // Declared again after a reconnect (a queue the broker names gets a new name then:
+        // not remembered).
+        if named {
+            if let Ok(c) = ch.connection() {
+                c.remember(Entity::Queue(self.clone()));
+            }
+        }
+        Ok(name)
     }
 
     /// Declare exchange, queue and bindings on a transport channel directly.
@@ -272,7 +292,11 @@ impl Queue {
         let ch = self.bound("delete")?;
         let m = QueueDelete { queue: self.name.clone(), if_unused, if_empty, nowait: false };
         let raw = ch.raw().await?;
-        ch.noted(raw.queue_delete(&m).await)
+        let n = ch.noted(raw.queue_delete(&m).await)?;
+        if let Ok(c) = ch.connection() {
+            c.forget(&Entity::Queue(self.clone()));
+        }
+        Ok(n)
     }
 
     /// Poll one message (`basic.get`), decoding with `accept` when given.

@@ -27,7 +27,7 @@ use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind, QueueDeclare,
     QueueDeclareOk, QueueDelete, Returned, ServerEvent,
 };
-use crate::transport::carrier::{Carrier, EventQueue, Unsettled};
+use crate::transport::carrier::{Carrier, ClosedBy, Confirms, EventQueue, Unsettled};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
 use crate::value::Headers;
 
@@ -40,9 +40,10 @@ enum Reply {
 struct ChanState {
     pending: VecDeque<oneshot::Sender<Result<Reply>>>,
     content: Option<Incoming>,
-    /// Publisher confirms (the `confirm_publish` transport option): the next publish
-    /// sequence number and the publishes waiting for the broker's ack.
-    confirm: Option<(u64, Waiting)>,
+    /// Publisher confirms (the `confirm_publish` transport option).
+    confirm: Option<Confirms>,
+    /// Why the channel ended, shared with its [`AmqpChannel`].
+    closed: ClosedBy,
     /// The deliveries the broker waits for us to settle.
     unsettled: Unsettled,
     /// Tags of the consumers that consume without acks (their deliveries are not tracked).
@@ -51,20 +52,19 @@ struct ChanState {
     gets: VecDeque<bool>,
 }
 
-/// Publishes waiting for their confirm, by sequence number.
-type Waiting = std::collections::BTreeMap<u64, oneshot::Sender<Result<()>>>;
 /// A message being received: its method, properties, announced body size and body so far.
 type Incoming = (Method, Properties, u64, BytesMut);
 
 impl ChanState {
+    /// The channel ended with `e` (the broker closed it, or the connection is gone): what
+    /// waits on it fails with `e`, and so does every later operation of its handle.
     fn fail(self, e: &Error) {
+        lock(&self.closed).get_or_insert_with(|| e.clone());
         for tx in self.pending {
             let _ = tx.send(Err(e.clone()));
         }
-        if let Some((_, waiting)) = self.confirm {
-            for (_, tx) in waiting {
-                let _ = tx.send(Err(e.clone()));
-            }
+        if let Some(confirms) = self.confirm {
+            confirms.fail(e);
         }
     }
 
@@ -81,14 +81,9 @@ impl ChanState {
     }
 
     /// Settle confirms up to `tag` (or only `tag`): true when this channel tracks confirms.
-    fn confirmed(&mut self, tag: u64, multiple: bool, result: Result<()>) -> bool {
-        let Some((_, waiting)) = self.confirm.as_mut() else { return false };
-        let tags: Vec<u64> = if multiple { waiting.range(..=tag).map(|(k, _)| *k).collect() } else { vec![tag] };
-        for t in tags {
-            if let Some(tx) = waiting.remove(&t) {
-                let _ = tx.send(result.clone());
-            }
-        }
+    fn confirmed(&mut self, tag: u64, multiple: bool, ack: bool) -> bool {
+        let Some(confirms) = self.confirm.as_mut() else { return false };
+        confirms.settle(tag, multiple, ack);
         true
     }
 }
@@ -321,8 +316,7 @@ impl AmqpClient {
         self.inner.frame_max.store(frame_max, Ordering::Relaxed);
         self.inner.channel_max.store(channel_max, Ordering::Relaxed);
         self.heartbeat.store(heartbeat, Ordering::Relaxed);
-        let confirm = info.options.get("confirm_publish").is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_i64().is_some_and(|i| i != 0) || v.as_str().is_some_and(|s| matches!(s, "1" | "true" | "yes")));
-        self.inner.confirm_publish.store(confirm, Ordering::Relaxed);
+        self.inner.confirm_publish.store(info.flag("confirm_publish"), Ordering::Relaxed);
         Ok(())
     }
 
@@ -408,15 +402,14 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             Ok(())
         }
         Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
-            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Ok(())));
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, true));
             if !tracked {
                 let _ = inner.events.unbounded_send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
             }
             Ok(())
         }
         Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
-            let e = Error::MessageNacked(format!("the broker refused message {delivery_tag} on channel {ch}"));
-            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, Err(e)));
+            let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, false));
             if !tracked {
                 let _ = inner.events.unbounded_send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
             }
@@ -487,7 +480,7 @@ fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incom
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl RawConnection for AmqpConnection {
     async fn open_channel(&self) -> Result<Arc<dyn RawChannel>> {
-        let id = loop {
+        let (id, closed) = loop {
             let id = self.inner.next_channel.fetch_add(1, Ordering::SeqCst);
             let id = if id == 0 || id > self.inner.channel_max.load(Ordering::Relaxed) {
                 self.inner.next_channel.store(2, Ordering::SeqCst);
@@ -498,8 +491,7 @@ impl RawConnection for AmqpConnection {
             let mut chans = lock(&self.inner.channels);
             let n = chans.len();
             if let std::collections::hash_map::Entry::Vacant(e) = chans.entry(id) {
-                e.insert(ChanState::default());
-                break id;
+                break (id, e.insert(ChanState::default()).closed.clone());
             }
             if n > usize::from(self.inner.channel_max.load(Ordering::Relaxed)) {
                 return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
@@ -512,10 +504,10 @@ impl RawConnection for AmqpConnection {
         if self.inner.confirm_publish.load(Ordering::Relaxed) {
             self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
             if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
-                st.confirm = Some((1, Default::default()));
+                st.confirm = Some(Confirms::default());
             }
         }
-        Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true) }))
+        Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true), closed }))
     }
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
@@ -549,11 +541,32 @@ pub struct AmqpChannel {
     inner: Arc<Inner>,
     id: u16,
     open: AtomicBool,
+    /// Why the channel ended, once it has (set by the engine).
+    closed: ClosedBy,
 }
 
 impl AmqpChannel {
+    /// Why the channel can't be used: the error that ended it (the broker's reason for
+    /// closing it, or the connection's end), else closed by us.
+    fn gone(&self) -> Error {
+        match &*lock(&self.closed) {
+            Some(e) => e.clone(),
+            None if !self.inner.open.load(Ordering::SeqCst) => closed(),
+            None => Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(self.gone())
+        }
+    }
+
     async fn ok(&self, m: Method) -> Result<Method> {
-        self.inner.method(self.id, m).await.inspect_err(|e| {
+        self.check()?;
+        self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
             if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
                 self.open.store(false, Ordering::SeqCst);
             }
@@ -563,6 +576,9 @@ impl AmqpChannel {
     /// Send a settlement (ack, reject, nack) of `tag` (with `multiple`, of every tag up to
     /// it). Under the channel lock, so that the acks sent as `multiple` follow the wire order.
     fn settle(&self, tag: u64, multiple: bool, m: Method) -> Result<()> {
+        // On a channel that is gone the broker forgot the delivery (it is redelivered), and
+        // a settlement on a closed channel would be a connection error.
+        self.check()?;
         let mut chans = lock(&self.inner.channels);
         let merge = chans.get_mut(&self.id).and_then(|st| st.unsettled.settle(tag, multiple));
         let mut out = BytesMut::new();
@@ -583,7 +599,7 @@ impl RawChannel for AmqpChannel {
         u32::from(self.id)
     }
     fn is_open(&self) -> bool {
-        self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst)
+        self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) && lock(&self.closed).is_none()
     }
     async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
         self.ok(Method::ExchangeDeclare {
@@ -640,23 +656,15 @@ impl RawChannel for AmqpChannel {
         }
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
-        if !self.is_open() {
-            return Err(Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
-        }
+        self.check()?;
         let mut out = BytesMut::with_capacity(content.body.len() + 256);
         amqp::write_method(self.id, &Method::BasicPublish { exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), mandatory: m.mandatory, immediate: m.immediate }, &mut out)?;
         amqp::write_content(self.id, &content.properties, &content.body, self.inner.frame_max.load(Ordering::Relaxed), &mut out)?;
         let wait = {
             let mut chans = lock(&self.inner.channels);
-            let wait = match chans.get_mut(&self.id).and_then(|st| st.confirm.as_mut()) {
-                Some((next, waiting)) => {
-                    let (tx, rx) = oneshot::channel();
-                    waiting.insert(*next, tx);
-                    *next += 1;
-                    Some(rx)
-                }
-                None => None,
-            };
+            // The broker closed the channel meanwhile: nothing may go out on it.
+            let Some(st) = chans.get_mut(&self.id) else { return Err(self.gone()) };
+            let wait = st.confirm.as_mut().map(Confirms::publish);
             // Sent under the lock so sequence numbers follow the wire order.
             self.inner.send(out)?;
             wait
@@ -668,10 +676,11 @@ impl RawChannel for AmqpChannel {
         }
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
+        self.check()?;
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.gets.push_back(no_ack);
         }
-        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await? {
+        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
             Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
                 delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }) },
                 message_count,

@@ -14,7 +14,7 @@ use futures::channel::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
 use crate::proto::gateway::{self, ClientHeader, MessageHeader, Request, Scope, ServerFrame};
-use super::carrier::{Carrier, EventQueue, Unsettled};
+use super::carrier::{Carrier, ClosedBy, Confirms, EventQueue, Unsettled};
 use crate::rt::Duration;
 use crate::proto::methods::{
     BasicConsume, BasicPublish, BasicQos, Content, Delivery, ExchangeBind, ExchangeDeclare, ExchangeDelete, GetOk, QueueBind,
@@ -35,6 +35,11 @@ pub struct GatewayClient {
     pending: Mutex<HashMap<u64, (oneshot::Sender<Answer>, bool)>>,
     /// Per channel, the deliveries waiting for our ack.
     unsettled: Mutex<HashMap<u32, Unsettled>>,
+    /// The open channels: why each ends (shared with its handle) and its publisher confirms.
+    channels: Mutex<HashMap<u32, (ClosedBy, Option<Confirms>)>>,
+    /// Channels open in confirm mode, their publishes waiting for the broker's confirms
+    /// (the `confirm_publish` transport option, given to [`GatewayClient::hello`]).
+    confirm_publish: AtomicBool,
     open: AtomicBool,
     /// The heartbeat interval agreed at `hello` (seconds; 0: none).
     heartbeat: AtomicU16,
@@ -65,6 +70,8 @@ impl GatewayClient {
             next_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             unsettled: Mutex::new(HashMap::new()),
+            channels: Mutex::new(HashMap::new()),
+            confirm_publish: AtomicBool::new(false),
             open: AtomicBool::new(true),
             heartbeat: AtomicU16::new(0),
             events_tx,
@@ -78,6 +85,24 @@ impl GatewayClient {
 
     fn unsettled(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unsettled>> {
         crate::rt::lock(&self.unsettled)
+    }
+
+    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (ClosedBy, Option<Confirms>)>> {
+        crate::rt::lock(&self.channels)
+    }
+
+    /// The broker (or the gateway) closed `channel` with `error`: its deliveries are gone, its
+    /// publishes waiting for a confirm fail, and so does every later operation of its
+    /// handle, with `error`. The application learns it from the `ChannelClosed` event too.
+    fn channel_closed(&self, channel: u32, error: Error) {
+        self.unsettled().remove(&channel);
+        if let Some((closed, confirms)) = self.channels().remove(&channel) {
+            crate::rt::lock(&closed).get_or_insert_with(|| error.clone());
+            if let Some(c) = confirms {
+                c.fail(&error);
+            }
+        }
+        let _ = self.events_tx.unbounded_send(ServerEvent::ChannelClosed { channel, error });
     }
 
     /// Send request `id`; `ack`: an ack the carrier may merge, its channel and hold
@@ -146,11 +171,14 @@ impl GatewayClient {
         }
     }
 
-    /// Say hello (the first request): `vhost`, the authentication `token` and the `heartbeat`
-    /// interval asked for (seconds; 0: none).
-    pub async fn hello(&self, vhost: &str, token: Option<String>, heartbeat: u16) -> Result<()> {
+    /// Say hello (the first request) with the virtual host, token and heartbeat interval of
+    /// `info` ([`hello_params`]); its `confirm_publish` option puts every channel in confirm
+    /// mode. The heartbeat agreed is then [`GatewayClient::heartbeat_interval`].
+    pub async fn hello(&self, info: &crate::transport::ConnectInfo) -> Result<()> {
+        let (vhost, token, heartbeat) = hello_params(info);
+        self.confirm_publish.store(info.flag("confirm_publish"), Ordering::Relaxed);
         let ask = (heartbeat > 0).then_some(heartbeat);
-        let r = self.result(Request::Hello { vhost: Some(vhost.to_owned()), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))), heartbeat: ask }).await?;
+        let r = self.result(Request::Hello { vhost: Some(vhost), token, client: Some(format!("kombu-wasm {}", env!("CARGO_PKG_VERSION"))), heartbeat: ask }).await?;
         // A gateway without heartbeats does not answer with one: then none (its silence is
         // no sign of death, and it would refuse our heartbeat frames).
         let agreed = r.get("heartbeat").and_then(Value::as_u64).map_or(0, |h| h.min(u64::from(heartbeat)) as u16);
@@ -204,8 +232,7 @@ impl GatewayClient {
                 ServerFrame::Error { scope, code, name, text, channel, .. } => {
                     let e = gateway::error_from_frame(scope, code, &name, &text);
                     if let (Scope::Channel, Some(c)) = (scope, channel) {
-                        self.unsettled().remove(&c);
-                        let _ = self.events_tx.unbounded_send(ServerEvent::ChannelClosed { channel: c, error: e.clone() });
+                        self.channel_closed(c, e.clone());
                     }
                     Err(e)
                 }
@@ -226,15 +253,25 @@ impl GatewayClient {
                 ServerEvent::Return { channel, returned: Returned { reply_code, reply_text, exchange: d.exchange, routing_key: d.routing_key, content: d.content } }
             }
             ServerFrame::Cancel { channel, consumer_tag } => ServerEvent::Cancel { channel, consumer_tag: consumer_tag.into() },
-            ServerFrame::Confirm { channel, delivery_tag, multiple, ack: true } => ServerEvent::Ack { channel, delivery_tag, multiple },
-            ServerFrame::Confirm { channel, delivery_tag, multiple, ack: false } => ServerEvent::Nack { channel, delivery_tag, multiple },
+            ServerFrame::Confirm { channel, delivery_tag, multiple, ack } => {
+                // A channel in confirm_publish mode settles its publishes; else an event.
+                if let Some((_, Some(confirms))) = self.channels().get_mut(&channel) {
+                    confirms.settle(delivery_tag, multiple, ack);
+                    return Ok(());
+                }
+                if ack {
+                    ServerEvent::Ack { channel, delivery_tag, multiple }
+                } else {
+                    ServerEvent::Nack { channel, delivery_tag, multiple }
+                }
+            }
             ServerFrame::Flow { channel, active } => ServerEvent::Flow { channel, active },
             ServerFrame::Error { scope, code, name, text, channel, .. } => {
                 let error = gateway::error_from_frame(scope, code, &name, &text);
                 match (scope, channel) {
                     (Scope::Channel, Some(c)) => {
-                        self.unsettled().remove(&c);
-                        ServerEvent::ChannelClosed { channel: c, error }
+                        self.channel_closed(c, error);
+                        return Ok(());
                     }
                     _ => ServerEvent::ConnectionClosed { error },
                 }
@@ -254,6 +291,12 @@ impl GatewayClient {
         self.unsettled().clear();
         for (_, (tx, _)) in self.pending().drain() {
             let _ = tx.send(Err(error.clone()));
+        }
+        for (_, (closed, confirms)) in self.channels().drain() {
+            crate::rt::lock(&closed).get_or_insert_with(|| error.clone());
+            if let Some(c) = confirms {
+                c.fail(&error);
+            }
         }
         let _ = self.events_tx.unbounded_send(ServerEvent::ConnectionClosed { error });
     }
@@ -284,8 +327,17 @@ impl Drop for GatewayConnection {
 impl RawConnection for GatewayConnection {
     async fn open_channel(&self) -> Result<Arc<dyn RawChannel>> {
         let r = self.client.result(Request::ChannelOpen).await?;
-        let id = r.get("channel").and_then(Value::as_u64).ok_or_else(|| Error::Decode(format!("channel.open answer without a channel: {r}")))?;
-        Ok(Arc::new(GatewayChannel { client: self.client.clone(), id: id as u32, open: AtomicBool::new(true) }))
+        let id = r.get("channel").and_then(Value::as_u64).ok_or_else(|| Error::Decode(format!("channel.open answer without a channel: {r}")))? as u32;
+        let closed = ClosedBy::default();
+        self.client.channels().insert(id, (closed.clone(), None));
+        let ch = GatewayChannel { client: self.client.clone(), id, open: AtomicBool::new(true), closed };
+        if self.client.confirm_publish.load(Ordering::Relaxed) {
+            ch.unit(Request::ConfirmSelect { channel: id }).await?;
+            if let Some(st) = self.client.channels().get_mut(&id) {
+                st.1 = Some(Confirms::default());
+            }
+        }
+        Ok(Arc::new(ch))
     }
 
     async fn next_event(&self, timeout: Option<Duration>) -> Result<ServerEvent> {
@@ -316,11 +368,34 @@ pub struct GatewayChannel {
     client: Arc<GatewayClient>,
     id: u32,
     open: AtomicBool,
+    /// Why the channel ended, once it has (set by the client).
+    closed: ClosedBy,
 }
 
 impl GatewayChannel {
+    /// Why the channel can't be used: the error that ended it (the broker's reason for
+    /// closing it, or the connection's end), else closed by us.
+    fn gone(&self) -> Error {
+        match &*crate::rt::lock(&self.closed) {
+            Some(e) => e.clone(),
+            None if !self.client.open.load(Ordering::SeqCst) => lost("the gateway connection is closed"),
+            None => Error::channel(crate::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)),
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.is_open() {
+            Ok(())
+        } else {
+            Err(self.gone())
+        }
+    }
+
     async fn value(&self, r: Request) -> Result<Value> {
-        self.client.result(r).await.inspect_err(|e| {
+        self.check()?;
+        // A request sent before the close arrived is answered 504 by the gateway, which
+        // forgot the channel: the close's reason says more.
+        self.client.result(r).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
             if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
                 self.open.store(false, Ordering::SeqCst);
             }
@@ -343,7 +418,7 @@ impl RawChannel for GatewayChannel {
         self.id
     }
     fn is_open(&self) -> bool {
-        self.open.load(Ordering::SeqCst) && self.client.open.load(Ordering::SeqCst)
+        self.open.load(Ordering::SeqCst) && self.client.open.load(Ordering::SeqCst) && crate::rt::lock(&self.closed).is_none()
     }
     async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
         self.unit(Request::ExchangeDeclare { channel: self.id, method: m.clone() }).await
@@ -375,14 +450,29 @@ impl RawChannel for GatewayChannel {
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
         // No answer unless it fails (as in AMQP): a failure closes the channel and arrives as
-        // an event, so publishes are pipelined.
-        if !self.is_open() {
-            return Err(Error::channel(crate::ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {} is closed", self.id)));
+        // an error frame, so publishes are pipelined; on a channel in confirm mode the
+        // publish waits for the broker's confirm (or the close that fails it).
+        self.check()?;
+        let request = Request::BasicPublish { channel: self.id, method: m.clone(), properties: content.properties.clone() };
+        let wait = {
+            // Numbered and sent under the lock, so that confirms match the wire order.
+            let mut channels = self.client.channels();
+            let Some((_, confirms)) = channels.get_mut(&self.id) else { return Err(self.gone()) };
+            let wait = confirms.as_mut().map(Confirms::publish);
+            self.client.send_oneway_with_body(request, &content.body)?;
+            wait
+        };
+        match wait {
+            Some(rx) => {
+                self.client.carrier.flush();
+                rx.await.unwrap_or_else(|_| Err(lost("closed before the broker confirmed the publish")))
+            }
+            None => Ok(()),
         }
-        self.client.send_oneway_with_body(Request::BasicPublish { channel: self.id, method: m.clone(), properties: content.properties.clone() }, &content.body)
     }
     async fn basic_get(&self, queue: &str, no_ack: bool) -> Result<Option<GetOk>> {
-        match self.client.request_tracked(Request::BasicGet { channel: self.id, queue: queue.into(), no_ack }, b"", !no_ack).await? {
+        self.check()?;
+        match self.client.request_tracked(Request::BasicGet { channel: self.id, queue: queue.into(), no_ack }, b"", !no_ack).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e))? {
             (ServerFrame::GetOk { message_count, message: m, .. }, body) => Ok(Some(GetOk { delivery: message(m, body), message_count })),
             _ => Ok(None),
         }
@@ -400,12 +490,16 @@ impl RawChannel for GatewayChannel {
         self.unit(Request::BasicCancel { channel: self.id, consumer_tag: consumer_tag.into() }).await
     }
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
+        // On a channel that is gone the broker forgot the delivery: it is redelivered.
+        self.check()?;
         self.client.settle(self.id, delivery_tag, multiple, Request::BasicAck { channel: self.id, delivery_tag, multiple })
     }
     fn basic_reject(&self, delivery_tag: u64, requeue: bool) -> Result<()> {
+        self.check()?;
         self.client.settle(self.id, delivery_tag, false, Request::BasicReject { channel: self.id, delivery_tag, requeue })
     }
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
+        self.check()?;
         self.client.settle(self.id, delivery_tag, multiple, Request::BasicNack { channel: self.id, delivery_tag, multiple, requeue })
     }
     async fn basic_recover(&self, requeue: bool) -> Result<()> {
@@ -430,6 +524,7 @@ impl RawChannel for GatewayChannel {
     }
     async fn close(&self) -> Result<()> {
         if self.open.swap(false, Ordering::SeqCst) {
+            self.client.channels().remove(&self.id);
             let _ = self.client.result(Request::ChannelClose { channel: self.id }).await;
             self.client.unsettled().remove(&self.id);
         }
@@ -499,7 +594,9 @@ mod tests {
     }
 
     fn channel(client: &Arc<GatewayClient>, id: u32) -> GatewayChannel {
-        GatewayChannel { client: client.clone(), id, open: AtomicBool::new(true) }
+        let closed = ClosedBy::default();
+        client.channels().insert(id, (closed.clone(), None));
+        GatewayChannel { client: client.clone(), id, open: AtomicBool::new(true), closed }
     }
 
     fn header(delivery_tag: u64) -> MessageHeader {
@@ -633,6 +730,76 @@ mod tests {
         other.basic_ack(1, false).unwrap();
         let acks: Vec<_> = take(&sent).into_iter().filter(|(_, r)| matches!(r, Request::BasicAck { .. })).collect();
         assert_eq!(acks, vec![(None, ack(1, false)), (None, ack(3, false)), (Some(2), Request::BasicAck { channel: 2, delivery_tag: 1, multiple: true })]);
+    }
+
+    fn poll<F: Future>(f: std::pin::Pin<&mut F>) -> Poll<F::Output> {
+        f.poll(&mut Context::from_waker(futures::task::noop_waker_ref()))
+    }
+
+    fn confirm(client: &GatewayClient, delivery_tag: u64, multiple: bool, ack: bool) {
+        client.on_frame(&gateway::encode(&ServerFrame::Confirm { channel: 1, delivery_tag, multiple, ack }, b"")).unwrap();
+    }
+
+    #[test]
+    fn in_confirm_mode_a_publish_resolves_on_its_ack_and_fails_on_a_nack_or_the_close() {
+        let (client, sent) = client();
+        let ch = channel(&client, 1);
+        client.channels().get_mut(&1).unwrap().1 = Some(Confirms::default());
+        let content = Arc::new(Content { properties: Properties::default(), body: Bytes::from_static(b"m") });
+        let m = BasicPublish { exchange: "x".into(), ..Default::default() };
+        let mut publishes: Vec<_> = (0..4).map(|_| Box::pin(ch.basic_publish(&m, content.clone()))).collect();
+        for p in &mut publishes {
+            assert!(poll(p.as_mut()).is_pending(), "sent, waiting for the broker");
+        }
+        assert_eq!(take(&sent).len(), 4);
+        confirm(&client, 2, true, true);
+        assert!(matches!(poll(publishes[0].as_mut()), Poll::Ready(Ok(()))));
+        assert!(matches!(poll(publishes[1].as_mut()), Poll::Ready(Ok(()))));
+        assert!(poll(publishes[2].as_mut()).is_pending());
+        confirm(&client, 3, false, false);
+        match poll(publishes[2].as_mut()) {
+            Poll::Ready(Err(e)) => assert_eq!(e.name(), "MessageNacked", "{e}"),
+            other => panic!("a nacked publish must fail: {:?}", other.map(|r| r.map_err(|e| e.to_string()))),
+        }
+        // The broker closes the channel: the publish still waiting fails with its reason...
+        let closed = ServerFrame::Error { id: None, channel: Some(1), scope: Scope::Channel, code: 404, name: "NotFound".into(), text: "NOT_FOUND - no exchange 'x'".into() };
+        client.on_frame(&gateway::encode(&closed, b"")).unwrap();
+        match poll(publishes[3].as_mut()) {
+            Poll::Ready(Err(e)) => assert_eq!((e.name(), e.to_string().contains("no exchange 'x'")), ("NotFound", true), "{e}"),
+            other => panic!("a publish on a closed channel must fail: {:?}", other.map(|r| r.map_err(|e| e.to_string()))),
+        }
+        // ...and so does everything after it, without being sent.
+        let again = std::pin::pin!(ch.basic_publish(&m, content.clone()));
+        assert!(matches!(poll(again), Poll::Ready(Err(e)) if e.name() == "NotFound"));
+        let qd = QueueDeclare::default();
+        let declare = std::pin::pin!(ch.queue_declare(&qd));
+        assert!(matches!(poll(declare), Poll::Ready(Err(e)) if e.name() == "NotFound"));
+        assert_eq!(ch.basic_ack(1, false).unwrap_err().name(), "NotFound");
+        assert!(!ch.is_open());
+        assert_eq!(take(&sent), vec![]);
+        // The application hears of it too.
+        assert!(matches!(client.events.try_next(), Ok(Some(ServerEvent::ChannelClosed { channel: 1, .. }))));
+    }
+
+    #[test]
+    fn without_confirm_mode_confirms_are_events_and_a_lost_connection_fails_waiting_publishes() {
+        let (client, _sent) = client();
+        let plain = channel(&client, 2);
+        let confirmed = channel(&client, 1);
+        client.channels().get_mut(&1).unwrap().1 = Some(Confirms::default());
+        client.on_frame(&gateway::encode(&ServerFrame::Confirm { channel: 2, delivery_tag: 1, multiple: false, ack: true }, b"")).unwrap();
+        assert!(matches!(client.events.try_next(), Ok(Some(ServerEvent::Ack { channel: 2, delivery_tag: 1, .. }))));
+        let content = Arc::new(Content { properties: Properties::default(), body: Bytes::new() });
+        let m = BasicPublish::default();
+        assert!(matches!(poll(std::pin::pin!(plain.basic_publish(&m, content.clone()))), Poll::Ready(Ok(()))), "no confirm to wait for");
+        let mut waiting = Box::pin(confirmed.basic_publish(&m, content.clone()));
+        assert!(poll(waiting.as_mut()).is_pending());
+        client.on_close("reset by peer");
+        match poll(waiting.as_mut()) {
+            Poll::Ready(Err(e)) => assert!(e.is_recoverable_connection_error(), "{e}"),
+            other => panic!("must fail: {:?}", other.map(|r| r.map_err(|e| e.to_string()))),
+        }
+        assert!(poll(std::pin::pin!(plain.basic_publish(&m, content))).map(|r| r.unwrap_err().is_recoverable_connection_error()) == Poll::Ready(true));
     }
 
     #[test]

@@ -288,9 +288,11 @@ impl RawConnection for MemoryConnection {
         });
         match pending.pop_front() {
             Some(ev) => Ok(Some(ev)),
-            None if !open => Err(Error::RecoverableConnection(
-                "the memory broker closed this connection".into(),
-            )),
+            None if !open => Err(Error::RecoverableConnection(if self.closed.load(Ordering::SeqCst) {
+                "the connection was closed (release/close)".into()
+            } else {
+                "the memory broker closed this connection".into()
+            })),
             None => Ok(None),
         }
     }

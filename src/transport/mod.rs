@@ -84,6 +84,14 @@ pub struct ConnectInfo {
     pub options: Headers,
 }
 
+impl ConnectInfo {
+    /// A boolean transport option (`confirm_publish`, ...): `true`, a non-zero number, or
+    /// `"1"`/`"true"`/`"yes"` (as given in a URL query).
+    pub fn flag(&self, name: &str) -> bool {
+        self.options.get(name).is_some_and(|v| v.as_bool().unwrap_or(false) || v.as_i64().is_some_and(|i| i != 0) || v.as_str().is_some_and(|s| matches!(s, "1" | "true" | "yes")))
+    }
+}
+
 /// A kind of broker connection (Kombu's `Transport` class).
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]

@@ -13,7 +13,7 @@ use wasm_bindgen::JsCast;
 use web_sys::{BinaryType, CloseEvent, MessageEvent, WebSocket};
 
 use super::carrier::Carrier;
-use super::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
+use super::gateway_client::{endpoint, GatewayClient, GatewayConnection};
 use super::carrier::outbox::{Outbox, ACK_HOLD_MS};
 use crate::transport::amqp_client::AmqpClient;
 use super::{ConnectInfo, Implements, RawConnection, Transport};
@@ -267,12 +267,52 @@ struct Socket {
     timer: Timer,
 }
 
+thread_local! {
+    /// What the JavaScript side says about a WebSocket that failed to open (set by the npm
+    /// package in Node: a plain HTTP upgrade request that reports ECONNREFUSED, TLS errors
+    /// or the HTTP status the runtime's WebSocket does not expose).
+    static DIAGNOSE: RefCell<Option<js_sys::Function>> = const { RefCell::new(None) };
+}
+
+/// Set the function `(url, protocol) => Promise<string | undefined>` that explains why a
+/// WebSocket failed to open.
+pub fn set_diagnosis(f: Option<js_sys::Function>) {
+    DIAGNOSE.with(|d| *d.borrow_mut() = f);
+}
+
+/// `reason`, or what the diagnosis function (if any) says instead.
+async fn diagnosis(url: &str, protocol: Option<&str>, reason: String) -> String {
+    let Some(f) = DIAGNOSE.with(|d| d.borrow().clone()) else { return reason };
+    let protocol = protocol.map_or(JsValue::UNDEFINED, JsValue::from_str);
+    let Ok(promise) = f.call2(&JsValue::NULL, &JsValue::from_str(url), &protocol) else { return reason };
+    match wasm_bindgen_futures::JsFuture::from(js_sys::Promise::resolve(&promise)).await.map(|v| v.as_string()) {
+        Ok(Some(said)) if !said.is_empty() => said,
+        _ => reason,
+    }
+}
+
+/// A socket being opened: closed, its handlers removed, when the opening fails or is given up
+/// (the connect timeout dropped it), so that nothing keeps connecting (or Node running).
+struct Opening(Option<WebSocket>);
+
+impl Drop for Opening {
+    fn drop(&mut self) {
+        if let Some(ws) = self.0.take() {
+            ws.set_onmessage(None);
+            ws.set_onclose(None);
+            ws.set_onopen(None);
+            ws.set_onerror(None);
+            let _ = ws.close();
+        }
+    }
+}
+
 /// Open a WebSocket to `url` and wait until it is open. Its messages go to the peer put in
 /// the returned slot. `raw_stream`: the messages are a byte stream (AMQP), batched by
 /// concatenation; otherwise gateway frames, batched once the server allows it.
 async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Result<Socket> {
     if property(&js_sys::global(), "WebSocket").is_undefined() {
-        return Err(Error::Operational(format!(
+        return Err(Error::NotImplemented(format!(
             "cannot open a WebSocket to {url}: this JavaScript runtime has no WebSocket (Node 20 needs `node --experimental-websocket`; Node 22+ and browsers have it)"
         )));
     }
@@ -282,7 +322,8 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     }
     .map_err(|e| {
         let reason = e.dyn_ref::<js_sys::Error>().map_or_else(|| format!("{e:?}"), |e| String::from(e.message()));
-        Error::Value(format!("cannot open a WebSocket to {url}: {reason}"))
+        // A URL the WebSocket refuses (bad host, port...) is not worth retrying.
+        Error::InvalidUrl { url: url.to_owned(), reason }
     })?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let slot: Slot = Rc::new(RefCell::new(None));
@@ -318,7 +359,12 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
             timer.borrow_mut().take();
             let reason = if ev.reason().is_empty() { format!("closed (code {})", ev.code()) } else { ev.reason() };
             if let Some(tx) = open_tx.borrow_mut().take() {
-                let _ = tx.send(Err(reason.clone()));
+                let before = if ev.code() == 1006 {
+                    format!("the WebSocket closed before it opened (code 1006: nothing listening there, a TLS failure, or the server refused the upgrade, e.g. with HTTP 401/403 from kombu-gateway; this runtime does not say which{})", if ev.reason().is_empty() { String::new() } else { format!(": {}", ev.reason()) })
+                } else {
+                    format!("the WebSocket closed before it opened ({reason})")
+                };
+                let _ = tx.send(Err(before));
             }
             if let Some(peer) = slot.borrow().as_ref().and_then(Weak::upgrade) {
                 peer.on_end(&reason);
@@ -333,15 +379,41 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
             }
         })
     };
+    // An error before the socket opens fails the connection at once: browsers follow it with
+    // a close event in the same task (whose code the timer below leaves time to report);
+    // Node 20's WebSocket sends no close event at all.
+    let failed: Rc<RefCell<Option<gloo_timers::callback::Timeout>>> = Rc::new(RefCell::new(None));
+    let on_error = {
+        let open_tx = open_tx.clone();
+        let failed = failed.clone();
+        Closure::<dyn FnMut(web_sys::Event)>::new(move |ev: web_sys::Event| {
+            let message = property(&ev, "message").as_string().filter(|m| !m.is_empty());
+            let open_tx = open_tx.clone();
+            *failed.borrow_mut() = Some(gloo_timers::callback::Timeout::new(0, move || {
+                if let Some(tx) = open_tx.borrow_mut().take() {
+                    let _ = tx.send(Err(message.unwrap_or_else(|| "the WebSocket failed before it opened".into())));
+                }
+            }));
+        })
+    };
     ws.set_onmessage(Some(on_message.as_ref().unchecked_ref()));
     ws.set_onclose(Some(on_close.as_ref().unchecked_ref()));
     ws.set_onopen(Some(on_open.as_ref().unchecked_ref()));
-    match open_rx.await {
-        Ok(Ok(())) => {}
-        Ok(Err(reason)) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}: {reason}"))),
-        Err(_) => return Err(Error::RecoverableConnection(format!("cannot connect to {url}"))),
+    ws.set_onerror(Some(on_error.as_ref().unchecked_ref()));
+    let mut opening = Opening(Some(ws.clone()));
+    let outcome = open_rx.await;
+    ws.set_onerror(None);
+    failed.borrow_mut().take();
+    if !matches!(outcome, Ok(Ok(()))) {
+        drop(opening);
+        let reason = match outcome {
+            Ok(Err(reason)) => reason,
+            _ => "the WebSocket failed before it opened".into(),
+        };
+        return Err(Error::RecoverableConnection(format!("cannot connect to {url}: {}", diagnosis(url, protocol, reason).await)));
     }
     ws.set_onopen(None);
+    opening.0 = None;
     let carrier = WsCarrier::new(ws, (on_message, on_close, on_open), raw_stream, timer.clone());
     Ok(Socket { carrier, slot, last_received, timer })
 }
@@ -364,8 +436,7 @@ impl Transport for WebSocketTransport {
         let client = GatewayClient::new(Box::new(carrier));
         let peer: Weak<dyn Peer> = Arc::downgrade(&client) as Weak<dyn Peer>;
         *slot.borrow_mut() = Some(peer.clone());
-        let (vhost, token, heartbeat) = hello_params(info);
-        client.hello(&vhost, token, heartbeat).await?;
+        client.hello(info).await?;
         let heartbeat = client.heartbeat_interval();
         if heartbeat > 0 {
             *timer.borrow_mut() = Some(heartbeats(peer, "the gateway", ws, last_received, heartbeat));

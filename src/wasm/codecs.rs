@@ -6,7 +6,7 @@ use js_sys::{Array, Uint8Array};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 
-use super::convert::{body_from_js, body_to_js, kombu, value_error, JsResult};
+use super::convert::{body_from_js, body_to_js, js_error, kombu, value_error, JsResult};
 use crate::error::Error;
 use crate::Payload;
 
@@ -115,4 +115,41 @@ pub fn register_json_codec(name: &str, content_type: &str, content_encoding: &st
 #[wasm_bindgen(js_name = compressionMethods)]
 pub fn compression_methods() -> Array {
     crate::wasm_codecs::methods_array()
+}
+
+/// Serialize `body` (Kombu's `dumps`): `[contentType, contentEncoding, bytes]`. With `json`,
+/// `body` is JSON text (what lib.js made of structured data); else a string or bytes.
+#[wasm_bindgen]
+pub fn dumps(body: JsValue, json: bool, serializer: Option<String>) -> JsResult<Array> {
+    let payload = match (json, body.as_string()) {
+        (true, Some(text)) => Payload::Data(serde_json::from_str(&text).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?),
+        _ => body_from_js(&body)?,
+    };
+    let e = kombu(crate::serialization::dumps(&payload, serializer.as_deref()))?;
+    Ok(Array::of3(&JsValue::from_str(&e.content_type), &JsValue::from_str(&e.content_encoding), &Uint8Array::from(&e.body[..])))
+}
+
+/// Deserialize bytes (Kombu's `loads`), checking `accept` (names or content types) unless
+/// `force`.
+#[wasm_bindgen]
+pub fn loads(data: &[u8], content_type: Option<String>, content_encoding: Option<String>, accept: Option<Vec<String>>, force: bool) -> JsResult<JsValue> {
+    let accept = match accept {
+        Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+        None => None,
+    };
+    body_to_js(&kombu(crate::serialization::loads(data, content_type.as_deref(), content_encoding.as_deref(), accept.as_ref(), force))?)
+}
+
+/// Remove a serializer (Kombu's `registry.unregister`).
+#[wasm_bindgen]
+pub fn unregister(name: &str) -> JsResult<()> {
+    kombu(crate::serialization::unregister(name))
+}
+
+/// Allow decoding these serializers without an accept list (Kombu's
+/// `enable_insecure_serializers`); `disable` refuses all but them (Kombu's
+/// `disable_insecure_serializers`).
+#[wasm_bindgen(js_name = insecureSerializers)]
+pub fn insecure_serializers(choices: Vec<String>, disable: bool) -> JsResult<()> {
+    kombu(if disable { crate::serialization::disable_insecure_serializers(choices) } else { crate::serialization::enable_insecure_serializers(choices) })
 }

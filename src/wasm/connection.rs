@@ -8,11 +8,12 @@ use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
-use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, JsResult};
+use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, value_error, JsResult};
 use super::entity::{checked, checked_entity};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
-use crate::retry::FailoverStrategy;
+use crate::retry::{FailoverStrategy, RetryPolicy};
+use crate::ConnectionEvent;
 use crate::value::Headers;
 use crate::{Channel, Connection, ConnectionOptions, Entity};
 
@@ -21,6 +22,7 @@ use crate::{Channel, Connection, ConnectionOptions, Entity};
 struct ConnectionSpec {
     transport_options: Option<Headers>,
     heartbeat: Option<f64>,
+    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
     connect_timeout: Option<f64>,
     ssl: Option<bool>,
     login_method: Option<String>,
@@ -30,6 +32,10 @@ struct ConnectionSpec {
     password: Option<String>,
     virtual_host: Option<String>,
     transport: Option<String>,
+    /// Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
+    confirm_publish: Option<bool>,
+    /// Reconnect by itself with this retry policy (seconds).
+    reconnect: Option<RetryPolicy>,
 }
 
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
@@ -49,8 +55,12 @@ impl JsConnection {
             Some(s) => kombu(FailoverStrategy::parse(&s))?,
             None => FailoverStrategy::default(),
         };
+        let mut transport_options = spec.transport_options.unwrap_or_default();
+        if let Some(c) = spec.confirm_publish {
+            transport_options.insert("confirm_publish".into(), c.into());
+        }
         let o = ConnectionOptions {
-            transport_options: spec.transport_options.unwrap_or_default(),
+            transport_options,
             heartbeat: spec.heartbeat,
             connect_timeout: spec.connect_timeout,
             ssl: spec.ssl,
@@ -61,6 +71,7 @@ impl JsConnection {
             password: spec.password,
             virtual_host: spec.virtual_host,
             transport: spec.transport,
+            reconnect: spec.reconnect,
         };
         let url = url.unwrap_or_else(|| "memory://".into());
         Ok(JsConnection { inner: kombu(Connection::with_options(&url, o))? })
@@ -70,6 +81,35 @@ impl JsConnection {
     pub fn connect(&self) -> Promise {
         let c = self.inner.clone();
         spawn(async move { outcome(c.connect().await) })
+    }
+
+    /// Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (seconds; by
+    /// default every 2 s more, up to 30 s, forever) through the failover URLs. A URL or
+    /// transport that cannot work is not retried.
+    #[wasm_bindgen(js_name = ensureConnection)]
+    pub fn ensure_connection(&self, retry_policy: JsValue) -> JsResult<Promise> {
+        let policy = match retry_policy.is_undefined() {
+            true => RetryPolicy::ensure_connection_default(),
+            false => parse_options("retryPolicy", retry_policy)?,
+        };
+        let c = self.inner.clone();
+        Ok(spawn(async move { outcome(c.ensure_connection(&policy, |_: &crate::Error, _: f64| {}).await) }))
+    }
+
+    /// Call `listener(event, error, intervalSeconds)` with each connection event:
+    /// "connected", "disconnected" (with the error), "reconnecting" (with the error and the
+    /// seconds until the next attempt).
+    #[wasm_bindgen(js_name = onEvent)]
+    pub fn on_event(&self, listener: js_sys::Function) {
+        self.inner.on_event(std::sync::Arc::new(move |ev: &ConnectionEvent| {
+            let (name, error, interval) = match ev {
+                ConnectionEvent::Connected => ("connected", None, None),
+                ConnectionEvent::Disconnected(e) => ("disconnected", Some(e), None),
+                ConnectionEvent::Reconnecting { error, interval } => ("reconnecting", Some(error), Some(*interval)),
+            };
+            let error = error.map_or(JsValue::UNDEFINED, super::convert::js_error);
+            let _ = listener.call3(&JsValue::NULL, &JsValue::from_str(name), &error, &interval.map_or(JsValue::UNDEFINED, JsValue::from_f64));
+        }));
     }
 
     /// True while connected.
@@ -117,13 +157,58 @@ impl JsConnection {
         }))
     }
 
-    /// Delete an exchange or a queue by declaration.
-    pub fn delete(&self, entity: JsValue) -> JsResult<Promise> {
+    /// Delete an exchange or a queue by declaration, with Kombu's `if_unused` / `if_empty`;
+    /// for a queue, resolves to the number of messages deleted with it.
+    pub fn delete(&self, entity: JsValue, if_unused: Option<bool>, if_empty: Option<bool>) -> JsResult<Promise> {
         let entity = checked_entity(spec("declaration", entity)?)?;
-        Ok(self.on_default_channel(|ch| async move {
-            outcome(match entity {
-                Entity::Exchange(x) => x.bind(&ch).delete(false).await,
-                Entity::Queue(q) => q.bind(&ch).delete(false, false).await.map(drop),
+        let (if_unused, if_empty) = (if_unused.unwrap_or(false), if_empty.unwrap_or(false));
+        Ok(self.on_default_channel(move |ch| async move {
+            match entity {
+                Entity::Exchange(x) => outcome(x.bind(&ch).delete(if_unused).await),
+                Entity::Queue(q) => outcome(q.bind(&ch).delete(if_unused, if_empty).await),
+            }
+        }))
+    }
+
+    /// An operation of a bound entity (Kombu's `exchange(channel)` / `queue(channel)`):
+    /// `"bindTo"` / `"unbindFrom"` (`exchange`, `routingKey`, `arguments`) for an exchange or
+    /// a queue, `"get"` (`noAck`, `accept`: a `Message` or null) for a queue. Positional
+    /// arguments, checked by lib.js (no options struct: fewer bytes in the module).
+    #[wasm_bindgen(js_name = entityOp)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn entity_op(&self, op: JsValue, entity: JsValue, exchange: Option<String>, routing_key: Option<String>, arguments: JsValue, no_ack: Option<bool>, accept: Option<Vec<String>>) -> JsResult<Promise> {
+        let op = required_string("the operation", &op)?;
+        let entity = checked_entity(spec("declaration", entity)?)?;
+        let unbind = match op.as_str() {
+            "bindTo" => false,
+            "unbindFrom" => true,
+            "get" => {
+                let Entity::Queue(q) = entity else { return Err(value_error("get is an operation of queues")) };
+                let accept = match accept {
+                    Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+                    None => None,
+                };
+                return Ok(self.on_default_channel(move |ch| async move {
+                    Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
+                }));
+            }
+            _ => return Err(value_error(format!("unknown operation {op}"))),
+        };
+        let source = exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
+        let args = if arguments.is_undefined() || arguments.is_null() {
+            Headers::default()
+        } else {
+            let v: crate::value::Value = serde_wasm_bindgen::from_value(arguments).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?;
+            Headers::deserialize(&v).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?
+        };
+        let rk = routing_key.unwrap_or_default();
+        Ok(self.on_default_channel(move |ch| async move {
+            let source = source.as_str();
+            outcome(match (entity, unbind) {
+                (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
+                (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
+                (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
             })
         }))
     }

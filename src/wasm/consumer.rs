@@ -5,8 +5,8 @@ use js_sys::{Array, Promise};
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{kombu, millis, outcome, parse_options, promise, required_string, spawn, JsResult};
-use super::entity::queues_from_js;
+use super::convert::{kombu, millis, outcome, parse_options, promise, required_string, spawn, spec, JsResult};
+use super::entity::{checked, queues_from_js};
 use super::message::JsMessage;
 use crate::{Connection, Consumer};
 
@@ -92,6 +92,21 @@ impl JsConsumer {
     pub fn recover(&self, requeue: Option<bool>) -> Promise {
         let c = self.inner.clone();
         spawn(async move { outcome(c.recover(requeue.unwrap_or(true)).await) })
+    }
+
+    /// Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it
+    /// too. Resolves to its name (the broker's for a server-named queue).
+    #[wasm_bindgen(js_name = addQueue)]
+    pub fn add_queue(&self, queue: JsValue) -> JsResult<Promise> {
+        let q = checked(spec("queue", queue)?)?;
+        let c = self.inner.clone();
+        Ok(spawn(async move { kombu(c.add_queue(q).await).map(|q| JsValue::from_str(&q.name)) }))
+    }
+
+    /// Pause (`false`) or resume (`true`) deliveries on the channel (`channel.flow`).
+    pub fn flow(&self, active: bool) -> Promise {
+        let c = self.inner.clone();
+        spawn(async move { kombu(c.flow(active).await).map(JsValue::from) })
     }
 
     /// Names of the queues.

@@ -15,11 +15,32 @@ use crate::error::Error;
 use crate::value::Value;
 use crate::Payload;
 
-/// A JS `Error` named after the Kombu exception.
+thread_local! {
+    /// `(name, message, code) => Error`: the npm package's error classes (`NotFound`, ...).
+    static ERROR_FACTORY: std::cell::RefCell<Option<js_sys::Function>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Set the function that makes the errors thrown to JavaScript (see [`js_error`]).
+pub(super) fn set_error_factory(f: Option<js_sys::Function>) {
+    ERROR_FACTORY.with(|e| *e.borrow_mut() = f);
+}
+
+/// A JS `Error` named after the Kombu exception: made by the error factory when one is set
+/// (with the AMQP reply code of a connection or channel error), else a plain named `Error`.
 pub(super) fn js_error(e: &Error) -> JsValue {
     let text = e.to_string();
     // JS prints `${name}: ${message}`; drop the name the Rust message starts with.
     let msg = text.strip_prefix(e.name()).and_then(|m| m.strip_prefix(": ")).unwrap_or(&text);
+    if let Some(f) = ERROR_FACTORY.with(|f| f.borrow().clone()) {
+        let code = match e {
+            Error::Connection { code, .. } | Error::Channel { code, .. } => JsValue::from(code.code()),
+            _ => JsValue::UNDEFINED,
+        };
+        let args = Array::of3(&JsValue::from_str(e.name()), &JsValue::from_str(msg), &code);
+        if let Ok(err) = f.apply(&JsValue::NULL, &args) {
+            return err;
+        }
+    }
     let err = js_sys::Error::new(msg);
     err.set_name(e.name());
     err.into()

@@ -110,9 +110,10 @@ impl JsMessage {
         self.inner.acknowledged()
     }
 
-    /// Acknowledge. A second settlement throws `MessageStateError`.
-    pub fn ack(&self) -> JsResult<()> {
-        kombu(self.inner.ack())
+    /// Acknowledge (with `multiple`, every earlier unacknowledged message of the channel
+    /// too). A second settlement throws `MessageStateError`.
+    pub fn ack(&self, multiple: Option<bool>) -> JsResult<()> {
+        kombu(self.inner.ack_multiple(multiple.unwrap_or(false)))
     }
 
     /// Reject (dead-letter or drop; with `requeue`, back to the queue).

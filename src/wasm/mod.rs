@@ -54,3 +54,19 @@ pub fn start() {
 pub fn version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
+
+/// Set the function `(url, protocol) => Promise<string | undefined>` that explains why a
+/// WebSocket failed to open (the npm package sets one in Node, where the runtime's WebSocket
+/// reports neither a refused port nor the HTTP status of a refused upgrade).
+#[cfg(feature = "websocket")]
+#[wasm_bindgen(js_name = setConnectDiagnosis)]
+pub fn set_connect_diagnosis(f: Option<js_sys::Function>) {
+    crate::transport::websocket::set_diagnosis(f);
+}
+
+/// Set the function `(name, message, code) => Error` that makes the errors thrown to
+/// JavaScript (the npm package's classes, so that `err instanceof NotFound` works).
+#[wasm_bindgen(js_name = setErrorFactory)]
+pub fn set_error_factory(f: Option<js_sys::Function>) {
+    convert::set_error_factory(f);
+}

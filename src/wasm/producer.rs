@@ -6,7 +6,7 @@ use js_sys::Promise;
 use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_from_js, js_error, kombu, outcome, parse_options, promise, JsResult};
+use super::convert::{body_from_js, js_error, kombu, outcome, parse_options, promise, spawn, spec, JsResult};
 use super::entity::checked_entity;
 use crate::entity::opt_exchange_or_name;
 use crate::error::Error;
@@ -40,6 +40,7 @@ pub(super) struct PublishSpec {
     headers: Option<Headers>,
     compression: Option<String>,
     retry: Option<bool>,
+    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
     retry_policy: Option<RetryPolicy>,
     declare: Option<Vec<Entity>>,
     /// Seconds.
@@ -125,6 +126,26 @@ impl JsProducer {
         }
         let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
         Ok(self.send(Payload::Data(v), opts))
+    }
+
+    /// Call `f(error, exchange, routingKey, message)` for every message the broker returns
+    /// on this producer's channel (published with `mandatory` and routed to no queue), as the
+    /// connection's events are drained (lib.js drains them after mandatory publishes).
+    #[wasm_bindgen(js_name = onReturn)]
+    pub fn on_return(&self, f: js_sys::Function) {
+        self.inner.channel().on_return(std::sync::Arc::new(move |e: &Error, exchange: &str, routing_key: &str, m: &crate::Message| {
+            let args = js_sys::Array::of4(&js_error(e), &exchange.into(), &routing_key.into(), &super::message::JsMessage::from(m.clone()).into());
+            let _ = f.apply(&JsValue::NULL, &args);
+        }));
+    }
+
+    /// Declare an exchange or queue unless this connection already did (Kombu's
+    /// `maybe_declare`); resolves to true when it was declared now.
+    #[wasm_bindgen(js_name = maybeDeclare)]
+    pub fn maybe_declare(&self, entity: JsValue) -> JsResult<Promise> {
+        let e = checked_entity(spec("declaration", entity)?)?;
+        let p = self.inner.clone();
+        Ok(spawn(async move { kombu(p.maybe_declare(e).await).map(JsValue::from) }))
     }
 }
 

@@ -81,19 +81,24 @@ impl Transport for AmqpTransport {
             return Err(e);
         }
         drop(closer);
-        let heartbeat = client.heartbeat_interval();
-        if heartbeat > 0 {
-            let client = client.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(Duration::from_secs_f64(f64::from(heartbeat) / 2.0));
-                loop {
-                    tick.tick().await;
-                    if client.heartbeat().is_err() {
-                        break;
-                    }
-                }
-            });
-        }
+        send_heartbeats(&client);
         Ok(Arc::new(client.connection()?))
+    }
+}
+
+/// With heartbeats negotiated, send one every half interval until the connection is gone.
+pub(super) fn send_heartbeats(client: &Arc<AmqpClient>) {
+    let heartbeat = client.heartbeat_interval();
+    if heartbeat > 0 {
+        let client = client.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(f64::from(heartbeat) / 2.0));
+            loop {
+                tick.tick().await;
+                if client.heartbeat().is_err() {
+                    break;
+                }
+            }
+        });
     }
 }

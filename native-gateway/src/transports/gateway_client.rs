@@ -13,7 +13,7 @@ use std::time::Duration;
 use futures::StreamExt;
 use kombu::proto::gateway::SUBPROTOCOL;
 use kombu::transport::carrier::Carrier;
-use kombu::transport::gateway_client::{endpoint, hello_params, GatewayClient, GatewayConnection};
+use kombu::transport::gateway_client::{endpoint, GatewayClient, GatewayConnection};
 use kombu::transport::{ConnectInfo, Implements, RawConnection, Transport};
 use kombu::{Error, Result};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -84,8 +84,7 @@ impl Transport for GatewayTransport {
             };
             reader_client.on_close(&reason);
         });
-        let (vhost, token, heartbeat) = hello_params(info);
-        client.hello(&vhost, token, heartbeat).await?;
+        client.hello(info).await?;
         let heartbeat = client.heartbeat_interval();
         if heartbeat > 0 {
             let client = Arc::downgrade(&client);

@@ -9,10 +9,11 @@
 
 pub mod outbox;
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use futures::channel::mpsc;
+use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 
 use crate::error::{Error, Result};
@@ -119,6 +120,54 @@ impl Unsettled {
     pub(crate) fn stop(&mut self) {
         self.off = true;
         self.tags.clear();
+    }
+}
+
+/// Why a channel ended (the broker closed it, or the connection is gone), shared by the
+/// channel's handle and its client engine, which records the error when the close arrives:
+/// every later operation on the handle fails with that error — the broker's reason (`404
+/// NOT_FOUND - no exchange ...`) — rather than being sent on a channel that is gone.
+pub(crate) type ClosedBy = Arc<Mutex<Option<Error>>>;
+
+/// The publisher confirms of one channel in confirm mode (the `confirm_publish` transport
+/// option), kept by both client engines: the publishes sent, numbered from 1 as the broker
+/// numbers them, waiting for the broker's `basic.ack` (the publish resolves) or `basic.nack`
+/// (it fails); when the channel or the connection ends first they fail with its error, so a
+/// publish is either confirmed or fails, never lost silently.
+#[derive(Default)]
+pub(crate) struct Confirms {
+    next: u64,
+    waiting: BTreeMap<u64, oneshot::Sender<Result<()>>>,
+}
+
+impl Confirms {
+    /// A publish goes out: what its confirm (or failure) will arrive on.
+    pub(crate) fn publish(&mut self) -> oneshot::Receiver<Result<()>> {
+        self.next += 1;
+        let (tx, rx) = oneshot::channel();
+        self.waiting.insert(self.next, tx);
+        rx
+    }
+
+    /// The broker confirmed `tag` (with `multiple`, every tag up to it): `ack` says whether
+    /// it took the messages; a nack fails them with `MessageNacked`.
+    pub(crate) fn settle(&mut self, tag: u64, multiple: bool, ack: bool) {
+        let rest = self.waiting.split_off(&tag.saturating_add(1));
+        let settled = std::mem::replace(&mut self.waiting, rest);
+        for (t, tx) in settled {
+            if t == tag || multiple {
+                let _ = tx.send(if ack { Ok(()) } else { Err(Error::MessageNacked(format!("the broker refused message {t} (basic.nack)"))) });
+            } else {
+                self.waiting.insert(t, tx);
+            }
+        }
+    }
+
+    /// The channel or its connection ended: every publish still waiting fails with `e`.
+    pub(crate) fn fail(self, e: &Error) {
+        for (_, tx) in self.waiting {
+            let _ = tx.send(Err(e.clone()));
+        }
     }
 }
 
