@@ -173,3 +173,40 @@ async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
     g.shutdown().await;
     cleanup(&p).await;
 }
+
+/// With `confirm_publish` on a Redis gateway (Redis sends no confirms: the gateway confirms a
+/// publish once the store has it), a pipelined burst resolves, and what resolved is in Redis,
+/// exactly, once each.
+#[tokio::test(flavor = "multi_thread")]
+async fn confirmed_publishes_through_the_gateway_resolve_once_in_redis() {
+    if !redis_up() {
+        return;
+    }
+    let p = prefix();
+    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
+    let client = Connection::new(&format!("gateway+ws://{}/gateway?confirm_publish=true", g.addr)).unwrap();
+    let ch = client.channel().await.unwrap();
+    Queue::new("confirmed").durable(false).bind(&ch).declare(false).await.unwrap();
+    let producer = kombu::Producer::new(&ch);
+    let publishes: Vec<_> = (0..200).map(|i| producer.publish(format!("confirmed {i}"), PublishOptions::new().routing_key("confirmed"))).collect();
+    let results = tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(publishes)).await.expect("every publish confirmed");
+    assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
+    // Confirmed means in Redis: a redis:// client finds every one at once, no waiting.
+    let mut o = ConnectionOptions::default();
+    o.transport_options.insert("global_keyprefix".into(), Value::from(p.clone()));
+    let direct = Connection::with_options("redis://127.0.0.1:6379/0", o).unwrap();
+    let dch = direct.default_channel().await.unwrap();
+    let mut got = Vec::new();
+    while let Some(m) = dch.basic_get("confirmed", false).await.unwrap() {
+        match m.payload().unwrap() {
+            Payload::Text(t) => got.push(t),
+            other => panic!("unexpected {other:?}"),
+        }
+        m.ack().unwrap();
+    }
+    assert_eq!(got, (0..200).map(|i| format!("confirmed {i}")).collect::<Vec<_>>());
+    client.release().await.unwrap();
+    direct.release().await.unwrap();
+    g.shutdown().await;
+    cleanup(&p).await;
+}

@@ -108,6 +108,10 @@ struct Open {
     /// Consumers per channel.
     consumers: HashMap<u32, usize>,
     auto_ack: Arc<AutoAck>,
+    /// Channels in confirm mode on a backend that sends no confirms (Redis, whose store takes
+    /// a publish before `basic_publish` returns): the gateway confirms each publish itself, in
+    /// order, right after it succeeds. The last delivery tag per channel.
+    confirmed_here: Option<HashMap<u32, u64>>,
 }
 
 /// What a request answers besides errors.
@@ -116,6 +120,8 @@ enum Answer {
     Result(Value),
     /// `basic.get`'s message.
     Get(Box<GetFrame>, Bytes),
+    /// The gateway's own confirm of a publish ([`Open::confirmed_here`]).
+    Confirm { channel: u32, delivery_tag: u64 },
 }
 
 struct GetFrame {
@@ -263,7 +269,8 @@ impl Session {
         self.send(&ServerFrame::Ok { id, result: hello }, b"");
         let auto_ack = Arc::new(AutoAck::default());
         self.pump = Some(Pump { backend: backend.clone(), auto_ack: auto_ack.clone(), metrics: self.metrics.clone(), closed: false });
-        self.state = State::Open(Open { backend, admitted, channels: HashMap::new(), consumers: HashMap::new(), auto_ack });
+        let confirmed_here = (self.settings.transport.driver_name() == "redis").then(HashMap::new);
+        self.state = State::Open(Open { backend, admitted, channels: HashMap::new(), consumers: HashMap::new(), auto_ack, confirmed_here });
     }
 
     /// A request after `hello`: its permission, then the broker; its answer (none for acks and
@@ -282,6 +289,9 @@ impl Session {
         let transmit = match answer {
             Ok(None) => return,
             Ok(Some(Answer::Result(result))) => Transmit::Now(Out::Frame(gateway::encode(&ServerFrame::Ok { id, result }, b""))),
+            Ok(Some(Answer::Confirm { channel, delivery_tag })) => {
+                Transmit::Now(Out::Frame(gateway::encode(&ServerFrame::Confirm { channel, delivery_tag, multiple: false, ack: true }, b"")))
+            }
             Ok(Some(Answer::Get(get, body))) => {
                 let frame = ServerFrame::GetOk { id, channel: get.channel, message_count: get.message_count, message: get.message };
                 Transmit::Now(Out::Frame(gateway::encode(&frame, &body)))
@@ -307,6 +317,9 @@ impl Open {
     /// deliveries acknowledged by the gateway. Returns it if it was open.
     fn forget_channel(&mut self, channel: u32, metrics: &Metrics) -> Option<Arc<dyn RawChannel>> {
         self.auto_ack.forget_channel(channel);
+        if let Some(c) = &mut self.confirmed_here {
+            c.remove(&channel);
+        }
         metrics.consumers.fetch_sub(self.consumers.remove(&channel).unwrap_or(0) as u64, Ordering::Relaxed);
         let ch = self.channels.remove(&channel);
         if ch.is_some() {
@@ -351,7 +364,11 @@ impl Open {
                 metrics.published.fetch_add(1, Ordering::Relaxed);
                 metrics.published_bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
                 // Like AMQP's basic.publish: no answer unless it fails.
-                ch.basic_publish(&method, Arc::new(Content { properties, body })).await.map(|_| None)
+                ch.basic_publish(&method, Arc::new(Content { properties, body })).await?;
+                Ok(self.confirmed_here.as_mut().and_then(|c| c.get_mut(&channel)).map(|tag| {
+                    *tag += 1;
+                    Answer::Confirm { channel, delivery_tag: *tag }
+                }))
             }
             Request::BasicGet { queue, no_ack, .. } => match ch.basic_get(&queue, no_ack).await? {
                 None => Ok(Some(Answer::Result(json!({ "empty": true })))),
@@ -421,7 +438,13 @@ impl Open {
                 unit(ch.basic_qos(qos).await)
             }
             Request::Flow { active, .. } => ch.flow(active).await.map(|a| Some(Answer::Result(json!({ "active": a })))),
-            Request::ConfirmSelect { .. } => unit(ch.confirm_select().await),
+            Request::ConfirmSelect { .. } => {
+                ch.confirm_select().await?;
+                if let Some(c) = &mut self.confirmed_here {
+                    c.entry(channel).or_insert(0);
+                }
+                Ok(Some(Answer::Result(Value::Null)))
+            }
             Request::Hello { .. } | Request::Close | Request::ChannelOpen | Request::ChannelClose { .. } => unreachable!("answered above"),
         }
     }
