@@ -42,7 +42,7 @@ mod session;
 pub use liveness::Timeouts;
 pub(crate) use liveness::Liveness;
 pub use metrics::Metrics;
-use session::{Input, Pump, Session, Settings};
+use session::{Input, Pump, Session, Settings, Transmit};
 
 /// Server settings.
 #[derive(Debug, Clone)]
@@ -409,7 +409,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
     let (out, out_rx) = mpsc::channel::<Out>(state.config.outbox);
     let mut writer = tokio::spawn(write_socket(writer::WebSocket::new(sink), out_rx, Outbox::new(0, false), || gateway::BATCH_BYTES));
     let mut session = Session::new(state.settings.clone(), state.metrics.clone());
-    let mut pump = None;
+    let mut pump: Option<(tokio::task::JoinHandle<()>, mpsc::Sender<oneshot::Sender<()>>)> = None;
     let mut stopping = state.stopping.clone();
     let timeouts = state.config.timeouts;
     let mut live = Liveness::new(timeouts, Instant::now());
@@ -423,7 +423,21 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
     let beat = gateway::encode(&gateway::ServerFrame::Heartbeat, b"");
     loop {
         loop {
-            while let Some(o) = session.poll_transmit() {
+            while let Some(t) = session.poll_transmit() {
+                let o = match t {
+                    Transmit::Now(o) => o,
+                    Transmit::AfterEvents(o) => {
+                        // The pump sends what the broker connection has already received
+                        // (confirms of earlier publishes...) before this error answer.
+                        if let Some((_, flush)) = &pump {
+                            let (done, flushed) = oneshot::channel();
+                            if flush.send(done).await.is_ok() {
+                                let _ = flushed.await;
+                            }
+                        }
+                        o
+                    }
+                };
                 // Once the connection has ended (its close frame), the close timeout applies.
                 let deadline = if session.is_ended() { Some(Instant::now() + timeouts.close) } else { live.deadline() };
                 match send_until(&out, o, deadline).await {
@@ -441,7 +455,8 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
                     i.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                     beats = Some(i);
                 }
-                pump = Some(tokio::spawn(run_pump(p, out.clone())));
+                let (flush, flushes) = mpsc::channel(1);
+                pump = Some((tokio::spawn(run_pump(p, out.clone(), flushes)), flush));
             }
             if !session.handle_frame().await {
                 break;
@@ -502,7 +517,7 @@ async fn serve_client(socket: WebSocket, state: Arc<AppState>) -> Result<(), Cli
         session.handle_input(input);
     }
     let result = session.close().await;
-    if let Some(p) = pump {
+    if let Some((p, _)) = pump {
         p.abort();
     }
     drop(out);
@@ -556,8 +571,26 @@ async fn send_until(out: &mpsc::Sender<Out>, o: Out, deadline: Option<Instant>) 
 }
 
 /// Send the broker's events to the client until its socket or the broker connection is gone.
-async fn run_pump(mut pump: Pump, out: mpsc::Sender<Out>) {
-    while let Some((frame, on_sent)) = pump.next().await {
+/// On a request from `flushes`, first send every event already received, then answer it: the
+/// driver sends an error answer after them ([`Transmit::AfterEvents`]).
+async fn run_pump(mut pump: Pump, out: mpsc::Sender<Out>, mut flushes: mpsc::Receiver<oneshot::Sender<()>>) {
+    loop {
+        let next = tokio::select! {
+            // Pump::next is cancel-safe: no event is lost when a flush comes first.
+            biased;
+            Some(done) = flushes.recv() => {
+                while let Some((frame, on_sent)) = pump.try_next() {
+                    if out.send(Out::Frame(frame)).await.is_err() {
+                        return;
+                    }
+                    on_sent.sent();
+                }
+                let _ = done.send(());
+                continue;
+            }
+            next = pump.next() => next,
+        };
+        let Some((frame, on_sent)) = next else { break };
         if out.send(Out::Frame(frame)).await.is_err() {
             break;
         }

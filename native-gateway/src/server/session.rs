@@ -68,6 +68,19 @@ pub(crate) enum Input {
     Limit(u16, String),
 }
 
+/// What the session gives the client's socket ([`Session::poll_transmit`]).
+#[derive(Debug)]
+pub(crate) enum Transmit {
+    /// Send it now.
+    Now(Out),
+    /// An error answer: send it once the broker's events already received have been sent (the
+    /// driver takes them with [`Pump::try_next`] first). The confirms of the publishes that preceded a failing
+    /// request on a channel then reach the client before the error that closes the channel,
+    /// as AMQP orders them (basic.ack before channel.close), so that the client does not fail
+    /// publishes the broker has.
+    AfterEvents(Out),
+}
+
 /// One client connection. See the module documentation.
 #[must_use = "a session ends with `close`, which returns its unacknowledged deliveries to the broker"]
 pub(crate) struct Session {
@@ -77,7 +90,7 @@ pub(crate) struct Session {
     /// Frames received and not run yet.
     frames: VecDeque<Bytes>,
     /// What goes to the client's socket, in order.
-    transmits: VecDeque<Out>,
+    transmits: VecDeque<Transmit>,
     /// The broker's events, until the driver takes them.
     pump: Option<Pump>,
     /// How the connection ended, once it has.
@@ -153,11 +166,11 @@ impl Session {
             Input::Failed(e) => self.finish(Err(ClientError::Socket(e))),
             Input::TooBig(reason) => self.protocol_error(1009, &reason, ClientError::TooBig(reason.clone())),
             Input::Shutdown => {
-                self.transmits.push_back(Out::close(1001, "kombu-gateway is shutting down"));
+                self.transmits.push_back(Transmit::Now(Out::close(1001, "kombu-gateway is shutting down")));
                 self.finish(Ok(()));
             }
             Input::Limit(code, reason) => {
-                self.transmits.push_back(Out::close(code, &reason));
+                self.transmits.push_back(Transmit::Now(Out::close(code, &reason)));
                 self.finish(Err(ClientError::Limit(reason)));
             }
         }
@@ -197,7 +210,7 @@ impl Session {
 
     /// The next frame or close for the client's socket.
     #[must_use]
-    pub(crate) fn poll_transmit(&mut self) -> Option<Out> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit> {
         self.transmits.pop_front()
     }
 
@@ -232,12 +245,12 @@ impl Session {
     /// A frame that breaks the protocol: the socket closes with `code` and `reason`.
     fn protocol_error(&mut self, code: u16, reason: &str, error: ClientError) {
         self.metrics.protocol_errors.fetch_add(1, Ordering::Relaxed);
-        self.transmits.push_back(Out::close(code, reason));
+        self.transmits.push_back(Transmit::Now(Out::close(code, reason)));
         self.finish(Err(error));
     }
 
     fn send(&mut self, frame: &ServerFrame, body: &[u8]) {
-        self.transmits.push_back(Out::Frame(gateway::encode(frame, body)));
+        self.transmits.push_back(Transmit::Now(Out::Frame(gateway::encode(frame, body))));
     }
 
     /// `hello`: admit the client's token on its virtual host, open its broker connection. The
@@ -261,7 +274,7 @@ impl Session {
                     tracing::warn!(code, %text, "refused at hello");
                     let name = if code == 429 { "LimitExceeded" } else { "AccessRefused" };
                     self.send(&ServerFrame::Error { id: Some(id), channel: None, scope: Scope::Connection, code, name: name.into(), text: text.clone() }, b"");
-                    self.transmits.push_back(Out::close(1008, &text));
+                    self.transmits.push_back(Transmit::Now(Out::close(1008, &text)));
                     self.finish(Err(ClientError::Refused { code, text }));
                     return;
                 }
@@ -276,7 +289,7 @@ impl Session {
             Ok(b) => b,
             Err(e) => {
                 self.send(&ServerFrame::error(Some(id), None, &e), b"");
-                self.transmits.push_back(Out::close(1011, &e.to_string()));
+                self.transmits.push_back(Transmit::Now(Out::close(1011, &e.to_string())));
                 self.finish(Err(ClientError::Broker(e)));
                 return;
             }
@@ -305,20 +318,26 @@ impl Session {
             _ => open.run(settings, metrics, request, body).await,
         };
         metrics.observe(started);
-        let (frame, body) = match answer {
+        let transmit = match answer {
             Ok(None) => return,
-            Ok(Some(Answer::Result(result))) => (ServerFrame::Ok { id, result }, Bytes::new()),
-            Ok(Some(Answer::Get(get, body))) => (ServerFrame::GetOk { id, channel: get.channel, message_count: get.message_count, message: get.message }, body),
-            Ok(Some(Answer::Confirm(channel, delivery_tag))) => (ServerFrame::Confirm { channel, delivery_tag, multiple: false, ack: true }, Bytes::new()),
+            Ok(Some(Answer::Result(result))) => Transmit::Now(Out::Frame(gateway::encode(&ServerFrame::Ok { id, result }, b""))),
+            Ok(Some(Answer::Get(get, body))) => {
+                let frame = ServerFrame::GetOk { id, channel: get.channel, message_count: get.message_count, message: get.message };
+                Transmit::Now(Out::Frame(gateway::encode(&frame, &body)))
+            }
+            Ok(Some(Answer::Confirm(channel, delivery_tag))) => {
+                Transmit::Now(Out::Frame(gateway::encode(&ServerFrame::Confirm { channel, delivery_tag, multiple: false, ack: true }, b"")))
+            }
             Err(e) => {
                 metrics.errors.fetch_add(1, Ordering::Relaxed);
                 if let (Some(c), Error::Channel { .. }) = (channel, &e) {
                     open.forget_channel(c, metrics);
                 }
-                (ServerFrame::error(Some(id), channel, &e), Bytes::new())
+                // After the confirms (and other events) the broker sent before it failed.
+                Transmit::AfterEvents(Out::Frame(gateway::encode(&ServerFrame::error(Some(id), channel, &e), b"")))
             }
         };
-        transmits.push_back(Out::Frame(gateway::encode(&frame, &body)));
+        transmits.push_back(transmit);
         if is_close {
             self.finish(Ok(()));
         }
@@ -541,6 +560,21 @@ impl Pump {
             return None;
         }
         let ev = self.backend.next_event(None).await.ok()?;
+        Some(self.message(ev))
+    }
+
+    /// The next event the broker connection has already received, without waiting (`None`
+    /// when there is none, or once the connection is gone). Cancel-safe, as [`Pump::next`] is:
+    /// an event is taken only when it is returned.
+    pub(crate) fn try_next(&mut self) -> Option<(Bytes, OnSent)> {
+        if self.closed {
+            return None;
+        }
+        let ev = self.backend.try_next_event().ok()??;
+        Some(self.message(ev))
+    }
+
+    fn message(&mut self, ev: ServerEvent) -> (Bytes, OnSent) {
         self.closed = matches!(ev, ServerEvent::ConnectionClosed { .. });
         // A delivery to a consumer the client asked for with no_ack: acknowledged upstream
         // once the client's socket writer has it.
@@ -548,7 +582,7 @@ impl Pump {
             ServerEvent::Deliver { channel, consumer_tag, delivery } => self.auto_ack.channel_for(*channel, consumer_tag).map(|ch| (ch, delivery.delivery_tag)),
             _ => None,
         };
-        Some((event_message(ev, &self.metrics), OnSent(auto)))
+        (event_message(ev, &self.metrics), OnSent(auto))
     }
 }
 
@@ -636,7 +670,7 @@ mod tests {
             self.session.handle_input(input);
             while self.session.handle_frame().await {}
             let mut got = Vec::new();
-            while let Some(out) = self.session.poll_transmit() {
+            while let Some(Transmit::Now(out) | Transmit::AfterEvents(out)) = self.session.poll_transmit() {
                 got.push(match out {
                     Out::Frame(f) => {
                         let (frame, body) = gateway::decode_server(&f).unwrap();
@@ -832,6 +866,27 @@ mod tests {
         on_sent.sent();
         assert_eq!(&body[..], b"b");
         c.session.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_error_answer_follows_the_confirms_already_received() {
+        let mut c = Client::new(settings(None, 0));
+        let queue = format!("q-{}", kombu::uuid());
+        let channel = c.open(&queue).await;
+        c.ok(Request::ConfirmSelect { channel }).await;
+        c.publish(channel, &queue, b"kept").await;
+        c.next_id += 1;
+        let method = BasicPublish { exchange: format!("missing-{}", kombu::uuid()), ..Default::default() };
+        let failing = ClientHeader { id: c.next_id, request: Request::BasicPublish { channel, method, properties: Default::default() } };
+        c.session.handle_input(Input::Binary(gateway::encode(&failing, b"lost")));
+        while c.session.handle_frame().await {}
+        // The 404 waits for the pump: the confirm of the first publish is already there.
+        let Some(Transmit::AfterEvents(Out::Frame(f))) = c.session.poll_transmit() else { panic!("the error answer waits for the events") };
+        assert!(matches!(gateway::decode_server(&f).unwrap().0, ServerFrame::Error { code: 404, .. }));
+        let mut pump = c.session.poll_pump().unwrap();
+        let (frame, on_sent) = pump.try_next().expect("the confirm, without waiting");
+        on_sent.sent();
+        assert!(matches!(gateway::decode_server(&frame).unwrap().0, ServerFrame::Confirm { delivery_tag: 1, ack: true, .. }));
     }
 
     #[tokio::test]
