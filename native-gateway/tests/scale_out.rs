@@ -1,7 +1,8 @@
 //! Scale-out: two gateways in front of the same RabbitMQ serve the same queues. A producer
 //! on one and a consumer on the other exchange messages; every one arrives, once. A client
 //! whose gateway goes away fails over to the other (a `;`-separated failover URL) and
-//! resumes with nothing lost.
+//! resumes with nothing lost: shut down in-process, and a real `kombu-gateway` process killed
+//! with SIGKILL mid-stream under a producer with confirms and a consumer with acks.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
