@@ -250,6 +250,16 @@ pub enum ServerFrame {
     /// agreed at `hello`).
     #[serde(rename = "heartbeat")]
     Heartbeat,
+    /// The broker blocked publishing (AMQP's `connection.blocked`: a resource alarm, such as
+    /// a memory high watermark).
+    #[serde(rename = "blocked")]
+    Blocked {
+        /// Why (`low on memory`).
+        reason: String,
+    },
+    /// The broker accepts publishes again (AMQP's `connection.unblocked`).
+    #[serde(rename = "unblocked")]
+    Unblocked,
 }
 
 impl ServerFrame {
