@@ -12,10 +12,11 @@ import { fileURLToPath } from "node:url";
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 
-/** Start kombu-gateway with `args` (beyond --listen and --pkg): `{ child, addr }`. */
-export async function startGateway(args) {
+/** Start kombu-gateway with `args` (beyond --listen and --pkg) on `listen` (a free port by
+ * default; an address to restart one where it was): `{ child, addr }`. */
+export async function startGateway(args, { listen = "127.0.0.1:0" } = {}) {
   assert.ok(existsSync(bin), `build the gateway first (cargo build -p kombu-gateway): ${bin}`);
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--pkg", join(repo, "js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(bin, ["--listen", listen, "--pkg", join(repo, "js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
   const addr = await new Promise((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (d) => {
