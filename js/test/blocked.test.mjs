@@ -3,23 +3,107 @@
 // --memory-high-watermark (a gateway of its own: the limit is process-wide): publishing past
 // the watermark says "blocked" (with the broker's reason) to every client and the publish
 // past it is refused; consuming brings the queues under it and says "unblocked"; publishes
-// are accepted again. (RabbitMQ's memory alarm is raised by one Rust test only,
-// native-gateway/tests/blocked.rs, so that it never overlaps itself on the shared RabbitMQ.)
+// are accepted again.
+//
+// And RabbitMQ's own memory alarm, raised for 1.5 s, reaching the JS client over amqp+ws://
+// (the /amqp relay) and gateway+ws:// (a gateway on RabbitMQ). The alarm is raised as
+// native-gateway/tests/blocked.rs raises it: one `rabbitmqctl eval` that lowers the watermark,
+// sleeps and restores it inside the broker, under the same cluster-wide lock, so that the two
+// tests (or two runs of either) never overlap on the shared RabbitMQ.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startGateway, runNode, lastJson } from "./gateway-process.mjs";
+import { startGateway, rabbitUp, runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ws = JSON.stringify(join(here, "..", "ws.js"));
 let gateway;
+let rabbit; // a gateway on RabbitMQ, when RabbitMQ runs here and rabbitmqctl can reach it
+let noRabbit = "";
 
 before(async () => {
   gateway = await startGateway(["--memory-high-watermark", "3000"]);
+  if (!(await rabbitUp())) {
+    noRabbit = "no RabbitMQ on 127.0.0.1:5672";
+    assert.ok(!process.env.CI, `${noRabbit}: required under CI`);
+    return;
+  }
+  try {
+    execFileSync("rabbitmqctl", ["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."], { stdio: "pipe", timeout: 30000 });
+  } catch {
+    noRabbit = "rabbitmqctl cannot reach RabbitMQ here (the alarm cannot be raised)";
+    return;
+  }
+  rabbit = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//"]);
 });
 
-after(() => gateway?.child.kill("SIGTERM"));
+after(() => {
+  gateway?.child.kill("SIGTERM");
+  rabbit?.child.kill("SIGTERM");
+});
+
+/** The Erlang RabbitMQ runs (see native-gateway/tests/blocked.rs): the alarm for 1.5 s. */
+const ALARM = "global:trans({kombu_wasm_test_memory_alarm, self()}, fun() -> Prev = vm_memory_monitor:get_vm_memory_high_watermark(), vm_memory_monitor:set_vm_memory_high_watermark(0.0000001), timer:sleep(1500), vm_memory_monitor:set_vm_memory_high_watermark(Prev), Prev end).";
+
+test("RabbitMQ's memory alarm reaches the JS client as blocked then unblocked over amqp+ws:// and gateway+ws://", { timeout: 120000 }, (t) => {
+  if (noRabbit) return t.skip(noRabbit);
+  const urls = [`amqp+ws://guest:guest@${rabbit.addr}//`, `gateway+ws://${rabbit.addr}/gateway`];
+  const queue = `kombu-wasm-test.blocked.js.${process.pid}.${Date.now()}`;
+  const r = lastJson(
+    runNode(
+      `
+      import { Connection, Queue } from ${ws};
+      import { spawn } from "node:child_process";
+      const q = new Queue(${JSON.stringify(queue)}, { durable: false, expires: 120 });
+      const clients = [];
+      for (const url of ${JSON.stringify(urls)}) {
+        const conn = new Connection(url);
+        const said = [];
+        conn.on("blocked", (e) => said.push(e.type + ": " + e.reason));
+        conn.on("unblocked", (e) => said.push(e.type));
+        await conn.declare(q);
+        clients.push({ conn, said, producer: conn.Producer() });
+      }
+      const drain = (conn, ms) => conn.drainEvents({ timeout: ms }).catch((e) => { if (e.name !== "TimeoutError") throw e; });
+      const alarm = spawn("rabbitmqctl", ["eval", ${JSON.stringify(ALARM)}], { stdio: ["ignore", "pipe", "inherit"] });
+      let restored = "";
+      alarm.stdout.on("data", (d) => (restored += d));
+      const alarmDone = new Promise((resolve) => alarm.on("exit", resolve));
+      // RabbitMQ tells a connection when it publishes during the alarm: publish (without
+      // waiting: RabbitMQ holds it) until told.
+      let published = 0;
+      for (const deadline = Date.now() + 30000; clients.some((c) => c.said.length === 0);) {
+        if (Date.now() > deadline) throw new Error("not told: " + JSON.stringify(clients.map((c) => c.said)));
+        for (const c of clients.filter((c) => c.said.length === 0)) {
+          c.producer.publish("held", { routingKey: q.name }).catch(() => {});
+          published++;
+          await drain(c.conn, 100);
+        }
+      }
+      const code = await alarmDone;
+      for (const c of clients) {
+        for (const deadline = Date.now() + 30000; !c.said.includes("unblocked");) {
+          if (Date.now() > deadline) throw new Error("not unblocked: " + JSON.stringify(c.said));
+          await drain(c.conn, 200);
+        }
+      }
+      await clients[0].producer.publish("after", { routingKey: q.name });
+      await clients[0].conn.delete(q);
+      for (const c of clients) await c.conn.release();
+      console.log(JSON.stringify({ said: clients.map((c) => c.said), code, restored: restored.trim(), published }));
+    `,
+      { timeout: 100000 },
+    ),
+  );
+  assert.equal(r.code, 0, JSON.stringify(r));
+  for (const said of r.said) {
+    assert.equal(said.length, 2, JSON.stringify(r));
+    assert.match(said[0], /^blocked: .+/, JSON.stringify(r));
+    assert.equal(said[1], "unblocked", JSON.stringify(r));
+  }
+});
 
 test("gateway+ws:// clients see blocked then unblocked as the embedded broker crosses its memory high watermark", { timeout: 120000 }, () => {
   const url = `gateway+ws://${gateway.addr}/gateway`;

@@ -11,9 +11,10 @@
 //!   and restores it too): amqp://,
 //!   gateway+ws:// through a gateway fronting RabbitMQ (which forwards its upstream's
 //!   notifications) and amqp+ws:// through the gateway's /amqp relay. All in one test function
-//!   so that the alarm, which every test on this RabbitMQ shares, is raised by one test at a
-//!   time and briefly. RabbitMQ tells publishing connections only, so each publishes once
-//!   while the alarm is raised.
+//!   so that the alarm, which every test on this RabbitMQ shares, is raised once and briefly;
+//!   the eval holds a cluster-wide lock (`global:trans`) that js/test/blocked.test.mjs's alarm
+//!   (the npm client over the same paths) takes too, so no two alarms ever overlap. RabbitMQ
+//!   tells publishing connections only, so each publishes while the alarm is raised.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
