@@ -578,6 +578,19 @@ mod tests {
     }
 
     #[test]
+    fn blocked_and_unblocked_frames_are_as_documented() {
+        let blocked = encode(&ServerFrame::Blocked { reason: "low on memory".into() }, b"");
+        assert_eq!(&blocked[4..], br#"{"op":"blocked","reason":"low on memory"}"#);
+        assert_eq!(decode_server(&blocked).unwrap().0, ServerFrame::Blocked { reason: "low on memory".into() });
+        let unblocked = encode(&ServerFrame::Unblocked, b"");
+        assert_eq!(&unblocked[4..], br#"{"op":"unblocked"}"#);
+        assert_eq!(decode_server(&unblocked).unwrap().0, ServerFrame::Unblocked);
+        // A blocked frame without its reason is refused, naming the field.
+        let bad = encode(&serde_json::json!({"op": "blocked"}), b"");
+        assert!(decode_server(&bad).unwrap_err().to_string().contains("reason"), "{:?}", decode_server(&bad));
+    }
+
+    #[test]
     fn bad_frames_are_named() {
         let short = Bytes::from_static(b"\x00\x01");
         assert!(decode::<ClientHeader>(&short).unwrap_err().to_string().contains("shorter"));
