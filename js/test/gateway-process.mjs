@@ -43,6 +43,37 @@ export function runNode(source, { timeout = 30000 } = {}) {
   }
 }
 
+/**
+ * Start `source` as an ES module in a Node process of its own (WebSocket enabled), without
+ * waiting for it: `{ child, output(), seen(re), send(line), stop() }`. `seen(re)` resolves once
+ * its output matches `re` (rejects if it exits first); `send` writes a line to its stdin;
+ * `stop()` kills it and removes its directory.
+ */
+export function startNode(source) {
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-node-"));
+  writeFileSync(join(dir, "script.mjs"), source);
+  const child = spawn(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "script.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const seen = (re) =>
+    new Promise((resolve, reject) => {
+      const check = () => (re.test(out) ? resolve() : undefined);
+      child.stdout.on("data", check);
+      child.on("exit", (code) => reject(new Error(`the script exited (${code}) before ${re}: ${out}`)));
+      check();
+    });
+  return {
+    child,
+    output: () => out,
+    seen,
+    send: (line) => child.stdin.write(`${line}\n`),
+    stop: () => {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
 /** The last line a script printed, as JSON. */
 export const lastJson = (out) => JSON.parse(out.trim().split("\n").pop());
 
