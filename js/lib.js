@@ -571,14 +571,24 @@ export class Connection {
     return this.ensure(undefined, fn, options);
   }
 
-  /** Reconnect with `policy`, `errback(error, intervalMs)` told of each failed attempt. */
+  /** Reconnect with `policy`, `errback(error, intervalMs)` told of each failed attempt (what
+   * it throws is thrown once reconnected, as a listener's error would otherwise go uncaught). */
   async #reconnect(policy, maxRetries, errback) {
-    const stop = errback ? this.on("reconnecting", ({ error, interval }) => errback(error, interval)) : undefined;
+    let thrown;
+    const tell = ({ error, interval }) => {
+      try {
+        errback(error, interval);
+      } catch (e) {
+        thrown ??= e;
+      }
+    };
+    const stop = errback ? this.on("reconnecting", tell) : undefined;
     try {
       await this.ensureConnection({ retryPolicy: { ...policy, maxRetries } });
     } finally {
       stop?.();
     }
+    if (thrown) throw thrown;
   }
 
   /** The URL, password masked unless `includePassword`. */
