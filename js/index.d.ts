@@ -231,11 +231,31 @@ export interface ConnectionOptions {
 
 /** What `Connection.on` listeners receive. */
 export interface ConnectionEvent {
-  type: "connected" | "disconnected" | "reconnecting";
+  type: "connected" | "disconnected" | "reconnecting" | "blocked" | "unblocked";
   /** Why the connection was lost, or why the last attempt failed. */
   error?: Error;
   /** Milliseconds until the next attempt ("reconnecting"). */
   interval?: number;
+  /** Why the broker blocked publishing ("blocked": AMQP's `connection.blocked` reason, such
+   * as RabbitMQ's `low on memory`). */
+  reason?: string;
+}
+
+/** `Connection.ensure` / `autoretry` options (Kombu's keyword arguments, times in ms). */
+export interface EnsureOptions {
+  /** Called with the error and the milliseconds until the next attempt (0 right after the
+   * failure, then once per failed reconnection attempt). */
+  errback?: (error: Error, interval: number) => void;
+  /** Called once reconnected, before `fn` runs again. */
+  onRevive?: () => void;
+  /** Retries before rejecting with `OperationalError` (default: forever). */
+  maxRetries?: number;
+  /** Milliseconds before the first reconnection attempt (default 1000). */
+  intervalStart?: number;
+  /** Milliseconds added to the wait at each attempt (default 1000). */
+  intervalStep?: number;
+  /** Milliseconds the wait may grow past `intervalStart` (default 1000). */
+  intervalMax?: number;
 }
 
 /** Kombu's `retry_policy`, its times in milliseconds. */
@@ -470,8 +490,14 @@ export declare class Connection {
   constructor(url?: string, options?: ConnectionOptions);
   connect(): Promise<void>;
   readonly connected: boolean;
-  /** Listen to "connected", "disconnected", "reconnecting"; returns a function that stops. */
+  /** Listen to "connected", "disconnected", "reconnecting", "blocked" (`reason`),
+   * "unblocked"; returns a function that stops. */
   on(event: ConnectionEvent["type"], listener: (event: ConnectionEvent) => void): () => void;
+  /** Kombu's `ensure`: `fn` (called on `obj`) made to reconnect and run again on a lost
+   * connection, with the retry policy; channel errors (404...) reject at once. */
+  ensure<O, A extends unknown[], R>(obj: O, fn: (this: O, ...args: A) => R | Promise<R>, options?: EnsureOptions): (...args: A) => Promise<R>;
+  /** Kombu's `autoretry`: `fn` under `ensure`; resolves to `fn`'s result. */
+  autoretry<A extends unknown[], R>(fn: (...args: A) => R | Promise<R>, options?: EnsureOptions): (...args: A) => Promise<R>;
   /** Connect, retrying with the policy (milliseconds); rejects at once for a URL that cannot
    * work. */
   ensureConnection(options?: { retryPolicy?: RetryPolicy }): Promise<void>;

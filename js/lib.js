@@ -423,7 +423,33 @@ async function waitFor(fetchOne, { timeout, signal } = {}) {
 }
 
 /** The events a Connection says (`conn.on(event, listener)`). */
-const connectionEvents = ["connected", "disconnected", "reconnecting"];
+const connectionEvents = ["connected", "disconnected", "reconnecting", "blocked", "unblocked"];
+
+/** What `Connection.ensure` retries after reconnecting: the connection was lost or forced
+ * closed (Kombu's recoverable connection errors). Channel errors (404, 406...) are not. */
+function recoverable(e) {
+  return e?.name === "RecoverableConnectionError" || e?.name === "OperationalError" || e?.name === "ConnectionForced";
+}
+
+const ensureKeys = ["errback", "onRevive", "maxRetries", "intervalStart", "intervalStep", "intervalMax"];
+
+/** `ensure`'s options: Kombu's keyword arguments in camelCase, times in milliseconds
+ * (Kombu's defaults for `ensure`: 1 s, +1 s, up to 1 s more; retry forever). */
+function ensureSpec(options) {
+  const o = plainOptions("ensure options", options);
+  for (const k of Object.keys(o)) {
+    if (!ensureKeys.includes(k)) throw valueError(`ensure: unknown option ${k} (known: ${ensureKeys.join(", ")}; times in milliseconds)`);
+  }
+  const { errback, onRevive, maxRetries, intervalStart = 1000, intervalStep = 1000, intervalMax = 1000 } = o;
+  for (const [k, f] of [["errback", errback], ["onRevive", onRevive]]) {
+    if (f !== undefined && typeof f !== "function") throw valueError(`ensure: ${k} must be a function, not ${kind(f)}`);
+  }
+  if (maxRetries !== undefined && !(Number.isInteger(maxRetries) && maxRetries >= 0)) {
+    throw valueError(`ensure: maxRetries must be an integer >= 0, not ${maxRetries}`);
+  }
+  for (const [k, v] of [["intervalStart", intervalStart], ["intervalStep", intervalStep], ["intervalMax", intervalMax]]) seconds(`ensure: ${k}`, v);
+  return { errback, onRevive, maxRetries, policy: { intervalStart, intervalStep, intervalMax } };
+}
 
 /** A connection (Kombu's `Connection`): lazy, opened at first use. */
 export class Connection {
@@ -461,8 +487,11 @@ export class Connection {
   /**
    * Call `listener({ type, error, interval })` on each `event` of the connection: "connected"
    * (connected or reconnected), "disconnected" (`error` says how it was lost), "reconnecting"
-   * (connecting failed with `error`; the next attempt is in `interval` ms). Returns a function
-   * that stops listening.
+   * (connecting failed with `error`; the next attempt is in `interval` ms), "blocked" (the
+   * broker blocked publishing, AMQP's `connection.blocked`; `{ type, reason }`) and
+   * "unblocked" (publishes are accepted again). Blocked and unblocked are said as the
+   * connection's events are received (a consumer consuming, `drainEvents`). Returns a
+   * function that stops listening.
    */
   on(event, listener) {
     if (!connectionEvents.includes(event) || typeof listener !== "function") {
@@ -471,7 +500,8 @@ export class Connection {
     if (!this.#listeners) {
       const listeners = (this.#listeners = new Set());
       this.#c.onEvent((type, error, s) => {
-        const detail = { type, error, interval: s === undefined ? undefined : s * 1000 };
+        // "blocked" comes with the broker's reason (a string) where the others have an error.
+        const detail = type === "blocked" ? { type, reason: error } : { type, error, interval: s === undefined ? undefined : s * 1000 };
         for (const [e, l] of [...listeners]) {
           if (e !== type) continue;
           try {
@@ -498,6 +528,67 @@ export class Connection {
   async ensureConnection(options) {
     const { retryPolicy } = plainOptions("ensureConnection options", options);
     return this.#c.ensureConnection(retryPolicy === undefined ? undefined : retrySpec(retryPolicy));
+  }
+
+  /**
+   * Kombu's `ensure(obj, fun, ...)`: a function that runs `fun` (a method of `obj`, called on
+   * it) with its arguments and, when it fails with a recoverable connection error (the
+   * connection was lost), reconnects with the retry policy — `intervalStart`, `intervalStep`,
+   * `intervalMax` in milliseconds (Kombu's defaults: 1000 each), `maxRetries` (default:
+   * forever) — and runs it again. Channel errors (`NotFound` 404, ...) reject at once.
+   * `errback(error, interval)` is called before each wait (`interval` in ms; 0 right after
+   * the failure); `onRevive()` once reconnected. When the retries are spent it rejects with
+   * an `OperationalError` (its `cause` is the last error).
+   */
+  ensure(obj, fn, options) {
+    if (typeof fn !== "function") throw valueError(`ensure(obj, fn, options): fn must be a function, not ${kind(fn)}`);
+    const { errback, onRevive, maxRetries, policy } = ensureSpec(options);
+    return async (...args) => {
+      for (let retries = 0; ; retries++) {
+        try {
+          return await fn.apply(obj, args);
+        } catch (e) {
+          if (!recoverable(e)) throw e;
+          if (maxRetries !== undefined && retries >= maxRetries) {
+            const err = makeError("OperationalError", `${e.message} (gave up after ${retries} ${retries === 1 ? "retry" : "retries"})`);
+            err.cause = e;
+            throw err;
+          }
+          errback?.(e, 0);
+          await this.#reconnect(policy, maxRetries === undefined ? undefined : Math.max(1, maxRetries - retries), errback);
+          onRevive?.();
+        }
+      }
+    };
+  }
+
+  /**
+   * Kombu's `autoretry(fun)`: `fn` under `ensure` (same options), as a function taking
+   * `fn`'s arguments. (Kombu passes `fun` a channel and returns `[result, channel]`; channels
+   * are the connection's own business here, so it returns `fn`'s result.)
+   */
+  autoretry(fn, options) {
+    return this.ensure(undefined, fn, options);
+  }
+
+  /** Reconnect with `policy`, `errback(error, intervalMs)` told of each failed attempt (what
+   * it throws is thrown once reconnected, as a listener's error would otherwise go uncaught). */
+  async #reconnect(policy, maxRetries, errback) {
+    let thrown;
+    const tell = ({ error, interval }) => {
+      try {
+        errback(error, interval);
+      } catch (e) {
+        thrown ??= e;
+      }
+    };
+    const stop = errback ? this.on("reconnecting", tell) : undefined;
+    try {
+      await this.ensureConnection({ retryPolicy: { ...policy, maxRetries } });
+    } finally {
+      stop?.();
+    }
+    if (thrown) throw thrown;
   }
 
   /** The URL, password masked unless `includePassword`. */

@@ -72,6 +72,15 @@ pub enum ConnectionEvent {
         /// Seconds until the next attempt.
         interval: f64,
     },
+    /// The broker blocked this connection's publishes (`connection.blocked`, Kombu's
+    /// `on_blocked`): a resource alarm such as a memory high watermark. Publishes wait (on
+    /// RabbitMQ) or are refused (on the embedded broker) until [`ConnectionEvent::Unblocked`].
+    Blocked {
+        /// The broker's reason (`low on memory`).
+        reason: String,
+    },
+    /// The broker accepts publishes again (`connection.unblocked`, Kombu's `on_unblocked`).
+    Unblocked,
 }
 
 /// Called with each [`ConnectionEvent`].
@@ -431,7 +440,8 @@ impl Connection {
     }
 
     /// Call `listener` with each [`ConnectionEvent`] of this connection: connected,
-    /// disconnected, reconnecting.
+    /// disconnected, reconnecting, blocked, unblocked (the last two as the connection's events
+    /// are drained: [`Connection::drain_events`], a consumer waiting).
     pub fn on_event(&self, listener: EventListener) {
         lock(&self.inner.listeners).push(listener);
     }
@@ -726,6 +736,14 @@ impl Connection {
             ServerEvent::ConnectionClosed { error } => {
                 self.lost(&error);
                 Err(error)
+            }
+            ServerEvent::Blocked { reason } => {
+                self.emit(ConnectionEvent::Blocked { reason });
+                Ok(())
+            }
+            ServerEvent::Unblocked => {
+                self.emit(ConnectionEvent::Unblocked);
+                Ok(())
             }
             ServerEvent::Ack { .. } | ServerEvent::Nack { .. } | ServerEvent::Flow { .. } => Ok(()),
         }

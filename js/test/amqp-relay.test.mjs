@@ -5,13 +5,12 @@
 // and refused where the identity's permissions say no.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { existsSync, mkdtempSync, writeFileSync, rmSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startGateway, rabbitUp, checkAckMerging, runNode, lastJson } from "./gateway-process.mjs";
+import { startGateway, startNode, rabbitUp, checkAckMerging, runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
@@ -298,7 +297,6 @@ test("gateway+ws:// acks go out merged and settle exactly what was settled, on R
 test("amqp+ws:// heartbeats keep an idle connection open and detect a silent broker", { timeout: 60000 }, async (t) => {
   if (skip) return t.skip("no RabbitMQ");
   const queue = `kw-relay.hb.${process.pid}.${Date.now()}`;
-  const dir = mkdtempSync(join(tmpdir(), "kombu-amqp-hb-"));
   const script = `
     import { Connection, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
     import { createInterface } from "node:readline";
@@ -331,31 +329,22 @@ test("amqp+ws:// heartbeats keep an idle connection open and detect a silent bro
     }
     process.exit(0);
   `;
-  writeFileSync(join(dir, "hb.mjs"), script);
-  const child = spawn(process.execPath, ["--experimental-websocket", join(dir, "hb.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
-  let out = "";
-  const seen = (re) =>
-    new Promise((resolve, reject) => {
-      const check = () => (re.test(out) ? resolve() : undefined);
-      child.stdout.on("data", (d) => ((out += d), check()));
-      child.on("exit", (code) => reject(new Error(`the client exited (${code}) before ${re}: ${out}`)));
-      check();
-    });
+  const client = startNode(script);
+  const out = () => client.output();
   try {
-    await seen(/stop the broker/);
-    assert.match(out, /idle: TimeoutError/);
-    assert.match(out, /alive \{"idle":"survived"\}/);
+    await client.seen(/stop the broker/);
+    assert.match(out(), /idle: TimeoutError/);
+    assert.match(out(), /alive \{"idle":"survived"\}/);
     gateway.kill("SIGSTOP");
-    child.stdin.write("go\n");
-    await seen(/failed after|no error/);
-    const m = out.match(/failed after (\d+) ms: (.*)/);
-    assert.ok(m, out);
+    client.send("go");
+    await client.seen(/failed after|no error/);
+    const m = out().match(/failed after (\d+) ms: (.*)/);
+    assert.ok(m, out());
     assert.match(m[2], /missed heartbeats from the broker/);
     // Two intervals of silence (2 s), noticed at the next half-interval tick.
-    assert.ok(Number(m[1]) < 5000, out);
+    assert.ok(Number(m[1]) < 5000, out());
   } finally {
     gateway.kill("SIGCONT");
-    child.kill();
-    rmSync(dir, { recursive: true, force: true });
+    client.stop();
   }
 });

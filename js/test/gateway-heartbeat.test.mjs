@@ -5,12 +5,9 @@
 // open — is detected within two intervals and fails the connection with the reason.
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startGateway } from "./gateway-process.mjs";
+import { startGateway, startNode } from "./gateway-process.mjs";
 
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 
@@ -19,7 +16,6 @@ test("gateway+ws:// heartbeats keep an idle connection open and detect a frozen 
   // the gateway from closing the idle connection.
   const { child: gateway, addr } = await startGateway(["--ping-interval", "0", "--idle-timeout", "3"]);
   const queue = `kw-gw-hb.${process.pid}.${Date.now()}`;
-  const dir = mkdtempSync(join(tmpdir(), "kombu-gw-hb-"));
   const script = `
     import { Connection, Queue } from ${JSON.stringify(join(repo, "js", "ws.js"))};
     import { createInterface } from "node:readline";
@@ -50,33 +46,24 @@ test("gateway+ws:// heartbeats keep an idle connection open and detect a frozen 
     }
     process.exit(0);
   `;
-  writeFileSync(join(dir, "hb.mjs"), script);
-  const child = spawn(process.execPath, ["--experimental-websocket", join(dir, "hb.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
-  let out = "";
-  const seen = (re) =>
-    new Promise((resolve, reject) => {
-      const check = () => (re.test(out) ? resolve() : undefined);
-      child.stdout.on("data", (d) => ((out += d), check()));
-      child.on("exit", (code) => reject(new Error(`the client exited (${code}) before ${re}: ${out}`)));
-      check();
-    });
+  const client = startNode(script);
+  const out = () => client.output();
   try {
-    await seen(/stop the gateway/);
-    assert.match(out, /idle: TimeoutError/);
-    assert.match(out, /alive \{"idle":"survived"\}/);
+    await client.seen(/stop the gateway/);
+    assert.match(out(), /idle: TimeoutError/);
+    assert.match(out(), /alive \{"idle":"survived"\}/);
     gateway.kill("SIGSTOP");
-    child.stdin.write("go\n");
-    await seen(/failed after|no error/);
-    const m = out.match(/failed after (\d+) ms: (.*)/);
-    assert.ok(m, out);
+    client.send("go");
+    await client.seen(/failed after|no error/);
+    const m = out().match(/failed after (\d+) ms: (.*)/);
+    assert.ok(m, out());
     assert.match(m[2], /RecoverableConnectionError|ConnectionError/);
     assert.match(m[2], /missed heartbeats from the gateway/);
     // Two intervals of silence (2 s), noticed at a half-interval tick; far below the 20 s waited.
-    assert.ok(Number(m[1]) < 15000, out);
+    assert.ok(Number(m[1]) < 15000, out());
   } finally {
     gateway.kill("SIGCONT");
     gateway.kill("SIGTERM");
-    child.kill();
-    rmSync(dir, { recursive: true, force: true });
+    client.stop();
   }
 });

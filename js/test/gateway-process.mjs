@@ -12,10 +12,11 @@ import { fileURLToPath } from "node:url";
 const repo = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
 const bin = process.env.KOMBU_GATEWAY_BIN ?? join(repo, "target", "debug", "kombu-gateway");
 
-/** Start kombu-gateway with `args` (beyond --listen and --pkg): `{ child, addr }`. */
-export async function startGateway(args) {
+/** Start kombu-gateway with `args` (beyond --listen and --pkg) on `listen` (a free port by
+ * default; an address to restart one where it was): `{ child, addr }`. */
+export async function startGateway(args, { listen = "127.0.0.1:0" } = {}) {
   assert.ok(existsSync(bin), `build the gateway first (cargo build -p kombu-gateway): ${bin}`);
-  const child = spawn(bin, ["--listen", "127.0.0.1:0", "--pkg", join(repo, "js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
+  const child = spawn(bin, ["--listen", listen, "--pkg", join(repo, "js"), ...args], { stdio: ["ignore", "pipe", "inherit"] });
   const addr = await new Promise((resolve, reject) => {
     let out = "";
     child.stdout.on("data", (d) => {
@@ -40,6 +41,37 @@ export function runNode(source, { timeout = 30000 } = {}) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Start `source` as an ES module in a Node process of its own (WebSocket enabled), without
+ * waiting for it: `{ child, output(), seen(re), send(line), stop() }`. `seen(re)` resolves once
+ * its output matches `re` (rejects if it exits first); `send` writes a line to its stdin;
+ * `stop()` kills it and removes its directory.
+ */
+export function startNode(source) {
+  const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-node-"));
+  writeFileSync(join(dir, "script.mjs"), source);
+  const child = spawn(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "script.mjs")], { stdio: ["pipe", "pipe", "inherit"] });
+  let out = "";
+  child.stdout.on("data", (d) => (out += d));
+  const seen = (re) =>
+    new Promise((resolve, reject) => {
+      const check = () => (re.test(out) ? resolve() : undefined);
+      child.stdout.on("data", check);
+      child.on("exit", (code) => reject(new Error(`the script exited (${code}) before ${re}: ${out}`)));
+      check();
+    });
+  return {
+    child,
+    output: () => out,
+    seen,
+    send: (line) => child.stdin.write(`${line}\n`),
+    stop: () => {
+      child.kill();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
 
 /** The last line a script printed, as JSON. */

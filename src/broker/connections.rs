@@ -39,6 +39,7 @@ impl Broker {
                 notify: false,
             },
         );
+        self.tell_alarm(id);
         id
     }
 
@@ -69,6 +70,8 @@ impl Broker {
         for q in exclusive {
             self.delete_queue(&vhost, &q);
         }
+        // Its unacknowledged messages are ready again (or gone with its exclusive queues).
+        self.check_alarm();
     }
 
     /// Close every connection with a `connection.close` event, as a broker restart would.
@@ -148,6 +151,7 @@ impl Broker {
             }
             _ => {}
         }
+        self.check_alarm();
         r
     }
 

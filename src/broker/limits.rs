@@ -7,6 +7,9 @@
 //! so it answers instead): a channel in confirm mode gets a `basic.nack` for the publish, any
 //! other channel is closed with `RESOURCE_ERROR` (506) naming the watermark. Consumers keep
 //! consuming, and publishes are accepted again once the queues hold less than the watermark.
+//! As RabbitMQ does, every connection is told when the alarm is raised
+//! ([`ServerEvent::Blocked`], `connection.blocked`) and when it clears
+//! ([`ServerEvent::Unblocked`]); a connection opened while it is raised is told at once.
 //!
 //! Declaring past a cap is refused with `PRECONDITION_FAILED`, the code RabbitMQ's
 //! `max-queues` virtual host limit answers.
@@ -14,6 +17,7 @@
 use std::sync::atomic::Ordering;
 
 use crate::error::{Error, ReplyCode, Result};
+use crate::proto::methods::ServerEvent;
 
 use super::{Broker, VHost};
 
@@ -65,6 +69,43 @@ impl Broker {
                 format!("RESOURCE_ERROR - memory high watermark reached: queues hold {held} bytes of messages (limit {limit}); publish refused"),
             )
         })
+    }
+}
+
+/// The reason `connection.blocked` gives (RabbitMQ's words for its memory alarm).
+const BLOCKED_REASON: &str = "low on memory";
+
+impl Broker {
+    /// Raise or clear the memory alarm when the bytes held crossed the watermark since the
+    /// last call, telling every connection (`connection.blocked` / `connection.unblocked`).
+    /// Called after each channel method and whatever else moves messages (expiry, a closed
+    /// connection's requeued messages).
+    pub(super) fn check_alarm(&mut self) {
+        let over = self.limits.memory_high_watermark.is_some_and(|limit| self.held_bytes() >= limit);
+        if over == self.alarm {
+            return;
+        }
+        self.alarm = over;
+        let ids: Vec<super::ConnId> = self.connections.keys().copied().collect();
+        for id in ids {
+            self.push_event(id, self.alarm_event());
+        }
+    }
+
+    /// What the alarm's state says to a connection.
+    fn alarm_event(&self) -> ServerEvent {
+        if self.alarm {
+            ServerEvent::Blocked { reason: BLOCKED_REASON.to_owned() }
+        } else {
+            ServerEvent::Unblocked
+        }
+    }
+
+    /// A new connection learns that the alarm is raised.
+    pub(super) fn tell_alarm(&mut self, conn: super::ConnId) {
+        if self.alarm {
+            self.push_event(conn, self.alarm_event());
+        }
     }
 }
 

@@ -274,6 +274,8 @@ pub struct Broker {
     limits: limits::Limits,
     /// Bytes of message bodies ready in queues, shared with every queue's [`Ready`].
     held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The memory alarm is raised: the connections were sent `connection.blocked`.
+    alarm: bool,
 }
 
 /// Reused buffers of `basic_publish`.
@@ -350,6 +352,7 @@ impl Broker {
             held_confirms: VecDeque::new(),
             limits: limits::Limits::default(),
             held: Default::default(),
+            alarm: false,
         };
         b.vhost_mut("/");
         b

@@ -141,5 +141,6 @@ impl Broker {
             }
             self.dispatch(&v, &q);
         }
+        self.check_alarm();
     }
 }

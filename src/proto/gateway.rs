@@ -250,6 +250,16 @@ pub enum ServerFrame {
     /// agreed at `hello`).
     #[serde(rename = "heartbeat")]
     Heartbeat,
+    /// The broker blocked publishing (AMQP's `connection.blocked`: a resource alarm, such as
+    /// a memory high watermark).
+    #[serde(rename = "blocked")]
+    Blocked {
+        /// Why (`low on memory`).
+        reason: String,
+    },
+    /// The broker accepts publishes again (AMQP's `connection.unblocked`).
+    #[serde(rename = "unblocked")]
+    Unblocked,
 }
 
 impl ServerFrame {
@@ -565,6 +575,19 @@ mod tests {
         let beat = encode(&ServerFrame::Heartbeat, b"");
         assert_eq!(&beat[4..], br#"{"op":"heartbeat"}"#);
         assert_eq!(decode_server(&beat).unwrap().0, ServerFrame::Heartbeat);
+    }
+
+    #[test]
+    fn blocked_and_unblocked_frames_are_as_documented() {
+        let blocked = encode(&ServerFrame::Blocked { reason: "low on memory".into() }, b"");
+        assert_eq!(&blocked[4..], br#"{"op":"blocked","reason":"low on memory"}"#);
+        assert_eq!(decode_server(&blocked).unwrap().0, ServerFrame::Blocked { reason: "low on memory".into() });
+        let unblocked = encode(&ServerFrame::Unblocked, b"");
+        assert_eq!(&unblocked[4..], br#"{"op":"unblocked"}"#);
+        assert_eq!(decode_server(&unblocked).unwrap().0, ServerFrame::Unblocked);
+        // A blocked frame without its reason is refused, naming the field.
+        let bad = encode(&serde_json::json!({"op": "blocked"}), b"");
+        assert!(decode_server(&bad).unwrap_err().to_string().contains("reason"), "{:?}", decode_server(&bad));
     }
 
     #[test]

@@ -349,6 +349,14 @@ pub enum ServerEvent {
         /// False: stop publishing.
         active: bool,
     },
+    /// The broker stopped reading publishes from this connection (`connection.blocked`: a
+    /// resource alarm, such as RabbitMQ's memory high watermark).
+    Blocked {
+        /// Why, as the broker says it (`low on memory`).
+        reason: String,
+    },
+    /// The alarm is over: publishes are accepted again (`connection.unblocked`).
+    Unblocked,
 }
 
 /// Hash maps keyed by names and ids inside the crate: foldhash instead of SipHash (keys are

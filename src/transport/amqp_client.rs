@@ -375,9 +375,14 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
         }
         Frame::Method(0, Method::ConnectionBlocked { reason }) => {
             tracing::warn!(%reason, "the broker blocked publishing (connection.blocked)");
+            let _ = inner.events.unbounded_send(ServerEvent::Blocked { reason });
             Ok(())
         }
-        Frame::Method(0, Method::ConnectionUnblocked) => Ok(()),
+        Frame::Method(0, Method::ConnectionUnblocked) => {
+            tracing::info!("the broker unblocked publishing (connection.unblocked)");
+            let _ = inner.events.unbounded_send(ServerEvent::Unblocked);
+            Ok(())
+        }
         Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
             let mut out = BytesMut::new();
             amqp::write_method(ch, &Method::ChannelCloseOk, &mut out)?;

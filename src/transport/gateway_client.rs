@@ -266,6 +266,8 @@ impl GatewayClient {
                 }
             }
             ServerFrame::Flow { channel, active } => ServerEvent::Flow { channel, active },
+            ServerFrame::Blocked { reason } => ServerEvent::Blocked { reason },
+            ServerFrame::Unblocked => ServerEvent::Unblocked,
             ServerFrame::Error { scope, code, name, text, channel, .. } => {
                 let error = gateway::error_from_frame(scope, code, &name, &text);
                 match (scope, channel) {

@@ -98,7 +98,8 @@ impl JsConnection {
 
     /// Call `listener(event, error, intervalSeconds)` with each connection event:
     /// "connected", "disconnected" (with the error), "reconnecting" (with the error and the
-    /// seconds until the next attempt).
+    /// seconds until the next attempt), "blocked" (with the broker's reason, a string, in
+    /// place of the error), "unblocked".
     #[wasm_bindgen(js_name = onEvent)]
     pub fn on_event(&self, listener: js_sys::Function) {
         self.inner.on_event(std::sync::Arc::new(move |ev: &ConnectionEvent| {
@@ -106,6 +107,11 @@ impl JsConnection {
                 ConnectionEvent::Connected => ("connected", None, None),
                 ConnectionEvent::Disconnected(e) => ("disconnected", Some(e), None),
                 ConnectionEvent::Reconnecting { error, interval } => ("reconnecting", Some(error), Some(*interval)),
+                ConnectionEvent::Blocked { reason } => {
+                    let _ = listener.call2(&JsValue::NULL, &JsValue::from_str("blocked"), &JsValue::from_str(reason));
+                    return;
+                }
+                ConnectionEvent::Unblocked => ("unblocked", None, None),
             };
             let error = error.map_or(JsValue::UNDEFINED, super::convert::js_error);
             let _ = listener.call3(&JsValue::NULL, &JsValue::from_str(name), &error, &interval.map_or(JsValue::UNDEFINED, JsValue::from_f64));

@@ -72,6 +72,19 @@ const routingKey: string | undefined = conn.snapshot()?.bindings[0]?.routingKey;
 {
   await using scoped = new WsConnection("gateway+ws://127.0.0.1:8765/gateway", { connectTimeout: 2000 });
 }
+// Connection events, ensure and autoretry: the wrapped function keeps fn's parameters and result.
+const stopBlocked = conn.on("blocked", ({ reason }) => console.warn(reason?.toUpperCase()));
+stopBlocked();
+const ensuredPublish: (body: Body, options?: Parameters<typeof producer.publish>[1]) => Promise<void> = conn.ensure(producer, producer.publish, {
+  maxRetries: 3,
+  intervalStart: 100,
+  errback: (error: Error, interval: number) => console.log(error.name, interval),
+  onRevive: () => undefined,
+});
+await ensuredPublish(order, { routingKey: "video" });
+const twice: number = await conn.autoretry((n: number) => n * 2)(21);
+const declared: string = await conn.autoretry(() => conn.declare(video))();
+
 await conn.release();
 
-export { id, correlationId, depth, timeout, routingKey };
+export { id, correlationId, depth, timeout, routingKey, twice, declared };

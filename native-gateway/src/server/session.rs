@@ -614,6 +614,8 @@ fn event_message(ev: ServerEvent, metrics: &Metrics) -> Bytes {
         ServerEvent::Ack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: true }, Bytes::new()),
         ServerEvent::Nack { channel, delivery_tag, multiple } => (ServerFrame::Confirm { channel, delivery_tag, multiple, ack: false }, Bytes::new()),
         ServerEvent::Flow { channel, active } => (ServerFrame::Flow { channel, active }, Bytes::new()),
+        ServerEvent::Blocked { reason } => (ServerFrame::Blocked { reason }, Bytes::new()),
+        ServerEvent::Unblocked => (ServerFrame::Unblocked, Bytes::new()),
     };
     gateway::encode(&frame, &body)
 }
