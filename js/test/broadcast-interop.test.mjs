@@ -4,7 +4,7 @@
 // gets its own `bcast.<uuid>` queue on the fanout exchange, each sees the message the other
 // published (and its own), and each side's queue is one the other's Kombu would declare the
 // same way (RabbitMQ refuses a redeclaration with other attributes with 406).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -12,28 +12,13 @@ import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createInterface } from "node:readline";
-import { startGateway, rabbitUp } from "./gateway-process.mjs";
+import { gatewayForPythonPeers } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
 const ws = join(repo, "js", "ws.js");
-const python = process.env.KOMBU_PYTHON;
 const peer = join(repo, "tests", "interop", "broadcast_peer.py");
-let gateway;
-let addr;
-let why = "";
-
-before(async () => {
-  if (!python) why = "KOMBU_PYTHON is not set (scripts/test.sh sets it)";
-  else if (!(await rabbitUp())) why = "no RabbitMQ on 127.0.0.1:5672";
-  if (why) {
-    assert.ok(!process.env.CI, `${why}: required under CI`);
-    return;
-  }
-  ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//"]));
-});
-
-after(() => gateway?.kill("SIGTERM"));
+const peers = gatewayForPythonPeers();
 
 /** A child process spoken to in JSON lines: `send(obj)`, and `next()` for its next line. */
 function peerProcess(command, args, what) {
@@ -57,9 +42,9 @@ function peerProcess(command, args, what) {
 }
 
 test("Broadcast: a Python kombu consumer and a JavaScript one (gateway+ws://) each see what the other published", { timeout: 180000 }, async (t) => {
-  if (why) return t.skip(why);
+  if (peers.why) return t.skip(peers.why);
   const exchange = `kombu-wasm-test.bcast.${process.pid}.${Date.now()}`;
-  const url = `gateway+ws://${addr}/gateway`;
+  const url = `gateway+ws://${peers.addr}/gateway`;
   // The JavaScript side: the same commands as the Python peer (see broadcast_peer.py).
   const dir = mkdtempSync(join(tmpdir(), "kombu-wasm-bcast-"));
   writeFileSync(join(dir, "peer.mjs"), `
@@ -96,7 +81,7 @@ test("Broadcast: a Python kombu consumer and a JavaScript one (gateway+ws://) ea
       }
     }
   `);
-  const py = peerProcess(python, [peer, exchange], "the Python peer");
+  const py = peerProcess(peers.python, [peer, exchange], "the Python peer");
   const js = peerProcess(process.execPath, ["--experimental-websocket", "--no-warnings", join(dir, "peer.mjs")], "the JavaScript peer");
   try {
     const [pyReady, jsReady] = [await py.next(), await js.next()];

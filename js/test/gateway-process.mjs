@@ -2,6 +2,7 @@
 // (serving the package at /pkg/) and wait for its address; whether RabbitMQ is up; and the
 // check of how acks travel over gateway+ws://.
 import assert from "node:assert/strict";
+import { before, after } from "node:test";
 import { execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { connect } from "node:net";
@@ -83,6 +84,28 @@ export const rabbitUp = () =>
     const s = connect(5672, "127.0.0.1", () => (s.destroy(), resolve(true)));
     s.on("error", () => resolve(false));
   });
+
+/**
+ * For the tests that talk to a Python kombu peer (`$KOMBU_PYTHON`, set by scripts/test.sh)
+ * through a gateway in front of the local RabbitMQ: registers the file's `before` (start
+ * kombu-gateway with `--broker amqp://...` and `args`) and `after` (stop it). The returned
+ * object holds `python`, and once `before` ran, `addr` (the gateway's host:port) or `why` (the
+ * reason to skip: no Python or no RabbitMQ; under CI that fails instead).
+ */
+export function gatewayForPythonPeers(args = []) {
+  const peers = { python: process.env.KOMBU_PYTHON, addr: undefined, why: "", child: undefined };
+  before(async () => {
+    if (!peers.python) peers.why = "KOMBU_PYTHON is not set (scripts/test.sh sets it)";
+    else if (!(await rabbitUp())) peers.why = "no RabbitMQ on 127.0.0.1:5672";
+    if (peers.why) {
+      assert.ok(!process.env.CI, `${peers.why}: required under CI`);
+      return;
+    }
+    ({ child: peers.child, addr: peers.addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//", ...args]));
+  });
+  after(() => peers.child?.kill("SIGTERM"));
+  return peers;
+}
 
 /**
  * Acks over gateway+ws:// (`url`), in Node: an ack of the oldest delivery a channel waits for

@@ -2,35 +2,20 @@
 // gateway+ws://) on one side and Python's kombu.pidbox (pyamqp, tests/interop/pidbox_peer.py)
 // on the other — a JavaScript Mailbox calling a Python Node, then a Python Mailbox calling a
 // JavaScript Node.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
-import { startGateway, rabbitUp, runNode, lastJson } from "./gateway-process.mjs";
+import { gatewayForPythonPeers, runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
 const ws = join(repo, "js", "ws.js");
-const python = process.env.KOMBU_PYTHON;
 const peer = join(repo, "tests", "interop", "pidbox_peer.py");
-let gateway;
-let addr;
-let why = "";
-
-before(async () => {
-  if (!python) why = "KOMBU_PYTHON is not set (scripts/test.sh sets it)";
-  else if (!(await rabbitUp())) why = "no RabbitMQ on 127.0.0.1:5672";
-  if (why) {
-    assert.ok(!process.env.CI, `${why}: required under CI`);
-    return;
-  }
-  ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//"]));
-});
-
-after(() => gateway?.kill("SIGTERM"));
+const peers = gatewayForPythonPeers();
 
 /** Resolve when `child` printed "ready"; reject if it exits first. */
 const ready = (child, what) => new Promise((resolve, reject) => {
@@ -40,13 +25,13 @@ const ready = (child, what) => new Promise((resolve, reject) => {
 });
 
 test("pidbox: a JavaScript Mailbox calls a Python Node; a Python Mailbox calls a JavaScript Node", { timeout: 120000 }, async (t) => {
-  if (why) return t.skip(why);
+  if (peers.why) return t.skip(peers.why);
   const id = `${process.pid}-${Date.now()}`;
   const ns = `kombu-wasm-test.${id}`;
-  const url = `gateway+ws://${addr}/gateway`;
+  const url = `gateway+ws://${peers.addr}/gateway`;
 
   // 1. The node in Python, the mailbox in JavaScript.
-  const pyNode = spawn(python, [peer, "node", ns, "py@test"], { stdio: ["ignore", "pipe", "inherit"] });
+  const pyNode = spawn(peers.python, [peer, "node", ns, "py@test"], { stdio: ["ignore", "pipe", "inherit"] });
   try {
     await ready(pyNode, "the Python node");
     const out = runNode(`
@@ -86,7 +71,7 @@ test("pidbox: a JavaScript Mailbox calls a Python Node; a Python Mailbox calls a
   try {
     await ready(jsNode, "the JavaScript node");
     const out = await new Promise((resolve, reject) => {
-      execFile(python, [peer, "call", ns, "js@test"], { timeout: 60000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err}\n${stderr}`)) : resolve(stdout)));
+      execFile(peers.python, [peer, "call", ns, "js@test"], { timeout: 60000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err}\n${stderr}`)) : resolve(stdout)));
     });
     assert.deepEqual(lastJson(out), { add: [{ "js@test": 5 }], hello: [{ "js@test": "hello, python" }] });
   } finally {

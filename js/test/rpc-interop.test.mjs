@@ -2,53 +2,38 @@
 // (Chromium, the npm package over gateway+ws://) on one side and Python kombu (pyamqp,
 // tests/interop/rpc_peer.py with the seed's ConsumerProducerMixin worker) on the other —
 // the server in Python and the client in the browser, then the reverse.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
 import { chromium } from "playwright-core";
-import { startGateway, rabbitUp } from "./gateway-process.mjs";
+import { gatewayForPythonPeers } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = join(here, "..", "..");
 const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
-const python = process.env.KOMBU_PYTHON;
 const peer = join(repo, "tests", "interop", "rpc_peer.py");
 
-let gateway;
-let addr;
-let why = "";
-
-before(async () => {
-  if (!python) why = "KOMBU_PYTHON is not set (scripts/test.sh sets it)";
-  else if (!(await rabbitUp())) why = "no RabbitMQ on 127.0.0.1:5672";
-  if (why) {
-    assert.ok(!process.env.CI, `${why}: required under CI`);
-    return;
-  }
-  ({ child: gateway, addr } = await startGateway(["--broker", "amqp://guest:guest@127.0.0.1:5672//", "--www", join(here, "site")]));
-});
-
-after(() => gateway?.kill("SIGTERM"));
+const peers = gatewayForPythonPeers(["--www", join(here, "site")]);
 
 async function page(browser) {
   const p = await browser.newPage();
-  await p.goto(`http://${addr}/gateway.html`);
+  await p.goto(`http://${peers.addr}/gateway.html`);
   await p.waitForFunction(() => window.__ready);
   return p;
 }
 
 test("RPC: the server in Python, the client in the browser; then the reverse", { skip: !existsSync(executablePath) && "no chromium", timeout: 90000 }, async (t) => {
-  if (why) return t.skip(why);
+  if (peers.why) return t.skip(peers.why);
   const id = `${process.pid}-${Date.now()}`;
-  const url = `gateway+ws://${addr}/gateway?vhost=/`;
+  const url = `gateway+ws://${peers.addr}/gateway?vhost=/`;
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
   try {
     // 1. Python serves, the browser asks.
     const rpcQueue = `kombu-wasm-test.rpc-py.${id}`;
-    const server = spawn(python, [peer, "server", rpcQueue, "1"], { stdio: ["ignore", "pipe", "inherit"] });
+    const server = spawn(peers.python, [peer, "server", rpcQueue, "1"], { stdio: ["ignore", "pipe", "inherit"] });
     await new Promise((resolve, reject) => {
       server.stdout.on("data", (d) => String(d).includes("ready") && resolve());
       server.on("exit", (code) => reject(new Error(`the Python RPC server exited with ${code}`)));
@@ -89,7 +74,7 @@ test("RPC: the server in Python, the client in the browser; then the reverse", {
     }, { url, browserQueue });
     await b.waitForFunction(() => window.__serving);
     const out = await new Promise((resolve, reject) => {
-      execFile(python, [peer, "client", browserQueue, "12"], { timeout: 30000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err}\n${stderr}`)) : resolve(stdout)));
+      execFile(peers.python, [peer, "client", browserQueue, "12"], { timeout: 30000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err}\n${stderr}`)) : resolve(stdout)));
     });
     const reply = JSON.parse(out.trim().split("\n").pop());
     assert.deepEqual(reply.payload, { result: 144 });
