@@ -977,7 +977,14 @@ export function registerSerializer(name, { contentType, contentEncoding = "utf-8
   if (typeof name !== "string" || typeof contentType !== "string" || typeof contentEncoding !== "string" || typeof encode !== "function" || typeof decode !== "function") {
     throw valueError("registerSerializer(name, { contentType, contentEncoding, encode, decode }) takes a name, a content type, an optional encoding and two functions");
   }
-  const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, decode);
+  // The core reads a decoded body that is not raw as the JSON text JSON.stringify prints:
+  // refuse what that would change (NaN, a Date, a Map, ...), as publish does.
+  const checkedDecode = (bytes) => {
+    const body = decode(bytes);
+    if (!isRaw(body)) jsonText(body);
+    return body;
+  };
+  const register = () => core.registerSerializer(name, contentType, contentEncoding, encode, checkedDecode);
   register();
   serializerNames.set(contentType, name);
   registered.push(register);

@@ -17,10 +17,10 @@
 //! ```
 //!
 //! They serialize with Kombu's (snake_case) names and deserialize from those or the npm
-//! package's camelCase ones (`routingKey`, `messageTtl`, ...): the JavaScript facade reads
-//! `new Queue(...)` with these types, so the fields are listed once, here. Unknown fields are
-//! refused, and an exchange may be given by name (a direct exchange), as Kombu's
-//! `Queue(exchange="name")` allows.
+//! package's camelCase ones (`routingKey`, `messageTtl`, ...). Unknown fields are refused, and
+//! an exchange may be given by name (a direct exchange), as Kombu's `Queue(exchange="name")`
+//! allows. (The JavaScript facade reads `new Queue(...)` by hand with the same names and
+//! defaults, in `src/wasm/options.rs`: serde's visitors cost the wasm module too much.)
 
 //!
 //! This module is layer 1: it imports nothing from the Kombu API. The operations on bound

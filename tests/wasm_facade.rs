@@ -61,6 +61,36 @@ fn declarations_are_the_entities_fields() {
     assert!(msg(&e).contains("`exchange`"), "{}", msg(&e));
     let e = check_exchange(obj(r#"{"name": "x", "deliveryMode": 7}"#)).unwrap_err();
     assert!(msg(&e).contains("`deliveryMode`"), "{}", msg(&e));
+    // Kombu's snake_case names are declarations' too; a misspelt one lists the right ones.
+    assert!(check_queue(obj(r#"{"name": "q", "auto_delete": true, "message_ttl": 2, "max_priority": 9}"#)).is_ok());
+    let e = check_queue(obj(r#"{"name": "q", "messageTTL": 2}"#)).unwrap_err();
+    assert!(msg(&e).contains("unknown option `messageTTL`") && msg(&e).contains("messageTtl"), "{}", msg(&e));
+    let e = check_queue(obj(r#"{"name": "q", "maxPriority": 256}"#)).unwrap_err();
+    assert!(msg(&e).contains("`maxPriority` must be an integer from 0 to 255, not 256"), "{}", msg(&e));
+    let e = check_queue(obj(r#"{"name": "q", "bindings": [{"exchange": "x", "routingkey": "k"}]}"#)).unwrap_err();
+    assert!(msg(&e).contains("`bindings[0]`") && msg(&e).contains("routingkey"), "{}", msg(&e));
+    let e = check_exchange(obj(r#"["x"]"#)).unwrap_err();
+    assert_eq!(name(&e), "ValueError");
+}
+
+#[wasm_bindgen_test]
+fn options_of_the_classes_name_the_culprit() {
+    let conn = JsConnection::new(url(), obj(r#"{"connectTimeout": 2, "reconnect": {"intervalStart": 0.5, "maxRetries": 3}}"#)).unwrap();
+    let e = JsConnection::new(url(), obj(r#"{"reconnect": {"maxRetries": -1}}"#)).err().unwrap();
+    assert!(msg(&e).contains("`reconnect`") && msg(&e).contains("`maxRetries`"), "{}", msg(&e));
+    let e = JsConnection::new(url(), obj(r#"{"alternates": [1]}"#)).err().unwrap();
+    assert!(msg(&e).contains("`alternates` must be an array of strings"), "{}", msg(&e));
+    let e = conn.consumer(JsValue::UNDEFINED, obj(r#"{"prefetchCount": 70000}"#)).err().unwrap();
+    assert!(msg(&e).contains("`prefetchCount` must be an integer from 0 to 65535"), "{}", msg(&e));
+    let e = conn.consumer(obj(r#"[{"name": "q", "durable": 1}]"#), JsValue::UNDEFINED).err().unwrap();
+    assert!(msg(&e).contains("queues[0]") && msg(&e).contains("`durable`"), "{}", msg(&e));
+    let e = conn.producer(obj(r#"{"exchange": 5}"#)).err().unwrap();
+    assert!(msg(&e).contains("`exchange` must be an exchange or an exchange name"), "{}", msg(&e));
+    let producer = conn.producer(JsValue::UNDEFINED).unwrap();
+    let e = producer.publish_json("1", obj(r#"{"declare": [{"queue": {"name": "q"}, "exchange": {"name": "x"}}]}"#)).err().unwrap();
+    assert!(msg(&e).contains("`declare[0]`"), "{}", msg(&e));
+    let e = producer.publish_json("1", JsValue::from_str(r#"{"priority": "high"}"#)).err().unwrap();
+    assert!(msg(&e).contains("`priority`"), "{}", msg(&e));
 }
 
 #[wasm_bindgen_test]

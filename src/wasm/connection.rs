@@ -4,12 +4,11 @@
 use std::future::Future;
 
 use js_sys::Promise;
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
 use super::consumer::JsConsumer;
-use super::convert::{kombu, millis, outcome, parse_options, required_string, spawn, spec, string_arg, to_js, value_error, JsResult};
-use super::entity::{checked, checked_entity};
+use super::convert::{kombu, millis, outcome, required_string, spawn, string_arg, to_js, value_error, JsResult};
+use super::options::{entity_from_js, queue_from_js, Fields};
 use super::producer::JsProducer;
 use super::simple::JsSimpleQueue;
 use crate::retry::{FailoverStrategy, RetryPolicy};
@@ -17,25 +16,34 @@ use crate::ConnectionEvent;
 use crate::value::Headers;
 use crate::{Channel, Connection, ConnectionOptions, Entity};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConnectionSpec {
-    transport_options: Option<Headers>,
-    heartbeat: Option<f64>,
-    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
-    connect_timeout: Option<f64>,
-    ssl: Option<bool>,
-    login_method: Option<String>,
-    failover_strategy: Option<String>,
-    alternates: Option<Vec<String>>,
-    userid: Option<String>,
-    password: Option<String>,
-    virtual_host: Option<String>,
-    transport: Option<String>,
-    /// Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
-    confirm_publish: Option<bool>,
-    /// Reconnect by itself with this retry policy (seconds).
-    reconnect: Option<RetryPolicy>,
+/// The Connection options lib.js sends (times in seconds, as the core takes them).
+fn connection_options(options: &JsValue) -> JsResult<ConnectionOptions> {
+    let mut f = Fields::from_js("Connection options", options)?;
+    let mut transport_options = f.map("transportOptions")?.unwrap_or_default();
+    let failover_strategy = match f.str("failoverStrategy")? {
+        Some(s) => kombu(FailoverStrategy::parse(&s))?,
+        None => FailoverStrategy::default(),
+    };
+    // Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
+    if let Some(c) = f.bool("confirmPublish")? {
+        transport_options.insert("confirm_publish".into(), c.into());
+    }
+    let o = ConnectionOptions {
+        transport_options,
+        heartbeat: f.f64("heartbeat")?,
+        connect_timeout: f.f64("connectTimeout")?,
+        ssl: f.bool("ssl")?,
+        login_method: f.str("loginMethod")?,
+        failover_strategy,
+        alternates: f.strings("alternates")?.unwrap_or_default(),
+        userid: f.str("userid")?,
+        password: f.str("password")?,
+        virtual_host: f.str("virtualHost")?,
+        transport: f.str("transport")?,
+        reconnect: f.retry_policy("reconnect")?,
+    };
+    f.done()?;
+    Ok(o)
 }
 
 /// `new Connection(url, options)`: a lazy connection (Kombu's `Connection`).
@@ -50,29 +58,7 @@ impl JsConnection {
     #[wasm_bindgen(constructor)]
     pub fn new(url: JsValue, options: JsValue) -> JsResult<JsConnection> {
         let url = string_arg("the connection URL", &url)?;
-        let spec: ConnectionSpec = parse_options("Connection options", options)?;
-        let failover_strategy = match spec.failover_strategy {
-            Some(s) => kombu(FailoverStrategy::parse(&s))?,
-            None => FailoverStrategy::default(),
-        };
-        let mut transport_options = spec.transport_options.unwrap_or_default();
-        if let Some(c) = spec.confirm_publish {
-            transport_options.insert("confirm_publish".into(), c.into());
-        }
-        let o = ConnectionOptions {
-            transport_options,
-            heartbeat: spec.heartbeat,
-            connect_timeout: spec.connect_timeout,
-            ssl: spec.ssl,
-            login_method: spec.login_method,
-            failover_strategy,
-            alternates: spec.alternates.unwrap_or_default(),
-            userid: spec.userid,
-            password: spec.password,
-            virtual_host: spec.virtual_host,
-            transport: spec.transport,
-            reconnect: spec.reconnect,
-        };
+        let o = connection_options(&options)?;
         let url = url.unwrap_or_else(|| "memory://".into());
         Ok(JsConnection { inner: kombu(Connection::with_options(&url, o))? })
     }
@@ -90,7 +76,7 @@ impl JsConnection {
     pub fn ensure_connection(&self, retry_policy: JsValue) -> JsResult<Promise> {
         let policy = match retry_policy.is_undefined() {
             true => RetryPolicy::ensure_connection_default(),
-            false => parse_options("retryPolicy", retry_policy)?,
+            false => super::options::retry_policy(Fields::from_js("retryPolicy", &retry_policy)?)?,
         };
         let c = self.inner.clone();
         Ok(spawn(async move { outcome(c.ensure_connection(&policy, |_: &crate::Error, _: f64| {}).await) }))
@@ -153,7 +139,7 @@ impl JsConnection {
     /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
     /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
     pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
-        let entity = checked_entity(spec("declaration", entity)?)?;
+        let entity = entity_from_js(&entity)?;
         Ok(self.on_default_channel(|ch| async move {
             let name = match entity {
                 Entity::Exchange(x) => kombu(x.bind(&ch).declare(false, None).await).map(|()| x.name)?,
@@ -166,7 +152,7 @@ impl JsConnection {
     /// Delete an exchange or a queue by declaration, with Kombu's `if_unused` / `if_empty`;
     /// for a queue, resolves to the number of messages deleted with it.
     pub fn delete(&self, entity: JsValue, if_unused: Option<bool>, if_empty: Option<bool>) -> JsResult<Promise> {
-        let entity = checked_entity(spec("declaration", entity)?)?;
+        let entity = entity_from_js(&entity)?;
         let (if_unused, if_empty) = (if_unused.unwrap_or(false), if_empty.unwrap_or(false));
         Ok(self.on_default_channel(move |ch| async move {
             match entity {
@@ -184,7 +170,7 @@ impl JsConnection {
     #[allow(clippy::too_many_arguments)]
     pub fn entity_op(&self, op: JsValue, entity: JsValue, exchange: Option<String>, routing_key: Option<String>, arguments: JsValue, no_ack: Option<bool>, accept: Option<Vec<String>>) -> JsResult<Promise> {
         let op = required_string("the operation", &op)?;
-        let entity = checked_entity(spec("declaration", entity)?)?;
+        let entity = entity_from_js(&entity)?;
         let unbind = match op.as_str() {
             "bindTo" => false,
             "unbindFrom" => true,
@@ -201,12 +187,7 @@ impl JsConnection {
             _ => return Err(value_error(format!("unknown operation {op}"))),
         };
         let source = exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
-        let args = if arguments.is_undefined() || arguments.is_null() {
-            Headers::default()
-        } else {
-            let v: crate::value::Value = serde_wasm_bindgen::from_value(arguments).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?;
-            Headers::deserialize(&v).map_err(|e| value_error(format!("invalid binding arguments: {e}")))?
-        };
+        let args: Headers = Fields::from_js("binding arguments", &arguments)?.into_map();
         let rk = routing_key.unwrap_or_default();
         Ok(self.on_default_channel(move |ch| async move {
             let source = source.as_str();
@@ -221,7 +202,7 @@ impl JsConnection {
 
     /// Remove the ready messages of a queue; resolves to how many.
     pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
-        let q = checked(spec("queue", queue)?)?;
+        let q = queue_from_js("queue", &queue)?;
         Ok(self.on_default_channel(|ch| async move { outcome(q.bind(&ch).purge().await) }))
     }
 

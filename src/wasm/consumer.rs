@@ -2,23 +2,12 @@
 //! async iteration and `AbortSignal`.
 
 use js_sys::{Array, Promise};
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{kombu, millis, outcome, parse_options, promise, required_string, spawn, spec, JsResult};
-use super::entity::{checked, queues_from_js};
+use super::convert::{kombu, millis, outcome, promise, required_string, spawn, JsResult};
 use super::message::JsMessage;
+use super::options::{queue_from_js, queues_from_js, Fields};
 use crate::{Connection, Consumer};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ConsumerSpec {
-    accept: Option<Vec<String>>,
-    no_ack: Option<bool>,
-    auto_declare: Option<bool>,
-    prefetch_count: Option<u16>,
-    tag_prefix: Option<String>,
-}
 
 /// Receives messages from queues (Kombu's `Consumer`), one at a time with `next()`.
 #[wasm_bindgen(js_name = Consumer)]
@@ -98,7 +87,7 @@ impl JsConsumer {
     /// too. Resolves to its name (the broker's for a server-named queue).
     #[wasm_bindgen(js_name = addQueue)]
     pub fn add_queue(&self, queue: JsValue) -> JsResult<Promise> {
-        let q = checked(spec("queue", queue)?)?;
+        let q = queue_from_js("queue", &queue)?;
         let c = self.inner.clone();
         Ok(spawn(async move { kombu(c.add_queue(q).await).map(|q| JsValue::from_str(&q.name)) }))
     }
@@ -119,24 +108,25 @@ impl JsConsumer {
 impl JsConsumer {
     /// `Connection.Consumer(queues, options)`: a consumer on the connection's default channel.
     pub(super) fn open(conn: &Connection, queues: JsValue, options: JsValue) -> JsResult<JsConsumer> {
-        let queues = queues_from_js(queues)?;
-        let spec: ConsumerSpec = parse_options("Consumer options", options)?;
+        let queues = queues_from_js(&queues)?;
+        let mut f = Fields::from_js("Consumer options", &options)?;
         let mut c = Consumer::new(&conn.default_channel_handle(), queues);
-        if let Some(a) = &spec.accept {
-            c = kombu(c.accept(a))?;
+        if let Some(a) = f.strings("accept")? {
+            c = kombu(c.accept(&a))?;
         }
-        if let Some(v) = spec.no_ack {
+        if let Some(v) = f.bool("noAck")? {
             c = c.no_ack(v);
         }
-        if let Some(v) = spec.auto_declare {
+        if let Some(v) = f.bool("autoDeclare")? {
             c = c.auto_declare(v);
         }
-        if let Some(v) = spec.prefetch_count {
-            c = c.prefetch_count(v);
+        if let Some(v) = f.uint("prefetchCount", u16::MAX.into())? {
+            c = c.prefetch_count(v as u16);
         }
-        if let Some(v) = &spec.tag_prefix {
-            c = c.tag_prefix(v.clone());
+        if let Some(v) = f.str("tagPrefix")? {
+            c = c.tag_prefix(v);
         }
+        f.done()?;
         Ok(JsConsumer { inner: c })
     }
 

@@ -1,11 +1,10 @@
-//! JS values in and out: errors as named JS `Error`s, string arguments, options objects parsed
-//! by serde (unknown options refused, the culprit named), Promises, and message bodies.
+//! JS values in and out: errors as named JS `Error`s, string arguments, Promises, and message
+//! bodies (options objects are read by `options.rs`).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use js_sys::{Array, Promise, Uint8Array};
-use serde::de::DeserializeOwned;
 use serde::Serialize;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
@@ -129,53 +128,11 @@ pub(super) fn spawn(fut: impl std::future::Future<Output = JsResult<JsValue>> + 
     future_to_promise(fut)
 }
 
-/// Parse an options object (`undefined`/`null` mean "no options").
-pub(super) fn parse_options<T: DeserializeOwned + Default>(what: &str, v: JsValue) -> JsResult<T> {
-    if v.is_undefined() || v.is_null() {
-        return Ok(T::default());
-    }
-    spec(what, v)
-}
-
-/// Parse a plain JS object into a spec. Through a JSON value first: serde-wasm-bindgen reads
-/// only the fields a struct names, so unknown (misspelt) options would pass silently;
-/// serde_json's `deny_unknown_fields` names them.
-pub(super) fn spec<T: DeserializeOwned>(what: &str, v: JsValue) -> JsResult<T> {
-    let json: Value = match v.as_string() {
-        // The JS layer sends options as JSON text: one boundary crossing instead of one per field.
-        Some(text) => serde_json::from_str(&text).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
-        None => serde_wasm_bindgen::from_value(v).map_err(|e| value_error(format!("invalid {what}: {e}")))?,
-    };
-    from_json(what, &json)
-}
-
-/// Parse a JSON value into a spec; the error names the option to blame.
-pub(super) fn from_json<T: DeserializeOwned>(what: &str, json: &Value) -> JsResult<T> {
-    T::deserialize(json).map_err(|e| invalid(what, culprit::<T>(json), e))
-}
-
-/// The error of [`from_json`] (apart, so that it is not repeated for every type).
-fn invalid(what: &str, option: Option<String>, e: serde_json::Error) -> JsValue {
-    match option {
-        Some(field) => value_error(format!("invalid {what}: `{field}`: {e}")),
-        None => value_error(format!("invalid {what}: {e}")),
-    }
-}
-
-/// The option whose value makes `json` fail to parse as `T`: the one without which it parses.
-/// Only on the error path; errors about unknown options already name them.
-fn culprit<T: DeserializeOwned>(json: &Value) -> Option<String> {
-    let Value::Object(map) = json else { return None };
-    map.keys().find(|k| {
-        let mut rest = map.clone();
-        rest.remove(*k);
-        T::deserialize(&Value::Object(rest)).is_ok()
-    }).cloned()
-}
-
+/// `v` as a JavaScript value, through JSON text that the JavaScript engine parses (no
+/// serializer to JavaScript values in the module).
 pub(super) fn to_js<T: Serialize + ?Sized>(v: &T) -> JsResult<JsValue> {
-    v.serialize(&serde_wasm_bindgen::Serializer::json_compatible())
-        .map_err(|e| value_error(format!("cannot convert to a JavaScript value: {e}")))
+    let text = serde_json::to_string(v).map_err(|e| value_error(format!("cannot convert to a JavaScript value: {e}")))?;
+    js_sys::JSON::parse(&text).map_err(|_| value_error("cannot convert to a JavaScript value"))
 }
 
 pub(super) fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
@@ -206,11 +163,21 @@ pub(super) fn body_from_js(v: &JsValue) -> JsResult<Payload> {
             v.js_typeof().as_string().unwrap_or_default()
         ))));
     }
-    serde_wasm_bindgen::from_value::<Value>(v.clone()).map(Payload::Data).map_err(|e| {
-        js_error(&Error::Encode(format!(
-            "the message body is not JSON data ({e}); send plain objects, arrays, strings, numbers, booleans or null, a string, or a Uint8Array"
-        )))
-    })
+    // Printed by the JavaScript engine and parsed here (lib.js has refused what JSON cannot
+    // carry as is: NaN, Dates, Maps, ...).
+    let text = js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string());
+    let parsed = text.as_deref().map(serde_json::from_str::<Value>);
+    match parsed {
+        Some(Ok(v)) => Ok(Payload::Data(v)),
+        Some(Err(e)) => Err(not_json(&e.to_string())),
+        None => Err(not_json("JSON.stringify refused it")),
+    }
+}
+
+fn not_json(why: &str) -> JsValue {
+    js_error(&Error::Encode(format!(
+        "the message body is not JSON data ({why}); send plain objects, arrays, strings, numbers, booleans or null, a string, or a Uint8Array"
+    )))
 }
 
 pub(super) fn body_to_js(p: &Payload) -> JsResult<JsValue> {

@@ -1,7 +1,7 @@
 //! The JavaScript facade (wasm32 only): wasm-bindgen classes over the Rust API.
 //!
 //! This is a thin adapter: every call converts its arguments (plain JS objects, validated by
-//! serde with camelCase names and unknown options refused), calls the same Rust API the
+//! `options.rs` with camelCase names and unknown options refused), calls the same Rust API the
 //! native crate uses, and converts the result back. The npm package's hand-written layer
 //! (`js/lib.js`) turns `Exchange`/`Queue` instances into the plain specs these functions take
 //! and adds async iteration, `AbortSignal` and disposal.
@@ -20,7 +20,8 @@
 //! - `codecs.rs` — `registerCompression`, `registerSerializer`, `registerJsonCodec`,
 //!   `compressionMethods`;
 //! - this file — `version` and the start function (the panic hook);
-//! - `convert.rs` — no exports: errors, options, Promises and bodies between JS and Rust.
+//! - `convert.rs` — no exports: errors, Promises and bodies between JS and Rust;
+//! - `options.rs` — no exports: options objects and declarations from JS.
 //!
 //! The npm package's separately loaded codecs module is [`crate::wasm_codecs`].
 
@@ -32,6 +33,7 @@ mod consumer;
 mod convert;
 mod entity;
 mod message;
+mod options;
 mod producer;
 mod simple;
 

@@ -3,88 +3,46 @@
 use std::borrow::Cow;
 
 use js_sys::Promise;
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_from_js, js_error, kombu, outcome, parse_options, promise, spawn, spec, JsResult};
-use super::entity::checked_entity;
-use crate::entity::opt_exchange_or_name;
+use super::convert::{body_from_js, js_error, kombu, outcome, promise, spawn, JsResult};
+use super::options::{entity, entity_from_js, Fields};
 use crate::error::Error;
-use crate::retry::RetryPolicy;
-use crate::value::{Headers, Value};
-use crate::{Connection, DeliveryMode, Entity, Exchange, Payload, Producer, Properties, PublishOptions};
+use crate::value::Value;
+use crate::{Connection, Payload, Producer, Properties, PublishOptions};
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ProducerSpec {
-    #[serde(default, deserialize_with = "opt_exchange_or_name")]
-    exchange: Option<Exchange>,
-    routing_key: Option<String>,
-    serializer: Option<String>,
-    compression: Option<String>,
-    auto_declare: Option<bool>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub(super) struct PublishSpec {
-    #[serde(default, deserialize_with = "opt_exchange_or_name")]
-    exchange: Option<Exchange>,
-    routing_key: Option<String>,
-    delivery_mode: Option<DeliveryMode>,
-    mandatory: Option<bool>,
-    priority: Option<u8>,
-    content_type: Option<String>,
-    content_encoding: Option<String>,
-    serializer: Option<String>,
-    headers: Option<Headers>,
-    compression: Option<String>,
-    retry: Option<bool>,
-    /// Seconds, as the core takes it (lib.js converts the milliseconds apps give).
-    retry_policy: Option<RetryPolicy>,
-    declare: Option<Vec<Entity>>,
-    /// Seconds.
-    expiration: Option<f64>,
-    correlation_id: Option<String>,
-    reply_to: Option<String>,
-    message_id: Option<String>,
-    timestamp: Option<u64>,
-    #[serde(rename = "type")]
-    type_: Option<String>,
-    user_id: Option<String>,
-    app_id: Option<String>,
-}
-
-pub(super) fn publish_options(spec: PublishSpec) -> JsResult<PublishOptions> {
-    let mut o = PublishOptions {
-        routing_key: spec.routing_key,
-        delivery_mode: spec.delivery_mode,
-        mandatory: spec.mandatory.unwrap_or(false),
-        priority: spec.priority,
-        content_type: spec.content_type.map(Cow::Owned),
-        content_encoding: spec.content_encoding.map(Cow::Owned),
-        serializer: spec.serializer,
-        headers: spec.headers.unwrap_or_default(),
-        compression: spec.compression,
-        exchange: spec.exchange,
-        retry: spec.retry.unwrap_or(false) || spec.retry_policy.is_some(),
-        retry_policy: spec.retry_policy,
-        expiration: spec.expiration,
+/// The publish options lib.js sends (`expiration` and the retry policy in seconds).
+pub(super) fn publish_options(what: &str, options: &JsValue) -> JsResult<PublishOptions> {
+    let mut f = Fields::from_js(what, options)?;
+    let retry_policy = f.retry_policy("retryPolicy")?;
+    let o = PublishOptions {
+        exchange: f.exchange("exchange")?,
+        routing_key: f.str("routingKey")?,
+        delivery_mode: f.delivery_mode("deliveryMode")?,
+        mandatory: f.bool("mandatory")?.unwrap_or(false),
+        priority: f.uint("priority", 255)?.map(|n| n as u8),
+        content_type: f.str("contentType")?.map(Cow::Owned),
+        content_encoding: f.str("contentEncoding")?.map(Cow::Owned),
+        serializer: f.str("serializer")?,
+        headers: f.map("headers")?.unwrap_or_default(),
+        compression: f.str("compression")?,
+        retry: f.bool("retry")?.unwrap_or(false) || retry_policy.is_some(),
+        retry_policy,
+        declare: f.each("declare", entity)?,
+        expiration: f.f64("expiration")?,
         properties: Properties {
-            correlation_id: spec.correlation_id,
-            reply_to: spec.reply_to,
-            message_id: spec.message_id,
-            timestamp: spec.timestamp,
-            type_: spec.type_,
-            user_id: spec.user_id,
-            app_id: spec.app_id,
+            correlation_id: f.str("correlationId")?,
+            reply_to: f.str("replyTo")?,
+            message_id: f.str("messageId")?,
+            timestamp: f.uint("timestamp", u64::MAX)?,
+            type_: f.str("type")?,
+            user_id: f.str("userId")?,
+            app_id: f.str("appId")?,
             ..Properties::default()
         },
         ..PublishOptions::default()
     };
-    for e in spec.declare.into_iter().flatten() {
-        o.declare.push(checked_entity(e)?);
-    }
+    f.done()?;
     Ok(o)
 }
 
@@ -143,7 +101,7 @@ impl JsProducer {
     /// `maybe_declare`); resolves to true when it was declared now.
     #[wasm_bindgen(js_name = maybeDeclare)]
     pub fn maybe_declare(&self, entity: JsValue) -> JsResult<Promise> {
-        let e = checked_entity(spec("declaration", entity)?)?;
+        let e = entity_from_js(&entity)?;
         let p = self.inner.clone();
         Ok(spawn(async move { kombu(p.maybe_declare(e).await).map(JsValue::from) }))
     }
@@ -152,23 +110,24 @@ impl JsProducer {
 impl JsProducer {
     /// `Connection.Producer(options)`: a producer on the connection's default channel.
     pub(super) fn open(conn: &Connection, options: JsValue) -> JsResult<JsProducer> {
-        let spec: ProducerSpec = parse_options("Producer options", options)?;
+        let mut f = Fields::from_js("Producer options", &options)?;
         let mut p = Producer::new(&conn.default_channel_handle());
-        if let Some(x) = spec.exchange {
+        if let Some(x) = f.exchange("exchange")? {
             p = p.exchange(x);
         }
-        if let Some(v) = &spec.routing_key {
-            p = p.routing_key(v.clone());
+        if let Some(v) = f.str("routingKey")? {
+            p = p.routing_key(v);
         }
-        if let Some(v) = &spec.serializer {
-            p = p.serializer(v.clone());
+        if let Some(v) = f.str("serializer")? {
+            p = p.serializer(v);
         }
-        if let Some(v) = &spec.compression {
-            p = p.compression(v.clone());
+        if let Some(v) = f.str("compression")? {
+            p = p.compression(v);
         }
-        if let Some(v) = spec.auto_declare {
+        if let Some(v) = f.bool("autoDeclare")? {
             p = p.auto_declare(v);
         }
+        f.done()?;
         Ok(JsProducer { inner: p, last_options: std::cell::RefCell::new(None) })
     }
 
@@ -176,14 +135,14 @@ impl JsProducer {
     /// result when the text is the same.
     fn options(&self, options: JsValue) -> JsResult<PublishOptions> {
         let Some(text) = options.as_string() else {
-            return publish_options(parse_options("publish options", options)?);
+            return publish_options("publish options", &options);
         };
         if let Some((last, parsed)) = &*self.last_options.borrow() {
             if *last == text {
                 return Ok(parsed.clone());
             }
         }
-        let parsed = publish_options(parse_options("publish options", options)?)?;
+        let parsed = publish_options("publish options", &options)?;
         *self.last_options.borrow_mut() = Some((text, parsed.clone()));
         Ok(parsed)
     }

@@ -1,29 +1,14 @@
 //! `SimpleQueue` / `SimpleBuffer` (Kombu's simple interface): `put` and `get` on one queue.
 
 use js_sys::Promise;
-use serde::Deserialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_from_js, js_error, millis, outcome, parse_options, spawn, JsResult, Outcome};
-use super::entity::checked;
-use super::producer::{publish_options, PublishSpec};
+use super::convert::{body_from_js, js_error, millis, outcome, spawn, JsResult, Outcome};
+use super::options::{queue, Fields};
+use super::producer::publish_options;
 use crate::error::Error;
-use crate::value::{Headers, Value};
-use crate::entity::opt_exchange_or_name;
-use crate::{Connection, Exchange, Payload, Queue, SimpleOptions, SimpleQueue};
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct SimpleSpec {
-    no_ack: Option<bool>,
-    queue: Option<Queue>,
-    queue_args: Option<Headers>,
-    #[serde(default, deserialize_with = "opt_exchange_or_name")]
-    exchange: Option<Exchange>,
-    serializer: Option<String>,
-    compression: Option<String>,
-    accept: Option<Vec<String>>,
-}
+use crate::value::Value;
+use crate::{Connection, Payload, SimpleOptions, SimpleQueue};
 
 /// Kombu's `SimpleQueue`/`SimpleBuffer`: `put` and `get` on one queue.
 #[wasm_bindgen(js_name = SimpleQueue)]
@@ -53,8 +38,7 @@ impl JsSimpleQueue {
     }
 
     fn send(&self, body: Payload, options: JsValue) -> JsResult<Promise> {
-        let spec: PublishSpec = parse_options("put options", options)?;
-        let opts = publish_options(spec)?;
+        let opts = publish_options("put options", &options)?;
         let q = self.inner.clone();
         Ok(spawn(async move { outcome(q.put(body, opts).await) }))
     }
@@ -96,17 +80,18 @@ impl JsSimpleQueue {
 impl JsSimpleQueue {
     /// `Connection.SimpleQueue(name, options)`, or `SimpleBuffer` with `buffer`.
     pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
-        let spec: SimpleSpec = parse_options("SimpleQueue options", options)?;
+        let mut f = Fields::from_js("SimpleQueue options", &options)?;
         let o = SimpleOptions {
-            no_ack: spec.no_ack,
-            queue: spec.queue.map(checked).transpose()?,
-            queue_args: spec.queue_args.unwrap_or_default(),
-            exchange: spec.exchange,
-            serializer: spec.serializer,
-            compression: spec.compression,
-            accept: spec.accept,
+            no_ack: f.bool("noAck")?,
+            queue: f.fields("queue")?.map(queue).transpose()?,
+            queue_args: f.map("queueArgs")?.unwrap_or_default(),
+            exchange: f.exchange("exchange")?,
+            serializer: f.str("serializer")?,
+            compression: f.str("compression")?,
+            accept: f.strings("accept")?,
             ..Default::default()
         };
+        f.done()?;
         let c = conn.clone();
         Ok(spawn(async move {
             let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };

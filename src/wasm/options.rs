@@ -1,0 +1,308 @@
+//! Options objects and declarations from JavaScript, read by hand from a JSON value.
+//!
+//! lib.js has already checked and normalised what the app gave (units, camelCase, classes);
+//! this reads the plain objects it sends. Not through serde derives: their visitors, made once
+//! per deserializer the facade used (serde-wasm-bindgen's, serde_json's, `&Value`), and the
+//! search for the option to blame cost the modules ~21 KB gzipped each (~70 KB before gzip). The reading here still refuses unknown options and wrong types,
+//! naming the option, so a call that bypasses lib.js gets a clear `ValueError` too.
+
+use wasm_bindgen::prelude::*;
+
+use super::convert::{value_error, JsResult};
+use crate::properties::DeliveryMode;
+use crate::retry::RetryPolicy;
+use crate::value::{Headers, Value};
+use crate::{Binding, Entity, Exchange, Queue};
+
+/// A JSON value from JavaScript: JSON text (what lib.js sends) or a value, which JavaScript's
+/// `JSON.stringify` prints. `None` for `undefined`/`null`.
+pub(super) fn json_from_js(what: &str, v: &JsValue) -> JsResult<Option<Value>> {
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let text = match v.as_string() {
+        Some(text) => text,
+        None => js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or_else(|| value_error(format!("invalid {what}: not JSON data")))?,
+    };
+    serde_json::from_str(&text).map(Some).map_err(|e| value_error(format!("invalid {what}: {e}")))
+}
+
+/// The fields of an options object, taken one by one; what is left over is refused.
+pub(super) struct Fields {
+    what: String,
+    map: Headers,
+    /// Also take Kombu's snake_case names (`auto_delete` for `autoDelete`), as the
+    /// declarations of the Rust API serialize with them.
+    snake: bool,
+    /// The names asked for, to list in the error about an unknown one.
+    known: Vec<&'static str>,
+}
+
+impl Fields {
+    /// The options `v` (undefined/null: none) from JavaScript.
+    pub(super) fn from_js(what: &str, v: &JsValue) -> JsResult<Fields> {
+        Fields::from_value(what, json_from_js(what, v)?.unwrap_or(Value::Null))
+    }
+
+    /// An object (null: empty) as fields.
+    pub(super) fn from_value(what: &str, v: Value) -> JsResult<Fields> {
+        match v {
+            Value::Object(map) => Ok(Fields { what: what.to_owned(), map, snake: false, known: Vec::new() }),
+            Value::Null => Ok(Fields { what: what.to_owned(), map: Headers::new(), snake: false, known: Vec::new() }),
+            other => Err(value_error(format!("invalid {what}: expected an object, not {other}"))),
+        }
+    }
+
+    /// Also take snake_case names.
+    pub(super) fn snake(mut self) -> Fields {
+        self.snake = true;
+        self
+    }
+
+    /// The value of `k` (or its snake_case form), with the name it was given under; `None`
+    /// when absent or null.
+    fn take(&mut self, k: &'static str) -> Option<(String, Value)> {
+        self.known.push(k);
+        let mut found = self.map.remove_entry(k);
+        if found.is_none() && self.snake {
+            let mut s = String::with_capacity(k.len() + 2);
+            for c in k.chars() {
+                if c.is_ascii_uppercase() {
+                    s.push('_');
+                }
+                s.push(c.to_ascii_lowercase());
+            }
+            found = self.map.remove_entry(&s);
+        }
+        found.filter(|(_, v)| !v.is_null())
+    }
+
+    fn bad(&self, key: &str, expected: &str, v: &Value) -> JsValue {
+        value_error(format!("invalid {}: `{key}` must be {expected}, not {v}", self.what))
+    }
+
+    /// Take `k` and convert it with `f`, or refuse it as not `expected`.
+    fn get<T>(&mut self, k: &'static str, expected: &str, f: impl FnOnce(&Value) -> Option<T>) -> JsResult<Option<T>> {
+        match self.take(k) {
+            None => Ok(None),
+            Some((key, v)) => f(&v).map(Some).ok_or_else(|| self.bad(&key, expected, &v)),
+        }
+    }
+
+    pub(super) fn str(&mut self, k: &'static str) -> JsResult<Option<String>> {
+        self.get(k, "a string", |v| v.as_str().map(str::to_owned))
+    }
+
+    pub(super) fn bool(&mut self, k: &'static str) -> JsResult<Option<bool>> {
+        self.get(k, "a boolean", Value::as_bool)
+    }
+
+    pub(super) fn f64(&mut self, k: &'static str) -> JsResult<Option<f64>> {
+        self.get(k, "a number", Value::as_f64)
+    }
+
+    /// An integer from 0 to `max`.
+    pub(super) fn uint(&mut self, k: &'static str, max: u64) -> JsResult<Option<u64>> {
+        let expected = format!("an integer from 0 to {max}");
+        self.get(k, &expected, |v| v.as_u64().filter(|n| *n <= max))
+    }
+
+    /// An object of JSON values (headers, arguments).
+    pub(super) fn map(&mut self, k: &'static str) -> JsResult<Option<Headers>> {
+        self.get(k, "an object", |v| v.as_object().cloned())
+    }
+
+    pub(super) fn strings(&mut self, k: &'static str) -> JsResult<Option<Vec<String>>> {
+        self.get(k, "an array of strings", |v| v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect())
+    }
+
+    /// A nested options object.
+    pub(super) fn fields(&mut self, k: &'static str) -> JsResult<Option<Fields>> {
+        let what = format!("{}: `{k}`", self.what);
+        match self.take(k) {
+            None => Ok(None),
+            Some((_, v @ Value::Object(_))) => Fields::from_value(&what, v).map(Some),
+            Some((key, v)) => Err(self.bad(&key, "an object", &v)),
+        }
+    }
+
+    /// The values of an array, each read by `f` as fields named `what[i]`.
+    pub(super) fn each<T>(&mut self, k: &'static str, f: impl Fn(Fields) -> JsResult<T>) -> JsResult<Vec<T>> {
+        let what = self.what.clone();
+        match self.take(k) {
+            None => Ok(Vec::new()),
+            Some((key, Value::Array(items))) => items.into_iter().enumerate().map(|(i, v)| f(Fields::from_value(&format!("{what}: `{key}[{i}]`"), v)?)).collect(),
+            Some((key, v)) => Err(self.bad(&key, "an array", &v)),
+        }
+    }
+
+    pub(super) fn delivery_mode(&mut self, k: &'static str) -> JsResult<Option<DeliveryMode>> {
+        self.get(k, "1 (transient), 2 (persistent), \"transient\" or \"persistent\"", |v| match v {
+            Value::String(s) => DeliveryMode::parse(s).ok(),
+            v => DeliveryMode::try_from(u8::try_from(v.as_u64()?).ok()?).ok(),
+        })
+    }
+
+    /// An exchange given as a declaration or by name (a direct exchange of that name).
+    pub(super) fn exchange(&mut self, k: &'static str) -> JsResult<Option<Exchange>> {
+        let what = format!("{}: `{k}`", self.what);
+        match self.take(k) {
+            None => Ok(None),
+            Some((_, Value::String(name))) => Ok(Some(Exchange::direct(name))),
+            Some((_, v @ Value::Object(_))) => exchange(Fields::from_value(&what, v)?).map(Some),
+            Some((key, v)) => Err(self.bad(&key, "an exchange or an exchange name", &v)),
+        }
+    }
+
+    pub(super) fn retry_policy(&mut self, k: &'static str) -> JsResult<Option<RetryPolicy>> {
+        self.fields(k)?.map(retry_policy).transpose()
+    }
+
+    /// The object itself (binding arguments and the like: the app's own keys).
+    pub(super) fn into_map(self) -> Headers {
+        self.map
+    }
+
+    /// Refuse what was not taken.
+    pub(super) fn done(self) -> JsResult<()> {
+        match self.map.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(value_error(format!("invalid {}: unknown option `{k}` (expected one of {})", self.what, self.known.join(", ")))),
+        }
+    }
+}
+
+/// An `Exchange` (Kombu's fields and defaults).
+pub(super) fn exchange(f: Fields) -> JsResult<Exchange> {
+    let mut f = f.snake();
+    let mut x = Exchange::default();
+    if let Some(v) = f.str("name")? {
+        x.name = v;
+    }
+    if let Some(v) = f.str("type")? {
+        x.kind = v.into();
+    }
+    if let Some(v) = f.bool("durable")? {
+        x.durable = v;
+    }
+    if let Some(v) = f.bool("autoDelete")? {
+        x.auto_delete = v;
+    }
+    x.delivery_mode = f.delivery_mode("deliveryMode")?;
+    if let Some(v) = f.map("arguments")? {
+        x.arguments = v;
+    }
+    if let Some(v) = f.bool("noDeclare")? {
+        x.no_declare = v;
+    }
+    if let Some(v) = f.bool("passive")? {
+        x.passive = v;
+    }
+    f.done()?;
+    Ok(x)
+}
+
+/// A `Queue` (Kombu's fields and defaults); every binding must name its exchange (one
+/// without would be to the default exchange, which brokers refuse).
+pub(super) fn queue(f: Fields) -> JsResult<Queue> {
+    let mut f = f.snake();
+    let mut q = Queue::default();
+    if let Some(v) = f.str("name")? {
+        q.name = v;
+    }
+    if let Some(v) = f.exchange("exchange")? {
+        q.exchange = v;
+    }
+    if let Some(v) = f.str("routingKey")? {
+        q.routing_key = v;
+    }
+    if let Some(v) = f.bool("durable")? {
+        q.durable = v;
+    }
+    if let Some(v) = f.bool("exclusive")? {
+        q.exclusive = v;
+    }
+    if let Some(v) = f.bool("autoDelete")? {
+        q.auto_delete = v;
+    }
+    q.expires = f.f64("expires")?;
+    q.message_ttl = f.f64("messageTtl")?;
+    q.max_length = f.uint("maxLength", u64::MAX)?;
+    q.max_length_bytes = f.uint("maxLengthBytes", u64::MAX)?;
+    q.max_priority = f.uint("maxPriority", 255)?.map(|n| n as u8);
+    for (k, slot) in [("queueArguments", &mut q.queue_arguments), ("bindingArguments", &mut q.binding_arguments), ("consumerArguments", &mut q.consumer_arguments)] {
+        if let Some(v) = f.map(k)? {
+            *slot = v;
+        }
+    }
+    q.alias = f.str("alias")?;
+    if let Some(v) = f.bool("noAck")? {
+        q.no_ack = v;
+    }
+    if let Some(v) = f.bool("noDeclare")? {
+        q.no_declare = v;
+    }
+    q.bindings = f.each("bindings", binding)?;
+    f.done()?;
+    if q.bindings.iter().any(|b| b.exchange.is_none()) {
+        return Err(value_error(format!("a binding of queue '{}' needs an exchange", q.name)));
+    }
+    Ok(q)
+}
+
+fn binding(f: Fields) -> JsResult<Binding> {
+    let mut f = f.snake();
+    let b = Binding {
+        exchange: f.exchange("exchange")?,
+        routing_key: f.str("routingKey")?.unwrap_or_default(),
+        arguments: f.map("arguments")?.unwrap_or_default(),
+        unbind_arguments: f.map("unbindArguments")?,
+    };
+    f.done()?;
+    Ok(b)
+}
+
+/// `{exchange: {...}}` or `{queue: {...}}` (what lib.js's `declare` sends).
+pub(super) fn entity(mut f: Fields) -> JsResult<Entity> {
+    let e = match (f.fields("exchange")?, f.fields("queue")?) {
+        (Some(x), None) => Entity::Exchange(exchange(x)?),
+        (None, Some(q)) => Entity::Queue(queue(q)?),
+        _ => return Err(value_error(format!("invalid {}: expected {{exchange: {{...}}}} or {{queue: {{...}}}}", f.what))),
+    };
+    f.done()?;
+    Ok(e)
+}
+
+/// Kombu's retry policy (seconds; `Connection.ensure`'s defaults for what is missing).
+pub(super) fn retry_policy(f: Fields) -> JsResult<RetryPolicy> {
+    let mut f = f.snake();
+    let mut r = RetryPolicy::ensure_default();
+    for (k, slot) in [("intervalStart", &mut r.interval_start), ("intervalStep", &mut r.interval_step), ("intervalMax", &mut r.interval_max)] {
+        if let Some(v) = f.f64(k)? {
+            *slot = v;
+        }
+    }
+    r.max_retries = f.uint("maxRetries", u32::MAX.into())?.map(|n| n as u32);
+    r.timeout = f.f64("timeout")?;
+    f.done()?;
+    Ok(r)
+}
+
+/// An options object of declarations: a queue (`queue`) from JavaScript.
+pub(super) fn queue_from_js(what: &str, v: &JsValue) -> JsResult<Queue> {
+    queue(Fields::from_js(what, v)?)
+}
+
+/// An entity (`{exchange}` / `{queue}`) from JavaScript.
+pub(super) fn entity_from_js(v: &JsValue) -> JsResult<Entity> {
+    entity(Fields::from_js("declaration", v)?)
+}
+
+/// `queues`: an array of queue specs (`undefined`/`null`: none).
+pub(super) fn queues_from_js(v: &JsValue) -> JsResult<Vec<Queue>> {
+    match json_from_js("queues", v)? {
+        None => Ok(Vec::new()),
+        Some(Value::Array(items)) => items.into_iter().enumerate().map(|(i, q)| queue(Fields::from_value(&format!("queues[{i}]"), q)?)).collect(),
+        Some(other) => Err(value_error(format!("invalid queues: expected an array, not {other}"))),
+    }
+}
