@@ -489,6 +489,7 @@ struct FlatServerFrame {
     multiple: Option<bool>,
     ack: Option<bool>,
     active: Option<bool>,
+    reason: Option<String>,
 }
 
 impl FlatServerFrame {
@@ -533,6 +534,8 @@ impl FlatServerFrame {
             },
             "flow" => ServerFrame::Flow { channel: channel?, active: self.active.ok_or_else(|| missing("active"))? },
             "heartbeat" => ServerFrame::Heartbeat,
+            "blocked" => ServerFrame::Blocked { reason: self.reason.ok_or_else(|| missing("reason"))? },
+            "unblocked" => ServerFrame::Unblocked,
             _ => return Err(Error::Decode(format!("invalid gateway frame header: unknown op {op:?}"))),
         })
     }
