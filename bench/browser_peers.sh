@@ -9,7 +9,8 @@
 #   - @stomp/stompjs over RabbitMQ's Web-STOMP plugin (enabled here if it is not: it is
 #     Debian's rabbitmq-server's rabbitmq_web_stomp, port 15674, path /ws).
 # Then the download of each (gzipped) and the start-up in Chromium (import to first publish
-# resolved, js/bench/startup.mjs). Measures whatever js/wasm/ holds after js/build.sh.
+# resolved, js/bench/startup.mjs). Measures whatever js/wasm/ holds after js/build.sh (or as
+# it is, with KOMBU_BENCH_PREBUILT=1).
 #
 #   bench/browser_peers.sh [N] [ROUNDS] [AMQP_URL]
 #     (default 20000, 3, amqp://guest:guest@127.0.0.1:5672//; vhost "/")
@@ -42,7 +43,7 @@ if ! listening "$STOMP_PORT"; then
 fi
 
 cargo build -q --release -p kombu-gateway --bin kombu-gateway
-js/build.sh >/dev/null
+build_wasm
 
 WORK=$(mktemp -d)
 GW=
