@@ -23,6 +23,8 @@ export async function launch(executable = process.env.CHROMIUM ?? "/usr/bin/chro
     detached: true,
   });
   const close = async (ws) => {
+    process.removeListener("SIGINT", stop);
+    process.removeListener("SIGTERM", stop);
     ws?.close();
     if (chromium.exitCode === null && chromium.signalCode === null) {
       const exited = new Promise((r) => chromium.once("exit", r));
@@ -47,6 +49,10 @@ export async function launch(executable = process.env.CHROMIUM ?? "/usr/bin/chro
       }
     }
   };
+  // Chromium runs in its own process group, which outlives this process: stop it on ^C too.
+  const stop = (signal) => close().finally(() => process.exit(signal === "SIGINT" ? 130 : 143));
+  process.once("SIGINT", stop);
+  process.once("SIGTERM", stop);
   let ws;
   try {
     // Chromium prints "DevTools listening on ws://127.0.0.1:PORT/devtools/browser/..." on stderr.
