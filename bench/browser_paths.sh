@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 N=${1:-20000}
 AMQP=${2:-amqp://guest:guest@127.0.0.1:5672//}
 cargo build -q --release -p kombu-gateway --bin kombu-gateway --example bench_roundtrip
-js/build.sh >/dev/null
+build_wasm
 PORT=$((20000 + RANDOM % 20000))
 target/release/kombu-gateway --listen 127.0.0.1:$PORT --broker "$AMQP" >/dev/null 2>&1 &
 GW=$!

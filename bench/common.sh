@@ -17,3 +17,13 @@ python_venv() {
 
 # Wait (up to 5 s) until something listens on 127.0.0.1:$1.
 wait_port() { for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return; sleep 0.1; done; }
+
+# The npm package's wasm (js/build.sh), or, with KOMBU_BENCH_PREBUILT=1, whatever js/wasm/
+# already holds: re-running a benchmark on a loaded machine then skips the build's minutes.
+build_wasm() {
+  if [ "${KOMBU_BENCH_PREBUILT:-}" = 1 ]; then
+    [ -f js/wasm/kombu_bg.wasm ] && [ -f js/wasm/kombu_ws_bg.wasm ] || { echo "KOMBU_BENCH_PREBUILT=1 but js/wasm/ has no build: run js/build.sh" >&2; exit 1; }
+  else
+    js/build.sh >/dev/null
+  fi
+}

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 . bench/common.sh
 N=${1:-20000}
 cargo build -q --release --example bench_memory
-js/build.sh >/dev/null
+build_wasm
 native=$(for _ in 1 2 3; do target/release/examples/bench_memory "$N"; done | best)
 node=$(node js/bench/node.mjs "$N")
 chromium=$(node --experimental-websocket --no-warnings js/bench/browser.mjs "$N")
