@@ -6,6 +6,7 @@
 //! when moto is not listening, except under CI, where it fails.
 
 mod sqs_common;
+mod support;
 
 use std::time::Duration;
 

@@ -8,43 +8,16 @@
 //! with the status, header and body AWS sends (`InvalidClientTokenId`).
 
 mod sqs_common;
+mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kombu::{Connection, ConnectionOptions, PublishOptions, Queue, Value};
+use kombu::{Connection, ConnectionOptions, PublishOptions, Value};
 use serde_json::json;
 use sqs_common::{connection, hold_in_child, moto_up, port, prefix, Raw};
+use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, spawn_gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn publish_numbers(conn: &Connection, queue: &str, n: usize) {
-    let producer = conn.producer().await.unwrap();
-    let q = Queue::new(queue);
-    for i in 0..n {
-        producer.publish(json!(i), PublishOptions::new().routing_key(queue).declare(&q)).await.unwrap();
-    }
-}
-
-/// Consume until `n` distinct numbers came (or `within` passes); every one redelivered.
-async fn collect_redelivered(conn: &Connection, queue: &str, n: usize, within: Duration) -> BTreeSet<i64> {
-    let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(10);
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + within;
-    while got.len() < n && Instant::now() < deadline {
-        let Ok(m) = consumer.next_message(Some(Duration::from_secs(1))).await else { continue };
-        assert!(m.redelivered(), "a message that was held must come back marked redelivered");
-        assert!(got.insert(m.payload_as::<i64>().unwrap()), "delivered twice");
-        m.ack().unwrap();
-    }
-    consumer.cancel().await.unwrap();
-    got
-}
-
-fn kill(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
 
 /// A connection that makes one attempt (the errors are the point).
 fn once(url: &str) -> Connection {
@@ -131,8 +104,9 @@ async fn every_message_held_by_a_consumer_killed_with_sigkill_comes_back() {
     publish_numbers(&conn, "jobs", 8).await;
     let holder = hold_in_child(&p, "jobs", 8, 2);
     kill(holder);
-    let got = collect_redelivered(&conn, "jobs", 8, Duration::from_secs(30)).await;
-    assert_eq!(got, (0..8).collect::<BTreeSet<i64>>());
+    let got = collect_redelivered(&conn, "jobs", 8, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.numbers, (0..8).collect::<BTreeSet<i64>>());
+    assert_eq!(got.deliveries, 8, "each came back once");
     conn.release().await.unwrap();
     raw.cleanup(&p).await;
 }
@@ -145,31 +119,13 @@ async fn every_message_held_through_a_gateway_killed_with_sigkill_comes_back() {
     let (p, raw) = (prefix(), Raw::new());
     let conn = connection(&p, &[("visibility_timeout", Value::from(2))]);
     publish_numbers(&conn, "via-gw", 6).await;
-    let gw_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let broker = format!("sqs://test:test@127.0.0.1:{}?queue_name_prefix={p}&region=us-east-1&wait_time_seconds=1&polling_interval=0.2", port());
-    let gateway = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{gw_port}"), "--broker", &broker])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A browser-like client holds every message through the gateway...
-    let client = Connection::new(&format!("gateway+ws://127.0.0.1:{gw_port}/gateway")).unwrap();
-    let consumer = client.consumer(vec![Queue::new("via-gw")]).await.unwrap().prefetch_count(10);
-    let mut held = Vec::new();
-    for _ in 0..6 {
-        held.push(consumer.next_message(Some(Duration::from_secs(15))).await.unwrap());
-    }
-    // ... when the gateway dies.
-    kill(gateway);
-    drop(held);
-    let got = collect_redelivered(&conn, "via-gw", 6, Duration::from_secs(30)).await;
-    assert_eq!(got, (0..6).collect::<BTreeSet<i64>>());
+    let (gateway, gw_port) = spawn_gateway(&broker).await;
+    // A browser-like client holds every message through the gateway when the gateway dies.
+    hold_through_gateway_and_kill(gateway, gw_port, "via-gw", 6, Duration::from_secs(15)).await;
+    let got = collect_redelivered(&conn, "via-gw", 6, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.numbers, (0..6).collect::<BTreeSet<i64>>());
+    assert_eq!(got.deliveries, 6, "each came back once");
     conn.release().await.unwrap();
     raw.cleanup(&p).await;
 }

@@ -6,32 +6,29 @@
 //! own `queue_name_prefix` and deletes its queues.
 
 mod sqs_common;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
+use std::io::BufRead;
 use std::time::Duration;
 
 use kombu::{Exchange, Payload, PublishOptions, Queue, Value};
 use serde_json::json;
 use sqs_common::{connection, moto_up, prefix, url, Raw};
+use support::{python, PythonPeer};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(15));
 
-fn python() -> Option<String> {
-    match std::env::var("KOMBU_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => panic!("KOMBU_PYTHON must be set under CI"),
-        _ => {
-            eprintln!("skipping: KOMBU_PYTHON not set (scripts/test.sh sets it)");
-            None
-        }
-    }
+/// Python kombu on the same moto (tests/interop/sqs_peer.py), with this test's queues.
+struct Peer {
+    py: PythonPeer,
+    prefix: String,
 }
 
-struct Peer {
-    python: String,
-    prefix: String,
+impl std::ops::Deref for Peer {
+    type Target = PythonPeer;
+    fn deref(&self) -> &PythonPeer {
+        &self.py
+    }
 }
 
 impl Peer {
@@ -39,44 +36,13 @@ impl Peer {
         if !moto_up() {
             return None;
         }
-        Some(Peer { python: python()?, prefix: prefix() })
+        Some(Peer { py: PythonPeer::new(python()?, "sqs_peer.py", url()), prefix: prefix() })
     }
 
     fn options(&self, extra: serde_json::Value) -> serde_json::Value {
         let mut o = json!({"queue_name_prefix": self.prefix, "region": "us-east-1", "is_secure": false, "wait_time_seconds": 1, "polling_interval": 0.2});
         o.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
         o
-    }
-
-    fn command(&self, op: &str, args: &serde_json::Value) -> Command {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/sqs_peer.py");
-        let mut c = Command::new(&self.python);
-        c.args([script, op, &url(), &args.to_string()]);
-        c
-    }
-
-    async fn run(&self, op: &str, args: serde_json::Value) -> Vec<serde_json::Value> {
-        let mut c = self.command(op, &args);
-        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        assert!(out.status.success(), "sqs_peer.py {op} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().filter(|l| *l != "READY").map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    async fn start(&self, op: &str, args: serde_json::Value) -> (Child, BufReader<std::process::ChildStdout>) {
-        let mut c = self.command(op, &args);
-        c.stdout(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let op = op.to_owned();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "READY", "sqs_peer.py {op} did not get ready");
-            out
-        })
-        .await
-        .unwrap();
-        (child, out)
     }
 
     fn connection(&self, extra: &[(&str, Value)]) -> kombu::Connection {
