@@ -37,6 +37,10 @@ async fn the_cli_works_on_sqs_urls() {
     let mut seen = String::new();
     let (code, out, err) = kombu_cli(args!["get", url, "errors.q"]).await;
     assert_eq!(code, 0, "{err}");
+    // delivery_info carries Kombu's SQS entries: the raw message and the queue's URL.
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(got["delivery_info"]["sqs_message"]["ReceiptHandle"].is_string(), "{out}");
+    assert_eq!(got["delivery_info"]["sqs_queue"], json!(raw.queue_url(&format!("{p}errors-q"))), "{out}");
     seen.push_str(&out);
     let (code, out, err) = kombu_cli(args!["consume", url, "errors.q", "--count", "1", "--timeout", "10"]).await;
     assert_eq!(code, 0, "{err}");
@@ -76,6 +80,8 @@ async fn gateway_clients_publish_and_consume_on_sqs() {
     let consumer = client.consumer(vec![q]).await.unwrap().prefetch_count(5);
     let m = consumer.next_message(WAIT).await.unwrap();
     assert_eq!((m.payload().unwrap(), m.redelivered()), (Payload::Text("to the browser".into()), false));
+    // The gateway protocol carries no transport extras (docs/gateway-protocol.md).
+    assert!(m.delivery_info().extra.is_none());
     m.requeue().unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
     assert!(m.redelivered());
