@@ -59,11 +59,14 @@ async fn python_kombu_publishes_and_rust_consumes() {
         json!({"transport_options": peer.options(json!({})), "messages": [
             {"exchange": "py.ex", "queue": "py.q:1", "routing_key": "rk", "body": {"hello": "sqs"}, "headers": {"x-custom": "h1"},
              "properties": {"correlation_id": "c1", "reply_to": "r1", "message_attributes": {"myattr": {"DataType": "String", "StringValue": "v"}}}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 0, "properties": {"MessageGroupId": "g1"}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 1, "properties": {"MessageGroupId": "g2"}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 2, "properties": {"MessageGroupId": "g1"}},
         ]}),
     )
     .await;
-    // Python kombu's name mangling: "py.q:1" → "<prefix>py-q_1".
-    assert_eq!(raw.queues(&peer.prefix).await, [format!("{}py-q_1", peer.prefix)]);
+    // Python kombu's name mangling: "py.q:1" → "<prefix>py-q_1"; ".fifo" is kept.
+    assert_eq!(raw.queues(&peer.prefix).await, [format!("{}py-jobs.fifo", peer.prefix), format!("{}py-q_1", peer.prefix)]);
     let conn = peer.connection(&[("fetch_message_attributes", json!({"MessageAttributeNames": ["All"]}))]);
     let consumer = conn.consumer(vec![Queue::new("py.q:1").exchange(Exchange::direct("py.ex")).routing_key("rk")]).await.unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
@@ -71,7 +74,27 @@ async fn python_kombu_publishes_and_rust_consumes() {
     assert_eq!(m.headers().get("x-custom"), Some(&json!("h1")));
     assert_eq!((m.properties().correlation_id.as_deref(), m.properties().reply_to.as_deref()), (Some("c1"), Some("r1")));
     assert_eq!((m.delivery_info().exchange.as_str(), m.delivery_info().routing_key.as_str()), ("py.ex", "rk"));
+    // Kombu's SQS entries of delivery_info, with the attribute Python sent.
+    let extra = m.delivery_info().extra.expect("sqs_message and sqs_queue");
+    assert_eq!(extra["sqs_queue"], json!(raw.queue_url(&format!("{}py-q_1", peer.prefix))));
+    assert_eq!(extra["sqs_message"]["MessageAttributes"]["myattr"]["StringValue"], json!("v"));
     m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    conn.release().await.unwrap();
+    // Python's FIFO groups: order kept within a group; the group SQS recorded, asked for as a
+    // system attribute (fetch_message_attributes as a list).
+    let conn = peer.connection(&[("fetch_message_attributes", json!(["MessageGroupId"]))]);
+    let consumer = conn.consumer(vec![Queue::new("py.jobs.fifo")]).await.unwrap().prefetch_count(10);
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let m = consumer.next_message(WAIT).await.unwrap();
+        let extra = m.delivery_info().extra.expect("sqs_message");
+        order.push((extra["sqs_message"]["Attributes"]["MessageGroupId"].clone(), m.payload_as::<i64>().unwrap()));
+        m.ack().unwrap();
+    }
+    let g1: Vec<i64> = order.iter().filter(|(g, _)| *g == json!("g1")).map(|(_, n)| *n).collect();
+    assert_eq!(g1, [0, 2], "{order:?}");
+    assert!(order.iter().any(|(g, n)| *g == json!("g2") && *n == 1), "{order:?}");
     consumer.cancel().await.unwrap();
     conn.release().await.unwrap();
     raw.cleanup(&peer.prefix).await;

@@ -207,8 +207,8 @@ pub fn parse_response(operation: &str, status: u16, query_error: Option<&str>, b
     Err(SqsError::Service { operation: operation.into(), code, message, status })
 }
 
-/// The text of the first `<name>` element: credential errors come as a Query-protocol
-/// `<ErrorResponse>` even to JSON calls (moto always; AWS's authentication front end may).
+/// The text of the first `<name>` element: moto answers credential errors to JSON calls
+/// with a Query-protocol `<ErrorResponse>`.
 fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
     let start = body.find(&format!("<{name}>"))? + name.len() + 2;
     let len = body[start..].find(&format!("</{name}>"))?;
