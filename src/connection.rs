@@ -713,6 +713,7 @@ impl Connection {
                         exchange: returned.exchange.clone(),
                         routing_key: returned.routing_key.clone(),
                         content: returned.content,
+                        extra: None,
                     };
                     let msg = Message::from_delivery(delivery, None, None, true);
                     for cb in ch.return_callbacks() {

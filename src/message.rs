@@ -54,6 +54,11 @@ pub struct DeliveryInfo {
     pub consumer_tag: Option<String>,
     /// Channel-scoped delivery tag.
     pub delivery_tag: u64,
+    /// The transport's own entries, as Kombu's `delivery_info` has them (SQS: `sqs_message`,
+    /// the message as ReceiveMessage returned it, and `sqs_queue`, the queue's URL); `None`
+    /// on the transports that add none (AMQP, memory://, Redis, the gateway's clients).
+    #[serde(flatten)]
+    pub extra: Option<Arc<Headers>>,
 }
 
 struct Inner {
@@ -65,6 +70,7 @@ struct Inner {
     redelivered: bool,
     consumer_tag: Option<Name>,
     delivery_tag: u64,
+    extra: Option<Arc<Headers>>,
     channel: Option<Arc<dyn RawChannel>>,
     no_ack: bool,
     accept: Option<Arc<Accept>>,
@@ -127,6 +133,7 @@ impl Message {
                 redelivered: delivery.redelivered,
                 consumer_tag,
                 delivery_tag: delivery.delivery_tag,
+                extra: delivery.extra,
                 channel,
                 no_ack,
                 accept: None,
@@ -160,6 +167,7 @@ impl Message {
                         redelivered: i.redelivered,
                         consumer_tag: i.consumer_tag.clone(),
                         delivery_tag: i.delivery_tag,
+                        extra: i.extra.clone(),
                         channel: i.channel.clone(),
                         no_ack: i.no_ack,
                         accept,
@@ -231,6 +239,7 @@ impl Message {
             redelivered: self.inner.redelivered,
             consumer_tag: self.inner.consumer_tag.as_deref().map(str::to_owned),
             delivery_tag: self.inner.delivery_tag,
+            extra: self.inner.extra.clone(),
         }
     }
 

@@ -3,22 +3,14 @@
 //! and expiration arrive as sent. The interpreter comes from KOMBU_PYTHON (scripts/test.sh);
 //! skipped with a message without it, except under CI.
 
+mod support;
+
 use std::process::Command;
 use std::time::Duration;
 
 use kombu::{Connection, DeliveryMode, Payload, PublishOptions, Queue};
 use serde_json::{json, Value};
-
-fn python() -> Option<String> {
-    match std::env::var("KOMBU_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => panic!("KOMBU_PYTHON must be set under CI"),
-        _ => {
-            eprintln!("skipping: KOMBU_PYTHON not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
+use support::python;
 
 fn py(python: &str, op: &str, queue: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/pyamqp_peer.py");

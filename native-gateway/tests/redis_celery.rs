@@ -6,24 +6,17 @@
 //! CI.
 
 mod redis_common;
+mod support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use kombu::{Connection, Payload, PublishOptions, Queue};
-use kombu_gateway::server::{self, Config};
 use redis_common::{cleanup, connection, URL};
 use serde_json::{json, Value};
 
 fn celery() -> Option<String> {
-    let python = match std::env::var("KOMBU_PYTHON") {
-        Ok(p) if !p.is_empty() => p,
-        _ if std::env::var_os("CI").is_some() => panic!("KOMBU_PYTHON must be set under CI"),
-        _ => {
-            eprintln!("skipping: KOMBU_PYTHON not set (scripts/test.sh sets it)");
-            return None;
-        }
-    };
+    let python = support::python()?;
     let celery = std::path::Path::new(&python).with_file_name("celery");
     if !celery.exists() {
         assert!(std::env::var_os("CI").is_none(), "celery must be installed in the interop venv under CI");
@@ -111,9 +104,7 @@ async fn a_celery_worker_runs_tasks_published_from_rust_and_from_a_gateway_clien
     assert_eq!((&r["status"], &r["result"], &r["task_id"]), (&json!("SUCCESS"), &json!(5), &json!(id)));
 
     // From a gateway+ws:// client (what a browser page runs), through a gateway on the same Redis.
-    let g = server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), broker: format!("{URL}?global_keyprefix={prefix}&polling_interval=0.2"), ..Config::default() })
-        .await
-        .unwrap();
+    let g = support::start_gateway(format!("{URL}?global_keyprefix={prefix}&polling_interval=0.2")).await;
     let client = Connection::new(&format!("gateway+ws://{}/gateway", g.addr)).unwrap();
     let replies = Queue::new(format!("replies.{}", kombu::uuid()));
     let consumer = client.consumer(vec![replies.clone()]).await.unwrap();

@@ -4,14 +4,16 @@
 //! message comes back (after a short visibility timeout) and the count is exact.
 
 mod redis_common;
+mod support;
 
 use std::collections::BTreeSet;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use kombu::{Connection, PublishOptions, Queue, RetryPolicy, Value};
+use kombu::{PublishOptions, Queue, RetryPolicy, Value};
 use redis_common::{cleanup, connection, hold_in_child, redis_up, URL};
 use serde_json::json;
+use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, spawn_gateway};
 
 fn prefix() -> String {
     format!("kwfail.{}.", kombu::uuid())
@@ -20,34 +22,6 @@ fn prefix() -> String {
 /// Restore quickly what a dead consumer held.
 fn short_visibility() -> [(&'static str, Value); 3] {
     [("visibility_timeout", Value::from(1)), ("unacked_restore_interval", Value::from(0.2)), ("unacked_restore_throttle", Value::from(1))]
-}
-
-async fn publish_numbers(conn: &Connection, queue: &str, n: usize) {
-    let producer = conn.producer().await.unwrap();
-    let q = Queue::new(queue);
-    for i in 0..n {
-        producer.publish(json!(i), PublishOptions::new().routing_key(queue).declare(&q)).await.unwrap();
-    }
-}
-
-/// Consume until `n` distinct numbers came (or `within` passes); every one redelivered.
-async fn collect_redelivered(conn: &Connection, queue: &str, n: usize, within: Duration) -> BTreeSet<i64> {
-    let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(50);
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + within;
-    while got.len() < n && Instant::now() < deadline {
-        let Ok(m) = consumer.next_message(Some(Duration::from_secs(1))).await else { continue };
-        assert!(m.redelivered(), "a message that was held must come back marked redelivered");
-        got.insert(m.payload_as::<i64>().unwrap());
-        m.ack().unwrap();
-    }
-    consumer.cancel().await.unwrap();
-    got
-}
-
-fn kill(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -60,8 +34,8 @@ async fn every_message_held_by_a_consumer_killed_with_sigkill_comes_back() {
     publish_numbers(&conn, "jobs", 20).await;
     let holder = hold_in_child(&p, "jobs", 20);
     kill(holder);
-    let got = collect_redelivered(&conn, "jobs", 20, Duration::from_secs(20)).await;
-    assert_eq!(got, (0..20).collect::<BTreeSet<i64>>());
+    let got = collect_redelivered(&conn, "jobs", 20, 50, Duration::from_secs(20)).await;
+    assert_eq!(got.numbers, (0..20).collect::<BTreeSet<i64>>());
     conn.release().await.unwrap();
     cleanup(URL, &p).await;
 }
@@ -74,30 +48,11 @@ async fn every_message_held_through_a_gateway_killed_with_sigkill_comes_back() {
     let p = prefix();
     let conn = connection(URL, &p, &short_visibility());
     publish_numbers(&conn, "via-gw", 10).await;
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let gateway = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--broker", &format!("{URL}?global_keyprefix={p}&polling_interval=0.2")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(10), "the gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A browser-like client holds every message through the gateway...
-    let client = Connection::new(&format!("gateway+ws://127.0.0.1:{port}/gateway")).unwrap();
-    let consumer = client.consumer(vec![Queue::new("via-gw")]).await.unwrap().prefetch_count(10);
-    let mut held = Vec::new();
-    for _ in 0..10 {
-        held.push(consumer.next_message(Some(Duration::from_secs(5))).await.unwrap());
-    }
-    // ... when the gateway dies.
-    kill(gateway);
-    drop(held);
-    let got = collect_redelivered(&conn, "via-gw", 10, Duration::from_secs(20)).await;
-    assert_eq!(got, (0..10).collect::<BTreeSet<i64>>());
+    let (gateway, port) = spawn_gateway(&format!("{URL}?global_keyprefix={p}&polling_interval=0.2")).await;
+    // A browser-like client holds every message through the gateway when the gateway dies.
+    hold_through_gateway_and_kill(gateway, port, "via-gw", 10, Duration::from_secs(5)).await;
+    let got = collect_redelivered(&conn, "via-gw", 10, 50, Duration::from_secs(20)).await;
+    assert_eq!(got.numbers, (0..10).collect::<BTreeSet<i64>>());
     conn.release().await.unwrap();
     cleanup(URL, &p).await;
 }

@@ -5,42 +5,20 @@
 //! on /metrics. Each test uses its own `global_keyprefix` and deletes its keys.
 
 mod redis_common;
+mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use kombu::{Connection, ConnectionOptions, Payload, PublishOptions, Queue, Value};
-use kombu_gateway::server::{self, Config, Running};
 use redis::AsyncCommands;
-use redis_common::redis_up;
+use redis_common::{cleanup, redis_up, URL};
 use serde_json::json;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{args, http_get, kombu_cli, start_gateway};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(5));
 
 fn prefix() -> String {
     format!("kwgw.{}.", kombu::uuid())
-}
-
-async fn cleanup(prefix: &str) {
-    let mut r = redis::Client::open("redis://127.0.0.1:6379/0").unwrap().get_multiplexed_async_connection().await.unwrap();
-    let keys: Vec<String> = r.keys(format!("{prefix}*")).await.unwrap();
-    if !keys.is_empty() {
-        let _: () = r.del(keys).await.unwrap();
-    }
-}
-
-async fn kombu(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_kombu")).args(&args).output().expect("run kombu");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
-    .await
-    .unwrap()
-}
-
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -50,44 +28,32 @@ async fn the_cli_works_on_redis_urls() {
     }
     let p = prefix();
     let url = format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2");
-    let (code, _, err) = kombu(args!["declare", url, "exchange", "logs", "--type", "topic"]).await;
+    let (code, _, err) = kombu_cli(args!["declare", url, "exchange", "logs", "--type", "topic"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = kombu(args!["declare", url, "queue", "errors"]).await;
+    let (code, out, err) = kombu_cli(args!["declare", url, "queue", "errors"]).await;
     assert_eq!((code, out.trim()), (0, "errors"), "{err}");
     // The exchange type is known per connection (as in Kombu): the binding stores the key.
-    let (code, _, err) = kombu(args!["declare", url, "binding", "errors", "logs", "--routing-key", "db.error"]).await;
+    let (code, _, err) = kombu_cli(args!["declare", url, "binding", "errors", "logs", "--routing-key", "db.error"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = kombu(args!["publish", url, "--exchange", "logs", "--routing-key", "db.error", "--header", "level=3", r#"{"disk": "full"}"#]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--exchange", "logs", "--routing-key", "db.error", "--header", "level=3", r#"{"disk": "full"}"#]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = kombu(args!["publish", url, "--routing-key", "errors", "second"]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--routing-key", "errors", "second"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = kombu(args!["get", url, "errors"]).await;
+    let (code, out, err) = kombu_cli(args!["get", url, "errors"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains("full"), "{out}");
-    let (code, out, err) = kombu(args!["consume", url, "errors", "--count", "1", "--timeout", "5"]).await;
+    let (code, out, err) = kombu_cli(args!["consume", url, "errors", "--count", "1", "--timeout", "5"]).await;
     assert_eq!((code, out.trim()), (0, r#""second""#), "{err}");
-    let (code, _, err) = kombu(args!["publish", url, "--routing-key", "errors", "third"]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--routing-key", "errors", "third"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = kombu(args!["purge", url, "errors"]).await;
+    let (code, out, err) = kombu_cli(args!["purge", url, "errors"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains('1'), "{out}");
-    let (code, _, err) = kombu(args!["get", url, "errors"]).await;
+    let (code, _, err) = kombu_cli(args!["get", url, "errors"]).await;
     assert_eq!(code, 3, "an empty queue: {err}");
-    let (code, _, err) = kombu(args!["delete", url, "queue", "errors"]).await;
+    let (code, _, err) = kombu_cli(args!["delete", url, "queue", "errors"]).await;
     assert_eq!(code, 0, "{err}");
-    cleanup(&p).await;
-}
-
-async fn start(broker: String) -> Running {
-    server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), broker, ..Config::default() }).await.unwrap()
-}
-
-async fn http_get(g: &Running, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
+    cleanup(URL, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -96,7 +62,7 @@ async fn gateway_clients_publish_and_consume_on_redis() {
         return;
     }
     let p = prefix();
-    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
+    let g = start_gateway(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
     let client = Connection::new(&format!("gateway+ws://{}/gateway", g.addr)).unwrap();
     let q = Queue::new("through");
     client.producer().await.unwrap().publish(json!({"via": "gateway"}), PublishOptions::new().routing_key("through").declare(&q)).await.unwrap();
@@ -135,14 +101,14 @@ async fn gateway_clients_publish_and_consume_on_redis() {
     client.release().await.unwrap();
     direct.release().await.unwrap();
     g.shutdown().await;
-    cleanup(&p).await;
+    cleanup(URL, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn healthz_reports_an_unreachable_broker() {
     kombu_gateway::register_transports();
     // Nothing listens on port 9 (discard) here.
-    let g = start("redis://127.0.0.1:9/0".into()).await;
+    let g = start_gateway("redis://127.0.0.1:9/0".into()).await;
     let health = http_get(&g, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 503") && health.contains("unreachable"), "{health}");
     g.shutdown().await;
@@ -154,7 +120,7 @@ async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
         return;
     }
     let p = prefix();
-    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
+    let g = start_gateway(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=0.2")).await;
     let mut r = redis::Client::open("redis://127.0.0.1:6379/0").unwrap().get_multiplexed_async_connection().await.unwrap();
     for (vhost, key) in [("/", format!("{p}vq")), ("/shop", format!("{p}shop.vq"))] {
         let client = Connection::new(&format!("gateway+ws://{}/gateway?vhost={vhost}", g.addr)).unwrap();
@@ -171,7 +137,7 @@ async fn a_gateway_clients_vhost_is_a_key_prefix_on_redis() {
         assert_eq!(n, 1, "vhost {vhost} stores under {key:?}");
     }
     g.shutdown().await;
-    cleanup(&p).await;
+    cleanup(URL, &p).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -181,7 +147,7 @@ async fn gateway_sessions_share_one_bounded_redis_pool() {
     }
     let p = prefix();
     let name = format!("kwgwpool-{}", kombu::uuid());
-    let g = start(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=1&client_name={name}&max_connections=4")).await;
+    let g = start_gateway(format!("redis://127.0.0.1:6379/0?global_keyprefix={p}&polling_interval=1&client_name={name}&max_connections=4")).await;
     // 12 client sessions, each consuming its own queue: one pool for all of them.
     let mut sessions = Vec::new();
     for i in 0..12 {
@@ -210,5 +176,5 @@ async fn gateway_sessions_share_one_bounded_redis_pool() {
         client.release().await.unwrap();
     }
     g.shutdown().await;
-    cleanup(&p).await;
+    cleanup(URL, &p).await;
 }

@@ -6,40 +6,39 @@
 //! own `global_keyprefix` and deletes its keys.
 
 mod redis_common;
+mod support;
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
-use kombu::{Connection, ConnectionOptions, Exchange, Payload, PublishOptions, Queue, Value};
+use kombu::{Connection, Exchange, Payload, PublishOptions, Queue, Value};
 use redis::AsyncCommands;
 use serde_json::json;
+use support::{python, PythonPeer};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(10));
 
-fn python() -> Option<String> {
-    match std::env::var("KOMBU_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => panic!("KOMBU_PYTHON must be set under CI"),
-        _ => {
-            eprintln!("skipping: KOMBU_PYTHON not set (scripts/test.sh sets it)");
-            None
-        }
-    }
-}
-
 const URL: &str = "redis://127.0.0.1:6379/0";
 
+/// Python kombu on the same Redis (tests/interop/redis_peer.py), with this test's keys.
 struct Peer {
-    python: String,
+    py: PythonPeer,
     prefix: String,
+}
+
+impl std::ops::Deref for Peer {
+    type Target = PythonPeer;
+    fn deref(&self) -> &PythonPeer {
+        &self.py
+    }
 }
 
 impl Peer {
     fn new() -> Option<Peer> {
         kombu_gateway::register_transports();
-        let python = python()?;
-        Some(Peer { python, prefix: format!("kwinterop.{}.", kombu::uuid()) })
+        let py = PythonPeer::new(python()?, "redis_peer.py", URL.into());
+        Some(Peer { py, prefix: format!("kwinterop.{}.", kombu::uuid()) })
     }
 
     fn options(&self, extra: serde_json::Value) -> serde_json::Value {
@@ -48,57 +47,12 @@ impl Peer {
         o
     }
 
-    fn command(&self, op: &str, args: &serde_json::Value) -> Command {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/redis_peer.py");
-        let mut c = Command::new(&self.python);
-        c.args([script, op, URL, &args.to_string()]);
-        c
-    }
-
-    /// Run an operation to its end; its JSON lines (but READY).
-    async fn run(&self, op: &str, args: serde_json::Value) -> Vec<serde_json::Value> {
-        let mut c = self.command(op, &args);
-        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        assert!(out.status.success(), "redis_peer.py {op} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().filter(|l| *l != "READY").map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    /// Start an operation; returns once it printed READY.
-    async fn start(&self, op: &str, args: serde_json::Value) -> (Child, BufReader<std::process::ChildStdout>) {
-        let mut c = self.command(op, &args);
-        c.stdout(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let op = op.to_owned();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "READY", "redis_peer.py {op} did not get ready");
-            out
-        })
-        .await
-        .unwrap();
-        (child, out)
-    }
-
     fn connection(&self, extra: &[(&str, Value)]) -> Connection {
-        let mut o = ConnectionOptions::default();
-        for (k, v) in self.options(json!({})).as_object().unwrap() {
-            o.transport_options.insert(k.clone(), v.clone());
-        }
-        for (k, v) in extra {
-            o.transport_options.insert((*k).into(), v.clone());
-        }
-        Connection::with_options(URL, o).unwrap()
+        redis_common::connection(URL, &self.prefix, extra)
     }
 
     async fn cleanup(self) {
-        let client = redis::Client::open(URL).unwrap();
-        let mut r = client.get_multiplexed_async_connection().await.unwrap();
-        let keys: Vec<String> = r.keys(format!("{}*", self.prefix)).await.unwrap();
-        if !keys.is_empty() {
-            let _: () = r.del(keys).await.unwrap();
-        }
+        redis_common::cleanup(URL, &self.prefix).await;
     }
 }
 

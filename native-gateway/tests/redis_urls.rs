@@ -4,6 +4,7 @@
 //! `ack_emulation=false` on the local Redis. Skipped without redis-server, except under CI.
 
 mod redis_common;
+mod support;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

@@ -6,6 +6,7 @@
 //! when moto is not listening, except under CI, where it fails.
 
 mod sqs_common;
+mod support;
 
 use std::time::Duration;
 
@@ -302,5 +303,39 @@ async fn publishes_issued_together_go_out_in_batches() {
     assert!(deletes > 0, "acks went out as DeleteMessageBatch");
     consumer.cancel().await.unwrap();
     conn.release().await.unwrap();
+    raw.cleanup(&p).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delivery_info_has_kombus_sqs_message_and_sqs_queue() {
+    if !moto_up() {
+        return;
+    }
+    let (p, raw) = (prefix(), Raw::new());
+    let name = format!("{p}di");
+    let url = raw.call("CreateQueue", json!({"QueueName": name})).await["QueueUrl"].as_str().unwrap().to_owned();
+    // Sent by another producer, with a message attribute: what SendMessage answered is what
+    // sqs_message must show.
+    let attrs = json!({"origin": {"DataType": "String", "StringValue": "raw"}});
+    let sent = raw.call("SendMessage", json!({"QueueUrl": url, "MessageBody": "plain body", "MessageAttributes": attrs})).await;
+    let conn = connection(&p, &[("fetch_message_attributes", json!({"MessageAttributeNames": ["All"]}))]);
+    let consumer = conn.consumer(vec![Queue::new("di")]).await.unwrap().prefetch_count(1);
+    let m = consumer.next_message(WAIT).await.unwrap();
+    let info = m.delivery_info();
+    let extra = info.extra.as_ref().expect("an SQS delivery has delivery_info extras");
+    assert_eq!(extra["sqs_queue"], json!(url));
+    let sqs = &extra["sqs_message"];
+    assert_eq!((&sqs["MessageId"], &sqs["MD5OfBody"], &sqs["Body"]), (&sent["MessageId"], &sent["MD5OfMessageBody"], &json!("plain body")));
+    assert_eq!(sqs["Attributes"]["ApproximateReceiveCount"], json!("1"));
+    assert_eq!(sqs["MessageAttributes"]["origin"]["StringValue"], json!("raw"));
+    // The ReceiptHandle is the live one: SQS takes it (an unknown handle is refused).
+    raw.call("ChangeMessageVisibility", json!({"QueueUrl": url, "ReceiptHandle": sqs["ReceiptHandle"], "VisibilityTimeout": 60})).await;
+    // Serialized, the entries sit beside the AMQP ones, as in Kombu's delivery_info dict.
+    let as_json = serde_json::to_value(&info).unwrap();
+    assert_eq!((&as_json["sqs_queue"], &as_json["routing_key"]), (&json!(url), &json!("")));
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    conn.release().await.unwrap();
+    assert_eq!(raw.attribute(&name, "ApproximateNumberOfMessagesNotVisible").await, "0", "acked");
     raw.cleanup(&p).await;
 }

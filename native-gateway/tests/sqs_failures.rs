@@ -3,48 +3,21 @@
 //! when a consumer or a gateway holding messages is killed with SIGKILL (each message comes
 //! back after a short visibility timeout, exactly once in the count).
 //!
-//! moto does not check credentials (any key signs valid requests unless its IAM emulation
-//! is switched on), so SQS's answer to unknown credentials is served by a stub HTTP server
-//! with the status, header and body AWS sends (`InvalidClientTokenId`).
+//! Credentials are checked by a second moto server, started by the test with its IAM
+//! authentication on (`INITIAL_NO_AUTH_ACTION_COUNT`); the shared one on MOTO_PORT stays
+//! open for the other tests.
 
 mod sqs_common;
+mod support;
 
 use std::collections::BTreeSet;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use kombu::{Connection, ConnectionOptions, PublishOptions, Queue, Value};
+use kombu::{Connection, ConnectionOptions, PublishOptions, Value};
 use serde_json::json;
 use sqs_common::{connection, hold_in_child, moto_up, port, prefix, Raw};
+use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, spawn_gateway};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-async fn publish_numbers(conn: &Connection, queue: &str, n: usize) {
-    let producer = conn.producer().await.unwrap();
-    let q = Queue::new(queue);
-    for i in 0..n {
-        producer.publish(json!(i), PublishOptions::new().routing_key(queue).declare(&q)).await.unwrap();
-    }
-}
-
-/// Consume until `n` distinct numbers came (or `within` passes); every one redelivered.
-async fn collect_redelivered(conn: &Connection, queue: &str, n: usize, within: Duration) -> BTreeSet<i64> {
-    let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(10);
-    let mut got = BTreeSet::new();
-    let deadline = Instant::now() + within;
-    while got.len() < n && Instant::now() < deadline {
-        let Ok(m) = consumer.next_message(Some(Duration::from_secs(1))).await else { continue };
-        assert!(m.redelivered(), "a message that was held must come back marked redelivered");
-        assert!(got.insert(m.payload_as::<i64>().unwrap()), "delivered twice");
-        m.ack().unwrap();
-    }
-    consumer.cancel().await.unwrap();
-    got
-}
-
-fn kill(mut child: Child) {
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
-}
 
 /// A connection that makes one attempt (the errors are the point).
 fn once(url: &str) -> Connection {
@@ -62,8 +35,109 @@ async fn an_endpoint_that_refuses_is_named() {
     assert!(e.to_string().contains("http://127.0.0.1:9") && e.to_string().contains("unreachable"), "{e}");
 }
 
+/// A private moto server that checks every request's signature against its IAM users
+/// after the first `free` requests (which the test spends creating a user and its key).
+struct AuthMoto {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl AuthMoto {
+    /// `None` (the test skips) without the interop venv, which has moto.
+    async fn start(free: u32) -> Option<AuthMoto> {
+        let python = support::python()?;
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = std::process::Command::new(python)
+            .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
+            .env("INITIAL_NO_AUTH_ACTION_COUNT", free.to_string())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start moto.server from the interop venv");
+        let moto = AuthMoto { port, child };
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(60), "moto with IAM auth did not start on {port}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Some(moto)
+    }
+
+    /// One IAM call (Query protocol) while requests are still free: the XML answer.
+    async fn iam(&self, form: &str) -> String {
+        let mut s = tokio::net::TcpStream::connect(("127.0.0.1", self.port)).await.unwrap();
+        // moto routes on the credential scope's service; the signature is not checked yet.
+        let auth = "AWS4-HMAC-SHA256 Credential=AKIDSETUP/20260101/us-east-1/iam/aws4_request, SignedHeaders=host, Signature=0";
+        let req = format!(
+            "POST / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\nAuthorization: {auth}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{form}",
+            self.port,
+            form.len()
+        );
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).await.unwrap();
+        assert!(out.starts_with("HTTP/1.1 200"), "IAM {form}: {out}");
+        out
+    }
+
+    fn url(&self, key: &str, secret: &str) -> String {
+        format!("sqs://{key}:{}@127.0.0.1:{}", secret.replace('/', "%2F").replace('+', "%2B"), self.port)
+    }
+}
+
+impl Drop for AuthMoto {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn xml<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text.find(&format!("<{name}>")).unwrap_or_else(|| panic!("no <{name}> in {text}")) + name.len() + 2;
+    &text[start..start + text[start..].find(&format!("</{name}>")).unwrap()]
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn credentials_sqs_rejects_are_named_with_its_error_code() {
+async fn wrong_credentials_are_named_with_sqs_error_code() {
+    kombu_gateway::register_transports();
+    let Some(moto) = AuthMoto::start(3).await else { return };
+    moto.iam("Action=CreateUser&UserName=kombu&Version=2010-05-08").await;
+    let key = moto.iam("Action=CreateAccessKey&UserName=kombu&Version=2010-05-08").await;
+    let (id, secret) = (xml(&key, "AccessKeyId").to_owned(), xml(&key, "SecretAccessKey").to_owned());
+    let policy = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"sqs:*","Resource":"*"}]}"#;
+    let form = format!("Action=PutUserPolicy&UserName=kombu&PolicyName=sqs&PolicyDocument={}&Version=2010-05-08", urlencode(policy));
+    moto.iam(&form).await;
+    // From here on every request is authenticated.
+    // An access key SQS does not know.
+    let e = once(&moto.url("AKIDUNKNOWN0000000000", &secret)).default_channel().await.unwrap_err();
+    assert!(e.to_string().contains("InvalidClientTokenId") && e.to_string().contains("ListQueues"), "{e}");
+    // A known key with the wrong secret.
+    let e = once(&moto.url(&id, "not-the-secret")).default_channel().await.unwrap_err();
+    assert!(e.to_string().contains("SignatureDoesNotMatch") && e.to_string().contains("ListQueues"), "{e}");
+    // The right ones: the same server takes our SigV4 signatures for a whole round trip.
+    let mut o = ConnectionOptions::default();
+    o.transport_options.insert("region".into(), Value::from("us-east-1"));
+    o.transport_options.insert("wait_time_seconds".into(), Value::from(1));
+    let conn = Connection::with_options(&moto.url(&id, &secret), o).unwrap();
+    let q = kombu::Queue::new("signed");
+    conn.producer().await.unwrap().publish(json!("ok"), PublishOptions::new().routing_key("signed").declare(&q)).await.unwrap();
+    let consumer = conn.consumer(vec![q]).await.unwrap();
+    let m = consumer.next_message(Some(Duration::from_secs(20))).await.unwrap();
+    assert_eq!(m.payload_as::<String>().unwrap(), "ok");
+    m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    conn.release().await.unwrap();
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes().map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
+}
+
+/// AWS itself answers a JSON-protocol call signed with an unknown key in JSON (`__type`,
+/// and the code again in `x-amzn-query-error`), where moto answers in XML: this stub serves
+/// AWS's form, so both forms are read end to end.
+#[tokio::test(flavor = "multi_thread")]
+async fn awss_json_answer_to_unknown_credentials_is_named() {
     kombu_gateway::register_transports();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -131,8 +205,9 @@ async fn every_message_held_by_a_consumer_killed_with_sigkill_comes_back() {
     publish_numbers(&conn, "jobs", 8).await;
     let holder = hold_in_child(&p, "jobs", 8, 2);
     kill(holder);
-    let got = collect_redelivered(&conn, "jobs", 8, Duration::from_secs(30)).await;
-    assert_eq!(got, (0..8).collect::<BTreeSet<i64>>());
+    let got = collect_redelivered(&conn, "jobs", 8, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.numbers, (0..8).collect::<BTreeSet<i64>>());
+    assert_eq!(got.deliveries, 8, "each came back once");
     conn.release().await.unwrap();
     raw.cleanup(&p).await;
 }
@@ -145,31 +220,13 @@ async fn every_message_held_through_a_gateway_killed_with_sigkill_comes_back() {
     let (p, raw) = (prefix(), Raw::new());
     let conn = connection(&p, &[("visibility_timeout", Value::from(2))]);
     publish_numbers(&conn, "via-gw", 6).await;
-    let gw_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let broker = format!("sqs://test:test@127.0.0.1:{}?queue_name_prefix={p}&region=us-east-1&wait_time_seconds=1&polling_interval=0.2", port());
-    let gateway = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{gw_port}"), "--broker", &broker])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", gw_port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    // A browser-like client holds every message through the gateway...
-    let client = Connection::new(&format!("gateway+ws://127.0.0.1:{gw_port}/gateway")).unwrap();
-    let consumer = client.consumer(vec![Queue::new("via-gw")]).await.unwrap().prefetch_count(10);
-    let mut held = Vec::new();
-    for _ in 0..6 {
-        held.push(consumer.next_message(Some(Duration::from_secs(15))).await.unwrap());
-    }
-    // ... when the gateway dies.
-    kill(gateway);
-    drop(held);
-    let got = collect_redelivered(&conn, "via-gw", 6, Duration::from_secs(30)).await;
-    assert_eq!(got, (0..6).collect::<BTreeSet<i64>>());
+    let (gateway, gw_port) = spawn_gateway(&broker).await;
+    // A browser-like client holds every message through the gateway when the gateway dies.
+    hold_through_gateway_and_kill(gateway, gw_port, "via-gw", 6, Duration::from_secs(15)).await;
+    let got = collect_redelivered(&conn, "via-gw", 6, 10, Duration::from_secs(30)).await;
+    assert_eq!(got.numbers, (0..6).collect::<BTreeSet<i64>>());
+    assert_eq!(got.deliveries, 6, "each came back once");
     conn.release().await.unwrap();
     raw.cleanup(&p).await;
 }

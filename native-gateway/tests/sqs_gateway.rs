@@ -5,33 +5,19 @@
 //! link on /healthz. Each test uses its own `queue_name_prefix` and deletes its queues.
 
 mod sqs_common;
+mod support;
 
-use std::process::Command;
 use std::time::Duration;
 
 use kombu::{Connection, Payload, PublishOptions, Queue};
-use kombu_gateway::server::{self, Config, Running};
 use serde_json::json;
 use sqs_common::{connection, moto_up, port, prefix, Raw};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use support::{args, http_get, kombu_cli, start_gateway};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(15));
 
 fn broker(prefix: &str) -> String {
     format!("sqs://test:test@127.0.0.1:{}?queue_name_prefix={prefix}&region=us-east-1&wait_time_seconds=1&polling_interval=0.2", port())
-}
-
-async fn kombu(args: Vec<String>) -> (i32, String, String) {
-    tokio::task::spawn_blocking(move || {
-        let out = Command::new(env!("CARGO_BIN_EXE_kombu")).args(&args).output().expect("run kombu");
-        (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
-    })
-    .await
-    .unwrap()
-}
-
-macro_rules! args {
-    ($($a:expr),* $(,)?) => { vec![$($a.to_string()),*] };
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -41,43 +27,35 @@ async fn the_cli_works_on_sqs_urls() {
     }
     let (p, raw) = (prefix(), Raw::new());
     let url = broker(&p);
-    let (code, out, err) = kombu(args!["declare", url, "queue", "errors.q"]).await;
+    let (code, out, err) = kombu_cli(args!["declare", url, "queue", "errors.q"]).await;
     assert_eq!((code, out.trim()), (0, "errors.q"), "{err}");
     assert_eq!(raw.queues(&p).await, [format!("{p}errors-q")]);
-    let (code, _, err) = kombu(args!["publish", url, "--routing-key", "errors.q", "--header", "level=3", r#"{"disk": "full"}"#]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--routing-key", "errors.q", "--header", "level=3", r#"{"disk": "full"}"#]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, _, err) = kombu(args!["publish", url, "--routing-key", "errors.q", "second"]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--routing-key", "errors.q", "second"]).await;
     assert_eq!(code, 0, "{err}");
     let mut seen = String::new();
-    let (code, out, err) = kombu(args!["get", url, "errors.q"]).await;
+    let (code, out, err) = kombu_cli(args!["get", url, "errors.q"]).await;
     assert_eq!(code, 0, "{err}");
+    // delivery_info carries Kombu's SQS entries: the raw message and the queue's URL.
+    let got: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert!(got["delivery_info"]["sqs_message"]["ReceiptHandle"].is_string(), "{out}");
+    assert_eq!(got["delivery_info"]["sqs_queue"], json!(raw.queue_url(&format!("{p}errors-q"))), "{out}");
     seen.push_str(&out);
-    let (code, out, err) = kombu(args!["consume", url, "errors.q", "--count", "1", "--timeout", "10"]).await;
+    let (code, out, err) = kombu_cli(args!["consume", url, "errors.q", "--count", "1", "--timeout", "10"]).await;
     assert_eq!(code, 0, "{err}");
     seen.push_str(&out);
     assert!(seen.contains("full") && seen.contains("second"), "{seen}");
-    let (code, _, err) = kombu(args!["publish", url, "--routing-key", "errors.q", "third"]).await;
+    let (code, _, err) = kombu_cli(args!["publish", url, "--routing-key", "errors.q", "third"]).await;
     assert_eq!(code, 0, "{err}");
-    let (code, out, err) = kombu(args!["purge", url, "errors.q"]).await;
+    let (code, out, err) = kombu_cli(args!["purge", url, "errors.q"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(out.contains('1'), "{out}");
-    let (code, _, err) = kombu(args!["get", url, "errors.q"]).await;
+    let (code, _, err) = kombu_cli(args!["get", url, "errors.q"]).await;
     assert_eq!(code, 3, "an empty queue: {err}");
-    let (code, _, err) = kombu(args!["delete", url, "queue", "errors.q"]).await;
+    let (code, _, err) = kombu_cli(args!["delete", url, "queue", "errors.q"]).await;
     assert_eq!(code, 0, "{err}");
     assert!(raw.queues(&p).await.is_empty());
-}
-
-async fn start(broker: String) -> Running {
-    server::start(Config { listen: "127.0.0.1:0".parse().unwrap(), broker, ..Config::default() }).await.unwrap()
-}
-
-async fn http_get(g: &Running, path: &str) -> String {
-    let mut s = tokio::net::TcpStream::connect(g.addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).await.unwrap();
-    out
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -86,7 +64,7 @@ async fn gateway_clients_publish_and_consume_on_sqs() {
         return;
     }
     let (p, raw) = (prefix(), Raw::new());
-    let g = start(broker(&p)).await;
+    let g = start_gateway(broker(&p)).await;
     let client = Connection::new(&format!("gateway+ws://{}/gateway", g.addr)).unwrap();
     let q = Queue::new("through");
     client.producer().await.unwrap().publish(json!({"via": "gateway"}), PublishOptions::new().routing_key("through").declare(&q)).await.unwrap();
@@ -102,6 +80,8 @@ async fn gateway_clients_publish_and_consume_on_sqs() {
     let consumer = client.consumer(vec![q]).await.unwrap().prefetch_count(5);
     let m = consumer.next_message(WAIT).await.unwrap();
     assert_eq!((m.payload().unwrap(), m.redelivered()), (Payload::Text("to the browser".into()), false));
+    // The gateway protocol carries no transport extras (docs/gateway-protocol.md).
+    assert!(m.delivery_info().extra.is_none());
     m.requeue().unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
     assert!(m.redelivered());
@@ -131,7 +111,7 @@ async fn gateway_clients_publish_and_consume_on_sqs() {
 async fn healthz_reports_an_sqs_endpoint_that_refuses() {
     kombu_gateway::register_transports();
     // Nothing listens on port 9 (discard) here.
-    let g = start("sqs://test:test@127.0.0.1:9?region=us-east-1".into()).await;
+    let g = start_gateway("sqs://test:test@127.0.0.1:9?region=us-east-1".into()).await;
     let health = http_get(&g, "/healthz").await;
     assert!(health.starts_with("HTTP/1.1 503") && health.contains("unreachable") && health.contains("127.0.0.1:9"), "{health}");
     g.shutdown().await;

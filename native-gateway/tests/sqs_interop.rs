@@ -6,32 +6,29 @@
 //! own `queue_name_prefix` and deletes its queues.
 
 mod sqs_common;
+mod support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
+use std::io::BufRead;
 use std::time::Duration;
 
 use kombu::{Exchange, Payload, PublishOptions, Queue, Value};
 use serde_json::json;
 use sqs_common::{connection, moto_up, prefix, url, Raw};
+use support::{python, PythonPeer};
 
 const WAIT: Option<Duration> = Some(Duration::from_secs(15));
 
-fn python() -> Option<String> {
-    match std::env::var("KOMBU_PYTHON") {
-        Ok(p) if !p.is_empty() => Some(p),
-        _ if std::env::var_os("CI").is_some() => panic!("KOMBU_PYTHON must be set under CI"),
-        _ => {
-            eprintln!("skipping: KOMBU_PYTHON not set (scripts/test.sh sets it)");
-            None
-        }
-    }
+/// Python kombu on the same moto (tests/interop/sqs_peer.py), with this test's queues.
+struct Peer {
+    py: PythonPeer,
+    prefix: String,
 }
 
-struct Peer {
-    python: String,
-    prefix: String,
+impl std::ops::Deref for Peer {
+    type Target = PythonPeer;
+    fn deref(&self) -> &PythonPeer {
+        &self.py
+    }
 }
 
 impl Peer {
@@ -39,44 +36,13 @@ impl Peer {
         if !moto_up() {
             return None;
         }
-        Some(Peer { python: python()?, prefix: prefix() })
+        Some(Peer { py: PythonPeer::new(python()?, "sqs_peer.py", url()), prefix: prefix() })
     }
 
     fn options(&self, extra: serde_json::Value) -> serde_json::Value {
         let mut o = json!({"queue_name_prefix": self.prefix, "region": "us-east-1", "is_secure": false, "wait_time_seconds": 1, "polling_interval": 0.2});
         o.as_object_mut().unwrap().extend(extra.as_object().cloned().unwrap_or_default());
         o
-    }
-
-    fn command(&self, op: &str, args: &serde_json::Value) -> Command {
-        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/interop/sqs_peer.py");
-        let mut c = Command::new(&self.python);
-        c.args([script, op, &url(), &args.to_string()]);
-        c
-    }
-
-    async fn run(&self, op: &str, args: serde_json::Value) -> Vec<serde_json::Value> {
-        let mut c = self.command(op, &args);
-        let out = tokio::task::spawn_blocking(move || c.output().unwrap()).await.unwrap();
-        assert!(out.status.success(), "sqs_peer.py {op} failed: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8(out.stdout).unwrap().lines().filter(|l| *l != "READY").map(|l| serde_json::from_str(l).unwrap()).collect()
-    }
-
-    async fn start(&self, op: &str, args: serde_json::Value) -> (Child, BufReader<std::process::ChildStdout>) {
-        let mut c = self.command(op, &args);
-        c.stdout(Stdio::piped());
-        let mut child = c.spawn().unwrap();
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let op = op.to_owned();
-        let out = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            out.read_line(&mut line).unwrap();
-            assert_eq!(line.trim(), "READY", "sqs_peer.py {op} did not get ready");
-            out
-        })
-        .await
-        .unwrap();
-        (child, out)
     }
 
     fn connection(&self, extra: &[(&str, Value)]) -> kombu::Connection {
@@ -93,11 +59,14 @@ async fn python_kombu_publishes_and_rust_consumes() {
         json!({"transport_options": peer.options(json!({})), "messages": [
             {"exchange": "py.ex", "queue": "py.q:1", "routing_key": "rk", "body": {"hello": "sqs"}, "headers": {"x-custom": "h1"},
              "properties": {"correlation_id": "c1", "reply_to": "r1", "message_attributes": {"myattr": {"DataType": "String", "StringValue": "v"}}}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 0, "properties": {"MessageGroupId": "g1"}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 1, "properties": {"MessageGroupId": "g2"}},
+            {"queue": "py.jobs.fifo", "routing_key": "py.jobs.fifo", "body": 2, "properties": {"MessageGroupId": "g1"}},
         ]}),
     )
     .await;
-    // Python kombu's name mangling: "py.q:1" → "<prefix>py-q_1".
-    assert_eq!(raw.queues(&peer.prefix).await, [format!("{}py-q_1", peer.prefix)]);
+    // Python kombu's name mangling: "py.q:1" → "<prefix>py-q_1"; ".fifo" is kept.
+    assert_eq!(raw.queues(&peer.prefix).await, [format!("{}py-jobs.fifo", peer.prefix), format!("{}py-q_1", peer.prefix)]);
     let conn = peer.connection(&[("fetch_message_attributes", json!({"MessageAttributeNames": ["All"]}))]);
     let consumer = conn.consumer(vec![Queue::new("py.q:1").exchange(Exchange::direct("py.ex")).routing_key("rk")]).await.unwrap();
     let m = consumer.next_message(WAIT).await.unwrap();
@@ -105,7 +74,27 @@ async fn python_kombu_publishes_and_rust_consumes() {
     assert_eq!(m.headers().get("x-custom"), Some(&json!("h1")));
     assert_eq!((m.properties().correlation_id.as_deref(), m.properties().reply_to.as_deref()), (Some("c1"), Some("r1")));
     assert_eq!((m.delivery_info().exchange.as_str(), m.delivery_info().routing_key.as_str()), ("py.ex", "rk"));
+    // Kombu's SQS entries of delivery_info, with the attribute Python sent.
+    let extra = m.delivery_info().extra.expect("sqs_message and sqs_queue");
+    assert_eq!(extra["sqs_queue"], json!(raw.queue_url(&format!("{}py-q_1", peer.prefix))));
+    assert_eq!(extra["sqs_message"]["MessageAttributes"]["myattr"]["StringValue"], json!("v"));
     m.ack().unwrap();
+    consumer.cancel().await.unwrap();
+    conn.release().await.unwrap();
+    // Python's FIFO groups: order kept within a group; the group SQS recorded, asked for as a
+    // system attribute (fetch_message_attributes as a list).
+    let conn = peer.connection(&[("fetch_message_attributes", json!(["MessageGroupId"]))]);
+    let consumer = conn.consumer(vec![Queue::new("py.jobs.fifo")]).await.unwrap().prefetch_count(10);
+    let mut order = Vec::new();
+    while order.len() < 3 {
+        let m = consumer.next_message(WAIT).await.unwrap();
+        let extra = m.delivery_info().extra.expect("sqs_message");
+        order.push((extra["sqs_message"]["Attributes"]["MessageGroupId"].clone(), m.payload_as::<i64>().unwrap()));
+        m.ack().unwrap();
+    }
+    let g1: Vec<i64> = order.iter().filter(|(g, _)| *g == json!("g1")).map(|(_, n)| *n).collect();
+    assert_eq!(g1, [0, 2], "{order:?}");
+    assert!(order.iter().any(|(g, n)| *g == json!("g2") && *n == 1), "{order:?}");
     consumer.cancel().await.unwrap();
     conn.release().await.unwrap();
     raw.cleanup(&peer.prefix).await;

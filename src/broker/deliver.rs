@@ -87,6 +87,7 @@ impl ChannelState {
             exchange: msg.exchange.clone(),
             routing_key: msg.routing_key.clone(),
             content: msg.content.clone(),
+            extra: None,
         };
         q.counters.delivered += 1;
         if no_ack {

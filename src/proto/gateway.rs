@@ -679,7 +679,7 @@ mod tests {
         let props = Properties { content_type: Some("application/json".into()), priority: Some(3), headers: crate::value::headers([("x", "\"q\"")]), ..Properties::default() };
         for (tag, redelivered, exchange, properties) in [(1, false, "", Properties::default()), (u64::MAX, true, "ex\u{e9}", props)] {
             let content = std::sync::Arc::new(crate::proto::methods::Content { properties, body: Bytes::from_static(b"{\"a\": 1}") });
-            let delivery = crate::proto::methods::Delivery { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), content: content.clone() };
+            let delivery = crate::proto::methods::Delivery { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), content: content.clone(), extra: None };
             let message = MessageHeader { delivery_tag: tag, redelivered, exchange: exchange.into(), routing_key: "a.b".into(), properties: content.properties.clone() };
             let frame = ServerFrame::Deliver { channel: 3, consumer_tag: "ctag\"1".into(), message };
             assert_eq!(encode_deliver(3, "ctag\"1", &delivery), encode(&frame, &content.body));

@@ -260,6 +260,9 @@ pub struct Delivery {
     pub routing_key: Name,
     /// Properties and body.
     pub content: Arc<Content>,
+    /// What the transport adds to Kombu's `delivery_info` (SQS: `sqs_message` and
+    /// `sqs_queue`); `None` on the transports that add nothing.
+    pub extra: Option<Arc<Headers>>,
 }
 
 /// The answer to `basic.get` when a message was there.

@@ -347,7 +347,7 @@ fn deliver(inner: &Inner, channel: u16, m: Method, props: Properties, body: Byte
     let content = Arc::new(Content { properties: props, body });
     match m {
         Method::BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key } => {
-            let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content };
+            let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content, extra: None };
             let _ = inner.events.unbounded_send(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
         }
         Method::BasicReturn { reply_code, reply_text, exchange, routing_key } => {
@@ -687,7 +687,7 @@ impl RawChannel for AmqpChannel {
         }
         match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
             Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
-                delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }) },
+                delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }), extra: None },
                 message_count,
             })),
             _ => Ok(None),

@@ -58,6 +58,7 @@ fn message(m: MessageHeader, body: Bytes) -> Delivery {
         exchange: m.exchange.into(),
         routing_key: m.routing_key.into(),
         content: Arc::new(Content { properties: m.properties, body }),
+        extra: None,
     }
 }
 

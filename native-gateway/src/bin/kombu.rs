@@ -184,11 +184,16 @@ fn message_json(m: &Message) -> Value {
         Err(e) => json!({ "error": format!("{}: {e}", e.name()), "raw_base64": base64_encode(m.body()) }),
     };
     let d = m.delivery_info();
+    let mut info = json!({"exchange": d.exchange, "routing_key": d.routing_key, "redelivered": d.redelivered, "delivery_tag": d.delivery_tag});
+    // The transport's own entries (SQS: sqs_message, sqs_queue), as Kombu shows them.
+    for (k, v) in d.extra.iter().flat_map(|e| e.iter()) {
+        info[k] = v.clone();
+    }
     json!({
         "body": body,
         "properties": m.properties(),
         "headers": m.headers(),
-        "delivery_info": {"exchange": d.exchange, "routing_key": d.routing_key, "redelivered": d.redelivered, "delivery_tag": d.delivery_tag},
+        "delivery_info": info,
     })
 }
 

@@ -438,7 +438,7 @@ impl Inner {
             };
             let Some(queue) = fetch.queues.get(i.wrapping_sub(1)) else { continue };
             let token = Envelope::from_json(&payload).ok().and_then(|e| e.delivery_tag().map(str::to_owned)).unwrap_or_default();
-            out.push(Fetched { queue: queue.clone(), token, payload: Bytes::from(payload), broadcast: false });
+            out.push(Fetched { queue: queue.clone(), token, payload: Bytes::from(payload), broadcast: false, extra: None });
         }
         if self.opts.ack_emulation {
             let mut o = lock(&self.outstanding);
@@ -531,7 +531,7 @@ impl Inner {
                         x.last_fetch = Instant::now();
                         while out.len() < max {
                             let Some(p) = x.buffer.pop_front() else { break };
-                            out.push(Fetched { queue: l.queue.clone(), token: String::new(), payload: p, broadcast: true });
+                            out.push(Fetched { queue: l.queue.clone(), token: String::new(), payload: p, broadcast: true, extra: None });
                         }
                     }
                     None => listens.push(Listen { queue: l.queue.clone(), buffer: VecDeque::new(), last_fetch: Instant::now() }),

@@ -184,24 +184,35 @@ pub fn signed_request(at: &Endpoint, operation: &str, input: &Json, now: SystemT
     Ok(req)
 }
 
-/// An answer: its JSON, or the error SQS named (`__type` `com.amazonaws.sqs#Code`, or the
-/// Query protocol's code in `x-amzn-query-error`).
+/// An answer: its JSON, or the error SQS named (`__type` `com.amazonaws.sqs#Code`, the
+/// Query protocol's code in `x-amzn-query-error`, or an XML `<ErrorResponse>`'s `<Code>`).
 pub fn parse_response(operation: &str, status: u16, query_error: Option<&str>, body: &[u8]) -> Result<Json, SqsError> {
     let json: Option<Json> = if body.is_empty() { Some(Json::Object(Default::default())) } else { serde_json::from_slice(body).ok() };
     if (200..300).contains(&status) {
         return json.ok_or_else(|| SqsError::Protocol { operation: operation.into(), reason: format!("HTTP {status} with a body that is not JSON: {}", String::from_utf8_lossy(&body[..body.len().min(200)])) });
     }
     let j = json.unwrap_or(Json::Null);
+    let text = String::from_utf8_lossy(body);
     let type_code = j.get("__type").and_then(Json::as_str).map(|t| t.rsplit('#').next().unwrap_or(t).to_owned());
     let query_code = query_error.and_then(|q| q.split(';').next()).map(|c| c.trim_start_matches("AWS.SimpleQueueService.").to_owned());
-    let code = type_code.or(query_code).unwrap_or_else(|| format!("HTTP{status}"));
+    let xml_code = xml_element(&text, "Code").map(str::to_owned);
+    let code = type_code.or(query_code).or(xml_code).unwrap_or_else(|| format!("HTTP{status}"));
     let message = j
         .get("message")
         .or_else(|| j.get("Message"))
         .and_then(Json::as_str)
+        .or_else(|| xml_element(&text, "Message"))
         .map(str::to_owned)
-        .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned());
+        .unwrap_or_else(|| text.chars().take(300).collect());
     Err(SqsError::Service { operation: operation.into(), code, message, status })
+}
+
+/// The text of the first `<name>` element: moto answers credential errors to JSON calls
+/// with a Query-protocol `<ErrorResponse>`.
+fn xml_element<'a>(body: &'a str, name: &str) -> Option<&'a str> {
+    let start = body.find(&format!("<{name}>"))? + name.len() + 2;
+    let len = body[start..].find(&format!("</{name}>"))?;
+    Some(&body[start..start + len])
 }
 
 #[cfg(test)]
@@ -232,6 +243,10 @@ mod tests {
         assert!(e.to_string().contains("GetQueueUrl failed: QueueDoesNotExist"), "{e}");
         let e = parse_response("ListQueues", 403, Some("AWS.SimpleQueueService.InvalidClientTokenId;Sender"), b"<xml/>").unwrap_err();
         assert_eq!(e.code(), Some("InvalidClientTokenId"));
+        let xml = br#"<?xml version="1.0" encoding="utf-8"?><ErrorResponse><Errors><Error><Code>SignatureDoesNotMatch</Code><Message>The request signature we calculated does not match.</Message><Type>Sender</Type></Error></Errors></ErrorResponse>"#;
+        let e = parse_response("ListQueues", 403, None, xml).unwrap_err();
+        assert_eq!(e.code(), Some("SignatureDoesNotMatch"));
+        assert!(e.to_string().ends_with("SignatureDoesNotMatch: The request signature we calculated does not match. (HTTP 403)"), "{e}");
         assert!(parse_response("ListQueues", 200, None, b"").unwrap().is_object());
         assert!(matches!(parse_response("ListQueues", 200, None, b"<html>"), Err(SqsError::Protocol { .. })));
     }

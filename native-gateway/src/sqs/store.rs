@@ -348,7 +348,8 @@ impl Inner {
             };
             let receives = m.pointer("/Attributes/ApproximateReceiveCount").and_then(Json::as_str).and_then(|s| s.parse::<u64>().ok());
             let payload = to_envelope(body, receives.is_some_and(|n| n > 1));
-            got.push(Fetched { queue: queue.clone(), token: handle.to_owned(), payload: Bytes::from(payload), broadcast: false });
+            let extra = delivery_info_extra(m, &q.url);
+            got.push(Fetched { queue: queue.clone(), token: handle.to_owned(), payload: Bytes::from(payload), broadcast: false, extra: Some(extra) });
         }
         // In flight from now on: their visibility is extended while this store holds them
         // (in the buffer or delivered), until settled, restored or released.
@@ -433,6 +434,16 @@ fn optional_b64_decode(raw: &str) -> Option<String> {
     }
     let decoded = base64::engine::general_purpose::STANDARD.decode(candidate).ok()?;
     String::from_utf8(decoded).ok()
+}
+
+/// Kombu's SQS entries of `delivery_info`: `sqs_message`, the message as ReceiveMessage
+/// returned it (MessageId, ReceiptHandle, MD5OfBody, Body, Attributes, MessageAttributes...),
+/// and `sqs_queue`, the queue's URL.
+fn delivery_info_extra(message: &Json, queue_url: &str) -> Arc<Headers> {
+    let mut extra = Headers::new();
+    extra.insert("sqs_message".into(), message.clone());
+    extra.insert("sqs_queue".into(), Value::String(queue_url.to_owned()));
+    Arc::new(extra)
 }
 
 /// A received body as the envelope JSON the channel reads (Kombu's `_message_to_python` +

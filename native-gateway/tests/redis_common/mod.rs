@@ -1,9 +1,8 @@
-//! Shared by the redis_* test binaries: a consumer run in a child process (this test binary
-//! again) that holds messages unacknowledged until it is killed, and key cleanup.
+//! Shared by the redis_* test binaries (with `support`, which they include too): the Redis
+//! connection and key cleanup, and the holder process's Redis side.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use kombu::{Connection, ConnectionOptions, Queue, Value};
@@ -46,21 +45,7 @@ pub async fn cleanup(url: &str, prefix: &str) {
 /// Run `redis_common::hold_messages_until_killed` in a child process: it consumes `count`
 /// messages of `queue` and holds them unacknowledged. Returns once it holds them.
 pub fn hold_in_child(prefix: &str, queue: &str, count: usize) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "redis_common::hold_messages_until_killed", "--nocapture", "--test-threads", "1"])
-        .env("KOMBU_REDIS_HOLD", format!("{prefix} {queue} {count}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the holder exited before holding");
-        if line.trim_end().ends_with("HELD") {
-            break;
-        }
-    }
-    child
+    crate::support::spawn_holder("redis_common::hold_messages_until_killed", ("KOMBU_REDIS_HOLD", format!("{prefix} {queue} {count}")))
 }
 
 /// Not a test on its own: the holder process of `hold_in_child` (does nothing without
@@ -73,10 +58,5 @@ async fn hold_messages_until_killed() {
     kombu_gateway::register_transports();
     let conn = connection(URL, prefix, &[]);
     let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(count as u16);
-    let mut held = Vec::new();
-    for _ in 0..count {
-        held.push(consumer.next_message(Some(Duration::from_secs(10))).await.unwrap());
-    }
-    println!("HELD");
-    tokio::time::sleep(Duration::from_secs(3600)).await;
+    crate::support::hold_forever(&consumer, count, Duration::from_secs(10)).await;
 }

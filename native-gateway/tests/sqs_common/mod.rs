@@ -1,10 +1,9 @@
-//! Shared by the sqs_* test binaries: the moto server scripts/test.sh starts (127.0.0.1,
-//! port MOTO_PORT, default 4566), unique queue name prefixes, raw SQS calls, cleanup, and a
-//! consumer run in a child process that holds messages until it is killed.
+//! Shared by the sqs_* test binaries (with `support`, which they include too): the moto
+//! server scripts/test.sh starts (127.0.0.1, port MOTO_PORT, default 4566), unique queue
+//! name prefixes, raw SQS calls, cleanup, and the holder process's SQS side.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use kombu::transport::ConnectInfo;
@@ -115,21 +114,7 @@ impl Raw {
 /// Run `sqs_common::hold_messages_until_killed` in a child process: it consumes `count`
 /// messages of `queue` and holds them unacknowledged. Returns once it holds them.
 pub fn hold_in_child(prefix: &str, queue: &str, count: usize, visibility: u32) -> Child {
-    let mut child = Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "sqs_common::hold_messages_until_killed", "--nocapture", "--test-threads", "1"])
-        .env("KOMBU_SQS_HOLD", format!("{prefix} {queue} {count} {visibility}"))
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    loop {
-        let mut line = String::new();
-        assert!(out.read_line(&mut line).unwrap() > 0, "the holder exited before holding");
-        if line.trim_end().ends_with("HELD") {
-            break;
-        }
-    }
-    child
+    crate::support::spawn_holder("sqs_common::hold_messages_until_killed", ("KOMBU_SQS_HOLD", format!("{prefix} {queue} {count} {visibility}")))
 }
 
 /// Not a test on its own: the holder process of `hold_in_child` (does nothing without
@@ -144,10 +129,5 @@ async fn hold_messages_until_killed() {
     kombu_gateway::register_transports();
     let conn = connection(prefix, &[("visibility_timeout", Value::from(visibility))]);
     let consumer = conn.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(count as u16);
-    let mut held = Vec::new();
-    while held.len() < count {
-        held.push(consumer.next_message(Some(Duration::from_secs(20))).await.unwrap());
-    }
-    println!("HELD");
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    crate::support::hold_forever(&consumer, count, Duration::from_secs(20)).await;
 }

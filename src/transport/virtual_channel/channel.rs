@@ -161,7 +161,7 @@ mod tests {
     }
 
     fn fetched(token: &str) -> Fetched {
-        Fetched { queue: "q".into(), token: token.into(), payload: Default::default(), broadcast: false }
+        Fetched { queue: "q".into(), token: token.into(), payload: Default::default(), broadcast: false, extra: None }
     }
 
     #[test]

@@ -300,6 +300,7 @@ fn decode(store: &dyn Store, m: &Fetched) -> Option<(Delivery, Envelope)> {
                 exchange: Name::from(env.exchange()),
                 routing_key: Name::from(env.routing_key()),
                 content: Arc::new(content),
+                extra: m.extra.clone(),
             };
             Some((delivery, env))
         }

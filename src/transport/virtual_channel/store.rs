@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::error::Result;
 use crate::rt::{Duration, MaybeSend, MaybeSync};
 use crate::proto::methods::{Name, QueueDeclare};
+use crate::value::Headers;
 
 /// One row of an exchange's binding table, as Kombu stores it: Redis keeps
 /// `routing_key + sep + pattern + sep + queue` in the set `_kombu.binding.<exchange>`.
@@ -87,6 +88,9 @@ pub struct Fetched {
     /// It came from a fanout broadcast: nothing is stored, so there is nothing to settle
     /// or restore (Kombu does not ack fanout messages on Redis).
     pub broadcast: bool,
+    /// The store's entries for the message's `delivery_info` (SQS: `sqs_message`,
+    /// `sqs_queue`), carried to [`crate::Message::delivery_info`]; `None` when it adds none.
+    pub extra: Option<Arc<Headers>>,
 }
 
 /// How a delivered message is settled. [`Store::settle`] takes it without waiting: a store

@@ -45,13 +45,13 @@ impl MemStore {
             if let Some(raw) = inner.queues.get_mut(&**q).and_then(VecDeque::pop_back) {
                 let token = Envelope::from_json(raw.as_bytes()).ok().and_then(|e| e.delivery_tag().map(str::to_owned)).unwrap_or_else(crate::common::uuid);
                 inner.unacked.insert(token.clone(), (q.to_string(), raw.clone()));
-                return Some(Fetched { queue: q.clone(), token, payload: raw.into_bytes().into(), broadcast: false });
+                return Some(Fetched { queue: q.clone(), token, payload: raw.into_bytes().into(), broadcast: false, extra: None });
             }
         }
         for l in &fetch.fanout {
             if let Some((_, buf)) = inner.subs.iter_mut().find(|(s, _)| s == l) {
                 if let Some(raw) = buf.pop_back() {
-                    return Some(Fetched { queue: l.queue.clone(), token: String::new(), payload: raw.into_bytes().into(), broadcast: true });
+                    return Some(Fetched { queue: l.queue.clone(), token: String::new(), payload: raw.into_bytes().into(), broadcast: true, extra: None });
                 }
             }
         }
