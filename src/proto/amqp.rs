@@ -398,7 +398,7 @@ fn method_args(m: &Method, w: &mut W) -> Result<()> {
                 w.shortstr("")?;
             }
         }
-        other => return Err(Error::NotImplemented(format!("encoding {other:?} (a server-side method)"))),
+        other => return Err(Error::NotImplemented(format!("encoding AMQP method {}.{} (a server-side method)", other.ids().0, other.ids().1))),
     }
     Ok(())
 }
