@@ -3,14 +3,16 @@
 # LTO, panic=abort) with wasm-bindgen's `--target web` glue:
 #   kombu_bg.wasm     the core and the facade ("kombu-wasm"): memory://, json, text and raw
 #                     bodies, no compression
-#   kombu_ws_bg.wasm  the same with the WebSocket transports ("kombu-wasm/ws"): gateway+ws://,
-#                     amqp+ws:// (the AMQP client) and their TLS forms
+#   kombu_ws_bg.wasm  the facade with the WebSocket transports ("kombu-wasm/ws"): gateway+ws://,
+#                     amqp+ws:// (the AMQP client) and their TLS forms, without the memory://
+#                     broker (pages using it talk to a gateway or RabbitMQ)
 #   codecs_bg.wasm    the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
 #                     zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, with the
 #                     `codec-module` feature's exports and without the `facade` feature
 #   zlib_bg.wasm      zlib/gzip only (`import "kombu-wasm/zlib"`), built the same way
 # Each is built with `--no-default-features` and the (additive) features it needs: `facade`
-# for the first two, `codec-module` for the last two (see Cargo.toml).
+# and `memory` for the first, `facade` and `websocket` for the second, `codec-module` for the
+# last two (see Cargo.toml).
 #
 # KOMBU_WS_OPT_LEVEL builds kombu_ws_bg.wasm at another opt-level (default z, like the rest):
 # 3 takes ~20% off the browser's CPU per message over gateway+ws:// for ~100 KB more gzipped
@@ -29,7 +31,7 @@ build() { # features out-name
   wasm-bindgen --target web --out-dir js/wasm --out-name "$2" --remove-name-section --remove-producers-section "$OUT"
 }
 rm -rf js/wasm
-build "facade,${KOMBU_WASM_FEATURES:-}" kombu
+build "facade,memory,${KOMBU_WASM_FEATURES:-}" kombu
 CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL=${KOMBU_WS_OPT_LEVEL:-z} build "facade,websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
 build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
 build "codec-module,zlib" zlib

@@ -1,15 +1,17 @@
 // kombu-wasm: the JavaScript face of the Rust core (../src/wasm/mod.rs).
 //
 // This module is the API over one of two builds of the WebAssembly module, chosen by the entry
-// the app imports: `index.js` ("kombu-wasm": memory:// and the Kombu API) or `ws.js`
-// ("kombu-wasm/ws": the same plus the WebSocket transports gateway+ws:// and amqp+ws://).
+// the app imports: `index.js` ("kombu-wasm": the Kombu API and the memory:// broker in the
+// page) or `ws.js` ("kombu-wasm/ws": the Kombu API and the WebSocket transports gateway+ws://
+// and amqp+ws://, without the memory:// broker, for pages that talk to a gateway or RabbitMQ).
 // The entries bind their build's wasm-bindgen glue (`bindModule`) and load it once, before
 // anything runs (top-level await of `init()`; `workerd.js` for Cloudflare Workers imports the
 // .wasm as a module and uses `initSync`). `init()` returns the same promise every time, so
 // nothing is ever initialised twice; one build serves the whole app, in whatever order the
-// entries are imported: "kombu-wasm" after "kombu-wasm/ws" keeps the larger build, and
-// "kombu-wasm/ws" after "kombu-wasm" replaces the core build with the larger one (an error
-// saying so if a Connection was already made on the core build).
+// entries are imported: an app that imports "kombu-wasm/ws" anywhere runs on it ("kombu-wasm"
+// after it keeps it, and "kombu-wasm/ws" after "kombu-wasm" replaces the core build, or says
+// what to import if a Connection was already made on the core build); memory:// then says
+// that it is in "kombu-wasm" only.
 // In Node the .wasm is read from disk next to this file (`process.getBuiltinModule`, so that
 // bundlers for browsers see no `node:` import); in browsers, workers and bundlers (Vite) the
 // glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
@@ -97,12 +99,12 @@ const registered = [];
 export function bindModule(glue, file, webSockets) {
   if (core === glue) return;
   if (core) {
-    if (!webSockets || withWebSockets) return; // the WebSocket build already bound has everything the smaller one has
+    if (!webSockets || withWebSockets) return; // the WebSocket build, once bound, serves the app
     if (made > 0) {
       throw new Error('kombu-wasm is already in use without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
     }
-    // "kombu-wasm" was imported first and nothing was made with it: the WebSocket build,
-    // which has everything the core build has, takes its place.
+    // "kombu-wasm" was imported first and nothing was made with it: the WebSocket build
+    // takes its place (the app talks to a gateway or RabbitMQ; memory:// is not in it).
     ready = undefined;
     version = undefined;
   }

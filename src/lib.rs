@@ -34,6 +34,7 @@
 // On wasm32 callbacks are not Send (browser values are not), so the shared state is Arc but !Sync there.
 #![cfg_attr(target_arch = "wasm32", allow(clippy::arc_with_non_send_sync))]
 
+#[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 pub mod broker;
 pub mod clocks;
 pub mod channel;

@@ -1,6 +1,12 @@
 // The playground: declare, bind, publish and consume through the kombu-wasm package, and
 // watch the broker (memory:// in this page) route messages.
-import { Connection, Exchange, Queue } from "kombu-wasm/ws";
+//
+// The page loads the build its broker URL needs, as an app would: "kombu-wasm" for memory://
+// (the broker in the page), "kombu-wasm/ws" for a gateway or RabbitMQ (it has no memory://).
+// Connecting to a URL of the other kind reloads the page with `?url=`.
+const remote = (url) => !/^memory:/i.test(url);
+const initialUrl = new URLSearchParams(location.search).get("url") ?? "memory://";
+const { Connection, Exchange, Queue } = await import(remote(initialUrl) ? "kombu-wasm/ws" : "kombu-wasm");
 
 const $ = (sel) => document.querySelector(sel);
 let conn;
@@ -41,6 +47,10 @@ function exchangeNamed(name) {
 }
 
 async function connect(url) {
+  if (remote(url) !== remote(initialUrl)) {
+    location.search = `?url=${encodeURIComponent(url)}`;
+    return new Promise(() => {}); // (the page reloads)
+  }
   if (conn) {
     for (const c of consumers) c.controller.abort();
     consumers.length = 0;
@@ -260,5 +270,6 @@ if (location.protocol.startsWith("http") && location.port) {
   const gw = `gateway+${location.protocol === "https:" ? "wss" : "ws"}://${location.host}/gateway?vhost=/playground`;
   $("#urls").append(new Option(gw));
 }
-connect($("#url").value).catch(fail);
+$("#url").value = initialUrl;
+connect(initialUrl).catch(fail);
 window.__playgroundReady = true;

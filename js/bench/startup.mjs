@@ -2,7 +2,7 @@
 // --password P]`: start-up in headless Chromium — the time from `import()` of a client's
 // module (fetch, compile and instantiate the .wasm, load the glue) to its first publish
 // resolved. A new browser context (empty cache) per run; median of RUNS (default 7). Always:
-// the core module ("kombu-wasm") and the WebSocket build ("kombu-wasm/ws") on memory://.
+// the core module ("kombu-wasm") on memory:// (the WebSocket build has no memory://).
 // With --gateway (a kombu-gateway fronting RabbitMQ, no token file): kombu-wasm/ws over
 // gateway+ws:// and amqp+ws:// (connect included), and @cloudamqp/amqp-client through the same
 // /amqp relay (connect, open a channel, publish); with --stomp: @stomp/stompjs over
@@ -75,7 +75,6 @@ async function stomp(base, { url, user, password }) {
 
 const cases = [
   { client: "kombu-wasm", url: "memory://", fn: kombu, arg: { entry: "index.js", url: "memory://" }, wasm: "kombu_bg.wasm" },
-  { client: "kombu-wasm/ws", url: "memory://", fn: kombu, arg: { entry: "ws.js", url: "memory://" }, wasm: "kombu_ws_bg.wasm" },
 ];
 if (o.gateway) {
   const gateway = `gateway+ws://${o.gateway}/gateway?vhost=/`;

@@ -1,10 +1,12 @@
-//! AMQP 0-9-1 frames and the methods Kombu uses, to and from bytes. Field tables go through
-//! `amq-protocol-types` (its parser and generator) and are converted to and from the JSON-like
-//! [`Headers`] the rest of the crate uses.
+//! AMQP 0-9-1 frames and the methods Kombu uses, to and from bytes. Field tables are read and
+//! written here straight from and to the JSON-like [`Headers`] the rest of the crate uses, with
+//! RabbitMQ's field types (its errata: `s` is a signed 16-bit integer, `l` and `L` 64-bit) —
+//! not through a general AMQP types crate, whose serde and parser-combinator code was a sixth
+//! of the npm package's `kombu-wasm/ws` module. Keys are written and read back sorted, as
+//! before, when tables went through such a crate's ordered map.
 
 use std::borrow::Cow;
 
-use amq_protocol_types::{AMQPValue, FieldArray, FieldTable, LongString, ShortString};
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
@@ -157,62 +159,15 @@ impl Method {
 
 // ----- field values -----------------------------------------------------------------------
 
-/// JSON-like value → AMQP field value (integers as 32-bit when they fit, else 64-bit, as
-/// py-amqp does; strings as long strings; arrays and objects as arrays and tables).
-pub fn to_amqp(v: &Value) -> AMQPValue {
-    match v {
-        Value::Null => AMQPValue::Void,
-        Value::Bool(b) => AMQPValue::Boolean(*b),
-        Value::Number(n) => match (n.as_i64(), n.as_u64(), n.as_f64()) {
-            (Some(i), _, _) if i32::try_from(i).is_ok() => AMQPValue::LongInt(i as i32),
-            (Some(i), _, _) => AMQPValue::LongLongInt(i),
-            (None, Some(u), _) => AMQPValue::LongLongInt(u as i64),
-            (_, _, Some(f)) => AMQPValue::Double(f),
-            _ => AMQPValue::Void,
-        },
-        Value::String(s) => AMQPValue::LongString(LongString::from(s.as_bytes().to_vec())),
-        Value::Array(a) => AMQPValue::FieldArray(FieldArray::from(a.iter().map(to_amqp).collect::<Vec<_>>())),
-        Value::Object(m) => AMQPValue::FieldTable(to_table(m)),
-    }
-}
+/// The longest a field table or array may nest (a bound for hostile input, far beyond what
+/// brokers and Kombu send).
+const MAX_DEPTH: usize = 64;
 
-/// AMQP field value → JSON-like value.
-pub fn from_amqp(v: &AMQPValue) -> Value {
-    match v {
-        AMQPValue::Boolean(b) => Value::Bool(*b),
-        AMQPValue::ShortShortInt(i) => Value::from(*i),
-        AMQPValue::ShortShortUInt(i) => Value::from(*i),
-        AMQPValue::ShortInt(i) => Value::from(*i),
-        AMQPValue::ShortUInt(i) => Value::from(*i),
-        AMQPValue::LongInt(i) => Value::from(*i),
-        AMQPValue::LongUInt(i) => Value::from(*i),
-        AMQPValue::LongLongInt(i) => Value::from(*i),
-        AMQPValue::Float(f) => serde_json::Number::from_f64(f64::from(*f)).map_or(Value::Null, Value::Number),
-        AMQPValue::Double(f) => serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number),
-        AMQPValue::DecimalValue(d) => {
-            let f = d.value as f64 / 10f64.powi(i32::from(d.scale));
-            serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)
-        }
-        AMQPValue::ShortString(s) => Value::String(s.as_str().to_owned()),
-        AMQPValue::LongString(s) => Value::String(String::from_utf8_lossy(s.as_bytes()).into_owned()),
-        AMQPValue::FieldArray(a) => Value::Array(a.as_slice().iter().map(from_amqp).collect()),
-        AMQPValue::Timestamp(t) => Value::from(*t),
-        AMQPValue::FieldTable(t) => Value::Object(from_table(t)),
-        AMQPValue::ByteArray(b) => Value::Array(b.as_slice().iter().map(|x| Value::from(*x)).collect()),
-        AMQPValue::Void => Value::Null,
-    }
-}
-
-fn to_table(h: &Headers) -> FieldTable {
-    let mut t = FieldTable::default();
-    for (k, v) in h {
-        t.insert(ShortString::from(k.as_str()), to_amqp(v));
-    }
-    t
-}
-
-fn from_table(t: &FieldTable) -> Headers {
-    t.inner().iter().map(|(k, v)| (k.as_str().to_owned(), from_amqp(v))).collect()
+/// Sorted by key, the order field tables have always been written and read in here.
+fn sorted(h: &Headers) -> Vec<(&String, &Value)> {
+    let mut entries: Vec<(&String, &Value)> = h.iter().collect();
+    crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(b.0));
+    entries
 }
 
 // ----- writing ------------------------------------------------------------------------------
@@ -254,10 +209,66 @@ impl W {
         }
         self.u8(v);
     }
+    /// A field table: its byte length, then each key (a short string) and value.
     fn table(&mut self, h: &Headers) -> Result<()> {
-        let (buf, _) = cookie_factory::gen(amq_protocol_types::generation::gen_field_table(&to_table(h)), Vec::new())
-            .map_err(|e| Error::Encode(format!("cannot encode an AMQP field table: {e:?}")))?;
-        self.0.put_slice(&buf);
+        self.sized(|w| {
+            for (k, v) in sorted(h) {
+                w.shortstr(k)?;
+                w.value(v)?;
+            }
+            Ok(())
+        })
+    }
+    /// What `f` writes, preceded by its length as a u32.
+    fn sized(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+        let at = self.0.len();
+        self.u32(0);
+        f(self)?;
+        let n = u32::try_from(self.0.len() - at - 4).map_err(|_| Error::Encode("an AMQP field table or array over 4 GiB".into()))?;
+        self.0[at..at + 4].copy_from_slice(&n.to_be_bytes());
+        Ok(())
+    }
+    /// A JSON-like value as an AMQP field value: integers as 32-bit (`I`) when they fit, else
+    /// 64-bit (`l`), as py-amqp does; floats as doubles, strings as long strings, arrays and
+    /// objects as arrays and tables, null as void.
+    fn value(&mut self, v: &Value) -> Result<()> {
+        match v {
+            Value::Null => self.u8(b'V'),
+            Value::Bool(b) => {
+                self.u8(b't');
+                self.u8(u8::from(*b));
+            }
+            Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+                (Some(i), _) if i32::try_from(i).is_ok() => {
+                    self.u8(b'I');
+                    self.u32(i as i32 as u32);
+                }
+                (Some(i), _) => {
+                    self.u8(b'l');
+                    self.u64(i as u64);
+                }
+                (None, Some(u)) => {
+                    self.u8(b'l');
+                    self.u64(u);
+                }
+                _ => {
+                    self.u8(b'd');
+                    self.u64(n.as_f64().unwrap_or(0.0).to_bits());
+                }
+            },
+            Value::String(s) => {
+                self.u8(b'S');
+                self.longstr(s.as_bytes());
+            }
+            Value::Array(a) => {
+                self.u8(b'A');
+                self.sized(|w| a.iter().try_for_each(|v| w.value(v)))?;
+            }
+            Value::Object(m) => {
+                self.u8(b'F');
+                self.table(m)?;
+            }
+        }
         Ok(())
     }
 }
@@ -387,7 +398,7 @@ fn method_args(m: &Method, w: &mut W) -> Result<()> {
                 w.shortstr("")?;
             }
         }
-        other => return Err(Error::NotImplemented(format!("encoding {other:?} (a server-side method)"))),
+        other => return Err(Error::NotImplemented(format!("encoding AMQP method {}.{} (a server-side method)", other.ids().0, other.ids().1))),
     }
     Ok(())
 }
@@ -555,9 +566,68 @@ impl<'a> R<'a> {
         Ok(std::array::from_fn(|i| v & (1 << i) != 0))
     }
     fn table(&mut self, what: &str) -> Result<Headers> {
-        let (rest, t) = amq_protocol_types::parsing::parse_field_table(self.0).map_err(|e| Error::Decode(format!("invalid AMQP field table in {what}: {e:?}")))?;
-        self.0 = rest;
-        Ok(from_table(&t))
+        self.table_at(what, 0)
+    }
+    /// A field table (keys sorted; a repeated key keeps its last value).
+    fn table_at(&mut self, what: &str, depth: usize) -> Result<Headers> {
+        let mut inner = self.sized(what, depth)?;
+        let mut entries = Vec::new();
+        while !inner.0.is_empty() {
+            let key = inner.shortstr(what)?;
+            entries.push((key, inner.value(what, depth + 1)?));
+        }
+        crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(&b.0));
+        Ok(entries.into_iter().collect())
+    }
+    /// The bytes of a table or array (its u32 length first), as a reader of their own.
+    fn sized(&mut self, what: &str, depth: usize) -> Result<R<'a>> {
+        if depth > MAX_DEPTH {
+            return Err(Error::Decode(format!("AMQP field tables in {what} nest deeper than {MAX_DEPTH}")));
+        }
+        let n = self.u32(what)? as usize;
+        Ok(R(self.bytes(n, what)?))
+    }
+    /// A field value (RabbitMQ's types), as a JSON-like value: numbers as numbers (a decimal
+    /// as its float value), strings as strings (long strings decoded leniently: bytes that are
+    /// not UTF-8 become U+FFFD), byte arrays as arrays of numbers, void as null.
+    fn value(&mut self, what: &str, depth: usize) -> Result<Value> {
+        let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
+        Ok(match self.u8(what)? {
+            b't' => Value::Bool(self.u8(what)? != 0),
+            b'b' => Value::from(self.u8(what)? as i8),
+            b'B' => Value::from(self.u8(what)?),
+            b's' | b'U' => Value::from(self.u16(what)? as i16),
+            b'u' => Value::from(self.u16(what)?),
+            b'I' => Value::from(self.u32(what)? as i32),
+            b'i' => Value::from(self.u32(what)?),
+            b'l' | b'L' => Value::from(self.u64(what)? as i64),
+            b'f' => float(f64::from(f32::from_bits(self.u32(what)?))),
+            b'd' => float(f64::from_bits(self.u64(what)?)),
+            b'D' => {
+                let scale = self.u8(what)?;
+                float(f64::from(self.u32(what)?) / 10f64.powi(i32::from(scale)))
+            }
+            b'S' => {
+                let n = self.u32(what)? as usize;
+                Value::String(String::from_utf8_lossy(self.bytes(n, what)?).into_owned())
+            }
+            b'A' => {
+                let mut inner = self.sized(what, depth)?;
+                let mut items = Vec::new();
+                while !inner.0.is_empty() {
+                    items.push(inner.value(what, depth + 1)?);
+                }
+                Value::Array(items)
+            }
+            b'T' => Value::from(self.u64(what)?),
+            b'F' => Value::Object(self.table_at(what, depth)?),
+            b'x' => {
+                let n = self.u32(what)? as usize;
+                Value::Array(self.bytes(n, what)?.iter().map(|b| Value::from(*b)).collect())
+            }
+            b'V' => Value::Null,
+            t => return Err(Error::Decode(format!("invalid AMQP field table in {what}: unknown field type {:?}", char::from(t)))),
+        })
     }
 }
 
@@ -960,5 +1030,100 @@ mod tests {
         assert!(e.to_string().contains("exceeds frame_max"), "{e}");
         let e = read_frame(&[1, 0, 0, 0, 0, 0, 4, 0, 99, 0, 1, FRAME_END], 4096).unwrap_err();
         assert!(e.to_string().contains("unknown AMQP method 99.1"), "{e}");
+    }
+
+    /// A field table's bytes: its u32 length, then `entries`.
+    fn table_bytes(entries: &[u8]) -> Vec<u8> {
+        let mut b = (entries.len() as u32).to_be_bytes().to_vec();
+        b.extend_from_slice(entries);
+        b
+    }
+
+    #[test]
+    fn field_tables_are_written_sorted_with_py_amqps_types() {
+        let mut h = Headers::new();
+        h.insert("b".into(), json!([true, null, "x", 2.5, 5_000_000_000i64, -7, 18_446_744_073_709_551_615u64]));
+        h.insert("a".into(), json!({"z": false, "y": {}}));
+        let mut w = W(BytesMut::new());
+        w.table(&h).unwrap();
+        let mut entries = b"\x01aF\x00\x00\x00\x0b\x01yF\x00\x00\x00\x00\x01zt\x00".to_vec();
+        entries.extend_from_slice(b"\x01bA\x00\x00\x00\x29");
+        entries.extend_from_slice(b"t\x01VS\x00\x00\x00\x01x");
+        entries.extend_from_slice(&[b'd']);
+        entries.extend_from_slice(&2.5f64.to_be_bytes());
+        entries.extend_from_slice(&[b'l']);
+        entries.extend_from_slice(&5_000_000_000i64.to_be_bytes());
+        entries.extend_from_slice(&[b'I']);
+        entries.extend_from_slice(&(-7i32).to_be_bytes());
+        entries.extend_from_slice(&[b'l', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        assert_eq!(w.0.to_vec(), table_bytes(&entries));
+        // And back (a u64 beyond i64 comes back as -1, as RabbitMQ reads it).
+        let back = R(&w.0).table("t").unwrap();
+        assert_eq!(back.keys().collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(back["a"], json!({"y": {}, "z": false}));
+        assert_eq!(back["b"], json!([true, null, "x", 2.5, 5_000_000_000i64, -7, -1]));
+        // A key longer than a short string is refused (not written with a wrapped length).
+        let mut long = Headers::new();
+        long.insert("k".repeat(256), json!(1));
+        assert!(W(BytesMut::new()).table(&long).unwrap_err().to_string().contains("short string"));
+    }
+
+    #[test]
+    fn field_tables_read_every_rabbitmq_type() {
+        let mut e = Vec::new();
+        let mut field = |key: &str, value: &[u8]| {
+            e.push(key.len() as u8);
+            e.extend_from_slice(key.as_bytes());
+            e.extend_from_slice(value);
+        };
+        field("t", b"t\x02");
+        field("b", b"b\xfe");
+        field("B", b"B\xfe");
+        field("s", b"s\xff\xfe");
+        field("U", b"U\x00\x05");
+        field("u", b"u\xff\xfe");
+        field("I", b"I\xff\xff\xff\xfe");
+        field("i", b"i\xff\xff\xff\xfe");
+        field("l", b"l\xff\xff\xff\xff\xff\xff\xff\xfe");
+        field("L", b"L\x00\x00\x00\x00\x00\x00\x00\x09");
+        field("f", &[b'f', 0x3f, 0xc0, 0, 0]);
+        field("d", &[&b"d"[..], &0.25f64.to_be_bytes()].concat());
+        field("D", b"D\x02\x00\x00\x01\x3b");
+        field("S", b"S\x00\x00\x00\x03a\xffb");
+        field("A", b"A\x00\x00\x00\x04VB\x07V");
+        field("T", b"T\x00\x00\x00\x00\x65\x00\x00\x00");
+        field("F", b"F\x00\x00\x00\x03\x01kV");
+        field("x", b"x\x00\x00\x00\x02\x01\x02");
+        field("V", b"V");
+        field("t", b"t\x00"); // a repeated key keeps its last value
+        let h = R(&table_bytes(&e)).table("t").unwrap();
+        let expected = json!({
+            "A": [null, 7, null], "B": 254, "D": 3.15, "F": {"k": null}, "I": -2, "L": 9, "S": "a\u{fffd}b",
+            "T": 0x6500_0000u64, "U": 5, "V": null, "b": -2, "d": 0.25, "f": 1.5, "i": 4_294_967_294u32, "l": -2,
+            "s": -2, "t": false, "u": 65_534, "x": [1, 2]
+        });
+        assert_eq!(Value::Object(h.clone()), expected);
+        let keys: Vec<&str> = h.keys().map(String::as_str).collect();
+        assert_eq!(keys, ["A", "B", "D", "F", "I", "L", "S", "T", "U", "V", "b", "d", "f", "i", "l", "s", "t", "u", "x"]);
+    }
+
+    #[test]
+    fn bad_field_tables_are_refused() {
+        let err = |b: &[u8]| R(b).table("arguments").unwrap_err().to_string();
+        assert!(err(&table_bytes(b"\x01kZ")).contains("unknown field type 'Z'"));
+        assert!(err(&table_bytes(b"\x01kI\x00")).contains("too short"));
+        assert!(err(&[0, 0, 0, 9, 1]).contains("too short"));
+        assert!(err(&table_bytes(b"\x01\xffV")).contains("not UTF-8"));
+        // Nesting is bounded: 100 arrays inside each other.
+        let mut v = b"V".to_vec();
+        for _ in 0..100 {
+            let mut a = b"A".to_vec();
+            a.extend_from_slice(&(v.len() as u32).to_be_bytes());
+            a.extend_from_slice(&v);
+            v = a;
+        }
+        let mut e = b"\x01k".to_vec();
+        e.extend_from_slice(&v);
+        assert!(err(&table_bytes(&e)).contains("nest deeper than 64"));
     }
 }

@@ -263,6 +263,24 @@ pub enum ServerFrame {
 }
 
 impl ServerFrame {
+    /// The frame's `type` on the wire (`ok`, `get-ok`, `error`, ...), for error messages: a
+    /// derived `Debug` of frames would put their whole formatting code in the wasm modules.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerFrame::Ok { .. } => "ok",
+            ServerFrame::GetOk { .. } => "get-ok",
+            ServerFrame::Error { .. } => "error",
+            ServerFrame::Deliver { .. } => "deliver",
+            ServerFrame::Return { .. } => "return",
+            ServerFrame::Cancel { .. } => "cancel",
+            ServerFrame::Confirm { .. } => "confirm",
+            ServerFrame::Flow { .. } => "flow",
+            ServerFrame::Heartbeat => "heartbeat",
+            ServerFrame::Blocked { .. } => "blocked",
+            ServerFrame::Unblocked => "unblocked",
+        }
+    }
+
     /// The error frame for `e` (answering request `id`, or pushed when `None`).
     pub fn error(id: Option<u64>, channel: Option<u32>, e: &Error) -> ServerFrame {
         let (scope, code, text) = match e {

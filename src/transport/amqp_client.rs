@@ -101,6 +101,23 @@ struct Inner {
 }
 
 
+/// The broker answered `expected` with another method, named by its AMQP class and method
+/// ids (not a derived `Debug` of methods, whose formatting code would go into the wasm module).
+fn unexpected(expected: &str, got: &Method) -> Error {
+    let (class, method) = got.ids();
+    Error::Decode(format!("expected {expected}, got AMQP method {class}.{method}"))
+}
+
+/// What a frame is, for error messages.
+fn frame_kind(f: &Frame) -> String {
+    match f {
+        Frame::Method(_, m) => format!("AMQP method {}.{}", m.ids().0, m.ids().1),
+        Frame::Header(..) => "content header".into(),
+        Frame::Body(..) => "content body".into(),
+        Frame::Heartbeat => "heartbeat".into(),
+    }
+}
+
 fn closed() -> Error {
     Error::RecoverableConnection("the AMQP connection is closed".into())
 }
@@ -223,7 +240,7 @@ impl AmqpClient {
                     }
                     Frame::Heartbeat => {}
                     other => {
-                        let _ = hs.unbounded_send(Err(Error::Decode(format!("unexpected {other:?} during the AMQP handshake"))));
+                        let _ = hs.unbounded_send(Err(Error::Decode(format!("unexpected {} during the AMQP handshake", frame_kind(&other)))));
                     }
                 }
                 continue;
@@ -311,7 +328,7 @@ impl AmqpClient {
         self.inner.out.flush();
         match self.expect("connection.open-ok").await? {
             Method::ConnectionOpenOk => {}
-            other => return Err(Error::Decode(format!("expected connection.open-ok, got {other:?}"))),
+            other => return Err(unexpected("connection.open-ok", &other)),
         }
         self.inner.frame_max.store(frame_max, Ordering::Relaxed);
         self.inner.channel_max.store(channel_max, Ordering::Relaxed);
@@ -504,7 +521,7 @@ impl RawConnection for AmqpConnection {
         };
         match self.inner.method(id, Method::ChannelOpen).await? {
             Method::ChannelOpenOk => {}
-            other => return Err(Error::Decode(format!("expected channel.open-ok, got {other:?}"))),
+            other => return Err(unexpected("channel.open-ok", &other)),
         }
         if self.inner.confirm_publish.load(Ordering::Relaxed) {
             self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
@@ -639,7 +656,7 @@ impl RawChannel for AmqpChannel {
             .await?
         {
             Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
-            other => Err(Error::Decode(format!("expected queue.declare-ok, got {other:?}"))),
+            other => Err(unexpected("queue.declare-ok", &other)),
         }
     }
     async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
@@ -651,13 +668,13 @@ impl RawChannel for AmqpChannel {
     async fn queue_purge(&self, queue: &str) -> Result<u32> {
         match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
             Method::QueuePurgeOk { message_count } => Ok(message_count),
-            other => Err(Error::Decode(format!("expected queue.purge-ok, got {other:?}"))),
+            other => Err(unexpected("queue.purge-ok", &other)),
         }
     }
     async fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
         match self.ok(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }).await? {
             Method::QueueDeleteOk { message_count } => Ok(message_count),
-            other => Err(Error::Decode(format!("expected queue.delete-ok, got {other:?}"))),
+            other => Err(unexpected("queue.delete-ok", &other)),
         }
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
@@ -710,7 +727,7 @@ impl RawChannel for AmqpChannel {
             .await?
         {
             Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
-            other => Err(Error::Decode(format!("expected basic.consume-ok, got {other:?}"))),
+            other => Err(unexpected("basic.consume-ok", &other)),
         }
     }
     async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {

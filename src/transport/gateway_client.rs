@@ -168,7 +168,7 @@ impl GatewayClient {
     async fn result(&self, request: Request) -> Result<Value> {
         match self.request(request, b"").await? {
             (ServerFrame::Ok { result, .. }, _) => Ok(result),
-            (other, _) => Err(Error::Decode(format!("unexpected answer from the gateway: {other:?}"))),
+            (other, _) => Err(Error::Decode(format!("unexpected answer from the gateway: a {:?} frame", other.kind()))),
         }
     }
 

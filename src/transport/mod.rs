@@ -5,8 +5,8 @@
 //! [`crate::proto::methods`]). Futures are `Send` natively (tokio) and `?Send` in wasm32 (browser
 //! WebSockets are not `Send`); see [`crate::rt::MaybeSend`].
 //!
-//! Transports are found by URL scheme in the [`registry`]. It holds `memory` and, in wasm32
-//! with the `websocket` feature, the browser's WebSocket transports; other crates (the
+//! Transports are found by URL scheme in the [`registry`]. It holds `memory` (in wasm32 with
+//! the `memory` feature) and, in wasm32 with the `websocket` feature, the browser's WebSocket transports; other crates (the
 //! gateway's native AMQP, Redis and SQS transports) register theirs.
 //!
 //! This module is the contract only (the traits and [`ConnectInfo`]): the engines and carriers
@@ -15,6 +15,7 @@
 pub mod amqp_client;
 pub mod carrier;
 pub mod gateway_client;
+#[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 pub mod memory;
 pub mod registry;
 pub mod virtual_channel;

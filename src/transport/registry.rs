@@ -3,11 +3,12 @@
 
 use std::sync::Arc;
 
-#[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
+#[cfg(all(target_arch = "wasm32", not(all(feature = "websocket", feature = "memory"))))]
 use crate::error::Error;
 use crate::error::Result;
 use crate::namemap::NameMap;
 
+#[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 use super::memory;
 #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
 use super::websocket;
@@ -16,7 +17,9 @@ use super::Transport;
 type Registry = NameMap<Arc<dyn Transport>>;
 
 fn builtin() -> Registry {
+    #[allow(unused_mut)] // (nothing to add in a wasm32 build without `memory` and `websocket`)
     let mut m: Registry = NameMap::new();
+    #[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
     m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
     #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
     {
@@ -59,18 +62,31 @@ pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
         None => {
             let known: Vec<&str> = r.keys().map(String::as_str).collect();
             let e = crate::url::unknown_transport(name, &known);
-            // The npm package's core module is built without the WebSocket transports.
-            #[cfg(all(target_arch = "wasm32", not(feature = "websocket")))]
-            let e = match e {
-                Error::UnknownTransport { name, known } if name.ends_with("+ws") || name.ends_with("+wss") => Error::UnknownTransport {
-                    name,
-                    known: format!(r#"{known}; gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#),
-                },
-                other => other,
-            };
+            #[cfg(all(target_arch = "wasm32", not(all(feature = "websocket", feature = "memory"))))]
+            let e = npm_module_hint(e);
             Err(e)
         }
     })
+}
+
+/// The npm package's core module ("kombu-wasm") is built without the WebSocket transports and
+/// its "kombu-wasm/ws" module without the `memory://` broker: an unknown transport that the
+/// other module has names it.
+#[cfg(all(target_arch = "wasm32", not(all(feature = "websocket", feature = "memory"))))]
+fn npm_module_hint(e: Error) -> Error {
+    let hint = match &e {
+        Error::UnknownTransport { name, .. } if !cfg!(feature = "websocket") && (name.ends_with("+ws") || name.ends_with("+wss")) => {
+            r#"gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#
+        }
+        Error::UnknownTransport { name, .. } if !cfg!(feature = "memory") && name == "memory" => {
+            r#"memory:// (the in-page broker) is in "kombu-wasm", not in "kombu-wasm/ws", which is built for pages that talk to kombu-gateway or RabbitMQ: import from "kombu-wasm" (and not "kombu-wasm/ws") for memory://, or use the gateway's embedded broker (gateway+ws://host:port/gateway)"#
+        }
+        _ => return e,
+    };
+    match e {
+        Error::UnknownTransport { name, known } => Error::UnknownTransport { name, known: format!("{known}; {hint}") },
+        other => other,
+    }
 }
 
 /// Names of the registered transports.
