@@ -19,6 +19,7 @@ import { startGateway, rabbitUp, runNode, lastJson } from "./gateway-process.mjs
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ws = JSON.stringify(join(here, "..", "ws.js"));
+const core = JSON.stringify(join(here, "..", "index.js")); // memory:// is in the core module only
 let gateway;
 let rabbit; // a gateway on RabbitMQ, when RabbitMQ runs here and rabbitmqctl can reach it
 let noRabbit = "";
@@ -174,7 +175,7 @@ test("gateway+ws:// clients see blocked then unblocked as the embedded broker cr
 test("on() refuses an event it does not know, naming those it does", () => {
   const r = lastJson(
     runNode(`
-      import { Connection } from ${ws};
+      import { Connection } from ${core};
       const conn = new Connection("memory://");
       let error;
       try { conn.on("block", () => {}); } catch (e) { error = [e.name, e.message]; }
