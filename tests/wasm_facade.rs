@@ -43,6 +43,10 @@ fn options_are_checked_and_errors_are_named() {
     assert!(!msg(&e).contains("secret"));
     let e = JsConnection::new(url(), obj(r#"{"heartbeet": 1}"#)).err().unwrap();
     assert!(msg(&e).contains("heartbeet"), "{}", msg(&e));
+    // An option's value is refused under the name JS gave it, not Kombu's snake_case.
+    let e = JsConnection::new(url(), obj(r#"{"failoverStrategy": "random"}"#)).err().unwrap();
+    assert_eq!(name(&e), "ValueError");
+    assert!(msg(&e).contains("`failoverStrategy` must be one of \"round-robin\", \"shuffle\", not \"random\""), "{}", msg(&e));
     // A URL that is not a string is refused by name (wasm-bindgen would trust a String).
     let e = JsConnection::new(JsValue::TRUE, JsValue::UNDEFINED).err().unwrap();
     assert_eq!(name(&e), "ValueError");

@@ -20,10 +20,10 @@ use crate::{Channel, Connection, ConnectionOptions, Entity};
 fn connection_options(options: &JsValue) -> JsResult<ConnectionOptions> {
     let mut f = Fields::from_js("Connection options", options)?;
     let mut transport_options = f.map("transportOptions")?.unwrap_or_default();
-    let failover_strategy = match f.str("failoverStrategy")? {
-        Some(s) => kombu(FailoverStrategy::parse(&s))?,
-        None => FailoverStrategy::default(),
-    };
+    // Named as the JS option (the core's error names Kombu's `failover_strategy`).
+    let failover_strategy = f
+        .get("failoverStrategy", r#"one of "round-robin", "shuffle""#, |v| FailoverStrategy::parse(v.as_str()?).ok())?
+        .unwrap_or_default();
     // Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
     if let Some(c) = f.bool("confirmPublish")? {
         transport_options.insert("confirm_publish".into(), c.into());

@@ -82,7 +82,7 @@ impl Fields {
     }
 
     /// Take `k` and convert it with `f`, or refuse it as not `expected`.
-    fn get<T>(&mut self, k: &'static str, expected: &str, f: impl FnOnce(&Value) -> Option<T>) -> JsResult<Option<T>> {
+    pub(super) fn get<T>(&mut self, k: &'static str, expected: &str, f: impl FnOnce(&Value) -> Option<T>) -> JsResult<Option<T>> {
         match self.take(k) {
             None => Ok(None),
             Some((key, v)) => f(&v).map(Some).ok_or_else(|| self.bad(&key, expected, &v)),
