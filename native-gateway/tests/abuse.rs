@@ -5,10 +5,8 @@
 //! refused or closed with a reason, and the gateway's memory (VmRSS of its process) stays
 //! under a stated bound while a well-behaved client keeps being served.
 
-use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, SocketAddr};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -21,62 +19,16 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod support;
+use support::GatewayProcess;
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<TcpStream>>;
 
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672//";
 
-struct Gateway {
-    child: Child,
-    addr: String,
-    /// What it logged (stdout: tracing's lines at `warn` and above).
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Gateway {
-    fn start(args: &[&str]) -> Gateway {
-        Self::spawn(Command::new(env!("CARGO_BIN_EXE_kombu-gateway")), args)
-    }
-
-    /// With a file-descriptor limit of `files` (the shell's `ulimit -n`, then `exec`).
-    fn start_with_file_limit(files: u32, args: &[&str]) -> Gateway {
-        let mut sh = Command::new("sh");
-        sh.args(["-c", &format!("ulimit -n {files} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_kombu-gateway")]);
-        Self::spawn(sh, args)
-    }
-
-    fn spawn(mut command: Command, args: &[&str]) -> Gateway {
-        let mut child = command
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kombu-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the gateway prints where it listens").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let keep = log.clone();
-        std::thread::spawn(move || {
-            for l in lines.map_while(Result::ok) {
-                keep.lock().unwrap().push(l);
-            }
-        });
-        Gateway { child, addr, log }
-    }
-
-    /// The process's resident memory, in KiB.
-    fn rss_kib(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
-        line.split_whitespace().nth(1).unwrap().parse().unwrap()
-    }
-
+/// This file's more of [`GatewayProcess`] (an inherent impl: `support` is a module of this
+/// test crate): its `/metrics`.
+impl GatewayProcess {
     /// A counter or gauge of `/metrics` (asked again while the gateway refuses the request).
     async fn metric(&self, name: &str) -> u64 {
         let deadline = Instant::now() + Duration::from_secs(20);
@@ -105,20 +57,9 @@ impl Gateway {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
     }
-
-    fn logged(&self, needle: &str) -> usize {
-        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
-    }
 }
 
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-async fn ws(g: &Gateway) -> Ws {
+async fn ws(g: &GatewayProcess) -> Ws {
     let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
     req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
     tokio_tungstenite::connect_async(req).await.unwrap().0
@@ -223,7 +164,7 @@ async fn raw_close(tcp: &mut TcpStream) -> Option<(u16, String)> {
 }
 
 /// A well-behaved client is served: a round trip through a queue of its own.
-async fn served(g: &Gateway) {
+async fn served(g: &GatewayProcess) {
     let conn = Connection::new(&format!("gateway+ws://{}/gateway?vhost=/", g.addr)).unwrap();
     let ch = conn.default_channel().await.unwrap();
     let name = format!("abuse-ok-{}", kombu::uuid());
@@ -246,7 +187,7 @@ async fn served(g: &Gateway) {
 #[tokio::test]
 async fn silent_slow_and_deaf_clients_are_closed_with_a_reason_and_stop_counting() {
     kombu_gateway::register_transports();
-    let g = Gateway::start(&["--hello-timeout", "1", "--header-read-timeout", "1", "--idle-timeout", "2", "--ping-interval", "0.5", "--close-timeout", "1"]);
+    let g = GatewayProcess::start(&["--hello-timeout", "1", "--header-read-timeout", "1", "--idle-timeout", "2", "--ping-interval", "0.5", "--close-timeout", "1"]);
     let baseline = g.metric("kombu_gateway_tcp_connections").await;
 
     // No hello: closed with 1008 and the reason.
@@ -313,7 +254,7 @@ async fn silent_slow_and_deaf_clients_are_closed_with_a_reason_and_stop_counting
 #[tokio::test]
 async fn connections_are_limited_per_address_and_in_all_with_the_log_rate_limited() {
     kombu_gateway::register_transports();
-    let g = Gateway::start(&["--max-connections", "6", "--max-connections-per-address", "3", "--header-read-timeout", "60", "--hello-timeout", "60"]);
+    let g = GatewayProcess::start(&["--max-connections", "6", "--max-connections-per-address", "3", "--header-read-timeout", "60", "--hello-timeout", "60"]);
     let (a, b, c): (IpAddr, IpAddr, IpAddr) = ("127.0.0.1".parse().unwrap(), "127.0.0.2".parse().unwrap(), "127.0.0.3".parse().unwrap());
     let mut idle = Vec::new();
     // Accepted in the order they connect: the fourth is over the limit.
@@ -357,7 +298,7 @@ async fn connections_are_limited_per_address_and_in_all_with_the_log_rate_limite
 async fn running_out_of_file_descriptors_logs_now_and_then_and_recovers() {
     kombu_gateway::register_transports();
     // No connection limits and a file limit of 64: 150 idle sockets exhaust it.
-    let g = Gateway::start_with_file_limit(64, &["--max-connections", "0", "--max-connections-per-address", "0", "--header-read-timeout", "2"]);
+    let g = GatewayProcess::start_with_file_limit(64, &["--max-connections", "0", "--max-connections-per-address", "0", "--header-read-timeout", "2"]);
     let mut idle = Vec::new();
     for _ in 0..150 {
         idle.push(TcpStream::connect(&g.addr).await.unwrap());
@@ -377,7 +318,7 @@ const PING: [u8; 6] = [0x89, 0x80, 0, 0, 0, 0];
 #[tokio::test]
 async fn a_ping_flood_that_reads_no_pong_is_cut_off_and_memory_stays_bounded() {
     kombu_gateway::register_transports();
-    let g = Gateway::start(&[]);
+    let g = GatewayProcess::start(&[]);
     served(&g).await;
     let before = g.rss_kib();
     // 50 clients × 20,000 pings (a million), none of them reading a pong, none sending hello.
@@ -425,7 +366,7 @@ async fn rabbitmq_up() -> bool {
 async fn mandatory_returns_to_a_publisher_that_does_not_read_stay_bounded() {
     kombu_gateway::register_transports();
     assert!(rabbitmq_up().await, "these tests need RabbitMQ on 127.0.0.1:5672");
-    let g = Gateway::start(&["--broker", RABBITMQ]);
+    let g = GatewayProcess::start(&["--broker", RABBITMQ]);
     served(&g).await;
     let before = g.rss_kib();
     let mut publisher = ws(&g).await;
@@ -462,7 +403,7 @@ async fn mandatory_returns_to_a_publisher_that_does_not_read_stay_bounded() {
 async fn the_amqp_relay_closes_silent_sockets_and_ping_floods_too() {
     kombu_gateway::register_transports();
     assert!(rabbitmq_up().await, "these tests need RabbitMQ on 127.0.0.1:5672");
-    let g = Gateway::start(&["--broker", RABBITMQ, "--hello-timeout", "1"]);
+    let g = GatewayProcess::start(&["--broker", RABBITMQ, "--hello-timeout", "1"]);
     let request = format!("GET /amqp HTTP/1.1\r\nHost: gateway\r\n{}\r\n", UPGRADE.replace("kombu-gateway.v1", "amqp"));
     // Nothing sent: closed with the reason.
     let mut silent = TcpStream::connect(&g.addr).await.unwrap();
@@ -491,7 +432,7 @@ async fn a_silent_amqp_socket_costs_no_broker_connection() {
             held.push(s);
         }
     });
-    let g = Gateway::start(&["--broker", &format!("amqp://guest:guest@{broker}//"), "--hello-timeout", "1"]);
+    let g = GatewayProcess::start(&["--broker", &format!("amqp://guest:guest@{broker}//"), "--hello-timeout", "1"]);
     let request = format!("GET /amqp HTTP/1.1\r\nHost: gateway\r\n{}\r\n", UPGRADE.replace("kombu-gateway.v1", "amqp"));
     let mut silent = Vec::new();
     for _ in 0..5 {
@@ -555,7 +496,7 @@ async fn publishes_toward_a_stalled_broker_hold_the_publisher_back_and_all_arriv
     kombu_gateway::register_transports();
     assert!(rabbitmq_up().await, "these tests need RabbitMQ on 127.0.0.1:5672");
     let (proxy, stall) = stalling_proxy().await;
-    let g = Gateway::start(&["--broker", &format!("amqp://guest:guest@{proxy}//")]);
+    let g = GatewayProcess::start(&["--broker", &format!("amqp://guest:guest@{proxy}//")]);
     let before = g.rss_kib();
     let queue = format!("abuse-stalled-{}", kombu::uuid());
     let mut publisher = ws(&g).await;

@@ -16,13 +16,15 @@
 //!   (the npm client over the same paths) takes too, so no two alarms ever overlap. RabbitMQ
 //!   tells publishing connections only, so each publishes while the alarm is raised.
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kombu::{Connection, ConnectionEvent, Error, PublishOptions, Queue};
 use kombu_gateway::server::{self, Config};
+
+mod support;
+use support::GatewayProcess;
 
 const RABBIT: &str = "amqp://guest:guest@127.0.0.1:5672//";
 
@@ -60,44 +62,10 @@ impl Seen {
     }
 }
 
-/// The gateway binary on its embedded broker.
-struct Gateway {
-    child: Child,
-    addr: String,
-}
-
-impl Gateway {
-    fn start(args: &[&str]) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kombu-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the gateway prints where it listens").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || for _ in lines {});
-        Gateway { child, addr }
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_embedded_broker_blocks_and_unblocks_every_gateway_client_at_its_memory_high_watermark() {
     kombu_gateway::register_transports();
-    let g = Gateway::start(&["--memory-high-watermark", "3000"]);
+    let g = GatewayProcess::start(&["--memory-high-watermark", "3000"]);
     let url = format!("gateway+ws://{}/gateway?confirm_publish=true", g.addr);
     let publisher = Connection::new(&url).unwrap();
     // A connection that never publishes is told too (RabbitMQ tells publishers only; the

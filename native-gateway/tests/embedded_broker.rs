@@ -9,10 +9,8 @@
 //! and declarations past them are refused with a reason.
 
 use std::collections::BTreeSet;
-use std::ffi::OsStr;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -22,51 +20,14 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message as WsMessage;
 
+mod support;
+use support::GatewayProcess;
+
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct Gateway {
-    child: Child,
-    addr: String,
-}
-
-impl Gateway {
-    /// Start the binary on `dir` and wait for its "listening" line.
-    fn start(dir: &Path) -> Gateway {
-        Self::start_with(&[OsStr::new("--data-dir"), dir.as_os_str()])
-    }
-
-    fn start_with(args: &[&OsStr]) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kombu-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the gateway prints where it listens").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        // Keep reading, so that the gateway never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        Gateway { child, addr }
-    }
-
-    /// `kill -9`.
-    fn kill(mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// The binary on its embedded broker, keeping it in `dir`.
+fn start(dir: &Path) -> GatewayProcess {
+    GatewayProcess::start(&["--data-dir", dir.to_str().expect("a UTF-8 temporary directory")])
 }
 
 /// A raw `kombu-gateway.v1` client: requests with ids, pushes collected as they come.
@@ -83,7 +44,7 @@ struct Client {
 }
 
 impl Client {
-    async fn connect(g: &Gateway) -> Client {
+    async fn connect(g: &GatewayProcess) -> Client {
         let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));
         let ws = tokio_tungstenite::connect_async(req).await.unwrap().0;
@@ -203,7 +164,7 @@ async fn declare_topology(c: &mut Client, ch: u64) {
 #[tokio::test]
 async fn kill_9_keeps_exactly_what_was_confirmed_and_not_what_was_acked() {
     let dir = data_dir();
-    let g = Gateway::start(&dir);
+    let mut g = start(&dir);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     declare_topology(&mut c, ch).await;
@@ -225,7 +186,7 @@ async fn kill_9_keeps_exactly_what_was_confirmed_and_not_what_was_acked() {
     eprintln!("{published} publishes confirmed in {:?} (100 written to disk)", t0.elapsed());
     g.kill();
 
-    let g = Gateway::start(&dir);
+    let mut g = start(&dir);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     assert_eq!(c.depth(ch, "kept").await, Ok(100), "every confirmed persistent message, and only those");
@@ -260,7 +221,7 @@ async fn kill_9_keeps_exactly_what_was_confirmed_and_not_what_was_acked() {
     }
     g.kill();
 
-    let g = Gateway::start(&dir);
+    let g = start(&dir);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     let left = c.drain(ch, "kept").await;
@@ -280,7 +241,7 @@ async fn kill_9_keeps_exactly_what_was_confirmed_and_not_what_was_acked() {
 #[tokio::test]
 async fn kill_9_mid_stream_loses_no_confirmed_message() {
     let dir = data_dir();
-    let g = Gateway::start(&dir);
+    let mut g = start(&dir);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     declare_topology(&mut c, ch).await;
@@ -312,7 +273,7 @@ async fn kill_9_mid_stream_loses_no_confirmed_message() {
     let sent = writer.await.unwrap();
     assert!((acked.len() as u64) < sent || sent == SENT, "mid-stream");
 
-    let g = Gateway::start(&dir);
+    let g = start(&dir);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     let kept = c.drain(ch, "kept").await;
@@ -335,7 +296,7 @@ async fn kill_9_mid_stream_loses_no_confirmed_message() {
 /// not even confirmed persistent messages in a durable queue (as documented).
 #[tokio::test]
 async fn without_a_data_dir_kill_9_loses_everything() {
-    let g = Gateway::start_with(&[]);
+    let mut g = GatewayProcess::start(&[]);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     declare_topology(&mut c, ch).await;
@@ -347,7 +308,7 @@ async fn without_a_data_dir_kill_9_loses_everything() {
     }
     assert_eq!(c.depth(ch, "kept").await, Ok(10));
     g.kill();
-    let g = Gateway::start_with(&[]);
+    let g = GatewayProcess::start(&[]);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     assert_eq!(c.depth(ch, "kept").await, Err("NotFound".into()), "a durable queue without --data-dir came back");
@@ -368,7 +329,7 @@ fn data_dir_is_refused_with_another_broker() {
 #[test]
 fn a_data_dir_in_use_is_refused() {
     let dir = data_dir();
-    let g = Gateway::start(&dir);
+    let g = start(&dir);
     let out = Command::new(env!("CARGO_BIN_EXE_kombu-gateway")).args(["--listen", "127.0.0.1:0", "--data-dir"]).arg(&dir).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
@@ -379,7 +340,7 @@ fn a_data_dir_in_use_is_refused() {
 
 #[tokio::test]
 async fn publishes_over_the_memory_high_watermark_and_declarations_past_the_caps_are_refused() {
-    let g = Gateway::start_with(&["--memory-high-watermark", "10000", "--max-queues", "2", "--max-exchanges", "1", "--max-bindings", "1"].map(OsStr::new));
+    let g = GatewayProcess::start(&["--memory-high-watermark", "10000", "--max-queues", "2", "--max-exchanges", "1", "--max-bindings", "1"]);
     let mut c = Client::connect(&g).await;
     let ch = c.channel().await;
     c.call(json!({"op": "queue.declare", "channel": ch, "method": {"queue": "full"}}), b"").await;

@@ -4,8 +4,6 @@
 //! connection error and reconnects once the gateway is back; a healthy idle connection stays
 //! up, kept alive on both sides by the heartbeat frames alone.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use futures::{SinkExt, StreamExt};
@@ -15,55 +13,17 @@ use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
 use tokio_tungstenite::tungstenite::Message;
 
-/// A `kombu-gateway` child process on the embedded broker.
-struct Gateway {
-    child: Child,
-    addr: String,
-}
+mod support;
+use support::GatewayProcess;
 
-impl Gateway {
-    fn start(args: &[&str]) -> Gateway {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-            .args(["--listen", "127.0.0.1:0"])
-            .args(args)
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kombu-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the gateway prints where it listens").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        Gateway { child, addr }
-    }
-
-    fn signal(&self, signal: &str) {
-        let ok = Command::new("kill").args([signal, &self.child.id().to_string()]).status().unwrap().success();
-        assert!(ok, "kill {signal}");
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.signal("-CONT");
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn url(g: &Gateway, heartbeat: u16) -> String {
+fn url(g: &GatewayProcess, heartbeat: u16) -> String {
     format!("gateway+ws://{}/gateway?vhost=/live-{}&heartbeat={heartbeat}", g.addr, kombu::uuid())
 }
 
 #[tokio::test]
 async fn a_frozen_gateway_is_detected_within_two_heartbeats_and_the_connection_recovers() {
     kombu_gateway::register_transports();
-    let g = Gateway::start(&[]);
+    let g = GatewayProcess::start(&[]);
     let conn = Connection::new(&url(&g, 1)).unwrap();
     let q = conn.simple_queue(&format!("live-{}", kombu::uuid())).await.unwrap();
     q.put("before", PublishOptions::new()).await.unwrap();
@@ -103,7 +63,7 @@ async fn an_idle_connection_with_heartbeats_stays_up_on_both_sides() {
     // No WebSocket pings and a 3-second idle timeout: only the client's heartbeat frames
     // keep the gateway from closing the connection, and only the gateway's keep the client
     // from giving it up (heartbeat 1 s: silence past 2 s would).
-    let g = Gateway::start(&["--ping-interval", "0", "--idle-timeout", "3"]);
+    let g = GatewayProcess::start(&["--ping-interval", "0", "--idle-timeout", "3"]);
     let conn = Connection::new(&url(&g, 1)).unwrap();
     let q = conn.simple_queue(&format!("live-{}", kombu::uuid())).await.unwrap();
     let ch = conn.default_channel().await.unwrap();
@@ -140,7 +100,7 @@ async fn an_idle_connection_with_heartbeats_stays_up_on_both_sides() {
 /// the answer has none and no heartbeat frame comes.
 #[tokio::test]
 async fn hello_agrees_on_heartbeats_and_the_gateway_sends_them() {
-    let g = Gateway::start(&["--ping-interval", "0"]);
+    let g = GatewayProcess::start(&["--ping-interval", "0"]);
     for asked in [Some(1u16), None] {
         let mut req = format!("ws://{}/gateway", g.addr).into_client_request().unwrap();
         req.headers_mut().insert("Sec-WebSocket-Protocol", HeaderValue::from_static(SUBPROTOCOL));

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use kombu::{PublishOptions, Queue, RetryPolicy, Value};
 use redis_common::{cleanup, connection, hold_in_child, redis_up, URL};
 use serde_json::json;
-use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, spawn_gateway};
+use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, GatewayProcess};
 
 fn prefix() -> String {
     format!("kwfail.{}.", kombu::uuid())
@@ -48,9 +48,9 @@ async fn every_message_held_through_a_gateway_killed_with_sigkill_comes_back() {
     let p = prefix();
     let conn = connection(URL, &p, &short_visibility());
     publish_numbers(&conn, "via-gw", 10).await;
-    let (gateway, port) = spawn_gateway(&format!("{URL}?global_keyprefix={p}&polling_interval=0.2")).await;
+    let gateway = GatewayProcess::start(&["--broker", &format!("{URL}?global_keyprefix={p}&polling_interval=0.2")]);
     // A browser-like client holds every message through the gateway when the gateway dies.
-    hold_through_gateway_and_kill(gateway, port, "via-gw", 10, Duration::from_secs(5)).await;
+    hold_through_gateway_and_kill(gateway, "via-gw", 10, Duration::from_secs(5)).await;
     let got = collect_redelivered(&conn, "via-gw", 10, 50, Duration::from_secs(20)).await;
     assert_eq!(got.numbers, (0..10).collect::<BTreeSet<i64>>());
     conn.release().await.unwrap();

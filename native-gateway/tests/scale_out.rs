@@ -11,6 +11,9 @@ use kombu::{Connection, PublishOptions, Queue};
 use kombu_gateway::server::{self, Config, Running};
 use serde_json::json;
 
+mod support;
+use support::GatewayProcess;
+
 const RABBITMQ: &str = "amqp://guest:guest@127.0.0.1:5672//";
 
 async fn gateway() -> Running {
@@ -20,6 +23,15 @@ async fn gateway() -> Running {
 
 fn url(g: &Running) -> String {
     format!("gateway+ws://{}/gateway?vhost=/", g.addr)
+}
+
+/// A `kombu-gateway` process on the local RabbitMQ.
+fn gateway_process() -> GatewayProcess {
+    GatewayProcess::start(&["--broker", RABBITMQ])
+}
+
+fn process_url(g: &GatewayProcess) -> String {
+    format!("gateway+ws://{}/gateway?vhost=/&confirm_publish=true", g.addr)
 }
 
 #[tokio::test]
@@ -109,55 +121,6 @@ async fn a_client_fails_over_to_the_other_gateway_and_loses_nothing() {
     b.shutdown().await;
 }
 
-/// A `kombu-gateway` process on the local RabbitMQ, killed with SIGKILL when dropped (if still
-/// running).
-struct GatewayProcess {
-    child: std::process::Child,
-    addr: String,
-}
-
-impl GatewayProcess {
-    fn start() -> GatewayProcess {
-        use std::io::{BufRead, BufReader};
-        use std::process::{Command, Stdio};
-        let mut child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-            .args(["--listen", "127.0.0.1:0", "--broker", RABBITMQ])
-            .env("RUST_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("start kombu-gateway");
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        let addr = loop {
-            let line = lines.next().expect("the gateway prints where it listens").unwrap();
-            if let Some(rest) = line.split("listening on http://").nth(1) {
-                break rest.split('/').next().unwrap().to_string();
-            }
-        };
-        // Keep reading, so that a full pipe never blocks the gateway's log.
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
-        GatewayProcess { child, addr }
-    }
-
-    fn url(&self) -> String {
-        format!("gateway+ws://{}/gateway?vhost=/&confirm_publish=true", self.addr)
-    }
-
-    /// `kill -9`: the process ends without closing anything (no WebSocket close, no AMQP
-    /// `connection.close` toward RabbitMQ: RabbitMQ sees the TCP connection drop).
-    fn kill9(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
-    }
-}
-
-impl Drop for GatewayProcess {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Two `kombu-gateway` processes on one RabbitMQ. A producer and a consumer, each on its own
 /// connection with the failover URL `A;B`, are both on A; A is killed with SIGKILL
 /// mid-stream. Both reconnect to B by themselves (the `reconnect` policy) and carry on.
@@ -171,9 +134,9 @@ async fn a_gateway_killed_with_sigkill_mid_stream_its_clients_fail_over_and_noth
     use std::time::Instant;
 
     kombu_gateway::register_transports();
-    let a = RefCell::new(GatewayProcess::start());
-    let b = GatewayProcess::start();
-    let (a_addr, failover) = (a.borrow().addr.clone(), format!("{};{}", a.borrow().url(), b.url()));
+    let a = RefCell::new(gateway_process());
+    let b = gateway_process();
+    let (a_addr, failover) = (a.borrow().addr.clone(), format!("{};{}", process_url(&a.borrow()), process_url(&b)));
     let queue = Queue::new(format!("scale-kill9-{}", kombu::uuid()));
     const N: u64 = 1_000;
     const KILL_AT: u64 = 300;
@@ -252,7 +215,7 @@ async fn a_gateway_killed_with_sigkill_mid_stream_its_clients_fail_over_and_noth
             }
             // A dies mid-stream, while publishes are in flight and deliveries unacknowledged.
             if received.borrow().len() as u64 == KILL_AT && killed_at.get().is_none() {
-                a.borrow_mut().kill9();
+                a.borrow_mut().kill();
                 killed_at.set(Some(Instant::now()));
             }
             // A delivery taken from A and acked after A died cannot be acked on the new

@@ -16,7 +16,7 @@ use std::time::Duration;
 use kombu::{Connection, ConnectionOptions, PublishOptions, Value};
 use serde_json::json;
 use sqs_common::{connection, hold_in_child, moto_up, port, prefix, Raw};
-use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, spawn_gateway};
+use support::{collect_redelivered, hold_through_gateway_and_kill, kill, publish_numbers, GatewayProcess};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A connection that makes one attempt (the errors are the point).
@@ -221,9 +221,9 @@ async fn every_message_held_through_a_gateway_killed_with_sigkill_comes_back() {
     let conn = connection(&p, &[("visibility_timeout", Value::from(2))]);
     publish_numbers(&conn, "via-gw", 6).await;
     let broker = format!("sqs://test:test@127.0.0.1:{}?queue_name_prefix={p}&region=us-east-1&wait_time_seconds=1&polling_interval=0.2", port());
-    let (gateway, gw_port) = spawn_gateway(&broker).await;
+    let gateway = GatewayProcess::start(&["--broker", &broker]);
     // A browser-like client holds every message through the gateway when the gateway dies.
-    hold_through_gateway_and_kill(gateway, gw_port, "via-gw", 6, Duration::from_secs(15)).await;
+    hold_through_gateway_and_kill(gateway, "via-gw", 6, Duration::from_secs(15)).await;
     let got = collect_redelivered(&conn, "via-gw", 6, 10, Duration::from_secs(30)).await;
     assert_eq!(got.numbers, (0..6).collect::<BTreeSet<i64>>());
     assert_eq!(got.deliveries, 6, "each came back once");

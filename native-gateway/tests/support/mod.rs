@@ -1,7 +1,7 @@
 //! Test machinery shared by the integration test binaries, whatever the broker: the Python
 //! interop peer (a script run with $KOMBU_PYTHON), a holder process (this test binary run
 //! again for one test, which takes messages and holds them until it is killed with SIGKILL),
-//! a `kombu-gateway` process, the in-process gateway and its HTTP endpoints, the `kombu`
+//! a `kombu-gateway` process ([`GatewayProcess`]), the in-process gateway and its HTTP endpoints, the `kombu`
 //! CLI, and the publish / kill / collect-what-comes-back steps of the at-least-once tests.
 //! Broker-specific helpers stay in `redis_common` and `sqs_common`.
 #![allow(dead_code)]
@@ -9,6 +9,7 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use kombu::{Connection, Consumer, Message, PublishOptions, Queue};
@@ -114,22 +115,95 @@ pub fn kill(mut child: Child) {
     child.wait().unwrap();
 }
 
-/// A `kombu-gateway` process on a free port in front of `broker`; returns once it accepts
-/// connections.
-pub async fn spawn_gateway(broker: &str) -> (Child, u16) {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let child = Command::new(env!("CARGO_BIN_EXE_kombu-gateway"))
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--broker", broker])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(start.elapsed() < Duration::from_secs(20), "the gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
+/// A `kombu-gateway` process (the binary built for these tests) on a free port of 127.0.0.1,
+/// with `RUST_LOG=warn` and `NO_COLOR=1`; [`GatewayProcess::start`] returns once it printed
+/// where it listens. Its later stdout lines (tracing's, at `warn` and above) are kept in
+/// `log` by a thread that reads on, so that a full pipe never blocks the gateway. Killed with
+/// SIGKILL when dropped (if still running).
+pub struct GatewayProcess {
+    child: Child,
+    /// `127.0.0.1:PORT`, as it printed it.
+    pub addr: String,
+    /// What it logged after the "listening" line.
+    pub log: Arc<Mutex<Vec<String>>>,
+}
+
+impl GatewayProcess {
+    /// `kombu-gateway --listen 127.0.0.1:0 ARGS...`.
+    pub fn start(args: &[&str]) -> GatewayProcess {
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_kombu-gateway")), args)
     }
-    (child, port)
+
+    /// The same with a file-descriptor limit of `files` (the shell's `ulimit -n`, then `exec`).
+    pub fn start_with_file_limit(files: u32, args: &[&str]) -> GatewayProcess {
+        let mut sh = Command::new("sh");
+        sh.args(["-c", &format!("ulimit -n {files} && exec \"$0\" \"$@\""), env!("CARGO_BIN_EXE_kombu-gateway")]);
+        Self::spawn(sh, args)
+    }
+
+    fn spawn(mut command: Command, args: &[&str]) -> GatewayProcess {
+        let mut child = command
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "warn")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("start kombu-gateway");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let addr = loop {
+            let line = lines.next().expect("the gateway prints where it listens").unwrap();
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split('/').next().unwrap().to_string();
+            }
+        };
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let keep = log.clone();
+        std::thread::spawn(move || {
+            for l in lines.map_while(Result::ok) {
+                keep.lock().unwrap().push(l);
+            }
+        });
+        GatewayProcess { child, addr, log }
+    }
+
+    /// Its process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// `kill SIGNAL PID` (e.g. `-STOP`, `-CONT`), which must succeed.
+    pub fn signal(&self, signal: &str) {
+        let ok = Command::new("kill").args([signal, &self.pid().to_string()]).status().unwrap().success();
+        assert!(ok, "kill {signal}");
+    }
+
+    /// `kill -9`, and reap: the process ends without closing anything (no WebSocket close, no
+    /// goodbye to its broker, which sees the TCP connection drop).
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// The process's resident memory, in KiB.
+    pub fn rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+        line.split_whitespace().nth(1).unwrap().parse().unwrap()
+    }
+
+    /// How many lines it logged so far contain `needle`.
+    pub fn logged(&self, needle: &str) -> usize {
+        self.log.lock().unwrap().iter().filter(|l| l.contains(needle)).count()
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped (SIGSTOP) process too.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 /// The gateway in this process, on a free port, in front of `broker`.
@@ -199,14 +273,14 @@ pub async fn collect_redelivered(conn: &Connection, queue: &str, n: usize, prefe
 }
 
 /// The gateway-kill case of the at-least-once tests: a gateway+ws:// client of the gateway
-/// at `port` takes `n` messages of `queue` and holds them when the gateway is killed.
-pub async fn hold_through_gateway_and_kill(gateway: Child, port: u16, queue: &str, n: usize, each: Duration) {
-    let client = Connection::new(&format!("gateway+ws://127.0.0.1:{port}/gateway")).unwrap();
+/// process `gateway` takes `n` messages of `queue` and holds them when the gateway is killed.
+pub async fn hold_through_gateway_and_kill(mut gateway: GatewayProcess, queue: &str, n: usize, each: Duration) {
+    let client = Connection::new(&format!("gateway+ws://{}/gateway", gateway.addr)).unwrap();
     let consumer = client.consumer(vec![Queue::new(queue)]).await.unwrap().prefetch_count(n as u16);
     let mut held = Vec::new();
     for _ in 0..n {
         held.push(consumer.next_message(Some(each)).await.unwrap());
     }
-    kill(gateway);
+    gateway.kill();
     drop(held);
 }
