@@ -10,22 +10,28 @@
 // native-gateway/tests/blocked.rs raises it: one `rabbitmqctl eval` that lowers the watermark,
 // sleeps and restores it inside the broker, under the same cluster-wide lock, so that the two
 // tests (or two runs of either) never overlap on the shared RabbitMQ.
+//
+// And the embedded-broker case in a Chromium page: the events reach a browser app too.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { execFileSync } from "node:child_process";
+import { existsSync } from "node:fs";
 import { join, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
 import { startGateway, rabbitUp, runNode, lastJson } from "./gateway-process.mjs";
 
 const here = dirname(fileURLToPath(import.meta.url));
 const ws = JSON.stringify(join(here, "..", "ws.js"));
 const core = JSON.stringify(join(here, "..", "index.js")); // memory:// is in the core module only
+const executablePath = process.env.CHROMIUM ?? "/usr/bin/chromium";
 let gateway;
 let rabbit; // a gateway on RabbitMQ, when RabbitMQ runs here and rabbitmqctl can reach it
 let noRabbit = "";
 
 before(async () => {
-  gateway = await startGateway(["--memory-high-watermark", "3000"]);
+  // It also serves the test pages (js/test/site) for the Chromium test.
+  gateway = await startGateway(["--memory-high-watermark", "3000", "--www", join(here, "site")]);
   if (!(await rabbitUp())) {
     noRabbit = "no RabbitMQ on 127.0.0.1:5672";
     assert.ok(!process.env.CI, `${noRabbit}: required under CI`);
@@ -170,6 +176,76 @@ test("gateway+ws:// clients see blocked then unblocked as the embedded broker cr
   assert.equal(r.after, "resolved", JSON.stringify(r));
   assert.equal(r.delivered, 1000, JSON.stringify(r));
   assert.equal(r.left, 0, JSON.stringify(r));
+});
+
+// The same in a Chromium page (the "kombu-wasm/ws" build the gateway serves at /pkg/): the
+// events reach a browser app, as they do Node.
+test("in Chromium, a page sees blocked then unblocked as the embedded broker crosses its watermark", { skip: !existsSync(executablePath) && "no chromium", timeout: 120000 }, async () => {
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage();
+    await page.goto(`http://${gateway.addr}/gateway.html`);
+    await page.waitForFunction(() => window.__ready);
+    const r = await page.evaluate(
+      async ({ url, name }) => {
+        const { Connection, Queue } = window.kombu;
+        const listen = (conn) => {
+          const said = [];
+          conn.on("blocked", (e) => said.push(e.type + ": " + e.reason));
+          conn.on("unblocked", (e) => said.push(e.type));
+          return said;
+        };
+        const until = async (conn, said, what) => {
+          const deadline = Date.now() + 30000;
+          while (!said.some((s) => s.startsWith(what))) {
+            if (Date.now() > deadline) throw new Error("no " + what + " event: " + JSON.stringify(said));
+            await conn.drainEvents({ timeout: 200 }).catch((e) => {
+              if (e.name !== "TimeoutError") throw e;
+            });
+          }
+        };
+        const publisher = new Connection(url, { confirmPublish: true });
+        const bystander = new Connection(url);
+        const [onPublisher, onBystander] = [listen(publisher), listen(bystander)];
+        const q = new Queue(name, { durable: false });
+        await publisher.declare(q);
+        await bystander.connect();
+        const producer = publisher.Producer();
+        const body = "x".repeat(1000);
+        await producer.publish(body, { routingKey: q.name });
+        await producer.publish(body, { routingKey: q.name });
+        await publisher.drainEvents({ timeout: 300 }).catch(() => {});
+        const saidUnder = [...onPublisher];
+        await producer.publish(body, { routingKey: q.name });
+        await until(publisher, onPublisher, "blocked");
+        await until(bystander, onBystander, "blocked");
+        const refused = await producer.publish(body, { routingKey: q.name }).then(() => "resolved", (e) => e.name);
+        const consumer = bystander.Consumer([q]);
+        for (let i = 0; i < 3; i++) (await consumer.next({ timeout: 20000 })).ack();
+        await until(bystander, onBystander, "unblocked");
+        await until(publisher, onPublisher, "unblocked");
+        const after = await producer.publish(body, { routingKey: q.name }).then(() => "resolved", (e) => e.name);
+        const last = await consumer.next({ timeout: 20000 });
+        last.ack();
+        await consumer.cancel();
+        const left = await publisher.purge(q);
+        await publisher.delete(q);
+        await publisher.release();
+        await bystander.release();
+        return { saidUnder, onPublisher, onBystander, refused, after, delivered: last.payload.length, left };
+      },
+      { url: `gateway+ws://${gateway.addr}/gateway`, name: `blocked.page.${process.pid}` },
+    );
+    assert.deepEqual(r.saidUnder, [], JSON.stringify(r));
+    assert.deepEqual(r.onPublisher, ["blocked: low on memory", "unblocked"], JSON.stringify(r));
+    assert.deepEqual(r.onBystander, ["blocked: low on memory", "unblocked"], JSON.stringify(r));
+    assert.equal(r.refused, "MessageNacked", JSON.stringify(r));
+    assert.equal(r.after, "resolved", JSON.stringify(r));
+    assert.equal(r.delivered, 1000, JSON.stringify(r));
+    assert.equal(r.left, 0, JSON.stringify(r));
+  } finally {
+    await browser.close();
+  }
 });
 
 test("on() refuses an event it does not know, naming those it does", () => {
