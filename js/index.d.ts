@@ -501,6 +501,9 @@ export declare class Connection {
   /** Connect, retrying with the policy (milliseconds); rejects at once for a URL that cannot
    * work. */
   ensureConnection(options?: { retryPolicy?: RetryPolicy }): Promise<void>;
+  /** Kombu's `collect`: forget the connection after a connection error, without closing
+   * channels; the next use reconnects (`ensure` does this before each retry). */
+  collect(): void;
   asUri(includePassword?: boolean): string;
   info(): ConnectionInfo;
   Producer(options?: ProducerOptions): Producer;

@@ -557,7 +557,12 @@ export class Connection {
             throw err;
           }
           errback?.(e, 0);
+          // As Kombu's ensure: drop the connection that failed, so the retry runs on a new one.
+          this.#c.collect();
           await this.#reconnect(policy, maxRetries === undefined ? undefined : Math.max(1, maxRetries - retries), errback);
+          // Reconnecting may not have waited on anything (memory://, or zero intervals): let
+          // the event loop run, so a function that keeps failing cannot freeze the page.
+          await new Promise((r) => setTimeout(r, 0));
           onRevive?.();
         }
       }
@@ -591,6 +596,12 @@ export class Connection {
       stop?.();
     }
     if (thrown) throw thrown;
+  }
+
+  /** Kombu's `collect`: forget the connection after a connection error, without closing
+   * channels; the next use reconnects (`ensure` does this before each retry). */
+  collect() {
+    this.#c.collect();
   }
 
   /** The URL, password masked unless `includePassword`. */

@@ -167,3 +167,36 @@ test("autoretry gives up after maxRetries with an OperationalError; bad options 
   assert.match(r.refused[2], /^ValueError: ensure: errback must be a function/);
   assert.match(r.refused[3], /^ValueError: .*fn must be a function/);
 });
+
+// Kombu's ensure drops the connection (`collect`) before reconnecting, so that a retry runs on
+// a new connection, not on the one that just failed; and a function that keeps failing must
+// not starve the event loop (with memory://, reconnecting never waits on I/O: without a pause
+// between attempts, the retries ran as one endless chain of microtasks and froze the page).
+test("ensure() reconnects before each retry and never starves the event loop", { timeout: 60000 }, () => {
+  const core = JSON.stringify(join(here, "..", "index.js"));
+  const r = lastJson(
+    runNode(`
+      import { Connection, OperationalError } from ${core};
+      const conn = new Connection("memory://");
+      await conn.connect();
+      const events = [];
+      conn.on("connected", () => events.push("connected"));
+      // Fails until a timer says stop: the timer can only fire if the retries yield.
+      let stop = false;
+      setTimeout(() => (stop = true), 100);
+      let calls = 0;
+      const flaky = conn.autoretry(async () => {
+        calls++;
+        if (!stop) throw new OperationalError("connection reset (from the test)");
+        return "done";
+      }, { intervalStart: 0, intervalStep: 0, intervalMax: 0 });
+      const result = await flaky();
+      console.log(JSON.stringify({ result, calls, reconnects: events.length }));
+      await conn.release();
+    `),
+  );
+  assert.equal(r.result, "done", JSON.stringify(r));
+  assert.ok(r.calls > 1, JSON.stringify(r));
+  // One new connection per retry (the failed one was dropped first).
+  assert.equal(r.reconnects, r.calls - 1, JSON.stringify(r));
+});

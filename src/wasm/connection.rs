@@ -104,6 +104,12 @@ impl JsConnection {
         }));
     }
 
+    /// Kombu's `collect`: forget the transport after a connection error (channels are not
+    /// closed); the next use reconnects.
+    pub fn collect(&self) {
+        self.inner.collect();
+    }
+
     /// True while connected.
     #[wasm_bindgen(getter)]
     pub fn connected(&self) -> bool {
