@@ -20,7 +20,7 @@ use crate::error::{Error, ReplyCode, Result};
 use crate::message::Message;
 use crate::retry::{FailoverCycle, FailoverStrategy, RetryPolicy};
 use crate::rt::{self, Duration, Instant};
-use crate::proto::methods::{Delivery, ServerEvent};
+use crate::proto::methods::{Delivery, Name, ServerEvent};
 use crate::transport::{self, ConnectInfo, RawChannel, RawConnection};
 use crate::url;
 use crate::value::Headers;
@@ -113,6 +113,12 @@ pub(crate) struct ConnInner {
     connecting: futures::lock::Mutex<()>,
     declared: Mutex<HashSet<u64>>,
     channels: Mutex<Vec<Weak<ChannelInner>>>,
+    /// There are consumers whose handles were dropped to cancel at the broker (see
+    /// `Channel::consumer_gone` and `stray`), at the next wait for events.
+    pub(crate) orphans: AtomicBool,
+    /// Deliveries to consumers on channels whose handles were all dropped: (transport
+    /// channel, consumer tag, delivery tag), held until the consumer is cancelled.
+    stray: Mutex<Vec<(Arc<dyn RawChannel>, Name, u64)>>,
     closed: AtomicBool,
     listeners: Mutex<Vec<EventListener>>,
     /// The exchanges and queues (with their bindings) declared on this connection, declared
@@ -188,6 +194,8 @@ impl Connection {
                 connecting: futures::lock::Mutex::new(()),
                 declared: Mutex::new(HashSet::default()),
                 channels: Mutex::new(Vec::new()),
+                orphans: AtomicBool::new(false),
+                stray: Mutex::new(Vec::new()),
                 closed: AtomicBool::new(false),
                 listeners: Mutex::new(Vec::new()),
                 topology: Mutex::new(Vec::new()),
@@ -644,6 +652,9 @@ impl Connection {
             Some(t) => t,
             None => self.transport().await?,
         };
+        if self.inner.orphans.swap(false, Ordering::SeqCst) {
+            self.cancel_orphans().await;
+        }
         // An event already waiting is taken without the transport's wait (and its timer).
         let next = match t.try_next_event() {
             Ok(Some(ev)) => Ok(ev),
@@ -673,6 +684,26 @@ impl Connection {
         }
     }
 
+    /// Cancel at the broker the consumers whose handles were all dropped, then requeue the
+    /// deliveries held for them (on the channels still here, `Channel::cancel_orphans`).
+    async fn cancel_orphans(&self) {
+        let stray = std::mem::take(&mut *lock(&self.inner.stray));
+        for (i, (raw, tag, _)) in stray.iter().enumerate() {
+            if !stray[..i].iter().any(|(r, t, _)| Arc::ptr_eq(r, raw) && t == tag) && raw.is_open() {
+                if let Err(e) = raw.basic_cancel(tag).await {
+                    tracing::warn!("could not cancel the dropped consumer {tag}: {e}");
+                }
+            }
+        }
+        for (raw, _, d) in stray {
+            let _ = raw.basic_reject(d, true);
+        }
+        let chans: Vec<Channel> = lock(&self.inner.channels).iter().filter_map(Weak::upgrade).map(|inner| Channel { inner }).collect();
+        for ch in chans {
+            ch.cancel_orphans().await;
+        }
+    }
+
     pub(crate) fn connection_failed(&self, e: Error) -> Error {
         if e.is_connection_error() {
             self.lost(&e);
@@ -695,8 +726,11 @@ impl Connection {
                 match ch {
                     Some(ch) => ch.deliver(consumer_tag, delivery, raw),
                     None => {
-                        // The channel handle is gone: give the message back.
-                        let _ = raw.basic_reject(delivery.delivery_tag, true);
+                        // The channel handle is gone, and with it the consumer's callback:
+                        // the message goes back once the consumer is cancelled (requeued now,
+                        // it would come straight back to it).
+                        lock(&self.inner.stray).push((raw, consumer_tag, delivery.delivery_tag));
+                        self.inner.orphans.store(true, Ordering::SeqCst);
                         Ok(())
                     }
                 }

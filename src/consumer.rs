@@ -63,6 +63,29 @@ struct Inner {
     buffer: Mutex<Buffer>,
 }
 
+/// The last handle is gone (in the npm package: the object was garbage collected). Its
+/// consumers would otherwise stay at the broker, which would go on sending them messages that
+/// nobody can take (each requeued and sent to them again, without end): they are cancelled,
+/// and the messages waiting in the buffer, never handed out, go back to their queues.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let active = self.active.get_mut().unwrap_or_else(|e| e.into_inner());
+        let gone = !active.is_empty();
+        for (_, tag) in active.drain(..) {
+            self.channel.consumer_gone(&tag);
+        }
+        let buffer = self.buffer.get_mut().unwrap_or_else(|e| e.into_inner());
+        for m in buffer.messages.drain(..).filter(|m| !m.no_ack()) {
+            // Held until the consumer is cancelled: requeued now, it would come back to it.
+            if gone {
+                self.channel.hold(&m);
+            } else {
+                let _ = m.requeue();
+            }
+        }
+    }
+}
+
 /// Receives messages from queues (Kombu's `kombu.Consumer`). Cheap to clone; clones are the
 /// same consumer.
 ///
