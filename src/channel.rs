@@ -49,12 +49,6 @@ struct ConsumerEntry {
     on_cancel: Option<CancelCallback>,
 }
 
-#[derive(Default)]
-struct Orphans {
-    tags: Vec<String>,
-    held: Vec<(Arc<dyn RawChannel>, u64)>,
-}
-
 pub(crate) struct ChannelInner {
     conn: Weak<ConnInner>,
     raw: Mutex<Option<(Arc<dyn RawChannel>, u64)>>,
@@ -62,10 +56,6 @@ pub(crate) struct ChannelInner {
     consumers: Mutex<HashMap<String, ConsumerEntry>>,
     /// Cancelled consumers (tag → no_ack), so that deliveries still in flight are requeued.
     cancelled: Mutex<SortedMap<String, bool>>,
-    /// Consumers whose handles were all dropped ([`Channel::consumer_gone`]), not yet
-    /// cancelled at the broker, and the deliveries to them held until they are: requeued
-    /// before, a delivery would go straight back to the same consumer.
-    orphans: Mutex<Orphans>,
     qos: Mutex<Option<BasicQos>>,
     on_return: Mutex<Vec<ReturnCallback>>,
     closed: Mutex<Option<Error>>,
@@ -101,7 +91,6 @@ impl Channel {
             reviving: futures::lock::Mutex::new(()),
             consumers: Mutex::new(HashMap::default()),
             cancelled: Mutex::new(SortedMap::default()),
-            orphans: Mutex::default(),
             qos: Mutex::new(None),
             on_return: Mutex::new(Vec::new()),
             closed: Mutex::new(None),
@@ -258,14 +247,13 @@ impl Channel {
                 // (unless it was a no-ack consumer: the broker already forgot it).
                 let no_ack = lock(&self.inner.cancelled).get(&*tag).copied().unwrap_or(true);
                 if !no_ack {
-                    let mut o = lock(&self.inner.orphans);
-                    if o.tags.iter().any(|t| **t == *tag) {
-                        // Still a consumer at the broker: requeued now, it would come straight
-                        // back (and a wait on the connection would never end).
-                        o.held.push((raw, delivery.delivery_tag));
-                        return Ok(());
+                    // A consumer dropped and not cancelled at the broker yet: the message waits
+                    // for the cancel (requeued now, it would come straight back to it).
+                    if let Ok(conn) = self.connection() {
+                        if conn.hold_for_orphan(&raw, &tag, delivery.delivery_tag) {
+                            return Ok(());
+                        }
                     }
-                    drop(o);
                     raw.basic_reject(delivery.delivery_tag, true).map_err(|e| self.note_error(e))?;
                 }
                 Ok(())
@@ -274,48 +262,16 @@ impl Channel {
     }
 
     /// Every handle of the consumer `tag` was dropped: nothing will read its messages. It is
-    /// forgotten here at once (its deliveries are held) and cancelled at the broker by the
-    /// connection's next wait for events ([`Channel::cancel_orphans`]), which then requeues
-    /// what it was sent.
-    pub(crate) fn consumer_gone(&self, tag: &str) {
-        let Some(e) = lock(&self.inner.consumers).remove(tag) else { return };
+    /// forgotten here at once and cancelled at the broker by the connection's next wait for
+    /// events, which then requeues what it was sent (`Connection::orphaned`). Returns the
+    /// connection, to hold its buffered messages on (`None`: nothing to do).
+    pub(crate) fn consumer_gone(&self, tag: &str) -> Option<Connection> {
+        let e = lock(&self.inner.consumers).remove(tag)?;
         lock(&self.inner.cancelled).insert(tag.to_owned(), e.args.no_ack);
-        lock(&self.inner.orphans).tags.push(tag.to_owned());
-        if let Some(c) = self.inner.conn.upgrade() {
-            c.orphans.store(true, Ordering::SeqCst);
-        }
-    }
-
-    /// Hold `m`, delivered to a consumer [`Channel::consumer_gone`] left and never handed
-    /// out, to requeue once the consumer is cancelled at the broker.
-    pub(crate) fn hold(&self, m: &Message) {
-        if let Some(d) = m.unsettled() {
-            lock(&self.inner.orphans).held.push(d);
-        }
-    }
-
-    /// Cancel at the broker the consumers [`Channel::consumer_gone`] left, then requeue the
-    /// deliveries held for them.
-    pub(crate) async fn cancel_orphans(&self) {
-        let tags = lock(&self.inner.orphans).tags.clone();
-        let raw = lock(&self.inner.raw).as_ref().map(|(r, _)| r.clone());
-        if let Some(raw) = raw.filter(|r| r.is_open()) {
-            for t in &tags {
-                if let Err(e) = raw.basic_cancel(t).await {
-                    tracing::warn!("could not cancel the dropped consumer {t}: {e}");
-                }
-            }
-        }
-        // (On a closed channel the broker has dropped its consumers and requeued their
-        // deliveries: the rejects below then fail, harmlessly.)
-        let held = {
-            let mut o = lock(&self.inner.orphans);
-            o.tags.retain(|t| !tags.contains(t));
-            std::mem::take(&mut o.held)
-        };
-        for (raw, tag) in held {
-            let _ = raw.basic_reject(tag, true);
-        }
+        let raw = lock(&self.inner.raw).as_ref()?.0.clone();
+        let conn = self.connection().ok()?;
+        conn.orphaned(raw, tag.into());
+        Some(conn)
     }
 
     pub(crate) fn broker_cancelled(&self, tag: &str) {

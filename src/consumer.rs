@@ -69,18 +69,17 @@ struct Inner {
 /// and the messages waiting in the buffer, never handed out, go back to their queues.
 impl Drop for Inner {
     fn drop(&mut self) {
-        let active = self.active.get_mut().unwrap_or_else(|e| e.into_inner());
-        let gone = !active.is_empty();
-        for (_, tag) in active.drain(..) {
-            self.channel.consumer_gone(&tag);
+        let active = std::mem::take(self.active.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let mut gone = None;
+        for (_, tag) in active {
+            gone = self.channel.consumer_gone(&tag).or(gone);
         }
-        let buffer = self.buffer.get_mut().unwrap_or_else(|e| e.into_inner());
-        for m in buffer.messages.drain(..).filter(|m| !m.no_ack()) {
-            // Held until the consumer is cancelled: requeued now, it would come back to it.
-            if gone {
-                self.channel.hold(&m);
-            } else {
-                let _ = m.requeue();
+        let Some(conn) = gone else { return };
+        // Held until the consumer is cancelled: requeued now, they would come back to it.
+        let buffer = std::mem::take(&mut self.buffer.get_mut().unwrap_or_else(|e| e.into_inner()).messages);
+        for m in buffer {
+            if let (false, Some((raw, d))) = (m.no_ack(), m.unsettled()) {
+                conn.hold(raw, d);
             }
         }
     }
