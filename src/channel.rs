@@ -247,11 +247,31 @@ impl Channel {
                 // (unless it was a no-ack consumer: the broker already forgot it).
                 let no_ack = lock(&self.inner.cancelled).get(&*tag).copied().unwrap_or(true);
                 if !no_ack {
+                    // A consumer dropped and not cancelled at the broker yet: the message waits
+                    // for the cancel (requeued now, it would come straight back to it).
+                    if let Ok(conn) = self.connection() {
+                        if conn.hold_for_orphan(&raw, &tag, delivery.delivery_tag) {
+                            return Ok(());
+                        }
+                    }
                     raw.basic_reject(delivery.delivery_tag, true).map_err(|e| self.note_error(e))?;
                 }
                 Ok(())
             }
         }
+    }
+
+    /// Every handle of the consumer `tag` was dropped: nothing will read its messages. It is
+    /// forgotten here at once and cancelled at the broker by the connection's next wait for
+    /// events, which then requeues what it was sent (`Connection::orphaned`). Returns the
+    /// connection, to hold its buffered messages on (`None`: nothing to do).
+    pub(crate) fn consumer_gone(&self, tag: &str) -> Option<Connection> {
+        let e = lock(&self.inner.consumers).remove(tag)?;
+        lock(&self.inner.cancelled).insert(tag.to_owned(), e.args.no_ack);
+        let raw = lock(&self.inner.raw).as_ref()?.0.clone();
+        let conn = self.connection().ok()?;
+        conn.orphaned(raw, tag.into());
+        Some(conn)
     }
 
     pub(crate) fn broker_cancelled(&self, tag: &str) {

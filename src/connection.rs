@@ -20,7 +20,7 @@ use crate::error::{Error, ReplyCode, Result};
 use crate::message::Message;
 use crate::retry::{FailoverCycle, FailoverStrategy, RetryPolicy};
 use crate::rt::{self, Duration, Instant};
-use crate::proto::methods::{Delivery, ServerEvent};
+use crate::proto::methods::{Delivery, Name, ServerEvent};
 use crate::transport::{self, ConnectInfo, RawChannel, RawConnection};
 use crate::url;
 use crate::value::Headers;
@@ -105,6 +105,12 @@ struct Slot {
     raw: Arc<dyn RawChannel>,
 }
 
+#[derive(Default)]
+struct Orphans {
+    consumers: Vec<(Arc<dyn RawChannel>, Name)>,
+    held: Vec<(Arc<dyn RawChannel>, u64)>,
+}
+
 pub(crate) struct ConnInner {
     infos: Vec<ConnectInfo>,
     urls: Vec<String>,
@@ -113,6 +119,10 @@ pub(crate) struct ConnInner {
     connecting: futures::lock::Mutex<()>,
     declared: Mutex<HashSet<u64>>,
     channels: Mutex<Vec<Weak<ChannelInner>>>,
+    /// Consumers whose handles were all dropped, to cancel at the broker at the next wait for
+    /// events, and the deliveries held for them until then ([`Connection::orphaned`]).
+    orphans: Mutex<Orphans>,
+    has_orphans: AtomicBool,
     closed: AtomicBool,
     listeners: Mutex<Vec<EventListener>>,
     /// The exchanges and queues (with their bindings) declared on this connection, declared
@@ -188,6 +198,8 @@ impl Connection {
                 connecting: futures::lock::Mutex::new(()),
                 declared: Mutex::new(HashSet::default()),
                 channels: Mutex::new(Vec::new()),
+                orphans: Mutex::default(),
+                has_orphans: AtomicBool::new(false),
                 closed: AtomicBool::new(false),
                 listeners: Mutex::new(Vec::new()),
                 topology: Mutex::new(Vec::new()),
@@ -644,6 +656,10 @@ impl Connection {
             Some(t) => t,
             None => self.transport().await?,
         };
+        if self.inner.has_orphans.swap(false, Ordering::SeqCst) {
+            // Boxed: its state stays out of every wait's future.
+            Box::pin(self.cancel_orphans()).await;
+        }
         // An event already waiting is taken without the transport's wait (and its timer).
         let next = match t.try_next_event() {
             Ok(Some(ev)) => Ok(ev),
@@ -673,6 +689,51 @@ impl Connection {
         }
     }
 
+    /// The consumer `tag` on the transport channel `raw` lost every handle (or its channel
+    /// did): nothing will take what the broker sends it. Each delivery to it would be
+    /// requeued and sent to it again at once, without end — an event always waiting, so a
+    /// wait for events would never yield. It is cancelled at the broker by the next
+    /// [`Connection::drain_events`]; until then its deliveries are held ([`Connection::hold`]).
+    pub(crate) fn orphaned(&self, raw: Arc<dyn RawChannel>, tag: Name) {
+        let mut o = lock(&self.inner.orphans);
+        if !o.consumers.iter().any(|(r, t)| Arc::ptr_eq(r, &raw) && *t == tag) {
+            o.consumers.push((raw, tag));
+        }
+        self.inner.has_orphans.store(true, Ordering::SeqCst);
+    }
+
+    /// Requeue the delivery `delivery_tag` on `raw` once the orphaned consumers are cancelled.
+    pub(crate) fn hold(&self, raw: Arc<dyn RawChannel>, delivery_tag: u64) {
+        lock(&self.inner.orphans).held.push((raw, delivery_tag));
+    }
+
+    /// Hold the delivery when it is for an orphaned consumer not cancelled yet.
+    pub(crate) fn hold_for_orphan(&self, raw: &Arc<dyn RawChannel>, tag: &str, delivery_tag: u64) -> bool {
+        let mut o = lock(&self.inner.orphans);
+        let orphan = o.consumers.iter().any(|(r, t)| Arc::ptr_eq(r, raw) && **t == *tag);
+        if orphan {
+            o.held.push((raw.clone(), delivery_tag));
+        }
+        orphan
+    }
+
+    /// Cancel the orphaned consumers at the broker, then requeue the deliveries held for them.
+    async fn cancel_orphans(&self) {
+        let consumers = std::mem::take(&mut lock(&self.inner.orphans).consumers);
+        for (raw, tag) in consumers {
+            // (A closed channel's consumers are gone and its deliveries requeued already.)
+            if raw.is_open() {
+                if let Err(e) = raw.basic_cancel(&tag).await {
+                    tracing::warn!("could not cancel the dropped consumer {tag}: {e}");
+                }
+            }
+        }
+        let held = std::mem::take(&mut lock(&self.inner.orphans).held);
+        for (raw, d) in held {
+            let _ = raw.basic_reject(d, true);
+        }
+    }
+
     pub(crate) fn connection_failed(&self, e: Error) -> Error {
         if e.is_connection_error() {
             self.lost(&e);
@@ -695,8 +756,11 @@ impl Connection {
                 match ch {
                     Some(ch) => ch.deliver(consumer_tag, delivery, raw),
                     None => {
-                        // The channel handle is gone: give the message back.
-                        let _ = raw.basic_reject(delivery.delivery_tag, true);
+                        // The channel handle is gone, and with it the consumer's callback:
+                        // the message goes back once the consumer is cancelled (requeued now,
+                        // it would come straight back to it).
+                        self.hold(raw.clone(), delivery.delivery_tag);
+                        self.orphaned(raw, consumer_tag);
                         Ok(())
                     }
                 }

@@ -63,6 +63,28 @@ struct Inner {
     buffer: Mutex<Buffer>,
 }
 
+/// The last handle is gone (in the npm package: the object was garbage collected). Its
+/// consumers would otherwise stay at the broker, which would go on sending them messages that
+/// nobody can take (each requeued and sent to them again, without end): they are cancelled,
+/// and the messages waiting in the buffer, never handed out, go back to their queues.
+impl Drop for Inner {
+    fn drop(&mut self) {
+        let active = std::mem::take(self.active.get_mut().unwrap_or_else(|e| e.into_inner()));
+        let mut gone = None;
+        for (_, tag) in active {
+            gone = self.channel.consumer_gone(&tag).or(gone);
+        }
+        let Some(conn) = gone else { return };
+        // Held until the consumer is cancelled: requeued now, they would come back to it.
+        let buffer = std::mem::take(&mut self.buffer.get_mut().unwrap_or_else(|e| e.into_inner()).messages);
+        for m in buffer {
+            if let (false, Some((raw, d))) = (m.no_ack(), m.unsettled()) {
+                conn.hold(raw, d);
+            }
+        }
+    }
+}
+
 /// Receives messages from queues (Kombu's `kombu.Consumer`). Cheap to clone; clones are the
 /// same consumer.
 ///

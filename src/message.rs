@@ -317,6 +317,11 @@ impl Message {
         serialization::loads_as(self.body(), self.content_type(), self.content_encoding(), self.inner.accept.as_deref())
     }
 
+    /// The channel and delivery tag to settle this message with, if it came from a broker.
+    pub(crate) fn unsettled(&self) -> Option<(Arc<dyn RawChannel>, u64)> {
+        self.inner.channel.clone().map(|c| (c, self.inner.delivery_tag))
+    }
+
     fn settle(&self, new: MessageState, f: impl FnOnce(&dyn RawChannel) -> Result<()>) -> Result<()> {
         let mut state = lock(&self.inner.state);
         if *state != MessageState::Received {

@@ -16,8 +16,19 @@ pub async fn sleep(d: Duration) {
 /// Sleep for `d`.
 #[cfg(target_arch = "wasm32")]
 pub async fn sleep(d: Duration) {
-    let ms = d.as_millis().min(u128::from(u32::MAX)) as u32;
-    gloo_timers::future::TimeoutFuture::new(ms).await
+    // `setTimeout` takes a signed 32-bit delay: a longer one (from 24.8 days) fires at once,
+    // after 1 ms — a wait for a message expiring in a month woke every millisecond. A long
+    // sleep is a series of shorter ones.
+    const MAX: u128 = i32::MAX as u128;
+    let mut left = d.as_millis();
+    loop {
+        let ms = left.min(MAX);
+        gloo_timers::future::TimeoutFuture::new(ms as u32).await;
+        left -= ms;
+        if left == 0 {
+            break;
+        }
+    }
 }
 
 /// Sleep until `t` (returns at once when `t` has passed).
@@ -97,6 +108,19 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    // Sleeps past setTimeout's limit (2^31 - 1 ms) used to end after 1 ms in wasm32.
+    #[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+    #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+    async fn long_sleeps_do_not_end_early() {
+        let month = Duration::from_secs(30 * 24 * 3600);
+        for d in [Duration::from_millis(1 << 31), Duration::from_millis(u64::from(u32::MAX)), month, Duration::MAX] {
+            let (long, short) = (sleep(d), sleep(Duration::from_millis(40)));
+            futures::pin_mut!(long, short);
+            let first = futures::future::select(long, short).await;
+            assert!(matches!(first, futures::future::Either::Right(_)), "sleep({d:?}) ended within 40 ms");
+        }
+    }
 
     #[test]
     fn uuid4_shape() {

@@ -506,6 +506,75 @@ async fn cancel_requeues_what_the_buffer_holds() {
     assert!(auto.try_next().is_some());
 }
 
+// A consumer dropped with all its handles (in the npm package: a Consumer object garbage
+// collected) used to stay registered at the broker: each delivery to it was requeued and at
+// once delivered to it again, so the connection always had an event waiting and a
+// next_message() or drain_events() on it looped without ever yielding (the npm package's
+// random-input test hung at 100% CPU, timing-dependent: it took a garbage collection). Now
+// the consumer is cancelled at the broker by the connection's next wait, and what it was sent
+// goes back to its queue.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn a_dropped_consumer_is_cancelled_and_its_deliveries_requeued() {
+    let conn = Connection::new(&url("dropped")).unwrap();
+    let ch = conn.default_channel().await.unwrap();
+    let q = Queue::new("orphaned");
+    let p = Producer::new(&ch);
+    for i in 0..3 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("orphaned").declare(&q)).await.unwrap();
+    }
+    let gone = Consumer::new(&ch, vec![q.clone()]);
+    // Consuming: the broker sends it the messages (not dispatched yet), and one of them is
+    // dispatched into its buffer, never handed out.
+    gone.consume().await.unwrap();
+    conn.drain_events(SECOND).await.unwrap();
+    assert_eq!(gone.buffered(), 1);
+    drop(gone);
+    // Another consumer of the connection waits on another queue: nothing comes.
+    let live = Consumer::new(&ch, vec![Queue::new("orphaned-other")]);
+    let err = live.next_message(Some(Duration::from_millis(100))).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    let snap = MemoryBroker::global().snapshot(&vhost(&conn)).unwrap();
+    let info = snap.queues.iter().find(|i| i.name == "orphaned").unwrap();
+    assert_eq!((info.consumers, info.messages_ready, info.messages_unacknowledged), (0, 3, 0), "{info:?}");
+    assert_eq!(info.delivered, 3, "each message was delivered once, not bounced: {info:?}");
+    // The sync path does not loop either, and a new consumer gets every message.
+    assert_eq!(conn.drain_nowait().unwrap(), 0);
+    let next = Consumer::new(&ch, vec![q.clone()]);
+    for _ in 0..3 {
+        next.next_message(SECOND).await.unwrap().ack().unwrap();
+    }
+    conn.release().await.unwrap();
+}
+
+// The same with the consumer's channel dropped too: the deliveries to the consumer left on
+// it were requeued and sent to it again, without end.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn a_dropped_channel_stops_receiving() {
+    let conn = Connection::new(&url("droppedch")).unwrap();
+    let q = Queue::new("orphaned");
+    let p = conn.producer().await.unwrap();
+    for i in 0..3 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("orphaned").declare(&q)).await.unwrap();
+    }
+    let ch = conn.channel().await.unwrap();
+    let gone = Consumer::new(&ch, vec![q.clone()]);
+    gone.consume().await.unwrap();
+    drop((gone, ch));
+    let live = conn.consumer(vec![Queue::new("orphaned-other")]).await.unwrap();
+    let err = live.next_message(Some(Duration::from_millis(100))).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    let snap = MemoryBroker::global().snapshot(&vhost(&conn)).unwrap();
+    let info = snap.queues.iter().find(|i| i.name == "orphaned").unwrap();
+    assert_eq!((info.consumers, info.messages_ready, info.delivered), (0, 3, 3), "{info:?}");
+    let next = conn.consumer(vec![q.clone()]).await.unwrap();
+    for _ in 0..3 {
+        next.next_message(SECOND).await.unwrap().ack().unwrap();
+    }
+    conn.release().await.unwrap();
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 async fn drain_events_times_out() {
