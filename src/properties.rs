@@ -147,6 +147,49 @@ pub struct Properties {
 }
 
 impl Properties {
+    /// The properties of a JSON object as the gateway protocol writes them (the derived
+    /// `Deserialize` reads the same object; this is what the wasm client uses instead, on a
+    /// header it has already parsed into a value — one JSON parser for every header type).
+    /// Unknown fields are ignored and `null` is a missing property, as with the derived
+    /// decoder. The error names the property that is not what it should be.
+    #[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+    pub fn from_json(map: serde_json::Map<String, crate::value::Value>) -> Result<Properties, String> {
+        use crate::value::Value;
+        let mut p = Properties::default();
+        for (key, v) in map {
+            let bad = |what: &str| format!("{what} `{key}` in `properties`");
+            if v.is_null() {
+                continue;
+            }
+            let text = |v: Value| match v {
+                Value::String(s) => Ok(s),
+                _ => Err(bad("a non-string")),
+            };
+            let small = |v: &Value| v.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(|| bad("a non-integer or out-of-range"));
+            match key.as_str() {
+                "content_type" => p.content_type = Some(text(v)?.into()),
+                "content_encoding" => p.content_encoding = Some(text(v)?.into()),
+                "headers" => match v {
+                    Value::Object(h) => p.headers = h,
+                    _ => return Err(bad("a non-object")),
+                },
+                "delivery_mode" => p.delivery_mode = Some(small(&v)?),
+                "priority" => p.priority = Some(small(&v)?),
+                "correlation_id" => p.correlation_id = Some(text(v)?),
+                "reply_to" => p.reply_to = Some(text(v)?),
+                "expiration" => p.expiration = Some(text(v)?),
+                "message_id" => p.message_id = Some(text(v)?),
+                "timestamp" => p.timestamp = Some(v.as_u64().ok_or_else(|| bad("a non-integer"))?),
+                "type" => p.type_ = Some(text(v)?),
+                "user_id" => p.user_id = Some(text(v)?),
+                "app_id" => p.app_id = Some(text(v)?),
+                "cluster_id" => p.cluster_id = Some(text(v)?),
+                _ => {}
+            }
+        }
+        Ok(p)
+    }
+
     /// The per-message TTL in milliseconds, when `expiration` holds a valid number.
     pub fn expiration_ms(&self) -> Option<u64> {
         self.expiration.as_deref().and_then(|s| s.trim().parse::<u64>().ok())

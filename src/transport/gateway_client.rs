@@ -437,7 +437,11 @@ impl RawChannel for GatewayChannel {
     }
     async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
         let v = self.value(Request::QueueDeclare { channel: self.id, method: m.clone() }).await?;
-        serde_json::from_value(v).map_err(|e| Error::Decode(format!("bad queue.declare answer: {e}")))
+        let count = |field: &str| v.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+        match (v.get("queue").and_then(Value::as_str), count("message_count"), count("consumer_count")) {
+            (Some(queue), Some(message_count), Some(consumer_count)) => Ok(QueueDeclareOk { queue: queue.to_owned(), message_count, consumer_count }),
+            _ => Err(Error::Decode(format!("bad queue.declare answer (not a queue name and two counts): {v}"))),
+        }
     }
     async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
         self.unit(Request::QueueBind { channel: self.id, method: m.clone() }).await
