@@ -586,12 +586,17 @@ impl AmqpChannel {
         }
     }
 
-    async fn ok(&self, m: Method) -> Result<Method> {
-        self.check()?;
-        self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
-            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
-                self.open.store(false, Ordering::SeqCst);
-            }
+    /// Call `m` on the channel. Boxed: the channel's methods each await it, and a future of
+    /// their own holding this one inline would repeat its states and drop code in each (the
+    /// wasm module's size).
+    fn ok(&self, m: Method) -> rt::BoxFuture<'_, Result<Method>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+                if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
+                    self.open.store(false, Ordering::SeqCst);
+                }
+            })
         })
     }
 

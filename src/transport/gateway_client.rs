@@ -394,14 +394,19 @@ impl GatewayChannel {
         }
     }
 
-    async fn value(&self, r: Request) -> Result<Value> {
-        self.check()?;
-        // A request sent before the close arrived is answered 504 by the gateway, which
-        // forgot the channel: the close's reason says more.
-        self.client.result(r).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
-            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
-                self.open.store(false, Ordering::SeqCst);
-            }
+    /// Send `r` and wait for its result. Boxed: the channel's methods each await it, and a
+    /// future of their own holding this one inline would repeat its states and drop code in
+    /// each (the wasm module's size).
+    fn value(&self, r: Request) -> crate::rt::BoxFuture<'_, Result<Value>> {
+        Box::pin(async move {
+            self.check()?;
+            // A request sent before the close arrived is answered 504 by the gateway, which
+            // forgot the channel: the close's reason says more.
+            self.client.result(r).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+                if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
+                    self.open.store(false, Ordering::SeqCst);
+                }
+            })
         })
     }
 
