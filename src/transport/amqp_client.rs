@@ -9,7 +9,7 @@
 //! WebSocket to the gateway's `/amqp` relay, in the browser) are such carriers. Timers
 //! (heartbeats, timeouts) are the carrier's, except the timeouts of waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -19,6 +19,7 @@ use futures::StreamExt;
 use serde_json::json;
 
 use crate::proto::amqp::{self, Frame, Method};
+use crate::namemap::SortedMap;
 use crate::rt::lock;
 use crate::error::{Error, ReplyCode, Result};
 use crate::properties::Properties;
@@ -92,7 +93,7 @@ struct Inner {
     out: Box<dyn Carrier>,
     frame_max: AtomicU32,
     channel_max: AtomicU16,
-    channels: Mutex<HashMap<u16, ChanState>>,
+    channels: Mutex<SortedMap<u16, ChanState>>,
     open: AtomicBool,
     next_channel: AtomicU16,
     events: mpsc::UnboundedSender<ServerEvent>,
@@ -153,7 +154,7 @@ impl Inner {
     }
 
     fn fail_all(&self, e: &Error) {
-        for (_, st) in lock(&self.channels).drain() {
+        for (_, st) in std::mem::take(&mut *lock(&self.channels)) {
             st.fail(e);
         }
     }
@@ -182,7 +183,11 @@ impl AmqpClient {
                 out: carrier,
                 frame_max: AtomicU32::new(131_072),
                 channel_max: AtomicU16::new(2047),
-                channels: Mutex::new(HashMap::from([(0u16, ChanState::default())])),
+                channels: Mutex::new({
+                    let mut channels = SortedMap::new();
+                    channels.insert(0u16, ChanState::default());
+                    channels
+                }),
                 open: AtomicBool::new(true),
                 next_channel: AtomicU16::new(1),
                 events,
@@ -511,9 +516,9 @@ impl RawConnection for AmqpConnection {
                 id
             };
             let mut chans = lock(&self.inner.channels);
-            let n = chans.len();
-            if let std::collections::hash_map::Entry::Vacant(e) = chans.entry(id) {
-                break (id, e.insert(ChanState::default()).closed.clone());
+            let n = chans.iter().count();
+            if !chans.contains_key(&id) {
+                break (id, chans.get_or_insert_with(id, ChanState::default).closed.clone());
             }
             if n > usize::from(self.inner.channel_max.load(Ordering::Relaxed)) {
                 return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
