@@ -350,7 +350,7 @@ pub enum Scope {
 }
 
 /// A message as it travels to the client (the body follows the header).
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MessageHeader {
     /// Channel-scoped delivery tag.
     pub delivery_tag: u64,
@@ -699,101 +699,168 @@ pub fn decode_server(frame: &Bytes) -> Result<(ServerFrame, Bytes)> {
 }
 
 /// The fields of a header's JSON object (or of the `message` object in it), taken out by
-/// name. A `null` field is a missing one. Errors name the field and the frame.
+/// name. A `null` field is a missing one. A field that is missing or of the wrong type reads
+/// as a default and records the first such error (naming the field and the frame), which
+/// [`server_frame`] then returns: no early return per field, whose clean-up code was most of
+/// this decoder's size.
 struct Fields<'a> {
     map: serde_json::Map<String, Value>,
     /// The frame's `op` (empty while it is read).
     op: &'a str,
     /// `'s `message``, in the message object.
     within: &'static str,
+    /// The first field that was not what it should be.
+    err: Option<Error>,
 }
 
-impl Fields<'_> {
-    fn bad(&self, what: &str, field: &str) -> Error {
-        let op = self.op;
-        let frame = if op.is_empty() { String::new() } else { format!(" in a `{op}` frame{}", self.within) };
-        Error::Decode(format!("invalid gateway frame header: {what} `{field}`{frame}"))
+impl<'a> Fields<'a> {
+    fn new(map: serde_json::Map<String, Value>, op: &'a str, within: &'static str) -> Self {
+        Fields { map, op, within, err: None }
+    }
+
+    fn fail(&mut self, what: &str, field: &str) {
+        if self.err.is_none() {
+            let op = self.op;
+            let frame = if op.is_empty() { String::new() } else { format!(" in a `{op}` frame{}", self.within) };
+            self.err = Some(Error::Decode(format!("invalid gateway frame header: {what} `{field}`{frame}")));
+        }
     }
 
     fn opt(&mut self, field: &str) -> Option<Value> {
         self.map.remove(field).filter(|v| !v.is_null())
     }
 
-    fn value(&mut self, field: &str) -> Result<Value> {
-        self.opt(field).ok_or_else(|| self.bad("missing field", field))
+    /// A field that must be there.
+    fn value(&mut self, field: &str) -> Value {
+        self.opt(field).unwrap_or_else(|| {
+            self.fail("missing field", field);
+            Value::Null
+        })
     }
 
-    fn opt_num<T: TryFrom<u64>>(&mut self, field: &str) -> Result<Option<T>> {
-        match self.opt(field) {
-            None => Ok(None),
-            Some(v) => v.as_u64().and_then(|n| T::try_from(n).ok()).map(Some).ok_or_else(|| self.bad("a non-integer or out-of-range", field)),
+    /// An integer up to `max`, if the field is there.
+    fn opt_int(&mut self, field: &str, max: u64) -> Option<u64> {
+        let v = self.opt(field)?;
+        Some(self.int_of(v, field, max))
+    }
+
+    /// An integer up to `max`.
+    fn int(&mut self, field: &str, max: u64) -> u64 {
+        let v = self.value(field);
+        self.int_of(v, field, max)
+    }
+
+    fn int_of(&mut self, v: Value, field: &str, max: u64) -> u64 {
+        match v.as_u64() {
+            Some(n) if n <= max => n,
+            _ if v.is_null() => 0,
+            _ => {
+                self.fail("a non-integer or out-of-range", field);
+                0
+            }
         }
     }
 
-    fn num<T: TryFrom<u64>>(&mut self, field: &str) -> Result<T> {
-        self.opt_num(field)?.ok_or_else(|| self.bad("missing field", field))
-    }
-
-    fn bool(&mut self, field: &str) -> Result<bool> {
-        self.value(field)?.as_bool().ok_or_else(|| self.bad("a non-boolean", field))
-    }
-
-    fn string(&mut self, field: &str) -> Result<String> {
-        match self.value(field)? {
-            Value::String(s) => Ok(s),
-            _ => Err(self.bad("a non-string", field)),
+    fn bool(&mut self, field: &str) -> bool {
+        match self.value(field) {
+            Value::Bool(b) => b,
+            Value::Null => false,
+            _ => {
+                self.fail("a non-boolean", field);
+                false
+            }
         }
     }
 
-    fn message(&mut self) -> Result<MessageHeader> {
-        let Value::Object(map) = self.value("message")? else { return Err(self.bad("a non-object", "message")) };
-        let mut m = Fields { map, op: self.op, within: "'s `message`" };
+    fn string(&mut self, field: &str) -> String {
+        match self.value(field) {
+            Value::String(s) => s,
+            Value::Null => String::new(),
+            _ => {
+                self.fail("a non-string", field);
+                String::new()
+            }
+        }
+    }
+
+    fn message(&mut self) -> MessageHeader {
+        let map = match self.value("message") {
+            Value::Object(map) => map,
+            Value::Null => Default::default(),
+            _ => {
+                self.fail("a non-object", "message");
+                Default::default()
+            }
+        };
+        let mut m = Fields::new(map, self.op, "'s `message`");
         let properties = match m.opt("properties") {
             None => Properties::default(),
-            Some(Value::Object(p)) => Properties::from_json(p).map_err(|e| m.bad(&e, "properties"))?,
-            Some(_) => return Err(m.bad("a non-object", "properties")),
+            Some(Value::Object(p)) => Properties::from_json(p).unwrap_or_else(|e| {
+                m.fail(&e, "properties");
+                Properties::default()
+            }),
+            Some(_) => {
+                m.fail("a non-object", "properties");
+                Properties::default()
+            }
         };
-        Ok(MessageHeader {
-            delivery_tag: m.num("delivery_tag")?,
-            redelivered: m.bool("redelivered")?,
-            exchange: m.string("exchange")?,
-            routing_key: m.string("routing_key")?,
+        let message = MessageHeader {
+            delivery_tag: m.int("delivery_tag", u64::MAX),
+            redelivered: m.bool("redelivered"),
+            exchange: m.string("exchange"),
+            routing_key: m.string("routing_key"),
             properties,
-        })
+        };
+        if let (None, Some(e)) = (&self.err, m.err) {
+            self.err = Some(e);
+        }
+        message
     }
 }
 
 /// The frame a header's `op` names; an unknown `op` or a missing field is an error naming it.
 fn server_frame(map: serde_json::Map<String, Value>) -> Result<ServerFrame> {
-    let mut f = Fields { map, op: "", within: "" };
-    let op = f.string("op")?;
-    let mut f = Fields { op: &op, ..f };
-    Ok(match op.as_str() {
-        "ok" => ServerFrame::Ok { id: f.num("id")?, result: f.opt("result").unwrap_or(Value::Null) },
-        "get-ok" => ServerFrame::GetOk { id: f.num("id")?, channel: f.num("channel")?, message_count: f.num("message_count")?, message: f.message()? },
+    const U16: u64 = u16::MAX as u64;
+    const U32: u64 = u32::MAX as u64;
+    let mut f = Fields::new(map, "", "");
+    let op = f.string("op");
+    if let Some(e) = f.err {
+        return Err(e);
+    }
+    let mut f = Fields::new(f.map, &op, "");
+    let frame = match op.as_str() {
+        "ok" => ServerFrame::Ok { id: f.int("id", u64::MAX), result: f.opt("result").unwrap_or(Value::Null) },
+        "get-ok" => ServerFrame::GetOk { id: f.int("id", u64::MAX), channel: f.int("channel", U32) as u32, message_count: f.int("message_count", U32) as u32, message: f.message() },
         "error" => ServerFrame::Error {
-            id: f.opt_num("id")?,
-            channel: f.opt_num("channel")?,
-            scope: match f.string("scope")?.as_str() {
+            id: f.opt_int("id", u64::MAX),
+            channel: f.opt_int("channel", U32).map(|c| c as u32),
+            scope: match f.string("scope").as_str() {
                 "request" => Scope::Request,
                 "channel" => Scope::Channel,
                 "connection" => Scope::Connection,
-                _ => return Err(f.bad("an unknown", "scope")),
+                _ => {
+                    f.fail("an unknown", "scope");
+                    Scope::Request
+                }
             },
-            code: f.num("code")?,
-            name: f.string("name")?,
-            text: f.string("text")?,
+            code: f.int("code", U16) as u16,
+            name: f.string("name"),
+            text: f.string("text"),
         },
-        "deliver" => ServerFrame::Deliver { channel: f.num("channel")?, consumer_tag: f.string("consumer_tag")?, message: f.message()? },
-        "return" => ServerFrame::Return { channel: f.num("channel")?, reply_code: f.num("reply_code")?, reply_text: f.string("reply_text")?, message: f.message()? },
-        "cancel" => ServerFrame::Cancel { channel: f.num("channel")?, consumer_tag: f.string("consumer_tag")? },
-        "confirm" => ServerFrame::Confirm { channel: f.num("channel")?, delivery_tag: f.num("delivery_tag")?, multiple: f.bool("multiple")?, ack: f.bool("ack")? },
-        "flow" => ServerFrame::Flow { channel: f.num("channel")?, active: f.bool("active")? },
+        "deliver" => ServerFrame::Deliver { channel: f.int("channel", U32) as u32, consumer_tag: f.string("consumer_tag"), message: f.message() },
+        "return" => ServerFrame::Return { channel: f.int("channel", U32) as u32, reply_code: f.int("reply_code", U16) as u16, reply_text: f.string("reply_text"), message: f.message() },
+        "cancel" => ServerFrame::Cancel { channel: f.int("channel", U32) as u32, consumer_tag: f.string("consumer_tag") },
+        "confirm" => ServerFrame::Confirm { channel: f.int("channel", U32) as u32, delivery_tag: f.int("delivery_tag", u64::MAX), multiple: f.bool("multiple"), ack: f.bool("ack") },
+        "flow" => ServerFrame::Flow { channel: f.int("channel", U32) as u32, active: f.bool("active") },
         "heartbeat" => ServerFrame::Heartbeat,
-        "blocked" => ServerFrame::Blocked { reason: f.string("reason")? },
+        "blocked" => ServerFrame::Blocked { reason: f.string("reason") },
         "unblocked" => ServerFrame::Unblocked,
         op => return Err(Error::Decode(format!("invalid gateway frame header: unknown op {op:?}"))),
-    })
+    };
+    match f.err {
+        None => Ok(frame),
+        Some(e) => Err(e),
+    }
 }
 
 /// The `op` of a JSON header that starts with it (after `"id":N` for client headers), as
