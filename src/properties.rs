@@ -156,36 +156,79 @@ impl Properties {
     pub fn from_json(map: serde_json::Map<String, crate::value::Value>) -> Result<Properties, String> {
         use crate::value::Value;
         let mut p = Properties::default();
+        // The first property that is not what it should be; the others are still read (no
+        // early return: less code in the wasm module).
+        let mut err = None;
         for (key, v) in map {
-            let bad = |what: &str| format!("{what} `{key}` in `properties`");
-            if v.is_null() {
-                continue;
-            }
-            let text = |v: Value| match v {
-                Value::String(s) => Ok(s),
-                _ => Err(bad("a non-string")),
+            let mut bad = |what: &str| {
+                err.get_or_insert_with(|| format!("{what} `{key}` in `properties`"));
             };
-            let small = |v: &Value| v.as_u64().and_then(|n| u8::try_from(n).ok()).ok_or_else(|| bad("a non-integer or out-of-range"));
-            match key.as_str() {
-                "content_type" => p.content_type = Some(text(v)?.into()),
-                "content_encoding" => p.content_encoding = Some(text(v)?.into()),
-                "headers" => match v {
-                    Value::Object(h) => p.headers = h,
-                    _ => return Err(bad("a non-object")),
-                },
-                "delivery_mode" => p.delivery_mode = Some(small(&v)?),
-                "priority" => p.priority = Some(small(&v)?),
-                "correlation_id" => p.correlation_id = Some(text(v)?),
-                "reply_to" => p.reply_to = Some(text(v)?),
-                "expiration" => p.expiration = Some(text(v)?),
-                "message_id" => p.message_id = Some(text(v)?),
-                "timestamp" => p.timestamp = Some(v.as_u64().ok_or_else(|| bad("a non-integer"))?),
-                "type" => p.type_ = Some(text(v)?),
-                "user_id" => p.user_id = Some(text(v)?),
-                "app_id" => p.app_id = Some(text(v)?),
-                "cluster_id" => p.cluster_id = Some(text(v)?),
-                _ => {}
-            }
+            let small = |v: &Value| v.as_u64().and_then(|n| u8::try_from(n).ok());
+            let slot = match key.as_str() {
+                "content_type" | "content_encoding" => {
+                    let label = match v {
+                        Value::String(s) => Some(s.into()),
+                        Value::Null => None,
+                        _ => {
+                            bad("a non-string");
+                            None
+                        }
+                    };
+                    if key == "content_type" {
+                        p.content_type = label;
+                    } else {
+                        p.content_encoding = label;
+                    }
+                    continue;
+                }
+                "headers" => {
+                    match v {
+                        Value::Object(h) => p.headers = h,
+                        Value::Null => {}
+                        _ => bad("a non-object"),
+                    }
+                    continue;
+                }
+                "delivery_mode" | "priority" => {
+                    let n = if v.is_null() { None } else { small(&v) };
+                    if n.is_none() && !v.is_null() {
+                        bad("a non-integer or out-of-range");
+                    }
+                    if key == "priority" {
+                        p.priority = n;
+                    } else {
+                        p.delivery_mode = n;
+                    }
+                    continue;
+                }
+                "timestamp" => {
+                    p.timestamp = v.as_u64();
+                    if p.timestamp.is_none() && !v.is_null() {
+                        bad("a non-integer");
+                    }
+                    continue;
+                }
+                "correlation_id" => &mut p.correlation_id,
+                "reply_to" => &mut p.reply_to,
+                "expiration" => &mut p.expiration,
+                "message_id" => &mut p.message_id,
+                "type" => &mut p.type_,
+                "user_id" => &mut p.user_id,
+                "app_id" => &mut p.app_id,
+                "cluster_id" => &mut p.cluster_id,
+                _ => continue,
+            };
+            *slot = match v {
+                Value::String(s) => Some(s),
+                Value::Null => None,
+                _ => {
+                    bad("a non-string");
+                    None
+                }
+            };
+        }
+        if let Some(e) = err {
+            return Err(e);
         }
         Ok(p)
     }
