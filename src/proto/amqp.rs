@@ -662,8 +662,8 @@ fn read_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Method> {
             r.u8("version");
             r.u8("version");
             let server_properties = r.table("server properties");
-            let mechanisms = String::from_utf8_lossy(&r.longstr("mechanisms")).into_owned();
-            let locales = String::from_utf8_lossy(&r.longstr("locales")).into_owned();
+            let mechanisms = String::from_utf8_lossy(r.longstr("mechanisms")).into_owned();
+            let locales = String::from_utf8_lossy(r.longstr("locales")).into_owned();
             ConnectionStart { mechanisms, locales, server_properties }
         }
         (10, 30) => ConnectionTune { channel_max: r.u16("channel_max"), frame_max: r.u32("frame_max"), heartbeat: r.u16("heartbeat") },
