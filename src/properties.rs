@@ -147,6 +147,92 @@ pub struct Properties {
 }
 
 impl Properties {
+    /// The properties of a JSON object as the gateway protocol writes them (the derived
+    /// `Deserialize` reads the same object; this is what the wasm client uses instead, on a
+    /// header it has already parsed into a value — one JSON parser for every header type).
+    /// Unknown fields are ignored and `null` is a missing property, as with the derived
+    /// decoder. The error names the property that is not what it should be.
+    #[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+    pub fn from_json(map: serde_json::Map<String, crate::value::Value>) -> Result<Properties, String> {
+        use crate::value::Value;
+        let mut p = Properties::default();
+        // The first property that is not what it should be; the others are still read (no
+        // early return: less code in the wasm module).
+        let mut err = None;
+        for (key, v) in map {
+            let mut bad = |what: &str| {
+                err.get_or_insert_with(|| format!("{what} `{key}` in `properties`"));
+            };
+            let small = |v: &Value| v.as_u64().and_then(|n| u8::try_from(n).ok());
+            let slot = match key.as_str() {
+                "content_type" | "content_encoding" => {
+                    let label = match v {
+                        Value::String(s) => Some(s.into()),
+                        Value::Null => None,
+                        _ => {
+                            bad("a non-string");
+                            None
+                        }
+                    };
+                    if key == "content_type" {
+                        p.content_type = label;
+                    } else {
+                        p.content_encoding = label;
+                    }
+                    continue;
+                }
+                "headers" => {
+                    match v {
+                        Value::Object(h) => p.headers = h,
+                        Value::Null => {}
+                        _ => bad("a non-object"),
+                    }
+                    continue;
+                }
+                "delivery_mode" | "priority" => {
+                    let n = if v.is_null() { None } else { small(&v) };
+                    if n.is_none() && !v.is_null() {
+                        bad("a non-integer or out-of-range");
+                    }
+                    if key == "priority" {
+                        p.priority = n;
+                    } else {
+                        p.delivery_mode = n;
+                    }
+                    continue;
+                }
+                "timestamp" => {
+                    p.timestamp = v.as_u64();
+                    if p.timestamp.is_none() && !v.is_null() {
+                        bad("a non-integer");
+                    }
+                    continue;
+                }
+                "correlation_id" => &mut p.correlation_id,
+                "reply_to" => &mut p.reply_to,
+                "expiration" => &mut p.expiration,
+                "message_id" => &mut p.message_id,
+                "type" => &mut p.type_,
+                "user_id" => &mut p.user_id,
+                "app_id" => &mut p.app_id,
+                "cluster_id" => &mut p.cluster_id,
+                _ => continue,
+            };
+            *slot = match v {
+                Value::String(s) => Some(s),
+                Value::Null => None,
+                _ => {
+                    bad("a non-string");
+                    None
+                }
+            };
+        }
+        if let Some(e) = err {
+            return Err(e);
+        }
+        Ok(p)
+    }
+
     /// The per-message TTL in milliseconds, when `expiration` holds a valid number.
     pub fn expiration_ms(&self) -> Option<u64> {
         self.expiration.as_deref().and_then(|s| s.trim().parse::<u64>().ok())

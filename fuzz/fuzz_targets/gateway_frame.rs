@@ -4,7 +4,7 @@
 #![no_main]
 
 use bytes::Bytes;
-use kombu::proto::gateway::{decode, encode, encode_batch, split_batch, ClientHeader, ServerFrame};
+use kombu::proto::gateway::{decode, decode_server, encode, encode_batch, split_batch, ClientHeader};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -23,11 +23,11 @@ fn check(frame: Bytes) {
     if let Ok((header, body)) = decode::<ClientHeader>(&frame) {
         let again = encode(&header, &body);
         let (h2, b2) = decode::<ClientHeader>(&again).expect("a decoded client frame re-encodes");
-        assert_eq!(serde_json::to_value(&header).ok(), serde_json::to_value(&h2).ok());
+        assert_eq!(header, h2);
         assert_eq!(body, b2);
     }
-    if let Ok((header, body)) = decode::<ServerFrame>(&frame) {
+    if let Ok((header, body)) = decode_server(&frame) {
         let again = encode(&header, &body);
-        decode::<ServerFrame>(&again).expect("a decoded server frame re-encodes");
+        assert_eq!(decode_server(&again).expect("a decoded server frame re-encodes"), (header, body));
     }
 }

@@ -108,7 +108,7 @@ async fn hello_agrees_on_heartbeats_and_the_gateway_sends_them() {
         let send = |id, request| Message::Binary(gateway::encode(&ClientHeader { id, request }, b""));
         ws.send(send(1, Request::Hello { vhost: Some(format!("/live-{}", kombu::uuid())), token: None, client: None, heartbeat: asked })).await.unwrap();
         let Some(Ok(Message::Binary(b))) = ws.next().await else { panic!("no hello answer") };
-        let (ServerFrame::Ok { result, .. }, _) = gateway::decode::<ServerFrame>(&b).unwrap() else { panic!("hello refused") };
+        let (ServerFrame::Ok { result, .. }, _) = gateway::decode_server(&b).unwrap() else { panic!("hello refused") };
         assert_eq!(result.get("heartbeat").and_then(|h| h.as_u64()), asked.map(u64::from), "{result}");
         ws.send(send(2, Request::Heartbeat)).await.unwrap();
         // Within 3 s: heartbeats every half second with one, nothing at all without.
@@ -117,7 +117,7 @@ async fn hello_agrees_on_heartbeats_and_the_gateway_sends_them() {
         while let Ok(Some(Ok(m))) = tokio::time::timeout_at(until, ws.next()).await {
             let Message::Binary(b) = m else { continue };
             for f in gateway::split_batch(&b).unwrap() {
-                match gateway::decode::<ServerFrame>(&f).unwrap().0 {
+                match gateway::decode_server(&f).unwrap().0 {
                     ServerFrame::Heartbeat => beats += 1,
                     other => panic!("a heartbeat request is not answered: got {other:?}"),
                 }

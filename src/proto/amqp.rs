@@ -7,7 +7,7 @@
 
 use std::borrow::Cow;
 
-use bytes::{Buf, BufMut, Bytes, BytesMut};
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::error::{Error, Result};
 use crate::properties::Properties;
@@ -496,10 +496,13 @@ pub fn write_heartbeat(out: &mut BytesMut) {
 
 // ----- reading ------------------------------------------------------------------------------
 
-struct R<'a>(&'a [u8]);
-
-fn utf8(b: &[u8], what: &str) -> Result<String> {
-    String::from_utf8(b.to_vec()).map_err(|_| Error::Decode(format!("AMQP {what} is not UTF-8")))
+/// A reader of a frame's payload. A read past the end (or of a malformed value) records the
+/// first error, empties the reader and gives a default, so that the method and property
+/// readers need no early return per field (their clean-up paths were most of their size in
+/// the wasm module); [`R::check`] then returns the error.
+struct R<'a> {
+    b: &'a [u8],
+    err: Option<Error>,
 }
 
 fn short(what: &str) -> Error {
@@ -507,222 +510,253 @@ fn short(what: &str) -> Error {
 }
 
 impl<'a> R<'a> {
-    fn u8(&mut self, what: &str) -> Result<u8> {
-        if self.0.is_empty() {
-            return Err(short(what));
+    fn new(b: &'a [u8]) -> Self {
+        R { b, err: None }
+    }
+    /// Record `e` (unless an error came first) and stop reading.
+    fn fail(&mut self, e: Error) {
+        self.err.get_or_insert(e);
+        self.b = &[];
+    }
+    /// The first error, if any.
+    fn check(&mut self) -> Result<()> {
+        self.err.take().map_or(Ok(()), Err)
+    }
+    fn bytes(&mut self, n: usize, what: &str) -> &'a [u8] {
+        if self.b.len() < n {
+            self.fail(short(what));
+            return &[];
         }
-        Ok(self.0.get_u8())
+        let (a, b) = self.b.split_at(n);
+        self.b = b;
+        a
     }
-    fn u16(&mut self, what: &str) -> Result<u16> {
-        if self.0.len() < 2 {
-            return Err(short(what));
+    fn array<const N: usize>(&mut self, what: &str) -> [u8; N] {
+        self.bytes(N, what).try_into().unwrap_or([0; N])
+    }
+    fn u8(&mut self, what: &str) -> u8 {
+        self.array::<1>(what)[0]
+    }
+    fn u16(&mut self, what: &str) -> u16 {
+        u16::from_be_bytes(self.array(what))
+    }
+    fn u32(&mut self, what: &str) -> u32 {
+        u32::from_be_bytes(self.array(what))
+    }
+    fn u64(&mut self, what: &str) -> u64 {
+        u64::from_be_bytes(self.array(what))
+    }
+    fn utf8(&mut self, b: &[u8], what: &str) -> String {
+        match std::str::from_utf8(b) {
+            Ok(s) => s.to_owned(),
+            Err(_) => {
+                self.fail(Error::Decode(format!("AMQP {what} is not UTF-8")));
+                String::new()
+            }
         }
-        Ok(self.0.get_u16())
     }
-    fn u32(&mut self, what: &str) -> Result<u32> {
-        if self.0.len() < 4 {
-            return Err(short(what));
-        }
-        Ok(self.0.get_u32())
+    fn shortstr(&mut self, what: &str) -> String {
+        let b = self.shortstr_bytes(what);
+        self.utf8(b, what)
     }
-    fn u64(&mut self, what: &str) -> Result<u64> {
-        if self.0.len() < 8 {
-            return Err(short(what));
-        }
-        Ok(self.0.get_u64())
-    }
-    fn bytes(&mut self, n: usize, what: &str) -> Result<&'a [u8]> {
-        if self.0.len() < n {
-            return Err(short(what));
-        }
-        let (a, b) = self.0.split_at(n);
-        self.0 = b;
-        Ok(a)
-    }
-    fn shortstr(&mut self, what: &str) -> Result<String> {
-        let b = self.shortstr_bytes(what)?;
-        utf8(b, what)
-    }
-    fn shortstr_bytes(&mut self, what: &str) -> Result<&'a [u8]> {
-        let n = self.u8(what)? as usize;
+    fn shortstr_bytes(&mut self, what: &str) -> &'a [u8] {
+        let n = self.u8(what) as usize;
         self.bytes(n, what)
     }
     /// A content type or encoding: the serializers' own labels come back as the static
     /// strings they were sent from, without an allocation per message; others as `shortstr`.
-    fn label(&mut self, what: &str) -> Result<Cow<'static, str>> {
+    fn label(&mut self, what: &str) -> Cow<'static, str> {
         const KNOWN: [&str; 6] = ["application/json", "utf-8", "binary", "text/plain", "application/data", "application/x-msgpack"];
-        let b = self.shortstr_bytes(what)?;
+        let b = self.shortstr_bytes(what);
         match KNOWN.iter().find(|k| k.as_bytes() == b) {
-            Some(k) => Ok(Cow::Borrowed(k)),
-            None => utf8(b, what).map(Cow::Owned),
+            Some(k) => Cow::Borrowed(k),
+            None => Cow::Owned(self.utf8(b, what)),
         }
     }
-    fn longstr(&mut self, what: &str) -> Result<Vec<u8>> {
-        let n = self.u32(what)? as usize;
-        Ok(self.bytes(n, what)?.to_vec())
+    fn longstr(&mut self, what: &str) -> &'a [u8] {
+        let n = self.u32(what) as usize;
+        self.bytes(n, what)
     }
-    fn bit(&mut self, what: &str) -> Result<[bool; 8]> {
-        let v = self.u8(what)?;
-        Ok(std::array::from_fn(|i| v & (1 << i) != 0))
+    fn bit(&mut self, what: &str) -> [bool; 8] {
+        let v = self.u8(what);
+        std::array::from_fn(|i| v & (1 << i) != 0)
     }
-    fn table(&mut self, what: &str) -> Result<Headers> {
+    fn table(&mut self, what: &str) -> Headers {
         self.table_at(what, 0)
     }
     /// A field table (keys sorted; a repeated key keeps its last value).
-    fn table_at(&mut self, what: &str, depth: usize) -> Result<Headers> {
-        let mut inner = self.sized(what, depth)?;
+    fn table_at(&mut self, what: &str, depth: usize) -> Headers {
+        let mut inner = self.sized(what, depth);
         let mut entries = Vec::new();
-        while !inner.0.is_empty() {
-            let key = inner.shortstr(what)?;
-            entries.push((key, inner.value(what, depth + 1)?));
+        while !inner.b.is_empty() {
+            let key = inner.shortstr(what);
+            let value = inner.value(what, depth + 1);
+            entries.push((key, value));
         }
+        self.merge(inner);
         crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(&b.0));
-        Ok(entries.into_iter().collect())
+        entries.into_iter().collect()
     }
-    /// The bytes of a table or array (its u32 length first), as a reader of their own.
-    fn sized(&mut self, what: &str, depth: usize) -> Result<R<'a>> {
+    /// The bytes of a table or array (its u32 length first), as a reader of their own, whose
+    /// error [`R::merge`] takes back.
+    fn sized(&mut self, what: &str, depth: usize) -> R<'a> {
         if depth > MAX_DEPTH {
-            return Err(Error::Decode(format!("AMQP field tables in {what} nest deeper than {MAX_DEPTH}")));
+            self.fail(Error::Decode(format!("AMQP field tables in {what} nest deeper than {MAX_DEPTH}")));
         }
-        let n = self.u32(what)? as usize;
-        Ok(R(self.bytes(n, what)?))
+        let n = self.u32(what) as usize;
+        R::new(self.bytes(n, what))
+    }
+    fn merge(&mut self, inner: R<'_>) {
+        if let Some(e) = inner.err {
+            self.fail(e);
+        }
     }
     /// A field value (RabbitMQ's types), as a JSON-like value: numbers as numbers (a decimal
     /// as its float value), strings as strings (long strings decoded leniently: bytes that are
     /// not UTF-8 become U+FFFD), byte arrays as arrays of numbers, void as null.
-    fn value(&mut self, what: &str, depth: usize) -> Result<Value> {
+    fn value(&mut self, what: &str, depth: usize) -> Value {
         let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
-        Ok(match self.u8(what)? {
-            b't' => Value::Bool(self.u8(what)? != 0),
-            b'b' => Value::from(self.u8(what)? as i8),
-            b'B' => Value::from(self.u8(what)?),
-            b's' | b'U' => Value::from(self.u16(what)? as i16),
-            b'u' => Value::from(self.u16(what)?),
-            b'I' => Value::from(self.u32(what)? as i32),
-            b'i' => Value::from(self.u32(what)?),
-            b'l' | b'L' => Value::from(self.u64(what)? as i64),
-            b'f' => float(f64::from(f32::from_bits(self.u32(what)?))),
-            b'd' => float(f64::from_bits(self.u64(what)?)),
+        match self.u8(what) {
+            b't' => Value::Bool(self.u8(what) != 0),
+            b'b' => Value::from(self.u8(what) as i8),
+            b'B' => Value::from(self.u8(what)),
+            b's' | b'U' => Value::from(self.u16(what) as i16),
+            b'u' => Value::from(self.u16(what)),
+            b'I' => Value::from(self.u32(what) as i32),
+            b'i' => Value::from(self.u32(what)),
+            b'l' | b'L' => Value::from(self.u64(what) as i64),
+            b'f' => float(f64::from(f32::from_bits(self.u32(what)))),
+            b'd' => float(f64::from_bits(self.u64(what))),
             b'D' => {
-                let scale = self.u8(what)?;
-                float(f64::from(self.u32(what)?) / 10f64.powi(i32::from(scale)))
+                let scale = self.u8(what);
+                float(f64::from(self.u32(what)) / 10f64.powi(i32::from(scale)))
             }
-            b'S' => {
-                let n = self.u32(what)? as usize;
-                Value::String(String::from_utf8_lossy(self.bytes(n, what)?).into_owned())
-            }
+            b'S' => Value::String(String::from_utf8_lossy(self.longstr(what)).into_owned()),
             b'A' => {
-                let mut inner = self.sized(what, depth)?;
+                let mut inner = self.sized(what, depth);
                 let mut items = Vec::new();
-                while !inner.0.is_empty() {
-                    items.push(inner.value(what, depth + 1)?);
+                while !inner.b.is_empty() {
+                    items.push(inner.value(what, depth + 1));
                 }
+                self.merge(inner);
                 Value::Array(items)
             }
-            b'T' => Value::from(self.u64(what)?),
-            b'F' => Value::Object(self.table_at(what, depth)?),
-            b'x' => {
-                let n = self.u32(what)? as usize;
-                Value::Array(self.bytes(n, what)?.iter().map(|b| Value::from(*b)).collect())
-            }
+            b'T' => Value::from(self.u64(what)),
+            b'F' => Value::Object(self.table_at(what, depth)),
+            b'x' => Value::Array(self.longstr(what).iter().map(|b| Value::from(*b)).collect()),
             b'V' => Value::Null,
-            t => return Err(Error::Decode(format!("invalid AMQP field table in {what}: unknown field type {:?}", char::from(t)))),
-        })
+            t => {
+                // (An empty reader reads type 0: the error is then the one already recorded.)
+                self.fail(Error::Decode(format!("invalid AMQP field table in {what}: unknown field type {:?}", char::from(t))));
+                Value::Null
+            }
+        }
     }
 }
 
+/// A method a server sends (some, such as `channel.close` and `basic.ack`, clients send too).
 fn read_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Method> {
     use Method::*;
-    Ok(match (class, method) {
+    let m = match (class, method) {
         (10, 10) => {
-            r.u8("version")?;
-            r.u8("version")?;
-            let server_properties = r.table("server properties")?;
-            let mechanisms = String::from_utf8_lossy(&r.longstr("mechanisms")?).into_owned();
-            let locales = String::from_utf8_lossy(&r.longstr("locales")?).into_owned();
+            r.u8("version");
+            r.u8("version");
+            let server_properties = r.table("server properties");
+            let mechanisms = String::from_utf8_lossy(r.longstr("mechanisms")).into_owned();
+            let locales = String::from_utf8_lossy(r.longstr("locales")).into_owned();
             ConnectionStart { mechanisms, locales, server_properties }
         }
-        (10, 30) => ConnectionTune { channel_max: r.u16("channel_max")?, frame_max: r.u32("frame_max")?, heartbeat: r.u16("heartbeat")? },
+        (10, 30) => ConnectionTune { channel_max: r.u16("channel_max"), frame_max: r.u32("frame_max"), heartbeat: r.u16("heartbeat") },
         (10, 41) => ConnectionOpenOk,
-        (10, 50) => ConnectionClose { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, class_id: r.u16("class")?, method_id: r.u16("method")? },
+        (10, 50) => ConnectionClose { reply_code: r.u16("reply code"), reply_text: r.shortstr("reply text"), class_id: r.u16("class"), method_id: r.u16("method") },
         (10, 51) => ConnectionCloseOk,
-        (10, 60) => ConnectionBlocked { reason: r.shortstr("reason")? },
+        (10, 60) => ConnectionBlocked { reason: r.shortstr("reason") },
         (10, 61) => ConnectionUnblocked,
         (20, 11) => ChannelOpenOk,
-        (20, 20) => ChannelFlow { active: r.bit("active")?[0] },
-        (20, 21) => ChannelFlowOk { active: r.bit("active")?[0] },
-        (20, 40) => ChannelClose { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, class_id: r.u16("class")?, method_id: r.u16("method")? },
+        (20, 20) => ChannelFlow { active: r.bit("active")[0] },
+        (20, 21) => ChannelFlowOk { active: r.bit("active")[0] },
+        (20, 40) => ChannelClose { reply_code: r.u16("reply code"), reply_text: r.shortstr("reply text"), class_id: r.u16("class"), method_id: r.u16("method") },
         (20, 41) => ChannelCloseOk,
         (40, 11) => ExchangeDeclareOk,
         (40, 21) => ExchangeDeleteOk,
         (40, 31) => ExchangeBindOk,
         (40, 51) => ExchangeUnbindOk,
-        (50, 11) => QueueDeclareOk { queue: r.shortstr("queue")?, message_count: r.u32("message count")?, consumer_count: r.u32("consumer count")? },
+        (50, 11) => QueueDeclareOk { queue: r.shortstr("queue"), message_count: r.u32("message count"), consumer_count: r.u32("consumer count") },
         (50, 21) => QueueBindOk,
-        (50, 31) => QueuePurgeOk { message_count: r.u32("message count")? },
-        (50, 41) => QueueDeleteOk { message_count: r.u32("message count")? },
+        (50, 31) => QueuePurgeOk { message_count: r.u32("message count") },
+        (50, 41) => QueueDeleteOk { message_count: r.u32("message count") },
         (50, 51) => QueueUnbindOk,
         (60, 11) => BasicQosOk,
-        (60, 21) => BasicConsumeOk { consumer_tag: r.shortstr("consumer tag")? },
-        (60, 30) => BasicCancel { consumer_tag: r.shortstr("consumer tag")?, nowait: r.bit("nowait")?[0] },
-        (60, 31) => BasicCancelOk { consumer_tag: r.shortstr("consumer tag")? },
-        (60, 50) => BasicReturn { reply_code: r.u16("reply code")?, reply_text: r.shortstr("reply text")?, exchange: r.shortstr("exchange")?, routing_key: r.shortstr("routing key")? },
+        (60, 21) => BasicConsumeOk { consumer_tag: r.shortstr("consumer tag") },
+        (60, 30) => BasicCancel { consumer_tag: r.shortstr("consumer tag"), nowait: r.bit("nowait")[0] },
+        (60, 31) => BasicCancelOk { consumer_tag: r.shortstr("consumer tag") },
+        (60, 50) => BasicReturn { reply_code: r.u16("reply code"), reply_text: r.shortstr("reply text"), exchange: r.shortstr("exchange"), routing_key: r.shortstr("routing key") },
         (60, 60) => BasicDeliver {
-            consumer_tag: r.shortstr("consumer tag")?,
-            delivery_tag: r.u64("delivery tag")?,
-            redelivered: r.bit("redelivered")?[0],
-            exchange: r.shortstr("exchange")?,
-            routing_key: r.shortstr("routing key")?,
+            consumer_tag: r.shortstr("consumer tag"),
+            delivery_tag: r.u64("delivery tag"),
+            redelivered: r.bit("redelivered")[0],
+            exchange: r.shortstr("exchange"),
+            routing_key: r.shortstr("routing key"),
         },
         (60, 71) => BasicGetOk {
-            delivery_tag: r.u64("delivery tag")?,
-            redelivered: r.bit("redelivered")?[0],
-            exchange: r.shortstr("exchange")?,
-            routing_key: r.shortstr("routing key")?,
-            message_count: r.u32("message count")?,
+            delivery_tag: r.u64("delivery tag"),
+            redelivered: r.bit("redelivered")[0],
+            exchange: r.shortstr("exchange"),
+            routing_key: r.shortstr("routing key"),
+            message_count: r.u32("message count"),
         },
         (60, 72) => BasicGetEmpty,
         (60, 80) => {
-            let delivery_tag = r.u64("delivery tag")?;
-            BasicAck { delivery_tag, multiple: r.bit("multiple")?[0] }
+            let delivery_tag = r.u64("delivery tag");
+            BasicAck { delivery_tag, multiple: r.bit("multiple")[0] }
         }
         (60, 111) => BasicRecoverOk,
         (60, 120) => {
-            let delivery_tag = r.u64("delivery tag")?;
-            let b = r.bit("flags")?;
+            let delivery_tag = r.u64("delivery tag");
+            let b = r.bit("flags");
             BasicNack { delivery_tag, multiple: b[0], requeue: b[1] }
         }
         (85, 11) => ConfirmSelectOk,
-        // Methods a client sends (read by the gateway's /amqp relay).
+        (c, m) => return Err(Error::Decode(format!("unknown AMQP method {c}.{m} (or one only clients send)"))),
+    };
+    r.check().map(|_| m)
+}
+
+/// A method only clients send (the gateway's `/amqp` relay reads them, through
+/// [`RawFrame::method`]); `None` for the others. Apart from [`read_method`], which the client
+/// transport reads frames with, so that the wasm module leaves it out (~8 KB of code).
+fn read_client_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Option<Method>> {
+    use Method::*;
+    let m = match (class, method) {
         (10, 11) => {
-            let client_properties = r.table("client properties")?;
-            let mechanism = r.shortstr("mechanism")?;
-            let response = r.longstr("response")?.to_vec();
-            ConnectionStartOk { client_properties, mechanism, response, locale: r.shortstr("locale")? }
+            let client_properties = r.table("client properties");
+            let mechanism = r.shortstr("mechanism");
+            let response = r.longstr("response").to_vec();
+            ConnectionStartOk { client_properties, mechanism, response, locale: r.shortstr("locale") }
         }
-        (10, 31) => ConnectionTuneOk { channel_max: r.u16("channel_max")?, frame_max: r.u32("frame_max")?, heartbeat: r.u16("heartbeat")? },
-        (10, 40) => ConnectionOpen { virtual_host: r.shortstr("virtual host")? },
+        (10, 31) => ConnectionTuneOk { channel_max: r.u16("channel_max"), frame_max: r.u32("frame_max"), heartbeat: r.u16("heartbeat") },
+        (10, 40) => ConnectionOpen { virtual_host: r.shortstr("virtual host") },
         (20, 10) => ChannelOpen,
         (40, 10) => {
-            r.u16("ticket")?;
-            let exchange = r.shortstr("exchange")?;
-            let kind = r.shortstr("type")?;
-            let b = r.bit("flags")?;
-            ExchangeDeclare { exchange, kind, passive: b[0], durable: b[1], auto_delete: b[2], internal: b[3], nowait: b[4], arguments: r.table("arguments")? }
+            r.u16("ticket");
+            let exchange = r.shortstr("exchange");
+            let kind = r.shortstr("type");
+            let b = r.bit("flags");
+            ExchangeDeclare { exchange, kind, passive: b[0], durable: b[1], auto_delete: b[2], internal: b[3], nowait: b[4], arguments: r.table("arguments") }
         }
         (40, 20) => {
-            r.u16("ticket")?;
-            let exchange = r.shortstr("exchange")?;
-            let b = r.bit("flags")?;
+            r.u16("ticket");
+            let exchange = r.shortstr("exchange");
+            let b = r.bit("flags");
             ExchangeDelete { exchange, if_unused: b[0], nowait: b[1] }
         }
         (40, 30) | (40, 40) => {
-            r.u16("ticket")?;
-            let destination = r.shortstr("destination")?;
-            let source = r.shortstr("source")?;
-            let routing_key = r.shortstr("routing key")?;
-            let nowait = r.bit("nowait")?[0];
-            let arguments = r.table("arguments")?;
+            r.u16("ticket");
+            let destination = r.shortstr("destination");
+            let source = r.shortstr("source");
+            let routing_key = r.shortstr("routing key");
+            let nowait = r.bit("nowait")[0];
+            let arguments = r.table("arguments");
             if method == 30 {
                 ExchangeBind { destination, source, routing_key, nowait, arguments }
             } else {
@@ -730,118 +764,120 @@ fn read_method(class: u16, method: u16, r: &mut R<'_>) -> Result<Method> {
             }
         }
         (50, 10) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            let b = r.bit("flags")?;
-            QueueDeclare { queue, passive: b[0], durable: b[1], exclusive: b[2], auto_delete: b[3], nowait: b[4], arguments: r.table("arguments")? }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            let b = r.bit("flags");
+            QueueDeclare { queue, passive: b[0], durable: b[1], exclusive: b[2], auto_delete: b[3], nowait: b[4], arguments: r.table("arguments") }
         }
         (50, 20) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            let exchange = r.shortstr("exchange")?;
-            let routing_key = r.shortstr("routing key")?;
-            let nowait = r.bit("nowait")?[0];
-            QueueBind { queue, exchange, routing_key, nowait, arguments: r.table("arguments")? }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            let exchange = r.shortstr("exchange");
+            let routing_key = r.shortstr("routing key");
+            let nowait = r.bit("nowait")[0];
+            QueueBind { queue, exchange, routing_key, nowait, arguments: r.table("arguments") }
         }
         (50, 30) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            QueuePurge { queue, nowait: r.bit("nowait")?[0] }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            QueuePurge { queue, nowait: r.bit("nowait")[0] }
         }
         (50, 40) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            let b = r.bit("flags")?;
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            let b = r.bit("flags");
             QueueDelete { queue, if_unused: b[0], if_empty: b[1], nowait: b[2] }
         }
         (50, 50) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            let exchange = r.shortstr("exchange")?;
-            let routing_key = r.shortstr("routing key")?;
-            QueueUnbind { queue, exchange, routing_key, arguments: r.table("arguments")? }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            let exchange = r.shortstr("exchange");
+            let routing_key = r.shortstr("routing key");
+            QueueUnbind { queue, exchange, routing_key, arguments: r.table("arguments") }
         }
         (60, 10) => {
-            let prefetch_size = r.u32("prefetch size")?;
-            let prefetch_count = r.u16("prefetch count")?;
-            BasicQos { prefetch_size, prefetch_count, global: r.bit("global")?[0] }
+            let prefetch_size = r.u32("prefetch size");
+            let prefetch_count = r.u16("prefetch count");
+            BasicQos { prefetch_size, prefetch_count, global: r.bit("global")[0] }
         }
         (60, 20) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            let consumer_tag = r.shortstr("consumer tag")?;
-            let b = r.bit("flags")?;
-            BasicConsume { queue, consumer_tag, no_local: b[0], no_ack: b[1], exclusive: b[2], nowait: b[3], arguments: r.table("arguments")? }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            let consumer_tag = r.shortstr("consumer tag");
+            let b = r.bit("flags");
+            BasicConsume { queue, consumer_tag, no_local: b[0], no_ack: b[1], exclusive: b[2], nowait: b[3], arguments: r.table("arguments") }
         }
         (60, 40) => {
-            r.u16("ticket")?;
-            let exchange = r.shortstr("exchange")?;
-            let routing_key = r.shortstr("routing key")?;
-            let b = r.bit("flags")?;
+            r.u16("ticket");
+            let exchange = r.shortstr("exchange");
+            let routing_key = r.shortstr("routing key");
+            let b = r.bit("flags");
             BasicPublish { exchange, routing_key, mandatory: b[0], immediate: b[1] }
         }
         (60, 70) => {
-            r.u16("ticket")?;
-            let queue = r.shortstr("queue")?;
-            BasicGet { queue, no_ack: r.bit("no_ack")?[0] }
+            r.u16("ticket");
+            let queue = r.shortstr("queue");
+            BasicGet { queue, no_ack: r.bit("no_ack")[0] }
         }
         (60, 90) => {
-            let delivery_tag = r.u64("delivery tag")?;
-            BasicReject { delivery_tag, requeue: r.bit("requeue")?[0] }
+            let delivery_tag = r.u64("delivery tag");
+            BasicReject { delivery_tag, requeue: r.bit("requeue")[0] }
         }
-        (60, 110) => BasicRecover { requeue: r.bit("requeue")?[0] },
-        (85, 10) => ConfirmSelect { nowait: r.bit("nowait")?[0] },
-        (c, m) => return Err(Error::Decode(format!("unknown AMQP method {c}.{m}"))),
-    })
+        (60, 110) => BasicRecover { requeue: r.bit("requeue")[0] },
+        (85, 10) => ConfirmSelect { nowait: r.bit("nowait")[0] },
+        _ => return Ok(None),
+    };
+    r.check().map(|_| Some(m))
 }
 
-fn read_properties(r: &mut R<'_>) -> Result<Properties> {
-    let flags = r.u16("property flags")?;
+/// Content header properties (errors are left in `r`).
+fn read_properties(r: &mut R<'_>) -> Properties {
+    let flags = r.u16("property flags");
     let has = |n: u16| flags & (1 << (15 - n)) != 0;
     let mut p = Properties::default();
     if has(0) {
-        p.content_type = Some(r.label("content_type")?);
+        p.content_type = Some(r.label("content_type"));
     }
     if has(1) {
-        p.content_encoding = Some(r.label("content_encoding")?);
+        p.content_encoding = Some(r.label("content_encoding"));
     }
     if has(2) {
-        p.headers = r.table("headers")?;
+        p.headers = r.table("headers");
     }
     if has(3) {
-        p.delivery_mode = Some(r.u8("delivery_mode")?);
+        p.delivery_mode = Some(r.u8("delivery_mode"));
     }
     if has(4) {
-        p.priority = Some(r.u8("priority")?);
+        p.priority = Some(r.u8("priority"));
     }
     if has(5) {
-        p.correlation_id = Some(r.shortstr("correlation_id")?);
+        p.correlation_id = Some(r.shortstr("correlation_id"));
     }
     if has(6) {
-        p.reply_to = Some(r.shortstr("reply_to")?);
+        p.reply_to = Some(r.shortstr("reply_to"));
     }
     if has(7) {
-        p.expiration = Some(r.shortstr("expiration")?);
+        p.expiration = Some(r.shortstr("expiration"));
     }
     if has(8) {
-        p.message_id = Some(r.shortstr("message_id")?);
+        p.message_id = Some(r.shortstr("message_id"));
     }
     if has(9) {
-        p.timestamp = Some(r.u64("timestamp")?);
+        p.timestamp = Some(r.u64("timestamp"));
     }
     if has(10) {
-        p.type_ = Some(r.shortstr("type")?);
+        p.type_ = Some(r.shortstr("type"));
     }
     if has(11) {
-        p.user_id = Some(r.shortstr("user_id")?);
+        p.user_id = Some(r.shortstr("user_id"));
     }
     if has(12) {
-        p.app_id = Some(r.shortstr("app_id")?);
+        p.app_id = Some(r.shortstr("app_id"));
     }
     if has(13) {
-        p.cluster_id = Some(r.shortstr("cluster_id")?);
+        p.cluster_id = Some(r.shortstr("cluster_id"));
     }
-    Ok(p)
+    p
 }
 
 /// A frame's extent in a byte stream, not decoded (see [`split_frame`]).
@@ -865,12 +901,17 @@ impl RawFrame<'_> {
         })
     }
 
-    /// Decode a method frame's method.
+    /// Decode a method frame's method, whichever peer sends it ([`read_frame`] reads only
+    /// those a server sends).
     pub fn method(&self) -> Result<Method> {
-        let mut r = R(self.payload);
-        let class = r.u16("class id")?;
-        let method = r.u16("method id")?;
-        read_method(class, method, &mut r)
+        let mut r = R::new(self.payload);
+        let class = r.u16("class id");
+        let method = r.u16("method id");
+        r.check()?;
+        match read_client_method(class, method, &mut r)? {
+            Some(m) => Ok(m),
+            None => read_method(class, method, &mut r),
+        }
     }
 }
 
@@ -899,24 +940,29 @@ pub fn split_frame(buf: &[u8], frame_max: u32) -> Result<Option<RawFrame<'_>>> {
     Ok(Some(RawFrame { kind, channel, payload: &buf[7..total - 1], len: total }))
 }
 
-/// Parse one frame from the front of `buf`. `Ok(None)` when more bytes are needed; on success
-/// the frame and the number of bytes it used. Malformed input is an error naming the problem.
+/// Parse one frame from the front of `buf`, as a client reads what a server sends (a method
+/// only clients send is an unknown one here; [`RawFrame::method`] reads those). `Ok(None)` when
+/// more bytes are needed; on success the frame and the number of bytes it used. Malformed
+/// input is an error naming the problem.
 pub fn read_frame(buf: &[u8], frame_max: u32) -> Result<Option<(Frame, usize)>> {
     let Some(RawFrame { kind, channel, payload, len: total }) = split_frame(buf, frame_max)? else {
         return Ok(None);
     };
-    let mut r = R(payload);
+    let mut r = R::new(payload);
     let frame = match kind {
         1 => {
-            let class = r.u16("class id")?;
-            let method = r.u16("method id")?;
+            let class = r.u16("class id");
+            let method = r.u16("method id");
+            r.check()?;
             Frame::Method(channel, read_method(class, method, &mut r)?)
         }
         2 => {
-            let _class = r.u16("class id")?;
-            let _weight = r.u16("weight")?;
-            let size = r.u64("body size")?;
-            Frame::Header(channel, size, Box::new(read_properties(&mut r)?))
+            let _class = r.u16("class id");
+            let _weight = r.u16("weight");
+            let size = r.u64("body size");
+            let properties = read_properties(&mut r);
+            r.check()?;
+            Frame::Header(channel, size, Box::new(properties))
         }
         3 => Frame::Body(channel, Bytes::copy_from_slice(payload)),
         8 => Frame::Heartbeat,
@@ -933,6 +979,13 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    /// A field table, or the first error reading it.
+    fn read_table(b: &[u8], what: &str) -> Result<Headers> {
+        let mut r = R::new(b);
+        let table = r.table(what);
+        r.check().map(|_| table)
+    }
 
     #[test]
     fn client_methods_round_trip() {
@@ -967,7 +1020,9 @@ mod tests {
             let raw = split_frame(&out, 131_072).unwrap().unwrap();
             assert_eq!(raw.method_ids(), Some(m.ids()));
             assert_eq!(raw.method().unwrap(), m);
-            assert_eq!(read_frame(&out, 131_072).unwrap().unwrap(), (Frame::Method(3, m), out.len()));
+            // A client does not read what only clients send.
+            let e = read_frame(&out, 131_072).unwrap_err().to_string();
+            assert!(e.contains(&format!("unknown AMQP method {}.{} (or one only clients send)", m.ids().0, m.ids().1)), "{e}");
         }
     }
 
@@ -1058,7 +1113,7 @@ mod tests {
         entries.extend_from_slice(&[b'l', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(w.0.to_vec(), table_bytes(&entries));
         // And back (a u64 beyond i64 comes back as -1, as RabbitMQ reads it).
-        let back = R(&w.0).table("t").unwrap();
+        let back = read_table(&w.0, "t").unwrap();
         assert_eq!(back.keys().collect::<Vec<_>>(), ["a", "b"]);
         assert_eq!(back["a"], json!({"y": {}, "z": false}));
         assert_eq!(back["b"], json!([true, null, "x", 2.5, 5_000_000_000i64, -7, -1]));
@@ -1096,7 +1151,7 @@ mod tests {
         field("x", b"x\x00\x00\x00\x02\x01\x02");
         field("V", b"V");
         field("t", b"t\x00"); // a repeated key keeps its last value
-        let h = R(&table_bytes(&e)).table("t").unwrap();
+        let h = read_table(&table_bytes(&e), "t").unwrap();
         let expected = json!({
             "A": [null, 7, null], "B": 254, "D": 3.15, "F": {"k": null}, "I": -2, "L": 9, "S": "a\u{fffd}b",
             "T": 0x6500_0000u64, "U": 5, "V": null, "b": -2, "d": 0.25, "f": 1.5, "i": 4_294_967_294u32, "l": -2,
@@ -1109,7 +1164,7 @@ mod tests {
 
     #[test]
     fn bad_field_tables_are_refused() {
-        let err = |b: &[u8]| R(b).table("arguments").unwrap_err().to_string();
+        let err = |b: &[u8]| read_table(b, "arguments").unwrap_err().to_string();
         assert!(err(&table_bytes(b"\x01kZ")).contains("unknown field type 'Z'"));
         assert!(err(&table_bytes(b"\x01kI\x00")).contains("too short"));
         assert!(err(&[0, 0, 0, 9, 1]).contains("too short"));

@@ -9,16 +9,16 @@
 //! WebSocket to the gateway's `/amqp` relay, in the browser) are such carriers. Timers
 //! (heartbeats, timeouts) are the carrier's, except the timeouts of waits.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
-use futures::StreamExt;
 use serde_json::json;
 
 use crate::proto::amqp::{self, Frame, Method};
+use crate::namemap::SortedMap;
 use crate::rt::lock;
 use crate::error::{Error, ReplyCode, Result};
 use crate::properties::Properties;
@@ -92,7 +92,7 @@ struct Inner {
     out: Box<dyn Carrier>,
     frame_max: AtomicU32,
     channel_max: AtomicU16,
-    channels: Mutex<HashMap<u16, ChanState>>,
+    channels: Mutex<SortedMap<u16, ChanState>>,
     open: AtomicBool,
     next_channel: AtomicU16,
     events: mpsc::UnboundedSender<ServerEvent>,
@@ -108,16 +108,6 @@ fn unexpected(expected: &str, got: &Method) -> Error {
     Error::Decode(format!("expected {expected}, got AMQP method {class}.{method}"))
 }
 
-/// What a frame is, for error messages.
-fn frame_kind(f: &Frame) -> String {
-    match f {
-        Frame::Method(_, m) => format!("AMQP method {}.{}", m.ids().0, m.ids().1),
-        Frame::Header(..) => "content header".into(),
-        Frame::Body(..) => "content body".into(),
-        Frame::Heartbeat => "heartbeat".into(),
-    }
-}
-
 fn closed() -> Error {
     Error::RecoverableConnection("the AMQP connection is closed".into())
 }
@@ -129,6 +119,14 @@ impl Inner {
 
     /// Send `m` on `channel` and wait for the server's answer.
     async fn call(&self, channel: u16, m: Method) -> Result<Reply> {
+        let mut out = BytesMut::new();
+        amqp::write_method(channel, &m, &mut out)?;
+        self.exchange(channel, out).await
+    }
+
+    /// Send `out` (frames on `channel`, or the protocol header) and wait for the server's
+    /// next answer on `channel`.
+    async fn exchange(&self, channel: u16, out: BytesMut) -> Result<Reply> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(closed());
         }
@@ -136,8 +134,6 @@ impl Inner {
         {
             let mut chans = lock(&self.channels);
             let st = chans.get_mut(&channel).ok_or_else(|| Error::channel(ReplyCode::ChannelError, format!("CHANNEL_ERROR - channel {channel} is closed")))?;
-            let mut out = BytesMut::new();
-            amqp::write_method(channel, &m, &mut out)?;
             st.pending.push_back(tx);
             self.send(out)?;
         }
@@ -152,8 +148,17 @@ impl Inner {
         }
     }
 
+    /// Send `out` on channel 0 and wait for the server's next connection method (the
+    /// handshake).
+    async fn connection_method(&self, out: BytesMut) -> Result<Method> {
+        match self.exchange(0, out).await? {
+            Reply::Method(m) => Ok(m),
+            Reply::Get(m, ..) => Ok(m),
+        }
+    }
+
     fn fail_all(&self, e: &Error) {
-        for (_, st) in lock(&self.channels).drain() {
+        for (_, st) in std::mem::take(&mut *lock(&self.channels)) {
             st.fail(e);
         }
     }
@@ -165,9 +170,6 @@ pub struct AmqpClient {
     events_rx: Mutex<Option<mpsc::UnboundedReceiver<ServerEvent>>>,
     /// Bytes read and not yet a whole frame.
     buf: Mutex<BytesMut>,
-    /// Connection-level methods during the handshake (until `connection.open-ok`).
-    handshake: Mutex<Option<mpsc::UnboundedSender<Result<Method>>>>,
-    handshake_rx: futures::lock::Mutex<Option<mpsc::UnboundedReceiver<Result<Method>>>>,
     /// The negotiated heartbeat interval in seconds (0: none), once tuned.
     heartbeat: AtomicU16,
 }
@@ -176,13 +178,16 @@ impl AmqpClient {
     /// Protocol state over `carrier`; call [`AmqpClient::handshake`] next.
     pub fn new(carrier: Box<dyn Carrier>) -> Arc<AmqpClient> {
         let (events, events_rx) = mpsc::unbounded();
-        let (hs_tx, hs_rx) = mpsc::unbounded();
         Arc::new(AmqpClient {
             inner: Arc::new(Inner {
                 out: carrier,
                 frame_max: AtomicU32::new(131_072),
                 channel_max: AtomicU16::new(2047),
-                channels: Mutex::new(HashMap::from([(0u16, ChanState::default())])),
+                channels: Mutex::new({
+                    let mut channels = SortedMap::new();
+                    channels.insert(0u16, ChanState::default());
+                    channels
+                }),
                 open: AtomicBool::new(true),
                 next_channel: AtomicU16::new(1),
                 events,
@@ -190,8 +195,6 @@ impl AmqpClient {
             }),
             events_rx: Mutex::new(Some(events_rx)),
             buf: Mutex::new(BytesMut::new()),
-            handshake: Mutex::new(Some(hs_tx)),
-            handshake_rx: futures::lock::Mutex::new(Some(hs_rx)),
             heartbeat: AtomicU16::new(0),
         })
     }
@@ -228,23 +231,8 @@ impl AmqpClient {
                 }
             };
             buf.advance(n);
-            let handshaking = lock(&self.handshake).clone();
-            if let Some(hs) = handshaking {
-                match f {
-                    Frame::Method(0, m) => {
-                        let last = matches!(m, Method::ConnectionOpenOk | Method::ConnectionClose { .. });
-                        let _ = hs.unbounded_send(Ok(m));
-                        if last {
-                            lock(&self.handshake).take();
-                        }
-                    }
-                    Frame::Heartbeat => {}
-                    other => {
-                        let _ = hs.unbounded_send(Err(Error::Decode(format!("unexpected {} during the AMQP handshake", frame_kind(&other)))));
-                    }
-                }
-                continue;
-            }
+            // During the handshake too: its connection methods answer the handshake's waits
+            // on channel 0 as other answers do, and a `connection.close` fails them.
             if let Err(e) = handle_frame(&self.inner, f) {
                 self.fail(&e);
                 return Err(e);
@@ -257,9 +245,6 @@ impl AmqpClient {
             self.inner.fail_all(e);
             let _ = self.inner.events.unbounded_send(ServerEvent::ConnectionClosed { error: e.clone() });
         }
-        if let Some(hs) = lock(&self.handshake).take() {
-            let _ = hs.unbounded_send(Err(e.clone()));
-        }
     }
 
     /// The socket ended (`reason` says how).
@@ -267,27 +252,13 @@ impl AmqpClient {
         self.fail(&Error::RecoverableConnection(format!("AMQP connection lost: {reason}")));
     }
 
-    async fn expect(&self, what: &str) -> Result<Method> {
-        let mut rx = self.handshake_rx.lock().await;
-        let Some(rx) = rx.as_mut() else { return Err(Error::Decode(format!("{what}: the handshake is over"))) };
-        match rx.next().await {
-            Some(Ok(Method::ConnectionClose { reply_code, reply_text, .. })) => Err(Error::connection(ReplyCode::from_code(reply_code), reply_text)),
-            Some(Ok(m)) => Ok(m),
-            Some(Err(e)) => Err(e),
-            None => Err(closed()),
-        }
-    }
-
     /// Open the connection: protocol header, login (`info.login_method`: PLAIN by default,
     /// or AMQPLAIN), tune (frame_max, channel_max, `info.heartbeat`), `connection.open` of
     /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
     /// the broker's confirms.
     pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
-        self.inner.out.send(Bytes::from_static(amqp::PROTOCOL_HEADER))?;
-        self.inner.out.flush();
-        let Method::ConnectionStart { mechanisms, .. } = self.expect("connection.start").await? else {
-            return Err(Error::Decode("expected connection.start".into()));
-        };
+        let start = self.inner.connection_method(BytesMut::from(&amqp::PROTOCOL_HEADER[..])).await?;
+        let Method::ConnectionStart { mechanisms, .. } = start else { return Err(unexpected("connection.start", &start)) };
         let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
         let user = info.userid.clone().unwrap_or_else(|| "guest".into());
         let pass = info.password.clone().unwrap_or_else(|| "guest".into());
@@ -311,11 +282,8 @@ impl AmqpClient {
         );
         let mut out = BytesMut::new();
         amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
-        self.inner.send(out)?;
-        self.inner.out.flush();
-        let Method::ConnectionTune { channel_max, frame_max, heartbeat } = self.expect("connection.tune").await? else {
-            return Err(Error::Decode("expected connection.tune".into()));
-        };
+        let tune = self.inner.connection_method(out).await?;
+        let Method::ConnectionTune { channel_max, frame_max, heartbeat } = tune else { return Err(unexpected("connection.tune", &tune)) };
         let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
         let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
         let want = info.heartbeat.unwrap_or(0.0).round() as u16;
@@ -324,9 +292,7 @@ impl AmqpClient {
         let mut out = BytesMut::new();
         amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
         amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
-        self.inner.send(out)?;
-        self.inner.out.flush();
-        match self.expect("connection.open-ok").await? {
+        match self.inner.connection_method(out).await? {
             Method::ConnectionOpenOk => {}
             other => return Err(unexpected("connection.open-ok", &other)),
         }
@@ -511,9 +477,9 @@ impl RawConnection for AmqpConnection {
                 id
             };
             let mut chans = lock(&self.inner.channels);
-            let n = chans.len();
-            if let std::collections::hash_map::Entry::Vacant(e) = chans.entry(id) {
-                break (id, e.insert(ChanState::default()).closed.clone());
+            let n = chans.iter().count();
+            if !chans.contains_key(&id) {
+                break (id, chans.get_or_insert_with(id, ChanState::default).closed.clone());
             }
             if n > usize::from(self.inner.channel_max.load(Ordering::Relaxed)) {
                 return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
@@ -586,12 +552,17 @@ impl AmqpChannel {
         }
     }
 
-    async fn ok(&self, m: Method) -> Result<Method> {
-        self.check()?;
-        self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
-            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
-                self.open.store(false, Ordering::SeqCst);
-            }
+    /// Call `m` on the channel. Boxed: the channel's methods each await it, and a future of
+    /// their own holding this one inline would repeat its states and drop code in each (the
+    /// wasm module's size).
+    fn ok(&self, m: Method) -> rt::BoxFuture<'_, Result<Method>> {
+        Box::pin(async move {
+            self.check()?;
+            self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+                if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
+                    self.open.store(false, Ordering::SeqCst);
+                }
+            })
         })
     }
 

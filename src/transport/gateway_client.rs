@@ -5,7 +5,6 @@
 //! is given ([`Carrier`]) and feeds what it receives to [`GatewayClient::on_frame`] and, when
 //! the socket ends, [`GatewayClient::on_close`].
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -13,6 +12,7 @@ use bytes::Bytes;
 use futures::channel::{mpsc, oneshot};
 
 use crate::error::{Error, Result};
+use crate::namemap::SortedMap;
 use crate::proto::gateway::{self, ClientHeader, MessageHeader, Request, Scope, ServerFrame};
 use super::carrier::{Carrier, ClosedBy, Confirms, EventQueue, Unsettled};
 use crate::rt::Duration;
@@ -32,11 +32,11 @@ pub struct GatewayClient {
     next_id: AtomicU64,
     /// Requests waiting for their answer; true for a `basic.get` with acks (its message is
     /// then one the channel must settle).
-    pending: Mutex<HashMap<u64, (oneshot::Sender<Answer>, bool)>>,
+    pending: Mutex<SortedMap<u64, (oneshot::Sender<Answer>, bool)>>,
     /// Per channel, the deliveries waiting for our ack.
-    unsettled: Mutex<HashMap<u32, Unsettled>>,
+    unsettled: Mutex<SortedMap<u32, Unsettled>>,
     /// The open channels: why each ends (shared with its handle) and its publisher confirms.
-    channels: Mutex<HashMap<u32, (ClosedBy, Option<Confirms>)>>,
+    channels: Mutex<SortedMap<u32, (ClosedBy, Option<Confirms>)>>,
     /// Channels open in confirm mode, their publishes waiting for the broker's confirms
     /// (the `confirm_publish` transport option, given to [`GatewayClient::hello`]).
     confirm_publish: AtomicBool,
@@ -69,9 +69,9 @@ impl GatewayClient {
         Arc::new(GatewayClient {
             carrier,
             next_id: AtomicU64::new(1),
-            pending: Mutex::new(HashMap::new()),
-            unsettled: Mutex::new(HashMap::new()),
-            channels: Mutex::new(HashMap::new()),
+            pending: Mutex::new(SortedMap::new()),
+            unsettled: Mutex::new(SortedMap::new()),
+            channels: Mutex::new(SortedMap::new()),
             confirm_publish: AtomicBool::new(false),
             open: AtomicBool::new(true),
             heartbeat: AtomicU16::new(0),
@@ -80,15 +80,15 @@ impl GatewayClient {
         })
     }
 
-    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, (oneshot::Sender<Answer>, bool)>> {
+    fn pending(&self) -> std::sync::MutexGuard<'_, SortedMap<u64, (oneshot::Sender<Answer>, bool)>> {
         crate::rt::lock(&self.pending)
     }
 
-    fn unsettled(&self) -> std::sync::MutexGuard<'_, HashMap<u32, Unsettled>> {
+    fn unsettled(&self) -> std::sync::MutexGuard<'_, SortedMap<u32, Unsettled>> {
         crate::rt::lock(&self.unsettled)
     }
 
-    fn channels(&self) -> std::sync::MutexGuard<'_, HashMap<u32, (ClosedBy, Option<Confirms>)>> {
+    fn channels(&self) -> std::sync::MutexGuard<'_, SortedMap<u32, (ClosedBy, Option<Confirms>)>> {
         crate::rt::lock(&self.channels)
     }
 
@@ -227,7 +227,7 @@ impl GatewayClient {
             let waiting = self.pending().remove(&id);
             if let (Some((_, true)), ServerFrame::GetOk { channel, message, .. }) = (&waiting, &frame) {
                 // Recorded here, in the order frames arrive, before any later delivery is acked.
-                self.unsettled().entry(*channel).or_default().delivered(message.delivery_tag);
+                self.unsettled().get_or_insert_with(*channel, Unsettled::default).delivered(message.delivery_tag);
             }
             let answer = match frame {
                 ServerFrame::Error { scope, code, name, text, channel, .. } => {
@@ -246,7 +246,7 @@ impl GatewayClient {
         }
         let ev = match frame {
             ServerFrame::Deliver { channel, consumer_tag, message: m } => {
-                self.unsettled().entry(channel).or_default().delivered(m.delivery_tag);
+                self.unsettled().get_or_insert_with(channel, Unsettled::default).delivered(m.delivery_tag);
                 ServerEvent::Deliver { channel, consumer_tag: consumer_tag.into(), delivery: message(m, body) }
             }
             ServerFrame::Return { channel, reply_code, reply_text, message: m } => {
@@ -292,10 +292,10 @@ impl GatewayClient {
         }
         let error = lost(reason);
         self.unsettled().clear();
-        for (_, (tx, _)) in self.pending().drain() {
+        for (_, (tx, _)) in std::mem::take(&mut *self.pending()) {
             let _ = tx.send(Err(error.clone()));
         }
-        for (_, (closed, confirms)) in self.channels().drain() {
+        for (_, (closed, confirms)) in std::mem::take(&mut *self.channels()) {
             crate::rt::lock(&closed).get_or_insert_with(|| error.clone());
             if let Some(c) = confirms {
                 c.fail(&error);
@@ -394,14 +394,19 @@ impl GatewayChannel {
         }
     }
 
-    async fn value(&self, r: Request) -> Result<Value> {
-        self.check()?;
-        // A request sent before the close arrived is answered 504 by the gateway, which
-        // forgot the channel: the close's reason says more.
-        self.client.result(r).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
-            if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
-                self.open.store(false, Ordering::SeqCst);
-            }
+    /// Send `r` and wait for its result. Boxed: the channel's methods each await it, and a
+    /// future of their own holding this one inline would repeat its states and drop code in
+    /// each (the wasm module's size).
+    fn value(&self, r: Request) -> crate::rt::BoxFuture<'_, Result<Value>> {
+        Box::pin(async move {
+            self.check()?;
+            // A request sent before the close arrived is answered 504 by the gateway, which
+            // forgot the channel: the close's reason says more.
+            self.client.result(r).await.map_err(|e| crate::rt::lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+                if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
+                    self.open.store(false, Ordering::SeqCst);
+                }
+            })
         })
     }
 
@@ -437,7 +442,11 @@ impl RawChannel for GatewayChannel {
     }
     async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
         let v = self.value(Request::QueueDeclare { channel: self.id, method: m.clone() }).await?;
-        serde_json::from_value(v).map_err(|e| Error::Decode(format!("bad queue.declare answer: {e}")))
+        let count = |field: &str| v.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
+        match (v.get("queue").and_then(Value::as_str), count("message_count"), count("consumer_count")) {
+            (Some(queue), Some(message_count), Some(consumer_count)) => Ok(QueueDeclareOk { queue: queue.to_owned(), message_count, consumer_count }),
+            _ => Err(Error::Decode(format!("bad queue.declare answer (not a queue name and two counts): {v}"))),
+        }
     }
     async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
         self.unit(Request::QueueBind { channel: self.id, method: m.clone() }).await
@@ -484,7 +493,7 @@ impl RawChannel for GatewayChannel {
         if m.no_ack {
             // The gateway may consume it with acks and settle each delivery itself: an ack of
             // ours with `multiple` could then cover one of those. Known before any delivery.
-            self.client.unsettled().entry(self.id).or_default().stop();
+            self.client.unsettled().get_or_insert_with(self.id, Unsettled::default).stop();
         }
         let v = self.value(Request::BasicConsume { channel: self.id, method: m.clone() }).await?;
         v.get("consumer_tag").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| Error::Decode(format!("basic.consume answer without a tag: {v}")))
@@ -515,7 +524,7 @@ impl RawChannel for GatewayChannel {
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
         let count = qos.prefetch_count;
         self.unit(Request::BasicQos { channel: self.id, qos }).await?;
-        self.client.unsettled().entry(self.id).or_default().set_prefetch(count);
+        self.client.unsettled().get_or_insert_with(self.id, Unsettled::default).set_prefetch(count);
         Ok(())
     }
     async fn flow(&self, active: bool) -> Result<bool> {

@@ -12,8 +12,11 @@
 //! This module is the contract only (the traits and [`ConnectInfo`]): the engines and carriers
 //! beside it depend on it, never the other way round.
 
+#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
 pub mod amqp_client;
+#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
 pub mod carrier;
+#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
 pub mod gateway_client;
 #[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 pub mod memory;

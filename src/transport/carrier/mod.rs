@@ -9,7 +9,7 @@
 
 pub mod outbox;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -137,7 +137,9 @@ pub(crate) type ClosedBy = Arc<Mutex<Option<Error>>>;
 #[derive(Default)]
 pub(crate) struct Confirms {
     next: u64,
-    waiting: BTreeMap<u64, oneshot::Sender<Result<()>>>,
+    /// By tag, ascending (publishes are numbered in order; a `VecDeque` rather than a
+    /// `BTreeMap`, whose code per key and value type is several KB of the wasm module).
+    waiting: VecDeque<(u64, oneshot::Sender<Result<()>>)>,
 }
 
 impl Confirms {
@@ -145,20 +147,25 @@ impl Confirms {
     pub(crate) fn publish(&mut self) -> oneshot::Receiver<Result<()>> {
         self.next += 1;
         let (tx, rx) = oneshot::channel();
-        self.waiting.insert(self.next, tx);
+        self.waiting.push_back((self.next, tx));
         rx
     }
 
     /// The broker confirmed `tag` (with `multiple`, every tag up to it): `ack` says whether
     /// it took the messages; a nack fails them with `MessageNacked`.
     pub(crate) fn settle(&mut self, tag: u64, multiple: bool, ack: bool) {
-        let rest = self.waiting.split_off(&tag.saturating_add(1));
-        let settled = std::mem::replace(&mut self.waiting, rest);
-        for (t, tx) in settled {
-            if t == tag || multiple {
-                let _ = tx.send(if ack { Ok(()) } else { Err(Error::MessageNacked(format!("the broker refused message {t} (basic.nack)"))) });
-            } else {
-                self.waiting.insert(t, tx);
+        let send = |t: u64, tx: oneshot::Sender<Result<()>>| {
+            let _ = tx.send(if ack { Ok(()) } else { Err(Error::MessageNacked(format!("the broker refused message {t} (basic.nack)"))) });
+        };
+        if multiple {
+            while self.waiting.front().is_some_and(|(t, _)| *t <= tag) {
+                if let Some((t, tx)) = self.waiting.pop_front() {
+                    send(t, tx);
+                }
+            }
+        } else if let Ok(at) = self.waiting.binary_search_by_key(&tag, |(t, _)| *t) {
+            if let Some((t, tx)) = self.waiting.remove(at) {
+                send(t, tx);
             }
         }
     }
