@@ -351,14 +351,15 @@ function notJson(v, path, seen) {
 
 /** True when `v` is JSON data as notJson defines it, found without building a path or a set
  * (a publish's common case). False means "look closer": something is not JSON data, or the
- * nesting is deep enough to be a circular reference; notJson then says which, if any. */
+ * walk went deeper than 64 or through more than `plainLeft` objects and arrays, as it would
+ * round a circular reference; notJson then says which, if any. */
 function plainJson(v, depth) {
   switch (typeof v) {
     case "string": case "boolean": return true;
     case "number": return Number.isFinite(v);
     case "object": {
       if (v === null) return true;
-      if (depth > 64) return false;
+      if (depth > 64 || --plainLeft < 0) return false;
       if (Array.isArray(v)) {
         for (let i = 0; i < v.length; i++) if (!plainJson(v[i], depth + 1)) return false;
         return true;
@@ -372,8 +373,12 @@ function plainJson(v, depth) {
   }
 }
 
+/** How many more objects and arrays plainJson may walk through. */
+let plainLeft = 0;
+
 /** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry as is. */
 function jsonText(body) {
+  plainLeft = 1000;
   const bad = plainJson(body, 0) ? undefined : notJson(body, "$", new Set());
   if (bad) {
     const [path, v, what = kind(v)] = bad;

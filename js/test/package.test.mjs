@@ -142,6 +142,10 @@ test("bodies that are not JSON data are refused, naming where", async () => {
   const loop = { a: [] };
   loop.a.push(loop);
   await rejects(() => producer.publish(loop), "EncodeError", /^\$\.a\[0\] of the body is a circular reference/);
+  const twice = {};
+  twice.a = twice;
+  twice.b = twice; // a walk that does not track what it has seen would go round 2^depth times
+  await rejects(() => producer.publish(twice), "EncodeError", /^\$\.a of the body is a circular reference/);
   const q = await conn.SimpleQueue("json-data");
   await rejects(() => q.put({ n: 1n }), "EncodeError", /^\$\.n of the body is a BigInt/);
   // JSON data, shared (not circular) parts and null-prototype objects are fine.
@@ -156,6 +160,12 @@ test("bodies that are not JSON data are refused, naming where", async () => {
 test("bodies nested deeper than the fast checks' limits are JSON data too", async () => {
   const conn = new Connection(url());
   const q = await conn.SimpleQueue("json-deep");
+  // Many objects: past lib.js's quick check's budget (1,000).
+  const many = Array.from({ length: 1500 }, (_, i) => ({ i }));
+  await q.put(many);
+  const all = await q.get({ timeout: 1000 });
+  assert.deepEqual(all.payload, many);
+  all.ack();
   // 40 levels: past the core's one-pass writer (32); 100: past lib.js's quick check (64).
   for (const depth of [40, 100]) {
     let body = [1.5, "é"];
