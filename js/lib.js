@@ -349,9 +349,37 @@ function notJson(v, path, seen) {
   }
 }
 
+/** True when `v` is JSON data as notJson defines it, found without building a path or a set
+ * (a publish's common case). False means "look closer": something is not JSON data, or the
+ * walk went deeper than 64 or through more than `plainLeft` objects and arrays, as it would
+ * round a circular reference; notJson then says which, if any. */
+function plainJson(v, depth) {
+  switch (typeof v) {
+    case "string": case "boolean": return true;
+    case "number": return Number.isFinite(v);
+    case "object": {
+      if (v === null) return true;
+      if (depth > 64 || --plainLeft < 0) return false;
+      if (Array.isArray(v)) {
+        for (let i = 0; i < v.length; i++) if (!plainJson(v[i], depth + 1)) return false;
+        return true;
+      }
+      const proto = Object.getPrototypeOf(v);
+      if (proto !== Object.prototype && proto !== null) return false;
+      for (const k of Object.keys(v)) if (!plainJson(v[k], depth + 1)) return false;
+      return true;
+    }
+    default: return false;
+  }
+}
+
+/** How many more objects and arrays plainJson may walk through. */
+let plainLeft = 0;
+
 /** JSON text of structured data, with Kombu's EncodeError for what JSON cannot carry as is. */
 function jsonText(body) {
-  const bad = notJson(body, "$", new Set());
+  plainLeft = 1000;
+  const bad = plainJson(body, 0) ? undefined : notJson(body, "$", new Set());
   if (bad) {
     const [path, v, what = kind(v)] = bad;
     const where = path === "$" ? "the body" : `${path} of the body`;
@@ -765,6 +793,9 @@ function simpleSpec(options) {
   return defined(o);
 }
 
+/** True for undefined, null, strings, numbers and booleans: values compared by `===`. */
+const primitive = (v) => v === undefined || v === null || typeof v === "string" || typeof v === "number" || typeof v === "boolean";
+
 /** Publishes messages (Kombu's `Producer`). */
 export class Producer {
   #p;
@@ -778,10 +809,36 @@ export class Producer {
 
   /** Publish JSON data, a string, or bytes (`Uint8Array`/`ArrayBuffer`, with `contentType`). */
   publish(body, options = {}) {
-    const opts = JSON.stringify(publishSpec(options));
+    const opts = this.#optionsText(options);
     const sent = isRaw(body) ? this.#p.publish(body, opts) : this.#p.publishJson(jsonText(body), opts);
     if (!this.#onReturn || !options?.mandatory) return sent;
     return sent.then(() => this.#watchReturns(RETURN_WAIT));
+  }
+
+  /** The last publish options (their own properties' names and values) and their JSON text. */
+  #lastKeys;
+  #lastValues;
+  #lastText;
+
+  /** The publish options as the JSON text the core reads. A loop publishing with options of
+   * the same names and values (strings, numbers, booleans, the same Exchange instance, whose
+   * spec is made once) reuses the last text: the same text, without building it again, and
+   * the same string, which the core compares with its last in one step. */
+  #optionsText(options) {
+    const keys = this.#lastKeys;
+    if (keys !== undefined && options !== null && typeof options === "object" && Object.getPrototypeOf(options) === Object.prototype) {
+      const now = Object.keys(options);
+      let same = now.length === keys.length;
+      for (let i = 0; same && i < now.length; i++) same = now[i] === keys[i] && options[now[i]] === this.#lastValues[i];
+      if (same) return this.#lastText;
+    }
+    const text = JSON.stringify(publishSpec(options));
+    const reusable = options !== null && typeof options === "object" && Object.getPrototypeOf(options) === Object.prototype
+      && Object.values(options).every((v) => primitive(v) || (v instanceof Exchange && Object.values(v.toSpec()).every(primitive)));
+    this.#lastKeys = reusable ? Object.keys(options) : undefined;
+    this.#lastValues = reusable ? Object.values(options) : undefined;
+    this.#lastText = text;
+    return text;
   }
 
   /** Call `callback(error, exchange, routingKey, message)` for every message the broker
@@ -1035,6 +1092,7 @@ function extendMessage(M) {
   const ack = M.prototype.ack;
   if (ack.kombuWasm) return;
   const wrapped = function (options) {
+    if (options === undefined) return ack.call(this, false);
     const { multiple = false } = plainOptions("ack options", options);
     if (typeof multiple !== "boolean") throw valueError(`ack: multiple must be a boolean, not ${kind(multiple)}`);
     return ack.call(this, multiple);

@@ -142,6 +142,10 @@ test("bodies that are not JSON data are refused, naming where", async () => {
   const loop = { a: [] };
   loop.a.push(loop);
   await rejects(() => producer.publish(loop), "EncodeError", /^\$\.a\[0\] of the body is a circular reference/);
+  const twice = {};
+  twice.a = twice;
+  twice.b = twice; // a walk that does not track what it has seen would go round 2^depth times
+  await rejects(() => producer.publish(twice), "EncodeError", /^\$\.a of the body is a circular reference/);
   const q = await conn.SimpleQueue("json-data");
   await rejects(() => q.put({ n: 1n }), "EncodeError", /^\$\.n of the body is a BigInt/);
   // JSON data, shared (not circular) parts and null-prototype objects are fine.
@@ -150,6 +154,58 @@ test("bodies that are not JSON data are refused, naming where", async () => {
   const m = await q.get({ timeout: 1000 });
   assert.deepEqual(m.payload, { a: { x: 1 }, b: { x: 1 }, c: { d: [null, true, -0.5, "s"] } });
   m.ack();
+  await conn.release();
+});
+
+test("bodies nested deeper than the fast checks' limits are JSON data too", async () => {
+  const conn = new Connection(url());
+  const q = await conn.SimpleQueue("json-deep");
+  // Many objects: past lib.js's quick check's budget (1,000).
+  const many = Array.from({ length: 1500 }, (_, i) => ({ i }));
+  await q.put(many);
+  const all = await q.get({ timeout: 1000 });
+  assert.deepEqual(all.payload, many);
+  all.ack();
+  // 40 levels: past the core's one-pass writer (32); 100: past lib.js's quick check (64).
+  for (const depth of [40, 100]) {
+    let body = [1.5, "é"];
+    for (let i = 0; i < depth; i++) body = i % 2 ? [body] : { k: body };
+    await q.put(body);
+    const m = await q.get({ timeout: 1000 });
+    assert.deepEqual(m.payload, body);
+    m.ack();
+  }
+  await conn.release();
+});
+
+test("publish options are read again whenever they change (a producer reuses only the same values)", async () => {
+  const conn = new Connection(url());
+  const [a, b] = [new Queue("opts-a"), new Queue("opts-b")];
+  await conn.declare(a);
+  await conn.declare(b);
+  const producer = conn.Producer();
+  await producer.publish({ n: 1 }, { routingKey: "opts-a" });
+  await producer.publish({ n: 2 }, { routingKey: "opts-a" });
+  await producer.publish({ n: 3 }, { routingKey: "opts-b" });
+  const headers = { k: 1 };
+  await producer.publish({ n: 4 }, { routingKey: "opts-b", headers });
+  headers.k = 2; // the same object, changed
+  await producer.publish({ n: 5 }, { routingKey: "opts-b", headers });
+  await producer.publish({ n: 6 }, { routingKey: "opts-a", priority: 3 });
+  await producer.publish({ n: 7 }, { routingKey: "opts-a" });
+  await rejects(() => producer.publish({ n: 8 }, { routingKey: "opts-a", priority: NaN }), "ValueError", /priority/);
+  const seen = async (queue) => {
+    const c = conn.Consumer([queue]);
+    const out = [];
+    for (let m; (m = await c.next({ timeout: 200 }).catch(() => undefined));) {
+      out.push([m.payload.n, m.properties.priority, m.properties.headers?.k]);
+      m.ack();
+    }
+    await c.cancel();
+    return out;
+  };
+  assert.deepEqual(await seen(a), [[1, 0, undefined], [2, 0, undefined], [6, 3, undefined], [7, 0, undefined]]);
+  assert.deepEqual(await seen(b), [[3, 0, undefined], [4, 0, 1], [5, 0, 2]]);
   await conn.release();
 });
 

@@ -50,9 +50,10 @@ pub(super) fn publish_options(what: &str, options: &JsValue) -> JsResult<Publish
 #[wasm_bindgen(js_name = Producer)]
 pub struct JsProducer {
     inner: Producer,
-    /// The last publish options (their JSON text) and what they parsed to: a loop publishing
-    /// with the same options parses them once.
-    last_options: std::cell::RefCell<Option<(String, PublishOptions)>>,
+    /// The last publish options (their JSON text, as the JS string it came in) and what they
+    /// parsed to: a loop publishing with the same options parses them once, and finds them
+    /// the same with one `===` in JS instead of copying the text into the module first.
+    last_options: std::cell::RefCell<Option<(JsValue, PublishOptions)>>,
 }
 
 #[wasm_bindgen(js_class = Producer)]
@@ -134,16 +135,17 @@ impl JsProducer {
     /// Parse publish options (JSON text from the JS layer, or an object), reusing the last
     /// result when the text is the same.
     fn options(&self, options: JsValue) -> JsResult<PublishOptions> {
-        let Some(text) = options.as_string() else {
+        if !options.is_string() {
             return publish_options("publish options", &options);
-        };
+        }
         if let Some((last, parsed)) = &*self.last_options.borrow() {
-            if *last == text {
+            // `===` on two strings compares their text.
+            if *last == options {
                 return Ok(parsed.clone());
             }
         }
         let parsed = publish_options("publish options", &options)?;
-        *self.last_options.borrow_mut() = Some((text, parsed.clone()));
+        *self.last_options.borrow_mut() = Some((options, parsed.clone()));
         Ok(parsed)
     }
 
