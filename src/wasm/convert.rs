@@ -139,7 +139,8 @@ pub(super) fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
     match ms {
         None => Ok(None),
         Some(m) if m.is_finite() && m >= 0.0 => Ok(Some(Duration::from_secs_f64(m / 1000.0))),
-        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {m}"))),
+        // The number as JavaScript writes it (core's float formatting is left out of the module).
+        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {}", String::from(js_sys::Number::from(m).to_string_with_radix(10).unwrap_or_default())))),
     }
 }
 
