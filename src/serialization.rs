@@ -614,27 +614,31 @@ pub fn yaml_loads(body: &[u8]) -> Result<Value> {
 /// JSON exactly as Python's `json.dumps` writes it (Kombu's `kombu.utils.json.dumps`).
 pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
+    json_write(&mut out, value)?;
     Ok(out)
+}
+
+/// [`json_dumps`] into `out`.
+fn json_write(out: &mut Vec<u8>, value: &Value) -> Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
+    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))
 }
 
 /// What [`dumps`] makes of structured data given as JSON text (JavaScript's `JSON.stringify`
 /// output), when `serializer` — or the default — is the built-in json serializer: the same
-/// bytes, Python-style, written straight from the text without building a value. `None`
-/// when another serializer applies (then parse the text and use [`dumps`]).
+/// bytes, Python-style. `None` when another serializer applies (then parse the text and use
+/// [`dumps`]). The text is parsed into a value and written as [`json_dumps`] writes it: a
+/// transcoder from the text straight to the bytes would save building the value but adds
+/// its own instance of serde_json's parser to the wasm module.
 pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Encoded>> {
     if !builtin_json(serializer) {
         return None;
     }
     Some(
-        written(text.len() + text.len() / 4, |out| {
-            let mut de = serde_json::Deserializer::from_slice(text.as_bytes());
-            let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
-            serde_transcode::transcode(&mut de, &mut ser).map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))?;
-            de.end().map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
-        })
-        .map(json_encoded),
+        json_loads(text.as_bytes())
+            .map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))
+            .and_then(|v| written(text.len() + text.len() / 4, |out| json_write(out, &v)))
+            .map(json_encoded),
     )
 }
 
