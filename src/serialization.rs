@@ -718,27 +718,39 @@ pub fn python_float_repr(v: f64) -> String {
     let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
     let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
     // The digits without leading and trailing zeros, and the exponent of the first of them.
-    let all = format!("{int}{frac}");
-    let lead = all.len() - all.trim_start_matches('0').len();
-    let digits = all[lead..].trim_end_matches('0');
-    let exp = int.len() as i32 - lead as i32 - 1 + e.parse::<i32>().unwrap_or(0);
+    let all = [int, frac].concat();
+    let digits = all.trim_start_matches('0');
+    let exp = int.len() as i32 - (all.len() - digits.len()) as i32 - 1 + e.parse::<i32>().unwrap_or(0);
+    let digits = digits.trim_end_matches('0');
+    let zeros = |out: &mut String, n: i32| (0..n).for_each(|_| out.push('0'));
+    let mut out = String::from(sign);
     if (-4..16).contains(&exp) {
-        let n = digits.len() as i32;
-        let s = if exp >= 0 {
-            let int_len = exp + 1;
-            if n <= int_len {
-                format!("{digits}{}.0", "0".repeat((int_len - n) as usize))
-            } else {
-                format!("{}.{}", &digits[..int_len as usize], &digits[int_len as usize..])
-            }
+        if exp < 0 {
+            out.push_str("0.");
+            zeros(&mut out, -exp - 1);
+            out.push_str(digits);
         } else {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        };
-        format!("{sign}{s}")
+            let int_len = exp as usize + 1;
+            let (i, f) = digits.split_at(int_len.min(digits.len()));
+            out.push_str(i);
+            zeros(&mut out, int_len as i32 - i.len() as i32);
+            out.push('.');
+            out.push_str(if f.is_empty() { "0" } else { f });
+        }
     } else {
-        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits.to_owned() };
-        format!("{sign}{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        out.push_str(if exp < 0 { "e-" } else { "e+" });
+        if exp.abs() < 10 {
+            out.push('0');
+        }
+        out.push_str(&exp.unsigned_abs().to_string());
     }
+    out
 }
 
 #[cfg(test)]
