@@ -851,7 +851,7 @@ mod tests {
         }
         assert_eq!(python_float_repr(1658206780088562.25), "1658206780088562.2");
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-        let mut check = |v: f64| {
+        let check = |v: f64| {
             if v.is_finite() && v != 0.0 {
                 let r = python_float_repr(v);
                 assert_eq!(r.parse::<f64>().ok(), Some(v), "{r}");
