@@ -354,7 +354,8 @@ impl Connection {
                 futures::future::Either::Left((r, _)) => r?,
                 futures::future::Either::Right(_) => {
                     return Err(Error::RecoverableConnection(format!(
-                        "timed out after {timeout}s connecting to {}",
+                        "timed out after {}s connecting to {}",
+                        crate::serialization::seconds_text(timeout),
                         self.as_uri(false)
                     )))
                 }
@@ -518,7 +519,8 @@ impl Connection {
                     if let Some(t) = policy.timeout {
                         if started.elapsed().as_secs_f64() + interval > t {
                             return Err(Error::Operational(format!(
-                                "timed out after {t}s connecting to {}: {e}",
+                                "timed out after {}s connecting to {}: {e}",
+                                crate::serialization::seconds_text(t),
                                 self.as_uri(false)
                             )));
                         }

@@ -97,7 +97,7 @@ impl Envelope {
 
     /// Parse a stored message. Errors name what is missing or malformed.
     pub fn from_json(raw: &[u8]) -> Result<Envelope> {
-        let v: Value = serde_json::from_slice(raw).map_err(|e| Error::Decode(format!("stored message is not JSON: {e}")))?;
+        let v: Value = crate::serialization::json_loads(raw).map_err(|e| Error::Decode(format!("stored message is not JSON: {e}")))?;
         let Value::Object(mut m) = v else {
             return Err(Error::Decode("stored message is not a JSON object".into()));
         };

@@ -477,7 +477,7 @@ impl Producer {
         properties.priority = Some(priority.unwrap_or(0));
         if let Some(exp) = expiration {
             if !(exp >= 0.0 && exp.is_finite()) {
-                return Err(Error::InvalidOption { option: "expiration", value: exp.to_string(), expected: "a number of seconds >= 0" });
+                return Err(Error::InvalidOption { option: "expiration", value: serialization::seconds_text(exp), expected: "a number of seconds >= 0" });
             }
             properties.expiration = Some(((exp * 1000.0) as u64).to_string());
         }

@@ -496,8 +496,11 @@ impl Accept {
 
 /// Parse JSON text (a whole body) into a value. Natively with [`crate::value::deserialize_value`]
 /// (fewer allocations); wasm builds are made for size and keep serde_json's own decoder, which
-/// the module needs anyway (the same values either way).
-fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
+/// the module needs anyway (the same values either way). All JSON text the crate parses into a
+/// value goes through here, as bytes (`text.as_bytes()` for a `&str`): serde_json's parser is
+/// generic over its reader, and a `from_str` beside `from_slice` puts a second copy of it
+/// (~10 KB gzipped) in the wasm module. Same values and errors either way.
+pub(crate) fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
     if cfg!(target_arch = "wasm32") {
         return serde_json::from_slice(b);
     }
@@ -611,9 +614,14 @@ pub fn yaml_loads(body: &[u8]) -> Result<Value> {
 /// JSON exactly as Python's `json.dumps` writes it (Kombu's `kombu.utils.json.dumps`).
 pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
     let mut out = Vec::with_capacity(128);
-    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
-    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))?;
+    json_write(&mut out, value)?;
     Ok(out)
+}
+
+/// [`json_dumps`] into `out`.
+fn json_write(out: &mut Vec<u8>, value: &Value) -> Result<()> {
+    let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
+    serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))
 }
 
 /// What [`dumps`] makes of structured data given as JSON text (JavaScript's `JSON.stringify`
@@ -634,12 +642,14 @@ pub fn json_from_text(text: &str, serializer: Option<&str>) -> Option<Result<Enc
 }
 
 /// Python-style JSON bytes of any JSON text: parsed to a value and dumped. (A transcoder
-/// writing straight from the text was ~2.2 KB of the core module gzipped; for the bodies
+/// writing straight from the text was ~2.2 KB of the core module gzipped, and its own instance
+/// of serde_json's parser; for the bodies
 /// [`spaced`] leaves to this — floats, non-ASCII — it published ~20% faster in Node. A
 /// member repeated in an object is written once here, the last value, as Python reads it.)
 fn reparsed(text: &str) -> Result<Bytes> {
-    let v: Value = serde_json::from_str(text).map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))?;
-    dumps(&Payload::Data(v), Some("json")).map(|e| e.body)
+    // json_loads: the module's one instance of serde_json's parser.
+    let v = json_loads(text.as_bytes()).map_err(|e| Error::Encode(format!("the body is not JSON: {e}")))?;
+    written(text.len() + text.len() / 4, |out| json_write(out, &v))
 }
 
 /// [`json_from_text`]'s common case without building a value (~4x less work for a small
@@ -807,6 +817,13 @@ impl serde_json::ser::Formatter for PythonFormatter {
     }
 }
 
+/// A number of seconds in a message: the shortest digits, without Python's `.0` ("5", "0.3"),
+/// as Rust's `{}` writes it for such numbers, without core's float formatting in wasm.
+pub(crate) fn seconds_text(v: f64) -> String {
+    let r = python_float_repr(v);
+    r.strip_suffix(".0").map(str::to_owned).unwrap_or(r)
+}
+
 /// Python's `repr(float)`: shortest round-trip digits, positional for exponents -4..16,
 /// scientific (`1e+100`, `1.5e-07`) otherwise.
 pub fn python_float_repr(v: f64) -> String {
@@ -819,29 +836,47 @@ pub fn python_float_repr(v: f64) -> String {
     if v == 0.0 {
         return if v.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
     }
-    // Rust's `{:e}` gives the shortest round-trip digits: "1.5e-7", "-1e100".
-    let sci = format!("{v:e}");
-    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
-    let exp: i32 = exp.parse().unwrap_or(0);
+    // The shortest round-trip digits, from serde_json's float formatter (zmij: "1.5e-7",
+    // "1e100", "12345678.9", "0.0001"), not core's `{:e}`: the module then carries one float
+    // formatter instead of two (core's is ~20 KB of wasm).
+    let text = serde_json::Number::from_f64(v).map(|n| n.to_string()).unwrap_or_default();
+    let (mantissa, e) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
     let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    // The digits without leading and trailing zeros, and the exponent of the first of them.
+    let all = [int, frac].concat();
+    let digits = all.trim_start_matches('0');
+    let exp = int.len() as i32 - (all.len() - digits.len()) as i32 - 1 + e.parse::<i32>().unwrap_or(0);
+    let digits = digits.trim_end_matches('0');
+    let zeros = |out: &mut String, n: i32| (0..n).for_each(|_| out.push('0'));
+    let mut out = String::from(sign);
     if (-4..16).contains(&exp) {
-        let n = digits.len() as i32;
-        let s = if exp >= 0 {
-            let int_len = exp + 1;
-            if n <= int_len {
-                format!("{digits}{}.0", "0".repeat((int_len - n) as usize))
-            } else {
-                format!("{}.{}", &digits[..int_len as usize], &digits[int_len as usize..])
-            }
+        if exp < 0 {
+            out.push_str("0.");
+            zeros(&mut out, -exp - 1);
+            out.push_str(digits);
         } else {
-            format!("0.{}{digits}", "0".repeat((-exp - 1) as usize))
-        };
-        format!("{sign}{s}")
+            let int_len = exp as usize + 1;
+            let (i, f) = digits.split_at(int_len.min(digits.len()));
+            out.push_str(i);
+            zeros(&mut out, int_len as i32 - i.len() as i32);
+            out.push('.');
+            out.push_str(if f.is_empty() { "0" } else { f });
+        }
     } else {
-        let m = if digits.len() > 1 { format!("{}.{}", &digits[..1], &digits[1..]) } else { digits };
-        format!("{sign}{m}e{}{:02}", if exp < 0 { '-' } else { '+' }, exp.abs())
+        let (first, rest) = digits.split_at(1);
+        out.push_str(first);
+        if !rest.is_empty() {
+            out.push('.');
+            out.push_str(rest);
+        }
+        out.push_str(if exp < 0 { "e-" } else { "e+" });
+        if exp.abs() < 10 {
+            out.push('0');
+        }
+        out.push_str(&exp.unsigned_abs().to_string());
     }
+    out
 }
 
 #[cfg(test)]
@@ -924,6 +959,45 @@ mod tests {
     fn python_float_repr_cases() {
         for (v, s) in [(0.1, "0.1"), (-2.5, "-2.5"), (1e-5, "1e-05"), (0.00012, "0.00012"), (123.0, "123.0"), (1.2345678901234568e17, "1.2345678901234568e+17"), (5e-324, "5e-324"), (-0.0, "-0.0")] {
             assert_eq!(python_float_repr(v), s, "{v}");
+        }
+        for v in [5.0, 0.3, -1.0, 2.5, 30.0, 0.001] {
+            assert_eq!(seconds_text(v), v.to_string());
+        }
+    }
+
+    /// The digits come from serde_json's formatter (zmij): as few as core's shortest
+    /// round-trip `{:e}` (what this function used before) and reading back as the same double,
+    /// over a spread of doubles. Where two candidates of that length are equally near (a
+    /// tie), zmij picks the even one, as Python does: core's `{:e}` does not.
+    #[test]
+    fn python_float_repr_digits_are_shortest_and_round_trip() {
+        fn digits(s: &str) -> usize {
+            let m = s.split_once('e').map_or(s, |(m, _)| m).replace(['-', '.'], "");
+            m.trim_start_matches('0').trim_end_matches('0').len()
+        }
+        assert_eq!(python_float_repr(1658206780088562.25), "1658206780088562.2");
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let check = |v: f64| {
+            if v.is_finite() && v != 0.0 {
+                let r = python_float_repr(v);
+                assert_eq!(r.parse::<f64>().ok(), Some(v), "{r}");
+                assert_eq!(digits(&r), digits(&format!("{v:e}")), "{r} {v:e}");
+            }
+        };
+        for _ in 0..if cfg!(target_arch = "wasm32") { 2_000 } else { 200_000 } {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            check(f64::from_bits(x));
+            check((x % 1_000_000_007) as f64 / 1000.0);
+        }
+        for e in -325..309 {
+            for m in [1.0, 1.5, 2.0, 9.999_999_999_999_999, 1.234_567_890_123_456_7, 5.0] {
+                check(m * 10f64.powi(e));
+            }
+        }
+        for v in [f64::MIN_POSITIVE, f64::MAX, 5e-324, 1e16, 1e15, 9_007_199_254_740_993.0, 0.1 + 0.2] {
+            check(v);
         }
     }
 

@@ -80,12 +80,12 @@ impl UrlParts {
 
     /// `connect_timeout` from the query, in seconds.
     pub fn connect_timeout(&self) -> Option<f64> {
-        self.query_value("connect_timeout").and_then(|v| v.parse().ok())
+        self.query_value("connect_timeout").and_then(crate::value::parse_float)
     }
 
     /// `heartbeat` from the query, in seconds.
     pub fn heartbeat(&self) -> Option<f64> {
-        self.query_value("heartbeat").and_then(|v| v.parse().ok())
+        self.query_value("heartbeat").and_then(crate::value::parse_float)
     }
 
     /// `login_method` from the query.
@@ -113,7 +113,7 @@ fn typed(v: &str) -> Value {
     if let Ok(i) = v.parse::<i64>() {
         return Value::from(i);
     }
-    if let Ok(f) = v.parse::<f64>() {
+    if let Some(f) = crate::value::parse_float(v) {
         if f.is_finite() {
             return Value::from(f);
         }

@@ -20,6 +20,51 @@ where
     pairs.into_iter().map(|(k, v)| (k.into(), v.into())).collect()
 }
 
+/// `s` read as a float as `str::parse::<f64>` reads it (`1.5`, `-.5`, `+2.`, `1e3`, `inf`,
+/// `NaN`, ...: the same values), through serde_json's float parser, which the wasm modules have
+/// anyway, instead of core's (`dec2flt` and its tables: ~10 KB of wasm).
+pub(crate) fn parse_float(s: &str) -> Option<f64> {
+    let (neg, body) = match s.as_bytes().first() {
+        Some(b'-') => (true, &s[1..]),
+        Some(b'+') => (false, &s[1..]),
+        _ => (false, s),
+    };
+    let signed = |v: f64| if neg { -v } else { v };
+    if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
+        return Some(signed(f64::INFINITY));
+    }
+    if body.eq_ignore_ascii_case("nan") {
+        return Some(signed(f64::NAN));
+    }
+    // As JSON: no `+`, no leading zeros, digits on both sides of the point (if any).
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    let (mantissa, exp) = body.split_once(['e', 'E']).map_or((body, None), |(m, e)| (m, Some(e)));
+    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
+    if int.len() + frac.len() == 0 || !digits(int) || !digits(frac) {
+        return None;
+    }
+    let int = int.trim_start_matches('0');
+    let mut json = String::with_capacity(s.len() + 2);
+    json.push_str(if int.is_empty() { "0" } else { int });
+    if !frac.is_empty() {
+        json.push('.');
+        json.push_str(frac);
+    }
+    if let Some(e) = exp {
+        let d = e.strip_prefix(['+', '-']).unwrap_or(e);
+        if d.is_empty() || !digits(d) {
+            return None;
+        }
+        json.push('e');
+        json.push_str(e);
+    }
+    match crate::serialization::json_loads(json.as_bytes()) {
+        Ok(Value::Number(n)) => n.as_f64().map(signed),
+        // A well-formed number out of the range of a double: infinite, as `parse` says.
+        _ => Some(signed(f64::INFINITY)),
+    }
+}
+
 /// Parse a [`Value`] from any serde format, like `Value::deserialize` but with objects and
 /// arrays allocated once at their final size for small ones (serde_json grows every object
 /// from empty: a table and an entry vector reallocated as keys arrive), which is most of what
@@ -103,6 +148,38 @@ mod tests {
     use wasm_bindgen_test::wasm_bindgen_test as test;
 
     use super::*;
+
+    #[test]
+    fn parse_float_reads_what_str_parse_reads() {
+        let mut cases: Vec<String> = [
+            "", ".", "-", "+", "e5", "1e", "1e+", "1e-", "--1", "+-1", "1.2.3", " 1", "1 ", "0x10", "1_0", "١", "inf", "-INF", "+Infinity",
+            "infinit", "NaN", "-nan", "nan1", "0", "-0", "+0", "00", "-00.000", "007", "007.5", ".5", "-.5", "5.", "+5.", "5.e3", ".e3",
+            "1e400", "-1e400", "1e-400", "0e99999", "1e99999999999999999999", "1E5", "1e+05", "2.5E-3", "9007199254740993",
+            "18446744073709551616", "-9223372036854775809", "123456789012345678901234567890", "0.1", "1.7976931348623157e308",
+            "1.7976931348623159e308", "2.2250738585072011e-308", "4.9e-324", "2.4e-324", "2.5e-324", "1.5", "1e16", "12.5s", "1,5",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..if cfg!(target_arch = "wasm32") { 500 } else { 20_000 } {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x);
+            cases.push(format!("{f}"));
+            cases.push(format!("{f:e}"));
+            cases.push(format!("{}.{}e{}", x % 1000, (x >> 10) % 100_000, (x >> 30) as i64 % 700 - 350));
+            cases.push(format!("-0{}.{:0>20}", (x >> 3) % 100, x >> 1));
+        }
+        for s in &cases {
+            let (ours, core) = (parse_float(s), s.parse::<f64>().ok());
+            assert_eq!(ours.map(|f| f.is_nan()), core.map(|f| f.is_nan()), "{s:?}");
+            if !ours.is_some_and(f64::is_nan) {
+                assert_eq!(ours.map(f64::to_bits), core.map(f64::to_bits), "{s:?}");
+            }
+        }
+    }
 
     #[test]
     fn deserialize_value_equals_serde_json() {

@@ -106,7 +106,7 @@ pub fn register_json_codec(name: &str, content_type: &str, content_encoding: &st
         }),
         std::sync::Arc::new(move |b: &[u8]| {
             let json = decode.bytes("toJson", b).map_err(Error::Decode)?;
-            serde_json::from_slice(&json).map(Payload::Data).map_err(|e| Error::Decode(format!("toJson returned invalid JSON: {e}")))
+            crate::serialization::json_loads(&json).map(Payload::Data).map_err(|e| Error::Decode(format!("toJson returned invalid JSON: {e}")))
         }),
     ))
 }
@@ -122,7 +122,7 @@ pub fn compression_methods() -> Array {
 #[wasm_bindgen]
 pub fn dumps(body: JsValue, json: bool, serializer: Option<String>) -> JsResult<Array> {
     let payload = match (json, body.as_string()) {
-        (true, Some(text)) => Payload::Data(serde_json::from_str(&text).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?),
+        (true, Some(text)) => Payload::Data(crate::serialization::json_loads(text.as_bytes()).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?),
         _ => body_from_js(&body)?,
     };
     let e = kombu(crate::serialization::dumps(&payload, serializer.as_deref()))?;

@@ -11,7 +11,6 @@ use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
 
 use crate::error::Error;
-use crate::value::Value;
 use crate::Payload;
 
 thread_local! {
@@ -139,7 +138,8 @@ pub(super) fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
     match ms {
         None => Ok(None),
         Some(m) if m.is_finite() && m >= 0.0 => Ok(Some(Duration::from_secs_f64(m / 1000.0))),
-        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {m}"))),
+        // The number as JavaScript writes it (core's float formatting is left out of the module).
+        Some(m) => Err(value_error(format!("a timeout must be a number of milliseconds >= 0, not {}", String::from(js_sys::Number::from(m).to_string_with_radix(10).unwrap_or_default())))),
     }
 }
 
@@ -166,7 +166,7 @@ pub(super) fn body_from_js(v: &JsValue) -> JsResult<Payload> {
     // Printed by the JavaScript engine and parsed here (lib.js has refused what JSON cannot
     // carry as is: NaN, Dates, Maps, ...).
     let text = js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string());
-    let parsed = text.as_deref().map(serde_json::from_str::<Value>);
+    let parsed = text.map(|t| crate::serialization::json_loads(t.as_bytes()));
     match parsed {
         Some(Ok(v)) => Ok(Payload::Data(v)),
         Some(Err(e)) => Err(not_json(&e.to_string())),

@@ -24,7 +24,7 @@ pub(super) fn json_from_js(what: &str, v: &JsValue) -> JsResult<Option<Value>> {
         Some(text) => text,
         None => js_sys::JSON::stringify(v).ok().and_then(|s| s.as_string()).ok_or_else(|| value_error(format!("invalid {what}: not JSON data")))?,
     };
-    serde_json::from_str(&text).map(Some).map_err(|e| value_error(format!("invalid {what}: {e}")))
+    crate::serialization::json_loads(text.as_bytes()).map(Some).map_err(|e| value_error(format!("invalid {what}: {e}")))
 }
 
 /// The fields of an options object, taken one by one; what is left over is refused.

@@ -83,7 +83,7 @@ impl JsProducer {
                 return Ok(self.send(Payload::Bytes(e.body), opts));
             }
         }
-        let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
+        let v: Value = crate::serialization::json_loads(json.as_bytes()).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
         Ok(self.send(Payload::Data(v), opts))
     }
 

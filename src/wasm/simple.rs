@@ -33,7 +33,7 @@ impl JsSimpleQueue {
     /// Publish structured data given as JSON text (the JS layer's fast path).
     #[wasm_bindgen(js_name = putJson)]
     pub fn put_json(&self, json: &str, options: JsValue) -> JsResult<Promise> {
-        let v: Value = serde_json::from_str(json).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
+        let v: Value = crate::serialization::json_loads(json.as_bytes()).map_err(|e| js_error(&Error::Encode(format!("the body is not JSON: {e}"))))?;
         self.send(Payload::Data(v), options)
     }
 
