@@ -493,7 +493,10 @@ fn heartbeats(client: Weak<dyn Peer>, who: &'static str, ws: WebSocket, last_rec
         let Some(client) = client.upgrade() else { return };
         let silent_ms = js_sys::Date::now() - last_received.get();
         if silent_ms > f64::from(heartbeat) * 2000.0 {
-            client.on_end(&format!("missed heartbeats from {who}: nothing received for {:.1} s (heartbeat {heartbeat} s)", silent_ms / 1000.0));
+            // Tenths of a second in integers: `{:.1}` of a float would bring core's float
+            // formatting (~9 KB gzipped) into the module for this one message.
+            let tenths = (silent_ms / 100.0) as u64;
+            client.on_end(&format!("missed heartbeats from {who}: nothing received for {}.{} s (heartbeat {heartbeat} s)", tenths / 10, tenths % 10));
             let _ = ws.close();
         } else {
             // A failed send means the socket is closing: its close event reports it.
