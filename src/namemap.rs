@@ -81,6 +81,15 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
+    /// The entries from the first whose key is not less than `key` on, in order.
+    pub fn iter_from<'a, Q: Ord + ?Sized>(&'a self, key: &Q) -> std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>
+    where
+        K: Borrow<Q>,
+    {
+        let i = self.entries.partition_point(|(k, _)| k.borrow() < key);
+        self.entries[i..].iter().map(|(k, v)| (k, v))
+    }
+
     /// Take `key` out of the map.
     pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
@@ -97,7 +106,6 @@ impl<K, V> SortedMap<K, V> {
     }
 
     /// Number of entries.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }

@@ -31,7 +31,6 @@
 mod headers;
 mod topic;
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use crate::namemap::SortedMap;
@@ -96,7 +95,7 @@ enum Index<D> {
 pub struct Router<D> {
     kind: RouteKind,
     /// Every binding with its arguments as given, ordered by (destination, key, arguments).
-    bindings: BTreeMap<BindingId<D>, Stored>,
+    bindings: SortedMap<BindingId<D>, Stored>,
     index: Index<D>,
 }
 
@@ -109,7 +108,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
             RouteKind::Topic => Index::Topic(Trie::new()),
             RouteKind::Headers => Index::Headers,
         };
-        Router { kind, bindings: BTreeMap::new(), index }
+        Router { kind, bindings: SortedMap::new(), index }
     }
 
     /// The kind of exchange this router implements.
@@ -210,7 +209,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// The bindings of `dest`, which are contiguous in the ordered binding set.
     fn dest_range<'a>(&'a self, dest: &'a D) -> impl Iterator<Item = (&'a BindingId<D>, &'a Stored)> + 'a {
         let start = BindingId { dest: dest.clone(), key: String::new(), args: String::new() };
-        self.bindings.range(start..).take_while(move |(id, _)| id.dest == *dest)
+        self.bindings.iter_from(&start).take_while(move |(id, _)| id.dest == *dest)
     }
 
     /// Drop a binding that was just removed from the set from the kind's index.
