@@ -253,7 +253,7 @@ struct ConnState {
 #[derive(Debug)]
 pub struct Broker {
     vhosts: SortedMap<Name, VHost>,
-    connections: HashMap<ConnId, ConnState>,
+    connections: SortedMap<ConnId, ConnState>,
     next_conn: ConnId,
     time: Time,
     woken: Vec<ConnId>,
@@ -338,7 +338,7 @@ impl Broker {
     pub fn new() -> Self {
         let mut b = Broker {
             vhosts: SortedMap::default(),
-            connections: HashMap::default(),
+            connections: SortedMap::default(),
             next_conn: 1,
             time: Time::system(),
             woken: Vec::new(),
