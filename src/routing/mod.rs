@@ -34,7 +34,6 @@ mod topic;
 use std::hash::Hash;
 
 use crate::namemap::SortedMap;
-use crate::proto::methods::HashMap;
 use crate::value::{Headers, Value};
 
 use headers::HeadersSpec;
@@ -79,7 +78,7 @@ struct Stored {
 #[derive(Debug, Clone)]
 enum Index<D> {
     /// Binding key → destination → number of bindings (different arguments) to it.
-    Direct(HashMap<String, SortedMap<D, usize>>),
+    Direct(SortedMap<String, SortedMap<D, usize>>),
     /// Destination → number of bindings to it.
     Fanout(SortedMap<D, usize>),
     /// Word trie of the patterns.
@@ -103,7 +102,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// An empty router for an exchange of the given kind.
     pub fn new(kind: RouteKind) -> Self {
         let index = match kind {
-            RouteKind::Direct => Index::Direct(HashMap::default()),
+            RouteKind::Direct => Index::Direct(SortedMap::new()),
             RouteKind::Fanout => Index::Fanout(SortedMap::new()),
             RouteKind::Topic => Index::Topic(Trie::new()),
             RouteKind::Headers => Index::Headers,
@@ -129,7 +128,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
         }
         match &mut self.index {
             Index::Direct(map) => {
-                *map.entry(id.key.clone()).or_default().get_or_insert_with(id.dest.clone(), || 0) += 1;
+                *map.get_or_insert_with(id.key.clone(), SortedMap::new).get_or_insert_with(id.dest.clone(), || 0) += 1;
             }
             Index::Fanout(set) => *set.get_or_insert_with(id.dest.clone(), || 0) += 1,
             Index::Topic(trie) => trie.insert(&id.key, &id.dest),
