@@ -90,6 +90,14 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.entries[i..].iter().map(|(k, v)| (k, v))
     }
 
+    /// The entry of `key`: the key as stored, and its value.
+    pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| (&self.entries[i].0, &self.entries[i].1))
+    }
+
     /// Take `key` out of the map.
     pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
@@ -123,6 +131,11 @@ impl<K, V> SortedMap<K, V> {
     /// The values, in the order of their keys.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// `(key, value)` pairs, in order, the values to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// `(key, value)` pairs, in order.

@@ -60,7 +60,7 @@ use web_time::Instant;
 use crate::error::{Error, ReplyCode};
 use crate::namemap::SortedMap;
 use crate::routing::Router;
-use crate::proto::methods::{ExchangeDeclare, HashMap, Name, ServerEvent};
+use crate::proto::methods::{ExchangeDeclare, Name, ServerEvent};
 use crate::value::Headers;
 
 use queue::{QueuedMessage, Ready};
@@ -143,8 +143,9 @@ struct QueueState {
 
 #[derive(Debug, Default)]
 struct VHost {
-    exchanges: HashMap<Name, ExchangeState>,
-    queues: HashMap<Name, QueueState>,
+    // (States boxed: inserting into a sorted vector moves the entries after it.)
+    exchanges: SortedMap<Name, Box<ExchangeState>>,
+    queues: SortedMap<Name, Box<QueueState>>,
 }
 
 #[derive(Debug)]
