@@ -91,6 +91,7 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     /// The entry of `key`: the key as stored, and its value.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "memory")), allow(dead_code))] // (the broker's)
     pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
     where
         K: Borrow<Q>,
@@ -134,6 +135,7 @@ impl<K, V> SortedMap<K, V> {
     }
 
     /// `(key, value)` pairs, in order, the values to change.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "memory")), allow(dead_code))] // (the broker's)
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
