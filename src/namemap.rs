@@ -82,7 +82,7 @@ impl<K: Ord, V> SortedMap<K, V> {
     }
 
     /// The entries from the first whose key is not less than `key` on, in order.
-    pub fn iter_from<'a, Q: Ord + ?Sized>(&'a self, key: &Q) -> std::iter::Map<std::slice::Iter<'a, (K, V)>, fn(&'a (K, V)) -> (&'a K, &'a V)>
+    pub fn iter_from<'a, Q: Ord + ?Sized>(&'a self, key: &Q) -> impl Iterator<Item = (&'a K, &'a V)> + 'a
     where
         K: Borrow<Q>,
     {

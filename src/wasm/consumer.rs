@@ -82,7 +82,7 @@ impl JsConsumer {
     #[wasm_bindgen(js_name = addQueue)]
     pub fn add_queue(&self, queue: JsValue) -> JsResult<Promise> {
         let q = queue_from_js("queue", &queue)?;
-        Ok(self.op(Op::AddQueue(q)))
+        Ok(self.op(Op::AddQueue(Box::new(q))))
     }
 
     /// Pause (`false`) or resume (`true`) deliveries on the channel (`channel.flow`).
@@ -143,7 +143,7 @@ enum Op {
     Purge,
     Qos(u16, bool),
     Recover(bool),
-    AddQueue(crate::Queue),
+    AddQueue(Box<crate::Queue>),
     Flow(bool),
 }
 
@@ -156,7 +156,7 @@ impl Op {
             Op::Purge => outcome(c.purge().await),
             Op::Qos(prefetch_count, apply_global) => outcome(c.qos(0, prefetch_count, apply_global).await),
             Op::Recover(requeue) => outcome(c.recover(requeue).await),
-            Op::AddQueue(q) => kombu(c.add_queue(q).await).map(|q| JsValue::from_str(&q.name)),
+            Op::AddQueue(q) => kombu(c.add_queue(*q).await).map(|q| JsValue::from_str(&q.name)),
             Op::Flow(active) => kombu(c.flow(active).await).map(JsValue::from),
         }
     }
