@@ -16,7 +16,7 @@ use crate::entity::{Exchange, Queue};
 use crate::error::{Error, ReplyCode, Result};
 use crate::message::Message;
 use crate::namemap::SortedMap;
-use crate::proto::methods::{BasicConsume, BasicQos, Delivery, HashMap, Name};
+use crate::proto::methods::{BasicConsume, BasicQos, Delivery, Name};
 use crate::rt::lock;
 use crate::transport::{RawChannel, RawConnection};
 
@@ -53,7 +53,7 @@ pub(crate) struct ChannelInner {
     conn: Weak<ConnInner>,
     raw: Mutex<Option<(Arc<dyn RawChannel>, u64)>>,
     reviving: futures::lock::Mutex<()>,
-    consumers: Mutex<HashMap<String, ConsumerEntry>>,
+    consumers: Mutex<SortedMap<String, ConsumerEntry>>,
     /// Cancelled consumers (tag → no_ack), so that deliveries still in flight are requeued.
     cancelled: Mutex<SortedMap<String, bool>>,
     qos: Mutex<Option<BasicQos>>,
@@ -89,7 +89,7 @@ impl Channel {
             conn: Arc::downgrade(&conn.inner),
             raw: Mutex::new(None),
             reviving: futures::lock::Mutex::new(()),
-            consumers: Mutex::new(HashMap::default()),
+            consumers: Mutex::new(SortedMap::default()),
             cancelled: Mutex::new(SortedMap::default()),
             qos: Mutex::new(None),
             on_return: Mutex::new(Vec::new()),

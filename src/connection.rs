@@ -8,7 +8,6 @@
 //! re-establishes its consumers (re-declaring their queues first).
 
 use crate::namemap::SortedMap;
-use crate::proto::methods::HashSet;
 use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -117,7 +116,7 @@ pub(crate) struct ConnInner {
     options: ConnectionOptions,
     state: Mutex<State>,
     connecting: futures::lock::Mutex<()>,
-    declared: Mutex<HashSet<u64>>,
+    declared: Mutex<SortedMap<u64, ()>>,
     channels: Mutex<Vec<Weak<ChannelInner>>>,
     /// Consumers whose handles were all dropped, to cancel at the broker at the next wait for
     /// events, and the deliveries held for them until then ([`Connection::orphaned`]).
@@ -196,7 +195,7 @@ impl Connection {
                     slots: SortedMap::default(),
                 }),
                 connecting: futures::lock::Mutex::new(()),
-                declared: Mutex::new(HashSet::default()),
+                declared: Mutex::new(SortedMap::default()),
                 channels: Mutex::new(Vec::new()),
                 orphans: Mutex::default(),
                 has_orphans: AtomicBool::new(false),
@@ -847,7 +846,7 @@ impl Connection {
     }
 
     /// The declaration cache key set (Kombu's `declared_entities`), cleared on reconnect.
-    pub(crate) fn declared(&self) -> MutexGuard<'_, HashSet<u64>> {
+    pub(crate) fn declared(&self) -> MutexGuard<'_, SortedMap<u64, ()>> {
         lock(&self.inner.declared)
     }
 

@@ -6,7 +6,6 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll, Waker};
 
-use indexmap::IndexMap;
 
 use crate::channel::{Channel, DeliveryCallback};
 use crate::connection::Connection;
@@ -59,7 +58,7 @@ struct Inner {
     prefetch_count: Mutex<Option<u16>>,
     tag_prefix: Mutex<String>,
     /// queue name → consumer tag, in consume order.
-    active: Mutex<IndexMap<String, String>>,
+    active: Mutex<Vec<(String, String)>>,
     buffer: Mutex<Buffer>,
 }
 
@@ -168,7 +167,7 @@ impl Consumer {
                 accept: Mutex::new(None),
                 prefetch_count: Mutex::new(None),
                 tag_prefix: Mutex::new(String::new()),
-                active: Mutex::new(IndexMap::new()),
+                active: Mutex::new(Vec::new()),
                 buffer: Mutex::new(Buffer::default()),
             }),
         }
@@ -275,7 +274,7 @@ impl Consumer {
         }
         let no_ack_default = no_ack.or(*lock(&self.inner.no_ack));
         for q in self.queues() {
-            if lock(&self.inner.active).contains_key(&q.name) {
+            if lock(&self.inner.active).iter().any(|(n, _)| *n == q.name) {
                 continue;
             }
             self.basic_consume(&q, no_ack_default.unwrap_or(q.no_ack), auto_declare).await?;
@@ -293,7 +292,7 @@ impl Consumer {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let on_cancel: crate::channel::CancelCallback = Arc::new(move |tag: &str| {
             if let Some(inner) = weak.upgrade() {
-                lock(&inner.active).retain(|_, t| t != tag);
+                lock(&inner.active).retain(|(_, t)| t != tag);
             }
         });
         let args = BasicConsume {
@@ -308,7 +307,11 @@ impl Consumer {
             .channel
             .basic_consume_with_cancel(args, callback, redeclare.then(|| q.clone()), Some(on_cancel))
             .await?;
-        lock(&self.inner.active).insert(q.name.clone(), tag);
+        let mut active = lock(&self.inner.active);
+        match active.iter_mut().find(|(n, _)| *n == q.name) {
+            Some(e) => e.1 = tag,
+            None => active.push((q.name.clone(), tag)),
+        }
         Ok(())
     }
 
@@ -329,7 +332,10 @@ impl Consumer {
     /// has forgotten, stay there to be read): otherwise they would stay unacknowledged, held
     /// against the prefetch window, until the channel closes.
     pub async fn cancel_by_queue(&self, queue: &str) -> Result<()> {
-        let tag = lock(&self.inner.active).shift_remove(queue);
+        let tag = {
+            let mut active = lock(&self.inner.active);
+            active.iter().position(|(n, _)| n == queue).map(|i| active.remove(i).1)
+        };
         if let Some(t) = tag {
             self.inner.channel.basic_cancel(&t).await?;
             self.requeue_buffered(&t)?;
@@ -354,12 +360,12 @@ impl Consumer {
 
     /// True when consuming from `queue`.
     pub fn consuming_from(&self, queue: &str) -> bool {
-        lock(&self.inner.active).contains_key(queue)
+        lock(&self.inner.active).iter().any(|(n, _)| n == queue)
     }
 
     /// The active consumer tags.
     pub fn consumer_tags(&self) -> Vec<String> {
-        lock(&self.inner.active).values().cloned().collect()
+        lock(&self.inner.active).iter().map(|(_, t)| t.clone()).collect()
     }
 
     /// Add a queue (declaring it when `auto_declare`). Does not start consuming from it:

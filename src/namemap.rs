@@ -81,6 +81,24 @@ impl<K: Ord, V> SortedMap<K, V> {
         self.find(key).ok().map(|i| &mut self.entries[i].1)
     }
 
+    /// The entries from the first whose key is not less than `key` on, in order.
+    pub fn iter_from<'a, Q: Ord + ?Sized>(&'a self, key: &Q) -> impl Iterator<Item = (&'a K, &'a V)> + 'a
+    where
+        K: Borrow<Q>,
+    {
+        let i = self.entries.partition_point(|(k, _)| k.borrow() < key);
+        self.entries[i..].iter().map(|(k, v)| (k, v))
+    }
+
+    /// The entry of `key`: the key as stored, and its value.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "memory")), allow(dead_code))] // (the broker's)
+    pub fn get_key_value<Q: Ord + ?Sized>(&self, key: &Q) -> Option<(&K, &V)>
+    where
+        K: Borrow<Q>,
+    {
+        self.find(key).ok().map(|i| (&self.entries[i].0, &self.entries[i].1))
+    }
+
     /// Take `key` out of the map.
     pub fn remove<Q: Ord + ?Sized>(&mut self, key: &Q) -> Option<V>
     where
@@ -97,7 +115,6 @@ impl<K, V> SortedMap<K, V> {
     }
 
     /// Number of entries.
-    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
@@ -115,6 +132,12 @@ impl<K, V> SortedMap<K, V> {
     /// The values, in the order of their keys.
     pub fn values(&self) -> impl Iterator<Item = &V> {
         self.entries.iter().map(|(_, v)| v)
+    }
+
+    /// `(key, value)` pairs, in order, the values to change.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "memory")), allow(dead_code))] // (the broker's)
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.entries.iter_mut().map(|(k, v)| (&*k, v))
     }
 
     /// `(key, value)` pairs, in order.

@@ -420,12 +420,14 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
 // instead of through serde derives and serde-wasm-bindgen, the gateway client's frames
 // without serde's internally tagged decoder, "kombu-wasm/ws" built without the memory://
 // broker, with its own AMQP field-table codec and without the derived Debug of AMQP methods.
-// Then "kombu-wasm/ws" 243,018 B once its gateway frames were coded by hand, its AMQP reader
-// slimmed, and its clients' maps, confirms and handshake simpler; and both modules smaller
-// again with floats read and written through serde_json's parser and formatter only (no core
-// dec2flt; no flt2dec in the core), one instance of serde_json's parser and no
-// serde_transcode (2026-12-06; budgets: the measured sizes +~0.5%).
-const budgets = { "kombu_bg.wasm": 215_700, "kombu_ws_bg.wasm": 252_900 };
+// Then, all on 2026-12-06 (budgets: the measured sizes +~0.5%): "kombu-wasm/ws" smaller once
+// its gateway frames were coded by hand, its AMQP reader slimmed, and its clients' maps,
+// confirms and handshake simpler; both modules once floats were read and written through
+// serde_json's parser and formatter only (no core dec2flt or flt2dec), with one instance of
+// serde_json's parser and no serde_transcode; the core once the memory:// broker, the routing
+// and the Kombu API kept their maps as sorted vectors (no BTreeMap, no foldhash, fewer hash
+// tables) and the facade's Connection and Consumer ran their operations as one future each.
+const budgets = { "kombu_bg.wasm": BUDGET_CORE, "kombu_ws_bg.wasm": BUDGET_WS };
 for (const [file, budget] of Object.entries(budgets)) {
   test(`${file} is at most ${budget.toLocaleString("en")} B gzipped`, () => {
     const gz = gzipSync(readFileSync(join(pkgDir, "wasm", file)), { level: 9 }).length;

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 
 use crate::error::{Error, ReplyCode, Result};
 use crate::namemap::SortedMap;
-use crate::proto::methods::{HashSet, Name, ServerEvent};
+use crate::proto::methods::{Name, ServerEvent};
 
 use super::{Broker, ChannelId, ChannelState, ConnId, ConnState};
 
@@ -159,13 +159,13 @@ impl Broker {
         let Some(c) = self.connections.get_mut(&conn) else { return };
         let vhost = c.vhost.clone();
         let Some(state) = c.channels.remove(&ch) else { return };
-        let mut touched: HashSet<Name> = HashSet::default();
+        let mut touched: SortedMap<Name, ()> = SortedMap::new();
         let Some(v) = self.vhosts.get_mut(&vhost) else { return };
         // Requeue unacknowledged messages, oldest at the head.
         for u in state.unacked.into_newest_first() {
             if let Some(q) = v.queues.get_mut(&u.queue) {
                 q.requeue(u.msg);
-                touched.insert(u.queue);
+                touched.insert(u.queue, ());
             }
         }
         let mut auto_delete = Vec::new();
@@ -174,14 +174,14 @@ impl Broker {
                 if q.remove_consumer(conn, ch, &tag, self.time.get().instant) {
                     auto_delete.push(cs.queue.clone());
                 }
-                touched.insert(cs.queue);
+                touched.insert(cs.queue, ());
             }
         }
         for q in auto_delete {
             touched.remove(&q);
             self.delete_queue(&vhost, &q);
         }
-        for q in touched {
+        for (q, ()) in touched {
             self.dispatch(&vhost, &q);
         }
     }

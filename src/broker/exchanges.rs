@@ -71,7 +71,7 @@ impl Broker {
             for (x, kind) in DEFAULT_EXCHANGES {
                 let decl = ExchangeDeclare { exchange: x.into(), kind, durable: true, ..Default::default() };
                 let x = ExchangeState::new(decl).expect("built-in exchange types route");
-                v.exchanges.insert(Name::from(x.decl.exchange.as_str()), x);
+                v.exchanges.insert(Name::from(x.decl.exchange.as_str()), Box::new(x));
             }
             self.vhosts.insert(Name::from(name), v);
         }
@@ -124,7 +124,7 @@ impl Broker {
             };
             let durable = x.decl.durable;
             b.limits.check_exchange(v, &vhost, name)?;
-            v.exchanges.insert(Name::from(name), x);
+            v.exchanges.insert(Name::from(name), Box::new(x));
             if durable {
                 b.journal(|| Record::ExchangeDeclared { vhost: vhost.clone(), decl: ExchangeDeclare { passive: false, nowait: false, ..d.clone() } });
             }
@@ -187,7 +187,7 @@ impl Broker {
         if source.is_empty() {
             return Err(default_exchange_refused());
         }
-        v.exchanges.get_mut(source).ok_or_else(|| not_found_exchange(vhost, source))
+        v.exchanges.get_mut(source).map(|x| &mut **x).ok_or_else(|| not_found_exchange(vhost, source))
     }
 
     /// Remove one binding (none is fine); an auto-delete source left without bindings goes.

@@ -60,7 +60,7 @@ use web_time::Instant;
 use crate::error::{Error, ReplyCode};
 use crate::namemap::SortedMap;
 use crate::routing::Router;
-use crate::proto::methods::{ExchangeDeclare, HashMap, Name, ServerEvent};
+use crate::proto::methods::{ExchangeDeclare, Name, ServerEvent};
 use crate::value::Headers;
 
 use queue::{QueuedMessage, Ready};
@@ -143,8 +143,9 @@ struct QueueState {
 
 #[derive(Debug, Default)]
 struct VHost {
-    exchanges: HashMap<Name, ExchangeState>,
-    queues: HashMap<Name, QueueState>,
+    // (States boxed: inserting into a sorted vector moves the entries after it.)
+    exchanges: SortedMap<Name, Box<ExchangeState>>,
+    queues: SortedMap<Name, Box<QueueState>>,
 }
 
 #[derive(Debug)]
@@ -253,7 +254,7 @@ struct ConnState {
 #[derive(Debug)]
 pub struct Broker {
     vhosts: SortedMap<Name, VHost>,
-    connections: HashMap<ConnId, ConnState>,
+    connections: SortedMap<ConnId, ConnState>,
     next_conn: ConnId,
     time: Time,
     woken: Vec<ConnId>,
@@ -338,7 +339,7 @@ impl Broker {
     pub fn new() -> Self {
         let mut b = Broker {
             vhosts: SortedMap::default(),
-            connections: HashMap::default(),
+            connections: SortedMap::default(),
             next_conn: 1,
             time: Time::system(),
             woken: Vec::new(),

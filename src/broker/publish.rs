@@ -6,7 +6,8 @@ use std::sync::Arc;
 use web_time::Duration;
 
 use crate::error::{Error, ReplyCode, Result};
-use crate::proto::methods::{BasicPublish, Content, HashSet, Name, Returned, ServerEvent};
+use crate::namemap::SortedMap;
+use crate::proto::methods::{BasicPublish, Content, Name, Returned, ServerEvent};
 use crate::value::Headers;
 
 use super::dead_letter::DeathReason;
@@ -50,17 +51,21 @@ impl Broker {
         }
         // The general walk, from `exchange`'s destinations (still in `dests`, or consumed
         // above when they led nowhere, leaving its alternate exchange).
-        let mut seen_x: HashSet<Name> = HashSet::default();
-        seen_x.insert(xn.clone());
+        // (Sets as sorted maps: one map type fewer in the module than `HashSet`s.)
+        let mut seen_x: SortedMap<Name, ()> = SortedMap::new();
+        seen_x.insert(xn.clone(), ());
         let mut todo: Vec<Name> = Vec::new();
-        let mut queues: HashSet<Name> = out.iter().cloned().collect();
+        let mut queues: SortedMap<Name, ()> = SortedMap::new();
+        for q in out.iter() {
+            queues.insert(q.clone(), ());
+        }
         let mut x = x;
         loop {
             let before = queues.len() + todo.len();
             for d in dests.drain(..) {
                 match d {
                     Dest::Queue(q) => {
-                        if v.queues.contains_key(&q) && queues.insert(q.clone()) {
+                        if v.queues.contains_key(&q) && queues.insert(q.clone(), ()).is_none() {
                             out.push(q);
                         }
                     }
@@ -75,7 +80,7 @@ impl Broker {
             }
             x = loop {
                 let Some(xn) = todo.pop() else { return };
-                if !seen_x.insert(xn.clone()) {
+                if seen_x.insert(xn.clone(), ()).is_some() {
                     continue;
                 }
                 if let Some(next) = v.exchanges.get(&xn) {

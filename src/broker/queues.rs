@@ -176,7 +176,7 @@ impl Broker {
             }
             v.queues.insert(
                 name.clone(),
-                QueueState {
+                Box::new(QueueState {
                     name: name.clone(),
                     durable: d.durable,
                     auto_delete: d.auto_delete,
@@ -197,7 +197,7 @@ impl Broker {
                     dlx,
                     dlrk,
                     counters: QueueCounters::default(),
-                },
+                }),
             );
             Ok(QueueDeclareOk { queue: name.to_string(), message_count: 0, consumer_count: 0 })
         })

@@ -356,7 +356,7 @@ pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&Re
     let conn = channel.connection()?;
     let cacheable = entity.can_cache_declaration();
     let key = entity.cache_key();
-    if cacheable && conn.declared().contains(&key) {
+    if cacheable && conn.declared().contains_key(&key) {
         return Ok(false);
     }
     match retry {
@@ -364,7 +364,7 @@ pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&Re
         None => entity.declare(channel).await?,
     }
     if cacheable {
-        conn.declared().insert(key);
+        conn.declared().insert(key, ());
     }
     Ok(true)
 }

@@ -362,8 +362,6 @@ pub enum ServerEvent {
     Unblocked,
 }
 
-/// Hash maps keyed by names and ids inside the crate: foldhash instead of SipHash (keys are
-/// short; the broker and the connection look them up several times per message).
+/// Hash maps keyed by names inside the crate: foldhash instead of SipHash (keys are short).
+/// (The memory:// broker and the Kombu API use `SortedMap`s: less code in the module.)
 pub(crate) type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-/// Hash sets with the same hasher as [`HashMap`].
-pub(crate) type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;

@@ -1,6 +1,5 @@
 //! Headers exchanges: binding arguments against message headers (`x-match`).
 
-use std::collections::BTreeMap;
 
 use crate::value::{Headers, Value};
 
@@ -87,11 +86,11 @@ impl HeadersSpec {
 }
 
 /// Append the destinations whose bindings match `headers` to `out`, each once, in order.
-pub(super) fn route<D: Clone + PartialEq>(bindings: &BTreeMap<BindingId<D>, Stored>, headers: &Headers, out: &mut Vec<D>) {
+pub(super) fn route<D: Clone + PartialEq>(bindings: &crate::namemap::SortedMap<BindingId<D>, Stored>, headers: &Headers, out: &mut Vec<D>) {
     let mut sorted: Vec<(&str, &Value)> = headers.iter().map(|(k, v)| (k.as_str(), v)).collect();
     crate::sort::sort_by(&mut sorted, |a, b| a.0.cmp(b.0));
     let mut last: Option<&D> = None;
-    for (id, stored) in bindings {
+    for (id, stored) in bindings.iter() {
         // Bindings are sorted by destination: skip the rest of a matched one's.
         if last == Some(&id.dest) {
             continue;

@@ -31,11 +31,9 @@
 mod headers;
 mod topic;
 
-use std::collections::BTreeMap;
 use std::hash::Hash;
 
 use crate::namemap::SortedMap;
-use crate::proto::methods::HashMap;
 use crate::value::{Headers, Value};
 
 use headers::HeadersSpec;
@@ -80,7 +78,7 @@ struct Stored {
 #[derive(Debug, Clone)]
 enum Index<D> {
     /// Binding key → destination → number of bindings (different arguments) to it.
-    Direct(HashMap<String, SortedMap<D, usize>>),
+    Direct(SortedMap<String, SortedMap<D, usize>>),
     /// Destination → number of bindings to it.
     Fanout(SortedMap<D, usize>),
     /// Word trie of the patterns.
@@ -96,7 +94,7 @@ enum Index<D> {
 pub struct Router<D> {
     kind: RouteKind,
     /// Every binding with its arguments as given, ordered by (destination, key, arguments).
-    bindings: BTreeMap<BindingId<D>, Stored>,
+    bindings: SortedMap<BindingId<D>, Stored>,
     index: Index<D>,
 }
 
@@ -104,12 +102,12 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// An empty router for an exchange of the given kind.
     pub fn new(kind: RouteKind) -> Self {
         let index = match kind {
-            RouteKind::Direct => Index::Direct(HashMap::default()),
+            RouteKind::Direct => Index::Direct(SortedMap::new()),
             RouteKind::Fanout => Index::Fanout(SortedMap::new()),
             RouteKind::Topic => Index::Topic(Trie::new()),
             RouteKind::Headers => Index::Headers,
         };
-        Router { kind, bindings: BTreeMap::new(), index }
+        Router { kind, bindings: SortedMap::new(), index }
     }
 
     /// The kind of exchange this router implements.
@@ -130,7 +128,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
         }
         match &mut self.index {
             Index::Direct(map) => {
-                *map.entry(id.key.clone()).or_default().get_or_insert_with(id.dest.clone(), || 0) += 1;
+                *map.get_or_insert_with(id.key.clone(), SortedMap::new).get_or_insert_with(id.dest.clone(), || 0) += 1;
             }
             Index::Fanout(set) => *set.get_or_insert_with(id.dest.clone(), || 0) += 1,
             Index::Topic(trie) => trie.insert(&id.key, &id.dest),
@@ -210,7 +208,7 @@ impl<D: Clone + Eq + Hash + Ord> Router<D> {
     /// The bindings of `dest`, which are contiguous in the ordered binding set.
     fn dest_range<'a>(&'a self, dest: &'a D) -> impl Iterator<Item = (&'a BindingId<D>, &'a Stored)> + 'a {
         let start = BindingId { dest: dest.clone(), key: String::new(), args: String::new() };
-        self.bindings.range(start..).take_while(move |(id, _)| id.dest == *dest)
+        self.bindings.iter_from(&start).take_while(move |(id, _)| id.dest == *dest)
     }
 
     /// Drop a binding that was just removed from the set from the kind's index.

@@ -2,7 +2,6 @@
 //! [`topic_matches`], the same rules for one pattern.
 
 use crate::namemap::SortedMap;
-use crate::proto::methods::HashMap;
 
 use super::decrement;
 
@@ -75,7 +74,7 @@ const ROOT: usize = 0;
 #[derive(Debug, Clone)]
 struct TrieNode<D> {
     /// Literal-word edges.
-    words: HashMap<Box<str>, usize>,
+    words: SortedMap<Box<str>, usize>,
     /// The `*` edge.
     star: Option<usize>,
     /// The `#` edge.
@@ -89,7 +88,7 @@ struct TrieNode<D> {
 
 impl<D> TrieNode<D> {
     fn new(is_hash: bool) -> Self {
-        TrieNode { words: HashMap::default(), star: None, hash: None, is_hash, dests: SortedMap::default() }
+        TrieNode { words: SortedMap::default(), star: None, hash: None, is_hash, dests: SortedMap::default() }
     }
 
     fn is_unused(&self) -> bool {

@@ -1,8 +1,6 @@
 //! `Connection` (Kombu's `Connection`): lazy, opened at first use; declarations, and the
 //! factories of producers, consumers and simple queues on its default channel.
 
-use std::future::Future;
-
 use js_sys::Promise;
 use wasm_bindgen::prelude::*;
 
@@ -146,13 +144,7 @@ impl JsConnection {
     /// bindings. Resolves to the queue's name (server-named queues get one) or the exchange's.
     pub fn declare(&self, entity: JsValue) -> JsResult<Promise> {
         let entity = entity_from_js(&entity)?;
-        Ok(self.on_default_channel(|ch| async move {
-            let name = match entity {
-                Entity::Exchange(x) => kombu(x.bind(&ch).declare(false, None).await).map(|()| x.name)?,
-                Entity::Queue(q) => kombu(q.bind(&ch).declare(false).await)?,
-            };
-            Ok(JsValue::from_str(&name))
-        }))
+        Ok(self.on_default_channel(Op::Declare(entity)))
     }
 
     /// Delete an exchange or a queue by declaration, with Kombu's `if_unused` / `if_empty`;
@@ -160,12 +152,7 @@ impl JsConnection {
     pub fn delete(&self, entity: JsValue, if_unused: Option<bool>, if_empty: Option<bool>) -> JsResult<Promise> {
         let entity = entity_from_js(&entity)?;
         let (if_unused, if_empty) = (if_unused.unwrap_or(false), if_empty.unwrap_or(false));
-        Ok(self.on_default_channel(move |ch| async move {
-            match entity {
-                Entity::Exchange(x) => outcome(x.bind(&ch).delete(if_unused).await),
-                Entity::Queue(q) => outcome(q.bind(&ch).delete(if_unused, if_empty).await),
-            }
-        }))
+        Ok(self.on_default_channel(Op::Delete(entity, if_unused, if_empty)))
     }
 
     /// An operation of a bound entity (Kombu's `exchange(channel)` / `queue(channel)`):
@@ -186,30 +173,20 @@ impl JsConnection {
                     Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
                     None => None,
                 };
-                return Ok(self.on_default_channel(move |ch| async move {
-                    Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
-                }));
+                return Ok(self.on_default_channel(Op::Get(q, no_ack, accept)));
             }
             _ => return Err(value_error(format!("unknown operation {op}"))),
         };
         let source = exchange.ok_or_else(|| value_error(format!("{op} needs the exchange to bind to")))?;
         let args: Headers = Fields::from_js("binding arguments", &arguments)?.into_map();
         let rk = routing_key.unwrap_or_default();
-        Ok(self.on_default_channel(move |ch| async move {
-            let source = source.as_str();
-            outcome(match (entity, unbind) {
-                (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
-                (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
-                (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
-                (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
-            })
-        }))
+        Ok(self.on_default_channel(Op::Bind { entity, unbind, source, rk, args }))
     }
 
     /// Remove the ready messages of a queue; resolves to how many.
     pub fn purge(&self, queue: JsValue) -> JsResult<Promise> {
         let q = queue_from_js("queue", &queue)?;
-        Ok(self.on_default_channel(|ch| async move { outcome(q.bind(&ch).purge().await) }))
+        Ok(self.on_default_channel(Op::Purge(q)))
     }
 
     /// A producer on the default channel (Kombu's `Connection.Producer`).
@@ -257,8 +234,47 @@ impl JsConnection {
 
 impl JsConnection {
     /// A Promise for `op` on the default channel, opened first if need be.
-    fn on_default_channel<F: Future<Output = JsResult<JsValue>> + 'static>(&self, op: impl FnOnce(Channel) -> F + 'static) -> Promise {
+    fn on_default_channel(&self, op: Op) -> Promise {
         let c = self.inner.clone();
-        spawn(async move { op(kombu(c.default_channel().await)?).await })
+        spawn(async move { op.run(kombu(c.default_channel().await)?).await })
+    }
+}
+
+/// The operations `Connection` runs on its default channel: one enum, so that the module has
+/// one future (one state machine) for all of them rather than one per operation.
+enum Op {
+    Declare(Entity),
+    Delete(Entity, bool, bool),
+    Get(crate::Queue, Option<bool>, Option<crate::serialization::Accept>),
+    Bind { entity: Entity, unbind: bool, source: String, rk: String, args: Headers },
+    Purge(crate::Queue),
+}
+
+impl Op {
+    async fn run(self, ch: Channel) -> JsResult<JsValue> {
+        match self {
+            Op::Declare(entity) => {
+                let name = match entity {
+                    Entity::Exchange(x) => kombu(x.bind(&ch).declare(false, None).await).map(|()| x.name)?,
+                    Entity::Queue(q) => kombu(q.bind(&ch).declare(false).await)?,
+                };
+                Ok(JsValue::from_str(&name))
+            }
+            Op::Delete(Entity::Exchange(x), if_unused, _) => outcome(x.bind(&ch).delete(if_unused).await),
+            Op::Delete(Entity::Queue(q), if_unused, if_empty) => outcome(q.bind(&ch).delete(if_unused, if_empty).await),
+            Op::Get(q, no_ack, accept) => {
+                Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
+            }
+            Op::Bind { entity, unbind, source, rk, args } => {
+                let source = source.as_str();
+                outcome(match (entity, unbind) {
+                    (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
+                    (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
+                    (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
+                    (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
+                })
+            }
+            Op::Purge(q) => outcome(q.bind(&ch).purge().await),
+        }
     }
 }

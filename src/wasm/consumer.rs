@@ -19,8 +19,7 @@ pub struct JsConsumer {
 impl JsConsumer {
     /// Declare the queues (unless `autoDeclare: false`) and start consuming.
     pub fn consume(&self) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.consume().await) })
+        self.op(Op::Consume)
     }
 
     /// The next message, waiting up to `timeoutMs` (forever when omitted); rejects with
@@ -47,16 +46,14 @@ impl JsConsumer {
     /// Stop consuming; messages handed out and not acknowledged stay unacknowledged until
     /// acked or the connection closes, those received and not handed out are requeued.
     pub fn cancel(&self) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.cancel().await) })
+        self.op(Op::Cancel)
     }
 
     /// Stop consuming from one queue.
     #[wasm_bindgen(js_name = cancelByQueue)]
     pub fn cancel_by_queue(&self, queue: JsValue) -> JsResult<Promise> {
         let queue = required_string("the queue name", &queue)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move { outcome(c.cancel_by_queue(&queue).await) }))
+        Ok(self.op(Op::CancelByQueue(queue)))
     }
 
     /// True while consuming from `queue`.
@@ -67,20 +64,17 @@ impl JsConsumer {
 
     /// Remove the ready messages of every queue; resolves to how many.
     pub fn purge(&self) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.purge().await) })
+        self.op(Op::Purge)
     }
 
     /// Set the prefetch window.
     pub fn qos(&self, prefetch_count: u16, apply_global: Option<bool>) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.qos(0, prefetch_count, apply_global.unwrap_or(false)).await) })
+        self.op(Op::Qos(prefetch_count, apply_global.unwrap_or(false)))
     }
 
     /// Redeliver the unacknowledged messages.
     pub fn recover(&self, requeue: Option<bool>) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.recover(requeue.unwrap_or(true)).await) })
+        self.op(Op::Recover(requeue.unwrap_or(true)))
     }
 
     /// Add a queue (declared unless `autoDeclare: false`); `consume()` then consumes from it
@@ -88,14 +82,12 @@ impl JsConsumer {
     #[wasm_bindgen(js_name = addQueue)]
     pub fn add_queue(&self, queue: JsValue) -> JsResult<Promise> {
         let q = queue_from_js("queue", &queue)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move { kombu(c.add_queue(q).await).map(|q| JsValue::from_str(&q.name)) }))
+        Ok(self.op(Op::AddQueue(Box::new(q))))
     }
 
     /// Pause (`false`) or resume (`true`) deliveries on the channel (`channel.flow`).
     pub fn flow(&self, active: bool) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { kombu(c.flow(active).await).map(JsValue::from) })
+        self.op(Op::Flow(active))
     }
 
     /// Names of the queues.
@@ -134,5 +126,38 @@ impl JsConsumer {
     pub async fn next_message(&self, timeout_ms: Option<f64>) -> JsResult<JsMessage> {
         let t = millis(timeout_ms)?;
         kombu(self.inner.next_message(t).await).map(JsMessage::from)
+    }
+
+    /// A Promise for `op` on this consumer.
+    fn op(&self, op: Op) -> Promise {
+        spawn(op.run(self.inner.clone()))
+    }
+}
+
+/// The asynchronous operations of `Consumer`: one enum, so that the module has one future
+/// (one state machine) for all of them rather than one per operation.
+enum Op {
+    Consume,
+    Cancel,
+    CancelByQueue(String),
+    Purge,
+    Qos(u16, bool),
+    Recover(bool),
+    AddQueue(Box<crate::Queue>),
+    Flow(bool),
+}
+
+impl Op {
+    async fn run(self, c: Consumer) -> JsResult<JsValue> {
+        match self {
+            Op::Consume => outcome(c.consume().await),
+            Op::Cancel => outcome(c.cancel().await),
+            Op::CancelByQueue(queue) => outcome(c.cancel_by_queue(&queue).await),
+            Op::Purge => outcome(c.purge().await),
+            Op::Qos(prefetch_count, apply_global) => outcome(c.qos(0, prefetch_count, apply_global).await),
+            Op::Recover(requeue) => outcome(c.recover(requeue).await),
+            Op::AddQueue(q) => kombu(c.add_queue(*q).await).map(|q| JsValue::from_str(&q.name)),
+            Op::Flow(active) => kombu(c.flow(active).await).map(JsValue::from),
+        }
     }
 }
