@@ -110,6 +110,13 @@ struct Orphans {
     held: Vec<(Arc<dyn RawChannel>, u64)>,
 }
 
+impl Orphans {
+    /// Whether the consumer `tag` on `raw` is an orphan not cancelled yet.
+    fn has(&self, raw: &Arc<dyn RawChannel>, tag: &str) -> bool {
+        self.consumers.iter().any(|(r, t)| Arc::ptr_eq(r, raw) && **t == *tag)
+    }
+}
+
 pub(crate) struct ConnInner {
     infos: Vec<ConnectInfo>,
     urls: Vec<String>,
@@ -697,7 +704,7 @@ impl Connection {
     /// [`Connection::drain_events`]; until then its deliveries are held ([`Connection::hold`]).
     pub(crate) fn orphaned(&self, raw: Arc<dyn RawChannel>, tag: Name) {
         let mut o = lock(&self.inner.orphans);
-        if !o.consumers.iter().any(|(r, t)| Arc::ptr_eq(r, &raw) && *t == tag) {
+        if !o.has(&raw, &tag) {
             o.consumers.push((raw, tag));
         }
         self.inner.has_orphans.store(true, Ordering::SeqCst);
@@ -711,7 +718,7 @@ impl Connection {
     /// Hold the delivery when it is for an orphaned consumer not cancelled yet.
     pub(crate) fn hold_for_orphan(&self, raw: &Arc<dyn RawChannel>, tag: &str, delivery_tag: u64) -> bool {
         let mut o = lock(&self.inner.orphans);
-        let orphan = o.consumers.iter().any(|(r, t)| Arc::ptr_eq(r, raw) && **t == *tag);
+        let orphan = o.has(raw, tag);
         if orphan {
             o.held.push((raw.clone(), delivery_tag));
         }
