@@ -825,18 +825,19 @@ export class Producer {
    * spec is made once) reuses the last text: the same text, without building it again, and
    * the same string, which the core compares with its last in one step. */
   #optionsText(options) {
+    const plain = options !== null && typeof options === "object" && Object.getPrototypeOf(options) === Object.prototype;
+    const now = plain ? Object.keys(options) : undefined;
     const keys = this.#lastKeys;
-    if (keys !== undefined && options !== null && typeof options === "object" && Object.getPrototypeOf(options) === Object.prototype) {
-      const now = Object.keys(options);
+    if (now !== undefined && keys !== undefined) {
       let same = now.length === keys.length;
       for (let i = 0; same && i < now.length; i++) same = now[i] === keys[i] && options[now[i]] === this.#lastValues[i];
       if (same) return this.#lastText;
     }
     const text = JSON.stringify(publishSpec(options));
-    const reusable = options !== null && typeof options === "object" && Object.getPrototypeOf(options) === Object.prototype
-      && Object.values(options).every((v) => primitive(v) || (v instanceof Exchange && Object.values(v.toSpec()).every(primitive)));
-    this.#lastKeys = reusable ? Object.keys(options) : undefined;
-    this.#lastValues = reusable ? Object.values(options) : undefined;
+    const values = now?.map((k) => options[k]);
+    const reusable = values?.every((v) => primitive(v) || (v instanceof Exchange && Object.values(v.toSpec()).every(primitive)));
+    this.#lastKeys = reusable ? now : undefined;
+    this.#lastValues = reusable ? values : undefined;
     this.#lastText = text;
     return text;
   }
