@@ -427,8 +427,8 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
 // serde_json's parser and no serde_transcode; the core once the memory:// broker, the routing
 // and the Kombu API kept their maps as sorted vectors (no BTreeMap, no foldhash, fewer hash
 // tables) and the facade's Connection and Consumer ran their operations as one future each;
-// and both with talc as the allocator instead of dlmalloc: the core 198,974 B, within #21's
-// 200,000 B (its budget is that target), "kombu-wasm/ws" 208,463 B (its target, 170,000 B,
+// and both with talc as the allocator instead of dlmalloc: the core 198,944 B, within #21's
+// 200,000 B (its budget is that target), "kombu-wasm/ws" 208,456 B (its target, 170,000 B,
 // is not met).
 const budgets = { "kombu_bg.wasm": 200_000, "kombu_ws_bg.wasm": 209_500 };
 for (const [file, budget] of Object.entries(budgets)) {
