@@ -26,8 +26,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 OUT=target/wasm32-unknown-unknown/wasm-release/kombu.wasm
+# Panic messages name the source file of the panic; a dependency's is the absolute path of its
+# registry checkout ($CARGO_HOME/registry/src/index.crates.io-<hash>/bytes-1.12.2/src/bytes.rs).
+# Remapped to start at "index.crates.io-<hash>/": the files do not carry the builder's home
+# directory and are the same wherever cargo lives. Only these builds get the flag, so
+# `cargo test --target wasm32-unknown-unknown` does not rebuild for it.
+RUSTFLAGS_TOML="[\"--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src/=\"]"
 build() { # features out-name
-  cargo build -q -p kombu --lib --target wasm32-unknown-unknown --profile wasm-release --locked --no-default-features --features "$1"
+  cargo build -q -p kombu --lib --target wasm32-unknown-unknown --profile wasm-release --locked --no-default-features --features "$1" \
+    --config "target.wasm32-unknown-unknown.rustflags=$RUSTFLAGS_TOML"
   wasm-bindgen --target web --out-dir js/wasm --out-name "$2" --remove-name-section --remove-producers-section "$OUT"
 }
 rm -rf js/wasm
