@@ -149,7 +149,7 @@ impl Registry {
         if let Some(c) = self.by_name.get(name_or_type) {
             return Some(c.content_type.to_string());
         }
-        if self.by_type.contains_key(name_or_type) || name_or_type.contains('/') {
+        if self.by_type.contains_key(name_or_type) || name_or_type.as_bytes().contains(&b'/') {
             return Some(name_or_type.to_owned());
         }
         None
