@@ -43,8 +43,9 @@ impl Registry {
     }
 
     fn known(&self) -> String {
-        let mut v: Vec<String> = self.aliases.keys().cloned().collect();
-        v.extend(self.by_type.keys().cloned());
+        // &str, not String: one join instantiation in the wasm modules (serialization's is &str).
+        let mut v: Vec<&str> = self.aliases.keys().map(String::as_str).collect();
+        v.extend(self.by_type.keys().map(String::as_str));
         let mut known = if v.is_empty() { "none".to_owned() } else { v.join(", ") };
         // The npm package's core module has none built in: they come with its codecs module.
         if cfg!(target_arch = "wasm32") && !self.by_type.contains_key("application/zstd") {

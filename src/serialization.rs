@@ -489,7 +489,8 @@ impl Accept {
         if self.types.is_empty() {
             "nothing".into()
         } else {
-            self.types.join(", ")
+            // Joined as &str: the wasm modules keep one join instantiation.
+            self.types.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
         }
     }
 }
