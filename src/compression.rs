@@ -252,6 +252,7 @@ mod tests {
         let e = compress(b"x", "snappy").unwrap_err();
         assert_eq!(e.name(), "CompressionNotInstalled");
         assert!(e.to_string().contains("zstd") && e.to_string().contains("bzip2"), "{e}");
+        assert!(e.to_string().contains(", zstd, application/x-brotli, "), "{e}");
         for (alias, _) in ALL {
             let e = decompress(b"definitely not compressed", alias).unwrap_err();
             assert_eq!(e.name(), "DecodeError", "{alias}");

@@ -942,6 +942,9 @@ mod tests {
         let err = loads_as::<Typed>(&body, Some("application/json"), None, Some(&msgpack_only)).unwrap_err();
         assert_eq!(err.name(), "ContentDisallowed");
         assert_eq!(err.to_string(), loads(&body, Some("application/json"), None, Some(&msgpack_only), false).unwrap_err().to_string());
+        let two = Accept::new(["application/x-a", "application/x-b"]).unwrap();
+        let err = loads(&body, Some("application/json"), None, Some(&two), false).unwrap_err();
+        assert_eq!(err.to_string(), "Refusing to deserialize disallowed content of type application/json (accepted: application/x-a, application/x-b)");
         // Bad JSON and JSON of another shape are told apart.
         let err = loads_as::<Typed>(b"{\"a\": 1,", Some("application/json"), None, None).unwrap_err();
         assert!(err.to_string().contains("invalid JSON body"), "{err}");
