@@ -98,8 +98,15 @@ pub fn uuid() -> String {
     b[8..].copy_from_slice(&lo.to_be_bytes());
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
-    let hex: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+    let mut s = String::with_capacity(36);
+    for (i, x) in b.into_iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            s.push('-');
+        }
+        s.push(char::from(b"0123456789abcdef"[usize::from(x >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(x & 15)]));
+    }
+    s
 }
 
 #[cfg(test)]
@@ -128,6 +135,10 @@ mod tests {
         assert_eq!(u.len(), 36);
         assert_eq!(&u[14..15], "4");
         assert!(matches!(&u[19..20], "8" | "9" | "a" | "b"));
+        for (i, c) in u.chars().enumerate() {
+            assert_eq!(c == '-', matches!(i, 8 | 13 | 18 | 23), "{u}");
+            assert!(c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c), "{u}");
+        }
         assert_ne!(uuid(), uuid());
     }
 }

@@ -858,14 +858,14 @@ pub fn python_float_repr(v: f64) -> String {
             out.push_str(digits);
         } else {
             let int_len = exp as usize + 1;
-            let (i, f) = digits.split_at(int_len.min(digits.len()));
+            let (i, f) = digits.split_at_checked(int_len).unwrap_or((digits, ""));
             out.push_str(i);
             zeros(&mut out, int_len as i32 - i.len() as i32);
             out.push('.');
             out.push_str(if f.is_empty() { "0" } else { f });
         }
     } else {
-        let (first, rest) = digits.split_at(1);
+        let (first, rest) = digits.split_at_checked(1).unwrap_or((digits, ""));
         out.push_str(first);
         if !rest.is_empty() {
             out.push('.');

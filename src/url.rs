@@ -144,8 +144,8 @@ fn non_empty(s: String) -> Option<String> {
 /// WebSocket module needs nowhere else.
 fn split_scheme(url: &str) -> Option<(&str, &str)> {
     let i = url.as_bytes().windows(3).position(|w| w == b"://")?;
-    // `i` and `i + 3` are on char boundaries: the bytes around them are ASCII.
-    Some((&url[..i], &url[i + 3..]))
+    let (scheme, rest) = url.split_at_checked(i)?;
+    Some((scheme, rest.get(3..)?))
 }
 
 /// Parse one broker URL.
@@ -163,12 +163,12 @@ pub fn parse_url(url: &str) -> Result<UrlParts> {
     // Split off the fragment and query, then the authority from the path.
     let rest = rest.split_once('#').map_or(rest, |(r, _)| r);
     let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], Some(&rest[i..])),
+    let (authority, path) = match rest.find('/').and_then(|i| rest.split_at_checked(i)) {
+        Some((authority, path)) => (authority, Some(path)),
         None => (rest, None),
     };
-    let (userinfo, hostport) = match authority.rfind('@') {
-        Some(i) => (Some(&authority[..i]), &authority[i + 1..]),
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((userinfo, hostport)) => (Some(userinfo), hostport),
         None => (None, authority),
     };
     let (userid, password) = match userinfo {
@@ -213,7 +213,7 @@ pub fn parse_url(url: &str) -> Result<UrlParts> {
         },
     };
     let virtual_host = match path {
-        Some(p) => non_empty(decode(&p[1..], "virtual host", url)?),
+        Some(p) => non_empty(decode(p.strip_prefix('/').unwrap_or(p), "virtual host", url)?),
         None => None,
     };
     let mut pairs = Vec::new();
@@ -246,14 +246,14 @@ pub fn sanitize(url: &str, mask: &str) -> String {
     let Some((scheme, rest)) = split_scheme(url) else {
         return url.to_owned();
     };
-    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let authority = &rest[..end];
-    let Some(at) = authority.rfind('@') else {
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or(rest);
+    let Some((userinfo, _)) = authority.rsplit_once('@') else {
         return url.to_owned();
     };
-    let userinfo = &authority[..at];
+    // From the '@' on.
+    let from_at = rest.split_at_checked(userinfo.len()).map_or("", |(_, r)| r);
     match userinfo.split_once(':') {
-        Some((user, pw)) if !pw.is_empty() => format!("{scheme}://{user}:{mask}{}", &rest[at..]),
+        Some((user, pw)) if !pw.is_empty() => format!("{scheme}://{user}:{mask}{from_at}"),
         _ => url.to_owned(),
     }
 }

@@ -24,10 +24,10 @@ where
 /// `NaN`, ...: the same values), through serde_json's float parser, which the wasm modules have
 /// anyway, instead of core's (`dec2flt` and its tables: ~10 KB of wasm).
 pub(crate) fn parse_float(s: &str) -> Option<f64> {
-    let (neg, body) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
+    let (neg, body) = match (s.strip_prefix('-'), s.strip_prefix('+')) {
+        (Some(body), _) => (true, body),
+        (None, Some(body)) => (false, body),
+        (None, None) => (false, s),
     };
     let signed = |v: f64| if neg { -v } else { v };
     if body.eq_ignore_ascii_case("inf") || body.eq_ignore_ascii_case("infinity") {
