@@ -225,7 +225,7 @@ impl Connection {
     /// The key that identifies these parameters (URLs with passwords, transport options):
     /// connections with equal keys share a pool in [`crate::pools`].
     pub fn params_key(&self) -> String {
-        format!("{}|{}", self.inner.urls.join(";"), serde_json::Value::Object(self.inner.options.transport_options.clone()))
+        format!("{}|{}", self.inner.urls.join(";"), crate::value::Json(&serde_json::Value::Object(self.inner.options.transport_options.clone())))
     }
 
     /// The options this connection was created with.

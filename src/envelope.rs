@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::properties::Properties;
 use crate::serialization::json_dumps;
 use crate::proto::methods::Content;
-use crate::value::{Headers, Value};
+use crate::value::{Headers, Json, Value};
 
 /// A message as a virtual transport stores it.
 #[derive(Debug, Clone, PartialEq)]
@@ -104,13 +104,13 @@ impl Envelope {
         let body = match m.remove("body") {
             Some(Value::String(s)) => s,
             Some(Value::Null) | None => String::new(),
-            Some(other) => return Err(Error::Decode(format!("stored message: 'body' must be a string, not {other}"))),
+            Some(other) => return Err(Error::Decode(format!("stored message: 'body' must be a string, not {}", Json(&other)))),
         };
         let text = |m: &mut Headers, k: &str| -> Result<Option<String>> {
             match m.remove(k) {
                 Some(Value::String(s)) => Ok(Some(s)),
                 Some(Value::Null) | None => Ok(None),
-                Some(other) => Err(Error::Decode(format!("stored message: '{k}' must be a string, not {other}"))),
+                Some(other) => Err(Error::Decode(format!("stored message: '{k}' must be a string, not {}", Json(&other)))),
             }
         };
         let content_encoding = text(&mut m, "content-encoding")?;
@@ -119,7 +119,7 @@ impl Envelope {
             match m.remove(k) {
                 Some(Value::Object(h)) => Ok(h),
                 Some(Value::Null) | None => Ok(Headers::new()),
-                Some(other) => Err(Error::Decode(format!("stored message: '{k}' must be an object, not {other}"))),
+                Some(other) => Err(Error::Decode(format!("stored message: '{k}' must be an object, not {}", Json(&other)))),
             }
         };
         let headers = table(&mut m, "headers")?;

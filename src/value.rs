@@ -10,6 +10,17 @@ pub use serde_json::Value;
 /// An ordered table of header or argument values (Kombu's `dict`).
 pub type Headers = serde_json::Map<String, Value>;
 
+/// `{}` of a value in messages: the compact JSON text, as serde_json's `Display` writes it,
+/// but written through `serde_json::to_string`: that `Display` goes through an `io::Write`
+/// adapter (and its `io::Error`), code the wasm modules need for nothing else.
+pub(crate) struct Json<'a>(pub(crate) &'a Value);
+
+impl std::fmt::Display for Json<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?)
+    }
+}
+
 /// Build a [`Headers`] table from `(key, value)` pairs.
 pub fn headers<K, V, I>(pairs: I) -> Headers
 where
@@ -178,6 +189,18 @@ mod tests {
             if !ours.is_some_and(f64::is_nan) {
                 assert_eq!(ours.map(f64::to_bits), core.map(f64::to_bits), "{s:?}");
             }
+        }
+    }
+
+    #[test]
+    fn json_writes_what_display_writes() {
+        for v in [
+            serde_json::json!({"b": [1, 2.5, -3, null, true], "a": {"x": "y\n\"z\u{e9}"}}),
+            serde_json::json!("text"),
+            serde_json::json!(1e300),
+            serde_json::json!([]),
+        ] {
+            assert_eq!(Json(&v).to_string(), v.to_string());
         }
     }
 

@@ -230,7 +230,7 @@ impl Broker {
                 Some(other) => {
                     return Err(Error::channel(
                         ReplyCode::PreconditionFailed,
-                        format!("PRECONDITION_FAILED - invalid arg 'x-priority' for consumer: {other}"),
+                        format!("PRECONDITION_FAILED - invalid arg 'x-priority' for consumer: {}", crate::value::Json(other)),
                     ))
                 }
             };

@@ -3,7 +3,7 @@
 
 use crate::error::{Error, ReplyCode, Result};
 use crate::proto::methods::{Name, QueueBind, QueueDeclare, QueueDeclareOk, QueueDelete, ServerEvent};
-use crate::value::{Headers, Value};
+use crate::value::{Headers, Json, Value};
 
 use super::journal::{DurableBinding, Record};
 use super::queue::Ready;
@@ -20,7 +20,7 @@ fn arg_u64(args: &Headers, key: &str, q: &str, vhost: &str, positive: bool) -> R
             Some(v) => Ok(Some(v)),
             None => Err(invalid_arg(key, q, vhost, &format!("{{value_negative_or_not_integer,{n}}}"))),
         },
-        Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{other}}}"))),
+        Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{}}}", Json(other)))),
     }
 }
 
@@ -28,7 +28,7 @@ fn arg_str(args: &Headers, key: &str, q: &str, vhost: &str) -> Result<Option<Nam
     match args.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => Ok(Some(Name::from(s.as_str()))),
-        Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{other}}}"))),
+        Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{}}}", Json(other)))),
     }
 }
 
@@ -60,7 +60,7 @@ fn show(v: Option<&Value>) -> String {
     match v {
         None | Some(Value::Null) => "none".into(),
         Some(Value::String(s)) => s.clone(),
-        Some(v) => v.to_string(),
+        Some(v) => Json(v).to_string(),
     }
 }
 

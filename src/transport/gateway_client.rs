@@ -330,7 +330,7 @@ impl Drop for GatewayConnection {
 impl RawConnection for GatewayConnection {
     async fn open_channel(&self) -> Result<Arc<dyn RawChannel>> {
         let r = self.client.result(Request::ChannelOpen).await?;
-        let id = r.get("channel").and_then(Value::as_u64).ok_or_else(|| Error::Decode(format!("channel.open answer without a channel: {r}")))? as u32;
+        let id = r.get("channel").and_then(Value::as_u64).ok_or_else(|| Error::Decode(format!("channel.open answer without a channel: {}", crate::value::Json(&r))))? as u32;
         let closed = ClosedBy::default();
         self.client.channels().insert(id, (closed.clone(), None));
         let ch = GatewayChannel { client: self.client.clone(), id, open: AtomicBool::new(true), closed };
@@ -445,7 +445,7 @@ impl RawChannel for GatewayChannel {
         let count = |field: &str| v.get(field).and_then(Value::as_u64).and_then(|n| u32::try_from(n).ok());
         match (v.get("queue").and_then(Value::as_str), count("message_count"), count("consumer_count")) {
             (Some(queue), Some(message_count), Some(consumer_count)) => Ok(QueueDeclareOk { queue: queue.to_owned(), message_count, consumer_count }),
-            _ => Err(Error::Decode(format!("bad queue.declare answer (not a queue name and two counts): {v}"))),
+            _ => Err(Error::Decode(format!("bad queue.declare answer (not a queue name and two counts): {}", crate::value::Json(&v)))),
         }
     }
     async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
@@ -496,7 +496,7 @@ impl RawChannel for GatewayChannel {
             self.client.unsettled().get_or_insert_with(self.id, Unsettled::default).stop();
         }
         let v = self.value(Request::BasicConsume { channel: self.id, method: m.clone() }).await?;
-        v.get("consumer_tag").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| Error::Decode(format!("basic.consume answer without a tag: {v}")))
+        v.get("consumer_tag").and_then(Value::as_str).map(str::to_owned).ok_or_else(|| Error::Decode(format!("basic.consume answer without a tag: {}", crate::value::Json(&v))))
     }
     async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
         self.unit(Request::BasicCancel { channel: self.id, consumer_tag: consumer_tag.into() }).await

@@ -183,7 +183,11 @@ fn not_json(why: &str) -> JsValue {
 pub(super) fn body_to_js(p: &Payload) -> JsResult<JsValue> {
     match p {
         // JSON.parse builds the object natively, much faster than field-by-field conversion.
-        Payload::Data(v) => js_sys::JSON::parse(&v.to_string()).map_err(|_| value_error("cannot convert the payload to a JavaScript value")),
+        // (serde_json::to_string: the same text as Value's Display, without its io::Write adapter.)
+        Payload::Data(v) => serde_json::to_string(v)
+            .ok()
+            .and_then(|text| js_sys::JSON::parse(&text).ok())
+            .ok_or_else(|| value_error("cannot convert the payload to a JavaScript value")),
         Payload::Text(s) => Ok(JsValue::from_str(s)),
         Payload::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
     }

@@ -11,7 +11,7 @@ use wasm_bindgen::prelude::*;
 use super::convert::{value_error, JsResult};
 use crate::properties::DeliveryMode;
 use crate::retry::RetryPolicy;
-use crate::value::{Headers, Value};
+use crate::value::{Headers, Json, Value};
 use crate::{Binding, Entity, Exchange, Queue};
 
 /// A JSON value from JavaScript: JSON text (what lib.js sends) or a value, which JavaScript's
@@ -49,7 +49,7 @@ impl Fields {
         match v {
             Value::Object(map) => Ok(Fields { what: what.to_owned(), map, snake: false, known: Vec::new() }),
             Value::Null => Ok(Fields { what: what.to_owned(), map: Headers::new(), snake: false, known: Vec::new() }),
-            other => Err(value_error(format!("invalid {what}: expected an object, not {other}"))),
+            other => Err(value_error(format!("invalid {what}: expected an object, not {}", Json(&other)))),
         }
     }
 
@@ -78,7 +78,7 @@ impl Fields {
     }
 
     fn bad(&self, key: &str, expected: &str, v: &Value) -> JsValue {
-        value_error(format!("invalid {}: `{key}` must be {expected}, not {v}", self.what))
+        value_error(format!("invalid {}: `{key}` must be {expected}, not {}", self.what, Json(v)))
     }
 
     /// Take `k` and convert it with `f`, or refuse it as not `expected`.
@@ -303,6 +303,6 @@ pub(super) fn queues_from_js(v: &JsValue) -> JsResult<Vec<Queue>> {
     match json_from_js("queues", v)? {
         None => Ok(Vec::new()),
         Some(Value::Array(items)) => items.into_iter().enumerate().map(|(i, q)| queue(Fields::from_value(&format!("queues[{i}]"), q)?)).collect(),
-        Some(other) => Err(value_error(format!("invalid queues: expected an array, not {other}"))),
+        Some(other) => Err(value_error(format!("invalid queues: expected an array, not {}", Json(&other)))),
     }
 }
