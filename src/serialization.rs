@@ -803,8 +803,11 @@ impl serde_json::ser::Formatter for PythonFormatter {
             }
             w.write_all(&bytes[start..i])?;
             let mut units = [0u16; 2];
-            for u in c.encode_utf16(&mut units) {
-                write!(w, "\\u{:04x}", u)?;
+            for &mut u in c.encode_utf16(&mut units) {
+                // (Written out: `write!` on an io::Write is std's fmt-to-io adapter, ~0.5 KB of
+                // wasm for this alone.)
+                let hex = |shift: u16| b"0123456789abcdef"[usize::from((u >> shift) & 15)];
+                w.write_all(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)])?;
             }
             start = i + c.len_utf8();
         }
