@@ -722,15 +722,14 @@ fn message_frame(json: &[u8]) -> Option<ServerFrame> {
     // The message and frame objects close the header; before, the fields, each value after
     // the text that precedes it (with a string's opening quote, or the previous one's closing).
     let [fields @ .., b'}', b'}'] = json else { return None };
-    let mut s = Scan { rest: fields, ok: true };
+    let mut s = Scan { rest: fields };
     s.lit(r#"{"op":"deliver""#);
     let channel = s.int(r#","channel":"#, u32::MAX.into()) as u32;
     let consumer_tag = s.string(r#","consumer_tag":""#);
     let delivery_tag = s.int(r#"","message":{"delivery_tag":"#, u64::MAX);
-    let redelivered = s.eat(r#","redelivered":true"#) || {
-        s.lit(r#","redelivered":false"#);
-        false
-    };
+    s.lit(r#","redelivered":"#);
+    let redelivered = s.rest.first() == Some(&b't');
+    s.lit(if redelivered { "true" } else { "false" });
     let exchange = s.string(r#","exchange":""#);
     let routing_key = s.string(r#"","routing_key":""#);
     let properties = s.properties(r#"","properties":"#)?;
@@ -738,32 +737,25 @@ fn message_frame(json: &[u8]) -> Option<ServerFrame> {
 }
 
 /// What is left of a header [`message_frame`] reads. Each step takes the text it expects; when
-/// it is not there, the scan has failed (`ok` is false), the steps that follow give defaults
-/// and [`Scan::properties`] gives `None`: one return for the whole header, instead of one per
-/// field with its own clean-up code (less wasm).
+/// it is not there, the scan has failed: nothing is left, so the steps that follow (each
+/// expects some text first) fail too and give defaults, and [`Scan::properties`] gives `None`.
+/// One return for the whole header, instead of one per field with its own clean-up code (less
+/// wasm).
 struct Scan<'a> {
     rest: &'a [u8],
-    ok: bool,
 }
 
 impl Scan<'_> {
     fn fail<T: Default>(&mut self) -> T {
-        self.ok = false;
         self.rest = &[];
         T::default()
     }
 
-    /// Whether `text` is next; if so, it is taken.
-    fn eat(&mut self, text: &str) -> bool {
-        let next = self.rest.starts_with(text.as_bytes());
-        if next {
-            self.rest = &self.rest[text.len()..];
-        }
-        next
-    }
-
+    /// `text`, which must be next.
     fn lit(&mut self, text: &str) {
-        if !self.eat(text) {
+        if self.rest.starts_with(text.as_bytes()) {
+            self.rest = &self.rest[text.len()..];
+        } else {
             self.fail()
         }
     }
@@ -799,16 +791,19 @@ impl Scan<'_> {
         }
     }
 
-    /// `text`, then the `properties` object, the rest; `None` if the scan failed.
+    /// `text`, then the `properties` object, the rest; `None` if the scan failed (then there
+    /// is no object left).
     fn properties(&mut self, text: &str) -> Option<Properties> {
         self.lit(text);
         let rest = std::mem::take(&mut self.rest);
         // The general reader parses this object two levels deeper (in the frame's and the
         // message's): leave it anything that might come near serde_json's nesting limit (128),
         // which it then reaches sooner.
-        let shallow = rest.iter().filter(|&&b| b == b'[' || b == b'{').count() < 100;
+        if rest.iter().filter(|&&b| b == b'[' || b == b'{').count() >= 100 {
+            return None;
+        }
         match serde_json::from_slice(rest) {
-            Ok(Value::Object(p)) if shallow && self.ok => Properties::from_json(p).ok(),
+            Ok(Value::Object(p)) => Properties::from_json(p).ok(),
             _ => None,
         }
     }
