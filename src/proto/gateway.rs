@@ -688,14 +688,125 @@ pub fn decode_client(frame: &Bytes) -> Result<(ClientHeader, Bytes)> {
 /// transports). This is the only decoder of [`ServerFrame`]s: a new frame kind is added here
 /// and to the enum (`every_server_frame_round_trips` fails until it is). Errors name what is
 /// wrong (the field and the frame).
+///
+/// A `deliver` header (one per message) as the gateway writes it is read in one pass instead
+/// (`message_frame`), to the same frame; any other header is left to the general reader.
 pub fn decode_server(frame: &Bytes) -> Result<(ServerFrame, Bytes)> {
     let (json, body) = split_header(frame)?;
-    let header = match serde_json::from_slice(json) {
-        Ok(Value::Object(map)) => map,
-        Ok(_) => return Err(Error::Decode("invalid gateway frame header: not a JSON object".into())),
-        Err(e) => return Err(Error::Decode(format!("invalid gateway frame header: {e}"))),
-    };
-    Ok((server_frame(header)?, body))
+    if let Some(frame) = message_frame(json) {
+        return Ok((frame, body));
+    }
+    Ok((server_header(json)?, body))
+}
+
+/// The general reader of a server frame's header: parsed as one JSON value, whose fields are
+/// then taken out by name.
+fn server_header(json: &[u8]) -> Result<ServerFrame> {
+    match serde_json::from_slice(json) {
+        Ok(Value::Object(map)) => server_frame(map),
+        Ok(_) => Err(Error::Decode("invalid gateway frame header: not a JSON object".into())),
+        Err(e) => Err(Error::Decode(format!("invalid gateway frame header: {e}"))),
+    }
+}
+
+/// A `deliver` header exactly as the gateway writes it ([`encode_deliver`]: serde_json's
+/// compact layout, the fields in [`ServerFrame`]'s order and the message's in
+/// [`MessageHeader`]'s), read in one pass when its strings have no escapes and its integers
+/// fewer than 20 digits: only the `properties` object is parsed, into a [`Value`] as the
+/// general reader parses it. `None` for any other header — another frame, another layout, an
+/// escape, a wrong type or bad JSON — which the general reader then reads (and whose errors it
+/// names): this gives a frame only when that reader gives the same one. (A serde `Visitor`
+/// over the header was tried: its type errors brought core's float formatting into the wasm
+/// module, ~20 KB.)
+fn message_frame(json: &[u8]) -> Option<ServerFrame> {
+    // The message and frame objects close the header; before, the fields, each value after
+    // the text that precedes it (with a string's opening quote, or the previous one's closing).
+    let [fields @ .., b'}', b'}'] = json else { return None };
+    let mut s = Scan { rest: fields };
+    s.lit(r#"{"op":"deliver""#);
+    let channel = s.int(r#","channel":"#, u32::MAX.into()) as u32;
+    let consumer_tag = s.string(r#","consumer_tag":""#);
+    let delivery_tag = s.int(r#"","message":{"delivery_tag":"#, u64::MAX);
+    s.lit(r#","redelivered":"#);
+    let redelivered = s.rest.first() == Some(&b't');
+    s.lit(if redelivered { "true" } else { "false" });
+    let exchange = s.string(r#","exchange":""#);
+    let routing_key = s.string(r#"","routing_key":""#);
+    let properties = s.properties(r#"","properties":"#)?;
+    Some(ServerFrame::Deliver { channel, consumer_tag, message: MessageHeader { delivery_tag, redelivered, exchange, routing_key, properties } })
+}
+
+/// What is left of a header [`message_frame`] reads. Each step takes the text it expects; when
+/// it is not there, the scan has failed: nothing is left, so the steps that follow (each
+/// expects some text first) fail too and give defaults, and [`Scan::properties`] gives `None`.
+/// One return for the whole header, instead of one per field with its own clean-up code (less
+/// wasm).
+struct Scan<'a> {
+    rest: &'a [u8],
+}
+
+impl Scan<'_> {
+    fn fail<T: Default>(&mut self) -> T {
+        self.rest = &[];
+        T::default()
+    }
+
+    /// `text`, which must be next.
+    fn lit(&mut self, text: &str) {
+        if self.rest.starts_with(text.as_bytes()) {
+            self.rest = &self.rest[text.len()..];
+        } else {
+            self.fail()
+        }
+    }
+
+    /// `text`, then an integer up to `max` in at most 19 digits (which never overflow).
+    fn int(&mut self, text: &str, max: u64) -> u64 {
+        self.lit(text);
+        let (mut n, mut digits) = (0u64, 0);
+        for &d in self.rest.iter().take_while(|d| d.is_ascii_digit()) {
+            n = n.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
+            digits += 1;
+        }
+        // JSON has no leading zeros.
+        match self.rest.get(digits..) {
+            Some(rest) if (1..20).contains(&digits) && (digits == 1 || self.rest[0] != b'0') && n <= max => {
+                self.rest = rest;
+                n
+            }
+            _ => self.fail(),
+        }
+    }
+
+    /// `text`, then a string's text up to its closing quote (which the next text starts with),
+    /// if it has no escapes (and so no control characters).
+    fn string(&mut self, text: &str) -> String {
+        self.lit(text);
+        let end = self.rest.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(0);
+        let (string, rest) = self.rest.split_at(end);
+        self.rest = rest;
+        match std::str::from_utf8(string) {
+            Ok(string) => string.to_owned(),
+            Err(_) => self.fail(),
+        }
+    }
+
+    /// `text`, then the `properties` object, the rest; `None` if the scan failed (then there
+    /// is no object left).
+    fn properties(&mut self, text: &str) -> Option<Properties> {
+        self.lit(text);
+        let rest = std::mem::take(&mut self.rest);
+        // The general reader parses this object two levels deeper (in the frame's and the
+        // message's): leave it anything that might come near serde_json's nesting limit (128),
+        // which it then reaches sooner.
+        if rest.iter().filter(|&&b| b == b'[' || b == b'{').count() >= 100 {
+            return None;
+        }
+        match serde_json::from_slice(rest) {
+            Ok(Value::Object(p)) => Properties::from_json(p).ok(),
+            _ => None,
+        }
+    }
 }
 
 /// The fields of a header's JSON object (or of the `message` object in it), taken out by
@@ -1216,6 +1327,300 @@ mod tests {
         for (json, expected) in bad {
             let e = decode_server(&raw(json)).unwrap_err();
             assert!(matches!(e, Error::Decode(_)) && e.to_string().contains("invalid gateway frame header: ") && e.to_string().contains(expected), "{json}: {e}");
+        }
+    }
+
+    /// `decode_server` on a frame with header `json` gives what the general reader gives — the
+    /// same frame or the same error — and never panics. Returns whether the one-pass reader
+    /// took the header.
+    fn reads_as_the_general_reader(json: &[u8]) -> bool {
+        let mut frame = BytesMut::new();
+        frame.put_u32(json.len() as u32);
+        frame.put_slice(json);
+        frame.put_slice(b"body");
+        let got = decode_server(&frame.freeze()).map(|(h, body)| (h, body.to_vec())).map_err(|e| e.to_string());
+        let general = server_header(json).map(|h| (h, b"body".to_vec())).map_err(|e| e.to_string());
+        assert_eq!(got, general, "{}", String::from_utf8_lossy(json));
+        let direct = message_frame(json);
+        if let Some(frame) = &direct {
+            assert_eq!(Ok(frame), general.as_ref().map(|(h, _)| h));
+        }
+        direct.is_some()
+    }
+
+    /// The headers the gateway writes for messages are read in one pass, to the frame the
+    /// general reader gives: any strings (escapes, non-ASCII, controls), extreme numbers, any
+    /// properties.
+    #[test]
+    fn message_frames_are_read_in_one_pass() {
+        let full = Properties {
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            headers: crate::value::headers([("x", serde_json::json!({"a\"\\": [1, -2, 2.5, 1e300, null, "\u{e9}\u{1F600}\n"]})), ("y", serde_json::json!(u64::MAX))]),
+            delivery_mode: Some(2),
+            priority: Some(255),
+            correlation_id: Some("c".into()),
+            reply_to: Some("r".into()),
+            expiration: Some("100".into()),
+            message_id: Some("m".into()),
+            timestamp: Some(u64::MAX),
+            type_: Some("t".into()),
+            user_id: Some("u".into()),
+            app_id: Some("a".into()),
+            cluster_id: Some("k".into()),
+        };
+        // Written as they are (serde_json escapes only `"`, `\` and control characters)...
+        let plain = "q.\u{e9}\u{1F600}\u{2028}\u{7f}/'";
+        // ... and escaped: left to the general reader.
+        let escaped = "q\"\\\u{0}\u{1f}\n\t";
+        for (text, one_pass) in [("", true), (plain, true), (escaped, false)] {
+            for properties in [Properties::default(), full.clone()] {
+                for (tag, redelivered) in [(0, false), (10u64.pow(19) - 1, true), (u64::MAX, true)] {
+                    // Integers of 20 digits are left to the general reader too.
+                    let one_pass = one_pass && tag < 10u64.pow(19);
+                    let content = std::sync::Arc::new(crate::proto::methods::Content { properties: properties.clone(), body: Bytes::from_static(b"{}") });
+                    let delivery = crate::proto::methods::Delivery { delivery_tag: tag, redelivered, exchange: text.into(), routing_key: "a.b".into(), content, extra: None };
+                    let message = MessageHeader { delivery_tag: tag, redelivered, exchange: "a.b".into(), routing_key: text.into(), properties: properties.clone() };
+                    let frames = [
+                        (encode_deliver(u32::MAX, "c", &delivery), one_pass),
+                        (encode_deliver(0, text, &delivery), one_pass),
+                        (encode(&ServerFrame::Deliver { channel: 1, consumer_tag: text.into(), message: message.clone() }, b"body"), one_pass),
+                        // The other frames with a message: the general reader's.
+                        (encode(&ServerFrame::GetOk { id: u64::MAX, channel: u32::MAX, message_count: u32::MAX, message: message.clone() }, b"body"), false),
+                        (encode(&ServerFrame::Return { channel: 1, reply_code: u16::MAX, reply_text: "NO_ROUTE".into(), message }, b"body"), false),
+                    ];
+                    for (frame, one_pass) in frames {
+                        let (json, _) = split_header(&frame).unwrap();
+                        assert_eq!(reads_as_the_general_reader(json), one_pass, "{}", String::from_utf8_lossy(json));
+                    }
+                }
+            }
+        }
+        // Escapes, whitespace, other layouts: the general reader's.
+        let spaced = " {\n \"op\" : \"deli\\u0076er\" , \"channel\":1,\"consumer_tag\":\"\\u0063\",\"message\": {\"delivery_tag\":1 ,\"redelivered\":false,\"exchange\":\"\",\"routing_key\":\"q\",\"properties\":{ }}}\r\n";
+        assert!(!reads_as_the_general_reader(spaced.as_bytes()));
+        // Odd properties are parsed as the general reader parses them.
+        let properties = r#"{ "headers" : {"a\"":"\ud83d\ude00","b":[1.5e3,-0,18446744073709551616,{"c":null}],"b":2}, "priority":255, "x":[] , "expiration":"\u0031"} "#;
+        let json = format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{{"delivery_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{properties}}}}}"#);
+        assert!(reads_as_the_general_reader(json.as_bytes()));
+    }
+
+    /// Headers that are not as the gateway writes them — other layouts, odd values, errors —
+    /// give what the general reader gives.
+    #[test]
+    fn odd_message_headers_read_as_the_general_reader_reads_them() {
+        let message = r#"{"delivery_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{"priority":1}}"#;
+        let deliver = |fields: &str| format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{{{fields}}}}}"#);
+        let m = r#""delivery_tag":1,"redelivered":false,"exchange":"","routing_key":"q""#;
+        let odd = [
+            // Other layouts, the same frame.
+            format!(r#"{{"channel":1,"op":"deliver","consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","consumer_tag":"c","channel":1,"message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"message":{message},"consumer_tag":"c"}}"#),
+            format!(r#"{{"\u006fp":"deliver","channel":1,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"extra":{{"a":[1]}}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"extra":null}}"#),
+            deliver(&format!(r#""properties":{{}},{m}"#)),
+            deliver(&format!(r#""redelivered":false,"delivery_tag":1,"exchange":"","routing_key":"q","properties":{{}}"#)),
+            deliver(m),
+            deliver(&format!(r#"{m},"properties":null"#)),
+            deliver(&format!(r#"{m},"properties":{{}},"x-new":1"#)),
+            deliver(&format!(r#"{m},"properties":{{"body_encoding":"base64","delivery_info":{{"exchange":"e","routing_key":"k"}},"content_type":"text/plain","headers":null}}"#)),
+            // Duplicate keys: the last one counts.
+            format!(r#"{{"op":"deliver","op":"deliver","channel":1,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"channel":2}}"#),
+            format!(r#"{{"op":"deliver","channel":"x","consumer_tag":"c","message":{message},"channel":2}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":"x","message":{message}}}"#),
+            format!(r#"{{"op":"ok","channel":1,"consumer_tag":"c","message":{message},"op":"deliver"}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"op":"ok","id":3}}"#),
+            deliver(&format!(r#"{m},"properties":{{}},"delivery_tag":2"#)),
+            deliver(&format!(r#"{m},"properties":{{"priority":"x","content_type":1,"priority":2}}"#)),
+            deliver(&format!(r#"{m},"properties":{{"headers":{{"a":1,"a":2}}}}"#)),
+            // Missing, null and wrong-typed fields.
+            r#"{"op":"deliver","channel":1,"consumer_tag":"c"}"#.into(),
+            r#"{"op":"deliver","channel":1,"consumer_tag":"c","message":{}}"#.into(),
+            format!(r#"{{"op":"deliver","consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":null,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":null,"message":{message}}}"#),
+            r#"{"op":"deliver","channel":1,"consumer_tag":"c","message":null}"#.into(),
+            r#"{"op":"deliver","channel":1,"consumer_tag":"c","message":[]}"#.into(),
+            r#"{"op":"deliver","channel":"1","consumer_tag":1,"message":"m"}"#.into(),
+            deliver(r#""delivery_tag":null,"redelivered":null,"exchange":null,"routing_key":null,"properties":null"#),
+            deliver(r#""delivery_tag":"1","redelivered":0,"exchange":1,"routing_key":[],"properties":[]"#),
+            deliver(r#""delivery_tag":1,"redelivered":"false","exchange":"","routing_key":"q","properties":{}"#),
+            deliver(&format!(r#"{m},"properties":{{"priority":256}}"#)),
+            deliver(&format!(r#"{m},"properties":{{"headers":[]}}"#)),
+            deliver(&format!(r#"{m},"properties":{{"timestamp":-1,"type":1}}"#)),
+            deliver(&format!(r#"{m},"properties":"p""#)),
+            r#"{"op":"get-ok","id":1,"channel":1,"message":{}}"#.into(),
+            format!(r#"{{"op":"get-ok","id":null,"channel":1,"message_count":0,"message":{message}}}"#),
+            format!(r#"{{"op":"return","channel":1,"reply_code":"312","reply_text":"NO_ROUTE","message":{message}}}"#),
+            format!(r#"{{"op":"return","channel":1,"reply_code":312,"message":{message}}}"#),
+            format!(r#"{{"op":1,"channel":1,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":null,"channel":1,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"Deliver","channel":1,"consumer_tag":"c","message":{message}}}"#),
+            // Numbers: negative, fractional, exponents, out of range, huge.
+            format!(r#"{{"op":"deliver","channel":-1,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":-0,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1.0,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1e0,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":4294967295,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":4294967296,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":01,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"return","channel":1,"reply_code":65536,"reply_text":"","message":{message}}}"#),
+            format!(r#"{{"op":"get-ok","id":18446744073709551615,"channel":1,"message_count":4294967296,"message":{message}}}"#),
+            deliver(r#""delivery_tag":18446744073709551616,"redelivered":false,"exchange":"","routing_key":"q","properties":{}"#),
+            deliver(r#""delivery_tag":1e400,"redelivered":false,"exchange":"","routing_key":"q","properties":{}"#),
+            deliver(r#""delivery_tag":123456789012345678901234567890,"redelivered":false,"exchange":"","routing_key":"q","properties":{}"#),
+            deliver(&format!(r#"{m},"properties":{{"headers":{{"n":1e400}}}}"#)),
+            // Strings: escapes, bad escapes, lone surrogates.
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"\ud83d\ude00\"\\\/\b\f\n\r\t","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"\ud800","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"\x","message":{message}}}"#),
+            format!("{{\"op\":\"deliver\",\"channel\":1,\"consumer_tag\":\"a\tb\",\"message\":{message}}}"),
+            deliver(&format!(r#""deliv\u0065ry_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{{}}"#)),
+            // Bad JSON, anywhere.
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message}}} x"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message}}}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},}}"#),
+            format!(r#"{{"op":"deliver","channel":1,,"consumer_tag":"c","message":{message}}}"#),
+            format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message}"#),
+            deliver(&format!(r#"{m},"properties":{{"headers":{{"a":[1,]}}}}"#)),
+            deliver(&format!(r#"{m},"properties":{{"headers":{}{}}}}}"#, "[".repeat(200), "]".repeat(200))),
+            deliver(&format!(r#"{m},"properties":{{"headers":{{"a":{}1{}}}}}"#, "[".repeat(120), "]".repeat(120))),
+            r#"{"op":"deliver""#.into(),
+            "{".into(),
+            "".into(),
+            "[]".into(),
+            "null".into(),
+            "{}".into(),
+            // Other frames.
+            r#"{"op":"ok","id":1,"result":{"message":1}}"#.into(),
+            r#"{"op":"cancel","channel":1,"consumer_tag":"c"}"#.into(),
+        ];
+        // Around serde_json's nesting limit, which the general reader meets at the properties'
+        // depth in the header, not at their depth on their own.
+        let deep = (118..132).map(|n| deliver(&format!(r#"{m},"properties":{{"headers":{{"a":{}1{}}}}}"#, "[".repeat(n), "]".repeat(n))));
+        for json in odd.into_iter().chain(deep) {
+            reads_as_the_general_reader(json.as_bytes());
+        }
+        let mut invalid_utf8 = deliver(m).into_bytes();
+        let at = invalid_utf8.iter().position(|&b| b == b'q').unwrap();
+        invalid_utf8[at] = 0xff;
+        reads_as_the_general_reader(&invalid_utf8);
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+        use proptest::sample::Index;
+
+        /// Values a field may have: right, wrong, odd.
+        const VALUES: &[&str] = &[
+            "null", "true", "false", "0", "1", "-1", "-0", "1.0", "1e2", "255", "256", "65535", "65536", "4294967295", "4294967296",
+            "18446744073709551615", "18446744073709551616", "1e400", r#""""#, r#""c""#, r#""a\"b\\c\u00e9\n""#, r#""\ud800""#,
+            r#""deliver""#, r#""get-ok""#, r#""return""#, "[]", "[1,{}]", "{}", r#"{"a":1}"#,
+        ];
+        const KEYS: &[&str] = &[
+            "op", "id", "channel", "consumer_tag", "message", "message_count", "reply_code", "reply_text", "delivery_tag", "redelivered", "exchange",
+            "routing_key", "properties", "headers", "priority", "x", r#"ch\u0061nnel"#,
+        ];
+        const PROPERTIES: &[&str] = &[
+            "{}",
+            r#"{"content_type":"application/json","content_encoding":"utf-8","headers":{},"delivery_mode":2,"priority":0}"#,
+            r#"{"headers":{"lang":"py","retries":0,"timelimit":[null,null],"eta":null},"correlation_id":"c","reply_to":"r"}"#,
+            r#"{"priority":256}"#,
+            r#"{"headers":[],"timestamp":1}"#,
+            r#"{"type":1,"body_encoding":"base64"}"#,
+            r#"{"priority":"x","content_type":1,"priority":2}"#,
+            "null",
+        ];
+
+        /// A JSON object: `entries` after `edits` (replace a value, drop, insert, swap, append
+        /// a duplicate, escape a key).
+        fn object(mut entries: Vec<(String, String)>, edits: &[(u8, Index, Index, Index)]) -> String {
+            for (kind, a, b, c) in edits {
+                let n = entries.len();
+                match kind {
+                    0 if n > 0 => entries[a.index(n)].1 = b.get(VALUES).to_string(),
+                    1 if n > 0 => drop(entries.remove(a.index(n))),
+                    2 => entries.insert(a.index(n + 1), (b.get(KEYS).to_string(), c.get(VALUES).to_string())),
+                    3 if n > 0 => entries.swap(a.index(n), b.index(n)),
+                    4 if n > 0 => entries.push((entries[a.index(n)].0.clone(), b.get(VALUES).to_string())),
+                    5 if n > 0 => {
+                        let key = &mut entries[a.index(n)].0;
+                        let first = key.remove(0);
+                        key.insert_str(0, &format!("\\u{:04x}", first as u32));
+                    }
+                    _ => {}
+                }
+            }
+            let fields: Vec<String> = entries.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+            format!("{{{}}}", fields.join(","))
+        }
+
+        fn entries(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        }
+
+        fn edits() -> impl Strategy<Value = Vec<(u8, Index, Index, Index)>> {
+            // Mostly none or one, mostly a value replaced: headers close to the gateway's.
+            let kind = prop_oneof![3 => Just(0u8), 2 => 1u8..6];
+            prop::collection::vec((kind, any::<Index>(), any::<Index>(), any::<Index>()), 0..3)
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(5000))]
+
+            /// Message headers as the gateway writes them, then edited: whatever the one-pass
+            /// reader takes, it reads as the general reader does; what it leaves, that reader
+            /// reads.
+            #[test]
+            fn edited_message_headers_read_as_the_general_reader_reads_them(
+                op in 0usize..3,
+                properties in any::<Index>(),
+                message_edits in edits(),
+                frame_edits in edits(),
+            ) {
+                let message = object(
+                    entries(&[("delivery_tag", "7"), ("redelivered", "true"), ("exchange", r#""e""#), ("routing_key", r#""k""#), ("properties", *properties.get(PROPERTIES))]),
+                    &message_edits,
+                );
+                let frame = match op {
+                    0 => entries(&[("op", r#""deliver""#), ("channel", "1"), ("consumer_tag", r#""c""#), ("message", &message)]),
+                    1 => entries(&[("op", r#""get-ok""#), ("id", "2"), ("channel", "1"), ("message_count", "0"), ("message", &message)]),
+                    _ => entries(&[("op", r#""return""#), ("channel", "1"), ("reply_code", "312"), ("reply_text", r#""NO_ROUTE""#), ("message", &message)]),
+                };
+                reads_as_the_general_reader(object(frame, &frame_edits).as_bytes());
+            }
+
+            /// A written deliver header with bytes changed, inserted or cut.
+            #[test]
+            fn mangled_deliver_headers_read_as_the_general_reader_reads_them(
+                changes in prop::collection::vec((any::<Index>(), any::<Index>(), any::<bool>()), 1..4),
+                cut in any::<Index>(),
+                cut_it in any::<bool>(),
+            ) {
+                const BYTES: &[u8] = b"{}[]\":,\\ 0189-+.eEtrufalsn\xff";
+                let properties = Properties { content_type: Some("application/json".into()), headers: crate::value::headers([("a", serde_json::json!([1, "x"]))]), ..Properties::default() };
+                let content = std::sync::Arc::new(crate::proto::methods::Content { properties, body: Bytes::new() });
+                let delivery = crate::proto::methods::Delivery { delivery_tag: 42, redelivered: false, exchange: "e".into(), routing_key: "k".into(), content, extra: None };
+                let frame = encode_deliver(3, "c", &delivery);
+                let mut json = split_header(&frame).unwrap().0.to_vec();
+                for (at, byte, insert) in changes {
+                    let (at, byte) = (at.index(json.len()), *byte.get(BYTES));
+                    if insert {
+                        json.insert(at, byte);
+                    } else {
+                        json[at] = byte;
+                    }
+                }
+                if cut_it {
+                    json.truncate(cut.index(json.len() + 1));
+                }
+                reads_as_the_general_reader(&json);
+            }
         }
     }
 
