@@ -327,7 +327,9 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     })?;
     ws.set_binary_type(BinaryType::Arraybuffer);
     let slot: Slot = Rc::new(RefCell::new(None));
-    let (open_tx, open_rx) = oneshot::channel::<std::result::Result<(), String>>();
+    // Why it did not open travels as the error it becomes (`RecoverableConnection`): the
+    // carrier's publish confirms already use this channel type, so it costs no new copy.
+    let (open_tx, open_rx) = oneshot::channel::<Result<()>>();
     let open_tx = Rc::new(RefCell::new(Some(open_tx)));
     let last_received = Rc::new(std::cell::Cell::new(js_sys::Date::now()));
     let timer: Timer = Rc::new(RefCell::new(None));
@@ -364,7 +366,7 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
                 } else {
                     format!("the WebSocket closed before it opened ({reason})")
                 };
-                let _ = tx.send(Err(before));
+                let _ = tx.send(Err(Error::RecoverableConnection(before)));
             }
             if let Some(peer) = slot.borrow().as_ref().and_then(Weak::upgrade) {
                 peer.on_end(&reason);
@@ -391,7 +393,8 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
             let open_tx = open_tx.clone();
             *failed.borrow_mut() = Some(gloo_timers::callback::Timeout::new(0, move || {
                 if let Some(tx) = open_tx.borrow_mut().take() {
-                    let _ = tx.send(Err(message.unwrap_or_else(|| "the WebSocket failed before it opened".into())));
+                    let reason = message.unwrap_or_else(|| "the WebSocket failed before it opened".into());
+                    let _ = tx.send(Err(Error::RecoverableConnection(reason)));
                 }
             }));
         })
@@ -407,7 +410,7 @@ async fn open_socket(url: &str, protocol: Option<&str>, raw_stream: bool) -> Res
     if !matches!(outcome, Ok(Ok(()))) {
         drop(opening);
         let reason = match outcome {
-            Ok(Err(reason)) => reason,
+            Ok(Err(Error::RecoverableConnection(reason))) => reason,
             _ => "the WebSocket failed before it opened".into(),
         };
         return Err(Error::RecoverableConnection(format!("cannot connect to {url}: {}", diagnosis(url, protocol, reason).await)));
