@@ -52,10 +52,10 @@ impl Held {
         if !self.out.holding() || self.timer {
             return Ok(());
         }
-        match ACK_TIMER.with(|f| f.as_ref().map(|f| f.call0(&JsValue::NULL))) {
+        match TIMERS.with(|(_, f)| f.as_ref().map(|f| f.call0(&JsValue::NULL))) {
             Some(Ok(_)) => {
                 self.timer = true;
-                HELD_ACKS.with(|d| d.borrow_mut().push(Rc::downgrade(this)));
+                wait(Wait::Ack, this);
                 Ok(())
             }
             // No timer to send it later: now.
@@ -72,36 +72,55 @@ impl Held {
     }
 }
 
+/// Which of the two lists of waiting carriers (see `WAITING`).
+#[derive(Clone, Copy)]
+enum Wait {
+    /// Waiting for the flush `scheduler` runs on the next turn of the event loop.
+    Due,
+    /// Holding an ack alone, waiting for the `ack_timer`.
+    Ack,
+}
+
+type Waiting = [Vec<std::rc::Weak<RefCell<Held>>>; 2];
+
 thread_local! {
-    /// Carriers waiting for the scheduled flush.
-    static DUE: RefCell<Vec<std::rc::Weak<RefCell<Held>>>> = const { RefCell::new(Vec::new()) };
-    /// Schedules `flush_due` for the next turn of the event loop (made once).
-    static SCHEDULER: js_sys::Function = scheduler();
-    /// Carriers holding an ack alone, waiting for `flush_held_acks`.
-    static HELD_ACKS: RefCell<Vec<std::rc::Weak<RefCell<Held>>>> = const { RefCell::new(Vec::new()) };
-    /// Runs `flush_held_acks` in `ACK_HOLD_MS` (made once; none without `setTimeout`).
-    static ACK_TIMER: Option<js_sys::Function> = ack_timer();
+    /// The carriers waiting, by [`Wait`] (one thread-local: one copy of its access code).
+    static WAITING: RefCell<Waiting> = const { RefCell::new([Vec::new(), Vec::new()]) };
+    /// Schedules `flush_due` for the next turn of the event loop, and runs `flush_held_acks`
+    /// in `ACK_HOLD_MS` (none without `setTimeout`). Made once, together.
+    static TIMERS: (js_sys::Function, Option<js_sys::Function>) = (scheduler(), ack_timer());
+}
+
+fn wait(list: Wait, held: &Rc<RefCell<Held>>) {
+    WAITING.with(|w| w.borrow_mut()[list as usize].push(Rc::downgrade(held)));
+}
+
+/// Flush the carriers waiting on `list`.
+fn flush_waiting(list: Wait) {
+    for held in WAITING.with(|w| std::mem::take(&mut w.borrow_mut()[list as usize])) {
+        if let Some(held) = held.upgrade() {
+            let mut h = held.borrow_mut();
+            // A failed send means the socket is closing: its close event reports it.
+            let _ = match list {
+                Wait::Due => {
+                    h.scheduled = false;
+                    h.flush(&held)
+                }
+                Wait::Ack => {
+                    h.timer = false;
+                    h.flush_all()
+                }
+            };
+        }
+    }
 }
 
 fn flush_due() {
-    for held in DUE.with(|d| std::mem::take(&mut *d.borrow_mut())) {
-        if let Some(held) = held.upgrade() {
-            let mut h = held.borrow_mut();
-            h.scheduled = false;
-            // A failed send means the socket is closing: its close event reports it.
-            let _ = h.flush(&held);
-        }
-    }
+    flush_waiting(Wait::Due);
 }
 
 fn flush_held_acks() {
-    for held in HELD_ACKS.with(|d| std::mem::take(&mut *d.borrow_mut())) {
-        if let Some(held) = held.upgrade() {
-            let mut h = held.borrow_mut();
-            h.timer = false;
-            let _ = h.flush_all();
-        }
-    }
+    flush_waiting(Wait::Ack);
 }
 
 /// `o[k]` (undefined when it cannot be read).
@@ -188,8 +207,8 @@ impl WsCarrier {
         }
         if !h.out.is_empty() && !h.scheduled {
             h.scheduled = true;
-            DUE.with(|d| d.borrow_mut().push(Rc::downgrade(&self.held)));
-            SCHEDULER.with(|f| f.call0(&JsValue::NULL)).map_err(|e| Error::RecoverableConnection(format!("cannot schedule a WebSocket flush: {e:?}")))?;
+            wait(Wait::Due, &self.held);
+            TIMERS.with(|(f, _)| f.call0(&JsValue::NULL)).map_err(|e| Error::RecoverableConnection(format!("cannot schedule a WebSocket flush: {e:?}")))?;
         }
         Ok(())
     }
