@@ -15,8 +15,20 @@ pub(crate) fn sort_by<T>(items: &mut Vec<T>, cmp: impl Fn(&T, &T) -> Ordering) {
         let by: &mut dyn FnMut(&usize, &usize) -> Ordering = &mut |a, b| cmp(&items[*a], &items[*b]).then(a.cmp(b));
         order.sort_unstable_by(by);
     }
-    let mut slots: Vec<Option<T>> = items.drain(..).map(Some).collect();
-    items.extend(order.into_iter().filter_map(|i| slots[i].take()));
+    // `items[k]` takes the item at `order[k]`: follow each cycle of the permutation with swaps
+    // (only swaps depend on `T`), marking each place done (`order[k] = k`) as it is filled.
+    for start in 0..order.len() {
+        let mut k = start;
+        loop {
+            let from = order[k];
+            order[k] = k;
+            if from == start {
+                break;
+            }
+            items.swap(k, from);
+            k = from;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -32,5 +44,16 @@ mod tests {
         let mut empty: Vec<u8> = Vec::new();
         super::sort_by(&mut empty, |x, y| x.cmp(y));
         assert!(empty.is_empty());
+    }
+
+    #[test]
+    fn agrees_with_the_standard_stable_sort() {
+        // Long cycles, fixed points and runs of equal keys in one permutation.
+        let v: Vec<(u32, usize)> = (0..200).map(|i| ((i * 7919 % 23) as u32, i)).collect();
+        let mut ours = v.clone();
+        super::sort_by(&mut ours, |x, y| x.0.cmp(&y.0));
+        let mut std = v;
+        std.sort_by(|x, y| x.0.cmp(&y.0));
+        assert_eq!(ours, std);
     }
 }
