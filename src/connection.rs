@@ -179,11 +179,16 @@ impl Connection {
     /// A connection with options (Kombu's keyword arguments).
     pub fn with_options(url: &str, options: ConnectionOptions) -> Result<Connection> {
         let mut urls = url::split_failover(url);
-        urls.extend(options.alternates.iter().flat_map(|u| url::split_failover(u)));
+        for alternate in &options.alternates {
+            urls.extend(url::split_failover(alternate));
+        }
         if urls.is_empty() {
             urls.push("amqp://".to_owned());
         }
-        let infos = urls.iter().map(|u| connect_info(u, &options)).collect::<Result<Vec<_>>>()?;
+        let mut infos = Vec::with_capacity(urls.len());
+        for u in &urls {
+            infos.push(connect_info(u, &options)?);
+        }
         for info in &infos {
             transport::registry::lookup(&info.transport)?;
         }
