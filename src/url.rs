@@ -97,11 +97,13 @@ impl UrlParts {
     /// that read as integers, floats or booleans get that type.
     pub fn transport_options(&self) -> Headers {
         const CONNECTION_ARGS: &[&str] = &["ssl", "connect_timeout", "heartbeat", "login_method", "insist"];
-        self.query
-            .iter()
-            .filter(|(k, _)| !CONNECTION_ARGS.contains(&k.as_str()))
-            .map(|(k, v)| (k.clone(), typed(v)))
-            .collect()
+        let mut options = Headers::new();
+        for (k, v) in &self.query {
+            if !CONNECTION_ARGS.contains(&k.as_str()) {
+                options.insert(k.clone(), typed(v));
+            }
+        }
+        options
     }
 }
 
@@ -237,7 +239,14 @@ pub fn parse_url(url: &str) -> Result<UrlParts> {
 
 /// Split a `;`-separated failover list into its URLs (empty entries are dropped).
 pub fn split_failover(urls: &str) -> Vec<String> {
-    urls.split(';').map(str::trim).filter(|u| !u.is_empty()).map(str::to_owned).collect()
+    let mut out = Vec::new();
+    for u in urls.split(';') {
+        let u = u.trim();
+        if !u.is_empty() {
+            out.push(u.to_owned());
+        }
+    }
+    out
 }
 
 /// Replace the password of `url` with `mask` (Kombu's `sanitize_url`). URLs that do not parse

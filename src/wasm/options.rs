@@ -113,7 +113,13 @@ impl Fields {
     }
 
     pub(super) fn strings(&mut self, k: &'static str) -> JsResult<Option<Vec<String>>> {
-        self.get(k, "an array of strings", |v| v.as_array()?.iter().map(|s| s.as_str().map(str::to_owned)).collect())
+        self.get(k, "an array of strings", |v| {
+            let mut strings = Vec::new();
+            for s in v.as_array()? {
+                strings.push(s.as_str()?.to_owned());
+            }
+            Some(strings)
+        })
     }
 
     /// A nested options object.
@@ -131,7 +137,13 @@ impl Fields {
         let what = self.what.clone();
         match self.take(k) {
             None => Ok(Vec::new()),
-            Some((key, Value::Array(items))) => items.into_iter().enumerate().map(|(i, v)| f(Fields::from_value(&format!("{what}: `{key}[{i}]`"), v)?)).collect(),
+            Some((key, Value::Array(items))) => {
+                let mut out = Vec::with_capacity(items.len());
+                for (i, v) in items.into_iter().enumerate() {
+                    out.push(f(Fields::from_value(&format!("{what}: `{key}[{i}]`"), v)?)?);
+                }
+                Ok(out)
+            }
             Some((key, v)) => Err(self.bad(&key, "an array", &v)),
         }
     }
