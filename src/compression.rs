@@ -162,10 +162,17 @@ pub fn register(content_type: &str, aliases: &[&str], encode: CompressFn, decode
 /// The registered methods: each content type with its aliases.
 pub fn methods() -> Vec<(String, Vec<String>)> {
     let r = crate::rt::read(registry());
-    r.by_type
-        .keys()
-        .map(|t| (t.clone(), r.aliases.iter().filter(|(_, to)| *to == t).map(|(a, _)| a.clone()).collect()))
-        .collect()
+    let mut methods = Vec::new();
+    for t in r.by_type.keys() {
+        let mut aliases = Vec::new();
+        for (alias, to) in r.aliases.iter() {
+            if to == t {
+                aliases.push(alias.clone());
+            }
+        }
+        methods.push((t.clone(), aliases));
+    }
+    methods
 }
 
 /// The aliases and content types that can be used (Kombu's `encoders()`).

@@ -18,13 +18,15 @@ use crate::compression;
 
 /// The registered compression methods as JS data: `[[contentType, [alias, ...]], ...]`.
 pub fn methods_array() -> js_sys::Array {
-    compression::methods()
-        .into_iter()
-        .map(|(content_type, aliases)| {
-            let aliases: js_sys::Array = aliases.into_iter().map(wasm_bindgen::JsValue::from).collect();
-            wasm_bindgen::JsValue::from(js_sys::Array::of2(&content_type.into(), &aliases))
-        })
-        .collect()
+    let methods = js_sys::Array::new();
+    for (content_type, aliases) in compression::methods() {
+        let list = js_sys::Array::new();
+        for alias in aliases {
+            list.push(&alias.into());
+        }
+        methods.push(&js_sys::Array::of2(&content_type.into(), &list));
+    }
+    methods
 }
 
 /// The compression methods in this module: `[[contentType, [alias, ...]], ...]`.
