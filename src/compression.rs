@@ -44,8 +44,10 @@ impl Registry {
 
     fn known(&self) -> String {
         // &str, not String: one join instantiation in the wasm modules (serialization's is &str).
-        let mut v: Vec<&str> = self.aliases.keys().map(String::as_str).collect();
-        v.extend(self.by_type.keys().map(String::as_str));
+        let mut v: Vec<&str> = Vec::new();
+        for k in self.aliases.keys().chain(self.by_type.keys()) {
+            v.push(k);
+        }
         let mut known = if v.is_empty() { "none".to_owned() } else { v.join(", ") };
         // The npm package's core module has none built in: they come with its codecs module.
         if cfg!(target_arch = "wasm32") && !self.by_type.contains_key("application/zstd") {

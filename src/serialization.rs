@@ -139,7 +139,10 @@ impl Registry {
     }
 
     fn known(&self) -> String {
-        let mut names: Vec<&str> = self.by_name.keys().map(String::as_str).collect();
+        let mut names: Vec<&str> = Vec::new();
+        for k in self.by_name.keys() {
+            names.push(k);
+        }
         names.push("raw");
         names.join(", ")
     }

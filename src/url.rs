@@ -283,11 +283,15 @@ pub fn unknown_transport(name: &str, known: &[&str]) -> Error {
     let mut known: Vec<&str> = known.to_vec();
     crate::sort::sort_by(&mut known, |a, b| a.cmp(b));
     known.dedup();
-    let best = known
-        .iter()
-        .map(|k| (edit_distance(&name.to_ascii_lowercase(), k), *k))
-        .filter(|(d, k)| *d <= 2.max(k.len() / 3))
-        .min();
+    let lower = name.to_ascii_lowercase();
+    // The nearest close enough (the first in order on a tie).
+    let mut best: Option<(usize, &str)> = None;
+    for &k in &known {
+        let d = edit_distance(&lower, k);
+        if d <= 2.max(k.len() / 3) && best.is_none_or(|(b, _)| d < b) {
+            best = Some((d, k));
+        }
+    }
     let mut listed = known.join(", ");
     if let Some((_, k)) = best {
         listed.push_str(&format!("; did you mean {k:?}?"));
