@@ -77,7 +77,13 @@ fn js_type(v: &JsValue) -> String {
 pub(super) type JsResult<T> = std::result::Result<T, JsValue>;
 
 pub(super) fn kombu<T>(r: crate::Result<T>) -> JsResult<T> {
-    r.map_err(|e| js_error(&e))
+    r.map_err(thrown)
+}
+
+/// [`js_error`] of an owned error: one copy of the error's drop for every `kombu::<T>`.
+#[inline(never)]
+fn thrown(e: Error) -> JsValue {
+    js_error(&e)
 }
 
 /// What an operation's result is in JS: `undefined` for `()`, a number for a count, ...
