@@ -134,7 +134,7 @@ pub fn dumps(body: JsValue, json: bool, serializer: Option<String>) -> JsResult<
 #[wasm_bindgen]
 pub fn loads(data: &[u8], content_type: Option<String>, content_encoding: Option<String>, accept: Option<Vec<String>>, force: bool) -> JsResult<JsValue> {
     let accept = match accept {
-        Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+        Some(a) => Some(kombu(crate::serialization::Accept::new(&a))?),
         None => None,
     };
     body_to_js(&kombu(crate::serialization::loads(data, content_type.as_deref(), content_encoding.as_deref(), accept.as_ref(), force))?)

@@ -170,7 +170,7 @@ impl JsConnection {
             "get" => {
                 let Entity::Queue(q) = entity else { return Err(value_error("get is an operation of queues")) };
                 let accept = match accept {
-                    Some(a) => Some(kombu(crate::serialization::Accept::new(a))?),
+                    Some(a) => Some(kombu(crate::serialization::Accept::new(&a))?),
                     None => None,
                 };
                 return Ok(self.on_default_channel(Op::Get(q, no_ack, accept)));

@@ -93,7 +93,11 @@ impl JsConsumer {
     /// Names of the queues.
     #[wasm_bindgen(getter)]
     pub fn queues(&self) -> Array {
-        self.inner.queues().into_iter().map(|q| JsValue::from_str(&q.name)).collect()
+        let names = Array::new();
+        for q in self.inner.queues() {
+            names.push(&JsValue::from_str(&q.name));
+        }
+        names
     }
 }
 

@@ -314,7 +314,13 @@ pub(super) fn entity_from_js(v: &JsValue) -> JsResult<Entity> {
 pub(super) fn queues_from_js(v: &JsValue) -> JsResult<Vec<Queue>> {
     match json_from_js("queues", v)? {
         None => Ok(Vec::new()),
-        Some(Value::Array(items)) => items.into_iter().enumerate().map(|(i, q)| queue(Fields::from_value(&format!("queues[{i}]"), q)?)).collect(),
+        Some(Value::Array(items)) => {
+            let mut queues = Vec::with_capacity(items.len());
+            for (i, q) in items.into_iter().enumerate() {
+                queues.push(queue(Fields::from_value(&format!("queues[{i}]"), q)?)?);
+            }
+            Ok(queues)
+        }
         Some(other) => Err(value_error(format!("invalid queues: expected an array, not {}", Json(&other)))),
     }
 }
