@@ -157,6 +157,11 @@ impl Registry {
         }
         None
     }
+
+    /// [`Registry::content_type_of`], or `SerializerNotInstalled` listing the known ones.
+    fn installed(&self, name_or_type: &str) -> Result<String> {
+        self.content_type_of(name_or_type).ok_or_else(|| Error::SerializerNotInstalled { name: name_or_type.into(), known: self.known() })
+    }
 }
 
 fn registry() -> &'static RwLock<Registry> {
@@ -254,7 +259,7 @@ pub fn set_default_serializer(name: &str) -> Result<()> {
 pub fn enable_insecure_serializers<S: AsRef<str>>(choices: impl IntoIterator<Item = S>) -> Result<()> {
     let mut r = write();
     for c in choices {
-        let ct = r.content_type_of(c.as_ref()).ok_or_else(|| Error::SerializerNotInstalled { name: c.as_ref().into(), known: r.known() })?;
+        let ct = r.installed(c.as_ref())?;
         r.disabled.retain(|d| *d != ct);
     }
     Ok(())
@@ -266,9 +271,15 @@ pub fn disable_insecure_serializers<S: AsRef<str>>(allowed: impl IntoIterator<It
     let mut r = write();
     let mut keep = Vec::new();
     for a in allowed {
-        keep.push(r.content_type_of(a.as_ref()).ok_or_else(|| Error::SerializerNotInstalled { name: a.as_ref().into(), known: r.known() })?);
+        keep.push(r.installed(a.as_ref())?);
     }
-    r.disabled = r.by_type.keys().filter(|t| !keep.contains(t)).cloned().collect();
+    let mut disabled = Vec::new();
+    for t in r.by_type.keys() {
+        if !keep.contains(t) {
+            disabled.push(t.clone());
+        }
+    }
+    r.disabled = disabled;
     Ok(())
 }
 
@@ -465,7 +476,7 @@ impl Accept {
         let mut types = Vec::new();
         for item in items {
             let s = item.as_ref();
-            let ct = r.content_type_of(s).ok_or_else(|| Error::SerializerNotInstalled { name: s.into(), known: r.known() })?;
+            let ct = r.installed(s)?;
             if !types.contains(&ct) {
                 types.push(ct);
             }

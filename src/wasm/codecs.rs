@@ -151,5 +151,5 @@ pub fn unregister(name: &str) -> JsResult<()> {
 /// `disable_insecure_serializers`).
 #[wasm_bindgen(js_name = insecureSerializers)]
 pub fn insecure_serializers(choices: Vec<String>, disable: bool) -> JsResult<()> {
-    kombu(if disable { crate::serialization::disable_insecure_serializers(choices) } else { crate::serialization::enable_insecure_serializers(choices) })
+    kombu(if disable { crate::serialization::disable_insecure_serializers(&choices) } else { crate::serialization::enable_insecure_serializers(&choices) })
 }
