@@ -275,7 +275,11 @@ impl Connection {
 
     /// All URLs, in failover order.
     pub fn alt(&self) -> Vec<String> {
-        self.inner.urls.iter().map(|u| url::as_uri_str(u, false, "**")).collect()
+        let mut alt = Vec::with_capacity(self.inner.urls.len());
+        for u in &self.inner.urls {
+            alt.push(url::as_uri_str(u, false, "**"));
+        }
+        alt
     }
 
     /// Describe the connection (Kombu's `Connection.info()`), password masked.

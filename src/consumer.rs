@@ -152,12 +152,15 @@ impl Connection {
 impl Consumer {
     /// A consumer of `queues` on `channel`. Nothing happens until [`Consumer::consume`].
     pub fn new(channel: &Channel, queues: Vec<Queue>) -> Self {
-        let queues = queues.into_iter().map(|q| q.bind(channel)).collect();
+        let mut bound = Vec::with_capacity(queues.len());
+        for q in queues {
+            bound.push(q.bind(channel));
+        }
         Consumer {
             next: Mutex::new(None),
             inner: Arc::new(Inner {
                 channel: channel.clone(),
-                queues: Mutex::new(queues),
+                queues: Mutex::new(bound),
                 no_ack: Mutex::new(None),
                 auto_declare: Mutex::new(true),
                 declared: Mutex::new(false),
@@ -319,8 +322,8 @@ impl Consumer {
     /// unacknowledged; those still in the buffer of [`Consumer::next_message`], which nobody
     /// has seen, go back to their queues (see [`Consumer::cancel_by_queue`]).
     pub async fn cancel(&self) -> Result<()> {
-        let tags: Vec<String> = lock(&self.inner.active).drain(..).map(|(_, t)| t).collect();
-        for t in tags {
+        let active = std::mem::take(&mut *lock(&self.inner.active));
+        for (_, t) in active {
             self.inner.channel.basic_cancel(&t).await?;
             self.requeue_buffered(&t)?;
         }

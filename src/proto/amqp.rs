@@ -595,7 +595,11 @@ impl<'a> R<'a> {
         }
         self.merge(inner);
         crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(&b.0));
-        entries.into_iter().collect()
+        let mut table = Headers::new();
+        for (k, v) in entries {
+            table.insert(k, v);
+        }
+        table
     }
     /// The bytes of a table or array (its u32 length first), as a reader of their own, whose
     /// error [`R::merge`] takes back.
