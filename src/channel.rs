@@ -173,10 +173,10 @@ impl Channel {
         if let Some(q) = qos {
             raw.basic_qos(q).await?;
         }
-        let consumers: Vec<(String, BasicConsume, Option<Queue>)> = lock(&self.inner.consumers)
-            .iter()
-            .map(|(t, c)| (t.clone(), c.args.clone(), c.redeclare.clone()))
-            .collect();
+        let mut consumers: Vec<(String, BasicConsume, Option<Queue>)> = Vec::new();
+        for (t, c) in lock(&self.inner.consumers).iter() {
+            consumers.push((t.clone(), c.args.clone(), c.redeclare.clone()));
+        }
         for (tag, args, redeclare) in consumers {
             if let Some(mut q) = redeclare {
                 q.declare_raw(&*raw, false).await?;

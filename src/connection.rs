@@ -383,11 +383,12 @@ impl Connection {
             let old = st.transport.replace(raw.clone());
             st.generation += 1;
             st.slots.clear();
-            let live: Vec<Channel> = lock(&self.inner.channels)
-                .iter()
-                .filter_map(|w| w.upgrade())
-                .map(|inner| Channel { inner })
-                .collect();
+            let mut live = Vec::new();
+            for w in lock(&self.inner.channels).iter() {
+                if let Some(inner) = w.upgrade() {
+                    live.push(Channel { inner });
+                }
+            }
             (old, live)
         };
         lock(&self.inner.declared).clear();

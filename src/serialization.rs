@@ -504,7 +504,11 @@ impl Accept {
             "nothing".into()
         } else {
             // Joined as &str: the wasm modules keep one join instantiation.
-            self.types.iter().map(String::as_str).collect::<Vec<_>>().join(", ")
+            let mut types: Vec<&str> = Vec::new();
+            for t in &self.types {
+                types.push(t);
+            }
+            types.join(", ")
         }
     }
 }

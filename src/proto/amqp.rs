@@ -165,7 +165,10 @@ const MAX_DEPTH: usize = 64;
 
 /// Sorted by key, the order field tables have always been written and read in here.
 fn sorted(h: &Headers) -> Vec<(&String, &Value)> {
-    let mut entries: Vec<(&String, &Value)> = h.iter().collect();
+    let mut entries: Vec<(&String, &Value)> = Vec::with_capacity(h.len());
+    for entry in h {
+        entries.push(entry);
+    }
     crate::sort::sort_by(&mut entries, |a, b| a.0.cmp(b.0));
     entries
 }

@@ -60,7 +60,10 @@ pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
     with_registry(|r| match r.get(name) {
         Some(t) => Ok(t.clone()),
         None => {
-            let known: Vec<&str> = r.keys().map(String::as_str).collect();
+            let mut known: Vec<&str> = Vec::new();
+            for k in r.keys() {
+                known.push(k);
+            }
             let e = crate::url::unknown_transport(name, &known);
             #[cfg(all(target_arch = "wasm32", not(all(feature = "websocket", feature = "memory"))))]
             let e = npm_module_hint(e);
