@@ -350,15 +350,24 @@ impl Consumer {
     /// After the `basic.cancel` of `tag`: requeue the buffered messages of that consumer
     /// (deliveries that arrive after the cancel are requeued by the channel).
     fn requeue_buffered(&self, tag: &str) -> Result<()> {
-        let mut unseen = Vec::new();
-        lock(&self.inner.buffer).messages.retain(|m| {
-            let take = m.consumer_tag() == Some(tag) && !m.no_ack();
-            if take {
-                unseen.push(m.clone());
+        for m in self.take_buffered(&|m| m.consumer_tag() == Some(tag) && !m.no_ack()) {
+            m.requeue()?;
+        }
+        Ok(())
+    }
+
+    /// Take the buffered messages `pick` chooses out of the buffer, keeping the others in order.
+    fn take_buffered(&self, pick: &dyn Fn(&Message) -> bool) -> Vec<Message> {
+        let mut buffer = lock(&self.inner.buffer);
+        let mut taken = Vec::new();
+        for m in std::mem::take(&mut buffer.messages) {
+            if pick(&m) {
+                taken.push(m);
+            } else {
+                buffer.messages.push_back(m);
             }
-            !take
-        });
-        unseen.iter().try_for_each(Message::requeue)
+        }
+        taken
     }
 
     /// True when consuming from `queue`.
@@ -454,7 +463,7 @@ impl Consumer {
                         // handed out are dropped when the broker delivers them again (those
                         // it waited for acks of); no_ack ones are still handed out.
                         Some(policy) => {
-                            lock(&self.inner.buffer).messages.retain(Message::no_ack);
+                            self.take_buffered(&|m| !m.no_ack());
                             conn.ensure_connection(policy, |_: &Error, _: f64| {}).await?;
                         }
                         None => return Err(e),
