@@ -1220,15 +1220,14 @@ mod tests {
         assert_eq!(&publish[4..], br#"{"id":7,"op":"basic.publish","channel":2,"method":{"exchange":"","routing_key":"q","mandatory":false,"immediate":false},"properties":{"headers":{}}}"#);
     }
 
-    /// Every server frame the server writes is read back by the client as the same frame.
-    #[test]
-    fn every_server_frame_round_trips() {
-        let props = Properties {
+    /// Properties with every field set: `headers` and `priority` as given, the rest fixed.
+    fn every_property(headers: crate::value::Headers, priority: u8) -> Properties {
+        Properties {
             content_type: Some("application/json".into()),
             content_encoding: Some("utf-8".into()),
-            headers: crate::value::headers([("x", "\"q\"")]),
+            headers,
             delivery_mode: Some(2),
-            priority: Some(9),
+            priority: Some(priority),
             correlation_id: Some("c".into()),
             reply_to: Some("r".into()),
             expiration: Some("100".into()),
@@ -1238,7 +1237,13 @@ mod tests {
             user_id: Some("u".into()),
             app_id: Some("a".into()),
             cluster_id: Some("k".into()),
-        };
+        }
+    }
+
+    /// Every server frame the server writes is read back by the client as the same frame.
+    #[test]
+    fn every_server_frame_round_trips() {
+        let props = every_property(crate::value::headers([("x", "\"q\"")]), 9);
         let message = MessageHeader { delivery_tag: 5, redelivered: true, exchange: "e".into(), routing_key: "k".into(), properties: props };
         let frames = [
             ServerFrame::Ok { id: 4, result: serde_json::json!({"queue": "q", "message_count": 1}) },
@@ -1353,22 +1358,10 @@ mod tests {
     /// properties.
     #[test]
     fn message_frames_are_read_in_one_pass() {
-        let full = Properties {
-            content_type: Some("application/json".into()),
-            content_encoding: Some("utf-8".into()),
-            headers: crate::value::headers([("x", serde_json::json!({"a\"\\": [1, -2, 2.5, 1e300, null, "\u{e9}\u{1F600}\n"]})), ("y", serde_json::json!(u64::MAX))]),
-            delivery_mode: Some(2),
-            priority: Some(255),
-            correlation_id: Some("c".into()),
-            reply_to: Some("r".into()),
-            expiration: Some("100".into()),
-            message_id: Some("m".into()),
-            timestamp: Some(u64::MAX),
-            type_: Some("t".into()),
-            user_id: Some("u".into()),
-            app_id: Some("a".into()),
-            cluster_id: Some("k".into()),
-        };
+        let full = every_property(
+            crate::value::headers([("x", serde_json::json!({"a\"\\": [1, -2, 2.5, 1e300, null, "\u{e9}\u{1F600}\n"]})), ("y", serde_json::json!(u64::MAX))]),
+            255,
+        );
         // Written as they are (serde_json escapes only `"`, `\` and control characters)...
         let plain = "q.\u{e9}\u{1F600}\u{2028}\u{7f}/'";
         // ... and escaped: left to the general reader.
