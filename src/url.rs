@@ -299,28 +299,31 @@ pub fn unknown_transport(name: &str, known: &[&str]) -> Error {
     Error::UnknownTransport { name: name.to_owned(), known: listed }
 }
 
-/// Levenshtein distance with adjacent transpositions, for suggestions.
+/// Levenshtein distance with adjacent transpositions, for suggestions. The table is one flat
+/// vector, row `i` at `i * w` (a vector of rows costs the module a clone of `Vec<usize>` and
+/// more).
 fn edit_distance(a: &str, b: &str) -> usize {
     let a: Vec<char> = a.chars().collect();
     let b: Vec<char> = b.chars().collect();
-    let mut d = vec![vec![0usize; b.len() + 1]; a.len() + 1];
-    for (i, row) in d.iter_mut().enumerate() {
-        row[0] = i;
+    let w = b.len() + 1;
+    let mut d = vec![0usize; w * (a.len() + 1)];
+    for i in 0..=a.len() {
+        d[i * w] = i;
     }
-    for (j, cell) in d[0].iter_mut().enumerate() {
-        *cell = j;
+    for j in 0..w {
+        d[j] = j;
     }
     for i in 1..=a.len() {
-        for j in 1..=b.len() {
+        for j in 1..w {
             let cost = usize::from(a[i - 1] != b[j - 1]);
-            let mut v = (d[i - 1][j] + 1).min(d[i][j - 1] + 1).min(d[i - 1][j - 1] + cost);
+            let mut v = (d[(i - 1) * w + j] + 1).min(d[i * w + j - 1] + 1).min(d[(i - 1) * w + j - 1] + cost);
             if i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] {
-                v = v.min(d[i - 2][j - 2] + 1);
+                v = v.min(d[(i - 2) * w + j - 2] + 1);
             }
-            d[i][j] = v;
+            d[i * w + j] = v;
         }
     }
-    d[a.len()][b.len()]
+    d[a.len() * w + b.len()]
 }
 
 #[cfg(test)]
