@@ -285,21 +285,28 @@ impl Connection {
     /// Describe the connection (Kombu's `Connection.info()`), password masked.
     pub fn describe(&self) -> serde_json::Value {
         let i = self.info();
-        serde_json::json!({
-            "transport": i.transport,
-            "hostname": i.hostname,
-            "port": i.port,
-            "userid": i.userid,
-            "virtual_host": i.virtual_host,
-            "ssl": i.ssl,
-            "heartbeat": i.heartbeat,
-            "connect_timeout": i.connect_timeout,
-            "login_method": i.login_method,
-            "transport_options": i.options,
-            "alternates": self.alt(),
-            "failover_strategy": self.inner.options.failover_strategy.as_str(),
-            "uri": self.as_uri(false),
-        })
+        // Values converted directly and inserted in one loop, rather than `json!`'s
+        // serializer per field (`to_value` of the options table) and an insert per key.
+        let fields: [(&str, serde_json::Value); 13] = [
+            ("transport", i.transport.into()),
+            ("hostname", i.hostname.into()),
+            ("port", i.port.into()),
+            ("userid", i.userid.into()),
+            ("virtual_host", i.virtual_host.into()),
+            ("ssl", i.ssl.into()),
+            ("heartbeat", i.heartbeat.into()),
+            ("connect_timeout", i.connect_timeout.into()),
+            ("login_method", i.login_method.into()),
+            ("transport_options", serde_json::Value::Object(i.options)),
+            ("alternates", self.alt().into()),
+            ("failover_strategy", self.inner.options.failover_strategy.as_str().into()),
+            ("uri", self.as_uri(false).into()),
+        ];
+        let mut m = serde_json::Map::new();
+        for (k, v) in fields {
+            m.insert(k.to_owned(), v);
+        }
+        serde_json::Value::Object(m)
     }
 
     /// True when the transport supports `exchange_type`.

@@ -892,3 +892,35 @@ async fn release_ends_a_wait_at_once_whatever_the_next_expiry() {
     assert!(err.to_string().contains("release/close"), "{err}");
     assert!(waited < Duration::from_secs(60));
 }
+
+/// `describe()` has every field, in order, with each value's JSON type (a null for an absent
+/// option, numbers for the port and timeouts, the options table as an object).
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn describe_lists_every_field_in_order() {
+    let mut options = kombu::ConnectionOptions::default();
+    options.transport_options.insert("polling_interval".into(), json!(0.5));
+    options.heartbeat = Some(10.0);
+    options.alternates = vec!["memory://guest:secret@other:5673/".into()];
+    let conn = Connection::with_options("memory://guest:secret@localhost:5672/vh", options).unwrap();
+    let d = conn.describe();
+    let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "transport", "hostname", "port", "userid", "virtual_host", "ssl", "heartbeat", "connect_timeout", "login_method",
+            "transport_options", "alternates", "failover_strategy", "uri"
+        ]
+    );
+    assert_eq!(d["transport"], json!("memory"));
+    assert_eq!(d["hostname"], json!("localhost"));
+    assert_eq!(d["port"], json!(5672));
+    assert_eq!(d["userid"], json!("guest"));
+    assert_eq!(d["virtual_host"], json!("vh"));
+    assert_eq!(d["ssl"], json!(false));
+    assert_eq!(d["heartbeat"], json!(10.0));
+    assert_eq!(d["connect_timeout"], Value::Null);
+    assert_eq!(d["transport_options"], json!({"polling_interval": 0.5}));
+    assert!(d["alternates"].as_array().is_some_and(|a| a.len() == 2), "{d}");
+    assert!(d["failover_strategy"].is_string() && d["uri"].as_str().is_some_and(|u| !u.contains("secret")), "{d}");
+}
