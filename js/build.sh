@@ -6,13 +6,16 @@
 #   kombu_ws_bg.wasm  the facade with the WebSocket transports ("kombu-wasm/ws"): gateway+ws://,
 #                     amqp+ws:// (the AMQP client) and their TLS forms, without the memory://
 #                     broker (pages using it talk to a gateway or RabbitMQ)
+#   kombu_gateway_bg.wasm, kombu_amqp_bg.wasm  the same with one of the two WebSocket
+#                     transports ("kombu-wasm/gateway": gateway+ws://, gateway+wss://;
+#                     "kombu-wasm/amqp": amqp+ws://, amqps+wss://), ~20 KB gzipped smaller each
 #   codecs_bg.wasm    the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
 #                     zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, with the
 #                     `codec-module` feature's exports and without the `facade` feature
 #   zlib_bg.wasm      zlib/gzip only (`import "kombu-wasm/zlib"`), built the same way
 # Each is built with `--no-default-features` and the (additive) features it needs: `facade`
-# and `memory` for the first, `facade` and `websocket` for the second, `codec-module` for the
-# last two (see Cargo.toml).
+# and `memory` for the first, `facade` and `websocket` for the second, `facade` and
+# `gateway-ws` or `amqp-ws` for the next two, `codec-module` for the last two (see Cargo.toml).
 #
 # KOMBU_WS_OPT_LEVEL builds kombu_ws_bg.wasm at another opt-level (default z, like the rest):
 # 3 takes ~20% off the browser's CPU per message over gateway+ws:// for ~100 KB more gzipped
@@ -40,9 +43,11 @@ build() { # features out-name
 rm -rf js/wasm
 build "facade,memory,${KOMBU_WASM_FEATURES:-}" kombu
 CARGO_PROFILE_WASM_RELEASE_OPT_LEVEL=${KOMBU_WS_OPT_LEVEL:-z} build "facade,websocket,${KOMBU_WASM_FEATURES:-}" kombu_ws
+build "facade,gateway-ws,${KOMBU_WASM_FEATURES:-}" kombu_gateway
+build "facade,amqp-ws,${KOMBU_WASM_FEATURES:-}" kombu_amqp
 build "codec-module,${KOMBU_CODECS_FEATURES:-zlib,yaml,msgpack,bzip2,lzma,zstd}" codecs
 build "codec-module,zlib" zlib
 rm -f js/wasm/.gitignore js/wasm/package.json
-for f in kombu_bg.wasm kombu.js kombu_ws_bg.wasm kombu_ws.js codecs_bg.wasm codecs.js zlib_bg.wasm zlib.js; do
+for f in kombu_bg.wasm kombu.js kombu_ws_bg.wasm kombu_ws.js kombu_gateway_bg.wasm kombu_gateway.js kombu_amqp_bg.wasm kombu_amqp.js codecs_bg.wasm codecs.js zlib_bg.wasm zlib.js; do
   echo "js/wasm/$f: $(wc -c < "js/wasm/$f") bytes, $(gzip -9 -c "js/wasm/$f" | wc -c) gzipped"
 done

@@ -4,7 +4,7 @@
 import * as glue from "./wasm/kombu.js";
 import { bindModule, init } from "./lib.js";
 
-bindModule(glue, new URL("./wasm/kombu_bg.wasm", import.meta.url), false);
+bindModule(glue, new URL("./wasm/kombu_bg.wasm", import.meta.url), "core");
 await init();
 
 export * from "./lib.js";

@@ -8,10 +8,12 @@
 // anything runs (top-level await of `init()`; `workerd.js` for Cloudflare Workers imports the
 // .wasm as a module and uses `initSync`). `init()` returns the same promise every time, so
 // nothing is ever initialised twice; one build serves the whole app, in whatever order the
-// entries are imported: an app that imports "kombu-wasm/ws" anywhere runs on it ("kombu-wasm"
-// after it keeps it, and "kombu-wasm/ws" after "kombu-wasm" replaces the core build, or says
-// what to import if a Connection was already made on the core build); memory:// then says
-// that it is in "kombu-wasm" only.
+// entries are imported: an app that imports a WebSocket build ("kombu-wasm/ws", or
+// "kombu-wasm/gateway" / "kombu-wasm/amqp" with one of its two transports) anywhere runs on it
+// ("kombu-wasm" after it keeps it, and the WebSocket build after "kombu-wasm" replaces the core
+// build, or says what to import if a Connection was already made on the core build; "/ws"
+// likewise replaces "/gateway" or "/amqp"; "/gateway" and "/amqp" together say to import
+// "/ws"); memory:// then says that it is in "kombu-wasm" only.
 // In Node the .wasm is read from disk next to this file (`process.getBuiltinModule`, so that
 // bundlers for browsers see no `node:` import); in browsers, workers and bundlers (Vite) the
 // glue fetches it from its `new URL("..._bg.wasm", import.meta.url)`.
@@ -20,10 +22,11 @@
 // created; everything else wraps the core's classes. Timeouts are in milliseconds; message
 // and queue TTLs (`expiration`, `messageTtl`, `expires`) are in seconds, as in Kombu.
 
-/** The bound build: its wasm-bindgen glue, its .wasm file and whether it has the WebSocket transports. */
+/** The bound build: its wasm-bindgen glue, its .wasm file and which it is: "core" (memory://),
+ * "ws" (both WebSocket transports), "gateway" (gateway+ws:// only) or "amqp" (amqp+ws:// only). */
 let core;
 let wasmFile;
-let withWebSockets = false;
+let build;
 let ready;
 /** Functions to run once the module is loaded (`kombu-wasm/codecs` registers its codecs so). */
 const onLoad = [];
@@ -96,19 +99,26 @@ let made = 0;
 const registered = [];
 
 /** Used by the entries: bind the build whose glue is `glue` (once per app; see above). */
-export function bindModule(glue, file, webSockets) {
+export function bindModule(glue, file, which) {
   if (core === glue) return;
   if (core) {
-    if (!webSockets || withWebSockets) return; // the WebSocket build, once bound, serves the app
-    if (made > 0) {
-      throw new Error('kombu-wasm is already in use without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/ws" everywhere in the app, not "kombu-wasm"');
+    // The WebSocket build bound first serves the app, unless "/ws" (both transports) comes
+    // after one with a single transport; "/gateway" and "/amqp" cannot serve each other.
+    if (which === "core" || build === "ws" || build === which) return;
+    if (build !== "core" && which !== "ws") {
+      throw new Error('"kombu-wasm/gateway" (gateway+ws:// only) and "kombu-wasm/amqp" (amqp+ws:// only) are both imported: import from "kombu-wasm/ws", which has both transports, everywhere in the app');
     }
-    // "kombu-wasm" was imported first and nothing was made with it: the WebSocket build
-    // takes its place (the app talks to a gateway or RabbitMQ; memory:// is not in it).
+    if (made > 0) {
+      throw new Error(build === "core"
+        ? `kombu-wasm is already in use without the WebSocket transports (gateway+ws://, amqp+ws://): import from "kombu-wasm/${which}" everywhere in the app, not "kombu-wasm"`
+        : `kombu-wasm is already in use with "kombu-wasm/${build}" (one WebSocket transport): import from "kombu-wasm/ws" everywhere in the app`);
+    }
+    // A smaller build was imported first and nothing was made with it: the larger one takes
+    // its place (the app talks to a gateway or RabbitMQ; memory:// is not in it).
     ready = undefined;
     version = undefined;
   }
-  [core, wasmFile, withWebSockets, Message] = [glue, file, webSockets, glue.Message];
+  [core, wasmFile, build, Message] = [glue, file, which, glue.Message];
   // Message properties in camelCase, as everything else (see camelCased).
   const desc = Object.getOwnPropertyDescriptor(Message.prototype, "properties");
   if (desc?.get) {
@@ -133,7 +143,7 @@ function camelCased(o) {
 function loaded() {
   core.setErrorFactory(makeError);
   version = core.version();
-  if (withWebSockets) core.setConnectDiagnosis(nodeBuiltin("node:http") ? diagnose : undefined);
+  if (build !== "core") core.setConnectDiagnosis(nodeBuiltin("node:http") ? diagnose : undefined);
   for (const r of registered) r();
   for (const f of onLoad.splice(0)) f();
 }
@@ -417,7 +427,7 @@ function didYouMean(e, url) {
   const hint = scheme.startsWith("ws")
     ? `did you mean gateway+ws${s}://host:port/gateway (kombu-gateway's protocol) or amqp${s}+ws${s}://user:password@host:port/vhost (AMQP through the gateway's /amqp relay)?`
     : `kombu-wasm speaks AMQP over WebSockets only (browsers cannot open TCP sockets): did you mean amqp${s}+ws${s}://user:password@host:port/vhost (through kombu-gateway's /amqp relay)?`;
-  e.message += ` ${hint}${withWebSockets ? "" : ' Those are in "kombu-wasm/ws".'}`;
+  e.message += ` ${hint}${build !== "core" ? "" : ' Those are in "kombu-wasm/ws" (and one each in "kombu-wasm/gateway" and "kombu-wasm/amqp").'}`;
   return e;
 }
 

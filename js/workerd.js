@@ -5,7 +5,7 @@ import wasm from "./wasm/kombu_bg.wasm";
 import * as glue from "./wasm/kombu.js";
 import { bindModule, initSync } from "./lib.js";
 
-bindModule(glue, undefined, false);
+bindModule(glue, undefined, "core");
 initSync(wasm);
 
 export * from "./lib.js";

@@ -7,7 +7,7 @@
 import * as glue from "./wasm/kombu_ws.js";
 import { bindModule, init } from "./lib.js";
 
-bindModule(glue, new URL("./wasm/kombu_ws_bg.wasm", import.meta.url), true);
+bindModule(glue, new URL("./wasm/kombu_ws_bg.wasm", import.meta.url), "ws");
 await init();
 
 export * from "./lib.js";

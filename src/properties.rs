@@ -152,7 +152,7 @@ impl Properties {
     /// header it has already parsed into a value — one JSON parser for every header type).
     /// Unknown fields are ignored and `null` is a missing property, as with the derived
     /// decoder. The error names the property that is not what it should be.
-    #[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+    #[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
     pub fn from_json(map: serde_json::Map<String, crate::value::Value>) -> Result<Properties, String> {
         use crate::value::Value;
         let mut p = Properties::default();

@@ -156,6 +156,41 @@ test("two Chromium pages exchange messages through the gateway", { skip: !exists
   }
 });
 
+// "kombu-wasm/gateway" in Chromium: the page downloads only its build (not kombu_ws_bg.wasm),
+// a message goes through the gateway and back, and amqp+ws:// names the entry that has it.
+test("kombu-wasm/gateway (gateway+ws:// only) in Chromium: a message through the gateway, its own build only", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
+  const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });
+  try {
+    const page = await browser.newPage();
+    const wasm = [];
+    page.on("request", (r) => r.url().endsWith(".wasm") && wasm.push(new URL(r.url()).pathname));
+    await page.goto(`http://${addr}/gateway.html?entry=gateway`);
+    await page.waitForFunction(() => window.__ready);
+    const out = await page.evaluate(async (u) => {
+      const { Connection, Queue } = window.kombu;
+      const conn = new Connection(u);
+      const q = new Queue("one-transport", { durable: false });
+      await conn.declare(q);
+      await conn.Producer().publish({ hello: "gateway build" }, { routingKey: q.name });
+      const m = await conn.Consumer([q]).next({ timeout: 10000 });
+      await m.ack();
+      let amqp;
+      try {
+        new Connection("amqp+ws://guest:guest@127.0.0.1:9//");
+      } catch (e) {
+        amqp = `${e.name}: ${e.message}`;
+      }
+      await conn.release();
+      return { payload: m.payload, amqp };
+    }, url("one-transport"));
+    assert.deepEqual(out.payload, { hello: "gateway build" });
+    assert.match(out.amqp, /^UnknownTransport: No such transport: "amqp\+ws" .*import from "kombu-wasm\/amqp", or from "kombu-wasm\/ws" for both/);
+    assert.deepEqual(wasm, ["/pkg/wasm/kombu_gateway_bg.wasm"]);
+  } finally {
+    await browser.close();
+  }
+});
+
 test("the playground works against the gateway by changing only the URL", { skip: !existsSync(executablePath) && "no chromium" }, async () => {
   const pgAddr = await start(join(repo, "www"));
   const browser = await chromium.launch({ executablePath, args: ["--no-sandbox", "--disable-dev-shm-usage"] });

@@ -113,8 +113,10 @@ function noSilentLoss({ outcomes, delivered }, exact = false) {
 }
 
 function paths() {
+  // Each WebSocket path also through its one-transport build ("kombu-wasm/gateway", "/amqp").
   const out = [["memory://", "index.js", () => `memory:///${unique("vhost")}`], ["gateway+ws:// (embedded broker)", "ws.js", () => `gateway+ws://${embedded}/gateway?vhost=/${unique("vhost")}`]];
-  if (relay) out.push(["gateway+ws:// (RabbitMQ)", "ws.js", () => `gateway+ws://${relay}/gateway`], ["amqp+ws:// (relay to RabbitMQ)", "ws.js", () => `amqp+ws://guest:guest@${relay}//`]);
+  out.push(["gateway+ws:// (embedded broker, kombu-wasm/gateway)", "gateway.js", out[1][2]]);
+  if (relay) out.push(["gateway+ws:// (RabbitMQ)", "ws.js", () => `gateway+ws://${relay}/gateway`], ["amqp+ws:// (relay to RabbitMQ)", "ws.js", () => `amqp+ws://guest:guest@${relay}//`], ["amqp+ws:// (relay to RabbitMQ, kombu-wasm/amqp)", "amqp.js", () => `amqp+ws://guest:guest@${relay}//`]);
   return out;
 }
 

@@ -51,13 +51,18 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
     writeFileSync(join(dir, "ws.js"), `import { Connection } from "kombu-wasm/ws";\n` +
       `let memory; try { new Connection("memory://"); memory = "made"; } catch (e) { memory = e.name + ": " + e.message; }\n` +
       `window.__ws = { uri: new Connection("gateway+ws://127.0.0.1:9/gateway").asUri(), memory };\n`);
-    writeFileSync(join(dir, "vite.config.js"), `export default { build: { rollupOptions: { input: { main: "index.html", ws: "ws.html" } } } };\n`);
+    // A third page on "kombu-wasm/gateway" (gateway+ws:// only): its own, smaller .wasm asset.
+    writeFileSync(join(dir, "gateway.html"), '<!doctype html><meta charset="utf-8"><link rel="icon" href="data:,"><script type="module" src="/gateway.js"></script>');
+    writeFileSync(join(dir, "gateway.js"), `import { Connection } from "kombu-wasm/gateway";\n` +
+      `let amqp; try { new Connection("amqp+ws://127.0.0.1:9//"); amqp = "made"; } catch (e) { amqp = e.name + ": " + e.message; }\n` +
+      `window.__gateway = { uri: new Connection("gateway+ws://127.0.0.1:9/gateway").asUri(), amqp };\n`);
+    writeFileSync(join(dir, "vite.config.js"), `export default { build: { rollupOptions: { input: { main: "index.html", ws: "ws.html", gateway: "gateway.html" } } } };\n`);
     const built = spawnSync(process.execPath, [join(pkgDir, "node_modules", "vite", "bin", "vite.js"), "build", "--target", "esnext", "--logLevel", "warn"], { cwd: dir, encoding: "utf8" });
     assert.equal(built.status, 0, built.stderr);
     // No warnings (such as a `node:` module externalized for the browser): nothing printed.
     assert.equal(`${built.stdout}${built.stderr}`.trim(), "");
     const assets = readdirSync(join(dir, "dist", "assets"));
-    assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 3, `the core's, the WebSocket build's and the codecs' .wasm among ${assets}`);
+    assert.equal(assets.filter((f) => f.endsWith(".wasm")).length, 4, `the core's, the WebSocket builds' and the codecs' .wasm among ${assets}`);
     ({ server } = await serve(join(dir, "dist")).then((s) => ({ ...s, base: s.base })).then(async (s) => {
       const page = await browser.newPage();
       const errors = [];
@@ -76,6 +81,17 @@ test("a Vite app bundles the package and runs the quick start", { skip: !existsS
       const onWs = await ws.evaluate(() => window.__ws);
       assert.match(onWs.uri, /^gateway\+ws:\/\/127.0.0.1:9/);
       assert.match(onWs.memory, /^UnknownTransport: .*memory:\/\/ \(the in-page broker\) is in "kombu-wasm", not in "kombu-wasm\/ws"/);
+      const gw = await browser.newPage();
+      gw.on("pageerror", (e) => errors.push(String(e)));
+      const fetched = [];
+      gw.on("request", (r) => r.url().endsWith(".wasm") && fetched.push(r.url()));
+      await gw.goto(`${s.base}/gateway.html`);
+      await gw.waitForFunction(() => window.__gateway, null, { timeout: 30000 });
+      assert.deepEqual(errors, []);
+      const onGateway = await gw.evaluate(() => window.__gateway);
+      assert.match(onGateway.uri, /^gateway\+ws:\/\/127.0.0.1:9/);
+      assert.match(onGateway.amqp, /^UnknownTransport: .*import from "kombu-wasm\/amqp", or from "kombu-wasm\/ws" for both/);
+      assert.equal(fetched.length, 1, `one .wasm for the gateway page: ${fetched}`);
       return s;
     }));
   } finally {

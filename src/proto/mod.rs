@@ -6,8 +6,8 @@
 //! over a socket are transports ([`crate::transport::amqp_client`],
 //! [`crate::transport::gateway_client`]); the gateway's server and relay use the same codecs.
 
-#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+#[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
 pub mod amqp;
-#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+#[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
 pub mod gateway;
 pub mod methods;

@@ -12,17 +12,17 @@
 //! This module is the contract only (the traits and [`ConnectInfo`]): the engines and carriers
 //! beside it depend on it, never the other way round.
 
-#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+#[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
 pub mod amqp_client;
-#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+#[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
 pub mod carrier;
-#[cfg(any(feature = "websocket", not(target_arch = "wasm32")))]
+#[cfg(any(feature = "ws-carrier", not(target_arch = "wasm32")))]
 pub mod gateway_client;
 #[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 pub mod memory;
 pub mod registry;
 pub mod virtual_channel;
-#[cfg(all(target_arch = "wasm32", feature = "websocket"))]
+#[cfg(all(target_arch = "wasm32", feature = "ws-carrier"))]
 pub mod websocket;
 
 use std::sync::Arc;

@@ -10,21 +10,24 @@ use crate::namemap::NameMap;
 
 #[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
 use super::memory;
-#[cfg(all(target_arch = "wasm32", feature = "websocket"))]
+#[cfg(all(target_arch = "wasm32", feature = "ws-carrier"))]
 use super::websocket;
 use super::Transport;
 
 type Registry = NameMap<Arc<dyn Transport>>;
 
 fn builtin() -> Registry {
-    #[allow(unused_mut)] // (nothing to add in a wasm32 build without `memory` and `websocket`)
+    #[allow(unused_mut)] // (nothing to add in a wasm32 build without `memory` and the WebSocket transports)
     let mut m: Registry = NameMap::new();
     #[cfg(any(feature = "memory", not(target_arch = "wasm32")))]
     m.insert("memory".into(), Arc::new(memory::MemoryTransport::global()));
-    #[cfg(all(target_arch = "wasm32", feature = "websocket"))]
+    #[cfg(all(target_arch = "wasm32", feature = "gateway-ws"))]
     {
         m.insert("gateway+ws".into(), Arc::new(websocket::WebSocketTransport));
         m.insert("gateway+wss".into(), Arc::new(websocket::WebSocketTransport));
+    }
+    #[cfg(all(target_arch = "wasm32", feature = "amqp-ws"))]
+    {
         m.insert("amqp+ws".into(), Arc::new(websocket::AmqpWebSocketTransport));
         m.insert("amqps+wss".into(), Arc::new(websocket::AmqpWebSocketTransport));
     }
@@ -72,19 +75,25 @@ pub fn lookup(name: &str) -> Result<Arc<dyn Transport>> {
     })
 }
 
-/// The npm package's core module ("kombu-wasm") is built without the WebSocket transports and
-/// its "kombu-wasm/ws" module without the `memory://` broker: an unknown transport that the
-/// other module has names it.
+/// The npm package's core module ("kombu-wasm") is built without the WebSocket transports,
+/// its "kombu-wasm/ws" module without the `memory://` broker, and "kombu-wasm/gateway" and
+/// "kombu-wasm/amqp" with one WebSocket transport each: an unknown transport that another
+/// module has names it.
 #[cfg(all(target_arch = "wasm32", not(all(feature = "websocket", feature = "memory"))))]
 fn npm_module_hint(e: Error) -> Error {
-    let hint = match &e {
-        Error::UnknownTransport { name, .. } if !cfg!(feature = "websocket") && (name.ends_with("+ws") || name.ends_with("+wss")) => {
-            r#"gateway+ws, gateway+wss, amqp+ws and amqps+wss are in "kombu-wasm/ws": import from it instead of "kombu-wasm""#
-        }
-        Error::UnknownTransport { name, .. } if !cfg!(feature = "memory") && name == "memory" => {
-            r#"memory:// (the in-page broker) is in "kombu-wasm", not in "kombu-wasm/ws", which is built for pages that talk to kombu-gateway or RabbitMQ: import from "kombu-wasm" (and not "kombu-wasm/ws") for memory://, or use the gateway's embedded broker (gateway+ws://host:port/gateway)"#
-        }
-        _ => return e,
+    let Error::UnknownTransport { name, .. } = &e else { return e };
+    let gateway = name == "gateway+ws" || name == "gateway+wss";
+    let amqp = name == "amqp+ws" || name == "amqps+wss";
+    let hint = if !cfg!(feature = "ws-carrier") && (gateway || amqp) {
+        r#"gateway+ws and gateway+wss are in "kombu-wasm/gateway", amqp+ws and amqps+wss in "kombu-wasm/amqp", all four in "kombu-wasm/ws": import from one of them instead of "kombu-wasm""#
+    } else if gateway && !cfg!(feature = "gateway-ws") {
+        r#"gateway+ws and gateway+wss are not in "kombu-wasm/amqp" (amqp+ws and amqps+wss only): import from "kombu-wasm/gateway", or from "kombu-wasm/ws" for both"#
+    } else if amqp && !cfg!(feature = "amqp-ws") {
+        r#"amqp+ws and amqps+wss are not in "kombu-wasm/gateway" (gateway+ws and gateway+wss only): import from "kombu-wasm/amqp", or from "kombu-wasm/ws" for both"#
+    } else if !cfg!(feature = "memory") && name == "memory" {
+        r#"memory:// (the in-page broker) is in "kombu-wasm", not in "kombu-wasm/ws", "kombu-wasm/gateway" or "kombu-wasm/amqp", which are built for pages that talk to kombu-gateway or RabbitMQ: import from "kombu-wasm" (and not those) for memory://, or use the gateway's embedded broker (gateway+ws://host:port/gateway)"#
+    } else {
+        return e;
     };
     match e {
         Error::UnknownTransport { name, known } => Error::UnknownTransport { name, known: format!("{known}; {hint}") },

@@ -60,7 +60,7 @@ pub fn version() -> String {
 /// Set the function `(url, protocol) => Promise<string | undefined>` that explains why a
 /// WebSocket failed to open (the npm package sets one in Node, where the runtime's WebSocket
 /// reports neither a refused port nor the HTTP status of a refused upgrade).
-#[cfg(feature = "websocket")]
+#[cfg(feature = "ws-carrier")]
 #[wasm_bindgen(js_name = setConnectDiagnosis)]
 pub fn set_connect_diagnosis(f: Option<js_sys::Function>) {
     crate::transport::websocket::set_diagnosis(f);

@@ -2,6 +2,8 @@
 // with no errors (test/types.test.mjs). Not run.
 import { Connection, Exchange, Queue, KombuError, NotFound, AMQPError, Empty, EncodeError, type Message, type Body } from "kombu-wasm";
 import { Connection as WsConnection } from "kombu-wasm/ws";
+import { Connection as GatewayConnection, Queue as GatewayQueue } from "kombu-wasm/gateway";
+import { Connection as AmqpConnection, type Message as AmqpMessage } from "kombu-wasm/amqp";
 
 interface Order {
   id: number;
@@ -71,6 +73,14 @@ const routingKey: string | undefined = conn.snapshot()?.bindings[0]?.routingKey;
 // Disposal (`await using`) with the types' own reference to esnext.disposable.
 {
   await using scoped = new WsConnection("gateway+ws://127.0.0.1:8765/gateway", { connectTimeout: 2000 });
+}
+// The one-transport builds have the same API.
+{
+  const viaGateway = new GatewayConnection("gateway+ws://127.0.0.1:8765/gateway", { connectTimeout: 2000 });
+  await viaGateway.declare(new GatewayQueue("orders"));
+  const viaRelay = new AmqpConnection("amqp+ws://guest:guest@127.0.0.1:8765//");
+  const got: AmqpMessage<Order> = await viaRelay.Consumer<Order>(["orders"]).next({ timeout: 1000 });
+  const id: number = got.payload.id;
 }
 // Connection events, ensure and autoretry: the wrapped function keeps fn's parameters and result.
 const stopBlocked = conn.on("blocked", ({ reason }) => console.warn(reason?.toUpperCase()));
