@@ -4,7 +4,8 @@
 // resolved. A new browser context (empty cache) per run; median of RUNS (default 7). Always:
 // the core module ("kombu-wasm") on memory:// (the WebSocket build has no memory://).
 // With --gateway (a kombu-gateway fronting RabbitMQ, no token file): kombu-wasm/ws over
-// gateway+ws:// and amqp+ws:// (connect included), and @cloudamqp/amqp-client through the same
+// gateway+ws:// and amqp+ws:// (connect included), kombu-wasm/gateway over gateway+ws:// and
+// kombu-wasm/amqp over amqp+ws:// (one transport each), and @cloudamqp/amqp-client through the same
 // /amqp relay (connect, open a channel, publish); with --stomp: @stomp/stompjs over
 // RabbitMQ's Web-STOMP (connect, publish with a receipt: STOMP's publish returns nothing, the
 // receipt is when the broker has it). Publishes go to the default exchange with a routing
@@ -82,6 +83,8 @@ if (o.gateway) {
   cases.push(
     { client: "kombu-wasm/ws", url: gateway, fn: kombu, arg: { entry: "ws.js", url: gateway }, wasm: "kombu_ws_bg.wasm" },
     { client: "kombu-wasm/ws", url: relay.replace(/\/\/[^@]*@/, "//***@"), fn: kombu, arg: { entry: "ws.js", url: relay }, wasm: "kombu_ws_bg.wasm" },
+    { client: "kombu-wasm/gateway", url: gateway, fn: kombu, arg: { entry: "gateway.js", url: gateway }, wasm: "kombu_gateway_bg.wasm" },
+    { client: "kombu-wasm/amqp", url: relay.replace(/\/\/[^@]*@/, "//***@"), fn: kombu, arg: { entry: "amqp.js", url: relay }, wasm: "kombu_amqp_bg.wasm" },
     { client: "@cloudamqp/amqp-client", url: `ws://${o.gateway}/amqp`, fn: amqpClient, arg: { url: `ws://${o.gateway}/amqp`, user: o.user, password: o.password } },
   );
 }
