@@ -45,6 +45,7 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
+mod json_text;
 pub mod matcher;
 pub mod message;
 pub mod mixins;

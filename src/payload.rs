@@ -33,7 +33,7 @@ impl Payload {
         let r = match self {
             Payload::Data(v) => T::deserialize(v),
             Payload::Text(s) => T::deserialize(Value::String(s.clone())),
-            Payload::Bytes(b) => serde_json::from_slice(b),
+            Payload::Bytes(b) => crate::serialization::json_loads_as(b),
         };
         r.map_err(|e| Error::Decode(format!("payload does not match the requested type: {e}")))
     }

@@ -396,8 +396,14 @@ pub fn loads_as<T: DeserializeOwned>(body: &[u8], content_type: Option<&str>, co
         };
         if builtin {
             check_accept(JSON, accept, disabled)?;
+            let mismatch = |e| Error::Decode(format!("payload does not match the requested type: {e}"));
+            if cfg!(target_arch = "wasm32") {
+                // As in json_loads_as: the text, then the type.
+                let v = json_loads(body).map_err(|e| Error::Decode(format!("invalid JSON body: {e}")))?;
+                return T::deserialize(v).map_err(mismatch);
+            }
             return serde_json::from_slice(body).map_err(|e| match e.classify() {
-                serde_json::error::Category::Data => Error::Decode(format!("payload does not match the requested type: {e}")),
+                serde_json::error::Category::Data => mismatch(e),
                 _ => Error::Decode(format!("invalid JSON body: {e}")),
             });
         }
@@ -513,20 +519,31 @@ impl Accept {
     }
 }
 
-/// Parse JSON text (a whole body) into a value. Natively with [`crate::value::deserialize_value`]
-/// (fewer allocations); wasm builds are made for size and keep serde_json's own decoder, which
-/// the module needs anyway (the same values either way). All JSON text the crate parses into a
-/// value goes through here, as bytes (`text.as_bytes()` for a `&str`): serde_json's parser is
-/// generic over its reader, and a `from_str` beside `from_slice` puts a second copy of it
-/// (~10 KB gzipped) in the wasm module. Same values and errors either way.
+/// Parse JSON text (a whole body) into a value. Natively with serde_json's parser through
+/// [`crate::value::deserialize_value`] (fewer allocations); in wasm builds with
+/// [`crate::json_text::parse`], which reads what serde_json reads without its float parser
+/// (~9.6 KB gzipped of each module). All JSON text the crate parses goes through here or
+/// [`json_loads_as`], as bytes (`text.as_bytes()` for a `&str`). Same values and errors either
+/// way.
 pub(crate) fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
     if cfg!(target_arch = "wasm32") {
-        return serde_json::from_slice(b);
+        return crate::json_text::parse(b);
     }
     let mut de = serde_json::Deserializer::from_slice(b);
     let v = crate::value::deserialize_value(&mut de)?;
     de.end()?;
     Ok(v)
+}
+
+/// JSON text into `T`, as `serde_json::from_slice` reads it. In wasm builds the text is read
+/// by [`json_loads`] and `T` from the value, which gives the same `T`; its errors are serde_json's
+/// own for bad text and its value deserializer's for a mismatched type (without a position),
+/// and a duplicate key in a struct's object is the last value rather than an error.
+pub(crate) fn json_loads_as<T: DeserializeOwned>(b: &[u8]) -> serde_json::Result<T> {
+    if cfg!(target_arch = "wasm32") {
+        return json_loads(b).and_then(T::deserialize);
+    }
+    serde_json::from_slice(b)
 }
 
 /// msgpack as Python's `msgpack.packb(use_bin_type=True)` writes it (maps with their keys).

@@ -32,8 +32,9 @@ where
 }
 
 /// `s` read as a float as `str::parse::<f64>` reads it (`1.5`, `-.5`, `+2.`, `1e3`, `inf`,
-/// `NaN`, ...: the same values), through serde_json's float parser, which the wasm modules have
-/// anyway, instead of core's (`dec2flt` and its tables: ~10 KB of wasm).
+/// `NaN`, ...: the same values), through the JSON text parser (in the wasm modules
+/// [`crate::json_text`], whose floats beyond its exact fast path JavaScript's `parseFloat` reads),
+/// instead of core's (`dec2flt` and its tables: ~10 KB of wasm).
 pub(crate) fn parse_float(s: &str) -> Option<f64> {
     let (neg, body) = match (s.strip_prefix('-'), s.strip_prefix('+')) {
         (Some(body), _) => (true, body),
@@ -86,7 +87,7 @@ pub(crate) fn deserialize_value<'de, D: serde::Deserializer<'de>>(d: D) -> Resul
 
 /// Capacity given to an object or array whose size the format does not announce (JSON text):
 /// enough for typical message bodies and headers, small enough not to waste.
-const SMALL: usize = 8;
+pub(crate) const SMALL: usize = 8;
 
 struct ValueVisitor;
 

@@ -69,7 +69,7 @@ fn js_err(e: impl std::fmt::Display) -> JsError {
 #[wasm_bindgen(js_name = fromJson)]
 #[cfg_attr(not(any(feature = "yaml", feature = "msgpack")), allow(unused_variables))]
 pub fn from_json(name: &str, json: &[u8]) -> Result<Vec<u8>, JsError> {
-    let value: serde_json::Value = serde_json::from_slice(json).map_err(|e| js_err(format!("invalid JSON: {e}")))?;
+    let value: serde_json::Value = crate::serialization::json_loads(json).map_err(|e| js_err(format!("invalid JSON: {e}")))?;
     match name {
         #[cfg(feature = "yaml")]
         "yaml" => crate::serialization::yaml_dumps(&value).map_err(js_err),

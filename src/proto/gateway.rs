@@ -702,7 +702,7 @@ pub fn decode_server(frame: &Bytes) -> Result<(ServerFrame, Bytes)> {
 /// The general reader of a server frame's header: parsed as one JSON value, whose fields are
 /// then taken out by name.
 fn server_header(json: &[u8]) -> Result<ServerFrame> {
-    match serde_json::from_slice(json) {
+    match crate::serialization::json_loads(json) {
         Ok(Value::Object(map)) => server_frame(map),
         Ok(_) => Err(Error::Decode("invalid gateway frame header: not a JSON object".into())),
         Err(e) => Err(Error::Decode(format!("invalid gateway frame header: {e}"))),
@@ -802,7 +802,7 @@ impl Scan<'_> {
         if rest.iter().filter(|&&b| b == b'[' || b == b'{').count() >= 100 {
             return None;
         }
-        match serde_json::from_slice(rest) {
+        match crate::serialization::json_loads(rest) {
             Ok(Value::Object(p)) => Properties::from_json(p).ok(),
             _ => None,
         }
@@ -989,7 +989,7 @@ fn leading_op(json: &[u8], id_first: bool) -> Option<&[u8]> {
 }
 
 fn header_from_json<H: for<'de> Deserialize<'de>>(json: &[u8]) -> Result<H> {
-    serde_json::from_slice(json).map_err(|e| Error::Decode(format!("invalid gateway frame header: {e}")))
+    crate::serialization::json_loads_as(json).map_err(|e| Error::Decode(format!("invalid gateway frame header: {e}")))
 }
 
 /// A frame's JSON header and its body.

@@ -204,7 +204,7 @@ pub trait Store: MaybeSend + MaybeSync + 'static {
 /// order kept, new keys last).
 pub fn mark_redelivered(payload: &[u8]) -> crate::error::Result<String> {
     use crate::value::{Headers, Value};
-    let mut v: Value = serde_json::from_slice(payload).map_err(|e| crate::Error::Decode(format!("stored message is not JSON: {e}")))?;
+    let mut v: Value = crate::serialization::json_loads(payload).map_err(|e| crate::Error::Decode(format!("stored message is not JSON: {e}")))?;
     let Value::Object(m) = &mut v else {
         return Err(crate::Error::Decode("stored message is not a JSON object".into()));
     };
