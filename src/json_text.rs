@@ -112,6 +112,43 @@ fn slow_float(text: &[u8]) -> f64 {
     std::str::from_utf8(text).ok().and_then(|s| s.parse().ok()).unwrap_or(f64::NAN)
 }
 
+/// `sig × 10^scale` for a `sig` past 2^53 (and |scale| up to 22), such as Python's 17-digit
+/// floats: the double one multiply or divide gives (an ulp off at most), or its neighbour,
+/// whichever exact integer arithmetic shows the value strictly between the midpoints to its
+/// neighbours — the correctly rounded one; `None` for a tie or past u128, for [`slow_float`].
+fn checked_float(sig: u64, scale: i64) -> Option<f64> {
+    use std::cmp::Ordering::{Greater, Less};
+    let pow = POW10[scale.unsigned_abs() as usize];
+    let mut d = if scale >= 0 { sig as f64 * pow } else { sig as f64 / pow };
+    // The value is l / r.
+    let (l, r) = if scale >= 0 { (u128::from(sig).checked_mul(pow as u128)?, 1) } else { (u128::from(sig), pow as u128) };
+    // The value against the midpoint mid·2^p: l against r·mid·2^p.
+    let cmp = |mid: u128, p: i32| {
+        let rm = r.checked_mul(mid)?;
+        if p >= 0 {
+            (rm.leading_zeros() >= p as u32).then(|| l.cmp(&(rm << p)))
+        } else {
+            (l.leading_zeros() >= p.unsigned_abs()).then(|| (l << -p).cmp(&rm))
+        }
+    };
+    for _ in 0..3 {
+        // d = m·2^q, a normal double (from 2^53·10^-22 to 2^64·10^22).
+        let bits = d.to_bits();
+        let m = u128::from(bits & ((1 << 52) - 1) | 1 << 52);
+        let q = (bits >> 52) as i32 - 1075;
+        let above = cmp(2 * m + 1, q - 1)?;
+        // Below a power of two the neighbour is half as far.
+        let below = if m == 1 << 52 { cmp(4 * m - 1, q - 2)? } else { cmp(2 * m - 1, q - 1)? };
+        d = f64::from_bits(match (above, below) {
+            (Less, Greater) => return Some(d),
+            (Greater, _) => bits + 1,
+            (_, Less) => bits - 1,
+            _ => return None,
+        });
+    }
+    None
+}
+
 fn float(f: f64) -> Value {
     Number::from_f64(f).map_or(Value::Null, Value::Number)
 }
@@ -458,6 +495,8 @@ impl Parser<'_> {
             } else {
                 sig as f64 / pow
             }
+        } else if let Some(f) = (!long && (-22..=22).contains(&scale)).then(|| checked_float(sig, scale)).flatten() {
+            f
         } else {
             slow_float(&self.b[start..self.i])
         };
@@ -541,6 +580,34 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// 17 significant digits read back by `checked_float` when it answers (all but ties and
+    /// products past u128) give the double they were written from; a tie is left to
+    /// `slow_float`.
+    #[test]
+    fn checked_float_answers_only_when_right() {
+        let (mut x, mut answered, mut n) = (0x2545_f491_4f6c_dd1du64, 0, 0);
+        while n < 20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let f = f64::from_bits(x >> 2);
+            let text = format!("{f:.16e}");
+            let (m, e) = text.split_once('e').unwrap();
+            let scale = e.parse::<i64>().unwrap() - 16;
+            if !(-22..=22).contains(&scale) {
+                continue;
+            }
+            n += 1;
+            if let Some(g) = checked_float(m.replace('.', "").parse().unwrap(), scale) {
+                assert_eq!(g.to_bits(), f.to_bits(), "{text}");
+                answered += 1;
+            }
+        }
+        assert!(answered > n * 99 / 100, "{answered} of {n}");
+        assert_eq!(checked_float(9007199254740993, 0), None);
+        assert_eq!(checked_float(30000000000000004, -17), Some(0.30000000000000004));
     }
 
     #[test]
