@@ -15,7 +15,7 @@
 use serde_json::{Map, Number, Value};
 
 /// Parse a whole JSON text (whitespace around the value, nothing else).
-pub(crate) fn parse(b: &[u8]) -> serde_json::Result<Value> {
+pub(crate) fn parse(b: &[u8]) -> Result<Value, Error> {
     let mut p = Parser { b, i: 0, depth: 128 };
     let v = p.value().and_then(|v| match p.ws() {
         Some(_) => Err(p.peek_fail(Code::Trailing)),
@@ -86,14 +86,42 @@ struct Fail {
 
 type R<T> = Result<T, Fail>;
 
-/// serde_json's error for `f`, through `de::Error::custom`, which reads the line and column
-/// back out of the text (`line()` and `column()` give them too).
+/// Text that is not JSON: what serde_json's error says, shown the same way (`{what} at line
+/// {line} column {column}`). Its own type rather than a `serde_json::Error`, whose only public
+/// constructor (`de::Error::custom`) searches the message for its position again (core's
+/// substring search, ~1 KB gzipped of each wasm module).
+#[derive(Debug)]
+pub(crate) struct Error {
+    what: &'static str,
+    line: usize,
+    column: usize,
+}
+
+impl Error {
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn line(&self) -> usize {
+        self.line
+    }
+
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn column(&self) -> usize {
+        self.column
+    }
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} at line {} column {}", self.what, self.line, self.column)
+    }
+}
+
+/// The error for `f`: its line and column as serde_json counts them.
 #[cold]
-fn error(b: &[u8], f: Fail) -> serde_json::Error {
+fn error(b: &[u8], f: Fail) -> Error {
     let start = b[..f.at].iter().rposition(|&c| c == b'\n').map_or(0, |n| n + 1);
     let line = 1 + b[..start].iter().filter(|&&c| c == b'\n').count();
     let column = (f.at - start).saturating_sub(f.back);
-    serde::de::Error::custom(format_args!("{} at line {line} column {column}", f.code.text()))
+    Error { what: f.code.text(), line, column }
 }
 
 /// Exact powers of ten as doubles (10^22 is the last).

@@ -45,6 +45,8 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
+// (Used by the wasm builds; natively only its tests, against serde_json.)
+#[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
 mod json_text;
 pub mod matcher;
 pub mod message;

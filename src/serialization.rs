@@ -524,11 +524,15 @@ impl Accept {
 /// [`crate::json_text::parse`], which reads what serde_json reads without its float parser
 /// (~9.6 KB gzipped of each module). All JSON text the crate parses goes through here or
 /// [`json_loads_as`], as bytes (`text.as_bytes()` for a `&str`). Same values and errors either
-/// way.
+/// way (in wasm, json_text's own error type, with serde_json's text).
+#[cfg(target_arch = "wasm32")]
+pub(crate) fn json_loads(b: &[u8]) -> Result<Value, crate::json_text::Error> {
+    crate::json_text::parse(b)
+}
+
+/// [`json_loads`] natively: serde_json's parser.
+#[cfg(not(target_arch = "wasm32"))]
 pub(crate) fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
-    if cfg!(target_arch = "wasm32") {
-        return crate::json_text::parse(b);
-    }
     let mut de = serde_json::Deserializer::from_slice(b);
     let v = crate::value::deserialize_value(&mut de)?;
     de.end()?;
@@ -541,7 +545,7 @@ pub(crate) fn json_loads(b: &[u8]) -> serde_json::Result<Value> {
 /// and a duplicate key in a struct's object is the last value rather than an error.
 pub(crate) fn json_loads_as<T: DeserializeOwned>(b: &[u8]) -> serde_json::Result<T> {
     if cfg!(target_arch = "wasm32") {
-        return json_loads(b).and_then(T::deserialize);
+        return json_loads(b).map_err(serde::de::Error::custom).and_then(T::deserialize);
     }
     serde_json::from_slice(b)
 }

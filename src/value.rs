@@ -81,6 +81,7 @@ pub(crate) fn parse_float(s: &str) -> Option<f64> {
 /// arrays allocated once at their final size for small ones (serde_json grows every object
 /// from empty: a table and an entry vector reallocated as keys arrive), which is most of what
 /// decoding a typical message body costs. Same values, same errors.
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))] // (native JSON and msgpack only)
 pub(crate) fn deserialize_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Value, D::Error> {
     d.deserialize_any(ValueVisitor)
 }
@@ -89,6 +90,7 @@ pub(crate) fn deserialize_value<'de, D: serde::Deserializer<'de>>(d: D) -> Resul
 /// enough for typical message bodies and headers, small enough not to waste.
 pub(crate) const SMALL: usize = 8;
 
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 struct ValueVisitor;
 
 impl<'de> serde::de::DeserializeSeed<'de> for ValueVisitor {

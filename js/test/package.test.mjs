@@ -442,8 +442,12 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
 // its exact fast path through parseFloat) instead of serde_json's and its float parser (each
 // module ~-10.2 KB, with a checked fast path for 17-digit floats): the core 180,810 B,
 // "kombu-wasm/ws" 191,382 B, "kombu-wasm/gateway" 171,120 B, "kombu-wasm/amqp" 174,754 B
-// (budgets 181,700, 192,300, 172,000 and 175,600).
-const budgets = { "kombu_bg.wasm": 181_700, "kombu_ws_bg.wasm": 192_300, "kombu_gateway_bg.wasm": 172_000, "kombu_amqp_bg.wasm": 175_600 };
+// (budgets 181,700, 192,300, 172,000 and 175,600). Then its errors its own type rather than
+// serde_json's (whose constructor searches the message for its position: core's substring
+// search): the core 178,942 B, "kombu-wasm/ws" 189,405 B, "kombu-wasm/gateway" 169,192 B —
+// within #21's 170,000 B for the build a web app uses against a gateway, which is its budget —
+// and "kombu-wasm/amqp" 172,839 B (budgets 179,800, 190,300, 170,000 and 173,700).
+const budgets = { "kombu_bg.wasm": 179_800, "kombu_ws_bg.wasm": 190_300, "kombu_gateway_bg.wasm": 170_000, "kombu_amqp_bg.wasm": 173_700 };
 for (const [file, budget] of Object.entries(budgets)) {
   test(`${file} is at most ${budget.toLocaleString("en")} B gzipped`, () => {
     const gz = gzipSync(readFileSync(join(pkgDir, "wasm", file)), { level: 9 }).length;
