@@ -44,6 +44,8 @@ const installed = "run npm ci in js/";
 const clients = [
   { client: "kombu-wasm (core)", wasm: "wasm/kombu_bg.wasm", js: ["index.js", "lib.js", "wasm/kombu.js"], hint: built },
   { client: "kombu-wasm/ws", wasm: "wasm/kombu_ws_bg.wasm", js: ["ws.js", "lib.js", "wasm/kombu_ws.js"], hint: built },
+  { client: "kombu-wasm/gateway", wasm: "wasm/kombu_gateway_bg.wasm", js: ["gateway.js", "lib.js", "wasm/kombu_gateway.js"], hint: built },
+  { client: "kombu-wasm/amqp", wasm: "wasm/kombu_amqp_bg.wasm", js: ["amqp.js", "lib.js", "wasm/kombu_amqp.js"], hint: built },
   { client: "@cloudamqp/amqp-client", js: ["node_modules/@cloudamqp/amqp-client/dist/amqp-websocket-client.mjs"], hint: installed },
   { client: "@stomp/stompjs", js: ["node_modules/@stomp/stompjs/bundles/stomp.umd.min.js"], hint: installed },
 ];
