@@ -15,7 +15,6 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
-use serde_json::json;
 
 use crate::proto::amqp::{self, Frame, Method};
 use crate::namemap::SortedMap;
@@ -29,7 +28,7 @@ use crate::proto::methods::{
 };
 use crate::transport::carrier::{Carrier, ClosedBy, Confirms, EventQueue, Unsettled};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
-use crate::value::Headers;
+use crate::value::{Headers, Value};
 
 enum Reply {
     Method(Method),
@@ -257,41 +256,12 @@ impl AmqpClient {
     /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
     /// the broker's confirms.
     pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
+        // The steps between the waits are functions of their own: the handshake's future then
+        // holds no strings or tables across its waits (its states and drop code were ~6 KB of
+        // the wasm module).
         let start = self.inner.connection_method(BytesMut::from(&amqp::PROTOCOL_HEADER[..])).await?;
-        let Method::ConnectionStart { mechanisms, .. } = start else { return Err(unexpected("connection.start", &start)) };
-        let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
-        let user = info.userid.clone().unwrap_or_else(|| "guest".into());
-        let pass = info.password.clone().unwrap_or_else(|| "guest".into());
-        // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
-        let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
-            Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
-            Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
-            None if offered("PLAIN") => "PLAIN".to_owned(),
-            None => "AMQPLAIN".to_owned(),
-        };
-        if !offered(&mechanism) {
-            return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
-        }
-        let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { amqp::amqplain_response(&user, &pass)? };
-        let mut client_properties = Headers::new();
-        client_properties.insert("product".into(), json!("kombu-wasm"));
-        client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
-        client_properties.insert(
-            "capabilities".into(),
-            json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
-        );
-        let mut out = BytesMut::new();
-        amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
-        let tune = self.inner.connection_method(out).await?;
-        let Method::ConnectionTune { channel_max, frame_max, heartbeat } = tune else { return Err(unexpected("connection.tune", &tune)) };
-        let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
-        let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
-        let want = info.heartbeat.unwrap_or(0.0).round() as u16;
-        // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
-        let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
-        let mut out = BytesMut::new();
-        amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
-        amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
+        let tune = self.inner.connection_method(start_ok(info, start)?).await?;
+        let (out, channel_max, frame_max, heartbeat) = tune_ok(info, tune)?;
         match self.inner.connection_method(out).await? {
             Method::ConnectionOpenOk => {}
             other => return Err(unexpected("connection.open-ok", &other)),
@@ -308,6 +278,54 @@ impl AmqpClient {
         let rx = lock(&self.events_rx).take().ok_or_else(|| Error::Value("AmqpClient::connection was already called".into()))?;
         Ok(AmqpConnection { inner: self.inner.clone(), events: EventQueue::new(rx, "the AMQP connection is closed"), _client: self.clone() })
     }
+}
+
+/// The answer to `connection.start`: `connection.start-ok` with the login (`info.login_method`:
+/// PLAIN by default, or AMQPLAIN) and the client's properties.
+fn start_ok(info: &ConnectInfo, start: Method) -> Result<BytesMut> {
+    let Method::ConnectionStart { mechanisms, .. } = start else { return Err(unexpected("connection.start", &start)) };
+    let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
+    let user = info.userid.as_deref().unwrap_or("guest");
+    let pass = info.password.as_deref().unwrap_or("guest");
+    // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
+    let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
+        Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
+        Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
+        None if offered("PLAIN") => "PLAIN".to_owned(),
+        None => "AMQPLAIN".to_owned(),
+    };
+    if !offered(&mechanism) {
+        return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
+    }
+    let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { amqp::amqplain_response(user, pass)? };
+    // Built by hand rather than with `json!`, whose expansion was ~1 KB of the wasm module.
+    let mut capabilities = Headers::new();
+    for c in ["publisher_confirms", "consumer_cancel_notify", "basic.nack", "connection.blocked", "exchange_exchange_bindings"] {
+        capabilities.insert(c.into(), Value::Bool(true));
+    }
+    let mut client_properties = Headers::new();
+    client_properties.insert("product".into(), Value::String("kombu-wasm".into()));
+    client_properties.insert("version".into(), Value::String(env!("CARGO_PKG_VERSION").into()));
+    client_properties.insert("capabilities".into(), Value::Object(capabilities));
+    let mut out = BytesMut::new();
+    amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
+    Ok(out)
+}
+
+/// The answer to `connection.tune`: `connection.tune-ok` (frame_max, channel_max, and the
+/// lower of both heartbeat wishes) and `connection.open` of `info.virtual_host`, with the
+/// negotiated channel_max, frame_max and heartbeat.
+fn tune_ok(info: &ConnectInfo, tune: Method) -> Result<(BytesMut, u16, u32, u16)> {
+    let Method::ConnectionTune { channel_max, frame_max, heartbeat } = tune else { return Err(unexpected("connection.tune", &tune)) };
+    let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
+    let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
+    let want = info.heartbeat.unwrap_or(0.0).round() as u16;
+    // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
+    let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
+    let mut out = BytesMut::new();
+    amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
+    amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
+    Ok((out, channel_max, frame_max, heartbeat))
 }
 
 /// An AMQP connection (see [`AmqpClient`]).
@@ -552,6 +570,13 @@ impl AmqpChannel {
         }
     }
 
+    /// Call `m` on the channel, for the methods whose answer only says it succeeded: the
+    /// trait's methods return this future as it is, without a future of their own around it
+    /// (each would add its states and drop code to the wasm module).
+    fn unit(&self, m: Method) -> rt::BoxFuture<'_, Result<()>> {
+        Box::pin(async move { self.ok(m).await.map(drop) })
+    }
+
     /// Call `m` on the channel. Boxed: the channel's methods each await it, and a future of
     /// their own holding this one inline would repeat its states and drop code in each (the
     /// wasm module's size).
@@ -594,8 +619,13 @@ impl RawChannel for AmqpChannel {
     fn is_open(&self) -> bool {
         self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) && lock(&self.closed).is_none()
     }
-    async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
-        self.ok(Method::ExchangeDeclare {
+    fn exchange_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDeclare) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeDeclare {
             exchange: m.exchange.clone(),
             kind: m.kind.to_string(),
             passive: m.passive,
@@ -605,21 +635,30 @@ impl RawChannel for AmqpChannel {
             nowait: false,
             arguments: m.arguments.clone(),
         })
-        .await
-        .map(|_| ())
     }
-    async fn exchange_delete(&self, m: &ExchangeDelete) -> Result<()> {
-        self.ok(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false }).await.map(|_| ())
+    fn exchange_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDelete) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false })
     }
-    async fn exchange_bind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
+    fn exchange_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn exchange_unbind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
+    fn exchange_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
     async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
         match self
@@ -630,11 +669,21 @@ impl RawChannel for AmqpChannel {
             other => Err(unexpected("queue.declare-ok", &other)),
         }
     }
-    async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() }).await.map(|_| ())
+    fn queue_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn queue_unbind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() }).await.map(|_| ())
+    fn queue_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() })
     }
     async fn queue_purge(&self, queue: &str) -> Result<u32> {
         match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
@@ -701,8 +750,13 @@ impl RawChannel for AmqpChannel {
             other => Err(unexpected("basic.consume-ok", &other)),
         }
     }
-    async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
-        self.ok(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }).await.map(|_| ())
+    fn basic_cancel<'life0, 'life1, 'async_trait>(&'life0 self, consumer_tag: &'life1 str) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false })
     }
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicAck { delivery_tag, multiple })
@@ -713,12 +767,16 @@ impl RawChannel for AmqpChannel {
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicNack { delivery_tag, multiple, requeue })
     }
-    async fn basic_recover(&self, requeue: bool) -> Result<()> {
+    fn basic_recover<'life0, 'async_trait>(&'life0 self, requeue: bool) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
         // Every unacknowledged delivery goes back (or is sent again with a new tag).
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.unsettled.clear();
         }
-        self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
+        self.unit(Method::BasicRecover { requeue })
     }
     async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
         self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await?;
@@ -733,8 +791,12 @@ impl RawChannel for AmqpChannel {
             _ => Ok(active),
         }
     }
-    async fn confirm_select(&self) -> Result<()> {
-        self.ok(Method::ConfirmSelect { nowait: false }).await.map(|_| ())
+    fn confirm_select<'life0, 'async_trait>(&'life0 self) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ConfirmSelect { nowait: false })
     }
     async fn close(&self) -> Result<()> {
         if self.open.swap(false, Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) {
