@@ -35,6 +35,22 @@ enum Reply {
     Get(Method, Box<Properties>, Bytes),
 }
 
+impl Reply {
+    fn method(self) -> Method {
+        match self {
+            Reply::Method(m) | Reply::Get(m, ..) => m,
+        }
+    }
+}
+
+/// Where the server's answer to a request arrives.
+type Answer = oneshot::Receiver<Result<Reply>>;
+
+/// The answer, or the connection's end.
+fn answer(r: std::result::Result<Result<Reply>, oneshot::Canceled>) -> Result<Reply> {
+    r.unwrap_or_else(|_| Err(closed()))
+}
+
 #[derive(Default)]
 struct ChanState {
     pending: VecDeque<oneshot::Sender<Result<Reply>>>,
@@ -116,16 +132,18 @@ impl Inner {
         self.out.send(bytes.freeze()).map_err(|_| closed())
     }
 
-    /// Send `m` on `channel` and wait for the server's answer.
-    async fn call(&self, channel: u16, m: Method) -> Result<Reply> {
+    /// Send `m` on `channel`; the receiver gets the server's answer.
+    fn call(&self, channel: u16, m: &Method) -> Result<Answer> {
         let mut out = BytesMut::new();
-        amqp::write_method(channel, &m, &mut out)?;
-        self.exchange(channel, out).await
+        amqp::write_method(channel, m, &mut out)?;
+        self.request(channel, out)
     }
 
-    /// Send `out` (frames on `channel`, or the protocol header) and wait for the server's
-    /// next answer on `channel`.
-    async fn exchange(&self, channel: u16, out: BytesMut) -> Result<Reply> {
+    /// Send `out` (frames on `channel`, or the protocol header); the receiver gets the
+    /// server's next answer on `channel`. Not async: the futures awaiting the answer then
+    /// hold only the receiver (each layer of async functions here had added its own states
+    /// and drop code to the wasm module).
+    fn request(&self, channel: u16, out: BytesMut) -> Result<Answer> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(closed());
         }
@@ -137,23 +155,20 @@ impl Inner {
             self.send(out)?;
         }
         self.out.flush();
-        rx.await.unwrap_or_else(|_| Err(closed()))
+        Ok(rx)
     }
 
     async fn method(&self, channel: u16, m: Method) -> Result<Method> {
-        match self.call(channel, m).await? {
-            Reply::Method(m) => Ok(m),
-            Reply::Get(m, ..) => Ok(m),
-        }
+        let rx = self.call(channel, &m)?;
+        drop(m);
+        answer(rx.await).map(Reply::method)
     }
 
     /// Send `out` on channel 0 and wait for the server's next connection method (the
     /// handshake).
     async fn connection_method(&self, out: BytesMut) -> Result<Method> {
-        match self.exchange(0, out).await? {
-            Reply::Method(m) => Ok(m),
-            Reply::Get(m, ..) => Ok(m),
-        }
+        let rx = self.request(0, out)?;
+        answer(rx.await).map(Reply::method)
     }
 
     fn fail_all(&self, e: &Error) {
@@ -722,7 +737,11 @@ impl RawChannel for AmqpChannel {
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.gets.push_back(no_ack);
         }
-        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
+        let reply = match self.inner.call(self.id, &Method::BasicGet { queue: queue.into(), no_ack }) {
+            Ok(rx) => answer(rx.await),
+            Err(e) => Err(e),
+        };
+        match reply.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
             Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
                 delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }), extra: None },
                 message_count,
