@@ -132,6 +132,23 @@ impl Inner {
         self.out.send(bytes.freeze()).map_err(|_| closed())
     }
 
+    /// Queue `ev` for the connection's [`RawConnection::next_event`] (dropped once the
+    /// connection is gone). One function for every event: each inlined send had its own
+    /// drop code for the event it could not queue.
+    #[inline(never)]
+    fn event(&self, ev: ServerEvent) {
+        let _ = self.events.unbounded_send(ev);
+    }
+
+    /// Send the answer `m` to a method of the server on `channel` (a send failure means the
+    /// socket is closing, which its close reports).
+    fn answer_server(&self, channel: u16, m: &Method) -> Result<()> {
+        let mut out = BytesMut::new();
+        amqp::write_method(channel, m, &mut out)?;
+        let _ = self.send(out);
+        Ok(())
+    }
+
     /// Send `m` on `channel`; the receiver gets the server's answer.
     fn call(&self, channel: u16, m: &Method) -> Result<Answer> {
         let mut out = BytesMut::new();
@@ -257,7 +274,7 @@ impl AmqpClient {
     fn fail(&self, e: &Error) {
         if self.inner.open.swap(false, Ordering::SeqCst) {
             self.inner.fail_all(e);
-            let _ = self.inner.events.unbounded_send(ServerEvent::ConnectionClosed { error: e.clone() });
+            self.inner.event(ServerEvent::ConnectionClosed { error: e.clone() });
         }
     }
 
@@ -364,11 +381,11 @@ fn deliver(inner: &Inner, channel: u16, m: Method, props: Properties, body: Byte
     match m {
         Method::BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key } => {
             let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content, extra: None };
-            let _ = inner.events.unbounded_send(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
+            inner.event(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
         }
         Method::BasicReturn { reply_code, reply_text, exchange, routing_key } => {
             let returned = Returned { reply_code, reply_text, exchange: exchange.into(), routing_key: routing_key.into(), content };
-            let _ = inner.events.unbounded_send(ServerEvent::Return { channel: u32::from(channel), returned });
+            inner.event(ServerEvent::Return { channel: u32::from(channel), returned });
         }
         m @ Method::BasicGetOk { .. } => {
             let tx = lock(&inner.channels).get_mut(&channel).and_then(|st| st.pending.pop_front());
@@ -384,55 +401,49 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
     match f {
         Frame::Heartbeat => Ok(()),
         Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
-            let _ = inner.send(out);
+            inner.answer_server(0, &Method::ConnectionCloseOk)?;
             Err(Error::connection(ReplyCode::from_code(reply_code), reply_text))
         }
         Frame::Method(0, Method::ConnectionBlocked { reason }) => {
             tracing::warn!(%reason, "the broker blocked publishing (connection.blocked)");
-            let _ = inner.events.unbounded_send(ServerEvent::Blocked { reason });
+            inner.event(ServerEvent::Blocked { reason });
             Ok(())
         }
         Frame::Method(0, Method::ConnectionUnblocked) => {
             tracing::info!("the broker unblocked publishing (connection.unblocked)");
-            let _ = inner.events.unbounded_send(ServerEvent::Unblocked);
+            inner.event(ServerEvent::Unblocked);
             Ok(())
         }
         Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
-            let _ = inner.send(out);
+            inner.answer_server(ch, &Method::ChannelCloseOk)?;
             let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
             tracing::debug!(channel = ch, "the broker closed the channel: {e}");
             if let Some(st) = lock(&inner.channels).remove(&ch) {
                 st.fail(&e);
             }
-            let _ = inner.events.unbounded_send(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
+            inner.event(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
             Ok(())
         }
         Frame::Method(ch, Method::ChannelFlow { active }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
-            let _ = inner.send(out);
-            let _ = inner.events.unbounded_send(ServerEvent::Flow { channel: u32::from(ch), active });
+            inner.answer_server(ch, &Method::ChannelFlowOk { active })?;
+            inner.event(ServerEvent::Flow { channel: u32::from(ch), active });
             Ok(())
         }
         Frame::Method(ch, Method::BasicCancel { consumer_tag, .. }) => {
-            let _ = inner.events.unbounded_send(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
+            inner.event(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
             Ok(())
         }
         Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
             let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, true));
             if !tracked {
-                let _ = inner.events.unbounded_send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
+                inner.event(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
             }
             Ok(())
         }
         Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
             let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, false));
             if !tracked {
-                let _ = inner.events.unbounded_send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
+                inner.event(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
             }
             Ok(())
         }
