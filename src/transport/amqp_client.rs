@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
+use futures::FutureExt;
 
 use crate::proto::amqp::{self, Frame, Method};
 use crate::namemap::SortedMap;
@@ -600,7 +601,13 @@ impl AmqpChannel {
     /// trait's methods return this future as it is, without a future of their own around it
     /// (each would add its states and drop code to the wasm module).
     fn unit(&self, m: Method) -> rt::BoxFuture<'_, Result<()>> {
-        Box::pin(async move { self.ok(m).await.map(drop) })
+        self.then(m, |_| Ok(()))
+    }
+
+    /// Call `m` and make the channel method's result of the answer with `f`: a combinator
+    /// rather than a future of each trait method's own, as [`AmqpChannel::unit`].
+    fn then<T: 'static>(&self, m: Method, f: fn(Method) -> Result<T>) -> rt::BoxFuture<'_, Result<T>> {
+        Box::pin(self.ok(m).map(move |r| r.and_then(f)))
     }
 
     /// Call `m` on the channel. Boxed: the channel's methods each await it, and a future of
@@ -686,14 +693,17 @@ impl RawChannel for AmqpChannel {
     {
         self.unit(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
-        match self
-            .ok(Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
+    fn queue_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDeclare) -> rt::BoxFuture<'async_trait, Result<QueueDeclareOk>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let m = Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() };
+        self.then(m, |answer| match answer {
             Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
             other => Err(unexpected("queue.declare-ok", &other)),
-        }
+        })
     }
     fn queue_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
     where
@@ -711,17 +721,27 @@ impl RawChannel for AmqpChannel {
     {
         self.unit(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() })
     }
-    async fn queue_purge(&self, queue: &str) -> Result<u32> {
-        match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
+    fn queue_purge<'life0, 'life1, 'async_trait>(&'life0 self, queue: &'life1 str) -> rt::BoxFuture<'async_trait, Result<u32>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.then(Method::QueuePurge { queue: queue.into(), nowait: false }, |answer| match answer {
             Method::QueuePurgeOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.purge-ok", &other)),
-        }
+        })
     }
-    async fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
-        match self.ok(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }).await? {
+    fn queue_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDelete) -> rt::BoxFuture<'async_trait, Result<u32>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.then(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }, |answer| match answer {
             Method::QueueDeleteOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.delete-ok", &other)),
-        }
+        })
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
         self.check()?;
@@ -760,7 +780,12 @@ impl RawChannel for AmqpChannel {
             _ => Ok(None),
         }
     }
-    async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
+    fn basic_consume<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 BasicConsume) -> rt::BoxFuture<'async_trait, Result<String>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
         if m.no_ack {
             // Known before the first delivery: the broker may send it right after consume-ok.
             if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
@@ -772,13 +797,11 @@ impl RawChannel for AmqpChannel {
                 }
             }
         }
-        match self
-            .ok(Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
+        let m = Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() };
+        self.then(m, |answer| match answer {
             Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
             other => Err(unexpected("basic.consume-ok", &other)),
-        }
+        })
     }
     fn basic_cancel<'life0, 'life1, 'async_trait>(&'life0 self, consumer_tag: &'life1 str) -> rt::BoxFuture<'async_trait, Result<()>>
     where
@@ -815,11 +838,13 @@ impl RawChannel for AmqpChannel {
         }
         Ok(())
     }
-    async fn flow(&self, active: bool) -> Result<bool> {
-        match self.ok(Method::ChannelFlow { active }).await? {
-            Method::ChannelFlowOk { active } => Ok(active),
-            _ => Ok(active),
-        }
+    fn flow<'life0, 'async_trait>(&'life0 self, active: bool) -> rt::BoxFuture<'async_trait, Result<bool>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let wanted = active;
+        Box::pin(self.ok(Method::ChannelFlow { active }).map(move |answer| Ok(if let Method::ChannelFlowOk { active } = answer? { active } else { wanted })))
     }
     fn confirm_select<'life0, 'async_trait>(&'life0 self) -> rt::BoxFuture<'async_trait, Result<()>>
     where
