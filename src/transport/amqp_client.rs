@@ -616,7 +616,14 @@ impl AmqpChannel {
     fn ok(&self, m: Method) -> rt::BoxFuture<'_, Result<Method>> {
         Box::pin(async move {
             self.check()?;
-            self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+            // The request itself rather than Inner::method, whose future would nest in this one.
+            let sent = self.inner.call(self.id, &m);
+            drop(m);
+            let answer = match sent {
+                Ok(rx) => answer(rx.await).map(Reply::method),
+                Err(e) => Err(e),
+            };
+            answer.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
                 if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
                     self.open.store(false, Ordering::SeqCst);
                 }
@@ -831,12 +838,18 @@ impl RawChannel for AmqpChannel {
         }
         self.unit(Method::BasicRecover { requeue })
     }
-    async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
-        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await?;
-        if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
-            st.unsettled.set_prefetch(qos.prefetch_count);
-        }
-        Ok(())
+    fn basic_qos<'life0, 'async_trait>(&'life0 self, qos: BasicQos) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).map(move |answer| {
+            answer?;
+            if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+                st.unsettled.set_prefetch(qos.prefetch_count);
+            }
+            Ok(())
+        }))
     }
     fn flow<'life0, 'async_trait>(&'life0 self, active: bool) -> rt::BoxFuture<'async_trait, Result<bool>>
     where
