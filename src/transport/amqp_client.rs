@@ -469,29 +469,40 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             }
             Ok(())
         }
-        Frame::Header(ch, size, props) => content_frame(inner, ch, "content header without a method", |c| {
-            c.1 = *props;
-            c.2 = size;
-            size == 0
-        }),
-        Frame::Body(ch, bytes) => content_frame(inner, ch, "content body without a header", |c| {
-            c.3.extend_from_slice(&bytes);
-            c.3.len() as u64 >= c.2
-        }),
+        Frame::Header(ch, size, props) => content_frame(inner, ch, Part::Header(size, props)),
+        Frame::Body(ch, bytes) => content_frame(inner, ch, Part::Body(bytes)),
     }
 }
 
-/// A content header or body frame on `ch`: `add` puts it into the content being received
-/// and says whether the content is complete, which is then delivered. Without a content
-/// in progress the frame is out of place (`what` says how).
-fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incoming) -> bool) -> Result<()> {
+/// A part of a content: its header (body size, properties) or a body frame.
+enum Part {
+    Header(u64, Box<Properties>),
+    Body(Bytes),
+}
+
+/// A content header or body frame on `ch` goes into the content being received, which is
+/// delivered once complete. Without a content in progress the frame is out of place. (One
+/// function for both parts: a closure per part had made two copies of it.)
+fn content_frame(inner: &Inner, ch: u16, part: Part) -> Result<()> {
     let done = {
         let mut chans = lock(&inner.channels);
         let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
         let Some(c) = st.content.as_mut() else {
+            let what = if let Part::Body(_) = part { "content body without a header" } else { "content header without a method" };
             return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("{what} on channel {ch}")));
         };
-        if add(c) {
+        let complete = match part {
+            Part::Header(size, props) => {
+                c.1 = *props;
+                c.2 = size;
+                size == 0
+            }
+            Part::Body(bytes) => {
+                c.3.extend_from_slice(&bytes);
+                c.3.len() as u64 >= c.2
+            }
+        };
+        if complete {
             let done = st.content.take();
             match done.as_ref().map(|d| &d.0) {
                 Some(Method::BasicDeliver { delivery_tag, consumer_tag, .. }) => st.delivered(*delivery_tag, Some(consumer_tag)),
