@@ -182,13 +182,6 @@ impl Inner {
         answer(rx.await).map(Reply::method)
     }
 
-    /// Send `out` on channel 0 and wait for the server's next connection method (the
-    /// handshake).
-    async fn connection_method(&self, out: BytesMut) -> Result<Method> {
-        let rx = self.request(0, out)?;
-        answer(rx.await).map(Reply::method)
-    }
-
     fn fail_all(&self, e: &Error) {
         for (_, st) in std::mem::take(&mut *lock(&self.channels)) {
             st.fail(e);
@@ -289,15 +282,24 @@ impl AmqpClient {
     /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
     /// the broker's confirms.
     pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
-        // The steps between the waits are functions of their own: the handshake's future then
-        // holds no strings or tables across its waits (its states and drop code were ~6 KB of
-        // the wasm module).
-        let start = self.inner.connection_method(BytesMut::from(&amqp::PROTOCOL_HEADER[..])).await?;
-        let tune = self.inner.connection_method(start_ok(info, start)?).await?;
-        let (out, channel_max, frame_max, heartbeat) = tune_ok(info, tune)?;
-        match self.inner.connection_method(out).await? {
-            Method::ConnectionOpenOk => {}
-            other => return Err(unexpected("connection.open-ok", &other)),
+        // The steps between the waits are functions of their own, and one wait in a loop
+        // serves the three answers: the handshake's future then holds no strings or tables
+        // across its wait, and has one state for it (its states and drop code had made the
+        // amqp+ws connection's future ~6 KB of the wasm module).
+        let mut out = BytesMut::from(&amqp::PROTOCOL_HEADER[..]);
+        let (mut channel_max, mut frame_max, mut heartbeat) = (0, 0, 0);
+        for step in 0..3 {
+            let m = answer(self.inner.request(0, out)?.await)?.method();
+            out = match (step, m) {
+                (0, start) => start_ok(info, start)?,
+                (1, tune) => {
+                    let tuned;
+                    (tuned, channel_max, frame_max, heartbeat) = tune_ok(info, tune)?;
+                    tuned
+                }
+                (_, Method::ConnectionOpenOk) => BytesMut::new(),
+                (_, other) => return Err(unexpected("connection.open-ok", &other)),
+            };
         }
         self.inner.frame_max.store(frame_max, Ordering::Relaxed);
         self.inner.channel_max.store(channel_max, Ordering::Relaxed);
