@@ -543,14 +543,19 @@ impl RawConnection for AmqpConnection {
                 return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
             }
         };
-        match self.inner.method(id, Method::ChannelOpen).await? {
-            Method::ChannelOpenOk => {}
-            other => return Err(unexpected("channel.open-ok", &other)),
-        }
-        if self.inner.confirm_publish.load(Ordering::Relaxed) {
-            self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
-            if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
-                st.confirm = Some(Confirms::default());
+        // channel.open, then confirm.select with confirm_publish: one wait in a loop (one
+        // state of the future rather than one per wait).
+        let steps = if self.inner.confirm_publish.load(Ordering::Relaxed) { 2 } else { 1 };
+        for step in 0..steps {
+            let m = if step == 0 { Method::ChannelOpen } else { Method::ConfirmSelect { nowait: false } };
+            match (step, self.inner.method(id, m).await?) {
+                (0, Method::ChannelOpenOk) => {}
+                (0, other) => return Err(unexpected("channel.open-ok", &other)),
+                _ => {
+                    if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
+                        st.confirm = Some(Confirms::default());
+                    }
+                }
             }
         }
         Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true), closed }))
