@@ -640,12 +640,14 @@ impl<'a> R<'a> {
         let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
         match self.u8(what) {
             b't' => Value::Bool(self.u8(what) != 0),
-            b'b' => Value::from(self.u8(what) as i8),
-            b'B' => Value::from(self.u8(what)),
-            b's' | b'U' => Value::from(self.u16(what) as i16),
-            b'u' => Value::from(self.u16(what)),
-            b'I' => Value::from(self.u32(what) as i32),
-            b'i' => Value::from(self.u32(what)),
+            // Every integer through Value::from(i64) (the same number as from its own type):
+            // one conversion in the wasm module rather than one per type.
+            b'b' => Value::from(i64::from(self.u8(what) as i8)),
+            b'B' => Value::from(i64::from(self.u8(what))),
+            b's' | b'U' => Value::from(i64::from(self.u16(what) as i16)),
+            b'u' => Value::from(i64::from(self.u16(what))),
+            b'I' => Value::from(i64::from(self.u32(what) as i32)),
+            b'i' => Value::from(i64::from(self.u32(what))),
             b'l' | b'L' => Value::from(self.u64(what) as i64),
             b'f' => float(f64::from(f32::from_bits(self.u32(what)))),
             b'd' => float(f64::from_bits(self.u64(what))),
@@ -665,7 +667,7 @@ impl<'a> R<'a> {
             }
             b'T' => Value::from(self.u64(what)),
             b'F' => Value::Object(self.table_at(what, depth)),
-            b'x' => Value::Array(self.longstr(what).iter().map(|b| Value::from(*b)).collect()),
+            b'x' => Value::Array(self.longstr(what).iter().map(|b| Value::from(i64::from(*b))).collect()),
             b'V' => Value::Null,
             t => {
                 // (An empty reader reads type 0: the error is then the one already recorded.)
