@@ -499,12 +499,15 @@ pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_m
 /// The `connection.start-ok` response of the AMQPLAIN login method: a field table with
 /// `LOGIN` and `PASSWORD`, without the table's length prefix.
 pub fn amqplain_response(login: &str, password: &str) -> Result<Vec<u8>> {
-    let mut h = Headers::new();
-    h.insert("LOGIN".into(), Value::String(login.into()));
-    h.insert("PASSWORD".into(), Value::String(password.into()));
+    // Written as `table` writes such a table (keys sorted, strings as long strings), without
+    // building one.
     let mut w = W::new(BytesMut::new());
-    w.table(&h);
-    Ok(w.done()?[4..].to_vec())
+    for (key, value) in [("LOGIN", login), ("PASSWORD", password)] {
+        w.shortstr(key);
+        w.u8(b'S');
+        w.longstr(value.as_bytes());
+    }
+    Ok(w.done()?.to_vec())
 }
 
 /// Append a heartbeat frame.
