@@ -10,13 +10,21 @@ pub(crate) fn sort_by<T>(items: &mut Vec<T>, cmp: impl Fn(&T, &T) -> Ordering) {
     if items.len() < 2 {
         return;
     }
-    let mut order: Vec<usize> = (0..items.len()).collect();
-    {
-        let by: &mut dyn FnMut(&usize, &usize) -> Ordering = &mut |a, b| cmp(&items[*a], &items[*b]).then(a.cmp(b));
-        order.sort_unstable_by(by);
-    }
-    // `items[k]` takes the item at `order[k]`: follow each cycle of the permutation with swaps
-    // (only swaps depend on `T`), marking each place done (`order[k] = k`) as it is filled.
+    let mut order = order_by(items.len(), &mut |a, b| cmp(&items[a], &items[b]));
+    permute(&mut order, &mut |a, b| items.swap(a, b));
+}
+
+/// The indices `0..n` sorted stably by `cmp` (not generic: one copy for every caller).
+fn order_by(n: usize, cmp: &mut dyn FnMut(usize, usize) -> Ordering) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_unstable_by(|a, b| cmp(*a, *b).then(a.cmp(b)));
+    order
+}
+
+/// `items[k]` takes the item at `order[k]`, by `swap`s (not generic either: only the swap
+/// depends on the items' type): follow each cycle of the permutation, marking each place done
+/// (`order[k] = k`) as it is filled.
+fn permute(order: &mut [usize], swap: &mut dyn FnMut(usize, usize)) {
     for start in 0..order.len() {
         let mut k = start;
         loop {
@@ -25,7 +33,7 @@ pub(crate) fn sort_by<T>(items: &mut Vec<T>, cmp: impl Fn(&T, &T) -> Ordering) {
             if from == start {
                 break;
             }
-            items.swap(k, from);
+            swap(k, from);
             k = from;
         }
     }

@@ -175,9 +175,27 @@ fn sorted(h: &Headers) -> Vec<(&String, &Value)> {
 
 // ----- writing ------------------------------------------------------------------------------
 
-struct W(BytesMut);
+/// A writer of a frame's payload. A field that cannot be written (a short string over 255
+/// bytes, a server-side method) records the first error and the writing goes on, so that the
+/// method and property writers need no early return per field (their clean-up paths were a
+/// good part of their size in the wasm module); [`W::done`] then returns the error.
+struct W(BytesMut, Option<Error>);
 
 impl W {
+    fn new(b: BytesMut) -> Self {
+        W(b, None)
+    }
+    /// Record `e` unless an error came first.
+    fn fail(&mut self, e: Error) {
+        self.1.get_or_insert(e);
+    }
+    /// The bytes written, or the first error.
+    fn done(self) -> Result<BytesMut> {
+        match self.1 {
+            Some(e) => Err(e),
+            None => Ok(self.0),
+        }
+    }
     fn u8(&mut self, v: u8) {
         self.0.put_u8(v);
     }
@@ -190,14 +208,13 @@ impl W {
     fn u64(&mut self, v: u64) {
         self.0.put_u64(v);
     }
-    fn shortstr(&mut self, s: &str) -> Result<()> {
+    fn shortstr(&mut self, s: &str) {
         let b = s.as_bytes();
         if b.len() > 255 {
-            return Err(Error::TooLong { what: "AMQP short string", max: 255, value: s.to_owned() });
+            return self.fail(Error::TooLong { what: "AMQP short string", max: 255, value: s.to_owned() });
         }
         self.u8(b.len() as u8);
         self.0.put_slice(b);
-        Ok(())
     }
     fn longstr(&mut self, b: &[u8]) {
         self.u32(b.len() as u32);
@@ -213,28 +230,28 @@ impl W {
         self.u8(v);
     }
     /// A field table: its byte length, then each key (a short string) and value.
-    fn table(&mut self, h: &Headers) -> Result<()> {
+    fn table(&mut self, h: &Headers) {
         self.sized(|w| {
             for (k, v) in sorted(h) {
-                w.shortstr(k)?;
-                w.value(v)?;
+                w.shortstr(k);
+                w.value(v);
             }
-            Ok(())
         })
     }
     /// What `f` writes, preceded by its length as a u32.
-    fn sized(&mut self, f: impl FnOnce(&mut Self) -> Result<()>) -> Result<()> {
+    fn sized(&mut self, f: impl FnOnce(&mut Self)) {
         let at = self.0.len();
         self.u32(0);
-        f(self)?;
-        let n = u32::try_from(self.0.len() - at - 4).map_err(|_| Error::Encode("an AMQP field table or array over 4 GiB".into()))?;
-        self.0[at..at + 4].copy_from_slice(&n.to_be_bytes());
-        Ok(())
+        f(self);
+        match u32::try_from(self.0.len() - at - 4) {
+            Ok(n) => self.0[at..at + 4].copy_from_slice(&n.to_be_bytes()),
+            Err(_) => self.fail(Error::Encode("an AMQP field table or array over 4 GiB".into())),
+        }
     }
     /// A JSON-like value as an AMQP field value: integers as 32-bit (`I`) when they fit, else
     /// 64-bit (`l`), as py-amqp does; floats as doubles, strings as long strings, arrays and
     /// objects as arrays and tables, null as void.
-    fn value(&mut self, v: &Value) -> Result<()> {
+    fn value(&mut self, v: &Value) {
         match v {
             Value::Null => self.u8(b'V'),
             Value::Bool(b) => {
@@ -265,25 +282,24 @@ impl W {
             }
             Value::Array(a) => {
                 self.u8(b'A');
-                self.sized(|w| a.iter().try_for_each(|v| w.value(v)))?;
+                self.sized(|w| a.iter().for_each(|v| w.value(v)));
             }
             Value::Object(m) => {
                 self.u8(b'F');
-                self.table(m)?;
+                self.table(m);
             }
         }
-        Ok(())
     }
 }
 
-fn method_args(m: &Method, w: &mut W) -> Result<()> {
+fn method_args(m: &Method, w: &mut W) {
     use Method::*;
     match m {
         ConnectionStartOk { client_properties, mechanism, response, locale } => {
-            w.table(client_properties)?;
-            w.shortstr(mechanism)?;
+            w.table(client_properties);
+            w.shortstr(mechanism);
             w.longstr(response);
-            w.shortstr(locale)?;
+            w.shortstr(locale);
         }
         ConnectionTuneOk { channel_max, frame_max, heartbeat } | ConnectionTune { channel_max, frame_max, heartbeat } => {
             w.u16(*channel_max);
@@ -291,68 +307,68 @@ fn method_args(m: &Method, w: &mut W) -> Result<()> {
             w.u16(*heartbeat);
         }
         ConnectionOpen { virtual_host } => {
-            w.shortstr(virtual_host)?;
-            w.shortstr("")?;
+            w.shortstr(virtual_host);
+            w.shortstr("");
             w.u8(0);
         }
         ConnectionClose { reply_code, reply_text, class_id, method_id } | ChannelClose { reply_code, reply_text, class_id, method_id } => {
             w.u16(*reply_code);
-            w.shortstr(reply_text)?;
+            w.shortstr(reply_text);
             w.u16(*class_id);
             w.u16(*method_id);
         }
-        ChannelOpen => w.shortstr("")?,
+        ChannelOpen => w.shortstr(""),
         ChannelFlow { active } | ChannelFlowOk { active } => w.bits(&[*active]),
         ExchangeDeclare { exchange, kind, passive, durable, auto_delete, internal, nowait, arguments } => {
             w.u16(0);
-            w.shortstr(exchange)?;
-            w.shortstr(kind)?;
+            w.shortstr(exchange);
+            w.shortstr(kind);
             w.bits(&[*passive, *durable, *auto_delete, *internal, *nowait]);
-            w.table(arguments)?;
+            w.table(arguments);
         }
         ExchangeDelete { exchange, if_unused, nowait } => {
             w.u16(0);
-            w.shortstr(exchange)?;
+            w.shortstr(exchange);
             w.bits(&[*if_unused, *nowait]);
         }
         ExchangeBind { destination, source, routing_key, nowait, arguments } | ExchangeUnbind { destination, source, routing_key, nowait, arguments } => {
             w.u16(0);
-            w.shortstr(destination)?;
-            w.shortstr(source)?;
-            w.shortstr(routing_key)?;
+            w.shortstr(destination);
+            w.shortstr(source);
+            w.shortstr(routing_key);
             w.bits(&[*nowait]);
-            w.table(arguments)?;
+            w.table(arguments);
         }
         QueueDeclare { queue, passive, durable, exclusive, auto_delete, nowait, arguments } => {
             w.u16(0);
-            w.shortstr(queue)?;
+            w.shortstr(queue);
             w.bits(&[*passive, *durable, *exclusive, *auto_delete, *nowait]);
-            w.table(arguments)?;
+            w.table(arguments);
         }
         QueueBind { queue, exchange, routing_key, nowait, arguments } => {
             w.u16(0);
-            w.shortstr(queue)?;
-            w.shortstr(exchange)?;
-            w.shortstr(routing_key)?;
+            w.shortstr(queue);
+            w.shortstr(exchange);
+            w.shortstr(routing_key);
             w.bits(&[*nowait]);
-            w.table(arguments)?;
+            w.table(arguments);
         }
         QueuePurge { queue, nowait } => {
             w.u16(0);
-            w.shortstr(queue)?;
+            w.shortstr(queue);
             w.bits(&[*nowait]);
         }
         QueueDelete { queue, if_unused, if_empty, nowait } => {
             w.u16(0);
-            w.shortstr(queue)?;
+            w.shortstr(queue);
             w.bits(&[*if_unused, *if_empty, *nowait]);
         }
         QueueUnbind { queue, exchange, routing_key, arguments } => {
             w.u16(0);
-            w.shortstr(queue)?;
-            w.shortstr(exchange)?;
-            w.shortstr(routing_key)?;
-            w.table(arguments)?;
+            w.shortstr(queue);
+            w.shortstr(exchange);
+            w.shortstr(routing_key);
+            w.table(arguments);
         }
         BasicQos { prefetch_size, prefetch_count, global } => {
             w.u32(*prefetch_size);
@@ -361,24 +377,24 @@ fn method_args(m: &Method, w: &mut W) -> Result<()> {
         }
         BasicConsume { queue, consumer_tag, no_local, no_ack, exclusive, nowait, arguments } => {
             w.u16(0);
-            w.shortstr(queue)?;
-            w.shortstr(consumer_tag)?;
+            w.shortstr(queue);
+            w.shortstr(consumer_tag);
             w.bits(&[*no_local, *no_ack, *exclusive, *nowait]);
-            w.table(arguments)?;
+            w.table(arguments);
         }
         BasicCancel { consumer_tag, nowait } => {
-            w.shortstr(consumer_tag)?;
+            w.shortstr(consumer_tag);
             w.bits(&[*nowait]);
         }
         BasicPublish { exchange, routing_key, mandatory, immediate } => {
             w.u16(0);
-            w.shortstr(exchange)?;
-            w.shortstr(routing_key)?;
+            w.shortstr(exchange);
+            w.shortstr(routing_key);
             w.bits(&[*mandatory, *immediate]);
         }
         BasicGet { queue, no_ack } => {
             w.u16(0);
-            w.shortstr(queue)?;
+            w.shortstr(queue);
             w.bits(&[*no_ack]);
         }
         BasicAck { delivery_tag, multiple } => {
@@ -398,12 +414,11 @@ fn method_args(m: &Method, w: &mut W) -> Result<()> {
         ConnectionOpenOk | ConnectionCloseOk | ChannelOpenOk | ChannelCloseOk | ConnectionUnblocked | ExchangeDeclareOk | ExchangeDeleteOk | ExchangeBindOk
         | ExchangeUnbindOk | QueueBindOk | QueueUnbindOk | BasicQosOk | BasicRecoverOk | ConfirmSelectOk | BasicGetEmpty => {
             if matches!(m, BasicGetEmpty) {
-                w.shortstr("")?;
+                w.shortstr("");
             }
         }
-        other => return Err(Error::NotImplemented(format!("encoding AMQP method {}.{} (a server-side method)", other.ids().0, other.ids().1))),
+        other => w.fail(Error::NotImplemented(format!("encoding AMQP method {}.{} (a server-side method)", other.ids().0, other.ids().1))),
     }
-    Ok(())
 }
 
 fn frame(kind: u8, channel: u16, payload: &[u8], out: &mut BytesMut) {
@@ -416,36 +431,36 @@ fn frame(kind: u8, channel: u16, payload: &[u8], out: &mut BytesMut) {
 
 /// Append a method frame.
 pub fn write_method(channel: u16, m: &Method, out: &mut BytesMut) -> Result<()> {
-    let mut w = W(BytesMut::with_capacity(64));
+    let mut w = W::new(BytesMut::with_capacity(64));
     let (c, i) = m.ids();
     w.u16(c);
     w.u16(i);
-    method_args(m, &mut w)?;
-    frame(1, channel, &w.0, out);
+    method_args(m, &mut w);
+    frame(1, channel, &w.done()?, out);
     Ok(())
 }
 
 /// Append the content header and body frames of a message, splitting the body at `frame_max`.
 pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_max: u32, out: &mut BytesMut) -> Result<()> {
-    let mut w = W(BytesMut::with_capacity(64));
+    let mut w = W::new(BytesMut::with_capacity(64));
     w.u16(60);
     w.u16(0);
     w.u64(body.len() as u64);
     let p = properties;
     let mut flags = 0u16;
-    let mut props = W(BytesMut::new());
+    let mut props = W::new(BytesMut::new());
     let bit = |n: u16| 1u16 << (15 - n);
     if let Some(v) = &p.content_type {
         flags |= bit(0);
-        props.shortstr(v)?;
+        props.shortstr(v);
     }
     if let Some(v) = &p.content_encoding {
         flags |= bit(1);
-        props.shortstr(v)?;
+        props.shortstr(v);
     }
     if !p.headers.is_empty() {
         flags |= bit(2);
-        props.table(&p.headers)?;
+        props.table(&p.headers);
     }
     if let Some(v) = p.delivery_mode {
         flags |= bit(3);
@@ -458,7 +473,7 @@ pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_m
     for (i, v) in [(5, &p.correlation_id), (6, &p.reply_to), (7, &p.expiration), (8, &p.message_id)] {
         if let Some(v) = v {
             flags |= bit(i);
-            props.shortstr(v)?;
+            props.shortstr(v);
         }
     }
     if let Some(v) = p.timestamp {
@@ -468,11 +483,11 @@ pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_m
     for (i, v) in [(10, &p.type_), (11, &p.user_id), (12, &p.app_id), (13, &p.cluster_id)] {
         if let Some(v) = v {
             flags |= bit(i);
-            props.shortstr(v)?;
+            props.shortstr(v);
         }
     }
     w.u16(flags);
-    w.0.put_slice(&props.0);
+    w.0.put_slice(&props.done()?);
     frame(2, channel, &w.0, out);
     let max = (frame_max.max(4096) - 8) as usize;
     for chunk in body.chunks(max) {
@@ -484,12 +499,15 @@ pub fn write_content(channel: u16, properties: &Properties, body: &[u8], frame_m
 /// The `connection.start-ok` response of the AMQPLAIN login method: a field table with
 /// `LOGIN` and `PASSWORD`, without the table's length prefix.
 pub fn amqplain_response(login: &str, password: &str) -> Result<Vec<u8>> {
-    let mut h = Headers::new();
-    h.insert("LOGIN".into(), Value::String(login.into()));
-    h.insert("PASSWORD".into(), Value::String(password.into()));
-    let mut w = W(BytesMut::new());
-    w.table(&h)?;
-    Ok(w.0[4..].to_vec())
+    // Written as `table` writes such a table (keys sorted, strings as long strings), without
+    // building one.
+    let mut w = W::new(BytesMut::new());
+    for (key, value) in [("LOGIN", login), ("PASSWORD", password)] {
+        w.shortstr(key);
+        w.u8(b'S');
+        w.longstr(value.as_bytes());
+    }
+    Ok(w.done()?.to_vec())
 }
 
 /// Append a heartbeat frame.
@@ -625,12 +643,14 @@ impl<'a> R<'a> {
         let float = |f: f64| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number);
         match self.u8(what) {
             b't' => Value::Bool(self.u8(what) != 0),
-            b'b' => Value::from(self.u8(what) as i8),
-            b'B' => Value::from(self.u8(what)),
-            b's' | b'U' => Value::from(self.u16(what) as i16),
-            b'u' => Value::from(self.u16(what)),
-            b'I' => Value::from(self.u32(what) as i32),
-            b'i' => Value::from(self.u32(what)),
+            // Every integer through Value::from(i64) (the same number as from its own type):
+            // one conversion in the wasm module rather than one per type.
+            b'b' => Value::from(i64::from(self.u8(what) as i8)),
+            b'B' => Value::from(i64::from(self.u8(what))),
+            b's' | b'U' => Value::from(i64::from(self.u16(what) as i16)),
+            b'u' => Value::from(i64::from(self.u16(what))),
+            b'I' => Value::from(i64::from(self.u32(what) as i32)),
+            b'i' => Value::from(i64::from(self.u32(what))),
             b'l' | b'L' => Value::from(self.u64(what) as i64),
             b'f' => float(f64::from(f32::from_bits(self.u32(what)))),
             b'd' => float(f64::from_bits(self.u64(what))),
@@ -650,7 +670,7 @@ impl<'a> R<'a> {
             }
             b'T' => Value::from(self.u64(what)),
             b'F' => Value::Object(self.table_at(what, depth)),
-            b'x' => Value::Array(self.longstr(what).iter().map(|b| Value::from(*b)).collect()),
+            b'x' => Value::Array(self.longstr(what).iter().map(|b| Value::from(i64::from(*b))).collect()),
             b'V' => Value::Null,
             t => {
                 // (An empty reader reads type 0: the error is then the one already recorded.)
@@ -1106,8 +1126,9 @@ mod tests {
         let mut h = Headers::new();
         h.insert("b".into(), json!([true, null, "x", 2.5, 5_000_000_000i64, -7, 18_446_744_073_709_551_615u64]));
         h.insert("a".into(), json!({"z": false, "y": {}}));
-        let mut w = W(BytesMut::new());
-        w.table(&h).unwrap();
+        let mut w = W::new(BytesMut::new());
+        w.table(&h);
+        let w = W::new(w.done().unwrap());
         let mut entries = b"\x01aF\x00\x00\x00\x0b\x01yF\x00\x00\x00\x00\x01zt\x00".to_vec();
         entries.extend_from_slice(b"\x01bA\x00\x00\x00\x29");
         entries.extend_from_slice(b"t\x01VS\x00\x00\x00\x01x");
@@ -1127,7 +1148,9 @@ mod tests {
         // A key longer than a short string is refused (not written with a wrapped length).
         let mut long = Headers::new();
         long.insert("k".repeat(256), json!(1));
-        assert!(W(BytesMut::new()).table(&long).unwrap_err().to_string().contains("short string"));
+        let mut w = W::new(BytesMut::new());
+        w.table(&long);
+        assert!(w.done().unwrap_err().to_string().contains("short string"));
     }
 
     #[test]

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, Bytes, BytesMut};
 use futures::channel::{mpsc, oneshot};
-use serde_json::json;
+use futures::FutureExt;
 
 use crate::proto::amqp::{self, Frame, Method};
 use crate::namemap::SortedMap;
@@ -29,11 +29,27 @@ use crate::proto::methods::{
 };
 use crate::transport::carrier::{Carrier, ClosedBy, Confirms, EventQueue, Unsettled};
 use crate::transport::{ConnectInfo, RawChannel, RawConnection};
-use crate::value::Headers;
+use crate::value::{Headers, Value};
 
 enum Reply {
     Method(Method),
     Get(Method, Box<Properties>, Bytes),
+}
+
+impl Reply {
+    fn method(self) -> Method {
+        match self {
+            Reply::Method(m) | Reply::Get(m, ..) => m,
+        }
+    }
+}
+
+/// Where the server's answer to a request arrives.
+type Answer = oneshot::Receiver<Result<Reply>>;
+
+/// The answer, or the connection's end.
+fn answer(r: std::result::Result<Result<Reply>, oneshot::Canceled>) -> Result<Reply> {
+    r.unwrap_or_else(|_| Err(closed()))
 }
 
 #[derive(Default)]
@@ -117,16 +133,35 @@ impl Inner {
         self.out.send(bytes.freeze()).map_err(|_| closed())
     }
 
-    /// Send `m` on `channel` and wait for the server's answer.
-    async fn call(&self, channel: u16, m: Method) -> Result<Reply> {
-        let mut out = BytesMut::new();
-        amqp::write_method(channel, &m, &mut out)?;
-        self.exchange(channel, out).await
+    /// Queue `ev` for the connection's [`RawConnection::next_event`] (dropped once the
+    /// connection is gone). One function for every event: each inlined send had its own
+    /// drop code for the event it could not queue.
+    #[inline(never)]
+    fn event(&self, ev: ServerEvent) {
+        let _ = self.events.unbounded_send(ev);
     }
 
-    /// Send `out` (frames on `channel`, or the protocol header) and wait for the server's
-    /// next answer on `channel`.
-    async fn exchange(&self, channel: u16, out: BytesMut) -> Result<Reply> {
+    /// Send the answer `m` to a method of the server on `channel` (a send failure means the
+    /// socket is closing, which its close reports).
+    fn answer_server(&self, channel: u16, m: &Method) -> Result<()> {
+        let mut out = BytesMut::new();
+        amqp::write_method(channel, m, &mut out)?;
+        let _ = self.send(out);
+        Ok(())
+    }
+
+    /// Send `m` on `channel`; the receiver gets the server's answer.
+    fn call(&self, channel: u16, m: &Method) -> Result<Answer> {
+        let mut out = BytesMut::new();
+        amqp::write_method(channel, m, &mut out)?;
+        self.request(channel, out)
+    }
+
+    /// Send `out` (frames on `channel`, or the protocol header); the receiver gets the
+    /// server's next answer on `channel`. Not async: the futures awaiting the answer then
+    /// hold only the receiver (each layer of async functions here had added its own states
+    /// and drop code to the wasm module).
+    fn request(&self, channel: u16, out: BytesMut) -> Result<Answer> {
         if !self.open.load(Ordering::SeqCst) {
             return Err(closed());
         }
@@ -138,23 +173,13 @@ impl Inner {
             self.send(out)?;
         }
         self.out.flush();
-        rx.await.unwrap_or_else(|_| Err(closed()))
+        Ok(rx)
     }
 
     async fn method(&self, channel: u16, m: Method) -> Result<Method> {
-        match self.call(channel, m).await? {
-            Reply::Method(m) => Ok(m),
-            Reply::Get(m, ..) => Ok(m),
-        }
-    }
-
-    /// Send `out` on channel 0 and wait for the server's next connection method (the
-    /// handshake).
-    async fn connection_method(&self, out: BytesMut) -> Result<Method> {
-        match self.exchange(0, out).await? {
-            Reply::Method(m) => Ok(m),
-            Reply::Get(m, ..) => Ok(m),
-        }
+        let rx = self.call(channel, &m)?;
+        drop(m);
+        answer(rx.await).map(Reply::method)
     }
 
     fn fail_all(&self, e: &Error) {
@@ -243,7 +268,7 @@ impl AmqpClient {
     fn fail(&self, e: &Error) {
         if self.inner.open.swap(false, Ordering::SeqCst) {
             self.inner.fail_all(e);
-            let _ = self.inner.events.unbounded_send(ServerEvent::ConnectionClosed { error: e.clone() });
+            self.inner.event(ServerEvent::ConnectionClosed { error: e.clone() });
         }
     }
 
@@ -257,44 +282,24 @@ impl AmqpClient {
     /// `info.virtual_host`. The `confirm_publish` transport option makes publishes wait for
     /// the broker's confirms.
     pub async fn handshake(&self, info: &ConnectInfo) -> Result<()> {
-        let start = self.inner.connection_method(BytesMut::from(&amqp::PROTOCOL_HEADER[..])).await?;
-        let Method::ConnectionStart { mechanisms, .. } = start else { return Err(unexpected("connection.start", &start)) };
-        let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
-        let user = info.userid.clone().unwrap_or_else(|| "guest".into());
-        let pass = info.password.clone().unwrap_or_else(|| "guest".into());
-        // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
-        let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
-            Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
-            Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
-            None if offered("PLAIN") => "PLAIN".to_owned(),
-            None => "AMQPLAIN".to_owned(),
-        };
-        if !offered(&mechanism) {
-            return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
-        }
-        let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { amqp::amqplain_response(&user, &pass)? };
-        let mut client_properties = Headers::new();
-        client_properties.insert("product".into(), json!("kombu-wasm"));
-        client_properties.insert("version".into(), json!(env!("CARGO_PKG_VERSION")));
-        client_properties.insert(
-            "capabilities".into(),
-            json!({"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}),
-        );
-        let mut out = BytesMut::new();
-        amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
-        let tune = self.inner.connection_method(out).await?;
-        let Method::ConnectionTune { channel_max, frame_max, heartbeat } = tune else { return Err(unexpected("connection.tune", &tune)) };
-        let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
-        let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
-        let want = info.heartbeat.unwrap_or(0.0).round() as u16;
-        // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
-        let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
-        let mut out = BytesMut::new();
-        amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
-        amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
-        match self.inner.connection_method(out).await? {
-            Method::ConnectionOpenOk => {}
-            other => return Err(unexpected("connection.open-ok", &other)),
+        // The steps between the waits are functions of their own, and one wait in a loop
+        // serves the three answers: the handshake's future then holds no strings or tables
+        // across its wait, and has one state for it (its states and drop code had made the
+        // amqp+ws connection's future ~6 KB of the wasm module).
+        let mut out = BytesMut::from(&amqp::PROTOCOL_HEADER[..]);
+        let (mut channel_max, mut frame_max, mut heartbeat) = (0, 0, 0);
+        for step in 0..3 {
+            let m = answer(self.inner.request(0, out)?.await)?.method();
+            out = match (step, m) {
+                (0, start) => start_ok(info, start)?,
+                (1, tune) => {
+                    let tuned;
+                    (tuned, channel_max, frame_max, heartbeat) = tune_ok(info, tune)?;
+                    tuned
+                }
+                (_, Method::ConnectionOpenOk) => BytesMut::new(),
+                (_, other) => return Err(unexpected("connection.open-ok", &other)),
+            };
         }
         self.inner.frame_max.store(frame_max, Ordering::Relaxed);
         self.inner.channel_max.store(channel_max, Ordering::Relaxed);
@@ -308,6 +313,58 @@ impl AmqpClient {
         let rx = lock(&self.events_rx).take().ok_or_else(|| Error::Value("AmqpClient::connection was already called".into()))?;
         Ok(AmqpConnection { inner: self.inner.clone(), events: EventQueue::new(rx, "the AMQP connection is closed"), _client: self.clone() })
     }
+}
+
+/// The client's properties in `connection.start-ok`: its name, version and capabilities.
+const CLIENT_PROPERTIES: &str = concat!(
+    r#"{"product": "kombu-wasm", "version": ""#,
+    env!("CARGO_PKG_VERSION"),
+    r#"", "capabilities": {"publisher_confirms": true, "consumer_cancel_notify": true, "basic.nack": true, "connection.blocked": true, "exchange_exchange_bindings": true}}"#
+);
+
+/// The answer to `connection.start`: `connection.start-ok` with the login (`info.login_method`:
+/// PLAIN by default, or AMQPLAIN) and the client's properties.
+fn start_ok(info: &ConnectInfo, start: Method) -> Result<BytesMut> {
+    let Method::ConnectionStart { mechanisms, .. } = start else { return Err(unexpected("connection.start", &start)) };
+    let offered = |m: &str| mechanisms.split_whitespace().any(|o| o == m);
+    let user = info.userid.as_deref().unwrap_or("guest");
+    let pass = info.password.as_deref().unwrap_or("guest");
+    // login_method as in py-amqp: PLAIN or AMQPLAIN; by default PLAIN, else AMQPLAIN.
+    let mechanism = match info.login_method.as_deref().map(str::to_ascii_uppercase) {
+        Some(m) if m == "PLAIN" || m == "AMQPLAIN" => m,
+        Some(m) => return Err(Error::NotImplemented(format!("login_method {m:?}: this client speaks PLAIN and AMQPLAIN"))),
+        None if offered("PLAIN") => "PLAIN".to_owned(),
+        None => "AMQPLAIN".to_owned(),
+    };
+    if !offered(&mechanism) {
+        return Err(Error::connection(ReplyCode::AccessRefused, format!("the broker offers the login methods {mechanisms:?}, not {mechanism}")));
+    }
+    let response = if mechanism == "PLAIN" { format!("\0{user}\0{pass}").into_bytes() } else { amqp::amqplain_response(user, pass)? };
+    // Parsed from its JSON text by the parser every module has: a table built in code (or
+    // with `json!`) is more of the wasm module.
+    let client_properties = match crate::json_text::parse(CLIENT_PROPERTIES.as_bytes()) {
+        Ok(Value::Object(p)) => p,
+        _ => Headers::new(),
+    };
+    let mut out = BytesMut::new();
+    amqp::write_method(0, &Method::ConnectionStartOk { client_properties, mechanism, response, locale: "en_US".into() }, &mut out)?;
+    Ok(out)
+}
+
+/// The answer to `connection.tune`: `connection.tune-ok` (frame_max, channel_max, and the
+/// lower of both heartbeat wishes) and `connection.open` of `info.virtual_host`, with the
+/// negotiated channel_max, frame_max and heartbeat.
+fn tune_ok(info: &ConnectInfo, tune: Method) -> Result<(BytesMut, u16, u32, u16)> {
+    let Method::ConnectionTune { channel_max, frame_max, heartbeat } = tune else { return Err(unexpected("connection.tune", &tune)) };
+    let channel_max = if channel_max == 0 { 2047 } else { channel_max.min(2047) };
+    let frame_max = if frame_max == 0 { 131_072 } else { frame_max.min(131_072) };
+    let want = info.heartbeat.unwrap_or(0.0).round() as u16;
+    // 0 (Kombu's default) disables heartbeats; otherwise the lower of both wishes.
+    let heartbeat = if want == 0 { 0 } else if heartbeat == 0 { want } else { want.min(heartbeat) };
+    let mut out = BytesMut::new();
+    amqp::write_method(0, &Method::ConnectionTuneOk { channel_max, frame_max, heartbeat }, &mut out)?;
+    amqp::write_method(0, &Method::ConnectionOpen { virtual_host: info.virtual_host.clone() }, &mut out)?;
+    Ok((out, channel_max, frame_max, heartbeat))
 }
 
 /// An AMQP connection (see [`AmqpClient`]).
@@ -331,11 +388,11 @@ fn deliver(inner: &Inner, channel: u16, m: Method, props: Properties, body: Byte
     match m {
         Method::BasicDeliver { consumer_tag, delivery_tag, redelivered, exchange, routing_key } => {
             let delivery = Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content, extra: None };
-            let _ = inner.events.unbounded_send(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
+            inner.event(ServerEvent::Deliver { channel: u32::from(channel), consumer_tag: consumer_tag.into(), delivery });
         }
         Method::BasicReturn { reply_code, reply_text, exchange, routing_key } => {
             let returned = Returned { reply_code, reply_text, exchange: exchange.into(), routing_key: routing_key.into(), content };
-            let _ = inner.events.unbounded_send(ServerEvent::Return { channel: u32::from(channel), returned });
+            inner.event(ServerEvent::Return { channel: u32::from(channel), returned });
         }
         m @ Method::BasicGetOk { .. } => {
             let tx = lock(&inner.channels).get_mut(&channel).and_then(|st| st.pending.pop_front());
@@ -351,55 +408,49 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
     match f {
         Frame::Heartbeat => Ok(()),
         Frame::Method(0, Method::ConnectionClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(0, &Method::ConnectionCloseOk, &mut out)?;
-            let _ = inner.send(out);
+            inner.answer_server(0, &Method::ConnectionCloseOk)?;
             Err(Error::connection(ReplyCode::from_code(reply_code), reply_text))
         }
         Frame::Method(0, Method::ConnectionBlocked { reason }) => {
             tracing::warn!(%reason, "the broker blocked publishing (connection.blocked)");
-            let _ = inner.events.unbounded_send(ServerEvent::Blocked { reason });
+            inner.event(ServerEvent::Blocked { reason });
             Ok(())
         }
         Frame::Method(0, Method::ConnectionUnblocked) => {
             tracing::info!("the broker unblocked publishing (connection.unblocked)");
-            let _ = inner.events.unbounded_send(ServerEvent::Unblocked);
+            inner.event(ServerEvent::Unblocked);
             Ok(())
         }
         Frame::Method(ch, Method::ChannelClose { reply_code, reply_text, .. }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(ch, &Method::ChannelCloseOk, &mut out)?;
-            let _ = inner.send(out);
+            inner.answer_server(ch, &Method::ChannelCloseOk)?;
             let e = Error::channel(ReplyCode::from_code(reply_code), reply_text);
             tracing::debug!(channel = ch, "the broker closed the channel: {e}");
             if let Some(st) = lock(&inner.channels).remove(&ch) {
                 st.fail(&e);
             }
-            let _ = inner.events.unbounded_send(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
+            inner.event(ServerEvent::ChannelClosed { channel: u32::from(ch), error: e });
             Ok(())
         }
         Frame::Method(ch, Method::ChannelFlow { active }) => {
-            let mut out = BytesMut::new();
-            amqp::write_method(ch, &Method::ChannelFlowOk { active }, &mut out)?;
-            let _ = inner.send(out);
-            let _ = inner.events.unbounded_send(ServerEvent::Flow { channel: u32::from(ch), active });
+            inner.answer_server(ch, &Method::ChannelFlowOk { active })?;
+            inner.event(ServerEvent::Flow { channel: u32::from(ch), active });
             Ok(())
         }
         Frame::Method(ch, Method::BasicCancel { consumer_tag, .. }) => {
-            let _ = inner.events.unbounded_send(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
+            inner.event(ServerEvent::Cancel { channel: u32::from(ch), consumer_tag: consumer_tag.into() });
             Ok(())
         }
         Frame::Method(ch, Method::BasicAck { delivery_tag, multiple }) => {
             let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, true));
             if !tracked {
-                let _ = inner.events.unbounded_send(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
+                inner.event(ServerEvent::Ack { channel: u32::from(ch), delivery_tag, multiple });
             }
             Ok(())
         }
         Frame::Method(ch, Method::BasicNack { delivery_tag, multiple, .. }) => {
             let tracked = lock(&inner.channels).get_mut(&ch).is_some_and(|st| st.confirmed(delivery_tag, multiple, false));
             if !tracked {
-                let _ = inner.events.unbounded_send(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
+                inner.event(ServerEvent::Nack { channel: u32::from(ch), delivery_tag, multiple });
             }
             Ok(())
         }
@@ -424,29 +475,40 @@ fn handle_frame(inner: &Inner, f: Frame) -> Result<()> {
             }
             Ok(())
         }
-        Frame::Header(ch, size, props) => content_frame(inner, ch, "content header without a method", |c| {
-            c.1 = *props;
-            c.2 = size;
-            size == 0
-        }),
-        Frame::Body(ch, bytes) => content_frame(inner, ch, "content body without a header", |c| {
-            c.3.extend_from_slice(&bytes);
-            c.3.len() as u64 >= c.2
-        }),
+        Frame::Header(ch, size, props) => content_frame(inner, ch, Part::Header(size, props)),
+        Frame::Body(ch, bytes) => content_frame(inner, ch, Part::Body(bytes)),
     }
 }
 
-/// A content header or body frame on `ch`: `add` puts it into the content being received
-/// and says whether the content is complete, which is then delivered. Without a content
-/// in progress the frame is out of place (`what` says how).
-fn content_frame(inner: &Inner, ch: u16, what: &str, add: impl FnOnce(&mut Incoming) -> bool) -> Result<()> {
+/// A part of a content: its header (body size, properties) or a body frame.
+enum Part {
+    Header(u64, Box<Properties>),
+    Body(Bytes),
+}
+
+/// A content header or body frame on `ch` goes into the content being received, which is
+/// delivered once complete. Without a content in progress the frame is out of place. (One
+/// function for both parts: a closure per part had made two copies of it.)
+fn content_frame(inner: &Inner, ch: u16, part: Part) -> Result<()> {
     let done = {
         let mut chans = lock(&inner.channels);
         let Some(st) = chans.get_mut(&ch) else { return Ok(()) };
         let Some(c) = st.content.as_mut() else {
+            let what = if let Part::Body(_) = part { "content body without a header" } else { "content header without a method" };
             return Err(Error::connection(ReplyCode::UnexpectedFrame, format!("{what} on channel {ch}")));
         };
-        if add(c) {
+        let complete = match part {
+            Part::Header(size, props) => {
+                c.1 = *props;
+                c.2 = size;
+                size == 0
+            }
+            Part::Body(bytes) => {
+                c.3.extend_from_slice(&bytes);
+                c.3.len() as u64 >= c.2
+            }
+        };
+        if complete {
             let done = st.content.take();
             match done.as_ref().map(|d| &d.0) {
                 Some(Method::BasicDeliver { delivery_tag, consumer_tag, .. }) => st.delivered(*delivery_tag, Some(consumer_tag)),
@@ -485,14 +547,19 @@ impl RawConnection for AmqpConnection {
                 return Err(Error::ChannelLimitExceeded { limit: usize::from(self.inner.channel_max.load(Ordering::Relaxed)) });
             }
         };
-        match self.inner.method(id, Method::ChannelOpen).await? {
-            Method::ChannelOpenOk => {}
-            other => return Err(unexpected("channel.open-ok", &other)),
-        }
-        if self.inner.confirm_publish.load(Ordering::Relaxed) {
-            self.inner.method(id, Method::ConfirmSelect { nowait: false }).await?;
-            if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
-                st.confirm = Some(Confirms::default());
+        // channel.open, then confirm.select with confirm_publish: one wait in a loop (one
+        // state of the future rather than one per wait).
+        let steps = if self.inner.confirm_publish.load(Ordering::Relaxed) { 2 } else { 1 };
+        for step in 0..steps {
+            let m = if step == 0 { Method::ChannelOpen } else { Method::ConfirmSelect { nowait: false } };
+            match (step, self.inner.method(id, m).await?) {
+                (0, Method::ChannelOpenOk) => {}
+                (0, other) => return Err(unexpected("channel.open-ok", &other)),
+                _ => {
+                    if let Some(st) = lock(&self.inner.channels).get_mut(&id) {
+                        st.confirm = Some(Confirms::default());
+                    }
+                }
             }
         }
         Ok(Arc::new(AmqpChannel { inner: self.inner.clone(), id, open: AtomicBool::new(true), closed }))
@@ -552,13 +619,33 @@ impl AmqpChannel {
         }
     }
 
+    /// Call `m` on the channel, for the methods whose answer only says it succeeded: the
+    /// trait's methods return this future as it is, without a future of their own around it
+    /// (each would add its states and drop code to the wasm module).
+    fn unit(&self, m: Method) -> rt::BoxFuture<'_, Result<()>> {
+        self.then(m, |_| Ok(()))
+    }
+
+    /// Call `m` and make the channel method's result of the answer with `f`: a combinator
+    /// rather than a future of each trait method's own, as [`AmqpChannel::unit`].
+    fn then<T: 'static>(&self, m: Method, f: fn(Method) -> Result<T>) -> rt::BoxFuture<'_, Result<T>> {
+        Box::pin(self.ok(m).map(move |r| r.and_then(f)))
+    }
+
     /// Call `m` on the channel. Boxed: the channel's methods each await it, and a future of
     /// their own holding this one inline would repeat its states and drop code in each (the
     /// wasm module's size).
     fn ok(&self, m: Method) -> rt::BoxFuture<'_, Result<Method>> {
         Box::pin(async move {
             self.check()?;
-            self.inner.method(self.id, m).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
+            // The request itself rather than Inner::method, whose future would nest in this one.
+            let sent = self.inner.call(self.id, &m);
+            drop(m);
+            let answer = match sent {
+                Ok(rx) => answer(rx.await).map(Reply::method),
+                Err(e) => Err(e),
+            };
+            answer.map_err(|e| lock(&self.closed).clone().unwrap_or(e)).inspect_err(|e| {
                 if matches!(e, Error::Channel { .. } | Error::Connection { .. }) {
                     self.open.store(false, Ordering::SeqCst);
                 }
@@ -594,8 +681,13 @@ impl RawChannel for AmqpChannel {
     fn is_open(&self) -> bool {
         self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) && lock(&self.closed).is_none()
     }
-    async fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
-        self.ok(Method::ExchangeDeclare {
+    fn exchange_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDeclare) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeDeclare {
             exchange: m.exchange.clone(),
             kind: m.kind.to_string(),
             passive: m.passive,
@@ -605,48 +697,80 @@ impl RawChannel for AmqpChannel {
             nowait: false,
             arguments: m.arguments.clone(),
         })
-        .await
-        .map(|_| ())
     }
-    async fn exchange_delete(&self, m: &ExchangeDelete) -> Result<()> {
-        self.ok(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false }).await.map(|_| ())
+    fn exchange_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDelete) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false })
     }
-    async fn exchange_bind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
+    fn exchange_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn exchange_unbind(&self, m: &ExchangeBind) -> Result<()> {
-        self.ok(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-            .await
-            .map(|_| ())
+    fn exchange_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
-        match self
-            .ok(Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
+    fn queue_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDeclare) -> rt::BoxFuture<'async_trait, Result<QueueDeclareOk>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        let m = Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() };
+        self.then(m, |answer| match answer {
             Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
             other => Err(unexpected("queue.declare-ok", &other)),
-        }
+        })
     }
-    async fn queue_bind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() }).await.map(|_| ())
+    fn queue_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
     }
-    async fn queue_unbind(&self, m: &QueueBind) -> Result<()> {
-        self.ok(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() }).await.map(|_| ())
+    fn queue_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() })
     }
-    async fn queue_purge(&self, queue: &str) -> Result<u32> {
-        match self.ok(Method::QueuePurge { queue: queue.into(), nowait: false }).await? {
+    fn queue_purge<'life0, 'life1, 'async_trait>(&'life0 self, queue: &'life1 str) -> rt::BoxFuture<'async_trait, Result<u32>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.then(Method::QueuePurge { queue: queue.into(), nowait: false }, |answer| match answer {
             Method::QueuePurgeOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.purge-ok", &other)),
-        }
+        })
     }
-    async fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
-        match self.ok(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }).await? {
+    fn queue_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDelete) -> rt::BoxFuture<'async_trait, Result<u32>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.then(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }, |answer| match answer {
             Method::QueueDeleteOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.delete-ok", &other)),
-        }
+        })
     }
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
         self.check()?;
@@ -673,7 +797,11 @@ impl RawChannel for AmqpChannel {
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.gets.push_back(no_ack);
         }
-        match self.inner.call(self.id, Method::BasicGet { queue: queue.into(), no_ack }).await.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
+        let reply = match self.inner.call(self.id, &Method::BasicGet { queue: queue.into(), no_ack }) {
+            Ok(rx) => answer(rx.await),
+            Err(e) => Err(e),
+        };
+        match reply.map_err(|e| lock(&self.closed).clone().unwrap_or(e))? {
             Reply::Get(Method::BasicGetOk { delivery_tag, redelivered, exchange, routing_key, message_count }, properties, body) => Ok(Some(GetOk {
                 delivery: Delivery { delivery_tag, redelivered, exchange: exchange.into(), routing_key: routing_key.into(), content: Arc::new(Content { properties: *properties, body }), extra: None },
                 message_count,
@@ -681,7 +809,12 @@ impl RawChannel for AmqpChannel {
             _ => Ok(None),
         }
     }
-    async fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
+    fn basic_consume<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 BasicConsume) -> rt::BoxFuture<'async_trait, Result<String>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
         if m.no_ack {
             // Known before the first delivery: the broker may send it right after consume-ok.
             if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
@@ -693,16 +826,19 @@ impl RawChannel for AmqpChannel {
                 }
             }
         }
-        match self
-            .ok(Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() })
-            .await?
-        {
+        let m = Method::BasicConsume { queue: m.queue.clone(), consumer_tag: m.consumer_tag.clone(), no_local: m.no_local, no_ack: m.no_ack, exclusive: m.exclusive, nowait: false, arguments: m.arguments.clone() };
+        self.then(m, |answer| match answer {
             Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
             other => Err(unexpected("basic.consume-ok", &other)),
-        }
+        })
     }
-    async fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
-        self.ok(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false }).await.map(|_| ())
+    fn basic_cancel<'life0, 'life1, 'async_trait>(&'life0 self, consumer_tag: &'life1 str) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        'life1: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false })
     }
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicAck { delivery_tag, multiple })
@@ -713,28 +849,44 @@ impl RawChannel for AmqpChannel {
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicNack { delivery_tag, multiple, requeue })
     }
-    async fn basic_recover(&self, requeue: bool) -> Result<()> {
+    fn basic_recover<'life0, 'async_trait>(&'life0 self, requeue: bool) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
         // Every unacknowledged delivery goes back (or is sent again with a new tag).
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.unsettled.clear();
         }
-        self.ok(Method::BasicRecover { requeue }).await.map(|_| ())
+        self.unit(Method::BasicRecover { requeue })
     }
-    async fn basic_qos(&self, qos: BasicQos) -> Result<()> {
-        self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).await?;
-        if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
-            st.unsettled.set_prefetch(qos.prefetch_count);
-        }
-        Ok(())
+    fn basic_qos<'life0, 'async_trait>(&'life0 self, qos: BasicQos) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        Box::pin(self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).map(move |answer| {
+            answer?;
+            if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
+                st.unsettled.set_prefetch(qos.prefetch_count);
+            }
+            Ok(())
+        }))
     }
-    async fn flow(&self, active: bool) -> Result<bool> {
-        match self.ok(Method::ChannelFlow { active }).await? {
-            Method::ChannelFlowOk { active } => Ok(active),
-            _ => Ok(active),
-        }
+    fn flow<'life0, 'async_trait>(&'life0 self, active: bool) -> rt::BoxFuture<'async_trait, Result<bool>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        let wanted = active;
+        Box::pin(self.ok(Method::ChannelFlow { active }).map(move |answer| Ok(if let Method::ChannelFlowOk { active } = answer? { active } else { wanted })))
     }
-    async fn confirm_select(&self) -> Result<()> {
-        self.ok(Method::ConfirmSelect { nowait: false }).await.map(|_| ())
+    fn confirm_select<'life0, 'async_trait>(&'life0 self) -> rt::BoxFuture<'async_trait, Result<()>>
+    where
+        'life0: 'async_trait,
+        Self: 'async_trait,
+    {
+        self.unit(Method::ConfirmSelect { nowait: false })
     }
     async fn close(&self) -> Result<()> {
         if self.open.swap(false, Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) {
