@@ -365,8 +365,16 @@ async fn a_ping_flood_that_reads_no_pong_is_cut_off_and_memory_stays_bounded() {
 }
 
 /// Whether RabbitMQ answers on 127.0.0.1:5672.
+/// Whether RabbitMQ listens: a few tries over ~3 s, since its listener can refuse a connection
+/// for a moment while other tests flood it (one refused try failed a CI run).
 async fn rabbitmq_up() -> bool {
-    TcpStream::connect("127.0.0.1:5672").await.is_ok()
+    for _ in 0..15 {
+        if TcpStream::connect("127.0.0.1:5672").await.is_ok() {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    false
 }
 
 #[tokio::test]
