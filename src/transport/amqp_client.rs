@@ -672,6 +672,27 @@ impl AmqpChannel {
     }
 }
 
+/// A channel method written without `async` (it builds its request at once and returns a boxed
+/// future of the answer), in the signature that `async_trait` gives the trait's `async fn`,
+/// which such a method must spell out: `boxed!(fn name(&self, arg: &Type) -> Output { body })`.
+macro_rules! boxed {
+    (fn $name:ident(&$s:ident, $arg:ident: &$ty:ty) -> $out:ty $body:block) => {
+        fn $name<'life0, 'life1, 'async_trait>(&'life0 $s, $arg: &'life1 $ty) -> rt::BoxFuture<'async_trait, $out>
+        where
+            'life0: 'async_trait,
+            'life1: 'async_trait,
+            Self: 'async_trait,
+        $body
+    };
+    (fn $name:ident(&$s:ident $(, $arg:ident: $ty:ty)?) -> $out:ty $body:block) => {
+        fn $name<'life0, 'async_trait>(&'life0 $s $(, $arg: $ty)?) -> rt::BoxFuture<'async_trait, $out>
+        where
+            'life0: 'async_trait,
+            Self: 'async_trait,
+        $body
+    };
+}
+
 #[cfg_attr(not(target_arch = "wasm32"), async_trait::async_trait)]
 #[cfg_attr(target_arch = "wasm32", async_trait::async_trait(?Send))]
 impl RawChannel for AmqpChannel {
@@ -681,12 +702,7 @@ impl RawChannel for AmqpChannel {
     fn is_open(&self) -> bool {
         self.open.load(Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) && lock(&self.closed).is_none()
     }
-    fn exchange_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDeclare) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    boxed!(fn exchange_declare(&self, m: &ExchangeDeclare) -> Result<()> {
         self.unit(Method::ExchangeDeclare {
             exchange: m.exchange.clone(),
             kind: m.kind.to_string(),
@@ -697,81 +713,41 @@ impl RawChannel for AmqpChannel {
             nowait: false,
             arguments: m.arguments.clone(),
         })
-    }
-    fn exchange_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeDelete) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn exchange_delete(&self, m: &ExchangeDelete) -> Result<()> {
         self.unit(Method::ExchangeDelete { exchange: m.exchange.clone(), if_unused: m.if_unused, nowait: false })
-    }
-    fn exchange_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn exchange_bind(&self, m: &ExchangeBind) -> Result<()> {
         self.unit(Method::ExchangeBind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-    }
-    fn exchange_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 ExchangeBind) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn exchange_unbind(&self, m: &ExchangeBind) -> Result<()> {
         self.unit(Method::ExchangeUnbind { destination: m.destination.clone(), source: m.source.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-    }
-    fn queue_declare<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDeclare) -> rt::BoxFuture<'async_trait, Result<QueueDeclareOk>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn queue_declare(&self, m: &QueueDeclare) -> Result<QueueDeclareOk> {
         let m = Method::QueueDeclare { queue: m.queue.clone(), passive: m.passive, durable: m.durable, exclusive: m.exclusive, auto_delete: m.auto_delete, nowait: false, arguments: m.arguments.clone() };
         self.then(m, |answer| match answer {
             Method::QueueDeclareOk { queue, message_count, consumer_count } => Ok(QueueDeclareOk { queue, message_count, consumer_count }),
             other => Err(unexpected("queue.declare-ok", &other)),
         })
-    }
-    fn queue_bind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn queue_bind(&self, m: &QueueBind) -> Result<()> {
         self.unit(Method::QueueBind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), nowait: false, arguments: m.arguments.clone() })
-    }
-    fn queue_unbind<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueBind) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn queue_unbind(&self, m: &QueueBind) -> Result<()> {
         self.unit(Method::QueueUnbind { queue: m.queue.clone(), exchange: m.exchange.clone(), routing_key: m.routing_key.clone(), arguments: m.arguments.clone() })
-    }
-    fn queue_purge<'life0, 'life1, 'async_trait>(&'life0 self, queue: &'life1 str) -> rt::BoxFuture<'async_trait, Result<u32>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn queue_purge(&self, queue: &str) -> Result<u32> {
         self.then(Method::QueuePurge { queue: queue.into(), nowait: false }, |answer| match answer {
             Method::QueuePurgeOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.purge-ok", &other)),
         })
-    }
-    fn queue_delete<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 QueueDelete) -> rt::BoxFuture<'async_trait, Result<u32>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn queue_delete(&self, m: &QueueDelete) -> Result<u32> {
         self.then(Method::QueueDelete { queue: m.queue.clone(), if_unused: m.if_unused, if_empty: m.if_empty, nowait: false }, |answer| match answer {
             Method::QueueDeleteOk { message_count } => Ok(message_count),
             other => Err(unexpected("queue.delete-ok", &other)),
         })
-    }
+    });
     async fn basic_publish(&self, m: &BasicPublish, content: Arc<Content>) -> Result<()> {
         self.check()?;
         let mut out = BytesMut::with_capacity(content.body.len() + 256);
@@ -809,12 +785,7 @@ impl RawChannel for AmqpChannel {
             _ => Ok(None),
         }
     }
-    fn basic_consume<'life0, 'life1, 'async_trait>(&'life0 self, m: &'life1 BasicConsume) -> rt::BoxFuture<'async_trait, Result<String>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    boxed!(fn basic_consume(&self, m: &BasicConsume) -> Result<String> {
         if m.no_ack {
             // Known before the first delivery: the broker may send it right after consume-ok.
             if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
@@ -831,15 +802,10 @@ impl RawChannel for AmqpChannel {
             Method::BasicConsumeOk { consumer_tag } => Ok(consumer_tag),
             other => Err(unexpected("basic.consume-ok", &other)),
         })
-    }
-    fn basic_cancel<'life0, 'life1, 'async_trait>(&'life0 self, consumer_tag: &'life1 str) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        'life1: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn basic_cancel(&self, consumer_tag: &str) -> Result<()> {
         self.unit(Method::BasicCancel { consumer_tag: consumer_tag.into(), nowait: false })
-    }
+    });
     fn basic_ack(&self, delivery_tag: u64, multiple: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicAck { delivery_tag, multiple })
     }
@@ -849,22 +815,14 @@ impl RawChannel for AmqpChannel {
     fn basic_nack(&self, delivery_tag: u64, multiple: bool, requeue: bool) -> Result<()> {
         self.settle(delivery_tag, multiple, Method::BasicNack { delivery_tag, multiple, requeue })
     }
-    fn basic_recover<'life0, 'async_trait>(&'life0 self, requeue: bool) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    boxed!(fn basic_recover(&self, requeue: bool) -> Result<()> {
         // Every unacknowledged delivery goes back (or is sent again with a new tag).
         if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
             st.unsettled.clear();
         }
         self.unit(Method::BasicRecover { requeue })
-    }
-    fn basic_qos<'life0, 'async_trait>(&'life0 self, qos: BasicQos) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn basic_qos(&self, qos: BasicQos) -> Result<()> {
         Box::pin(self.ok(Method::BasicQos { prefetch_size: qos.prefetch_size, prefetch_count: qos.prefetch_count, global: qos.global }).map(move |answer| {
             answer?;
             if let Some(st) = lock(&self.inner.channels).get_mut(&self.id) {
@@ -872,22 +830,14 @@ impl RawChannel for AmqpChannel {
             }
             Ok(())
         }))
-    }
-    fn flow<'life0, 'async_trait>(&'life0 self, active: bool) -> rt::BoxFuture<'async_trait, Result<bool>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn flow(&self, active: bool) -> Result<bool> {
         let wanted = active;
         Box::pin(self.ok(Method::ChannelFlow { active }).map(move |answer| Ok(if let Method::ChannelFlowOk { active } = answer? { active } else { wanted })))
-    }
-    fn confirm_select<'life0, 'async_trait>(&'life0 self) -> rt::BoxFuture<'async_trait, Result<()>>
-    where
-        'life0: 'async_trait,
-        Self: 'async_trait,
-    {
+    });
+    boxed!(fn confirm_select(&self) -> Result<()> {
         self.unit(Method::ConfirmSelect { nowait: false })
-    }
+    });
     async fn close(&self) -> Result<()> {
         if self.open.swap(false, Ordering::SeqCst) && self.inner.open.load(Ordering::SeqCst) {
             let _ = self.inner.method(self.id, Method::ChannelClose { reply_code: 200, reply_text: "bye".into(), class_id: 0, method_id: 0 }).await;
