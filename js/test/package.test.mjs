@@ -12,6 +12,18 @@ import { gzipSync } from "node:zlib";
 import { Connection, Exchange, Queue, version } from "../index.js";
 
 const here = dirname(fileURLToPath(import.meta.url));
+
+/** Run `code` (an ES module printing one JSON line) in a fresh Node process — a fresh core, in
+ * a directory inside the package so that "kombu-wasm" names it — and parse what it printed. */
+function runModule(code) {
+  const dir = mkdtempSync(join(here, ".run-"));
+  try {
+    writeFileSync(join(dir, "main.mjs"), code);
+    return JSON.parse(execFileSync(process.execPath, [join(dir, "main.mjs")], { encoding: "utf8" }));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
 const pkgDir = join(here, "..");
 let n = 0;
 const url = () => `memory:///node-test-${process.pid}-${++n}`;
@@ -381,34 +393,28 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
     await conn.release();
     console.log(JSON.stringify(out));
   `;
-  const dir = mkdtempSync(join(here, ".codecs-"));
-  try {
-    writeFileSync(join(dir, "codecs.mjs"), script);
-    const out = JSON.parse(execFileSync(process.execPath, [join(dir, "codecs.mjs")], { encoding: "utf8" }));
-    assert.deepEqual(out.before, []);
-    assert.match(out.missing, /^CompressionNotInstalled: .*import "kombu-wasm\/codecs"/);
-    assert.match(out.missingYaml, /^EncodeError: .*yaml.*import "kombu-wasm\/codecs"/);
-    assert.match(out.early, /^DecodeError: .*msgpack.*import "kombu-wasm\/codecs".*requeued/);
-    assert.deepEqual(out.late, [{ a: 1 }, true]);
-    const [[yt, yb, yp], [mt, mb, mp]] = out.serialized;
-    assert.equal(yt, "application/x-yaml");
-    assert.equal(new TextDecoder().decode(new Uint8Array(yb)), "id: 7\nf: 1.5\nargs:\n  - 1\n  - x\n");
-    assert.deepEqual(yp, { id: 7, f: 1.5, args: [1, "x"] });
-    assert.equal(mt, "application/x-msgpack");
-    // msgpack.packb({"id": 7, "f": 1.5, "args": [1, "x"]}, use_bin_type=True)
-    assert.deepEqual(mb, [0x83, 0xa2, 0x69, 0x64, 0x07, 0xa1, 0x66, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0xa4, 0x61, 0x72, 0x67, 0x73, 0x92, 0x01, 0xa1, 0x78]);
-    assert.deepEqual(mp, { id: 7, f: 1.5, args: [1, "x"] });
-    assert.match(out.refused, /^ContentDisallowed: /);
-    const types = Object.fromEntries(out.after);
-    assert.deepEqual(Object.keys(types).sort(), ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
-    assert.deepEqual(types["application/x-bz2"].sort(), ["bzip", "bzip2"]);
-    const expect = { zlib: "application/x-gzip", bzip2: "application/x-bz2", xz: "application/x-lzma", zstd: "application/zstd" };
-    assert.deepEqual(out.received, Object.entries(expect).map(([m, t]) => [t, m, true]));
-    assert.deepEqual(out.reversed, ["application/x-reversed", '"abc"', "abc"]);
-    assert.match(out.broken, /JavaScript decompress function threw: no way/);
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const out = runModule(script);
+  assert.deepEqual(out.before, []);
+  assert.match(out.missing, /^CompressionNotInstalled: .*import "kombu-wasm\/codecs"/);
+  assert.match(out.missingYaml, /^EncodeError: .*yaml.*import "kombu-wasm\/codecs"/);
+  assert.match(out.early, /^DecodeError: .*msgpack.*import "kombu-wasm\/codecs".*requeued/);
+  assert.deepEqual(out.late, [{ a: 1 }, true]);
+  const [[yt, yb, yp], [mt, mb, mp]] = out.serialized;
+  assert.equal(yt, "application/x-yaml");
+  assert.equal(new TextDecoder().decode(new Uint8Array(yb)), "id: 7\nf: 1.5\nargs:\n  - 1\n  - x\n");
+  assert.deepEqual(yp, { id: 7, f: 1.5, args: [1, "x"] });
+  assert.equal(mt, "application/x-msgpack");
+  // msgpack.packb({"id": 7, "f": 1.5, "args": [1, "x"]}, use_bin_type=True)
+  assert.deepEqual(mb, [0x83, 0xa2, 0x69, 0x64, 0x07, 0xa1, 0x66, 0xcb, 0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0xa4, 0x61, 0x72, 0x67, 0x73, 0x92, 0x01, 0xa1, 0x78]);
+  assert.deepEqual(mp, { id: 7, f: 1.5, args: [1, "x"] });
+  assert.match(out.refused, /^ContentDisallowed: /);
+  const types = Object.fromEntries(out.after);
+  assert.deepEqual(Object.keys(types).sort(), ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
+  assert.deepEqual(types["application/x-bz2"].sort(), ["bzip", "bzip2"]);
+  const expect = { zlib: "application/x-gzip", bzip2: "application/x-bz2", xz: "application/x-lzma", zstd: "application/zstd" };
+  assert.deepEqual(out.received, Object.entries(expect).map(([m, t]) => [t, m, true]));
+  assert.deepEqual(out.reversed, ["application/x-reversed", '"abc"', "abc"]);
+  assert.match(out.broken, /JavaScript decompress function threw: no way/);
 });
 
 // Budgets for the modules a web app downloads (gzip -9 by this zlib; sizes and what they
@@ -467,16 +473,7 @@ for (const [file, budget] of Object.entries(budgets)) {
 // made on that, then an error says what to import), and memory:// there names "kombu-wasm".
 // In child processes (a fresh core each).
 test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => {
-  const run = (code) => {
-    const dir = mkdtempSync(join(here, ".ws-"));
-    try {
-      writeFileSync(join(dir, "ws.mjs"), code);
-      return JSON.parse(execFileSync(process.execPath, [join(dir, "ws.mjs")], { encoding: "utf8" }));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
-  const core = run(`
+  const core = runModule(`
     const { Connection } = await import("kombu-wasm");
     const out = {};
     try { new Connection("gateway+ws://127.0.0.1:9/gateway"); } catch (e) { out.gateway = e.name + ": " + e.message; }
@@ -491,13 +488,13 @@ test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => 
   assert.match(core.uri, /^gateway\+ws:\/\/127.0.0.1:9/);
   assert.match(core.memory, /^UnknownTransport: No such transport: "memory" .*memory:\/\/ \(the in-page broker\) is in "kombu-wasm", not in "kombu-wasm\/ws", "kombu-wasm\/gateway" or "kombu-wasm\/amqp".*import from "kombu-wasm"/);
   // Static imports in either order.
-  const staticOrder = run(`
+  const staticOrder = runModule(`
     import "kombu-wasm";
     import { Connection, version } from "kombu-wasm/ws";
     console.log(JSON.stringify({ uri: new Connection("gateway+ws://127.0.0.1:9/gateway").asUri(), version }));
   `);
   assert.match(staticOrder.uri, /^gateway\+ws:/);
-  const used = run(`
+  const used = runModule(`
     const { Connection } = await import("kombu-wasm");
     new Connection("memory://");
     const out = {};
@@ -505,7 +502,7 @@ test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => 
     console.log(JSON.stringify(out));
   `);
   assert.match(used.ws, /already in use without the WebSocket transports.*import from "kombu-wasm\/ws" everywhere/);
-  const ws = run(`
+  const ws = runModule(`
     const a = await import("kombu-wasm/ws");
     const b = await import("kombu-wasm");
     const c = new b.Connection("gateway+ws://127.0.0.1:9/gateway");
@@ -520,7 +517,7 @@ test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => 
   assert.match(ws.uri, /^gateway\+ws:\/\/127.0.0.1:9/);
   // "kombu-wasm/ws" alone: no memory:// broker in it (the default URL too), and the error says
   // where it is; the WebSocket transports are listed as the known ones.
-  const alone = run(`
+  const alone = runModule(`
     import { Connection } from "kombu-wasm/ws";
     const out = [];
     for (const make of [() => new Connection("memory://"), () => new Connection(), () => new Connection("memory:///vhost")]) {
@@ -544,33 +541,24 @@ test("kombu-wasm/ws carries the WebSocket transports; the core names it", () => 
 // In child processes (a fresh core each). Messages through each: no-silent-loss.test.mjs (Node)
 // and gateway.test.mjs (Chromium).
 test("kombu-wasm/gateway and kombu-wasm/amqp carry one WebSocket transport each and name the entry for the others", () => {
-  const run = (code) => {
-    const dir = mkdtempSync(join(here, ".one-"));
-    try {
-      writeFileSync(join(dir, "one.mjs"), code);
-      return JSON.parse(execFileSync(process.execPath, [join(dir, "one.mjs")], { encoding: "utf8" }));
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
-    }
-  };
   const attempt = `const attempt = (u) => { try { return new Connection(u).asUri(); } catch (e) { return e.name + ": " + e.message; } };`;
   const urls = `["gateway+ws://127.0.0.1:9/gateway", "gateway+wss://127.0.0.1:9/gateway", "amqp+ws://127.0.0.1:9//", "amqps+wss://127.0.0.1:9//", "memory://"]`;
-  for (const [entry, own] of [["gateway", ["gateway+ws", "gateway+wss"]], ["amqp", ["amqp+ws", "amqps+wss"]]]) {
-    const out = run(`import { Connection } from "kombu-wasm/${entry}"; ${attempt} console.log(JSON.stringify(${urls}.map(attempt)));`);
-    const [other] = [["amqp+ws and amqps+wss", "gateway"], ["gateway+ws and gateway+wss", "amqp"]].filter(([, e]) => e === entry);
+  const builds = [["gateway", ["gateway+ws", "gateway+wss"], "amqp", "amqp+ws and amqps+wss"], ["amqp", ["amqp+ws", "amqps+wss"], "gateway", "gateway+ws and gateway+wss"]];
+  for (const [entry, own, otherEntry, otherSchemes] of builds) {
+    const out = runModule(`import { Connection } from "kombu-wasm/${entry}"; ${attempt} console.log(JSON.stringify(${urls}.map(attempt)));`);
     for (const [i, scheme] of ["gateway+ws", "gateway+wss", "amqp+ws", "amqps+wss"].entries()) {
       if (own.includes(scheme)) {
         assert.ok(out[i].startsWith(`${scheme}://127.0.0.1:9`), `${entry} ${scheme}: ${out[i]}`);
       } else {
-        assert.ok(out[i].startsWith(`UnknownTransport: No such transport: "${scheme}" (known: ${own.join(", ")}; ${other[0]} are not in "kombu-wasm/${entry}"`), `${entry} ${scheme}: ${out[i]}`);
-        assert.match(out[i], new RegExp(`import from "kombu-wasm/${entry === "gateway" ? "amqp" : "gateway"}", or from "kombu-wasm/ws" for both`));
+        assert.ok(out[i].startsWith(`UnknownTransport: No such transport: "${scheme}" (known: ${own.join(", ")}; ${otherSchemes} are not in "kombu-wasm/${entry}"`), `${entry} ${scheme}: ${out[i]}`);
+        assert.match(out[i], new RegExp(`import from "kombu-wasm/${otherEntry}", or from "kombu-wasm/ws" for both`));
       }
     }
     assert.match(out[4], /^UnknownTransport: No such transport: "memory" .*memory:\/\/ \(the in-page broker\) is in "kombu-wasm", not in "kombu-wasm\/ws", "kombu-wasm\/gateway" or "kombu-wasm\/amqp"/);
   }
   // Import orders: the core then a one-transport build (and back): that build serves the app.
   for (const order of [["kombu-wasm", "kombu-wasm/gateway"], ["kombu-wasm/gateway", "kombu-wasm"]]) {
-    const out = run(`
+    const out = runModule(`
       const a = await import(${JSON.stringify(order[0])});
       const b = await import(${JSON.stringify(order[1])});
       const { Connection } = b;
@@ -582,7 +570,7 @@ test("kombu-wasm/gateway and kombu-wasm/amqp carry one WebSocket transport each 
     assert.match(out.amqp, /^UnknownTransport: .*are not in "kombu-wasm\/gateway"/, order.join(" then "));
   }
   // "kombu-wasm/ws" after one: it takes the place of the smaller build, unless in use.
-  const upgraded = run(`
+  const upgraded = runModule(`
     await import("kombu-wasm/amqp");
     const { Connection } = await import("kombu-wasm/ws");
     ${attempt}
@@ -590,7 +578,7 @@ test("kombu-wasm/gateway and kombu-wasm/amqp carry one WebSocket transport each 
   `);
   assert.match(upgraded[0], /^gateway\+ws:/);
   assert.match(upgraded[1], /^amqp\+ws:/);
-  const inUse = run(`
+  const inUse = runModule(`
     const { Connection } = await import("kombu-wasm/amqp");
     new Connection("amqp+ws://127.0.0.1:9//");
     try { await import("kombu-wasm/ws"); console.log(JSON.stringify("imported")); } catch (e) { console.log(JSON.stringify(e.message)); }
@@ -598,7 +586,7 @@ test("kombu-wasm/gateway and kombu-wasm/amqp carry one WebSocket transport each 
   assert.match(inUse, /already in use with "kombu-wasm\/amqp" \(one WebSocket transport\): import from "kombu-wasm\/ws" everywhere/);
   // Both one-transport builds: in either order, a clear error at the second import.
   for (const order of [["gateway", "amqp"], ["amqp", "gateway"]]) {
-    const out = run(`
+    const out = runModule(`
       await import("kombu-wasm/${order[0]}");
       try { await import("kombu-wasm/${order[1]}"); console.log(JSON.stringify("imported")); } catch (e) { console.log(JSON.stringify(e.message)); }
     `);
@@ -632,19 +620,13 @@ test("kombu-wasm/zlib adds zlib/gzip alone; kombu-wasm/codecs adds the rest besi
     y.ack();
     console.log(JSON.stringify(out));
   `;
-  const dir = mkdtempSync(join(here, ".zlib-"));
-  try {
-    writeFileSync(join(dir, "zlib.mjs"), script);
-    const out = JSON.parse(execFileSync(process.execPath, [join(dir, "zlib.mjs")], { encoding: "utf8" }));
-    assert.deepEqual(out.methods, [["application/x-gzip", ["gzip", "zlib"]]]);
-    assert.deepEqual(out.got, ["application/x-gzip", 1400]);
-    assert.deepEqual(out.foreign, { from: "python" });
-    assert.equal(out.bzip2, "CompressionNotInstalled");
-    assert.deepEqual(out.after, ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
-    assert.equal(out.again, "y");
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
+  const out = runModule(script);
+  assert.deepEqual(out.methods, [["application/x-gzip", ["gzip", "zlib"]]]);
+  assert.deepEqual(out.got, ["application/x-gzip", 1400]);
+  assert.deepEqual(out.foreign, { from: "python" });
+  assert.equal(out.bzip2, "CompressionNotInstalled");
+  assert.deepEqual(out.after, ["application/x-bz2", "application/x-gzip", "application/x-lzma", "application/zstd"]);
+  assert.equal(out.again, "y");
 });
 
 test("registerSerializer adds a serializer written in JavaScript; its errors are Kombu's", async () => {
