@@ -1,7 +1,8 @@
 // memory:// round trip in JavaScript: the workload of examples/bench_memory.rs (N JSON
 // messages of ~64 bytes published, then consumed with prefetch 100 and acked one by one).
 // Shared by bench/wasm_roundtrip.mjs (Node) and the browser benchmark page.
-export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, baseUrl = "memory://") {
+// `body(i)` is the i-th message's body (by default the ~64-byte task message).
+export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, baseUrl = "memory://", body = (i) => ({ id: i, task: "bench.add", args: [1, 2], kwargs: {} })) {
   const name = `bench-${Math.random().toString(36).slice(2)}`;
   // Not durable, deleted when unused: as bench_roundtrip.rs and roundtrip_python.py declare
   // them (on RabbitMQ a durable queue would write the persistent messages to disk).
@@ -15,7 +16,7 @@ export async function roundTrip({ Connection, Exchange, Queue }, n = 20000, base
   const producer = conn.Producer();
   const started = performance.now();
   for (let i = 0; i < n; i++) {
-    await producer.publish({ id: i, task: "bench.add", args: [1, 2], kwargs: {} }, { exchange, routingKey: "bench" });
+    await producer.publish(body(i), { exchange, routingKey: "bench" });
   }
   const published = performance.now();
   const consumer = conn.Consumer([queue], { prefetchCount: 100 });
