@@ -40,8 +40,11 @@ OUT=target/wasm32-unknown-unknown/wasm-release/kombu.wasm
 # directory and are the same wherever cargo lives. Only these builds get the flag, so
 # `cargo test --target wasm32-unknown-unknown` does not rebuild for it.
 RUSTFLAGS_TOML="[\"--remap-path-prefix=${CARGO_HOME:-$HOME/.cargo}/registry/src/=\"]"
-build() { # features out-name
-  cargo build -q -p kombu --lib --target wasm32-unknown-unknown --profile wasm-release --locked --no-default-features --features "$1" \
+# `cargo rustc --crate-type cdylib`: the crate is also an rlib (Cargo.toml), and compiled as
+# both at once its module is ~8 KB gzipped larger (4%, measured on kombu-wasm/ws) than as the
+# cdylib alone.
+build() { # features out-name [no-wasm-opt]
+  cargo rustc -q -p kombu --lib --crate-type cdylib --target wasm32-unknown-unknown --profile wasm-release --locked --no-default-features --features "$1" \
     --config "target.wasm32-unknown-unknown.rustflags=$RUSTFLAGS_TOML"
   wasm-bindgen --target web --out-dir js/wasm --out-name "$2" --remove-name-section --remove-producers-section "$OUT"
   if [ "${KOMBU_WASM_OPT:-1}" != 0 ] && [ "${3:-}" != no-wasm-opt ]; then
