@@ -47,6 +47,7 @@ pub mod envelope;
 pub mod error;
 // (Used by the wasm builds; natively only its tests, against serde_json.)
 #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
+mod json_print;
 mod json_text;
 pub mod matcher;
 pub mod message;
