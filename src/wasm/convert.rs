@@ -136,11 +136,14 @@ pub(super) fn spawn(fut: impl std::future::Future<Output = JsResult<JsValue>> + 
 /// `v` as a JavaScript value, through JSON text that the JavaScript engine parses (no
 /// serializer to JavaScript values in the module).
 pub(super) fn to_js(v: &Value) -> JsResult<JsValue> {
-    json_to_js(&crate::json_print::to_string(v))
+    let mut text = Vec::new();
+    crate::json_print::compact(&mut text, v);
+    json_to_js(&text)
 }
 
-/// The JavaScript value of JSON text (written by [`crate::json_print`]).
-pub(super) fn json_to_js(text: &str) -> JsResult<JsValue> {
+/// The JavaScript value of JSON text written by [`crate::json_print`].
+pub(super) fn json_to_js(text: &[u8]) -> JsResult<JsValue> {
+    let text = std::str::from_utf8(text).unwrap_or_default();
     js_sys::JSON::parse(text).map_err(|_| value_error("cannot convert to a JavaScript value"))
 }
 
@@ -193,7 +196,7 @@ fn not_json(why: &str) -> JsValue {
 pub(super) fn body_to_js(p: &Payload) -> JsResult<JsValue> {
     match p {
         // JSON.parse builds the object natively, much faster than field-by-field conversion.
-        Payload::Data(v) => js_sys::JSON::parse(&crate::json_print::to_string(v)).map_err(|_| value_error("cannot convert the payload to a JavaScript value")),
+        Payload::Data(v) => to_js(v).map_err(|_| value_error("cannot convert the payload to a JavaScript value")),
         Payload::Text(s) => Ok(JsValue::from_str(s)),
         Payload::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
     }

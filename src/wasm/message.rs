@@ -59,7 +59,9 @@ impl JsMessage {
     /// Application headers.
     #[wasm_bindgen(getter)]
     pub fn headers(&self) -> JsResult<JsValue> {
-        json_to_js(&crate::json_print::map_to_string(self.inner.headers()))
+        let mut text = Vec::new();
+        crate::json_print::compact_map(&mut text, self.inner.headers());
+        json_to_js(&text)
     }
 
     /// AMQP properties (`correlation_id`, `reply_to`, `priority`, `delivery_mode`, ...).
@@ -67,7 +69,7 @@ impl JsMessage {
     pub fn properties(&self) -> JsResult<JsValue> {
         let mut text = Vec::new();
         self.inner.properties().write_json(&mut text);
-        json_to_js(std::str::from_utf8(&text).unwrap_or_default())
+        json_to_js(&text)
     }
 
     /// `{exchange, routingKey, redelivered, consumerTag, deliveryTag}`.
@@ -82,7 +84,7 @@ impl JsMessage {
             None => o.null("consumerTag"),
         };
         o.num("deliveryTag", d.delivery_tag).end();
-        json_to_js(std::str::from_utf8(&text).unwrap_or_default())
+        json_to_js(&text)
     }
 
     /// The channel-scoped delivery tag.
