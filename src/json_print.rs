@@ -187,7 +187,7 @@ fn number(out: &mut Vec<u8>, n: &Number, style: Style) {
     } else if let Some(i) = n.as_i64() {
         int(out, i.unsigned_abs(), i < 0);
     } else {
-        out.extend_from_slice(float_text(n.as_f64().unwrap_or_default(), style).as_bytes());
+        float(out, n.as_f64().unwrap_or_default(), style);
     }
 }
 
@@ -254,16 +254,33 @@ fn hex4(out: &mut Vec<u8>, u: u16) {
     out.extend_from_slice(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)]);
 }
 
-/// The shortest round-trip digits of a finite `v` other than zero (without sign, leading or
-/// trailing zeros) and the power of ten of the first: `1.5e-7` gives `("15", -7)`.
-pub(crate) fn shortest(v: f64) -> (String, i32) {
-    let text = shortest_text(v.abs());
-    let (mantissa, e) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    let all = [int, frac].concat();
-    let digits = all.trim_start_matches('0');
-    let exp = int.len() as i32 - (all.len() - digits.len()) as i32 - 1 + e.parse::<i32>().unwrap_or(0);
-    (digits.trim_end_matches('0').to_owned(), exp)
+/// The shortest round-trip digits of a finite `v` other than zero (ASCII, without sign,
+/// leading or trailing zeros) and the power of ten of the first: `1.5e-7` gives `("15", -7)`.
+pub(crate) fn shortest(v: f64) -> (Vec<u8>, i32) {
+    let mut digits = Vec::new();
+    // One more for each digit before the point from the first nonzero one on, one less for
+    // each zero after the point before it; then the exponent's.
+    let mut exp = -1;
+    let (mut point, mut e, mut e_sign) = (false, None, 1);
+    for c in shortest_text(v.abs()).bytes() {
+        match (c, &mut e) {
+            (b'e', _) => e = Some(0),
+            (b'-', Some(_)) => e_sign = -1,
+            (b'0'..=b'9', Some(e)) => *e = *e * 10 + i32::from(c - b'0'),
+            (b'.', None) => point = true,
+            (b'0', None) if digits.is_empty() => exp -= i32::from(point),
+            (_, None) => {
+                digits.push(c);
+                exp += i32::from(!point);
+            }
+            _ => {}
+        }
+    }
+    exp += e_sign * e.unwrap_or(0);
+    while digits.last() == Some(&b'0') {
+        digits.pop();
+    }
+    (digits, exp)
 }
 
 /// A positive double's shortest round-trip digits as JavaScript writes them (`String(x)`:
@@ -285,41 +302,46 @@ fn shortest_text(v: f64) -> String {
 /// with a point (`0.00001`, `1e15` as `1000000000000000.0`), else with an exponent: `1.5e-7`,
 /// `1e+16` (Python: of at least two digits, `1.5e-07`).
 pub(crate) fn float_text(v: f64, style: Style) -> String {
-    let mut out = String::from(if v.is_sign_negative() { "-" } else { "" });
-    if v == 0.0 {
-        out.push_str("0.0");
-        return out;
+    let mut out = Vec::new();
+    float(&mut out, v, style);
+    text(out)
+}
+
+/// [`float_text`] appended to `out`.
+fn float(out: &mut Vec<u8>, v: f64, style: Style) {
+    if v.is_sign_negative() {
+        out.push(b'-');
     }
-    let (digits, exp) = shortest(v);
-    let zeros = |out: &mut String, n: i32| (0..n).for_each(|_| out.push('0'));
+    if v == 0.0 {
+        out.extend_from_slice(b"0.0");
+        return;
+    }
+    let (d, exp) = shortest(v);
     let python = style == Style::Python;
     if (if python { -4 } else { -5 }..16).contains(&exp) {
-        if exp < 0 {
-            out.push_str("0.");
-            zeros(&mut out, -exp - 1);
-            out.push_str(&digits);
-        } else {
-            let int_len = exp as usize + 1;
-            let (i, f) = digits.split_at_checked(int_len).unwrap_or((&digits, ""));
-            out.push_str(i);
-            zeros(&mut out, int_len as i32 - i.len() as i32);
-            out.push('.');
-            out.push_str(if f.is_empty() { "0" } else { f });
+        // Each decimal place from the first digit or the units, whichever is higher, to the
+        // last digit or the tenths, whichever is lower.
+        let mut p = exp.max(0);
+        while p >= (exp + 1 - d.len() as i32).min(-1) {
+            out.push(usize::try_from(exp - p).ok().and_then(|i| d.get(i)).map_or(b'0', |&c| c));
+            if p == 0 {
+                out.push(b'.');
+            }
+            p -= 1;
         }
     } else {
-        let (first, rest) = digits.split_at_checked(1).unwrap_or((&digits, ""));
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
+        for (i, &c) in d.iter().enumerate() {
+            out.push(c);
+            if i == 0 && d.len() > 1 {
+                out.push(b'.');
+            }
         }
-        out.push_str(if exp < 0 { "e-" } else { "e+" });
+        out.extend_from_slice(if exp < 0 { b"e-" } else { b"e+" });
         if python && exp.abs() < 10 {
-            out.push('0');
+            out.push(b'0');
         }
-        out.push_str(&exp.unsigned_abs().to_string());
+        int(out, exp.unsigned_abs().into(), false);
     }
-    out
 }
 
 #[cfg(test)]
