@@ -150,6 +150,7 @@ impl Properties {
     /// The compact JSON object `serde_json::to_writer` writes for the properties (the derived
     /// `Serialize`: fields in order, missing ones left out, headers always), appended to
     /// `out` — in the wasm modules without serde_json's serializer.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "facade")), allow(dead_code))] // (the codecs module)
     pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
         let mut o = crate::json_print::Obj::new(out);
         for (key, v) in [("content_type", &self.content_type), ("content_encoding", &self.content_encoding)] {
