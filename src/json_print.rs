@@ -360,6 +360,7 @@ mod tests {
     /// Doubles that formatting gets wrong if anything does (the ends of the range and of the
     /// subnormals, where the style changes, ties between two shortest candidates), and random
     /// ones: any bit pattern, and short decimals.
+    #[allow(clippy::excessive_precision, clippy::approx_constant)] // (the doubles as written)
     fn floats(n: usize) -> Vec<f64> {
         let mut fs = vec![
             5e-324, -5e-324, 1e-323, 2.2250738585072014e-308, 2.225073858507201e-308, 1.7976931348623157e308, -1.7976931348623157e308, 1e16, 1e15,
@@ -401,6 +402,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::excessive_precision)] // (ties: the doubles as written)
     fn edge_floats() {
         for (f, compact, python) in [
             (5e-324, "5e-324", "5e-324"),
