@@ -706,7 +706,7 @@ impl From<&Queue> for Entity {
 
 fn hash_headers<H: Hasher>(h: &Headers, state: &mut H) {
     if !h.is_empty() {
-        serde_json::to_string(h).unwrap_or_default().hash(state);
+        crate::json_print::map_to_string(h).hash(state);
     }
 }
 
@@ -743,8 +743,21 @@ impl Entity {
                 (q.durable, q.exclusive, q.auto_delete, q.no_declare).hash(&mut h);
                 hash_headers(&q.declare_arguments(), &mut h);
                 hash_headers(&q.binding_arguments, &mut h);
-                if !q.bindings.is_empty() {
-                    serde_json::to_string(&q.bindings).unwrap_or_default().hash(&mut h);
+                // Every field of every binding (what its JSON text held).
+                q.bindings.len().hash(&mut h);
+                for b in &q.bindings {
+                    if let Some(x) = &b.exchange {
+                        hash_exchange(x, &mut h);
+                        (x.delivery_mode.map(u8::from), x.no_declare).hash(&mut h);
+                    }
+                    b.exchange.is_some().hash(&mut h);
+                    b.routing_key.hash(&mut h);
+                    hash_headers(&b.arguments, &mut h);
+                    if let Some(u) = &b.unbind_arguments {
+                        u.len().hash(&mut h);
+                        hash_headers(u, &mut h);
+                    }
+                    b.unbind_arguments.is_some().hash(&mut h);
                 }
             }
         }

@@ -45,6 +45,9 @@ pub mod consumer;
 pub mod entity;
 pub mod envelope;
 pub mod error;
+// (The codecs module, without the facade and the transports, prints only values.)
+#[cfg_attr(all(target_arch = "wasm32", not(feature = "facade")), allow(dead_code))]
+mod json_print;
 // (Used by the wasm builds; natively only its tests, against serde_json.)
 #[cfg_attr(not(any(test, target_arch = "wasm32")), allow(dead_code))]
 mod json_text;

@@ -147,6 +147,39 @@ pub struct Properties {
 }
 
 impl Properties {
+    /// The compact JSON object `serde_json::to_writer` writes for the properties (the derived
+    /// `Serialize`: fields in order, missing ones left out, headers always), appended to
+    /// `out` — in the wasm modules without serde_json's serializer.
+    #[cfg_attr(all(target_arch = "wasm32", not(feature = "facade")), allow(dead_code))] // (the codecs module)
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        let mut o = crate::json_print::Obj::new(out);
+        for (key, v) in [("content_type", &self.content_type), ("content_encoding", &self.content_encoding)] {
+            if let Some(v) = v {
+                o.str(key, v);
+            }
+        }
+        o.map("headers", &self.headers);
+        for (key, v) in [("delivery_mode", self.delivery_mode), ("priority", self.priority)] {
+            if let Some(v) = v {
+                o.num(key, v.into());
+            }
+        }
+        for (key, v) in [("correlation_id", &self.correlation_id), ("reply_to", &self.reply_to), ("expiration", &self.expiration), ("message_id", &self.message_id)] {
+            if let Some(v) = v {
+                o.str(key, v);
+            }
+        }
+        if let Some(t) = self.timestamp {
+            o.num("timestamp", t);
+        }
+        for (key, v) in [("type", &self.type_), ("user_id", &self.user_id), ("app_id", &self.app_id), ("cluster_id", &self.cluster_id)] {
+            if let Some(v) = v {
+                o.str(key, v);
+            }
+        }
+        o.end();
+    }
+
     /// The properties of a JSON object as the gateway protocol writes them (the derived
     /// `Deserialize` reads the same object; this is what the wasm client uses instead, on a
     /// header it has already parsed into a value — one JSON parser for every header type).

@@ -189,11 +189,12 @@ fn payload_value(p: &Payload) -> Value {
 /// A payload as (compact) JSON bytes — how serializers implemented outside the crate (the npm
 /// package's codecs module) receive it. Text and bytes become JSON strings, as for msgpack/yaml.
 pub fn json_bytes(p: &Payload) -> Result<Vec<u8>> {
-    let r = match p {
-        Payload::Data(v) => serde_json::to_vec(v),
-        other => serde_json::to_vec(&payload_value(other)),
-    };
-    r.map_err(|e| Error::Encode(format!("json: {e}")))
+    let mut out = Vec::new();
+    match p {
+        Payload::Data(v) => crate::json_print::compact(&mut out, v),
+        other => crate::json_print::compact(&mut out, &payload_value(other)),
+    }
+    Ok(out)
 }
 
 /// Register a serializer (Kombu's `register(name, encoder, decoder, content_type,
@@ -660,6 +661,12 @@ pub fn json_dumps(value: &Value) -> Result<Vec<u8>> {
 
 /// [`json_dumps`] into `out`.
 fn json_write(out: &mut Vec<u8>, value: &Value) -> Result<()> {
+    // In the wasm modules, the crate's own printer (the same bytes) instead of serde_json's
+    // serializer and its integer and float formatters.
+    if cfg!(target_arch = "wasm32") {
+        crate::json_print::print(out, value, crate::json_print::Style::Python);
+        return Ok(());
+    }
     let mut ser = serde_json::Serializer::with_formatter(out, PythonFormatter);
     serde::Serialize::serialize(value, &mut ser).map_err(|e| Error::Encode(format!("json: {e}")))
 }
@@ -876,50 +883,10 @@ pub fn python_float_repr(v: f64) -> String {
     if v.is_infinite() {
         return if v > 0.0 { "Infinity".into() } else { "-Infinity".into() };
     }
-    if v == 0.0 {
-        return if v.is_sign_negative() { "-0.0".into() } else { "0.0".into() };
-    }
-    // The shortest round-trip digits, from serde_json's float formatter (zmij: "1.5e-7",
-    // "1e100", "12345678.9", "0.0001"), not core's `{:e}`: the module then carries one float
-    // formatter instead of two (core's is ~20 KB of wasm).
-    let text = serde_json::Number::from_f64(v).map(|n| n.to_string()).unwrap_or_default();
-    let (mantissa, e) = text.split_once(['e', 'E']).unwrap_or((&text, "0"));
-    let (sign, mantissa) = mantissa.strip_prefix('-').map_or(("", mantissa), |m| ("-", m));
-    let (int, frac) = mantissa.split_once('.').unwrap_or((mantissa, ""));
-    // The digits without leading and trailing zeros, and the exponent of the first of them.
-    let all = [int, frac].concat();
-    let digits = all.trim_start_matches('0');
-    let exp = int.len() as i32 - (all.len() - digits.len()) as i32 - 1 + e.parse::<i32>().unwrap_or(0);
-    let digits = digits.trim_end_matches('0');
-    let zeros = |out: &mut String, n: i32| (0..n).for_each(|_| out.push('0'));
-    let mut out = String::from(sign);
-    if (-4..16).contains(&exp) {
-        if exp < 0 {
-            out.push_str("0.");
-            zeros(&mut out, -exp - 1);
-            out.push_str(digits);
-        } else {
-            let int_len = exp as usize + 1;
-            let (i, f) = digits.split_at_checked(int_len).unwrap_or((digits, ""));
-            out.push_str(i);
-            zeros(&mut out, int_len as i32 - i.len() as i32);
-            out.push('.');
-            out.push_str(if f.is_empty() { "0" } else { f });
-        }
-    } else {
-        let (first, rest) = digits.split_at_checked(1).unwrap_or((digits, ""));
-        out.push_str(first);
-        if !rest.is_empty() {
-            out.push('.');
-            out.push_str(rest);
-        }
-        out.push_str(if exp < 0 { "e-" } else { "e+" });
-        if exp.abs() < 10 {
-            out.push('0');
-        }
-        out.push_str(&exp.unsigned_abs().to_string());
-    }
-    out
+    // The shortest round-trip digits, in the wasm modules from JavaScript, natively from
+    // serde_json's float formatter (zmij), not core's `{:e}`: a module then carries no float
+    // formatter of its own (core's is ~20 KB of wasm).
+    crate::json_print::float_text(v, crate::json_print::Style::Python)
 }
 
 #[cfg(test)]

@@ -11,13 +11,14 @@ pub use serde_json::Value;
 pub type Headers = serde_json::Map<String, Value>;
 
 /// `{}` of a value in messages: the compact JSON text, as serde_json's `Display` writes it,
-/// but written through `serde_json::to_string`: that `Display` goes through an `io::Write`
-/// adapter (and its `io::Error`), code the wasm modules need for nothing else.
+/// but written by [`crate::json_print`] (natively `serde_json::to_writer`): that `Display`
+/// goes through an `io::Write` adapter (and its `io::Error`), code the wasm modules need for
+/// nothing else.
 pub(crate) struct Json<'a>(pub(crate) &'a Value);
 
 impl std::fmt::Display for Json<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&serde_json::to_string(self.0).map_err(|_| std::fmt::Error)?)
+        f.write_str(&crate::json_print::to_string(self.0))
     }
 }
 

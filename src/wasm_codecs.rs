@@ -91,5 +91,7 @@ pub fn to_json(name: &str, body: &[u8]) -> Result<Vec<u8>, JsError> {
         "msgpack" => crate::serialization::msgpack_loads(body).map_err(js_err)?,
         other => return Err(js_err(format!("no serializer {other} in the codecs module"))),
     };
-    serde_json::to_vec(&value).map_err(js_err)
+    let mut out = Vec::new();
+    crate::json_print::compact(&mut out, &value);
+    Ok(out)
 }

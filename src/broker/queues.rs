@@ -15,10 +15,11 @@ use super::{
 fn arg_u64(args: &Headers, key: &str, q: &str, vhost: &str, positive: bool) -> Result<Option<u64>> {
     match args.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) => match n.as_u64() {
+        // (The number written as `Json` writes it: the same text as its `Display`.)
+        Some(number @ Value::Number(n)) => match n.as_u64() {
             Some(0) if positive => Err(invalid_arg(key, q, vhost, "{value_zero,0}")),
             Some(v) => Ok(Some(v)),
-            None => Err(invalid_arg(key, q, vhost, &format!("{{value_negative_or_not_integer,{n}}}"))),
+            None => Err(invalid_arg(key, q, vhost, &format!("{{value_negative_or_not_integer,{}}}", Json(number)))),
         },
         Some(other) => Err(invalid_arg(key, q, vhost, &format!("{{unacceptable_type,{}}}", Json(other)))),
     }

@@ -98,6 +98,48 @@ pub struct VHostSnapshot {
     pub bindings: Vec<BindingInfo>,
 }
 
+impl VHostSnapshot {
+    /// The compact JSON text `serde_json::to_writer` writes for the snapshot (the derived
+    /// `Serialize`: fields in order), appended to `out` — in the wasm modules without
+    /// serde_json's serializer.
+    #[cfg_attr(not(all(target_arch = "wasm32", feature = "facade")), allow(dead_code))] // (the wasm connection's snapshot)
+    pub(crate) fn write_json(&self, out: &mut Vec<u8>) {
+        use crate::json_print::Obj;
+        fn list<T>(out: &mut Vec<u8>, items: &[T], write: impl Fn(&mut Obj<'_>, &T)) {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                let mut o = Obj::new(out);
+                write(&mut o, item);
+                o.end();
+            }
+            out.push(b']');
+        }
+        let mut o = Obj::new(out);
+        list(o.key("exchanges"), &self.exchanges, |o, x| {
+            o.str("name", &x.name).str("type", x.kind.as_str()).bool("durable", x.durable).bool("auto_delete", x.auto_delete);
+            o.bool("internal", x.internal).map("arguments", &x.arguments);
+        });
+        list(o.key("queues"), &self.queues, |o, q| {
+            o.str("name", &q.name).num("messages_ready", q.messages_ready).num("messages_unacknowledged", q.messages_unacknowledged);
+            o.num("bytes_ready", q.bytes_ready).num("consumers", q.consumers.into()).bool("durable", q.durable).bool("auto_delete", q.auto_delete);
+            o.bool("exclusive", q.exclusive).map("arguments", &q.arguments).num("published", q.published).num("delivered", q.delivered);
+            o.num("acked", q.acked).num("rejected", q.rejected).num("expired", q.expired).num("dead_lettered", q.dead_lettered).num("dropped", q.dropped);
+        });
+        list(o.key("bindings"), &self.bindings, |o, b| {
+            let kind = match b.destination_type {
+                DestinationType::Queue => "queue",
+                DestinationType::Exchange => "exchange",
+            };
+            o.str("source", &b.source).str("destination", &b.destination).str("destination_type", kind);
+            o.str("routing_key", &b.routing_key).map("arguments", &b.arguments);
+        });
+        o.end();
+    }
+}
+
 impl Broker {
     /// A snapshot of a virtual host: exchanges, queues with depths and counters, bindings.
     pub fn snapshot(&self, vhost: &str) -> Option<VHostSnapshot> {
@@ -172,5 +214,57 @@ impl Broker {
     /// Open connections.
     pub fn connection_count(&self) -> usize {
         self.connections.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[cfg(target_arch = "wasm32")]
+    use wasm_bindgen_test::wasm_bindgen_test as test;
+
+    use super::*;
+
+    /// The snapshot's JSON is the object the derived `Serialize` gives.
+    #[test]
+    fn snapshots_are_written_as_serde_json_writes_them() {
+        let args = crate::value::headers([("x-max-priority", serde_json::json!(10)), ("é\"", serde_json::json!([1.5, null, "\u{0}"]))]);
+        let x = |name: &str, kind| ExchangeInfo { name: name.into(), kind, durable: true, auto_delete: false, internal: true, arguments: args.clone() };
+        let q = |name: &str| QueueInfo {
+            name: name.into(),
+            messages_ready: 1,
+            messages_unacknowledged: u64::MAX,
+            bytes_ready: 3,
+            consumers: u32::MAX,
+            durable: false,
+            auto_delete: true,
+            exclusive: true,
+            arguments: Headers::new(),
+            published: 4,
+            delivered: 5,
+            acked: 6,
+            rejected: 7,
+            expired: 8,
+            dead_lettered: 9,
+            dropped: 10,
+        };
+        let b = |dest: &str, destination_type| BindingInfo {
+            source: "x".into(),
+            destination: dest.into(),
+            destination_type,
+            routing_key: "a.*\n".into(),
+            arguments: args.clone(),
+        };
+        for s in [
+            VHostSnapshot { exchanges: vec![], queues: vec![], bindings: vec![] },
+            VHostSnapshot {
+                exchanges: vec![x("", ExchangeType::Direct), x("t", ExchangeType::Custom("x-delayed-message".into()))],
+                queues: vec![q("q1"), q("q\u{1f600}")],
+                bindings: vec![b("q1", DestinationType::Queue), b("t", DestinationType::Exchange)],
+            },
+        ] {
+            let mut out = Vec::new();
+            s.write_json(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&s).unwrap());
+        }
     }
 }

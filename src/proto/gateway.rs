@@ -10,6 +10,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, ReplyCode, Result};
+use crate::json_print::Obj;
 use crate::properties::Properties;
 use crate::proto::methods::{BasicConsume, BasicPublish, BasicQos, ExchangeBind, ExchangeDeclare, ExchangeDelete, QueueBind, QueueDeclare, QueueDelete};
 use crate::value::Value;
@@ -168,60 +169,7 @@ impl Header for ServerFrame {
 /// Any JSON value (tests and tools write headers of their own).
 impl Header for Value {
     fn write_json(&self, out: &mut Vec<u8>) {
-        serde_json::to_writer(out, self).expect("JSON values always serialize");
-    }
-}
-
-/// JSON object fields, written in order (the first one opens the object).
-struct Obj<'a> {
-    out: &'a mut Vec<u8>,
-    first: bool,
-}
-
-impl<'a> Obj<'a> {
-    fn new(out: &'a mut Vec<u8>) -> Self {
-        out.push(b'{');
-        Obj { out, first: true }
-    }
-
-    fn key(&mut self, key: &str) -> &mut Vec<u8> {
-        if !std::mem::take(&mut self.first) {
-            self.out.push(b',');
-        }
-        self.out.push(b'"');
-        self.out.extend_from_slice(key.as_bytes());
-        self.out.extend_from_slice(b"\":");
-        self.out
-    }
-
-    fn json<T: Serialize + ?Sized>(&mut self, key: &str, v: &T) -> &mut Self {
-        serde_json::to_writer(self.key(key), v).expect("frame headers always serialize");
-        self
-    }
-
-    fn str(&mut self, key: &str, v: &str) -> &mut Self {
-        self.json(key, v)
-    }
-
-    fn num(&mut self, key: &str, v: u64) -> &mut Self {
-        self.json(key, &v)
-    }
-
-    fn bool(&mut self, key: &str, v: bool) -> &mut Self {
-        self.key(key).extend_from_slice(if v { b"true" } else { b"false" });
-        self
-    }
-
-    /// A nested object, written by `f`.
-    fn obj(&mut self, key: &str, f: impl FnOnce(&mut Obj<'_>)) -> &mut Self {
-        let mut inner = Obj::new(self.key(key));
-        f(&mut inner);
-        inner.out.push(b'}');
-        self
-    }
-
-    fn end(&mut self) {
-        self.out.push(b'}');
+        crate::json_print::compact(out, self);
     }
 }
 
@@ -250,7 +198,7 @@ impl Header for ClientHeader {
             Request::ExchangeDeclare { method: m, .. } => {
                 o.obj("method", |o| {
                     o.str("exchange", &m.exchange).str("type", m.kind.as_str()).bool("passive", m.passive).bool("durable", m.durable);
-                    o.bool("auto_delete", m.auto_delete).bool("internal", m.internal).bool("nowait", m.nowait).json("arguments", &m.arguments);
+                    o.bool("auto_delete", m.auto_delete).bool("internal", m.internal).bool("nowait", m.nowait).map("arguments", &m.arguments);
                 });
             }
             Request::ExchangeDelete { method: m, .. } => {
@@ -261,19 +209,19 @@ impl Header for ClientHeader {
             Request::ExchangeBind { method: m, .. } | Request::ExchangeUnbind { method: m, .. } => {
                 o.obj("method", |o| {
                     o.str("destination", &m.destination).str("source", &m.source).str("routing_key", &m.routing_key);
-                    o.bool("nowait", m.nowait).json("arguments", &m.arguments);
+                    o.bool("nowait", m.nowait).map("arguments", &m.arguments);
                 });
             }
             Request::QueueDeclare { method: m, .. } => {
                 o.obj("method", |o| {
                     o.str("queue", &m.queue).bool("passive", m.passive).bool("durable", m.durable).bool("exclusive", m.exclusive);
-                    o.bool("auto_delete", m.auto_delete).bool("nowait", m.nowait).json("arguments", &m.arguments);
+                    o.bool("auto_delete", m.auto_delete).bool("nowait", m.nowait).map("arguments", &m.arguments);
                 });
             }
             Request::QueueBind { method: m, .. } | Request::QueueUnbind { method: m, .. } => {
                 o.obj("method", |o| {
                     o.str("queue", &m.queue).str("exchange", &m.exchange).str("routing_key", &m.routing_key);
-                    o.bool("nowait", m.nowait).json("arguments", &m.arguments);
+                    o.bool("nowait", m.nowait).map("arguments", &m.arguments);
                 });
             }
             Request::QueuePurge { queue, .. } => {
@@ -288,7 +236,7 @@ impl Header for ClientHeader {
                 o.obj("method", |o| {
                     o.str("exchange", &m.exchange).str("routing_key", &m.routing_key).bool("mandatory", m.mandatory).bool("immediate", m.immediate);
                 });
-                o.json("properties", properties);
+                properties.write_json(o.key("properties"));
             }
             Request::BasicGet { queue, no_ack, .. } => {
                 o.str("queue", queue).bool("no_ack", *no_ack);
@@ -296,7 +244,7 @@ impl Header for ClientHeader {
             Request::BasicConsume { method: m, .. } => {
                 o.obj("method", |o| {
                     o.str("queue", &m.queue).str("consumer_tag", &m.consumer_tag).bool("no_local", m.no_local).bool("no_ack", m.no_ack);
-                    o.bool("exclusive", m.exclusive).bool("nowait", m.nowait).json("arguments", &m.arguments);
+                    o.bool("exclusive", m.exclusive).bool("nowait", m.nowait).map("arguments", &m.arguments);
                 });
             }
             Request::BasicCancel { consumer_tag, .. } => {
@@ -1038,6 +986,33 @@ mod tests {
         assert!(split_batch(&Bytes::from_static(&BATCH_MARKER)).unwrap_err().to_string().contains("without frames"));
         // A batch marker is never a valid single frame header length.
         assert!(decode::<ClientHeader>(&batch).is_err());
+    }
+
+    /// A publish's properties are the object the derived `Serialize` gives.
+    #[test]
+    fn properties_are_written_as_serde_json_writes_them() {
+        let full = Properties {
+            content_type: Some("application/json".into()),
+            content_encoding: Some("utf-8".into()),
+            headers: crate::value::headers([("a", Value::from(1)), ("é\"\n", serde_json::json!({"x": [1.5, -2, null, "\u{1f600}"]}))]),
+            delivery_mode: Some(2),
+            priority: Some(0),
+            correlation_id: Some("c\u{0}\"".into()),
+            reply_to: Some("r".into()),
+            expiration: Some("1000".into()),
+            message_id: Some("m".into()),
+            timestamp: Some(u64::MAX),
+            type_: Some("t".into()),
+            user_id: Some("u".into()),
+            app_id: Some("a".into()),
+            cluster_id: Some("c".into()),
+        };
+        let some = Properties { priority: Some(255), reply_to: Some("r".into()), ..Default::default() };
+        for p in [Properties::default(), full, some] {
+            let mut out = Vec::new();
+            p.write_json(&mut out);
+            assert_eq!(String::from_utf8(out).unwrap(), serde_json::to_string(&p).unwrap());
+        }
     }
 
     #[test]

@@ -248,18 +248,18 @@ fn canonical_args(args: &Headers) -> String {
     }
     let mut pairs: Vec<(&String, &Value)> = args.iter().collect();
     crate::sort::sort_by(&mut pairs, |a, b| a.0.cmp(b.0));
-    let mut s = String::from("{");
+    let mut s = vec![b'{'];
     for (i, (k, v)) in pairs.into_iter().enumerate() {
         if i > 0 {
-            s.push(',');
+            s.push(b',');
         }
-        // Serializing a string or a `Value` to a `String` cannot fail.
-        s.push_str(&serde_json::to_string(k).unwrap_or_default());
-        s.push(':');
-        s.push_str(&serde_json::to_string(v).unwrap_or_default());
+        crate::json_print::compact_str(&mut s, k);
+        s.push(b':');
+        crate::json_print::compact(&mut s, v);
     }
-    s.push('}');
-    s
+    s.push(b'}');
+    // (JSON text of `&str`s: UTF-8.)
+    String::from_utf8(s).unwrap_or_default()
 }
 
 #[cfg(test)]

@@ -223,7 +223,9 @@ impl JsConnection {
         if self.inner.transport_name() == "memory" {
             let vh = virtual_host.unwrap_or_else(|| self.inner.describe()["virtual_host"].as_str().unwrap_or("/").to_owned());
             if let Some(s) = crate::transport::memory::MemoryBroker::global().snapshot(&vh) {
-                return to_js(&s);
+                let mut text = Vec::new();
+                s.write_json(&mut text);
+                return super::convert::json_to_js(&text);
             }
         }
         #[cfg(not(feature = "memory"))]

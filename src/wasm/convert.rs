@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use js_sys::{Array, Promise, Uint8Array};
-use serde::Serialize;
+use crate::value::Value;
 use wasm_bindgen::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_futures::future_to_promise;
@@ -135,9 +135,16 @@ pub(super) fn spawn(fut: impl std::future::Future<Output = JsResult<JsValue>> + 
 
 /// `v` as a JavaScript value, through JSON text that the JavaScript engine parses (no
 /// serializer to JavaScript values in the module).
-pub(super) fn to_js<T: Serialize + ?Sized>(v: &T) -> JsResult<JsValue> {
-    let text = serde_json::to_string(v).map_err(|e| value_error(format!("cannot convert to a JavaScript value: {e}")))?;
-    js_sys::JSON::parse(&text).map_err(|_| value_error("cannot convert to a JavaScript value"))
+pub(super) fn to_js(v: &Value) -> JsResult<JsValue> {
+    let mut text = Vec::new();
+    crate::json_print::compact(&mut text, v);
+    json_to_js(&text)
+}
+
+/// The JavaScript value of JSON text written by [`crate::json_print`].
+pub(super) fn json_to_js(text: &[u8]) -> JsResult<JsValue> {
+    let text = std::str::from_utf8(text).unwrap_or_default();
+    js_sys::JSON::parse(text).map_err(|_| value_error("cannot convert to a JavaScript value"))
 }
 
 pub(super) fn millis(ms: Option<f64>) -> JsResult<Option<Duration>> {
@@ -189,11 +196,7 @@ fn not_json(why: &str) -> JsValue {
 pub(super) fn body_to_js(p: &Payload) -> JsResult<JsValue> {
     match p {
         // JSON.parse builds the object natively, much faster than field-by-field conversion.
-        // (serde_json::to_string: the same text as Value's Display, without its io::Write adapter.)
-        Payload::Data(v) => serde_json::to_string(v)
-            .ok()
-            .and_then(|text| js_sys::JSON::parse(&text).ok())
-            .ok_or_else(|| value_error("cannot convert the payload to a JavaScript value")),
+        Payload::Data(v) => to_js(v).map_err(|_| value_error("cannot convert the payload to a JavaScript value")),
         Payload::Text(s) => Ok(JsValue::from_str(s)),
         Payload::Bytes(b) => Ok(Uint8Array::from(&b[..]).into()),
     }

@@ -2,21 +2,10 @@
 //! info, and settlement (`ack`, `reject`, `requeue`).
 
 use js_sys::Uint8Array;
-use serde::Serialize;
 use wasm_bindgen::prelude::*;
 
-use super::convert::{body_to_js, js_error, kombu, to_js, JsResult, Outcome};
+use super::convert::{body_to_js, js_error, json_to_js, kombu, JsResult, Outcome};
 use crate::Message;
-
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct DeliveryInfoJs {
-    exchange: String,
-    routing_key: String,
-    redelivered: bool,
-    consumer_tag: Option<String>,
-    delivery_tag: u64,
-}
 
 /// A received message (Kombu's `Message`).
 #[wasm_bindgen(js_name = Message)]
@@ -70,26 +59,32 @@ impl JsMessage {
     /// Application headers.
     #[wasm_bindgen(getter)]
     pub fn headers(&self) -> JsResult<JsValue> {
-        to_js(self.inner.headers())
+        let mut text = Vec::new();
+        crate::json_print::compact_map(&mut text, self.inner.headers());
+        json_to_js(&text)
     }
 
     /// AMQP properties (`correlation_id`, `reply_to`, `priority`, `delivery_mode`, ...).
     #[wasm_bindgen(getter)]
     pub fn properties(&self) -> JsResult<JsValue> {
-        to_js(self.inner.properties())
+        let mut text = Vec::new();
+        self.inner.properties().write_json(&mut text);
+        json_to_js(&text)
     }
 
     /// `{exchange, routingKey, redelivered, consumerTag, deliveryTag}`.
     #[wasm_bindgen(getter, js_name = deliveryInfo)]
     pub fn delivery_info(&self) -> JsResult<JsValue> {
         let d = self.inner.delivery_info();
-        to_js(&DeliveryInfoJs {
-            exchange: d.exchange,
-            routing_key: d.routing_key,
-            redelivered: d.redelivered,
-            consumer_tag: d.consumer_tag,
-            delivery_tag: d.delivery_tag,
-        })
+        let mut text = Vec::new();
+        let mut o = crate::json_print::Obj::new(&mut text);
+        o.str("exchange", &d.exchange).str("routingKey", &d.routing_key).bool("redelivered", d.redelivered);
+        match &d.consumer_tag {
+            Some(t) => o.str("consumerTag", t),
+            None => o.null("consumerTag"),
+        };
+        o.num("deliveryTag", d.delivery_tag).end();
+        json_to_js(&text)
     }
 
     /// The channel-scoped delivery tag.
