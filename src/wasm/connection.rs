@@ -17,28 +17,28 @@ use crate::{Channel, Connection, ConnectionOptions, Entity};
 /// The Connection options lib.js sends (times in seconds, as the core takes them).
 fn connection_options(options: &JsValue) -> JsResult<ConnectionOptions> {
     let mut f = Fields::from_js("Connection options", options)?;
-    let mut transport_options = f.map("transportOptions")?.unwrap_or_default();
+    let mut transport_options = f.map("transportOptions").unwrap_or_default();
     // Named as the JS option (the core's error names Kombu's `failover_strategy`).
     let failover_strategy = f
-        .get("failoverStrategy", r#"one of "round-robin", "shuffle""#, |v| FailoverStrategy::parse(v.as_str()?).ok())?
+        .get("failoverStrategy", r#"one of "round-robin", "shuffle""#, |v| FailoverStrategy::parse(v.as_str()?).ok())
         .unwrap_or_default();
     // Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
-    if let Some(c) = f.bool("confirmPublish")? {
+    if let Some(c) = f.bool("confirmPublish") {
         transport_options.insert("confirm_publish".into(), c.into());
     }
     let o = ConnectionOptions {
         transport_options,
-        heartbeat: f.f64("heartbeat")?,
-        connect_timeout: f.f64("connectTimeout")?,
-        ssl: f.bool("ssl")?,
-        login_method: f.str("loginMethod")?,
+        heartbeat: f.f64("heartbeat"),
+        connect_timeout: f.f64("connectTimeout"),
+        ssl: f.bool("ssl"),
+        login_method: f.str("loginMethod"),
         failover_strategy,
-        alternates: f.strings("alternates")?.unwrap_or_default(),
-        userid: f.str("userid")?,
-        password: f.str("password")?,
-        virtual_host: f.str("virtualHost")?,
-        transport: f.str("transport")?,
-        reconnect: f.retry_policy("reconnect")?,
+        alternates: f.strings("alternates").unwrap_or_default(),
+        userid: f.str("userid"),
+        password: f.str("password"),
+        virtual_host: f.str("virtualHost"),
+        transport: f.str("transport"),
+        reconnect: f.retry_policy("reconnect"),
     };
     f.done()?;
     Ok(o)

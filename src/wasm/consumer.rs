@@ -107,19 +107,19 @@ impl JsConsumer {
         let queues = queues_from_js(&queues)?;
         let mut f = Fields::from_js("Consumer options", &options)?;
         let mut c = Consumer::new(&conn.default_channel_handle(), queues);
-        if let Some(a) = f.strings("accept")? {
+        if let Some(a) = f.strings("accept") {
             c = kombu(c.accept(&a))?;
         }
-        if let Some(v) = f.bool("noAck")? {
+        if let Some(v) = f.bool("noAck") {
             c = c.no_ack(v);
         }
-        if let Some(v) = f.bool("autoDeclare")? {
+        if let Some(v) = f.bool("autoDeclare") {
             c = c.auto_declare(v);
         }
-        if let Some(v) = f.uint("prefetchCount", u16::MAX.into())? {
+        if let Some(v) = f.uint("prefetchCount", u16::MAX.into()) {
             c = c.prefetch_count(v as u16);
         }
-        if let Some(v) = f.str("tagPrefix")? {
+        if let Some(v) = f.str("tagPrefix") {
             c = c.tag_prefix(v);
         }
         f.done()?;

@@ -14,30 +14,30 @@ use crate::{Connection, Payload, Producer, Properties, PublishOptions};
 /// The publish options lib.js sends (`expiration` and the retry policy in seconds).
 pub(super) fn publish_options(what: &str, options: &JsValue) -> JsResult<PublishOptions> {
     let mut f = Fields::from_js(what, options)?;
-    let retry_policy = f.retry_policy("retryPolicy")?;
+    let retry_policy = f.retry_policy("retryPolicy");
     let o = PublishOptions {
-        exchange: f.exchange("exchange")?,
-        routing_key: f.str("routingKey")?,
-        delivery_mode: f.delivery_mode("deliveryMode")?,
-        mandatory: f.bool("mandatory")?.unwrap_or(false),
-        priority: f.uint("priority", 255)?.map(|n| n as u8),
-        content_type: f.str("contentType")?.map(Cow::Owned),
-        content_encoding: f.str("contentEncoding")?.map(Cow::Owned),
-        serializer: f.str("serializer")?,
-        headers: f.map("headers")?.unwrap_or_default(),
-        compression: f.str("compression")?,
-        retry: f.bool("retry")?.unwrap_or(false) || retry_policy.is_some(),
+        exchange: f.exchange("exchange"),
+        routing_key: f.str("routingKey"),
+        delivery_mode: f.delivery_mode("deliveryMode"),
+        mandatory: f.bool("mandatory").unwrap_or(false),
+        priority: f.uint("priority", 255).map(|n| n as u8),
+        content_type: f.str("contentType").map(Cow::Owned),
+        content_encoding: f.str("contentEncoding").map(Cow::Owned),
+        serializer: f.str("serializer"),
+        headers: f.map("headers").unwrap_or_default(),
+        compression: f.str("compression"),
+        retry: f.bool("retry").unwrap_or(false) || retry_policy.is_some(),
         retry_policy,
-        declare: f.each("declare", entity)?,
-        expiration: f.f64("expiration")?,
+        declare: f.each("declare", entity),
+        expiration: f.f64("expiration"),
         properties: Properties {
-            correlation_id: f.str("correlationId")?,
-            reply_to: f.str("replyTo")?,
-            message_id: f.str("messageId")?,
-            timestamp: f.uint("timestamp", u64::MAX)?,
-            type_: f.str("type")?,
-            user_id: f.str("userId")?,
-            app_id: f.str("appId")?,
+            correlation_id: f.str("correlationId"),
+            reply_to: f.str("replyTo"),
+            message_id: f.str("messageId"),
+            timestamp: f.uint("timestamp", u64::MAX),
+            type_: f.str("type"),
+            user_id: f.str("userId"),
+            app_id: f.str("appId"),
             ..Properties::default()
         },
         ..PublishOptions::default()
@@ -113,19 +113,19 @@ impl JsProducer {
     pub(super) fn open(conn: &Connection, options: JsValue) -> JsResult<JsProducer> {
         let mut f = Fields::from_js("Producer options", &options)?;
         let mut p = Producer::new(&conn.default_channel_handle());
-        if let Some(x) = f.exchange("exchange")? {
+        if let Some(x) = f.exchange("exchange") {
             p = p.exchange(x);
         }
-        if let Some(v) = f.str("routingKey")? {
+        if let Some(v) = f.str("routingKey") {
             p = p.routing_key(v);
         }
-        if let Some(v) = f.str("serializer")? {
+        if let Some(v) = f.str("serializer") {
             p = p.serializer(v);
         }
-        if let Some(v) = f.str("compression")? {
+        if let Some(v) = f.str("compression") {
             p = p.compression(v);
         }
-        if let Some(v) = f.bool("autoDeclare")? {
+        if let Some(v) = f.bool("autoDeclare") {
             p = p.auto_declare(v);
         }
         f.done()?;

@@ -82,13 +82,16 @@ impl JsSimpleQueue {
     pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
         let mut f = Fields::from_js("SimpleQueue options", &options)?;
         let o = SimpleOptions {
-            no_ack: f.bool("noAck")?,
-            queue: f.fields("queue")?.map(queue).transpose()?,
-            queue_args: f.map("queueArgs")?.unwrap_or_default(),
-            exchange: f.exchange("exchange")?,
-            serializer: f.str("serializer")?,
-            compression: f.str("compression")?,
-            accept: f.strings("accept")?,
+            no_ack: f.bool("noAck"),
+            queue: {
+                let r = f.fields("queue").map(queue).transpose();
+                f.keep(r).flatten()
+            },
+            queue_args: f.map("queueArgs").unwrap_or_default(),
+            exchange: f.exchange("exchange"),
+            serializer: f.str("serializer"),
+            compression: f.str("compression"),
+            accept: f.strings("accept"),
             ..Default::default()
         };
         f.done()?;
