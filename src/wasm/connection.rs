@@ -266,12 +266,10 @@ impl Op {
                 Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
             }
             Op::Bind { entity, unbind, source, rk, args } => {
-                let source = source.as_str();
-                outcome(match (entity, unbind) {
-                    (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
-                    (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
-                    (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
-                    (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
+                let source = crate::Exchange::from(source);
+                outcome(match entity {
+                    Entity::Exchange(x) => x.bind(&ch).bind_op(source, &rk, args, unbind).await,
+                    Entity::Queue(q) => q.bind(&ch).bind_op(source, &rk, args, unbind).await,
                 })
             }
             Op::Purge(q) => outcome(q.bind(&ch).purge().await),
