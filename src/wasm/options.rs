@@ -125,6 +125,20 @@ impl Fields {
         self.get(k, "a boolean", Value::as_bool)
     }
 
+    /// Set `*slot` to the string `k` when given (the readers' fields with a default).
+    pub(super) fn set_str(&mut self, k: &'static str, slot: &mut String) {
+        if let Some(v) = self.str(k) {
+            *slot = v;
+        }
+    }
+
+    /// Set `*slot` to the boolean `k` when given.
+    pub(super) fn set_bool(&mut self, k: &'static str, slot: &mut bool) {
+        if let Some(v) = self.bool(k) {
+            *slot = v;
+        }
+    }
+
     pub(super) fn f64(&mut self, k: &'static str) -> Option<f64> {
         self.get(k, "a number", Value::as_f64)
     }
@@ -246,28 +260,18 @@ impl Fields {
 pub(super) fn exchange(f: Fields) -> JsResult<Exchange> {
     let mut f = f.snake();
     let mut x = Exchange::default();
-    if let Some(v) = f.str("name") {
-        x.name = v;
-    }
+    f.set_str("name", &mut x.name);
     if let Some(v) = f.str("type") {
         x.kind = v.into();
     }
-    if let Some(v) = f.bool("durable") {
-        x.durable = v;
-    }
-    if let Some(v) = f.bool("autoDelete") {
-        x.auto_delete = v;
-    }
+    f.set_bool("durable", &mut x.durable);
+    f.set_bool("autoDelete", &mut x.auto_delete);
     x.delivery_mode = f.delivery_mode("deliveryMode");
     if let Some(v) = f.map("arguments") {
         x.arguments = v;
     }
-    if let Some(v) = f.bool("noDeclare") {
-        x.no_declare = v;
-    }
-    if let Some(v) = f.bool("passive") {
-        x.passive = v;
-    }
+    f.set_bool("noDeclare", &mut x.no_declare);
+    f.set_bool("passive", &mut x.passive);
     f.done()?;
     Ok(x)
 }
@@ -277,24 +281,14 @@ pub(super) fn exchange(f: Fields) -> JsResult<Exchange> {
 pub(super) fn queue(f: Fields) -> JsResult<Queue> {
     let mut f = f.snake();
     let mut q = Queue::default();
-    if let Some(v) = f.str("name") {
-        q.name = v;
-    }
+    f.set_str("name", &mut q.name);
     if let Some(v) = f.exchange("exchange") {
         q.exchange = v;
     }
-    if let Some(v) = f.str("routingKey") {
-        q.routing_key = v;
-    }
-    if let Some(v) = f.bool("durable") {
-        q.durable = v;
-    }
-    if let Some(v) = f.bool("exclusive") {
-        q.exclusive = v;
-    }
-    if let Some(v) = f.bool("autoDelete") {
-        q.auto_delete = v;
-    }
+    f.set_str("routingKey", &mut q.routing_key);
+    f.set_bool("durable", &mut q.durable);
+    f.set_bool("exclusive", &mut q.exclusive);
+    f.set_bool("autoDelete", &mut q.auto_delete);
     q.expires = f.f64("expires");
     q.message_ttl = f.f64("messageTtl");
     q.max_length = f.uint("maxLength", u64::MAX);
@@ -306,12 +300,8 @@ pub(super) fn queue(f: Fields) -> JsResult<Queue> {
         }
     }
     q.alias = f.str("alias");
-    if let Some(v) = f.bool("noAck") {
-        q.no_ack = v;
-    }
-    if let Some(v) = f.bool("noDeclare") {
-        q.no_declare = v;
-    }
+    f.set_bool("noAck", &mut q.no_ack);
+    f.set_bool("noDeclare", &mut q.no_declare);
     q.bindings = f.each("bindings", binding);
     f.done()?;
     if q.bindings.iter().any(|b| b.exchange.is_none()) {
