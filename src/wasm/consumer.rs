@@ -26,8 +26,7 @@ impl JsConsumer {
     /// `TimeoutError` when none came. Starts consuming if needed.
     pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
-        let c = self.inner.clone();
-        Ok(promise(async move { outcome(c.next_message(t).await) }))
+        Ok(promise(Op::Next(t).run(self.inner.clone())))
     }
 
     /// A message already received, or `undefined` (never waits): from the consumer's
@@ -141,6 +140,7 @@ impl JsConsumer {
 /// The asynchronous operations of `Consumer`: one enum, so that the module has one future
 /// (one state machine) for all of them rather than one per operation.
 enum Op {
+    Next(Option<std::time::Duration>),
     Consume,
     Cancel,
     CancelByQueue(String),
@@ -154,6 +154,7 @@ enum Op {
 impl Op {
     async fn run(self, c: Consumer) -> JsResult<JsValue> {
         match self {
+            Op::Next(t) => outcome(c.next_message(t).await),
             Op::Consume => outcome(c.consume().await),
             Op::Cancel => outcome(c.cancel().await),
             Op::CancelByQueue(queue) => outcome(c.cancel_by_queue(&queue).await),

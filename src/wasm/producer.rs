@@ -103,8 +103,7 @@ impl JsProducer {
     #[wasm_bindgen(js_name = maybeDeclare)]
     pub fn maybe_declare(&self, entity: JsValue) -> JsResult<Promise> {
         let e = entity_from_js(&entity)?;
-        let p = self.inner.clone();
-        Ok(spawn(async move { kombu(p.maybe_declare(e).await).map(JsValue::from) }))
+        Ok(spawn(Op::MaybeDeclare(e).run(self.inner.clone())))
     }
 }
 
@@ -150,7 +149,21 @@ impl JsProducer {
     }
 
     fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
-        let p = self.inner.clone();
-        promise(async move { outcome(p.publish(body, opts).await) })
+        promise(Op::Publish(body, opts).run(self.inner.clone()))
+    }
+}
+
+/// The asynchronous operations of `Producer`: one enum, one future for both.
+enum Op {
+    Publish(Payload, PublishOptions),
+    MaybeDeclare(crate::Entity),
+}
+
+impl Op {
+    async fn run(self, p: Producer) -> JsResult<JsValue> {
+        match self {
+            Op::Publish(body, opts) => outcome(p.publish(body, opts).await),
+            Op::MaybeDeclare(e) => kombu(p.maybe_declare(e).await).map(JsValue::from),
+        }
     }
 }
