@@ -502,8 +502,7 @@ impl Producer {
                 for e in declare {
                     maybe_declare(e, &self.channel, declare_policy).await?;
                 }
-                let raw = self.channel.raw().await?;
-                self.channel.noted(raw.basic_publish(method, content).await)
+                self.channel.call(crate::channel::RawOp::Publish(method, content)).await.map(drop)
             }
         };
         let conn = self.channel.connection()?;
