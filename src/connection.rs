@@ -654,7 +654,7 @@ impl Connection {
         Fut: Future<Output = Result<T>>,
     {
         let policy = RetryPolicy::ensure_default();
-        self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
+        self.ensure(&policy, crate::connection::no_errback, || fun(self.default_channel_handle())).await
     }
 
     /// A new channel.
@@ -904,6 +904,11 @@ impl Connection {
         chans.push(Arc::downgrade(ch));
     }
 }
+
+/// The errback of the crate's own retries, which have nothing to report: one function
+/// (one type), so that `ensure` and `ensure_connection` are not compiled again for each
+/// empty closure.
+pub(crate) fn no_errback(_: &Error, _: f64) {}
 
 /// Where [`Connection::ensure_connection`]'s attempts are.
 struct Reconnect {

@@ -510,7 +510,7 @@ impl Producer {
         let reconnect = conn.options().reconnect.clone().filter(|_| !retry);
         if retry || reconnect.is_some() {
             let policy = retry_policy.clone().or(reconnect).unwrap_or_else(RetryPolicy::ensure_default);
-            conn.ensure(&policy, |_: &Error, _: f64| {}, once).await
+            conn.ensure(&policy, crate::connection::no_errback, once).await
         } else {
             once().await
         }

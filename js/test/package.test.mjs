@@ -466,7 +466,11 @@ test("kombu-wasm/codecs adds yaml, msgpack and the compression methods; register
 // 167,305 B. Then SimpleQueue's operations as one future, ensure_connection's attempts in one
 // non-generic future and two setters for the options readers: the core 175,916 B,
 // "kombu-wasm/ws" 184,487 B, "kombu-wasm/gateway" 166,287 B, "kombu-wasm/amqp" 167,109 B.
-const budgets = { "kombu_bg.wasm": 176_800, "kombu_ws_bg.wasm": 185_400, "kombu_gateway_bg.wasm": 167_200, "kombu_amqp_bg.wasm": 168_000 };
+// Then the facade's remaining futures in its operation enums, the publish through
+// Channel::call, and one errback function for the crate's own retries (ensure and
+// ensure_connection compiled once per errback type): the core 174,672 B, "kombu-wasm/ws"
+// 183,387 B, "kombu-wasm/gateway" 164,971 B, "kombu-wasm/amqp" 165,888 B.
+const budgets = { "kombu_bg.wasm": 175_600, "kombu_ws_bg.wasm": 184_300, "kombu_gateway_bg.wasm": 165_900, "kombu_amqp_bg.wasm": 166_800 };
 for (const [file, budget] of Object.entries(budgets)) {
   test(`${file} is at most ${budget.toLocaleString("en")} B gzipped`, () => {
     const gz = gzipSync(readFileSync(join(pkgDir, "wasm", file)), { level: 9 }).length;

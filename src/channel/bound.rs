@@ -357,7 +357,7 @@ pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&Re
         return Ok(false);
     }
     match retry {
-        Some(policy) => conn.ensure(policy, |_: &Error, _: f64| {}, || entity.declare(channel)).await?,
+        Some(policy) => conn.ensure(policy, crate::connection::no_errback, || entity.declare(channel)).await?,
         None => entity.declare(channel).await?,
     }
     if cacheable {
