@@ -464,7 +464,7 @@ impl Consumer {
                         // it waited for acks of); no_ack ones are still handed out.
                         Some(policy) => {
                             self.take_buffered(&|m| !m.no_ack());
-                            conn.ensure_connection(policy, crate::connection::no_errback).await?;
+                            conn.ensure_connection(policy, &mut crate::connection::no_errback).await?;
                         }
                         None => return Err(e),
                     },

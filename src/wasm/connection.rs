@@ -254,7 +254,7 @@ impl Call {
     async fn run(self, c: Connection) -> JsResult<JsValue> {
         match self {
             Call::Connect => outcome(c.connect().await),
-            Call::Ensure(policy) => outcome(c.ensure_connection(&policy, crate::connection::no_errback).await),
+            Call::Ensure(policy) => outcome(c.ensure_connection(&policy, &mut crate::connection::no_errback).await),
             Call::Release => outcome(c.release().await),
             Call::DrainEvents(t) => outcome(c.drain_events(t).await),
             Call::OnDefaultChannel(op) => op.run(kombu(c.default_channel().await)?).await,
