@@ -522,37 +522,51 @@ impl Connection {
         if self.live_transport().is_some() {
             return Ok(());
         }
-        let started = Instant::now();
-        let mut intervals = policy.intervals();
-        let mut retries: u32 = 0;
-        loop {
-            match self.transport().await {
-                Ok(_) => return Ok(()),
-                // What cannot work however often it is tried: not retried.
-                Err(e) if matches!(e, Error::UnknownTransport { .. } | Error::InvalidUrl { .. } | Error::NotImplemented(_)) => return Err(e),
-                Err(e) => {
-                    if policy.max_retries.is_some_and(|m| m > 0 && retries >= m) {
+        let mut st = Reconnect { started: Instant::now(), intervals: policy.intervals(), retries: 0, failed: None };
+        // The attempts are made by one non-generic future; only the errback's call is here,
+        // in each errback type's copy.
+        while !self.reconnect_step(policy, &mut st).await? {
+            if let Some((e, interval)) = &st.failed {
+                errback(e, *interval);
+            }
+        }
+        Ok(())
+    }
+
+    /// One attempt of [`Connection::ensure_connection`], after announcing the failure before
+    /// it (which the errback has seen) and waiting its interval: true when connected, false
+    /// when it failed and is to be retried (the failure and the interval are in `st.failed`).
+    async fn reconnect_step(&self, policy: &RetryPolicy, st: &mut Reconnect) -> Result<bool> {
+        if let Some((e, interval)) = st.failed.take() {
+            self.emit(ConnectionEvent::Reconnecting { error: e, interval });
+            st.retries += 1;
+            rt::sleep(Duration::from_secs_f64(interval)).await;
+        }
+        let retries = st.retries;
+        match self.transport().await {
+            Ok(_) => Ok(true),
+            // What cannot work however often it is tried: not retried.
+            Err(e) if matches!(e, Error::UnknownTransport { .. } | Error::InvalidUrl { .. } | Error::NotImplemented(_)) => Err(e),
+            Err(e) => {
+                if policy.max_retries.is_some_and(|m| m > 0 && retries >= m) {
+                    return Err(Error::Operational(format!(
+                        "failed to connect to {} after {} attempts: {e}",
+                        self.as_uri(false),
+                        retries + 1
+                    )));
+                }
+                let interval = st.intervals.next().unwrap_or(policy.interval_max);
+                if let Some(t) = policy.timeout {
+                    if st.started.elapsed().as_secs_f64() + interval > t {
                         return Err(Error::Operational(format!(
-                            "failed to connect to {} after {} attempts: {e}",
-                            self.as_uri(false),
-                            retries + 1
+                            "timed out after {}s connecting to {}: {e}",
+                            crate::serialization::seconds_text(t),
+                            self.as_uri(false)
                         )));
                     }
-                    let interval = intervals.next().unwrap_or(policy.interval_max);
-                    if let Some(t) = policy.timeout {
-                        if started.elapsed().as_secs_f64() + interval > t {
-                            return Err(Error::Operational(format!(
-                                "timed out after {}s connecting to {}: {e}",
-                                crate::serialization::seconds_text(t),
-                                self.as_uri(false)
-                            )));
-                        }
-                    }
-                    errback(&e, interval);
-                    self.emit(ConnectionEvent::Reconnecting { error: e.clone(), interval });
-                    retries += 1;
-                    rt::sleep(Duration::from_secs_f64(interval)).await;
                 }
+                st.failed = Some((e, interval));
+                Ok(false)
             }
         }
     }
@@ -640,7 +654,7 @@ impl Connection {
         Fut: Future<Output = Result<T>>,
     {
         let policy = RetryPolicy::ensure_default();
-        self.ensure(&policy, |_: &Error, _: f64| {}, || fun(self.default_channel_handle())).await
+        self.ensure(&policy, crate::connection::no_errback, || fun(self.default_channel_handle())).await
     }
 
     /// A new channel.
@@ -889,6 +903,20 @@ impl Connection {
         chans.retain(|w| w.strong_count() > 0);
         chans.push(Arc::downgrade(ch));
     }
+}
+
+/// The errback of the crate's own retries, which have nothing to report: one function
+/// (one type), so that `ensure` and `ensure_connection` are not compiled again for each
+/// empty closure.
+pub(crate) fn no_errback(_: &Error, _: f64) {}
+
+/// Where [`Connection::ensure_connection`]'s attempts are.
+struct Reconnect {
+    started: Instant,
+    intervals: crate::retry::Intervals,
+    retries: u32,
+    /// The last attempt's failure and the interval before the next.
+    failed: Option<(Error, f64)>,
 }
 
 fn as_library_error(e: Error) -> Error {

@@ -286,7 +286,8 @@ impl Consumer {
     }
 
     async fn basic_consume(&self, q: &Queue, no_ack: bool, redeclare: bool) -> Result<()> {
-        let tag = format!("{}{}", lock(&self.inner.tag_prefix), crate::rt::uuid());
+        let mut tag = lock(&self.inner.tag_prefix).clone();
+        tag.push_str(&crate::rt::uuid());
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         let callback: DeliveryCallback = Arc::new(move |m: Message| match weak.upgrade() {
             Some(inner) => receive(&inner, m),
@@ -464,7 +465,7 @@ impl Consumer {
                         // it waited for acks of); no_ack ones are still handed out.
                         Some(policy) => {
                             self.take_buffered(&|m| !m.no_ack());
-                            conn.ensure_connection(policy, |_: &Error, _: f64| {}).await?;
+                            conn.ensure_connection(policy, &mut crate::connection::no_errback).await?;
                         }
                         None => return Err(e),
                     },

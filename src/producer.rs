@@ -502,8 +502,7 @@ impl Producer {
                 for e in declare {
                     maybe_declare(e, &self.channel, declare_policy).await?;
                 }
-                let raw = self.channel.raw().await?;
-                self.channel.noted(raw.basic_publish(method, content).await)
+                self.channel.call(crate::channel::RawOp::Publish(method, content)).await.map(drop)
             }
         };
         let conn = self.channel.connection()?;
@@ -511,7 +510,7 @@ impl Producer {
         let reconnect = conn.options().reconnect.clone().filter(|_| !retry);
         if retry || reconnect.is_some() {
             let policy = retry_policy.clone().or(reconnect).unwrap_or_else(RetryPolicy::ensure_default);
-            conn.ensure(&policy, |_: &Error, _: f64| {}, once).await
+            conn.ensure(&policy, crate::connection::no_errback, once).await
         } else {
             once().await
         }

@@ -11,7 +11,7 @@ use std::any::Any;
 use std::fmt;
 use std::sync::Arc;
 
-use super::{Channel, DeliveryCallback};
+use super::{Channel, DeliveryCallback, RawOp};
 use crate::entity::{BoundChannel, Entity, Exchange, Queue};
 use crate::error::{Error, Result};
 use crate::message::Message;
@@ -103,8 +103,7 @@ impl Exchange {
     pub async fn delete(&self, if_unused: bool) -> Result<()> {
         let ch = self.bound("delete")?;
         let m = ExchangeDelete { exchange: self.name.clone(), if_unused, nowait: false };
-        let raw = ch.raw().await?;
-        ch.noted(raw.exchange_delete(&m).await)?;
+        ch.call(RawOp::ExchangeDelete(&m)).await?;
         if let Ok(c) = ch.connection() {
             c.forget(&Entity::Exchange(self.clone()));
         }
@@ -114,18 +113,19 @@ impl Exchange {
     /// Bind this exchange to `source`: messages routed by `source` with `routing_key` also go
     /// through this exchange (exchange-to-exchange binding).
     pub async fn bind_to(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("bind_to")?;
-        let m = self.exchange_bind(source.into(), routing_key, arguments);
-        let raw = ch.raw().await?;
-        ch.noted(raw.exchange_bind(&m).await)
+        self.bind_op(source.into(), routing_key, arguments, false).await
     }
 
     /// Remove an exchange-to-exchange binding made with [`Exchange::bind_to`].
     pub async fn unbind_from(&self, source: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("unbind_from")?;
-        let m = self.exchange_bind(source.into(), routing_key, arguments);
-        let raw = ch.raw().await?;
-        ch.noted(raw.exchange_unbind(&m).await)
+        self.bind_op(source.into(), routing_key, arguments, true).await
+    }
+
+    /// [`Exchange::bind_to`], or [`Exchange::unbind_from`] with `unbind`: one future for both.
+    pub(crate) async fn bind_op(&self, source: Exchange, routing_key: &str, arguments: Headers, unbind: bool) -> Result<()> {
+        let ch = self.bound(if unbind { "unbind_from" } else { "bind_to" })?;
+        let m = self.exchange_bind(source, routing_key, arguments);
+        ch.call(if unbind { RawOp::ExchangeUnbind(&m) } else { RawOp::ExchangeBind(&m) }).await.map(drop)
     }
 
     fn exchange_bind(&self, source: Exchange, routing_key: &str, arguments: Headers) -> ExchangeBind {
@@ -155,8 +155,7 @@ impl Exchange {
         }
         let content = Arc::new(Content { properties, body: body.into() });
         let m = BasicPublish { exchange: self.name.clone(), routing_key: routing_key.into(), mandatory, immediate: false };
-        let raw = ch.raw().await?;
-        ch.noted(raw.basic_publish(&m, content).await)
+        ch.call(RawOp::Publish(&m, content)).await.map(drop)
     }
 }
 
@@ -252,8 +251,7 @@ impl Queue {
             return Ok(());
         }
         let m = self.bind_method(&self.exchange.name, &self.routing_key, &self.binding_arguments, nowait);
-        let raw = ch.raw().await?;
-        ch.noted(raw.queue_bind(&m).await)
+        ch.call(RawOp::QueueBind(&m)).await.map(drop)
     }
 
     /// Remove the queue's binding to its exchange.
@@ -265,25 +263,25 @@ impl Queue {
 
     /// Bind the queue to `exchange` with `routing_key`.
     pub async fn bind_to(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("bind_to")?;
-        let m = self.bind_method(&exchange.into().name, routing_key, &arguments, false);
-        let raw = ch.raw().await?;
-        ch.noted(raw.queue_bind(&m).await)
+        self.bind_op(exchange.into(), routing_key, arguments, false).await
     }
 
     /// Unbind the queue from `exchange` / `routing_key`.
     pub async fn unbind_from(&self, exchange: impl Into<Exchange>, routing_key: &str, arguments: Headers) -> Result<()> {
-        let ch = self.bound("unbind_from")?;
-        let m = self.bind_method(&exchange.into().name, routing_key, &arguments, false);
-        let raw = ch.raw().await?;
-        ch.noted(raw.queue_unbind(&m).await)
+        self.bind_op(exchange.into(), routing_key, arguments, true).await
+    }
+
+    /// [`Queue::bind_to`], or [`Queue::unbind_from`] with `unbind`: one future for both.
+    pub(crate) async fn bind_op(&self, exchange: Exchange, routing_key: &str, arguments: Headers, unbind: bool) -> Result<()> {
+        let ch = self.bound(if unbind { "unbind_from" } else { "bind_to" })?;
+        let m = self.bind_method(&exchange.name, routing_key, &arguments, false);
+        ch.call(if unbind { RawOp::QueueUnbind(&m) } else { RawOp::QueueBind(&m) }).await.map(drop)
     }
 
     /// Remove all ready messages; returns how many.
     pub async fn purge(&self) -> Result<u32> {
         let ch = self.bound("purge")?;
-        let raw = ch.raw().await?;
-        ch.noted(raw.queue_purge(&self.name).await)
+        ch.call(RawOp::QueuePurge(&self.name)).await
     }
 
     /// Delete the queue (with `if_unused` / `if_empty` conditions); returns the number of
@@ -291,8 +289,7 @@ impl Queue {
     pub async fn delete(&self, if_unused: bool, if_empty: bool) -> Result<u32> {
         let ch = self.bound("delete")?;
         let m = QueueDelete { queue: self.name.clone(), if_unused, if_empty, nowait: false };
-        let raw = ch.raw().await?;
-        let n = ch.noted(raw.queue_delete(&m).await)?;
+        let n = ch.call(RawOp::QueueDelete(&m)).await?;
         if let Ok(c) = ch.connection() {
             c.forget(&Entity::Queue(self.clone()));
         }
@@ -360,7 +357,7 @@ pub async fn maybe_declare(entity: &Entity, channel: &Channel, retry: Option<&Re
         return Ok(false);
     }
     match retry {
-        Some(policy) => conn.ensure(policy, |_: &Error, _: f64| {}, || entity.declare(channel)).await?,
+        Some(policy) => conn.ensure(policy, crate::connection::no_errback, || entity.declare(channel)).await?,
         None => entity.declare(channel).await?,
     }
     if cacheable {

@@ -17,28 +17,28 @@ use crate::{Channel, Connection, ConnectionOptions, Entity};
 /// The Connection options lib.js sends (times in seconds, as the core takes them).
 fn connection_options(options: &JsValue) -> JsResult<ConnectionOptions> {
     let mut f = Fields::from_js("Connection options", options)?;
-    let mut transport_options = f.map("transportOptions")?.unwrap_or_default();
+    let mut transport_options = f.map("transportOptions").unwrap_or_default();
     // Named as the JS option (the core's error names Kombu's `failover_strategy`).
     let failover_strategy = f
-        .get("failoverStrategy", r#"one of "round-robin", "shuffle""#, |v| FailoverStrategy::parse(v.as_str()?).ok())?
+        .get("failoverStrategy", r#"one of "round-robin", "shuffle""#, |v| FailoverStrategy::parse(v.as_str()?).ok())
         .unwrap_or_default();
     // Kombu's `confirm_publish` transport option: a publish resolves once the broker has it.
-    if let Some(c) = f.bool("confirmPublish")? {
+    if let Some(c) = f.bool("confirmPublish") {
         transport_options.insert("confirm_publish".into(), c.into());
     }
     let o = ConnectionOptions {
         transport_options,
-        heartbeat: f.f64("heartbeat")?,
-        connect_timeout: f.f64("connectTimeout")?,
-        ssl: f.bool("ssl")?,
-        login_method: f.str("loginMethod")?,
+        heartbeat: f.f64("heartbeat"),
+        connect_timeout: f.f64("connectTimeout"),
+        ssl: f.bool("ssl"),
+        login_method: f.str("loginMethod"),
         failover_strategy,
-        alternates: f.strings("alternates")?.unwrap_or_default(),
-        userid: f.str("userid")?,
-        password: f.str("password")?,
-        virtual_host: f.str("virtualHost")?,
-        transport: f.str("transport")?,
-        reconnect: f.retry_policy("reconnect")?,
+        alternates: f.strings("alternates").unwrap_or_default(),
+        userid: f.str("userid"),
+        password: f.str("password"),
+        virtual_host: f.str("virtualHost"),
+        transport: f.str("transport"),
+        reconnect: f.retry_policy("reconnect"),
     };
     f.done()?;
     Ok(o)
@@ -63,8 +63,7 @@ impl JsConnection {
 
     /// Connect now (Kombu's `connect`).
     pub fn connect(&self) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.connect().await) })
+        self.call(Call::Connect)
     }
 
     /// Kombu's `ensure_connection`: connect, retrying with `retryPolicy` (seconds; by
@@ -76,8 +75,7 @@ impl JsConnection {
             true => RetryPolicy::ensure_connection_default(),
             false => super::options::retry_policy(Fields::from_js("retryPolicy", &retry_policy)?)?,
         };
-        let c = self.inner.clone();
-        Ok(spawn(async move { outcome(c.ensure_connection(&policy, |_: &crate::Error, _: f64| {}).await) }))
+        Ok(self.call(Call::Ensure(policy)))
     }
 
     /// Call `listener(event, error, intervalSeconds)` with each connection event:
@@ -127,8 +125,7 @@ impl JsConnection {
 
     /// Close the connection (channels close; unacked messages return to their queues).
     pub fn release(&self) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { outcome(c.release().await) })
+        self.call(Call::Release)
     }
 
     /// Wait up to `timeoutMs` (forever when omitted) for one event and dispatch it to the
@@ -136,8 +133,7 @@ impl JsConnection {
     #[wasm_bindgen(js_name = drainEvents)]
     pub fn drain_events(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
-        let c = self.inner.clone();
-        Ok(spawn(async move { outcome(c.drain_events(t).await) }))
+        Ok(self.call(Call::DrainEvents(t)))
     }
 
     /// Declare an exchange or queue (`{exchange: {...}}` / `{queue: {...}}`), with its
@@ -237,13 +233,38 @@ impl JsConnection {
 impl JsConnection {
     /// A Promise for `op` on the default channel, opened first if need be.
     fn on_default_channel(&self, op: Op) -> Promise {
-        let c = self.inner.clone();
-        spawn(async move { op.run(kombu(c.default_channel().await)?).await })
+        self.call(Call::OnDefaultChannel(op))
+    }
+
+    /// A Promise for `call` on this connection.
+    fn call(&self, call: Call) -> Promise {
+        spawn(call.run(self.inner.clone()))
     }
 }
 
-/// The operations `Connection` runs on its default channel: one enum, so that the module has
-/// one future (one state machine) for all of them rather than one per operation.
+/// The asynchronous operations of `Connection`: one enum, so that the module has one future
+/// (one state machine) for all of them rather than one per operation.
+enum Call {
+    Connect,
+    Ensure(RetryPolicy),
+    Release,
+    DrainEvents(Option<std::time::Duration>),
+    OnDefaultChannel(Op),
+}
+
+impl Call {
+    async fn run(self, c: Connection) -> JsResult<JsValue> {
+        match self {
+            Call::Connect => outcome(c.connect().await),
+            Call::Ensure(policy) => outcome(c.ensure_connection(&policy, &mut crate::connection::no_errback).await),
+            Call::Release => outcome(c.release().await),
+            Call::DrainEvents(t) => outcome(c.drain_events(t).await),
+            Call::OnDefaultChannel(op) => op.run(kombu(c.default_channel().await)?).await,
+        }
+    }
+}
+
+/// The operations `Connection` runs on its default channel.
 enum Op {
     Declare(Entity),
     Delete(Entity, bool, bool),
@@ -268,12 +289,10 @@ impl Op {
                 Ok(kombu(q.bind(&ch).get(no_ack, accept).await)?.map_or(JsValue::NULL, |m| super::message::JsMessage::from(m).into()))
             }
             Op::Bind { entity, unbind, source, rk, args } => {
-                let source = source.as_str();
-                outcome(match (entity, unbind) {
-                    (Entity::Exchange(x), false) => x.bind(&ch).bind_to(source, &rk, args).await,
-                    (Entity::Exchange(x), true) => x.bind(&ch).unbind_from(source, &rk, args).await,
-                    (Entity::Queue(q), false) => q.bind(&ch).bind_to(source, &rk, args).await,
-                    (Entity::Queue(q), true) => q.bind(&ch).unbind_from(source, &rk, args).await,
+                let source = crate::Exchange::from(source);
+                outcome(match entity {
+                    Entity::Exchange(x) => x.bind(&ch).bind_op(source, &rk, args, unbind).await,
+                    Entity::Queue(q) => q.bind(&ch).bind_op(source, &rk, args, unbind).await,
                 })
             }
             Op::Purge(q) => outcome(q.bind(&ch).purge().await),

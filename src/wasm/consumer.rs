@@ -26,8 +26,7 @@ impl JsConsumer {
     /// `TimeoutError` when none came. Starts consuming if needed.
     pub fn next(&self, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
-        let c = self.inner.clone();
-        Ok(promise(async move { outcome(c.next_message(t).await) }))
+        Ok(promise(Op::Next(t).run(self.inner.clone())))
     }
 
     /// A message already received, or `undefined` (never waits): from the consumer's
@@ -107,19 +106,19 @@ impl JsConsumer {
         let queues = queues_from_js(&queues)?;
         let mut f = Fields::from_js("Consumer options", &options)?;
         let mut c = Consumer::new(&conn.default_channel_handle(), queues);
-        if let Some(a) = f.strings("accept")? {
+        if let Some(a) = f.strings("accept") {
             c = kombu(c.accept(&a))?;
         }
-        if let Some(v) = f.bool("noAck")? {
+        if let Some(v) = f.bool("noAck") {
             c = c.no_ack(v);
         }
-        if let Some(v) = f.bool("autoDeclare")? {
+        if let Some(v) = f.bool("autoDeclare") {
             c = c.auto_declare(v);
         }
-        if let Some(v) = f.uint("prefetchCount", u16::MAX.into())? {
+        if let Some(v) = f.uint("prefetchCount", u16::MAX.into()) {
             c = c.prefetch_count(v as u16);
         }
-        if let Some(v) = f.str("tagPrefix")? {
+        if let Some(v) = f.str("tagPrefix") {
             c = c.tag_prefix(v);
         }
         f.done()?;
@@ -141,6 +140,7 @@ impl JsConsumer {
 /// The asynchronous operations of `Consumer`: one enum, so that the module has one future
 /// (one state machine) for all of them rather than one per operation.
 enum Op {
+    Next(Option<std::time::Duration>),
     Consume,
     Cancel,
     CancelByQueue(String),
@@ -154,6 +154,7 @@ enum Op {
 impl Op {
     async fn run(self, c: Consumer) -> JsResult<JsValue> {
         match self {
+            Op::Next(t) => outcome(c.next_message(t).await),
             Op::Consume => outcome(c.consume().await),
             Op::Cancel => outcome(c.cancel().await),
             Op::CancelByQueue(queue) => outcome(c.cancel_by_queue(&queue).await),

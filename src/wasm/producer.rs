@@ -14,30 +14,30 @@ use crate::{Connection, Payload, Producer, Properties, PublishOptions};
 /// The publish options lib.js sends (`expiration` and the retry policy in seconds).
 pub(super) fn publish_options(what: &str, options: &JsValue) -> JsResult<PublishOptions> {
     let mut f = Fields::from_js(what, options)?;
-    let retry_policy = f.retry_policy("retryPolicy")?;
+    let retry_policy = f.retry_policy("retryPolicy");
     let o = PublishOptions {
-        exchange: f.exchange("exchange")?,
-        routing_key: f.str("routingKey")?,
-        delivery_mode: f.delivery_mode("deliveryMode")?,
-        mandatory: f.bool("mandatory")?.unwrap_or(false),
-        priority: f.uint("priority", 255)?.map(|n| n as u8),
-        content_type: f.str("contentType")?.map(Cow::Owned),
-        content_encoding: f.str("contentEncoding")?.map(Cow::Owned),
-        serializer: f.str("serializer")?,
-        headers: f.map("headers")?.unwrap_or_default(),
-        compression: f.str("compression")?,
-        retry: f.bool("retry")?.unwrap_or(false) || retry_policy.is_some(),
+        exchange: f.exchange("exchange"),
+        routing_key: f.str("routingKey"),
+        delivery_mode: f.delivery_mode("deliveryMode"),
+        mandatory: f.bool("mandatory").unwrap_or(false),
+        priority: f.uint("priority", 255).map(|n| n as u8),
+        content_type: f.str("contentType").map(Cow::Owned),
+        content_encoding: f.str("contentEncoding").map(Cow::Owned),
+        serializer: f.str("serializer"),
+        headers: f.map("headers").unwrap_or_default(),
+        compression: f.str("compression"),
+        retry: f.bool("retry").unwrap_or(false) || retry_policy.is_some(),
         retry_policy,
-        declare: f.each("declare", entity)?,
-        expiration: f.f64("expiration")?,
+        declare: f.each("declare", entity),
+        expiration: f.f64("expiration"),
         properties: Properties {
-            correlation_id: f.str("correlationId")?,
-            reply_to: f.str("replyTo")?,
-            message_id: f.str("messageId")?,
-            timestamp: f.uint("timestamp", u64::MAX)?,
-            type_: f.str("type")?,
-            user_id: f.str("userId")?,
-            app_id: f.str("appId")?,
+            correlation_id: f.str("correlationId"),
+            reply_to: f.str("replyTo"),
+            message_id: f.str("messageId"),
+            timestamp: f.uint("timestamp", u64::MAX),
+            type_: f.str("type"),
+            user_id: f.str("userId"),
+            app_id: f.str("appId"),
             ..Properties::default()
         },
         ..PublishOptions::default()
@@ -103,8 +103,7 @@ impl JsProducer {
     #[wasm_bindgen(js_name = maybeDeclare)]
     pub fn maybe_declare(&self, entity: JsValue) -> JsResult<Promise> {
         let e = entity_from_js(&entity)?;
-        let p = self.inner.clone();
-        Ok(spawn(async move { kombu(p.maybe_declare(e).await).map(JsValue::from) }))
+        Ok(spawn(Op::MaybeDeclare(e).run(self.inner.clone())))
     }
 }
 
@@ -113,19 +112,19 @@ impl JsProducer {
     pub(super) fn open(conn: &Connection, options: JsValue) -> JsResult<JsProducer> {
         let mut f = Fields::from_js("Producer options", &options)?;
         let mut p = Producer::new(&conn.default_channel_handle());
-        if let Some(x) = f.exchange("exchange")? {
+        if let Some(x) = f.exchange("exchange") {
             p = p.exchange(x);
         }
-        if let Some(v) = f.str("routingKey")? {
+        if let Some(v) = f.str("routingKey") {
             p = p.routing_key(v);
         }
-        if let Some(v) = f.str("serializer")? {
+        if let Some(v) = f.str("serializer") {
             p = p.serializer(v);
         }
-        if let Some(v) = f.str("compression")? {
+        if let Some(v) = f.str("compression") {
             p = p.compression(v);
         }
-        if let Some(v) = f.bool("autoDeclare")? {
+        if let Some(v) = f.bool("autoDeclare") {
             p = p.auto_declare(v);
         }
         f.done()?;
@@ -150,7 +149,21 @@ impl JsProducer {
     }
 
     fn send(&self, body: Payload, opts: PublishOptions) -> Promise {
-        let p = self.inner.clone();
-        promise(async move { outcome(p.publish(body, opts).await) })
+        promise(Op::Publish(body, opts).run(self.inner.clone()))
+    }
+}
+
+/// The asynchronous operations of `Producer`: one enum, one future for both.
+enum Op {
+    Publish(Payload, PublishOptions),
+    MaybeDeclare(crate::Entity),
+}
+
+impl Op {
+    async fn run(self, p: Producer) -> JsResult<JsValue> {
+        match self {
+            Op::Publish(body, opts) => outcome(p.publish(body, opts).await),
+            Op::MaybeDeclare(e) => kombu(p.maybe_declare(e).await).map(JsValue::from),
+        }
     }
 }

@@ -39,56 +39,58 @@ impl JsSimpleQueue {
 
     fn send(&self, body: Payload, options: JsValue) -> JsResult<Promise> {
         let opts = publish_options("put options", &options)?;
-        let q = self.inner.clone();
-        Ok(spawn(async move { outcome(q.put(body, opts).await) }))
+        Ok(self.op(Op::Put(body, opts)))
     }
 
     /// The next message; with `block` (default true) wait up to `timeoutMs` (forever when
     /// omitted). Rejects with `Empty` when there is none.
     pub fn get(&self, block: Option<bool>, timeout_ms: Option<f64>) -> JsResult<Promise> {
         let t = millis(timeout_ms)?;
-        let q = self.inner.clone();
-        Ok(spawn(async move { outcome(q.get(block.unwrap_or(true), t).await) }))
+        Ok(self.op(Op::Get(block.unwrap_or(true), t)))
     }
 
     /// The next message without waiting; rejects with `Empty`.
     #[wasm_bindgen(js_name = getNowait)]
     pub fn get_nowait(&self) -> Promise {
-        let q = self.inner.clone();
-        spawn(async move { outcome(q.get_nowait().await) })
+        self.op(Op::GetNowait)
     }
 
     /// How many messages are waiting.
     pub fn qsize(&self) -> Promise {
-        let q = self.inner.clone();
-        spawn(async move { outcome(q.qsize().await) })
+        self.op(Op::Qsize)
     }
 
     /// Remove every message; resolves to how many.
     pub fn clear(&self) -> Promise {
-        let q = self.inner.clone();
-        spawn(async move { outcome(q.clear().await) })
+        self.op(Op::Clear)
     }
 
     /// Stop consuming.
     pub fn close(&self) -> Promise {
-        let q = self.inner.clone();
-        spawn(async move { outcome(q.close().await) })
+        self.op(Op::Close)
     }
 }
 
 impl JsSimpleQueue {
+    /// A Promise for `op` on this queue.
+    fn op(&self, op: Op) -> Promise {
+        spawn(op.run(self.inner.clone()))
+    }
+
     /// `Connection.SimpleQueue(name, options)`, or `SimpleBuffer` with `buffer`.
     pub(super) fn open(conn: &Connection, name: String, options: JsValue, buffer: bool) -> JsResult<Promise> {
         let mut f = Fields::from_js("SimpleQueue options", &options)?;
         let o = SimpleOptions {
-            no_ack: f.bool("noAck")?,
-            queue: f.fields("queue")?.map(queue).transpose()?,
-            queue_args: f.map("queueArgs")?.unwrap_or_default(),
-            exchange: f.exchange("exchange")?,
-            serializer: f.str("serializer")?,
-            compression: f.str("compression")?,
-            accept: f.strings("accept")?,
+            no_ack: f.bool("noAck"),
+            queue: {
+                let r = f.fields("queue").map(queue).transpose();
+                f.keep(r).flatten()
+            },
+            queue_args: f.map("queueArgs").unwrap_or_default(),
+            exchange: f.exchange("exchange"),
+            serializer: f.str("serializer"),
+            compression: f.str("compression"),
+            accept: f.strings("accept"),
             ..Default::default()
         };
         f.done()?;
@@ -97,5 +99,29 @@ impl JsSimpleQueue {
             let q = if buffer { SimpleQueue::buffer(&c, &name, o).await } else { SimpleQueue::new(&c, &name, o).await };
             outcome(q)
         }))
+    }
+}
+
+/// The asynchronous operations of `SimpleQueue`: one enum, so that the module has one future
+/// (one state machine) for all of them rather than one per operation.
+enum Op {
+    Put(Payload, crate::PublishOptions),
+    Get(bool, Option<std::time::Duration>),
+    GetNowait,
+    Qsize,
+    Clear,
+    Close,
+}
+
+impl Op {
+    async fn run(self, q: SimpleQueue) -> JsResult<JsValue> {
+        match self {
+            Op::Put(body, opts) => outcome(q.put(body, opts).await),
+            Op::Get(block, t) => outcome(q.get(block, t).await),
+            Op::GetNowait => outcome(q.get_nowait().await),
+            Op::Qsize => outcome(q.qsize().await),
+            Op::Clear => outcome(q.clear().await),
+            Op::Close => outcome(q.close().await),
+        }
     }
 }
