@@ -8,7 +8,7 @@
 #                     broker (pages using it talk to a gateway or RabbitMQ)
 #   kombu_gateway_bg.wasm, kombu_amqp_bg.wasm  the same with one of the two WebSocket
 #                     transports ("kombu-wasm/gateway": gateway+ws://, gateway+wss://;
-#                     "kombu-wasm/amqp": amqp+ws://, amqps+wss://), ~20 KB gzipped smaller each
+#                     "kombu-wasm/amqp": amqp+ws://, amqps+wss://), ~17-18 KB gzipped smaller each
 #   codecs_bg.wasm    the separately loaded codecs (`import "kombu-wasm/codecs"`): yaml, msgpack,
 #                     zlib/gzip, bzip2, lzma/xz and zstd — the same Rust codecs, with the
 #                     `codec-module` feature's exports and without the `facade` feature

@@ -1,8 +1,8 @@
 // The loader of kombu-wasm's separately loaded codec modules (the entries are codecs.js and
 // zlib.js, with codecs-workerd.js and zlib-workerd.js for Cloudflare Workers):
 //
-//   import "kombu-wasm/codecs";  // yaml, msgpack, zlib/gzip, bzip2, lzma/xz and zstd (~240 KB gzipped)
-//   import "kombu-wasm/zlib";    // only zlib/gzip (~63 KB gzipped): Kombu's and Celery's usual compression
+//   import "kombu-wasm/codecs";  // yaml, msgpack, zlib/gzip, bzip2, lzma/xz and zstd (~206 KB gzipped)
+//   import "kombu-wasm/zlib";    // only zlib/gzip (~42 KB gzipped): Kombu's and Celery's usual compression
 //   await producer.publish(body, { serializer: "msgpack", compression: "bzip2" });
 //
 // Each is a WebAssembly module of its own, loaded only by the apps that import its entry, so
