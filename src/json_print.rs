@@ -227,7 +227,7 @@ fn string(out: &mut Vec<u8>, s: &str, style: Style) {
             // A character's first byte: `i` is on a character boundary.
             let ch = s.get(i..).and_then(|t| t.chars().next()).unwrap_or_default();
             for &mut u in ch.encode_utf16(&mut [0; 2]) {
-                hex4(out, u);
+                out.extend_from_slice(&u_escape(u));
             }
             i += ch.len_utf8();
         } else {
@@ -238,7 +238,7 @@ fn string(out: &mut Vec<u8>, s: &str, style: Style) {
                 10 => out.extend_from_slice(b"\\n"),
                 12 => out.extend_from_slice(b"\\f"),
                 13 => out.extend_from_slice(b"\\r"),
-                _ => hex4(out, u16::from(c)),
+                _ => out.extend_from_slice(&u_escape(u16::from(c))),
             }
             i += 1;
         }
@@ -248,10 +248,10 @@ fn string(out: &mut Vec<u8>, s: &str, style: Style) {
     out.push(b'"');
 }
 
-/// `\uXXXX` (lowercase hex).
-fn hex4(out: &mut Vec<u8>, u: u16) {
+/// The escape `\uXXXX` of a UTF-16 unit (lowercase hex, as serde_json and Python write it).
+pub(crate) fn u_escape(u: u16) -> [u8; 6] {
     let hex = |shift: u16| b"0123456789abcdef"[usize::from((u >> shift) & 15)];
-    out.extend_from_slice(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)]);
+    [b'\\', b'u', hex(12), hex(8), hex(4), hex(0)]
 }
 
 /// The shortest round-trip digits of a finite `v` other than zero (ASCII, without sign,
@@ -370,9 +370,7 @@ mod tests {
         ];
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::xorshift(&mut x);
             let f = f64::from_bits(x);
             if f.is_finite() {
                 fs.push(f);

@@ -576,9 +576,7 @@ mod tests {
         let mut texts: Vec<String> = HARD_FLOATS.iter().map(|s| s.to_string()).collect();
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
         for _ in 0..n {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::xorshift(&mut x);
             let f = f64::from_bits(x);
             if !f.is_finite() {
                 continue;
@@ -617,9 +615,7 @@ mod tests {
     fn checked_float_answers_only_when_right() {
         let (mut x, mut answered, mut n) = (0x2545_f491_4f6c_dd1du64, 0, 0);
         while n < 20_000 {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::xorshift(&mut x);
             let f = f64::from_bits(x >> 2);
             let text = format!("{f:.16e}");
             let (m, e) = text.split_once('e').unwrap();

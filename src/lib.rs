@@ -96,6 +96,16 @@ pub use simple::{SimpleOptions, SimpleQueue};
 pub use proto::methods::ExchangeType;
 pub use value::{Headers, Value};
 
+/// One xorshift64 step: the tests' reproducible stream of bit patterns (doubles from any bits,
+/// and the like).
+#[cfg(test)]
+pub(crate) fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
 /// The README's examples, compiled and run as doc tests.
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]

@@ -850,10 +850,9 @@ impl serde_json::ser::Formatter for PythonFormatter {
             w.write_all(&bytes[start..i])?;
             let mut units = [0u16; 2];
             for &mut u in c.encode_utf16(&mut units) {
-                // (Written out: `write!` on an io::Write is std's fmt-to-io adapter, ~0.5 KB of
+                // (Not `write!`: on an io::Write that is std's fmt-to-io adapter, ~0.5 KB of
                 // wasm for this alone.)
-                let hex = |shift: u16| b"0123456789abcdef"[usize::from((u >> shift) & 15)];
-                w.write_all(&[b'\\', b'u', hex(12), hex(8), hex(4), hex(0)])?;
+                w.write_all(&crate::json_print::u_escape(u))?;
             }
             start = i + c.len_utf8();
         }
@@ -998,9 +997,7 @@ mod tests {
             }
         };
         for _ in 0..if cfg!(target_arch = "wasm32") { 2_000 } else { 200_000 } {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::xorshift(&mut x);
             check(f64::from_bits(x));
             check((x % 1_000_000_007) as f64 / 1000.0);
         }

@@ -178,9 +178,7 @@ mod tests {
         .collect();
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..if cfg!(target_arch = "wasm32") { 500 } else { 20_000 } {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
+            crate::xorshift(&mut x);
             let f = f64::from_bits(x);
             cases.push(format!("{f}"));
             cases.push(format!("{f:e}"));

@@ -185,8 +185,8 @@ impl Fields {
 
     /// The values of an array, each read by `f` as fields named `what[i]`.
     pub(super) fn each<T>(&mut self, k: &'static str, f: impl Fn(Fields) -> JsResult<T>) -> Vec<T> {
-        let r = match self.take(k) {
-            None => return Vec::new(),
+        match self.take(k) {
+            None => Vec::new(),
             Some((key, Value::Array(items))) => {
                 let mut out = Vec::with_capacity(items.len());
                 for (i, v) in items.into_iter().enumerate() {
@@ -204,8 +204,7 @@ impl Fields {
                 self.bad(&key, "an array", &v);
                 Vec::new()
             }
-        };
-        r
+        }
     }
 
     pub(super) fn delivery_mode(&mut self, k: &'static str) -> Option<DeliveryMode> {
