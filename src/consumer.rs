@@ -475,11 +475,23 @@ impl Consumer {
     }
 
     /// A buffered message, if one is waiting (never blocks).
+    ///
+    /// A buffered message whose channel has closed since it arrived (a channel exception, a
+    /// lost connection) is dropped, not handed out: the broker has put it back in its queue and
+    /// sends it again (`redelivered`), and its `ack` could only fail, so handing it out would
+    /// have it processed twice. `no_ack` messages, which the broker has forgotten, are kept.
     pub fn try_next(&self) -> Option<Message> {
-        lock(&self.inner.buffer).messages.pop_front()
+        let mut buffer = lock(&self.inner.buffer);
+        while let Some(m) = buffer.messages.pop_front() {
+            if m.no_ack() || m.unsettled().is_none_or(|(ch, _)| ch.is_open()) {
+                return Some(m);
+            }
+        }
+        None
     }
 
-    /// Messages waiting in the buffer. (With `futures::StreamExt` in scope, its `buffered`
+    /// Messages waiting in the buffer (including any of a channel closed since, which
+    /// [`Consumer::try_next`] drops). (With `futures::StreamExt` in scope, its `buffered`
     /// adapter takes the method-call syntax: write `Consumer::buffered(&consumer)`.)
     pub fn buffered(&self) -> usize {
         lock(&self.inner.buffer).messages.len()

@@ -506,6 +506,48 @@ async fn cancel_requeues_what_the_buffer_holds() {
     assert!(auto.try_next().is_some());
 }
 
+// A channel exception (here: a publish on the consumer's channel to an exchange that does not
+// exist, 404) closes the channel while deliveries wait in the consumer's buffer. The broker
+// puts every unacknowledged one back in the queue; the buffered ones were handed out anyway,
+// and each was processed twice (its ack failed, and it came back redelivered). Now they are
+// dropped: each message reaches the application once more, redelivered, and none is lost.
+#[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
+#[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
+async fn buffered_messages_of_a_closed_channel_are_not_handed_out() {
+    let u = url("closedbuf");
+    let conn = Connection::new(&u).unwrap();
+    let ch = conn.channel().await.unwrap();
+    let q = Queue::new("closedbuf");
+    let p = Producer::new(&ch);
+    for i in 0..5 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("closedbuf").declare(&q)).await.unwrap();
+    }
+    let first = Consumer::new(&ch, vec![q.clone()]).prefetch_count(10);
+    let m0 = first.next_message(SECOND).await.unwrap();
+    conn.drain_events(Some(Duration::from_millis(20))).await.ok();
+    assert!(first.buffered() > 0, "the rest of the prefetch window waits in the buffer");
+    let err = p.publish(json!(1), PublishOptions::new().exchange(&Exchange::direct("closedbuf-missing"))).await.unwrap_err();
+    assert_eq!(err.name(), "NotFound", "{err}");
+    assert!(first.try_next().is_none(), "a message of the closed channel was handed out");
+    assert!(m0.ack().is_err(), "the channel is closed: its deliveries cannot be acknowledged");
+    conn.release().await.unwrap();
+
+    let conn = Connection::new(&u).unwrap();
+    let second = conn.consumer(vec![q.clone()]).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let m = second.next_message(SECOND).await.unwrap();
+        assert!(m.redelivered(), "every message was delivered before the channel closed");
+        seen.push(m.payload().unwrap().to_value()["i"].as_u64().unwrap());
+        m.ack().unwrap();
+    }
+    seen.sort_unstable();
+    assert_eq!(seen, (0..5).collect::<Vec<_>>());
+    let err = second.next_message(Some(Duration::from_millis(50))).await.unwrap_err();
+    assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+    conn.release().await.unwrap();
+}
+
 // A consumer dropped with all its handles (in the npm package: a Consumer object garbage
 // collected) used to stay registered at the broker: each delivery to it was requeued and at
 // once delivered to it again, so the connection always had an event waiting and a
