@@ -39,7 +39,7 @@ enum Code {
     Escape,
     Number,
     OutOfRange,
-    CodePoint,
+    InvalidCodePoint,
     Control,
     Key,
     LoneSurrogate,
@@ -64,7 +64,7 @@ impl Code {
             Code::Escape => "invalid escape",
             Code::Number => "invalid number",
             Code::OutOfRange => "number out of range",
-            Code::CodePoint => "invalid unicode code point",
+            Code::InvalidCodePoint => "invalid unicode code point",
             Code::Control => "control character (\\u0000-\\u001F) found while parsing a string",
             Code::Key => "key must be a string",
             Code::LoneSurrogate => "lone leading surrogate in hex escape",
@@ -361,7 +361,7 @@ impl Parser<'_> {
                         buf.extend_from_slice(&b[start..i]);
                         String::from_utf8(buf).map_err(|e| (e.as_bytes().len(), e.utf8_error().valid_up_to()))
                     };
-                    return text.map_err(|(len, valid)| Fail { code: Code::CodePoint, at: self.i, back: len - valid });
+                    return text.map_err(|(len, valid)| Fail { code: Code::InvalidCodePoint, at: self.i, back: len - valid });
                 }
                 b'\\' => {
                     buf.extend_from_slice(&b[start..i]);
@@ -764,8 +764,8 @@ mod tests {
             let number = prop_oneof![
                 any::<i64>().prop_map(|n| n.to_string()),
                 any::<u64>().prop_map(|n| n.to_string()),
-                any::<u64>().prop_map(|b| f64::from_bits(b)).prop_filter("finite", |f| f.is_finite()).prop_map(python_repr),
-                any::<u64>().prop_map(|b| f64::from_bits(b)).prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:.16e}")),
+                any::<u64>().prop_map(f64::from_bits).prop_filter("finite", |f| f.is_finite()).prop_map(python_repr),
+                any::<u64>().prop_map(f64::from_bits).prop_filter("finite", |f| f.is_finite()).prop_map(|f| format!("{f:.16e}")),
                 "-?(0|[1-9][0-9]{0,24})(\\.[0-9]{1,24})?([eE][+-]?[0-9]{1,3})?",
             ];
             let string = "\"([a-z é😀]|\\\\[\"\\\\/bfnrt]|\\\\u[0-9a-fA-F]{4}|\\\\u[dD][89abAB][0-9a-fA-F]{2}\\\\u[dD][c-fC-F][0-9a-fA-F]{2})*\"";

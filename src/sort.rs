@@ -6,7 +6,7 @@ use std::cmp::Ordering;
 /// every caller shares (a permutation of indices, compared through a `dyn` comparator). Each
 /// `sort_by` with its own closure or element type is a separate copy of the sort, ~4 KB of the
 /// wasm module; this is for snapshots, error messages and bind-time work, not for hot paths.
-pub(crate) fn sort_by<T>(items: &mut Vec<T>, cmp: impl Fn(&T, &T) -> Ordering) {
+pub(crate) fn sort_by<T>(items: &mut [T], cmp: impl Fn(&T, &T) -> Ordering) {
     if items.len() < 2 {
         return;
     }
@@ -61,7 +61,7 @@ mod tests {
         let mut ours = v.clone();
         super::sort_by(&mut ours, |x, y| x.0.cmp(&y.0));
         let mut std = v;
-        std.sort_by(|x, y| x.0.cmp(&y.0));
+        std.sort_by_key(|x| x.0);
         assert_eq!(ours, std);
     }
 }

@@ -526,7 +526,7 @@ async fn buffered_messages_of_a_closed_channel_are_not_handed_out() {
     let m0 = first.next_message(SECOND).await.unwrap();
     conn.drain_events(Some(Duration::from_millis(20))).await.ok();
     assert!(first.buffered() > 0, "the rest of the prefetch window waits in the buffer");
-    let err = p.publish(json!(1), PublishOptions::new().exchange(&Exchange::direct("closedbuf-missing"))).await.unwrap_err();
+    let err = p.publish(json!(1), PublishOptions::new().exchange(Exchange::direct("closedbuf-missing"))).await.unwrap_err();
     assert_eq!(err.name(), "NotFound", "{err}");
     assert!(first.try_next().is_none(), "a message of the closed channel was handed out");
     assert!(m0.ack().is_err(), "the channel is closed: its deliveries cannot be acknowledged");

@@ -13,6 +13,10 @@
 //!
 //! Tables: exchanges and queues by `vhost \0 name` (their declaration as JSON), bindings by
 //! their JSON, messages by `(vhost \0 queue, id)` (properties as JSON, then the body).
+// redb::Error is ~170 bytes, and so is StoreError with it. Every Result here is the store's
+// (opening, recovering, one write per group of changes on its own thread), never a hot path
+// that returns through many frames: boxing the error would buy nothing.
+#![allow(clippy::result_large_err)]
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

@@ -32,7 +32,7 @@ async fn producer_and_consumer_on_a_direct_exchange_with_kombus_names_and_wire_f
     }
     // Kombu's name mangling, and the queue created with the visibility_timeout option.
     let sqs_name = format!("{p}work-q_1");
-    assert_eq!(raw.queues(&p).await, [sqs_name.clone()]);
+    assert_eq!(raw.queues(&p).await, std::slice::from_ref(&sqs_name));
     assert_eq!(raw.attribute(&sqs_name, "VisibilityTimeout").await, "30");
     // MessageBody is base64 of Kombu's JSON envelope.
     let stored = raw.peek(&sqs_name).await;
@@ -217,7 +217,7 @@ async fn bodies_from_other_producers_and_predefined_queues() {
     assert_eq!(bodies, ["just text", r#"{"not": "an envelope"}"#]);
     consumer.cancel().await.unwrap();
     // A queue not in predefined_queues is refused, naming it; nothing is created.
-    let e = conn.producer().await.unwrap().publish(json!(1), PublishOptions::new().routing_key("other").declare(&Queue::new("other"))).await.unwrap_err();
+    let e = conn.producer().await.unwrap().publish(json!(1), PublishOptions::new().routing_key("other").declare(Queue::new("other"))).await.unwrap_err();
     assert!(e.to_string().contains("\"other\"") && e.to_string().contains("predefined_queues"), "{e}");
     conn.release().await.ok();
     assert_eq!(raw.queues(&p).await, [name]);

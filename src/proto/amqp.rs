@@ -1132,11 +1132,11 @@ mod tests {
         let mut entries = b"\x01aF\x00\x00\x00\x0b\x01yF\x00\x00\x00\x00\x01zt\x00".to_vec();
         entries.extend_from_slice(b"\x01bA\x00\x00\x00\x29");
         entries.extend_from_slice(b"t\x01VS\x00\x00\x00\x01x");
-        entries.extend_from_slice(&[b'd']);
+        entries.extend_from_slice(b"d");
         entries.extend_from_slice(&2.5f64.to_be_bytes());
-        entries.extend_from_slice(&[b'l']);
+        entries.extend_from_slice(b"l");
         entries.extend_from_slice(&5_000_000_000i64.to_be_bytes());
-        entries.extend_from_slice(&[b'I']);
+        entries.extend_from_slice(b"I");
         entries.extend_from_slice(&(-7i32).to_be_bytes());
         entries.extend_from_slice(&[b'l', 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
         assert_eq!(w.0.to_vec(), table_bytes(&entries));

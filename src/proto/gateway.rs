@@ -1393,7 +1393,7 @@ mod tests {
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"extra":{{"a":[1]}}}}"#),
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message},"extra":null}}"#),
             deliver(&format!(r#""properties":{{}},{m}"#)),
-            deliver(&format!(r#""redelivered":false,"delivery_tag":1,"exchange":"","routing_key":"q","properties":{{}}"#)),
+            deliver(r#""redelivered":false,"delivery_tag":1,"exchange":"","routing_key":"q","properties":{}"#),
             deliver(m),
             deliver(&format!(r#"{m},"properties":null"#)),
             deliver(&format!(r#"{m},"properties":{{}},"x-new":1"#)),
@@ -1450,7 +1450,7 @@ mod tests {
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"\ud800","message":{message}}}"#),
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"\x","message":{message}}}"#),
             format!("{{\"op\":\"deliver\",\"channel\":1,\"consumer_tag\":\"a\tb\",\"message\":{message}}}"),
-            deliver(&format!(r#""deliv\u0065ry_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{{}}"#)),
+            deliver(r#""deliv\u0065ry_tag":1,"redelivered":false,"exchange":"","routing_key":"q","properties":{}"#),
             // Bad JSON, anywhere.
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message}}} x"#),
             format!(r#"{{"op":"deliver","channel":1,"consumer_tag":"c","message":{message}}}}}"#),

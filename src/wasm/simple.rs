@@ -103,7 +103,10 @@ impl JsSimpleQueue {
 }
 
 /// The asynchronous operations of `SimpleQueue`: one enum, so that the module has one future
-/// (one state machine) for all of them rather than one per operation.
+/// (one state machine) for all of them rather than one per operation. Each value is made
+/// once per call and moved into that future, which is as large anyway: boxing the large
+/// variant would add an allocation per call and bytes to the module.
+#[allow(clippy::large_enum_variant)]
 enum Op {
     Put(Payload, crate::PublishOptions),
     Get(bool, Option<std::time::Duration>),
