@@ -103,6 +103,13 @@ boto3.client("sqs", region_name="us-east-1", endpoint_url=f"http://127.0.0.1:{sy
 print("moto answers SQS calls")
 PY
 
+step "Lints: cargo clippy, warnings are errors (native, and the wasm build of the crate)"
+cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
+cargo clippy --workspace --all-targets --locked -- -D warnings
+if [ "${SKIP_WASM:-}" != 1 ]; then
+  cargo clippy -p kombu --target wasm32-unknown-unknown --lib --tests --locked -- -D warnings
+fi
+
 step "Native tests (unit, integration, interop)"
 cargo test --workspace --locked
 
