@@ -483,7 +483,7 @@ impl Consumer {
     pub fn try_next(&self) -> Option<Message> {
         let mut buffer = lock(&self.inner.buffer);
         while let Some(m) = buffer.messages.pop_front() {
-            if m.no_ack() || m.unsettled().is_none_or(|(ch, _)| ch.is_open()) {
+            if m.no_ack() || m.channel_open() {
                 return Some(m);
             }
         }

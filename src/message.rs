@@ -322,6 +322,12 @@ impl Message {
         self.inner.channel.clone().map(|c| (c, self.inner.delivery_tag))
     }
 
+    /// False once the channel this message came on has closed (its ack could only fail); true
+    /// for a message not received from a broker.
+    pub(crate) fn channel_open(&self) -> bool {
+        self.inner.channel.as_ref().is_none_or(|c| c.is_open())
+    }
+
     fn settle(&self, new: MessageState, f: impl FnOnce(&dyn RawChannel) -> Result<()>) -> Result<()> {
         let mut state = lock(&self.inner.state);
         if *state != MessageState::Received {
