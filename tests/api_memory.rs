@@ -511,6 +511,7 @@ async fn cancel_requeues_what_the_buffer_holds() {
 // puts every unacknowledged one back in the queue; the buffered ones were handed out anyway,
 // and each was processed twice (its ack failed, and it came back redelivered). Now they are
 // dropped: each message reaches the application once more, redelivered, and none is lost.
+// A no_ack consumer's buffered messages, which the broker has forgotten, are still handed out.
 #[cfg_attr(not(target_arch = "wasm32"), tokio::test)]
 #[cfg_attr(target_arch = "wasm32", wasm_bindgen_test::wasm_bindgen_test)]
 async fn buffered_messages_of_a_closed_channel_are_not_handed_out() {
@@ -545,6 +546,23 @@ async fn buffered_messages_of_a_closed_channel_are_not_handed_out() {
     assert_eq!(seen, (0..5).collect::<Vec<_>>());
     let err = second.next_message(Some(Duration::from_millis(50))).await.unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err:?}");
+
+    // A no_ack consumer's buffered messages are the application's only copy (the broker forgot
+    // them when it sent them): the channel closing does not drop them.
+    second.cancel().await.unwrap();
+    let ch = conn.channel().await.unwrap();
+    let p = Producer::new(&ch);
+    for i in 0..3 {
+        p.publish(json!({"i": i}), PublishOptions::new().routing_key("closedbuf")).await.unwrap();
+    }
+    let auto = Consumer::new(&ch, vec![q.clone()]).no_ack(true);
+    auto.next_message(SECOND).await.unwrap();
+    conn.drain_events(Some(Duration::from_millis(20))).await.ok();
+    let held = auto.buffered();
+    assert!(held > 0);
+    let err = p.publish(json!(1), PublishOptions::new().exchange(Exchange::direct("closedbuf-missing"))).await.unwrap_err();
+    assert_eq!(err.name(), "NotFound", "{err}");
+    assert_eq!(std::iter::from_fn(|| auto.try_next()).count(), held, "a buffered no_ack message was dropped");
     conn.release().await.unwrap();
 }
 
